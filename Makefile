@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`. Both install what is missing first.
+LAB   ?= demo
+NODES ?= 3
+VENV  := .venv/bin
+
+.PHONY: setup demo test unit down help
+
+help:
+	@echo "make demo   set up, bring up a $(NODES)-node emulated lab '$(LAB)' and show it"
+	@echo "make test   set up, then run the whole test suite"
+	@echo "make down   remove the demo lab"
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/lab up --name $(LAB) --nodes $(NODES)
+	$(VENV)/lab status
+	@echo
+	@echo "The lab '$(LAB)' is up. Try:"
+	@echo "  $(VENV)/lab exec node1 -- ip -br addr      # a command on a node, over SSH"
+	@echo "  $(VENV)/lab ssh node2                      # a shell on a node"
+	@echo "  $(VENV)/lab --help                         # everything else"
+	@echo "Remove it with: make down   (or: $(VENV)/lab down --name $(LAB))"
+
+test: setup
+	$(VENV)/python -m pytest
+
+unit: setup
+	$(VENV)/python -m pytest tests/unit
+
+down: setup
+	$(VENV)/lab down --name $(LAB)

@@ -1,0 +1,1 @@
+"""Package data: the shipped inventories (local.yaml is what `lab up` starts from)."""

@@ -1,0 +1,218 @@
+"""`lab`: the command line. Parses arguments, picks the inventory, calls the library, prints results.
+
+Every LabError becomes one line on stderr and a non-zero exit code; there is no traceback for a
+user's mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from typing import Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, inventory
+from .apply.node import CNI_PLUGINS, probe
+from .errors import InputError, LabError
+from .model import Inventory
+from .providers.local import LocalProvider, base_inventory
+from .state import LabFiles, current_lab
+from .transport import NodeError, Transport
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def progress(line: str) -> None:
+    err.print(f"• {line}", style="dim", markup=False)
+
+
+def resolve_inventory(path: Optional[str]) -> Inventory:
+    """-i/--inventory, else $LAB_INVENTORY, else the lab brought up last (.lab/current)."""
+    path = path or os.environ.get("LAB_INVENTORY")
+    if path:
+        return inventory.load(path)
+    name = current_lab()
+    if name is None:
+        raise InputError("no lab to work on: bring one up with `lab up`, or give an inventory with "
+                         "-i/--inventory or LAB_INVENTORY")
+    return inventory.load(LabFiles.of(name).inventory)
+
+
+# ---- commands -----------------------------------------------------------------------------------
+
+
+def cmd_up(args) -> int:
+    base = base_inventory(args.inventory)
+    name = args.name or base.cluster.name
+    inv = LocalProvider(progress).up(name, args.nodes, base)
+    table = Table(title=f"lab {name}: {len(inv.nodes)} emulated nodes", title_justify="left")
+    for column in ("NODE", "ADDRESS", "NAMESPACE"):
+        table.add_column(column)
+    for node in inv.nodes:
+        table.add_row(node.name, str(node.address), f"{name}-{node.name}")
+    out.print(table)
+    out.print(f"inventory: {inv.source}")
+    return 0
+
+
+def cmd_down(args) -> int:
+    name = args.name or current_lab()
+    if name is None:
+        raise InputError("lab down: which lab? give --name NAME (no lab was brought up from here)")
+    if LocalProvider(progress).down(name):
+        out.print(f"lab {name}: removed (namespaces, links, processes and files)")
+    else:
+        out.print(f"lab {name} does not exist: nothing to do")
+    return 0
+
+
+def cmd_status(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    with Transport(inv.nodes) as transport:
+        results = transport.run_all(lambda node: probe(transport, node))
+    rows = []
+    for node in inv.nodes:
+        facts = results[node.name]
+        row = {"name": node.name, "address": str(node.address), "ssh": "ok", "hostname": None, "kernel": None,
+               "cni_plugins": {}, "missing_plugins": list(CNI_PLUGINS), "error": None}
+        if isinstance(facts, BaseException):
+            row.update(ssh="failed", error=str(facts))
+        else:
+            row.update(hostname=facts.hostname, kernel=facts.kernel, cni_plugins=facts.cni_plugins,
+                       missing_plugins=facts.missing_plugins)
+        rows.append(row)
+    if args.output == "json":
+        print(json.dumps({"lab": inv.name, "inventory": inv.source, "nodes": rows}, indent=2))
+    else:
+        table = Table(title=f"lab {inv.name} ({inv.source})", title_justify="left")
+        for column in ("NODE", "ADDRESS", "SSH", "HOSTNAME", "KERNEL", "CNI PLUGINS"):
+            table.add_column(column)
+        for row in rows:
+            if row["error"]:
+                table.add_row(row["name"], row["address"], "[red]failed[/]", "", "", "")
+                continue
+            missing = row["missing_plugins"]
+            cni = (f"[green]{len(CNI_PLUGINS)}/{len(CNI_PLUGINS)}[/] "
+                   f"({os.path.dirname(next(iter(row['cni_plugins'].values())))})"
+                   if not missing else f"[red]missing: {', '.join(missing)}[/]")
+            table.add_row(row["name"], row["address"], "[green]ok[/]", row["hostname"], row["kernel"], cni)
+        out.print(table)
+        for row in rows:
+            if row["error"]:
+                err.print(row["error"], style="red", markup=False, soft_wrap=True)
+    return 0 if all(row["ssh"] == "ok" for row in rows) else 1
+
+
+def after_dashes(words: list[str]) -> list[str]:
+    """The command words given after `--` (argparse keeps the `--` in a REMAINDER)."""
+    return words[1:] if words[:1] == ["--"] else words
+
+
+def cmd_exec(args) -> int:
+    command = after_dashes(args.command)
+    if not command:
+        raise InputError("lab exec: no command given; write it after --, e.g. lab exec node1 -- ip route")
+    inv = resolve_inventory(args.inventory)
+    node = inv.node(args.node)
+    with Transport([node]) as transport:
+        result = transport.run(node, command, check=False, timeout=args.timeout,
+                               stream=(sys.stdout.buffer, sys.stderr.buffer))
+    return result.exit_code
+
+
+def cmd_ssh(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    node = inv.node(args.node)
+    if shutil.which("ssh") is None:
+        raise LabError("ssh (the OpenSSH client) is not installed: install openssh-client")
+    ssh = node.ssh
+    argv = ["ssh", "-p", str(ssh.port), "-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null"]
+    if ssh.known_hosts:
+        argv += ["-o", f"UserKnownHostsFile={ssh.known_hosts}"]
+    if ssh.key:
+        argv += ["-i", str(ssh.key), "-o", "IdentitiesOnly=yes"]
+    if ssh.jump:
+        argv += ["-J", ssh.jump]
+    argv += [f"{ssh.user}@{node.ssh_host}", *after_dashes(args.command)]
+    sys.stdout.flush()
+    os.execvp("ssh", argv)
+    return 0  # not reached
+
+
+# ---- argument parsing ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lab", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="cluster-lab: a Kubernetes-style network from real kernel parts, over SSH.",
+        epilog="examples:\n  lab up --name demo --nodes 3\n  lab status\n  lab exec node1 -- ip -br addr\n"
+               "  lab down --name demo\n\nRun `lab COMMAND --help` for the options of each command.")
+    parser.add_argument("--version", action="version", version=f"cluster-lab {__version__}")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND")
+    sub.required = True
+
+    inv_opt = argparse.ArgumentParser(add_help=False)
+    inv_opt.add_argument("-i", "--inventory", metavar="FILE",
+                         help="the lab's inventory (default: $LAB_INVENTORY, else the lab brought up last)")
+
+    def command(name: str, func, help_text: str, examples: str, parents=(inv_opt,)) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=list(parents),
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="examples:\n" + "\n".join(f"  {line}" for line in examples.splitlines()))
+        p.set_defaults(func=func)
+        return p
+
+    p = command("up", cmd_up, "bring up emulated nodes on this machine (needs root); a no-op when already up",
+                "lab up                          # 3 nodes, lab 'demo'\n"
+                "lab up --name study --nodes 5\n"
+                "lab up --name demo --nodes 4    # add a node to a running lab", parents=())
+    p.add_argument("--name", help="the lab's name (default: cluster.name of the inventory, 'demo')")
+    p.add_argument("--nodes", type=int, choices=range(1, 201), metavar="N",
+                   help="how many nodes, 1 to 200 (default: emulated.nodes of the inventory, 3)")
+    p.add_argument("-i", "--inventory", metavar="FILE",
+                   help="the inventory to start from (default: the packaged inventories/local.yaml)")
+
+    p = command("down", cmd_down, "remove an emulated lab: every namespace, link, process and file it made",
+                "lab down --name demo\nlab down                  # the lab brought up last", parents=())
+    p.add_argument("--name", help="the lab to remove (default: the lab brought up last)")
+
+    p = command("status", cmd_status, "show each node: address, SSH reachability, hostname, kernel, CNI plugins",
+                "lab status\nlab status -o json\nlab status -i inventories/vagrant.yaml")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+    p = command("exec", cmd_exec, "run a command on a node over SSH; exits with the command's exit code",
+                "lab exec node1 -- ip route\nlab exec node2 -- sh -c 'ip -br link | grep eth0'")
+    p.add_argument("node", help="node name")
+    p.add_argument("--timeout", type=float, default=None, help="seconds before giving up (default: inventory's)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
+
+    p = command("ssh", cmd_ssh, "open an interactive shell on a node (OpenSSH client, host key pinned)",
+                "lab ssh node1\nlab ssh node1 -- uptime")
+    p.add_argument("node", help="node name")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="optional command, after --")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        prefix = "" if isinstance(exc, NodeError) else "error: "
+        for line in str(exc).splitlines():
+            err.print(f"lab: {prefix}{line}", style="red", markup=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("[red]lab: interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

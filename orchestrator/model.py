@@ -1,0 +1,109 @@
+"""The validated inventory as plain, immutable data. `inventory.load()` builds it; nothing here does I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Optional
+
+from .errors import InputError
+
+OVERLAY_BACKENDS = ("vxlan", "host-gw")
+# flannel's VXLAN encapsulation costs 50 bytes (outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8).
+VXLAN_OVERHEAD = 50
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """How nodes carry pod traffic to each other."""
+
+    backend: str = "vxlan"
+    vni: int = 1
+    port: int = 8472
+    mtu: Optional[int] = None  # None: underlay MTU minus the encapsulation overhead
+
+    def pod_mtu(self, underlay_mtu: int) -> int:
+        """The MTU pods get: explicit, or derived from the underlay's."""
+        if self.mtu is not None:
+            return self.mtu
+        return underlay_mtu - VXLAN_OVERHEAD if self.backend == "vxlan" else underlay_mtu
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Cluster-wide settings: the lab's name and its address plan."""
+
+    name: str
+    cluster_cidr: IPv4Network = IPv4Network("10.244.0.0/16")
+    node_subnet_size: int = 24
+    service_cidr: IPv4Network = IPv4Network("10.96.0.0/12")
+    dns_domain: str = "cluster.local"
+    overlay: Overlay = field(default_factory=Overlay)
+
+
+@dataclass(frozen=True)
+class Ssh:
+    """How to reach a node over SSH."""
+
+    user: str = "root"
+    port: int = 22
+    key: Optional[Path] = None  # None: the SSH agent and ~/.ssh keys
+    known_hosts: Optional[Path] = None  # None: ~/.ssh/known_hosts
+    become: bool = False  # run commands through `sudo -n`
+    jump: Optional[str] = None  # [user@]host[:port] of a jump host
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Node:
+    """One machine of the cluster."""
+
+    name: str
+    address: IPv4Address  # the node's address on the cluster network (overlay endpoints, host-gw routes)
+    ssh_host: str  # where SSH connects to; the address unless the inventory says otherwise
+    ssh: Ssh
+    labels: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Emulated:
+    """Settings for emulated nodes on this machine (`lab up`)."""
+
+    nodes: int = 3
+    node_prefix: str = "node"
+    underlay_mtu: int = 1500
+
+    def node_names(self, count: Optional[int] = None) -> list[str]:
+        """Names of the emulated nodes: node1, node2, ..."""
+        return [f"{self.node_prefix}{i}" for i in range(1, (count or self.nodes) + 1)]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A validated inventory: the cluster and its nodes."""
+
+    source: str  # the file it came from, for messages
+    cluster: Cluster
+    nodes: tuple[Node, ...] = ()
+    emulated: Optional[Emulated] = None
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name
+
+    def node(self, name: str) -> Node:
+        """The node called `name`; an InputError listing the known nodes otherwise."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.nodes) or "none"
+        raise InputError(f"{self.source}: no node named {name!r}; nodes are: {known}")
+
+    def select(self, names: Optional[list[str]] = None) -> tuple[Node, ...]:
+        """The named nodes (all when `names` is empty), in inventory order."""
+        if not names:
+            return self.nodes
+        wanted = [self.node(n) for n in names]
+        return tuple(n for n in self.nodes if n in wanted)

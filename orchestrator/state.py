@@ -1,0 +1,110 @@
+"""The lab's files under `.lab/<name>/` (or $LAB_STATE_DIR): paths, atomic writes, a lock, the current lab."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+
+def state_root() -> Path:
+    """Where labs keep their files: $LAB_STATE_DIR, else `.lab` in the current directory."""
+    return Path(os.environ.get("LAB_STATE_DIR") or ".lab").absolute()
+
+
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` so that readers see the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class LabFiles:
+    """The files of one lab."""
+
+    name: str
+    root: Path
+
+    @classmethod
+    def of(cls, name: str) -> "LabFiles":
+        return cls(name, state_root() / name)
+
+    @property
+    def inventory(self) -> Path:
+        return self.root / "inventory.yaml"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "known_hosts"
+
+    @property
+    def client_key(self) -> Path:
+        return self.root / "id_ed25519"
+
+    @property
+    def record(self) -> Path:
+        """JSON written by the provider: what it created (addresses, PIDs)."""
+        return self.root / "lab.json"
+
+    def node_dir(self, node: str) -> Path:
+        return self.root / "nodes" / node
+
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def create(self) -> None:
+        # Private keys live here: keep the folder root-only.
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)
+
+    def read_record(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def write_record(self, data: dict[str, Any]) -> None:
+        atomic_write(self.record, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the lab's lock (one `up`/`down`/`deploy` at a time per lab). The lock file lives beside the lab's
+        folder, so removing the folder under the lock is safe."""
+        state_root().mkdir(parents=True, exist_ok=True)
+        with open(state_root() / f".{self.name}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+
+def current_lab() -> Optional[str]:
+    """The lab brought up last (`.lab/current`), if it still exists."""
+    try:
+        name = (state_root() / "current").read_text().strip()
+    except OSError:
+        return None
+    return name if name and LabFiles.of(name).exists() else None
+
+
+def set_current_lab(name: Optional[str]) -> None:
+    path = state_root() / "current"
+    if name is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    else:
+        atomic_write(path, name + "\n", mode=0o644)

@@ -1,0 +1,1 @@
+"""Package data: the lessons run by `lab play`."""

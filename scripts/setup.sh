@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what cluster-lab needs on a Debian/Ubuntu machine, without prompts, and only what is missing:
+# the Debian packages below and a .venv with the project. A second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+    iproute2 iptables nftables openssh-server openssh-client containernetworking-plugins
+    conntrack dnsmasq-base iputils-ping procps util-linux python3 python3-venv
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: run as root (the lab creates network namespaces and installs Debian packages)" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+stamp=.venv/.cluster-lab-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    echo "setup: installing the project into .venv"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    touch "$stamp"
+fi
