@@ -162,34 +162,36 @@ class NodeConnection:
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
+            # Read until EOF: sshd may send the exit status before the last output.
             while True:
                 got = False
                 while chan.recv_ready():
-                    chunk = chan.recv(65536)
-                    out.append(chunk)
                     got = True
-                    if stream:
-                        stream[0].write(chunk)
-                        stream[0].flush()
+                    out.append(self._forward(chan.recv(65536), stream and stream[0]))
                 while chan.recv_stderr_ready():
-                    chunk = chan.recv_stderr(65536)
-                    err.append(chunk)
                     got = True
-                    if stream:
-                        stream[1].write(chunk)
-                        stream[1].flush()
-                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    err.append(self._forward(chan.recv_stderr(65536), stream and stream[1]))
+                if (chan.eof_received or chan.closed) and not chan.recv_ready() and not chan.recv_stderr_ready():
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise NodeError(self.node.name, f"timed out after {timeout:g} s", command)
                 if not got:
                     select.select([chan], [], [], min(remaining, 0.5))
+            if not chan.status_event.wait(max(deadline - time.monotonic(), 0.01)):
+                raise NodeError(self.node.name, f"timed out after {timeout:g} s", command)
             return chan.recv_exit_status(), b"".join(out), b"".join(err)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise NodeError(self.node.name, f"SSH channel failed: {exc}", command) from None
         finally:
             chan.close()
+
+    @staticmethod
+    def _forward(chunk: bytes, sink: Optional[BinaryIO]) -> bytes:
+        if sink:
+            sink.write(chunk)
+            sink.flush()
+        return chunk
 
     def close(self) -> None:
         with self._lock:

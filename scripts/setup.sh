@@ -28,6 +28,8 @@ fi
 stamp=.venv/.cluster-lab-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
+    # setuptools >= 70.1 builds wheels by itself (the packaging test installs the project non-editable).
+    .venv/bin/python -m pip install -q --disable-pip-version-check 'setuptools>=70.1'
     echo "setup: installing the project into .venv"
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
     touch "$stamp"

@@ -110,11 +110,11 @@ class LabLayout:
 
 def layout(lab: str, emulated: Emulated, count: int, underlay: IPv4Network) -> LabLayout:
     """The plan for `count` emulated nodes of lab `lab` on `underlay`."""
+    most = underlay.num_addresses - 13  # .1 is the root namespace's, .11 on the nodes', the last two router/broadcast
+    if count > most:
+        raise InputError(f"--nodes: {count} nodes do not fit the /{underlay.prefixlen} underlay; use at most {most}")
     nodes = tuple(EmulatedNode(name, i, f"{lab}-{name}", underlay[10 + i])
                   for i, name in enumerate(emulated.node_names(count), start=1))
-    if nodes and nodes[-1].address >= underlay[-2]:
-        raise InputError(f"--nodes: {count} nodes do not fit the /{underlay.prefixlen} underlay; use at most "
-                         f"{underlay.num_addresses - 13}")
     return LabLayout(lab, underlay, emulated.underlay_mtu, nodes)
 
 

@@ -1,0 +1,62 @@
+"""Fixtures for end-to-end tests: real emulated labs, created and removed by the `lab` CLI."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orchestrator import inventory
+from orchestrator.model import Inventory
+from orchestrator.transport import Transport
+
+from .labtools import LabProcesses, lab_cli, leftovers, unique_lab_name
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory) -> Path:
+    """A state folder of the test session's own: tests never touch the user's `.lab`."""
+    if os.geteuid() != 0:
+        pytest.fail("end-to-end tests create network namespaces: run them as root (make test does)")
+    path = tmp_path_factory.mktemp("labstate")
+    os.environ["LAB_STATE_DIR"] = str(path)
+    return path
+
+
+@dataclass
+class RunningLab:
+    name: str
+    state_dir: Path
+    inventory: Inventory
+    transport: Transport
+
+    @property
+    def inventory_path(self) -> str:
+        return str(self.state_dir / self.name / "inventory.yaml")
+
+    def cli(self, *args: str, **kwargs):
+        return lab_cli(*args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def lab3(state_dir):
+    """A 3-node emulated lab for the whole session; removed at the end, and checked to leave nothing."""
+    name = unique_lab_name("e")
+    processes = LabProcesses()
+    try:
+        lab_cli("up", "--name", name, "--nodes", "3", check=True)
+        processes = LabProcesses.of(name)
+        inv = inventory.load(state_dir / name / "inventory.yaml")
+        with Transport(inv.nodes) as transport:
+            yield RunningLab(name, state_dir, inv, transport)
+    finally:
+        lab_cli("down", "--name", name, check=True)
+        assert leftovers(name, state_dir, processes) == []

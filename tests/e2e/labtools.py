@@ -1,0 +1,100 @@
+"""Helpers for end-to-end tests: run the `lab` CLI, look for a lab's leftovers, snapshot the root namespace.
+
+The leftover check reads the kernel directly (ip, /sys, /proc), not through the provider's own code.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def lab_cli(*args: str, check: bool = False, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run `lab ARGS...` as a user would (a new process), with this test session's state folder."""
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lab {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def unique_lab_name(prefix: str = "t") -> str:
+    return prefix + secrets.token_hex(3)
+
+
+def sh(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True).stdout
+
+
+def namespaces_of(lab: str) -> list[str]:
+    return [line.split()[0] for line in sh("ip", "netns", "list").splitlines() if line.startswith(f"{lab}-")]
+
+
+def ns_inode(pid: int, kind: str):
+    try:
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@dataclass
+class LabProcesses:
+    """The processes of a lab, found from its namespaces: to check later that none is left."""
+
+    pids: set = field(default_factory=set)
+    mount_namespaces: set = field(default_factory=set)
+
+    @classmethod
+    def of(cls, lab: str) -> "LabProcesses":
+        found = cls()
+        own_mnt = ns_inode(os.getpid(), "mnt")
+        for ns in namespaces_of(lab):
+            for pid in sh("ip", "netns", "pids", ns).split():
+                found.pids.add(int(pid))
+                mnt = ns_inode(int(pid), "mnt")
+                if mnt and mnt != own_mnt:
+                    found.mount_namespaces.add(mnt)
+        return found
+
+    def still_running(self) -> list[int]:
+        in_mnt = {int(p) for p in os.listdir("/proc") if p.isdigit() and ns_inode(int(p), "mnt") in
+                  self.mount_namespaces}
+        return sorted(pid for pid in self.pids | in_mnt if alive(pid))
+
+
+def leftovers(lab: str, state_dir: Path, processes: LabProcesses) -> list[str]:
+    """Everything of lab `lab` still on this machine; empty when it is gone completely."""
+    found = [f"namespace {ns}" for ns in namespaces_of(lab)]
+    found += [f"link {link.name}" for link in Path("/sys/class/net").iterdir() if link.name.startswith(f"{lab}-")]
+    found += [f"mount {line.split()[4]}" for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if f"/{lab}-" in line.split()[4]]
+    found += [f"process {pid}" for pid in processes.still_running()]
+    if (state_dir / lab).exists():
+        found.append(f"state folder {state_dir / lab}")
+    return found
+
+
+def root_namespace_snapshot() -> dict[str, str]:
+    """Routes, rules, links, firewall rules and forwarding sysctls of the root namespace."""
+    snap = {
+        "routes4": sh("ip", "-4", "route", "show", "table", "all"),
+        "routes6": sh("ip", "-6", "route", "show", "table", "all"),
+        "rules4": sh("ip", "-4", "rule"),
+        "rules6": sh("ip", "-6", "rule"),
+        "links": " ".join(sorted(p.name for p in Path("/sys/class/net").iterdir())),
+        "nft": sh("nft", "list", "ruleset"),
+    }
+    for key in ("net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter", "net/ipv4/conf/all/forwarding"):
+        snap[key] = Path("/proc/sys", key).read_text()
+    return snap
