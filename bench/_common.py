@@ -1,0 +1,46 @@
+"""Shared by the benchmarks: timing, a private state folder, and recording figures in docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "benchmarks.md"
+
+
+def use_private_state() -> Path:
+    """Benchmarks keep their labs out of the user's `.lab`."""
+    path = Path(tempfile.mkdtemp(prefix="lab-bench-"))
+    os.environ["LAB_STATE_DIR"] = str(path)
+    return path
+
+
+def lab(*args: str) -> float:
+    """Run `lab ARGS` and return its wall-clock seconds; fail loudly if it fails."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"lab {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return elapsed
+
+
+def record(title: str, lines: list[str]) -> None:
+    """Print the figures and append them, dated, to docs/benchmarks.md."""
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    machine = f"{platform.node()}, {os.cpu_count()} cores, kernel {platform.release()}"
+    block = [f"## {title} ({stamp}; {machine})", "", *lines, ""]
+    print("\n".join(block))
+    RESULTS.parent.mkdir(exist_ok=True)
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmarks\n\nFigures printed by `bench/*.py`, newest last. "
+                           "Run them as root on an idle machine: `.venv/bin/python bench/NAME.py`.\n\n")
+    with RESULTS.open("a") as handle:
+        handle.write("\n".join(block) + "\n")
