@@ -17,7 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, inventory
-from .apply.node import CNI_PLUGINS, probe
+from .apply import deploy as deploy_mod
+from .apply.node import read_state
+from .plan.facts import CNI_PLUGINS
 from .errors import InputError, LabError
 from .model import Inventory
 from .providers.local import LocalProvider, base_inventory
@@ -75,7 +77,7 @@ def cmd_down(args) -> int:
 def cmd_status(args) -> int:
     inv = resolve_inventory(args.inventory)
     with Transport(inv.nodes) as transport:
-        results = transport.run_all(lambda node: probe(transport, node))
+        results = transport.run_all(lambda node: read_state(transport, node, inv.name))
     rows = []
     for node in inv.nodes:
         facts = results[node.name]
@@ -107,6 +109,44 @@ def cmd_status(args) -> int:
             if row["error"]:
                 err.print(row["error"], style="red", markup=False, soft_wrap=True)
     return 0 if all(row["ssh"] == "ok" for row in rows) else 1
+
+
+def print_reports(title: str, reports, show_changes: bool) -> int:
+    """A per-node table (ok / changed / failed), the changes when asked, errors last; exit code."""
+    styles = {"ok": "green", "changed": "yellow", "removed": "yellow", "would change": "yellow", "failed": "red"}
+    table = Table(title=title, title_justify="left")
+    for column in ("NODE", "POD SUBNET", "RESULT", "CHANGES"):
+        table.add_column(column)
+    for r in reports:
+        style = styles.get(r.status, "")
+        table.add_row(r.node, r.subnet or "", f"[{style}]{r.status}[/]", str(len(r.changes)))
+    out.print(table)
+    if show_changes:
+        for r in reports:
+            for what in r.changes:
+                out.print(f"  {r.node}: {what}", markup=False, highlight=False, soft_wrap=True)
+    failed = [r for r in reports if r.status == "failed"]
+    for r in failed:
+        for line in (r.error or "failed").splitlines():
+            err.print(f"lab: {line}", style="red", markup=False, soft_wrap=True)
+    if not failed and all(r.status == "ok" for r in reports):
+        out.print("no changes")
+    return 1 if failed else 0
+
+
+def cmd_deploy(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    with Transport(inv.nodes) as transport:
+        reports = deploy_mod.deploy(inv, transport, LabFiles.of(inv.name), dry_run=args.dry_run, progress=progress)
+    title = f"lab {inv.name}: pod network ({inv.cluster.overlay.backend})" + (" - dry run" if args.dry_run else "")
+    return print_reports(title, reports, args.dry_run or args.verbose)
+
+
+def cmd_destroy(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    with Transport(inv.nodes) as transport:
+        reports = deploy_mod.destroy(inv, transport, LabFiles.of(inv.name), progress=progress)
+    return print_reports(f"lab {inv.name}: destroy", reports, args.verbose)
 
 
 def after_dashes(words: list[str]) -> list[str]:
@@ -186,6 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("status", cmd_status, "show each node: address, SSH reachability, hostname, kernel, CNI plugins",
                 "lab status\nlab status -o json\nlab status -i inventories/vagrant.yaml")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+    p = command("deploy", cmd_deploy, "build the pod network on every node: subnets, CNI config, overlay, "
+                "masquerade; changes only what differs",
+                "lab deploy\nlab deploy --dry-run          # what would change, per node\n"
+                "lab deploy -i inventories/vagrant.yaml")
+    p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every change made")
+
+    p = command("destroy", cmd_destroy, "undo everything deploy and the pods made on the nodes",
+                "lab destroy\nlab destroy -i inventories/vagrant.yaml")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every change made")
 
     p = command("exec", cmd_exec, "run a command on a node over SSH; exits with the command's exit code",
                 "lab exec node1 -- ip route\nlab exec node2 -- sh -c 'ip -br link | grep eth0'")

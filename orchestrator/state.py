@@ -62,6 +62,24 @@ class LabFiles:
         """JSON written by the provider: what it created (addresses, PIDs)."""
         return self.root / "lab.json"
 
+    @property
+    def objects(self) -> Path:
+        """JSON of what the lab manages: subnet leases, pods, deployments, services."""
+        return self.root / "objects.json"
+
+    def read_objects(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.objects.read_text())
+        except (OSError, ValueError):
+            data = {}
+        for key in ("subnets", "pods", "deployments", "services"):
+            data.setdefault(key, {})
+        return data
+
+    def write_objects(self, data: dict[str, Any]) -> None:
+        self.create()
+        atomic_write(self.objects, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node
 

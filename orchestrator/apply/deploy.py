@@ -1,0 +1,177 @@
+"""`lab deploy` and `lab destroy`: read every node, plan, diff, then one script per node that differs.
+
+Per node and run: one SSH command to read (templates/node-facts.sh.j2) and, only where something
+differs, one to change. A node that fails is reported by name with the failing change and command;
+the others go on and are reported too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+from ipaddress import ip_network
+from typing import Callable, Optional
+
+from ..errors import InputError
+from ..model import Inventory, Node
+from ..plan import diff
+from ..plan.facts import NodeState
+from ..plan.ipam import lease_subnets
+from ..plan.network import NodeFacts, conflist_path, node_lib, plan_node
+from ..render import resource_text
+from ..state import LabFiles
+from ..transport import NodeError, Transport
+from .node import read_state
+
+AGENT = "node_agent.py"
+
+
+@dataclass
+class NodeReport:
+    node: str
+    status: str  # ok | changed | would change | failed
+    changes: list = field(default_factory=list)
+    error: Optional[str] = None
+    subnet: Optional[str] = None
+
+
+def agent_path(lab: str) -> str:
+    return f"{node_lib(lab)}/{AGENT}"
+
+
+def agent_files() -> dict[str, tuple[str, str, str]]:
+    """What the lab installs in its folder on every node: relative path -> (text, sha256, mode)."""
+    text = resource_text("orchestrator", AGENT)
+    return {AGENT: (text, hashlib.sha256(text.encode()).hexdigest(), "0755")}
+
+
+def agent_command(lab: str, *args: str) -> str:
+    return shlex.join(["python3", agent_path(lab), *args])
+
+
+def preflight(inv: Inventory, node: Node, state: NodeState) -> NodeFacts:
+    """The facts planning needs, or a NodeError saying what the node lacks."""
+    lacks = state.missing()
+    if lacks:
+        raise NodeError(node.name, f"lacks {', '.join(lacks)}; install them (on Debian/Ubuntu: iproute2 iptables "
+                                   "python3 containernetworking-plugins)")
+    foreign = [f for f in state.conflists if f.startswith("10-") and f.endswith(".conflist")
+               and f != f"10-{inv.name}.conflist"]
+    if foreign:
+        other = foreign[0][3:-len(".conflist")]
+        raise NodeError(node.name, f"already carries lab {other!r} (/etc/cni/net.d/{foreign[0]}); run "
+                                   f"`lab destroy` with that lab's inventory first")
+    device = state.device_with_address(node.address)
+    if device is None:
+        raise NodeError(node.name, f"no interface has the address {node.address}; fix the node's `address` in "
+                                   f"{inv.source}")
+    return NodeFacts(underlay_device=device["ifname"], underlay_mtu=int(device.get("mtu", 1500)))
+
+
+def read_all(inv: Inventory, transport: Transport) -> dict:
+    return transport.run_all(lambda node: read_state(transport, node, inv.name))
+
+
+def run_changes(transport: Transport, node: Node, changes: list) -> None:
+    if changes:
+        transport.run(node, ["bash", "-c", diff.render_script(changes)])
+
+
+def apply_changes(transport: Transport, inv: Inventory, planned: dict[str, list], reports: dict,
+                  done_status: str) -> None:
+    """Run each node's changes in parallel; record per node changed/failed."""
+    busy = [n for n in inv.nodes if planned.get(n.name)]
+    results = transport.run_all(lambda node: run_changes(transport, node, planned[node.name]), busy)
+    for name, outcome in results.items():
+        if isinstance(outcome, BaseException):
+            reports[name].status, reports[name].error = "failed", failure_text(outcome)
+        else:
+            reports[name].status = done_status
+
+
+def failure_text(exc: BaseException) -> str:
+    """The most telling line of a failure: the script's own `lab: failed at:` line when there is one."""
+    result = getattr(exc, "result", None)
+    if result is not None:
+        marked = [line for line in result.stderr.splitlines() if line.startswith("lab: failed at:")]
+        if marked:
+            return f"{result.node}: {marked[-1][len('lab: '):]}"
+    return str(exc)
+
+
+def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool = False,
+           progress: Callable[[str], None] = lambda line: None) -> list[NodeReport]:
+    """Converge every node's pod network to the plan; return one report per node."""
+    progress(f"reading {len(inv.nodes)} node(s)")
+    states = read_all(inv, transport)
+    reports = {n.name: NodeReport(n.name, "ok") for n in inv.nodes}
+    facts: dict[str, NodeFacts] = {}
+    for node in inv.nodes:
+        try:
+            state = states[node.name]
+            if isinstance(state, BaseException):
+                raise state
+            facts[node.name] = preflight(inv, node, state)
+        except NodeError as exc:
+            reports[node.name].status, reports[node.name].error = "failed", str(exc)
+    objects = files.read_objects()
+    try:
+        subnets = lease_subnets(inv.cluster.cluster_cidr, inv.cluster.node_subnet_size, [n.name for n in inv.nodes],
+                                {k: ip_network(v) for k, v in objects["subnets"].items()})
+    except ValueError as exc:
+        raise InputError(f"{inv.source}: cluster.cluster_cidr: {exc}; use a larger cluster_cidr") from None
+    if not dry_run and {k: str(v) for k, v in subnets.items()} != objects["subnets"]:
+        objects["subnets"] = {k: str(v) for k, v in subnets.items()}
+        files.write_objects(objects)
+    planned: dict[str, list] = {}
+    for node in inv.nodes:
+        reports[node.name].subnet = str(subnets[node.name])
+        if node.name not in facts:
+            continue
+        state = states[node.name]
+        net = plan_node(inv, node, subnets, facts)
+        changes = diff.file_changes(state, inv.name, agent_files()) + diff.network_changes(net, state, inv.cluster)
+        stopped = sorted(key for key, value in state.pods.items() if value != "running")
+        if stopped:
+            changes.append(diff.Change(f"restart the servers of {len(stopped)} pod(s): {', '.join(stopped)}",
+                                       (agent_command(inv.name, "pods-ensure") + " >/dev/null",)))
+        planned[node.name] = changes
+        reports[node.name].changes = [c.what for c in changes]
+        if changes:
+            reports[node.name].status = "would change" if dry_run else "changing"
+    if not dry_run:
+        progress(f"applying changes to {sum(1 for c in planned.values() if c)} node(s)")
+        apply_changes(transport, inv, planned, reports, "changed")
+    return [reports[n.name] for n in inv.nodes]
+
+
+def destroy(inv: Inventory, transport: Transport, files: LabFiles,
+            progress: Callable[[str], None] = lambda line: None) -> list[NodeReport]:
+    """Remove everything deploy and the pods made on every node; forget the lab's pods and leases."""
+    progress(f"reading {len(inv.nodes)} node(s)")
+    states = read_all(inv, transport)
+    reports = {n.name: NodeReport(n.name, "ok") for n in inv.nodes}
+    planned: dict[str, list] = {}
+    lab = inv.name
+    for node in inv.nodes:
+        state = states[node.name]
+        if isinstance(state, BaseException):
+            reports[node.name].status, reports[node.name].error = "failed", str(state)
+            continue
+        changes = []
+        pod_netns = [ns for ns in state.netns if ns.startswith(f"{lab}-")]
+        if state.pods or pod_netns:
+            purge = agent_command(lab, "pods-purge", "--lab", lab, "--conf", conflist_path(lab),
+                                  "--cni-path", state.cni_dir or "/opt/cni/bin:/usr/lib/cni")
+            changes.append(diff.Change(f"remove {max(len(state.pods), len(pod_netns))} pod(s)", (purge + " >/dev/null",)))
+        changes += diff.teardown(state, inv.cluster, None)
+        planned[node.name] = changes
+        reports[node.name].changes = [c.what for c in changes]
+    progress(f"removing the lab from {sum(1 for c in planned.values() if c)} node(s)")
+    apply_changes(transport, inv, planned, reports, "removed")
+    if all(r.status != "failed" for r in reports.values()):
+        objects = files.read_objects()
+        objects["pods"], objects["subnets"], objects["deployments"] = {}, {}, {}
+        files.write_objects(objects)
+    return [reports[n.name] for n in inv.nodes]

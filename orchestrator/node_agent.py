@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+"""cluster-lab's node agent: the small part of a kubelet/container runtime the lab needs on a node.
+
+Installed by `lab deploy` as /var/lib/cluster-lab/<lab>/node_agent.py and run over SSH. Standard
+library only (Python 3.7+), so any node with python3 can run it.
+
+  cni ADD|DEL|CHECK|VERSION --conf FILE ...   run a CNI network config (list) the way a runtime does:
+                                              CNI_* environment, config on stdin, results chained as
+                                              prevResult, the result cached for DEL/CHECK, DEL after a
+                                              failed ADD
+  pods-add / pods-del / pods-ensure           pods as network namespaces (JSON on stdin, JSON out)
+  serve --name POD --tcp 80 --udp 80          the built-in pod server: HTTP /hostname /clientip /echo,
+                                              and a UDP echo that names the pod and the client
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+CACHE_DIR = "/var/lib/cni/results"
+CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+LOOPBACK_CONF = {"cniVersion": "1.0.0", "name": "loopback", "type": "loopback"}
+
+
+class CniError(Exception):
+    """A CNI failure, with the spec's error code."""
+
+    def __init__(self, msg: str, code: int = 999):
+        super().__init__(msg)
+        self.code = code
+
+
+# ---- CNI: the runtime side of the spec ----------------------------------------------------------------
+
+
+def load_conf(text: str, source: str) -> dict:
+    """A network configuration (list); a single plugin's config becomes a list of one."""
+    try:
+        conf = json.loads(text)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", "?")
+        col = getattr(exc, "colno", "?")
+        raise CniError(f"{source}: line {line}, column {col}: not valid JSON ({getattr(exc, 'msg', exc)}); "
+                       f"fix the JSON there (a trailing comma is a common cause)", 6) from None
+    if not isinstance(conf, dict):
+        raise CniError(f"{source}: expected a JSON object", 6)
+    if "plugins" not in conf:
+        if "type" not in conf:
+            raise CniError(f"{source}: neither \"plugins\" nor \"type\": not a CNI config; add \"type\"", 1)
+        plugin = {k: v for k, v in conf.items() if k not in ("cniVersion", "name")}
+        conf = {"cniVersion": conf.get("cniVersion", "1.0.0"), "name": conf.get("name", ""), "plugins": [plugin]}
+    for key in ("cniVersion", "name"):
+        if not conf.get(key):
+            raise CniError(f"{source}: missing \"{key}\"; add it", 1)
+    if not isinstance(conf["plugins"], list) or not all(isinstance(p, dict) and p.get("type")
+                                                        for p in conf["plugins"]):
+        raise CniError(f"{source}: \"plugins\" must be a list of objects with a \"type\"", 1)
+    return conf
+
+
+def check_arguments(container_id: str, ifname: str) -> None:
+    """The spec's rules for the container ID and the interface name."""
+    if not CONTAINER_ID.match(container_id or ""):
+        raise CniError(f"container ID {container_id!r} is invalid: it must start with a letter or digit, "
+                       "followed by letters, digits, '_', '.' or '-'", 2)
+    if not ifname or len(ifname) > 15 or ifname in (".", "..") or re.search(r"[/:\s]", ifname):
+        raise CniError(f"interface name {ifname!r} is invalid: 1-15 characters, not '.' or '..', "
+                       "no '/', ':' or white space", 2)
+
+
+def plugin_config(conf: dict, plugin: dict, prev_result, runtime_config: dict) -> dict:
+    """What one plugin of a list gets on stdin: its own config plus name, cniVersion, prevResult and the
+    runtimeConfig for the capabilities it declares."""
+    config = dict(plugin)
+    config["name"] = conf["name"]
+    config["cniVersion"] = conf["cniVersion"]
+    if prev_result is not None:
+        config["prevResult"] = prev_result
+    capabilities = plugin.get("capabilities") or {}
+    runtime = {key: value for key, value in runtime_config.items() if capabilities.get(key)}
+    if runtime:
+        config["runtimeConfig"] = runtime
+    return config
+
+
+def find_plugin(name: str, cni_path: str) -> str:
+    for folder in cni_path.split(":"):
+        path = os.path.join(folder, name)
+        if os.access(path, os.X_OK):
+            return path
+    raise CniError(f"plugin {name!r} not found in CNI_PATH {cni_path}", 7)
+
+
+def exec_plugin(command: str, config: dict, container_id: str, netns: str, ifname: str, cni_path: str):
+    env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=container_id, CNI_NETNS=netns,
+               CNI_IFNAME=ifname, CNI_PATH=cni_path)
+    proc = subprocess.run([find_plugin(config["type"], cni_path)], input=json.dumps(config).encode(), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = proc.stdout.decode(errors="replace").strip()
+    if proc.returncode != 0:
+        try:
+            err = json.loads(out)
+            msg = err.get("msg", out) + (f": {err['details']}" if err.get("details") else "")
+            code = int(err.get("code", 999))
+        except (ValueError, AttributeError):
+            msg, code = out or proc.stderr.decode(errors="replace").strip(), 999
+        raise CniError(f"{config['type']} {command}: {msg}", code)
+    return json.loads(out) if out else None
+
+
+def cache_path(conf: dict, container_id: str, ifname: str, cache_dir: str) -> str:
+    return os.path.join(cache_dir, f"{conf['name']}-{container_id}-{ifname}")
+
+
+def cni(command: str, conf: dict, container_id: str, netns: str, ifname: str, cni_path: str,
+        runtime_config=None, cache_dir: str = CACHE_DIR):
+    """Run CNI `command` for the whole network config list; return the final result (ADD, CHECK) or None."""
+    check_arguments(container_id, ifname)
+    runtime_config = runtime_config or {}
+    cache = cache_path(conf, container_id, ifname, cache_dir)
+    if command == "VERSION":
+        return {p["type"]: exec_plugin("VERSION", {"cniVersion": conf["cniVersion"]}, container_id, netns,
+                                       ifname, cni_path) for p in conf["plugins"]}
+    if command == "ADD":
+        result = None
+        try:
+            for plugin in conf["plugins"]:
+                result = exec_plugin("ADD", plugin_config(conf, plugin, result, runtime_config),
+                                     container_id, netns, ifname, cni_path)
+        except CniError:
+            # Undo what the plugins that succeeded did, as a runtime does after a failed ADD.
+            try:
+                cni("DEL", conf, container_id, netns, ifname, cni_path, runtime_config, cache_dir)
+            except CniError:
+                pass
+            raise
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(cache + ".tmp", "w") as handle:
+            json.dump({"kind": "cniCacheV1", "containerId": container_id, "ifName": ifname,
+                       "networkName": conf["name"], "config": conf, "capabilityArgs": runtime_config,
+                       "result": result}, handle)
+        os.replace(cache + ".tmp", cache)
+        return result
+    cached = None
+    try:
+        with open(cache) as handle:
+            cached = json.load(handle)
+    except (OSError, ValueError):
+        if command == "CHECK":
+            raise CniError(f"no cached result for {container_id}/{ifname}: was it added?", 4) from None
+    prev = cached.get("result") if cached else None
+    runtime = (cached or {}).get("capabilityArgs") or runtime_config
+    if command == "CHECK":
+        for plugin in conf["plugins"]:
+            exec_plugin("CHECK", plugin_config(conf, plugin, prev, runtime), container_id, netns, ifname, cni_path)
+        return prev
+    if command == "DEL":
+        errors = []
+        for plugin in reversed(conf["plugins"]):
+            try:
+                exec_plugin("DEL", plugin_config(conf, plugin, prev, runtime), container_id, netns, ifname, cni_path)
+            except CniError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        try:
+            os.unlink(cache)
+        except FileNotFoundError:
+            pass
+        return None
+    raise CniError(f"unknown CNI command {command!r}; use ADD, DEL, CHECK or VERSION", 4)
+
+
+# ---- pods ------------------------------------------------------------------------------------------------
+
+
+def run(*argv: str) -> str:
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise CniError(f"{' '.join(argv)}: {proc.stderr.decode(errors='replace').strip()}", 999)
+    return proc.stdout.decode()
+
+
+def pod_file(lib: str, key: str) -> str:
+    return os.path.join(lib, "pods", key + ".json")
+
+
+def alive(pid) -> bool:
+    try:
+        with open(f"/proc/{int(pid)}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, ValueError, IndexError, TypeError):
+        return False
+
+
+def start_server(lib: str, pod: dict) -> int:
+    """Start the pod's server inside its network namespace, detached from this SSH session."""
+    args = [sys.executable, os.path.join(lib, "node_agent.py"), "serve", "--name", pod["name"]]
+    for port in pod.get("tcp", []):
+        args += ["--tcp", str(port)]
+    for port in pod.get("udp", []):
+        args += ["--udp", str(port)]
+    log = open(os.path.join(lib, "pods", pod["key"] + ".log"), "ab")
+    proc = subprocess.Popen(["ip", "netns", "exec", pod["netns"], *args], stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=log, start_new_session=True)
+    log.close()
+    return proc.pid
+
+
+def listening_ports(pid: int) -> set:
+    """TCP ports in LISTEN state in the network namespace of process `pid` (/proc/PID/net/tcp)."""
+    try:
+        with open(f"/proc/{pid}/net/tcp") as handle:
+            rows = [line.split() for line in handle.readlines()[1:]]
+    except OSError:
+        return set()
+    return {int(row[1].rsplit(":", 1)[1], 16) for row in rows if len(row) > 3 and row[3] == "0A"}
+
+
+def wait_listening(pod: dict, seconds: float = 5.0) -> bool:
+    """True once the pod's server listens on all its TCP ports."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive(pod["pid"]):
+            return False
+        if set(pod.get("tcp", [])) <= listening_ports(pod["pid"]):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
+    """Create the pod: namespace, loopback, the network list (eth0), its server. Undo all on failure."""
+    netns_path = f"/run/netns/{pod['netns']}"
+    if os.path.exists(netns_path):
+        pod_del(lib, conf, cni_path, pod)
+    run("ip", "netns", "add", pod["netns"])
+    try:
+        loopback = load_conf(json.dumps(LOOPBACK_CONF), "loopback")
+        cni("ADD", loopback, pod["id"], netns_path, "lo", cni_path)
+        result = cni("ADD", conf, pod["id"], netns_path, "eth0", cni_path,
+                     {"portMappings": pod.get("port_mappings", [])})
+        ip = next(i["address"].split("/")[0] for i in result.get("ips", []) if "." in i["address"])
+        if pod.get("resolv_conf"):
+            folder = f"/etc/netns/{pod['netns']}"  # `ip netns exec` mounts it over /etc/resolv.conf
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "resolv.conf"), "w") as handle:
+                handle.write(pod["resolv_conf"])
+        os.makedirs(os.path.join(lib, "pods"), exist_ok=True)
+        record = dict(pod, ip=ip)
+        record["pid"] = start_server(lib, record)
+        if not wait_listening(record):
+            raise CniError(f"the pod server of {pod['key']} did not start (see {lib}/pods/{pod['key']}.log)")
+        with open(pod_file(lib, pod["key"]), "w") as handle:
+            json.dump(record, handle)
+        return {"ip": ip, "pid": record["pid"]}
+    except Exception:
+        pod_del(lib, conf, cni_path, pod)
+        raise
+
+
+def pod_del(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
+    """Remove the pod; succeeds when parts (or all) of it are already gone."""
+    try:
+        with open(pod_file(lib, pod["key"])) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        record = pod
+    pid = record.get("pid")
+    if pid and alive(pid):
+        os.kill(int(pid), signal.SIGTERM)
+        for _ in range(100):
+            if not alive(pid):
+                break
+            time.sleep(0.01)
+    netns_path = f"/run/netns/{pod['netns']}"
+    errors = []
+    for ifname, network in (("eth0", conf), ("lo", load_conf(json.dumps(LOOPBACK_CONF), "loopback"))):
+        try:
+            cni("DEL", network, pod["id"], netns_path if os.path.exists(netns_path) else "", ifname, cni_path)
+        except CniError as exc:
+            errors.append(str(exc))
+    if os.path.exists(netns_path):
+        subprocess.run(["ip", "netns", "del", pod["netns"]], stderr=subprocess.DEVNULL)
+    for path in (pod_file(lib, pod["key"]), os.path.join(lib, "pods", pod["key"] + ".log"),
+                 f"/etc/netns/{pod['netns']}/resolv.conf"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(f"/etc/netns/{pod['netns']}")
+    except OSError:
+        pass
+    return {"deleted": True, "errors": errors}
+
+
+def pods_ensure(lib: str) -> dict:
+    """Restart the servers of pods whose server is not running; report each pod's state."""
+    report = {}
+    folder = os.path.join(lib, "pods")
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if not name.endswith(".json"):
+            continue
+        with open(os.path.join(folder, name)) as handle:
+            record = json.load(handle)
+        state = "running"
+        if not alive(record.get("pid")):
+            record["pid"] = start_server(lib, record)
+            record["restarts"] = record.get("restarts", 0) + 1
+            state = "restarted" if wait_listening(record) else "failed"
+            with open(os.path.join(folder, name), "w") as handle:
+                json.dump(record, handle)
+        report[record["key"]] = {"state": state, "ip": record.get("ip"), "restarts": record.get("restarts", 0)}
+    return report
+
+
+def pods_purge(lib: str, lab: str, conf, cni_path: str) -> dict:
+    """Remove every pod of the lab on this node: the recorded ones, then any namespace left named <lab>-*."""
+    report = {}
+    folder = os.path.join(lib, "pods")
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as handle:
+                pod = json.load(handle)
+            report[pod["key"]] = pod_del(lib, conf, cni_path, pod) if conf else {"deleted": False}
+    for line in run("ip", "netns", "list").splitlines():
+        netns = line.split()[0] if line.split() else ""
+        if netns.startswith(lab + "-"):
+            for pid in run("ip", "netns", "pids", netns).split():
+                os.kill(int(pid), signal.SIGKILL)
+            subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
+            report.setdefault(netns, {"deleted": True})
+    return report
+
+
+# ---- the pod server --------------------------------------------------------------------------------------
+
+
+def serve(name: str, tcp_ports, udp_ports) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "cluster-lab-pod"
+
+        def do_GET(self):
+            url = urlparse(self.path)
+            if url.path == "/hostname":
+                body = name
+            elif url.path == "/clientip":
+                body = self.client_address[0]
+            elif url.path == "/echo":
+                body = parse_qs(url.query).get("msg", [""])[0]
+            else:
+                body = f"pod {name}: GET /hostname, /clientip or /echo?msg=..."
+            data = (body + "\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):
+            data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    class Udp(socketserver.BaseRequestHandler):
+        def handle(self):
+            data, sock = self.request
+            reply = f"hostname={name} clientip={self.client_address[0]} echo=".encode() + data
+            sock.sendto(reply, self.client_address)
+
+    ThreadingHTTPServer.allow_reuse_address = True
+    servers = [ThreadingHTTPServer(("0.0.0.0", port), Handler) for port in tcp_ports]
+    servers += [socketserver.ThreadingUDPServer(("0.0.0.0", port), Udp) for port in udp_ports]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    while True:
+        time.sleep(3600)
+
+
+# ---- command line -----------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="node_agent.py")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    c = sub.add_parser("cni")
+    c.add_argument("command", choices=["ADD", "DEL", "CHECK", "VERSION"])
+    c.add_argument("--conf", required=True, help="network config (list) file, or - for stdin")
+    c.add_argument("--netns", default="")
+    c.add_argument("--id", default="cni-lab")
+    c.add_argument("--ifname", default="eth0")
+    c.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni")
+    c.add_argument("--runtime-config", default="{}")
+    for verb in ("pods-add", "pods-del", "pods-ensure"):
+        sub.add_parser(verb)
+    purge = sub.add_parser("pods-purge")
+    purge.add_argument("--lab", required=True)
+    purge.add_argument("--conf", required=True)
+    purge.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni")
+    s = sub.add_parser("serve")
+    s.add_argument("--name", required=True)
+    s.add_argument("--tcp", type=int, action="append", default=[])
+    s.add_argument("--udp", type=int, action="append", default=[])
+    args = parser.parse_args(argv)
+    lib = os.path.dirname(os.path.abspath(__file__))
+    try:
+        if args.verb == "serve":
+            serve(args.name, args.tcp, args.udp)
+        if args.verb == "cni":
+            text = sys.stdin.read() if args.conf == "-" else open(args.conf).read()
+            result = cni(args.command, load_conf(text, args.conf), args.id, args.netns, args.ifname,
+                         args.cni_path, json.loads(args.runtime_config))
+            if result is not None:
+                print(json.dumps(result, indent=2))
+            return 0
+        if args.verb == "pods-ensure":
+            print(json.dumps(pods_ensure(lib)))
+            return 0
+        if args.verb == "pods-purge":
+            conf = load_conf(open(args.conf).read(), args.conf) if os.path.exists(args.conf) else None
+            print(json.dumps(pods_purge(lib, args.lab, conf, args.cni_path)))
+            return 0
+        request = json.load(sys.stdin)
+        conf = load_conf(open(request["conflist"]).read(), request["conflist"])
+        action = pod_add if args.verb == "pods-add" else pod_del
+        report = {}
+        for pod in request["pods"]:
+            try:
+                report[pod["key"]] = action(lib, conf, request["cni_path"], pod)
+            except CniError as exc:
+                report[pod["key"]] = {"error": str(exc), "code": exc.code}
+        print(json.dumps(report))
+        return 0
+    except CniError as exc:
+        print(f"cni: error {exc.code}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"node agent: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""A node's state as read over SSH, as data (`parse_facts` reads the output of templates/node-facts.sh.j2)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Any, Optional
+
+CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
+CNI_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
+REQUIRED_TOOLS = ("ip", "bridge", "iptables-save", "iptables-restore", "python3")
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """A node as read over SSH."""
+
+    hostname: str = ""
+    kernel: str = ""
+    tools: frozenset = frozenset()
+    cni_plugins: dict = field(default_factory=dict)  # plugin -> path
+    addrs: list = field(default_factory=list)  # `ip -j -d addr show`
+    routes: list = field(default_factory=list)  # `ip -j route show table main`
+    neighbours: list = field(default_factory=list)  # `ip -j neigh show nud permanent`
+    fdb: list = field(default_factory=list)  # `bridge -j fdb show`
+    sysctls: dict = field(default_factory=dict)
+    conflists: tuple = ()  # file names in /etc/cni/net.d
+    conflist: str = ""  # the lab's own conflist, "" when absent
+    iptables: str = ""  # `iptables-save`
+    files: dict = field(default_factory=dict)  # path below the lab's node folder -> sha256
+    pods: dict = field(default_factory=dict)  # pod key -> "running" | "stopped" (its server)
+    netns: tuple = ()  # `ip netns list` names
+
+    @property
+    def missing_plugins(self) -> list[str]:
+        return [p for p in CNI_PLUGINS if p not in self.cni_plugins]
+
+    @property
+    def cni_dir(self) -> Optional[str]:
+        """The folder the CNI plugins are in, for CNI_PATH."""
+        paths = [path.rsplit("/", 1)[0] for path in self.cni_plugins.values()]
+        return paths[0] if paths else None
+
+    def missing(self) -> list[str]:
+        """What the node lacks for the pod network, as words a person can act on."""
+        lacks = [f"{tool} (command)" for tool in REQUIRED_TOOLS if tool not in self.tools]
+        lacks += [f"kernel {m} support" for m in ("vxlan", "bridge") if f"kernel:{m}" not in self.tools]
+        lacks += [f"CNI plugin {p}" for p in self.missing_plugins]
+        return lacks
+
+    def link(self, name: str) -> Optional[dict]:
+        return next((a for a in self.addrs if a.get("ifname") == name), None)
+
+    def device_with_address(self, address: IPv4Address) -> Optional[dict]:
+        """The link holding `address` (a node's underlay device)."""
+        for link in self.addrs:
+            for info in link.get("addr_info", []):
+                if info.get("local") == str(address):
+                    return link
+        return None
+
+    def chains(self, table: str) -> list[str]:
+        """Names of the chains of `table`."""
+        names, current = [], None
+        for line in self.iptables.splitlines():
+            if line.startswith("*"):
+                current = line[1:]
+            elif current == table and line.startswith(":"):
+                names.append(line[1:].split()[0])
+        return names
+
+    def chain(self, table: str, chain: str) -> Optional[list[str]]:
+        """The `-A CHAIN ...` lines of `chain` in `table`, or None when the chain does not exist."""
+        lines: Optional[list[str]] = None
+        current = None
+        for line in self.iptables.splitlines():
+            if line.startswith("*"):
+                current = line[1:]
+            elif current == table and line.startswith(f":{chain} "):
+                lines = [] if lines is None else lines
+            elif current == table and line.startswith(f"-A {chain} "):
+                lines = (lines or []) + [line]
+        return lines
+
+
+def parse_facts(text: str) -> NodeState:
+    """Parse the output of the facts script."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("### "):
+            current = line[4:].strip()
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+
+    def body(name: str) -> str:
+        return "\n".join(sections.get(name, [])).strip()
+
+    def as_json(name: str) -> list[Any]:
+        try:
+            value = json.loads(body(name) or "[]")
+        except ValueError:
+            return []
+        return value if isinstance(value, list) else []
+
+    files = {}
+    for line in sections.get("files", []):
+        digest, _, path = line.partition("  ")
+        if path:
+            files[path[2:] if path.startswith("./") else path] = digest
+    return NodeState(
+        hostname=body("hostname"), kernel=body("kernel"), tools=frozenset(sections.get("tools", [])),
+        cni_plugins=dict(line.split("=", 1) for line in sections.get("cni", []) if "=" in line),
+        addrs=as_json("addr"), routes=as_json("route"), neighbours=as_json("neigh"), fdb=as_json("fdb"),
+        sysctls=dict(line.split("=", 1) for line in sections.get("sysctl", []) if "=" in line),
+        conflists=tuple(sections.get("conflists", [])), conflist=body("conflist"),
+        iptables=body("iptables"), files=files,
+        pods=dict(line.split("=", 1) for line in sections.get("pods", []) if "=" in line),
+        netns=tuple(sections.get("netns", [])))
