@@ -17,7 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, inventory
+import datetime
+
+from . import manifests as manifests_mod
 from .apply import deploy as deploy_mod
+from .apply import pods as pods_mod
 from .apply.node import read_state
 from .plan.facts import CNI_PLUGINS
 from .errors import InputError, LabError
@@ -136,30 +140,135 @@ def print_reports(title: str, reports, show_changes: bool) -> int:
 
 def cmd_deploy(args) -> int:
     inv = resolve_inventory(args.inventory)
-    with Transport(inv.nodes) as transport:
-        reports = deploy_mod.deploy(inv, transport, LabFiles.of(inv.name), dry_run=args.dry_run, progress=progress)
+    files = LabFiles.of(inv.name)
+    with files.lock(), Transport(inv.nodes) as transport:
+        reports = deploy_mod.deploy(inv, transport, files, dry_run=args.dry_run, progress=progress)
     title = f"lab {inv.name}: pod network ({inv.cluster.overlay.backend})" + (" - dry run" if args.dry_run else "")
     return print_reports(title, reports, args.dry_run or args.verbose)
 
 
 def cmd_destroy(args) -> int:
     inv = resolve_inventory(args.inventory)
-    with Transport(inv.nodes) as transport:
-        reports = deploy_mod.destroy(inv, transport, LabFiles.of(inv.name), progress=progress)
+    files = LabFiles.of(inv.name)
+    with files.lock(), Transport(inv.nodes) as transport:
+        reports = deploy_mod.destroy(inv, transport, files, progress=progress)
     return print_reports(f"lab {inv.name}: destroy", reports, args.verbose)
 
 
-def after_dashes(words: list[str]) -> list[str]:
-    """The command words given after `--` (argparse keeps the `--` in a REMAINDER)."""
-    return words[1:] if words[:1] == ["--"] else words
+def warn(line: str) -> None:
+    err.print(f"Warning: {line}", style="yellow", markup=False, soft_wrap=True)
+
+
+def cmd_apply(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    manifests = [m for target in args.filename for m in manifests_mod.parse_all(target, warn)]
+    files = LabFiles.of(inv.name)
+    with files.lock(), Transport(inv.nodes) as transport:
+        verb = pods_mod.apply if args.func is cmd_apply else pods_mod.delete
+        lines = verb(inv, transport, files, manifests) if verb is pods_mod.delete else \
+            verb(inv, transport, files, manifests, progress)
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
+    return 0
+
+
+def cmd_delete(args) -> int:
+    return cmd_apply(args)
+
+
+def age(created: str) -> str:
+    """kubectl's AGE: 45s, 2m4s, 3h, 2d."""
+    then = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    seconds = max(0, int((datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 600:
+        return f"{seconds // 60}m{seconds % 60}s"
+    if seconds < 3 * 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h" if seconds < 2 * 86400 else f"{seconds // 86400}d"
+
+
+def pod_json(pod: dict, inv: Inventory) -> dict:
+    node = next((n for n in inv.nodes if n.name == pod["node"]), None)
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod["name"], "namespace": pod["namespace"], "uid": pod["uid"],
+                     "labels": pod["labels"], "creationTimestamp": pod["created"],
+                     **({"ownerReferences": [{"kind": pod["owner"].split("/")[0],
+                                              "name": pod["owner"].rsplit("/", 1)[1]}]} if pod.get("owner") else {})},
+        "spec": {"nodeName": pod["node"], "containers": [{"name": "server", "ports": [
+            {k: v for k, v in {"containerPort": p["container_port"], "protocol": p["protocol"],
+                               "hostPort": p["host_port"], "name": p["name"]}.items() if v is not None}
+            for p in pod["ports"]]}]},
+        "status": {"phase": "Running", "podIP": pod["ip"], "podIPs": [{"ip": pod["ip"]}],
+                   "hostIP": str(node.address) if node else None},
+    }
+
+
+def print_table(columns: list[str], rows: list[list[str]]) -> None:
+    """kubectl's plain column layout (no box), so it reads like the talk's output and greps well."""
+    widths = [max(len(str(v)) for v in [c, *(r[i] for r in rows)]) for i, c in enumerate(columns)]
+    for row in [columns, *rows]:
+        print("   ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def cmd_get(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    objects = LabFiles.of(inv.name).read_objects()
+    if args.resource in ("nodes", "node", "no"):
+        items = [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": n.name, "labels": n.labels},
+                  "spec": {"podCIDR": objects["subnets"].get(n.name)},
+                  "status": {"addresses": [{"type": "InternalIP", "address": str(n.address)}]}} for n in inv.nodes]
+        if args.output == "json":
+            print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
+        else:
+            print_table(["NAME", "STATUS", "INTERNAL-IP", "POD-CIDR"],
+                        [[n.name, "Ready" if objects["subnets"].get(n.name) else "NotReady", str(n.address),
+                          objects["subnets"].get(n.name) or "<none>"] for n in inv.nodes])
+        return 0
+    pods = sorted(objects["pods"].values(), key=lambda p: (p["namespace"], p["name"]))
+    if not args.all_namespaces:
+        pods = [p for p in pods if p["namespace"] == args.namespace]
+    if args.names:
+        pods = [p for p in pods if p["name"] in args.names]
+    if args.output == "json":
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": [pod_json(p, inv) for p in pods]}, indent=2))
+        return 0
+    if not pods:
+        err.print(f"No resources found in {'any' if args.all_namespaces else args.namespace} namespace.")
+        return 0
+    columns = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    if args.all_namespaces:
+        columns.insert(0, "NAMESPACE")
+    if args.output == "wide":
+        columns += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
+    rows = []
+    for p in pods:
+        row = [p["name"], "1/1", "Running", str(p.get("restarts", 0)), age(p["created"])]
+        if args.all_namespaces:
+            row.insert(0, p["namespace"])
+        if args.output == "wide":
+            row += [p["ip"], p["node"], "<none>", "<none>"]
+        rows.append(row)
+    print_table(columns, rows)
+    return 0
 
 
 def cmd_exec(args) -> int:
-    command = after_dashes(args.command)
+    command = args.command
     if not command:
         raise InputError("lab exec: no command given; write it after --, e.g. lab exec node1 -- ip route")
     inv = resolve_inventory(args.inventory)
     node = inv.node(args.node)
+    if args.pod:
+        pod = LabFiles.of(inv.name).read_objects()["pods"].get(f"{args.namespace}/{args.pod}")
+        if pod is None:
+            raise InputError(f"no pod {args.pod!r} in namespace {args.namespace!r}; see `lab get pods -A`")
+        if pod["node"] != node.name:
+            raise InputError(f"pod {args.pod} runs on {pod['node']}, not {node.name}; "
+                             f"use `lab exec {pod['node']} --pod {args.pod} -- ...`")
+        command = ["ip", "netns", "exec", pod["netns"], *command]
     with Transport([node]) as transport:
         result = transport.run(node, command, check=False, timeout=args.timeout,
                                stream=(sys.stdout.buffer, sys.stderr.buffer))
@@ -179,7 +288,7 @@ def cmd_ssh(args) -> int:
         argv += ["-i", str(ssh.key), "-o", "IdentitiesOnly=yes"]
     if ssh.jump:
         argv += ["-J", ssh.jump]
-    argv += [f"{ssh.user}@{node.ssh_host}", *after_dashes(args.command)]
+    argv += [f"{ssh.user}@{node.ssh_host}", *args.command]
     sys.stdout.flush()
     os.execvp("ssh", argv)
     return 0  # not reached
@@ -238,21 +347,45 @@ def build_parser() -> argparse.ArgumentParser:
                 "lab destroy\nlab destroy -i inventories/vagrant.yaml")
     p.add_argument("-v", "--verbose", action="store_true", help="list every change made")
 
+    for name, func, text, example in (
+            ("apply", cmd_apply, "create or update pods from Kubernetes YAML (Pod, Deployment, Service)",
+             "lab apply -f examples/nginx.yaml\nlab apply -f examples/\ncat pod.yaml | lab apply -f -"),
+            ("delete", cmd_delete, "delete what Kubernetes YAML names (and a Deployment's pods)",
+             "lab delete -f examples/nginx.yaml")):
+        p = command(name, func, text, example)
+        p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
+                       help="a manifest file, a folder of them, or - for stdin (repeatable)")
+
+    p = command("get", cmd_get, "list pods or nodes, like kubectl get",
+                "lab get pods\nlab get pods -o wide\nlab get pods -A -o json\nlab get nodes")
+    p.add_argument("resource", choices=("pods", "pod", "po", "nodes", "node", "no"))
+    p.add_argument("names", nargs="*", help="only these")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-o", "--output", choices=("wide", "json"))
+
     p = command("exec", cmd_exec, "run a command on a node over SSH; exits with the command's exit code",
                 "lab exec node1 -- ip route\nlab exec node2 -- sh -c 'ip -br link | grep eth0'")
     p.add_argument("node", help="node name")
+    p.add_argument("--pod", help="run the command inside this pod's network namespace")
+    p.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default: default)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before giving up (default: inventory's)")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments, after --")
+    p.add_argument("command", nargs="*", help="the command and its arguments, after --")
 
     p = command("ssh", cmd_ssh, "open an interactive shell on a node (OpenSSH client, host key pinned)",
                 "lab ssh node1\nlab ssh node1 -- uptime")
     p.add_argument("node", help="node name")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="optional command, after --")
+    p.add_argument("command", nargs="*", help="optional command, after --")
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is a remote command, passed on word for word.
+    remote = argv[argv.index("--") + 1:] if "--" in argv else None
+    args = build_parser().parse_args(argv[:argv.index("--")] if remote is not None else argv)
+    if remote is not None:
+        args.command = remote
     try:
         return args.func(args)
     except LabError as exc:

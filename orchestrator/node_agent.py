@@ -410,7 +410,7 @@ def main(argv=None) -> int:
     c.add_argument("--ifname", default="eth0")
     c.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni")
     c.add_argument("--runtime-config", default="{}")
-    for verb in ("pods-add", "pods-del", "pods-ensure"):
+    for verb in ("pods-apply", "pods-ensure"):
         sub.add_parser(verb)
     purge = sub.add_parser("pods-purge")
     purge.add_argument("--lab", required=True)
@@ -439,15 +439,16 @@ def main(argv=None) -> int:
             conf = load_conf(open(args.conf).read(), args.conf) if os.path.exists(args.conf) else None
             print(json.dumps(pods_purge(lib, args.lab, conf, args.cni_path)))
             return 0
+        # pods-apply: {"conflist": PATH, "cni_path": DIRS, "delete": [pod...], "add": [pod...]}
         request = json.load(sys.stdin)
         conf = load_conf(open(request["conflist"]).read(), request["conflist"])
-        action = pod_add if args.verb == "pods-add" else pod_del
-        report = {}
-        for pod in request["pods"]:
-            try:
-                report[pod["key"]] = action(lib, conf, request["cni_path"], pod)
-            except CniError as exc:
-                report[pod["key"]] = {"error": str(exc), "code": exc.code}
+        report = {"deleted": {}, "added": {}}
+        for verb, done, action in (("delete", "deleted", pod_del), ("add", "added", pod_add)):
+            for pod in request.get(verb, []):
+                try:
+                    report[done][pod["key"]] = action(lib, conf, request["cni_path"], pod)
+                except CniError as exc:
+                    report[done][pod["key"]] = {"error": str(exc), "code": exc.code}
         print(json.dumps(report))
         return 0
     except CniError as exc:

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
     iproute2 iptables nftables openssh-server openssh-client containernetworking-plugins
-    conntrack dnsmasq-base iputils-ping procps util-linux python3 python3-venv
+    conntrack dnsmasq-base iputils-ping procps util-linux python3 python3-venv curl iperf3
 )
 
 if [ "$(id -u)" -ne 0 ]; then
