@@ -20,6 +20,7 @@ from . import __version__, inventory
 import datetime
 
 from . import manifests as manifests_mod
+from . import node_agent
 from .apply import deploy as deploy_mod
 from .apply import pods as pods_mod
 from .apply.node import read_state
@@ -213,6 +214,59 @@ def print_table(columns: list[str], rows: list[list[str]]) -> None:
         print("   ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
+def cmd_cni(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    objects = LabFiles.of(inv.name).read_objects()
+    if args.cni_command == "check":
+        return cni_check(inv, objects, args)
+    try:
+        text = open(args.filename).read() if args.filename != "-" else sys.stdin.read()
+    except OSError as exc:
+        raise InputError(f"{args.filename}: cannot read: {exc.strerror}; give a CNI config file") from None
+    try:
+        node_agent.load_conf(text, args.filename)
+        node_agent.check_arguments(args.id, args.ifname)
+    except node_agent.CniError as exc:
+        raise InputError(str(exc)) from None
+    node = inv.node(args.node)
+    if node.name not in objects["subnets"]:
+        raise InputError(f"{node.name} has no pod network yet: run `lab deploy` first")
+    netns = args.netns if args.netns.startswith("/") else f"/run/netns/{args.netns}"
+    argv = ["python3", deploy_mod.agent_path(inv.name), "cni", args.command_verb, "--conf", "-", "--netns", netns,
+            "--id", args.id, "--ifname", args.ifname]
+    with Transport([node]) as transport:
+        result = transport.run(node, argv, stdin=text, check=False,
+                               stream=(sys.stdout.buffer, sys.stderr.buffer))
+    return result.exit_code
+
+
+def cni_check(inv: Inventory, objects: dict, args) -> int:
+    """CNI CHECK for every (or the named) pod, through the plugins that attached it."""
+    pods = [p for p in objects["pods"].values() if (args.all_namespaces or p["namespace"] == args.namespace)
+            and (not args.names or p["name"] in args.names)]
+
+    def check_node(node):
+        return {p["name"]: transport.run(node, [
+            "python3", deploy_mod.agent_path(inv.name), "cni", "CHECK", "--conf",
+            f"/etc/cni/net.d/10-{inv.name}.conflist", "--netns", f"/run/netns/{p['netns']}", "--id", p["uid"],
+            "--ifname", "eth0"], check=False) for p in pods if p["node"] == node.name}
+
+    with Transport(inv.nodes) as transport:
+        results = transport.run_all(check_node, [n for n in inv.nodes if any(p["node"] == n.name for p in pods)])
+    rows, failed = [], 0
+    for node, outcome in results.items():
+        if isinstance(outcome, BaseException):
+            rows.append(["*", node, f"failed: {outcome}"])
+            failed += 1
+            continue
+        for pod, result in sorted(outcome.items()):
+            ok = result.exit_code == 0
+            failed += not ok
+            rows.append([pod, node, "ok" if ok else (result.stderr.strip().splitlines() or ["failed"])[-1]])
+    print_table(["POD", "NODE", "CNI CHECK"], rows)
+    return 1 if failed else 0
+
+
 def cmd_get(args) -> int:
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
@@ -355,6 +409,26 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, func, text, example)
         p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
                        help="a manifest file, a folder of them, or - for stdin (repeatable)")
+
+    p = command("cni", cmd_cni, "CNI by hand: CHECK the pods' attachments, or run ADD/DEL/CHECK/VERSION "
+                "with a config of your own on a node",
+                "lab cni check                       # CNI CHECK for every pod\n"
+                "lab exec node1 -- ip netns add x\n"
+                "lab cni exec ADD node1 -f bridge.conf --netns x --id 833aaaf9fd81\n"
+                "lab cni exec DEL node1 -f bridge.conf --netns x --id 833aaaf9fd81")
+    cni_sub = p.add_subparsers(dest="cni_command", metavar="check|exec")
+    cni_sub.required = True
+    c = cni_sub.add_parser("check", help="CNI CHECK for every (or the named) pod", parents=[inv_opt])
+    c.add_argument("names", nargs="*", help="only these pods")
+    c.add_argument("-n", "--namespace", default="default")
+    c.add_argument("-A", "--all-namespaces", action="store_true")
+    c = cni_sub.add_parser("exec", help="run one CNI command with a config file on a node", parents=[inv_opt])
+    c.add_argument("command_verb", choices=("ADD", "DEL", "CHECK", "VERSION"), metavar="ADD|DEL|CHECK|VERSION")
+    c.add_argument("node", help="node name")
+    c.add_argument("-f", "--filename", required=True, help="CNI config (.conf) or list (.conflist), - for stdin")
+    c.add_argument("--netns", default="", help="network namespace name on the node (or a path)")
+    c.add_argument("--id", default="cni-lab", help="CNI_CONTAINERID")
+    c.add_argument("--ifname", default="eth0", help="CNI_IFNAME")
 
     p = command("get", cmd_get, "list pods or nodes, like kubectl get",
                 "lab get pods\nlab get pods -o wide\nlab get pods -A -o json\nlab get nodes")

@@ -49,11 +49,14 @@ def load_conf(text: str, source: str) -> dict:
     """A network configuration (list); a single plugin's config becomes a list of one."""
     try:
         conf = json.loads(text)
-    except ValueError as exc:
-        line = getattr(exc, "lineno", "?")
-        col = getattr(exc, "colno", "?")
-        raise CniError(f"{source}: line {line}, column {col}: not valid JSON ({getattr(exc, 'msg', exc)}); "
-                       f"fix the JSON there (a trailing comma is a common cause)", 6) from None
+    except json.JSONDecodeError as exc:
+        before = text[:exc.pos].rstrip()
+        if before.endswith(",") and text[exc.pos:exc.pos + 1] in "]}":
+            line = before.count("\n") + 1
+            raise CniError(f"{source}: line {line}: trailing comma before '{text[exc.pos]}' (line {exc.lineno}): "
+                           f"not valid JSON; remove the comma at the end of line {line}", 6) from None
+        raise CniError(f"{source}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}); "
+                       "fix the JSON there", 6) from None
     if not isinstance(conf, dict):
         raise CniError(f"{source}: expected a JSON object", 6)
     if "plugins" not in conf:
@@ -346,6 +349,55 @@ def pods_purge(lib: str, lab: str, conf, cni_path: str) -> dict:
     return report
 
 
+# ---- probes ----------------------------------------------------------------------------------------------
+
+
+def probe_one(target: dict, timeout: float) -> dict:
+    """One probe: {"proto": "tcp"|"udp", "host", "port", "path"} -> {"ok", "reply" | "error"}.
+    TCP speaks HTTP GET; UDP sends a datagram to the pod server's echo."""
+    host, port = target["host"], int(target["port"])
+    try:
+        if target.get("proto", "tcp") == "udp":
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(timeout)
+                sock.sendto(b"probe", (host, port))
+                reply = sock.recv(4096).decode(errors="replace")
+            return {"ok": True, "reply": reply.strip()}
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(f"GET {target.get('path', '/hostname')} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
+        status = head.split(" ", 2)[1] if " " in head else "?"
+        return {"ok": status == "200", "reply": body.strip(), "status": status}
+    except socket.timeout:
+        return {"ok": False, "error": "timeout"}
+    except ConnectionRefusedError:
+        return {"ok": False, "error": "refused"}
+    except OSError as exc:
+        return {"ok": False, "error": exc.strerror or str(exc)}
+
+
+def probe(targets: list, timeout: float) -> list:
+    """Probe all `targets` concurrently; results in the same order."""
+    results = [None] * len(targets)
+
+    def work(i):
+        results[i] = probe_one(targets[i], timeout)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(targets))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 # ---- the pod server --------------------------------------------------------------------------------------
 
 
@@ -416,6 +468,8 @@ def main(argv=None) -> int:
     purge.add_argument("--lab", required=True)
     purge.add_argument("--conf", required=True)
     purge.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni")
+    pr = sub.add_parser("probe")
+    pr.add_argument("--timeout", type=float, default=2.0)
     s = sub.add_parser("serve")
     s.add_argument("--name", required=True)
     s.add_argument("--tcp", type=int, action="append", default=[])
@@ -431,6 +485,9 @@ def main(argv=None) -> int:
                          args.cni_path, json.loads(args.runtime_config))
             if result is not None:
                 print(json.dumps(result, indent=2))
+            return 0
+        if args.verb == "probe":
+            print(json.dumps(probe(json.load(sys.stdin), args.timeout)))
             return 0
         if args.verb == "pods-ensure":
             print(json.dumps(pods_ensure(lib)))

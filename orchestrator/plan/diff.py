@@ -226,7 +226,8 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
             f"if [ -f {saved} ]; then while IFS== read -r k v; do [ -n \"$v\" ] && sysctl -qw \"$k=$v\"; done < {saved}; fi",
             cmd("rm", "-rf", node_lib(lab), f"/var/lib/cni/networks/{lab}"),
             f"rm -f /var/lib/cni/results/{shlex.quote(lab)}-*",
-            f"rmdir {node_lib(lab).rsplit('/', 1)[0]} 2>/dev/null || true")))
+            # CNI's shared folders and ours go only when empty: another network may use them.
+            f"rmdir {node_lib(lab).rsplit('/', 1)[0]} /var/lib/cni/networks /var/lib/cni/results 2>/dev/null || true")))
     return changes
 
 

@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 
 def lab_cli(*args: str, check: bool = False, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     """Run `lab ARGS...` as a user would (a new process), with this test session's state folder."""
@@ -98,3 +100,19 @@ def root_namespace_snapshot() -> dict[str, str]:
     for key in ("net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter", "net/ipv4/conf/all/forwarding"):
         snap[key] = Path("/proc/sys", key).read_text()
     return snap
+
+
+def copy_inventory(lab, folder: Path, cluster: dict | None = None, **ssh_changes) -> Path:
+    """A copy of a running lab's inventory in `folder` (key paths made absolute), with changes."""
+    data = yaml.safe_load(Path(lab.inventory_path).read_text())
+    data["ssh"]["key"] = str(lab.state_dir / lab.name / "id_ed25519")
+    data["ssh"]["known_hosts"] = str(lab.state_dir / lab.name / "known_hosts")
+    data["ssh"].update(ssh_changes)
+    for key, value in (cluster or {}).items():
+        if isinstance(value, dict):
+            data["cluster"].setdefault(key, {}).update(value)
+        else:
+            data["cluster"][key] = value
+    path = folder / "inventory.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

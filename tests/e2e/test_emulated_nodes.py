@@ -15,7 +15,8 @@ import yaml
 from orchestrator.providers.local import generate_key
 from orchestrator.transport import NodeError
 
-from .labtools import LabProcesses, lab_cli, leftovers, namespaces_of, root_namespace_snapshot, unique_lab_name
+from .labtools import (LabProcesses, copy_inventory, lab_cli, leftovers, namespaces_of, root_namespace_snapshot,
+                       unique_lab_name)
 
 
 # ---- nodes are separate machines -----------------------------------------------------------------
@@ -142,16 +143,6 @@ def test_unknown_command_target_is_a_clear_error(lab3):
 
 
 # ---- host keys and client keys ----------------------------------------------------------------------
-
-
-def copy_inventory(lab3, tmp_path: Path, **ssh_changes) -> Path:
-    data = yaml.safe_load(Path(lab3.inventory_path).read_text())
-    data["ssh"]["key"] = str(lab3.state_dir / lab3.name / "id_ed25519")
-    data["ssh"]["known_hosts"] = str(lab3.state_dir / lab3.name / "known_hosts")
-    data["ssh"].update(ssh_changes)
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_a_changed_host_key_is_refused(lab3, tmp_path):

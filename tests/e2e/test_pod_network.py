@@ -1,0 +1,362 @@
+"""The pod network end to end on the 3-node emulated lab: real CNI plugins, VXLAN and host-gw, NAT only
+to the outside. Tests run in file order: deploy, traffic, changes to the lab, then destroy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import orchestrator
+from orchestrator.plan.network import vtep_mac
+
+from .labtools import copy_inventory, lab_cli
+
+AGENT_ON_NODE = "/var/lib/cluster-lab/{lab}/node_agent.py"
+LOCAL_AGENT = str(Path(orchestrator.__file__).with_name("node_agent.py"))
+OUTSIDE = "203.0.113.10"
+
+WEB = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx}]
+"""
+
+MAPPED = """
+apiVersion: v1
+kind: Pod
+metadata: {name: mapped, labels: {app: mapped}}
+spec:
+  nodeName: node2
+  containers:
+    - name: web
+      image: nginx
+      ports: [{containerPort: 80, hostPort: 8080}]
+"""
+
+
+def node_snapshot(transport, node: str) -> dict:
+    """What `lab destroy` must put back: links, routes, neighbours, rules, CNI files, namespaces, sysctls."""
+    script = ("ip -o link | awk -F': ' '{print $2}' | sort; echo ---; ip route; echo ---; "
+              "ip neigh show nud permanent; echo ---; iptables-save | grep -E '^(-A|:[A-Z])' | "
+              "grep -v -E '^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) ' | sort; echo ---; "
+              "ls -AR /etc/cni /var/lib/cni; ls -A /var/lib; echo ---; ip netns list; echo ---; "
+              "sysctl net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables")
+    text = transport.run(node, ["sh", "-c", script]).stdout
+    return dict(zip(["links", "routes", "neighbours", "rules", "files", "netns", "sysctls"], text.split("---\n")))
+
+
+@pytest.fixture(scope="module")
+def net(lab3, tmp_path_factory):
+    """lab3 with its pod network deployed and six `web` pods; the nodes' state before, for destroy."""
+    before = {n.name: node_snapshot(lab3.transport, n.name) for n in lab3.inventory.nodes}
+    lab3.before = before
+    lab3.workdir = tmp_path_factory.mktemp("podnet")
+    proc = lab_cli("deploy", "-i", lab3.inventory_path, check=True)
+    assert "changed" in proc.stdout
+    apply(lab3, WEB)
+    yield lab3
+
+
+def apply(lab, text: str, verb: str = "apply") -> subprocess.CompletedProcess:
+    return lab_cli(verb, "-i", lab.inventory_path, "-f", "-", input=text, check=True)
+
+
+def pods(lab, *selector: str) -> list[dict]:
+    items = json.loads(lab_cli("get", "pods", "-i", lab.inventory_path, "-A", "-o", "json", check=True).stdout)["items"]
+    return [p for p in items if not selector or p["metadata"]["name"] in selector
+            or p["metadata"]["labels"].get("app") in selector]
+
+
+def probe_from(lab, pod: dict, targets: list[dict]) -> list[dict]:
+    """Run the agent's probe inside `pod` (one SSH command, all targets at once)."""
+    netns = f"{lab.name}-{pod['metadata']['namespace']}-{pod['metadata']['name']}"
+    out = lab.transport.run(pod["spec"]["nodeName"], ["ip", "netns", "exec", netns, "python3",
+                                                      AGENT_ON_NODE.format(lab=lab.name), "probe"],
+                            stdin=json.dumps(targets)).stdout
+    return json.loads(out)
+
+
+def all_pairs_failures(lab, backend: str) -> list[str]:
+    """Every pod reaches every pod over HTTP and UDP, and is seen with its own pod IP (no NAT)."""
+    everyone = pods(lab, "web")
+    assert len(everyone) == 6
+    failures = []
+    for src in everyone:
+        src_ip = src["status"]["podIP"]
+        targets = [t for dst in everyone for t in (
+            {"proto": "tcp", "host": dst["status"]["podIP"], "port": 80, "path": "/clientip"},
+            {"proto": "udp", "host": dst["status"]["podIP"], "port": 80})]
+        results = probe_from(lab, src, targets)
+        for dst, tcp, udp in zip(everyone, results[0::2], results[1::2]):
+            pair = f"[{backend}] {src['metadata']['name']} ({src['spec']['nodeName']}) -> " \
+                   f"{dst['metadata']['name']} ({dst['spec']['nodeName']})"
+            if not tcp["ok"]:
+                failures.append(f"{pair} HTTP: {tcp.get('error')}")
+            elif tcp["reply"] != src_ip:
+                failures.append(f"{pair} HTTP: seen as {tcp['reply']}, not {src_ip} (NAT)")
+            if not udp["ok"]:
+                failures.append(f"{pair} UDP: {udp.get('error')}")
+            elif f"hostname={dst['metadata']['name']} clientip={src_ip} " not in udp["reply"] + " ":
+                failures.append(f"{pair} UDP: {udp['reply']}")
+    return failures
+
+
+# ---- deploy ---------------------------------------------------------------------------------------------
+
+
+def test_pods_get_an_ip_of_their_node_subnet_and_are_spread(net):
+    nodes = {n["metadata"]["name"]: n["spec"]["podCIDR"] for n in json.loads(
+        lab_cli("get", "nodes", "-i", net.inventory_path, "-o", "json", check=True).stdout)["items"]}
+    assert len(set(nodes.values())) == 3 and all(cidr.startswith("10.244.") for cidr in nodes.values())
+    web = pods(net, "web")
+    assert sorted(p["spec"]["nodeName"] for p in web) == ["node1", "node1", "node2", "node2", "node3", "node3"]
+    import ipaddress
+    for pod in web:
+        assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network(nodes[pod["spec"]["nodeName"]])
+    table = lab_cli("get", "pods", "-i", net.inventory_path, "-o", "wide", check=True).stdout.splitlines()
+    assert table[0].split()[:7] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    assert all(" 1/1 " in line and " Running " in line for line in table[1:])
+
+
+def test_every_pod_reaches_every_pod_without_nat_over_vxlan(net):
+    assert all_pairs_failures(net, "vxlan") == []
+
+
+def test_cni_config_is_the_real_one_with_ipmasq_off(net):
+    conf = json.loads(net.transport.run("node1", ["cat", f"/etc/cni/net.d/10-{net.name}.conflist"]).stdout)
+    bridge, portmap = conf["plugins"]
+    assert (bridge["type"], bridge["bridge"], bridge["isGateway"], bridge["ipMasq"], bridge["hairpinMode"]) == \
+        ("bridge", "cni0", True, False, True)
+    assert bridge["ipam"]["type"] == "host-local" and bridge["ipam"]["routes"] == [{"dst": "0.0.0.0/0"}]
+    assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
+    check = lab_cli("cni", "check", "-i", net.inventory_path)
+    assert check.returncode == 0 and check.stdout.count(" ok") == 6, check.stdout + check.stderr
+
+
+def test_vxlan_device_is_flannel_style(net):
+    link = json.loads(net.transport.run("node1", ["ip", "-j", "-d", "link", "show", "flannel.1"]).stdout)[0]
+    vx = link["linkinfo"]["info_data"]
+    assert (vx["id"], vx["port"], vx["learning"], link["mtu"]) == (1, 8472, False, 1450)
+    assert link["address"] == vtep_mac(net.name, "node1")
+    fdb = net.transport.run("node1", ["bridge", "fdb", "show", "dev", "flannel.1"]).stdout
+    assert f"{vtep_mac(net.name, 'node2')} dst 198.18." in fdb
+
+
+def test_large_packets_cross_nodes_without_fragmentation(net):
+    a, b = [p for p in pods(net, "web") if p["spec"]["nodeName"] == "node1"][0], \
+        [p for p in pods(net, "web") if p["spec"]["nodeName"] == "node3"][0]
+    netns = f"{net.name}-default-{a['metadata']['name']}"
+    fits = net.transport.run("node1", ["ip", "netns", "exec", netns, "ping", "-c1", "-W2", "-M", "do",
+                                       "-s", str(1450 - 28), b["status"]["podIP"]], check=False)
+    assert fits.exit_code == 0, fits.stdout + fits.stderr
+    too_big = net.transport.run("node1", ["ip", "netns", "exec", netns, "ping", "-c1", "-W1", "-M", "do",
+                                          "-s", str(1450 - 27), b["status"]["podIP"]], check=False)
+    assert too_big.exit_code != 0  # the MTU is exactly the pod MTU: 1450 on a 1500 underlay
+
+
+def test_redeploy_reports_no_changes(net):
+    proc = lab_cli("deploy", "-i", net.inventory_path, check=True)
+    assert proc.stdout.strip().endswith("no changes")
+    assert [line.split()[5] for line in proc.stdout.splitlines() if line.startswith("│ node")] == ["ok"] * 3
+
+
+def test_dry_run_shows_changes_and_changes_nothing(net):
+    net.transport.run("node2", ["ip", "route", "del", "10.244.0.0/24"], check=False)
+    proc = lab_cli("deploy", "-i", net.inventory_path, "--dry-run", check=True)
+    assert "node2: route 10.244.0.0/24 via 10.244.0.0 dev flannel.1 onlink" in proc.stdout
+    assert "10.244.0.0/24" not in net.transport.run("node2", ["ip", "route"]).stdout
+    lab_cli("deploy", "-i", net.inventory_path, check=True)
+    assert "10.244.0.0/24 via 10.244.0.0 dev flannel.1 onlink" in net.transport.run("node2", ["ip", "route"]).stdout
+
+
+# ---- NAT only to the outside ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def outside_server(net):
+    """The lab's outside host (its own namespace, 203.0.113.10) serving HTTP on port 80."""
+    server = subprocess.Popen(["ip", "netns", "exec", f"{net.name}-outside", sys.executable, LOCAL_AGENT, "serve",
+                               "--name", "outside", "--tcp", "80"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        yield server
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def outside_probe(net, targets: list[dict]) -> list[dict]:
+    out = subprocess.run(["ip", "netns", "exec", f"{net.name}-outside", sys.executable, LOCAL_AGENT, "probe"],
+                         input=json.dumps(targets), capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def test_traffic_to_the_outside_is_masqueraded_to_the_node_address(net, outside_server):
+    for pod in pods(net, "web")[:3]:
+        node = net.inventory.node(pod["spec"]["nodeName"])
+        seen = probe_from(net, pod, [{"proto": "tcp", "host": OUTSIDE, "port": 80, "path": "/clientip"}])[0]
+        assert seen == {"ok": True, "reply": str(node.address), "status": "200"}
+
+
+def test_the_outside_reaches_a_pod_through_its_host_port(net):
+    apply(net, MAPPED)
+    node2 = str(net.inventory.node("node2").address)
+    replies = outside_probe(net, [{"proto": "tcp", "host": node2, "port": 8080, "path": "/hostname"},
+                                  {"proto": "tcp", "host": node2, "port": 8080, "path": "/clientip"}])
+    assert [r.get("reply") for r in replies] == ["mapped", OUTSIDE]
+    apply(net, MAPPED, verb="delete")
+    assert outside_probe(net, [{"proto": "tcp", "host": node2, "port": 8080}])[0]["error"] == "refused"
+
+
+# ---- the other backend ----------------------------------------------------------------------------------
+
+
+def test_host_gw_backend_also_connects_every_pod_without_nat(net):
+    hostgw = copy_inventory(net, net.workdir, cluster={"overlay": {"backend": "host-gw"}})
+    proc = lab_cli("deploy", "-i", str(hostgw), "-v", check=True)
+    assert "remove VXLAN device flannel.1" in proc.stdout
+    routes = net.transport.run("node1", ["ip", "route"]).stdout
+    assert "flannel" not in routes and "10.244." in routes and " via 198.18." in routes
+    try:
+        assert all_pairs_failures(net, "host-gw") == []
+    finally:
+        lab_cli("deploy", "-i", net.inventory_path, check=True)
+    assert all_pairs_failures(net, "vxlan again") == []
+
+
+# ---- pods over time ---------------------------------------------------------------------------------------
+
+
+def test_a_stopped_pod_server_is_restarted_by_deploy(net):
+    victim = pods(net, "web")[0]
+    node = victim["spec"]["nodeName"]
+    key = f"default_{victim['metadata']['name']}"
+    pid = net.transport.run(node, ["sh", "-c", f"sed -n 's/.*\"pid\": \\([0-9]*\\).*/\\1/p' "
+                                               f"/var/lib/cluster-lab/{net.name}/pods/{key}.json"]).stdout.strip()
+    net.transport.run(node, ["kill", pid])
+    time.sleep(0.2)
+    proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
+    assert f"restart the servers of 1 pod(s): {key}" in proc.stdout
+    assert all_pairs_failures(net, "after restart") == []
+
+
+def test_a_deployment_converges_when_scaled(net):
+    apply(net, WEB.replace("replicas: 6", "replicas: 2"))
+    assert len(pods(net, "web")) == 2
+    apply(net, WEB.replace("replicas: 6", "replicas: 0"))
+    assert pods(net, "web") == []
+    leftover = [ns for n in ("node1", "node2", "node3") for ns in
+                net.transport.run(n, ["ip", "netns", "list"]).stdout.split() if "web-" in ns]
+    assert leftover == []
+    out = apply(net, WEB).stdout
+    assert "deployment.apps/web configured" in out and len(pods(net, "web")) == 6
+    assert "deployment.apps/web unchanged" in apply(net, WEB).stdout
+
+
+def test_adding_and_removing_a_node_updates_every_peer(net):
+    fourth = WEB.replace("name: web}", "name: fourth}").replace("app: web", "app: fourth") \
+        .replace("replicas: 6", "replicas: 1").replace("containers:", "nodeName: node4\n      containers:")
+    lab_cli("up", "--name", net.name, "--nodes", "4", check=True)
+    try:
+        lab_cli("deploy", "-i", net.inventory_path, check=True)
+        apply(net, fourth)
+        pod4 = pods(net, "fourth")[0]
+        assert pod4["spec"]["nodeName"] == "node4"
+        for src in pods(net, "web")[::2]:
+            reply = probe_from(net, src, [{"proto": "tcp", "host": pod4["status"]["podIP"], "port": 80,
+                                           "path": "/clientip"}])[0]
+            assert reply.get("reply") == src["status"]["podIP"], reply
+        subnet4 = json.loads(lab_cli("get", "nodes", "-i", net.inventory_path, "-o", "json").stdout)["items"][3]
+        subnet4 = subnet4["spec"]["podCIDR"]
+        address4 = str(net.inventory.node("node3").address).rsplit(".", 1)[0] + ".14"
+        apply(net, fourth, verb="delete")
+    finally:
+        lab_cli("up", "--name", net.name, "--nodes", "3", check=True)
+    lab_cli("deploy", "-i", net.inventory_path, check=True)
+    vtep4 = subnet4.split("/")[0]
+    for node in ("node1", "node2", "node3"):
+        state = net.transport.run(node, ["sh", "-c", "ip route; ip neigh show nud permanent; "
+                                                     "bridge fdb show dev flannel.1"]).stdout
+        assert subnet4 not in state and f"{vtep4} " not in state and address4 not in state
+        assert vtep_mac(net.name, "node4") not in state
+
+
+# ---- bad input changes nothing -----------------------------------------------------------------------------
+
+
+TALK_BRIDGE_CONF = """{
+  "cniVersion": "0.2.0",
+  "name": "container_bridge",
+  "type": "bridge",
+  "bridge": "vnet0",
+  "isDefaultGateway": true,
+  "ipMasq": true,
+  "ipam": {
+    "type": "host-local",
+    "ranges": [
+      {
+        "subnet": "192.168.10.0/24",
+        "gateway": "192.168.10.3"
+      }
+    ],
+    "routes": [
+      { "dst": "0.0.0.0/0" },
+    ]
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("args,stdin,message", [
+    (["cni", "exec", "ADD", "node1", "-f", "-", "--netns", "x"], TALK_BRIDGE_CONF,
+     "lab: error: -: line 17: trailing comma before ']' (line 18): not valid JSON; remove the comma at the end "
+     "of line 17"),
+    (["cni", "exec", "ADD", "node1", "-f", "-", "--netns", "x", "--id=-bad"], '{"cniVersion": "1.0.0", '
+     '"name": "n", "type": "bridge"}', "container ID '-bad' is invalid"),
+    (["cni", "exec", "ADD", "node1", "-f", "-", "--netns", "x", "--ifname", "eth/0"],
+     '{"cniVersion": "1.0.0", "name": "n", "type": "bridge"}', "interface name 'eth/0' is invalid"),
+    (["apply", "-f", "-"], WEB.replace("matchLabels: {app: web}", "matchLabels: {app: other}"),
+     "spec.selector.matchLabels: selector app=other does not match the template's labels app=web"),
+    (["apply", "-f", "-"], MAPPED + "---\n" + MAPPED, "metadata.name: Pod default/mapped is also defined in"),
+    (["apply", "-f", "-"], MAPPED.replace("hostPort: 8080", "hostPort: 8080, protocol: SCTP"),
+     "protocol: 'SCTP' is not supported; use TCP or UDP"),
+    (["apply", "-f", "-"], WEB.replace("kind: Deployment", "kind: DaemonSet"),
+     "kind: 'DaemonSet' is not supported; the lab understands: Pod, Deployment, Service"),
+])
+def test_bad_input_is_one_clear_line_and_changes_nothing(net, args, stdin, message):
+    objects = net.state_dir / net.name / "objects.json"
+    before = objects.read_text()
+    netns_before = {n: net.transport.run(n, ["ip", "netns", "list"]).stdout for n in ("node1", "node2", "node3")}
+    proc = lab_cli(*args, "-i", net.inventory_path, input=stdin)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+    assert objects.read_text() == before
+    assert {n: net.transport.run(n, ["ip", "netns", "list"]).stdout for n in netns_before} == netns_before
+
+
+# ---- destroy -----------------------------------------------------------------------------------------------
+
+
+def test_destroy_leaves_every_node_as_it_was(net):
+    proc = lab_cli("destroy", "-i", net.inventory_path, check=True)
+    assert "removed" in proc.stdout
+    after = {n.name: node_snapshot(net.transport, n.name) for n in net.inventory.nodes}
+    differences = [(node, aspect, net.before[node][aspect], after[node][aspect])
+                   for node in after for aspect in after[node] if after[node][aspect] != net.before[node][aspect]]
+    assert differences == []
+    again = lab_cli("destroy", "-i", net.inventory_path, check=True)
+    assert again.stdout.strip().endswith("no changes")
+    assert json.loads(lab_cli("get", "pods", "-i", net.inventory_path, "-A", "-o", "json").stdout)["items"] == []
