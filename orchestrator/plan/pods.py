@@ -122,9 +122,14 @@ def schedule(new_pods: list[dict], nodes: list[Node], staying: list[dict]) -> No
                 continue
             fits.append(node)
         if not fits:
-            why = (f"nodeName {pod['node']!r} is not a node of the lab" if pod["node"] and
-                   pod["node"] not in {n.name for n in nodes} else
-                   f"no node matches nodeSelector {fmt_labels(pod['node_selector'])} with its hostPorts free")
+            if pod["node"] and pod["node"] not in {n.name for n in nodes}:
+                why = f"nodeName {pod['node']!r} is not a node of the lab"
+            else:
+                wanted = [f"nodeName {pod['node']}"] if pod["node"] else []
+                wanted += [f"nodeSelector {fmt_labels(pod['node_selector'])}"] if pod["node_selector"] else []
+                ports = ", ".join(f"{m['hostPort']}/{m['protocol'].upper()}" for m in pod["port_mappings"])
+                why = (f"no node {'with ' + ' and '.join(wanted) + ' ' if wanted else ''}has "
+                       f"{'hostPort ' + ports + ' free' if ports else 'room'}")
             raise InputError(f"pod {pod['namespace']}/{pod['name']}: cannot be scheduled: {why}; change the "
                              "pod's nodeName, nodeSelector or hostPort")
         chosen = min(fits, key=lambda n: counts[n.name])

@@ -1,0 +1,109 @@
+"""Kubernetes YAML: the talk's manifests apply unchanged; every bad input is one precise line."""
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import InputError
+from orchestrator.manifests import load_documents, parse_all
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def parse_text(tmp_path, text, warnings=None):
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    return parse_all(str(path), (warnings if warnings is not None else []).append)
+
+
+def test_the_talks_nginx_example_parses_unchanged():
+    warnings = []
+    deployment, service = parse_all(str(REPO / "examples" / "nginx.yaml"), warnings.append)
+    assert (deployment.kind, deployment.name, deployment.namespace, deployment.replicas) == \
+        ("Deployment", "nginx", "default", 3)
+    assert deployment.selector == {"app": "nginx"} and deployment.template.labels == {"app": "nginx"}
+    assert deployment.template.served_ports() == ([80], [80])  # no ports declared: port 80, as nginx
+    assert deployment.ref == "deployment.apps/nginx"
+    assert (service.kind, service.selector) == ("Service", {"app": "nginx"})
+    assert warnings == []  # `image` is expected and silently replaced by the lab's server
+
+
+def test_ports_host_ports_and_ignored_fields(tmp_path):
+    warnings = []
+    (pod,) = parse_text(tmp_path, """
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: team-a, labels: {app: p}}
+spec:
+  nodeName: node2
+  restartPolicy: Always
+  containers:
+    - name: c
+      image: x
+      resources: {limits: {cpu: 1}}
+      ports: [{containerPort: 8080, hostPort: 30080, name: http}, {containerPort: 53, protocol: UDP}]
+""", warnings)
+    assert pod.namespace == "team-a" and pod.template.node_name == "node2"
+    assert [(p.container_port, p.protocol, p.host_port) for p in pod.template.ports] == \
+        [(8080, "TCP", 30080), (53, "UDP", None)]
+    assert pod.template.served_ports() == ([53, 8080], [53, 8080])
+    assert any("spec.restartPolicy: ignored" in w for w in warnings)
+    assert any("spec.containers[0].resources: ignored" in w for w in warnings)
+
+
+def test_template_hash_changes_with_the_template_only():
+    a = parse_all(str(REPO / "examples" / "nginx.yaml"), print)[0].template
+    assert a.digest() == a.digest() and len(a.digest()) == 10
+
+
+DEPLOY = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: c, image: nginx}]
+"""
+
+BAD = [
+    (DEPLOY.replace("matchLabels: {app: web}", "matchLabels: {app: api}"), "spec.selector.matchLabels",
+     "selector app=api does not match the template's labels app=web"),
+    (DEPLOY.replace("kind: Deployment", "kind: StatefulSet"), "kind", "not supported"),
+    (DEPLOY.replace("apps/v1", "v1"), "apiVersion", "write apiVersion: apps/v1"),
+    (DEPLOY.replace("name: web}", "name: Web_1}"), "metadata.name", "not a valid Deployment name"),
+    (DEPLOY.replace("replicas: 2", "replicas: -1"), "spec.replicas", "from 0 to 1000"),
+    (DEPLOY.replace("containers: [{name: c, image: nginx}]", "containers: []"), "spec.template.spec.containers",
+     "missing or empty"),
+    (DEPLOY.replace("image: nginx}", "image: nginx, ports: [{containerPort: 70000}]}"),
+     "spec.template.spec.containers[0].ports[0].containerPort", "from 1 to 65535"),
+    (DEPLOY.replace("image: nginx}", "image: nginx, ports: [{containerPort: 80, protocol: SCTP}]}"),
+     "spec.template.spec.containers[0].ports[0].protocol", "'SCTP' is not supported"),
+    (DEPLOY.replace("containers:", "hostNetwork: true\n      containers:"), "spec.template.spec.hostNetwork",
+     "not supported"),
+    (DEPLOY + "---\n" + DEPLOY, "metadata.name", "Deployment default/web is also defined in"),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n", "spec", "missing"),
+    ("kind: Pod\n  bad: [", "line", "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize("text,field,words", BAD, ids=[f"{i}-{b[1]}" for i, b in enumerate(BAD)])
+def test_bad_manifests_get_one_precise_line(tmp_path, text, field, words):
+    with pytest.raises(InputError) as caught:
+        parse_text(tmp_path, text)
+    message = str(caught.value)
+    assert "\n" not in message and str(tmp_path / "m.yaml") in message
+    assert f": {field}" in message and words in message, message
+
+
+def test_folders_and_lists(tmp_path):
+    (tmp_path / "a.yaml").write_text(DEPLOY)
+    (tmp_path / "b.yml").write_text("apiVersion: v1\nkind: List\nitems:\n- " +
+                                    DEPLOY.replace("web", "api").replace("\n", "\n  "))
+    (tmp_path / "notes.txt").write_text("ignored")
+    docs = load_documents(str(tmp_path))
+    assert [d["metadata"]["name"] for _, d in docs] == ["web", "api"]
+    with pytest.raises(InputError, match="no such file or folder"):
+        load_documents(str(tmp_path / "missing"))

@@ -1,0 +1,88 @@
+"""Reconciling Deployments and Pods, and spreading pods over nodes (pure)."""
+
+import random
+from ipaddress import IPv4Address
+
+import pytest
+
+from orchestrator.errors import InputError
+from orchestrator.manifests import parse
+from orchestrator.model import Node, Ssh
+from orchestrator.plan.pods import plan_apply, plan_delete, schedule
+
+NODES = [Node(f"node{i}", IPv4Address(f"10.0.0.{i}"), f"10.0.0.{i}", Ssh(), labels={"zone": "a" if i < 3 else "b"})
+         for i in (1, 2, 3)]
+
+
+def deployment(replicas=3, label="web", **extra_spec):
+    spec = {"containers": [{"name": "c", "image": "x"}], **extra_spec}
+    return parse({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                  "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": label}},
+                           "template": {"metadata": {"labels": {"app": label}}, "spec": spec}}}, "d.yaml", print)
+
+
+def empty():
+    return {"pods": {}, "deployments": {}, "services": {}, "subnets": {}}
+
+
+def applied(objects, manifest, now="2026-01-01T00:00:00Z"):
+    """Apply `manifest` to `objects` as the applier would (pods get an IP; nothing fails)."""
+    changes = plan_apply("lab", [manifest], objects, now, random.Random(1))
+    schedule(changes.create, NODES, [p for p in objects["pods"].values() if p not in changes.delete])
+    for pod in changes.delete:
+        del objects["pods"][f"{pod['namespace']}/{pod['name']}"]
+    for pod in changes.create:
+        objects["pods"][f"{pod['namespace']}/{pod['name']}"] = dict(pod, ip="10.244.0.9")
+    objects["deployments"][manifest.key] = {"replicas": manifest.replicas, "selector": manifest.selector,
+                                            "template_hash": manifest.template.digest()}
+    return changes
+
+
+def test_deployment_pods_are_named_like_kubernetes_and_spread():
+    objects = empty()
+    changes = applied(objects, deployment(replicas=5))
+    assert changes.results == ["deployment.apps/web created"]
+    names = [p["name"] for p in changes.create]
+    digest = deployment().template.digest()
+    assert all(n.startswith(f"web-{digest}-") and len(n.split("-")[-1]) == 5 for n in names)
+    assert len(set(names)) == 5
+    assert [p["node"] for p in changes.create] == ["node1", "node2", "node3", "node1", "node2"]
+    assert all(p["netns"] == f"lab-default-{p['name']}" and p["owner"] == "Deployment/default/web"
+               for p in changes.create)
+
+
+def test_reapplying_converges():
+    objects = empty()
+    applied(objects, deployment(replicas=3))
+    again = applied(objects, deployment(replicas=3))
+    assert (again.create, again.delete, again.results) == ([], [], ["deployment.apps/web unchanged"])
+    down = applied(objects, deployment(replicas=1))
+    assert (len(down.create), len(down.delete), down.results) == (0, 2, ["deployment.apps/web configured"])
+    zero = applied(objects, deployment(replicas=0))
+    assert len(zero.delete) == 1 and objects["pods"] == {}
+    # a new template replaces every pod
+    applied(objects, deployment(replicas=2))
+    relabel = applied(objects, deployment(replicas=2, nodeSelector={"zone": "b"}))
+    assert len(relabel.delete) == 2 and [p["node"] for p in relabel.create] == ["node3", "node3"]
+
+
+def test_delete_removes_a_deployments_pods():
+    objects = empty()
+    applied(objects, deployment(replicas=2))
+    changes = plan_delete([deployment()], objects)
+    assert len(changes.delete) == 2 and changes.results == ["deployment.apps/web deleted"]
+
+
+def test_host_ports_never_collide_on_a_node():
+    pods = [{"name": f"p{i}", "namespace": "default", "node": None, "node_selector": {},
+             "port_mappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]} for i in range(4)]
+    with pytest.raises(InputError, match="cannot be scheduled: no node has hostPort 8080/TCP free"):
+        schedule(pods, NODES, [])
+    schedule(pods[:3], NODES, [])
+    assert sorted(p["node"] for p in pods[:3]) == ["node1", "node2", "node3"]
+
+
+def test_unknown_node_name_is_a_clear_error():
+    pod = {"name": "p", "namespace": "default", "node": "node9", "node_selector": {}, "port_mappings": []}
+    with pytest.raises(InputError, match="nodeName 'node9' is not a node of the lab"):
+        schedule([pod], NODES, [])
