@@ -16,11 +16,17 @@ setup:
 demo: setup
 	$(VENV)/lab up --name $(LAB) --nodes $(NODES)
 	$(VENV)/lab status
+	$(VENV)/lab deploy
+	$(VENV)/lab apply -f examples/
+	$(VENV)/lab get nodes
+	$(VENV)/lab get pods -o wide
+	@bash scripts/demo-no-nat.sh $(VENV)/lab
 	@echo
-	@echo "The lab '$(LAB)' is up. Try:"
-	@echo "  $(VENV)/lab exec node1 -- ip -br addr      # a command on a node, over SSH"
-	@echo "  $(VENV)/lab ssh node2                      # a shell on a node"
-	@echo "  $(VENV)/lab --help                         # everything else"
+	@echo "The lab '$(LAB)' is up with its pod network. Try:"
+	@echo "  $(VENV)/lab exec node1 -- ip route               # routes to the other nodes' pod subnets"
+	@echo "  $(VENV)/lab exec node1 --pod POD -- ip addr      # inside a pod (names: lab get pods)"
+	@echo "  $(VENV)/lab deploy --dry-run                     # what would change (nothing)"
+	@echo "  $(VENV)/lab ssh node2                            # a shell on a node"
 	@echo "Remove it with: make down   (or: $(VENV)/lab down --name $(LAB))"
 
 test: setup

@@ -1,0 +1,102 @@
+"""How fast `lab deploy` builds the pod network, and how fast the pod network is.
+
+For 3 and 10 emulated nodes: `lab deploy`, `lab apply` of 10 pods per node, and a second (no-op)
+`lab deploy`. Then, on 3 nodes, TCP throughput (iperf3, 3 s) pod-to-pod across nodes as a ratio of
+node-to-node throughput on the underlay measured in the same run, for vxlan and for host-gw.
+Aims: 3 nodes deployed with 30 pods in under 15 s; no-op re-deploy under 3 s; vxlan pod-to-pod at
+least 80% of the underlay, host-gw at least 90%.
+Run as root: .venv/bin/python bench/deploy.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import lab, record, use_private_state  # noqa: E402
+
+from orchestrator import inventory  # noqa: E402
+from orchestrator.transport import Transport  # noqa: E402
+
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: bench}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: bench}}}}
+  template:
+    metadata: {{labels: {{app: bench}}}}
+    spec: {{containers: [{{name: c, image: nginx}}]}}
+"""
+
+
+def iperf(transport: Transport, server_node: str, server_netns, client_node: str, client_netns, address: str) -> float:
+    """Gbit/s from client to server (each in a pod's namespace, or the node's own when netns is None)."""
+    def inside(netns, argv):
+        return ["ip", "netns", "exec", netns, *argv] if netns else argv
+    transport.run(server_node, inside(server_netns, ["iperf3", "-s", "-1", "-D"]))
+    out = transport.run(client_node, inside(client_netns, ["iperf3", "-c", address, "-t", "3", "-J"])).stdout
+    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def throughput(state: Path, name: str, inventory_path: str) -> tuple[float, float]:
+    """(underlay Gbit/s node1 -> node2, pod-to-pod Gbit/s node1 -> node2)."""
+    inv = inventory.load(inventory_path)
+    objects = json.loads((state / name / "objects.json").read_text())
+    by_node = {}
+    for pod in objects["pods"].values():
+        by_node.setdefault(pod["node"], pod)
+    with Transport(inv.nodes) as t:
+        underlay = iperf(t, "node2", None, "node1", None, str(inv.node("node2").address))
+        pods = iperf(t, "node2", by_node["node2"]["netns"], "node1", by_node["node1"]["netns"], by_node["node2"]["ip"])
+    return underlay, pods
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 10])
+    args = parser.parse_args()
+    state = use_private_state()
+    lines = ["| nodes | pods | lab deploy | lab apply (pods) | deploy + pods | no-op re-deploy |", "|---|---|---|---|---|---|"]
+    for n in args.sizes:
+        name = f"dep{n}"
+        lab("up", "--name", name, "--nodes", str(n))
+        inv_path = str(state / name / "inventory.yaml")
+        manifest = state / f"{name}.yaml"
+        manifest.write_text(DEPLOYMENT.format(replicas=10 * n))
+        try:
+            deploy = lab("deploy", "-i", inv_path)
+            pods = lab("apply", "-i", inv_path, "-f", str(manifest))
+            noop = lab("deploy", "-i", inv_path)
+            lines.append(f"| {n} | {10 * n} | {deploy:.2f} s | {pods:.2f} s | {deploy + pods:.2f} s | {noop:.2f} s |")
+            if n == args.sizes[0]:
+                rows = []
+                for backend in ("vxlan", "host-gw"):
+                    data = yaml.safe_load(Path(inv_path).read_text())
+                    data["cluster"]["overlay"]["backend"] = backend
+                    data["ssh"]["key"] = str(state / name / "id_ed25519")
+                    data["ssh"]["known_hosts"] = str(state / name / "known_hosts")
+                    variant = state / f"{name}-{backend}.yaml"
+                    variant.write_text(yaml.safe_dump(data))
+                    lab("deploy", "-i", str(variant))
+                    underlay, pod = throughput(state, name, str(variant))
+                    rows.append(f"| {backend} | {underlay:.2f} Gbit/s | {pod:.2f} Gbit/s | {pod / underlay:.2f} |")
+        finally:
+            lab("destroy", "-i", inv_path)
+            lab("down", "--name", name)
+    lines += ["", "Pod-to-pod TCP throughput across nodes (iperf3, 3 s, one stream), against the underlay "
+              "(node to node) in the same run:", "",
+              "| backend | underlay | pod to pod | ratio |", "|---|---|---|---|", *rows,
+              "", "Aims: 3 nodes deployed with 30 pods in under 15 s; no-op re-deploy under 3 s; "
+              "vxlan >= 0.80 of the underlay, host-gw >= 0.90."]
+    record("lab deploy and the pod network (bench/deploy.py)", lines)
+
+
+if __name__ == "__main__":
+    main()
