@@ -214,6 +214,41 @@ def print_table(columns: list[str], rows: list[list[str]]) -> None:
         print("   ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
+def cmd_describe(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    objects = LabFiles.of(inv.name).read_objects()
+    key = f"{args.namespace}/{args.name}"
+    s = objects["services"].get(key)
+    if s is None:
+        raise InputError(f"no service {args.name!r} in namespace {args.namespace!r}; see `lab get svc -A`")
+    labels = manifests_mod.fmt_labels(s["labels"]).replace(",", "\n" + " " * 19) or "<none>"
+    lines = [("Name:", s["name"]), ("Namespace:", s["namespace"]), ("Labels:", labels), ("Annotations:", "<none>")]
+    if RESOURCE_ALIASES.get(args.resource, "ep") == "svc":
+        lines += [("Selector:", manifests_mod.fmt_labels(s["selector"]) or "<none>"), ("Type:", s["type"]),
+                  ("IP:", s["cluster_ip"])]
+        for port in s["ports"]:
+            eps = objects["endpoints"].get(key, {}).get(port["name"] or "", [])
+            target = port["target_port"]
+            lines += [("Port:", f"{port['name'] or '<unset>'} {port['port']}/{port['protocol']}"),
+                      ("TargetPort:", f"{target}/{port['protocol']}")]
+            if port.get("node_port"):
+                lines.append(("NodePort:", f"{port['name'] or '<unset>'} {port['node_port']}/{port['protocol']}"))
+            lines.append(("Endpoints:", ",".join(f"{e['ip']}:{e['port']}" for e in eps) or "<none>"))
+        lines += [("Session Affinity:", s["session_affinity"]), ("Events:", "<none>")]
+    else:
+        lines.append(("Subsets:", ""))
+        for port in s["ports"]:
+            eps = objects["endpoints"].get(key, {}).get(port["name"] or "", [])
+            lines += [("  Addresses:", ",".join(e["ip"] for e in eps) or "<none>"), ("  NotReadyAddresses:", "<none>"),
+                      ("  Ports:", ""), ("    Name", "Port  Protocol"), ("    ----", "----  --------"),
+                      (f"    {port['name'] or '<unset>'}", f"{eps[0]['port'] if eps else port['target_port']}     "
+                                                           f"{port['protocol']}")]
+        lines.append(("Events:", "<none>"))
+    for label, value in lines:
+        print(f"{label:<18} {value}".rstrip())
+    return 0
+
+
 def cmd_cni(args) -> int:
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
@@ -267,10 +302,78 @@ def cni_check(inv: Inventory, objects: dict, args) -> int:
     return 1 if failed else 0
 
 
+RESOURCE_ALIASES = {"pods": "pods", "pod": "pods", "po": "pods", "nodes": "nodes", "node": "nodes", "no": "nodes",
+                    "services": "svc", "service": "svc", "svc": "svc", "endpoints": "ep", "ep": "ep"}
+
+
+def service_ports_text(service: dict) -> str:
+    """kubectl's PORT(S): 80/TCP, 80:30080/TCP, 53/UDP,53/TCP."""
+    return ",".join(f"{p['port']}" + (f":{p['node_port']}" if p.get("node_port") else "") + f"/{p['protocol']}"
+                    for p in service["ports"])
+
+
+def endpoint_addresses(objects: dict, key: str) -> list[str]:
+    return [f"{e['ip']}:{e['port']}" for eps in objects["endpoints"].get(key, {}).values() for e in eps]
+
+
+def service_json(s: dict) -> dict:
+    ports = [{k: v for k, v in {"name": p["name"], "protocol": p["protocol"], "port": p["port"],
+                                "targetPort": p["target_port"], "nodePort": p.get("node_port")}.items()
+              if v is not None} for p in s["ports"]]
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": s["name"], "namespace": s["namespace"], "labels": s["labels"],
+                         "creationTimestamp": s["created"]},
+            "spec": {"type": s["type"], "clusterIP": s["cluster_ip"], "clusterIPs": [s["cluster_ip"]],
+                     "selector": s["selector"], "ports": ports, "sessionAffinity": s["session_affinity"]}}
+
+
+def endpoints_json(s: dict, objects: dict, key: str) -> dict:
+    subsets = []
+    for port in s["ports"]:
+        eps = objects["endpoints"].get(key, {}).get(port["name"] or "", [])
+        if eps:
+            subsets.append({"addresses": [{"ip": e["ip"], "nodeName": e["node"],
+                                           "targetRef": {"kind": "Pod", "name": e["pod"]}} for e in eps],
+                            "ports": [{k: v for k, v in {"name": port["name"], "port": eps[0]["port"],
+                                                         "protocol": port["protocol"]}.items() if v is not None}]})
+    return {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": s["name"], "namespace": s["namespace"]},
+            "subsets": subsets}
+
+
+def selected_services(objects: dict, args) -> list[tuple[str, dict]]:
+    return sorted((k, s) for k, s in objects["services"].items()
+                  if (args.all_namespaces or s["namespace"] == args.namespace) and (not args.names or s["name"] in args.names))
+
+
 def cmd_get(args) -> int:
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
-    if args.resource in ("nodes", "node", "no"):
+    resource = RESOURCE_ALIASES[args.resource]
+    if resource in ("svc", "ep"):
+        items = selected_services(objects, args)
+        if args.output == "json":
+            docs = [service_json(s) if resource == "svc" else endpoints_json(s, objects, k) for k, s in items]
+            print(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs} if not args.names or len(docs) != 1
+                             else docs[0], indent=2))
+            return 0
+        if not items:
+            err.print(f"No resources found in {'any' if args.all_namespaces else args.namespace} namespace.")
+            return 0
+        lead = ["NAMESPACE"] if args.all_namespaces else []
+        if resource == "svc":
+            columns = lead + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+            rows = [([s["namespace"]] if lead else []) + [s["name"], s["type"], s["cluster_ip"], "<none>",
+                                                          service_ports_text(s), age(s["created"])] for _, s in items]
+            if args.output == "wide":
+                columns.append("SELECTOR")
+                rows = [r + [manifests_mod.fmt_labels(s["selector"]) or "<none>"] for r, (_, s) in zip(rows, items)]
+        else:
+            columns = lead + ["NAME", "ENDPOINTS", "AGE"]
+            rows = [([s["namespace"]] if lead else []) + [s["name"], ",".join(endpoint_addresses(objects, k)) or
+                                                          "<none>", age(s["created"])] for k, s in items]
+        print_table(columns, rows)
+        return 0
+    if resource == "nodes":
         items = [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": n.name, "labels": n.labels},
                   "spec": {"podCIDR": objects["subnets"].get(n.name)},
                   "status": {"addresses": [{"type": "InternalIP", "address": str(n.address)}]}} for n in inv.nodes]
@@ -430,13 +533,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--id", default="cni-lab", help="CNI_CONTAINERID")
     c.add_argument("--ifname", default="eth0", help="CNI_IFNAME")
 
-    p = command("get", cmd_get, "list pods or nodes, like kubectl get",
-                "lab get pods\nlab get pods -o wide\nlab get pods -A -o json\nlab get nodes")
-    p.add_argument("resource", choices=("pods", "pod", "po", "nodes", "node", "no"))
+    p = command("get", cmd_get, "list pods, nodes, services or endpoints, like kubectl get",
+                "lab get pods\nlab get pods -o wide\nlab get pods -A -o json\nlab get nodes\n"
+                "lab get svc\nlab get ep\nlab get svc nginx -o json")
+    p.add_argument("resource", choices=sorted(RESOURCE_ALIASES), metavar="pods|nodes|svc|ep")
     p.add_argument("names", nargs="*", help="only these")
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("-A", "--all-namespaces", action="store_true")
     p.add_argument("-o", "--output", choices=("wide", "json"))
+
+    p = command("describe", cmd_describe, "show one service or its endpoints, like kubectl describe",
+                "lab describe svc nginx\nlab describe ep nginx\nlab describe svc kube-dns -n kube-system")
+    p.add_argument("resource", choices=("svc", "service", "services", "ep", "endpoints"))
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace", default="default")
 
     p = command("exec", cmd_exec, "run a command on a node over SSH; exits with the command's exit code",
                 "lab exec node1 -- ip route\nlab exec node2 -- sh -c 'ip -br link | grep eth0'")

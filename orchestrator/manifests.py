@@ -48,12 +48,13 @@ class ContainerPort:
 class PodTemplate:
     labels: dict = field(hash=False)
     ports: tuple[ContainerPort, ...]
+    image: str = ""  # the first container's; an image named *dnsmasq* runs the real dnsmasq
     node_name: Optional[str] = None
     node_selector: dict = field(default_factory=dict, hash=False)
 
     def digest(self) -> str:
         """A short hash of the template, like Kubernetes' pod-template-hash."""
-        data = json.dumps({"labels": self.labels, "ports": [p.__dict__ for p in self.ports],
+        data = json.dumps({"labels": self.labels, "ports": [p.__dict__ for p in self.ports], "image": self.image,
                            "node": self.node_name, "selector": self.node_selector}, sort_keys=True)
         return hashlib.sha256(data.encode()).hexdigest()[:10]
 
@@ -62,6 +63,24 @@ class PodTemplate:
         UDP, or port 80 when none is declared (as for the talk's nginx)."""
         numbers = sorted({p.container_port for p in self.ports}) or [80]
         return numbers, numbers
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: Optional[str]
+    protocol: str
+    port: int
+    target_port: Any  # a number, or the name of a containerPort
+    node_port: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    type: str = "ClusterIP"
+    ports: tuple = ()
+    cluster_ip: Optional[str] = None
+    session_affinity: str = "None"
+    affinity_timeout: int = 10800
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,7 @@ class Manifest:
     replicas: int = 1  # Deployment
     selector: dict = field(default_factory=dict, hash=False)  # Deployment matchLabels, Service selector
     raw: dict = field(default_factory=dict, hash=False, compare=False)
+    service: Optional[ServiceSpec] = None  # Service
 
     @property
     def key(self) -> str:
@@ -221,8 +241,61 @@ def parse(data: Any, source: str, warn: Warn) -> Manifest:
         return Manifest(kind, name, namespace, source, labels,
                         template=pod_template(template.sub("spec", required=True), template_labels, warn),
                         replicas=replicas, selector=match, raw=data)
-    # Service: the service network reads the rest of the spec; the selector is all pods need.
-    return Manifest(kind, name, namespace, source, labels, selector=spec.labels("selector"), raw=data)
+    return Manifest(kind, name, namespace, source, labels, selector=spec.labels("selector"), raw=data,
+                    service=service_spec(spec))
+
+
+SERVICE_TYPES = ("ClusterIP", "NodePort")
+PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+
+
+def service_spec(spec: Doc) -> ServiceSpec:
+    kind = spec.data.get("type", "ClusterIP")
+    if kind not in SERVICE_TYPES:
+        raise spec.error(spec.path("type"), f"{kind!r} is not supported", "use ClusterIP or NodePort")
+    raw_ports = spec.data.get("ports")
+    if not isinstance(raw_ports, list) or not raw_ports:
+        raise spec.error(spec.path("ports"), "missing or empty", "list at least one port, e.g. `- port: 80`")
+    ports, seen = [], set()
+    for i, raw in enumerate(raw_ports):
+        p = Doc(raw, spec.path(f"ports[{i}]"), spec.source)
+        name = p.data.get("name")
+        if name is None and len(raw_ports) > 1:
+            raise p.error(p.path("name"), "missing", "name every port when a service has more than one")
+        if name is not None and (not isinstance(name, str) or not PORT_NAME.match(name)):
+            raise p.error(p.path("name"), f"{name!r} is not a valid port name", "use up to 15 lowercase letters, "
+                          "digits and '-'")
+        protocol = p.data.get("protocol", "TCP")
+        if protocol not in PROTOCOLS:
+            raise p.error(p.path("protocol"), f"{protocol!r} is not supported", "use TCP or UDP")
+        number = p.integer("port", None, 1, 65535)
+        if number is None:
+            raise p.error(p.path("port"), "missing", "give the service's port, 1 to 65535")
+        if (number, protocol) in seen:
+            raise p.error(p.path("port"), f"{number}/{protocol} is listed twice", "list each port once")
+        seen.add((number, protocol))
+        target = p.data.get("targetPort", number)
+        if isinstance(target, str) and not target.isdigit():
+            if not PORT_NAME.match(target):
+                raise p.error(p.path("targetPort"), f"{target!r} is neither a port number nor a port name",
+                              "give a number or the name of a containerPort")
+        else:
+            target = int(target)
+            if not 1 <= target <= 65535:
+                raise p.error(p.path("targetPort"), f"{target} is out of range", "give a number from 1 to 65535")
+        node_port = p.integer("nodePort", None, 30000, 32767)
+        if node_port is not None and kind != "NodePort":
+            raise p.error(p.path("nodePort"), "only NodePort services have a nodePort", "remove it or set "
+                          "type: NodePort")
+        ports.append(ServicePort(name, protocol, number, target, node_port))
+    cluster_ip = spec.data.get("clusterIP")
+    if cluster_ip == "None":
+        raise spec.error(spec.path("clusterIP"), "headless services are not supported", "remove clusterIP")
+    affinity = spec.data.get("sessionAffinity", "None")
+    if affinity not in ("None", "ClientIP"):
+        raise spec.error(spec.path("sessionAffinity"), f"{affinity!r} is not valid", "use None or ClientIP")
+    timeout = spec.sub("sessionAffinityConfig").sub("clientIP").integer("timeoutSeconds", 10800, 1, 86400)
+    return ServiceSpec(kind, tuple(ports), str(cluster_ip) if cluster_ip else None, affinity, timeout)
 
 
 def fmt_labels(labels: dict) -> str:
@@ -266,5 +339,6 @@ def pod_template(spec: Doc, labels: dict, warn: Warn) -> PodTemplate:
                 seen_host.add((host, protocol))
             ports.append(ContainerPort(number, protocol, host, p.data.get("name")))
     node_name = spec.data.get("nodeName")
-    return PodTemplate(labels=labels, ports=tuple(ports), node_name=node_name,
+    return PodTemplate(labels=labels, ports=tuple(ports), image=str(containers[0].get("image") or ""),
+                       node_name=node_name,
                        node_selector=spec.labels("nodeSelector"))

@@ -209,12 +209,22 @@ def alive(pid) -> bool:
 
 
 def start_server(lib: str, pod: dict) -> int:
-    """Start the pod's server inside its network namespace, detached from this SSH session."""
-    args = [sys.executable, os.path.join(lib, "node_agent.py"), "serve", "--name", pod["name"]]
-    for port in pod.get("tcp", []):
-        args += ["--tcp", str(port)]
-    for port in pod.get("udp", []):
-        args += ["--udp", str(port)]
+    """Start the pod's server inside its network namespace, detached from this SSH session: the real
+    dnsmasq for DNS pods (records in <lib>/dns/hosts), the built-in server for every other pod."""
+    if pod.get("role") == "dns":
+        hosts = os.path.join(lib, "dns", "hosts")
+        os.makedirs(os.path.dirname(hosts), exist_ok=True)
+        if not os.path.exists(hosts):
+            open(hosts, "a").close()
+        args = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                "--user=root", "--pid-file=", f"--addn-hosts={hosts}", f"--local=/{pod['dns_domain']}/",
+                "--log-facility=-"]
+    else:
+        args = [sys.executable, os.path.join(lib, "node_agent.py"), "serve", "--name", pod["name"]]
+        for port in pod.get("tcp", []):
+            args += ["--tcp", str(port)]
+        for port in pod.get("udp", []):
+            args += ["--udp", str(port)]
     log = open(os.path.join(lib, "pods", pod["key"] + ".log"), "ab")
     proc = subprocess.Popen(["ip", "netns", "exec", pod["netns"], *args], stdin=subprocess.DEVNULL, stdout=log,
                             stderr=log, start_new_session=True)
@@ -310,21 +320,26 @@ def pod_del(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
     return {"deleted": True, "errors": errors}
 
 
+def pod_records(lib: str) -> list:
+    folder = os.path.join(lib, "pods")
+    records = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as handle:
+                records.append(json.load(handle))
+    return records
+
+
 def pods_ensure(lib: str) -> dict:
     """Restart the servers of pods whose server is not running; report each pod's state."""
     report = {}
-    folder = os.path.join(lib, "pods")
-    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if not name.endswith(".json"):
-            continue
-        with open(os.path.join(folder, name)) as handle:
-            record = json.load(handle)
+    for record in pod_records(lib):
         state = "running"
         if not alive(record.get("pid")):
             record["pid"] = start_server(lib, record)
             record["restarts"] = record.get("restarts", 0) + 1
             state = "restarted" if wait_listening(record) else "failed"
-            with open(os.path.join(folder, name), "w") as handle:
+            with open(pod_file(lib, record["key"]), "w") as handle:
                 json.dump(record, handle)
         report[record["key"]] = {"state": state, "ip": record.get("ip"), "restarts": record.get("restarts", 0)}
     return report
@@ -333,12 +348,8 @@ def pods_ensure(lib: str) -> dict:
 def pods_purge(lib: str, lab: str, conf, cni_path: str) -> dict:
     """Remove every pod of the lab on this node: the recorded ones, then any namespace left named <lab>-*."""
     report = {}
-    folder = os.path.join(lib, "pods")
-    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if name.endswith(".json"):
-            with open(os.path.join(folder, name)) as handle:
-                pod = json.load(handle)
-            report[pod["key"]] = pod_del(lib, conf, cni_path, pod) if conf else {"deleted": False}
+    for pod in pod_records(lib):
+        report[pod["key"]] = pod_del(lib, conf, cni_path, pod) if conf else {"deleted": False}
     for line in run("ip", "netns", "list").splitlines():
         netns = line.split()[0] if line.split() else ""
         if netns.startswith(lab + "-"):
@@ -347,6 +358,100 @@ def pods_purge(lib: str, lab: str, conf, cni_path: str) -> dict:
             subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
             report.setdefault(netns, {"deleted": True})
     return report
+
+
+# ---- services: kube-proxy's side --------------------------------------------------------------------------
+
+
+def saved_chains(iptables_save: str) -> dict:
+    """table -> {chain: [rules]} from `iptables-save` output."""
+    tables: dict = {}
+    table = None
+    for line in iptables_save.splitlines():
+        if line.startswith("*"):
+            table = tables.setdefault(line[1:], {})
+        elif table is not None and line.startswith(":"):
+            table.setdefault(line[1:].split()[0], [])
+        elif table is not None and line.startswith("-A "):
+            table.setdefault(line.split()[1], []).append(line)
+    return tables
+
+
+def restore_input(desired: dict, loaded: dict, present: dict, jumps: list) -> tuple:
+    """The iptables-restore --noflush input that turns the node's chains into `desired`, writing only the
+    chains that differ from what was `loaded` last (or are missing) and deleting the ones no longer
+    wanted; plus the jumps from the built-in chains that are missing. Returns (text, written, deleted)."""
+    parts, written, deleted = [], [], []
+    for table in sorted(set(desired) | set(loaded)):
+        want = desired.get(table, {})
+        have = present.get(table, {})
+        write = [c for c, rules in want.items() if c not in have or loaded.get(table, {}).get(c) != rules]
+        drop = [c for c in loaded.get(table, {}) if c not in want and c in have]
+        missing = [j for t, builtin, j in jumps if t == table and j not in have.get(builtin, [])]
+        if not (write or drop or missing):
+            continue
+        lines = [f"*{table}"] + [f":{c} - [0:0]" for c in write + drop]
+        lines += [rule for c in write for rule in want[c]]
+        lines += [f"-X {c}" for c in drop]
+        lines += [j.replace("-A ", "-I ", 1).replace(f" {j.split()[1]} ", f" {j.split()[1]} 1 ", 1) for j in missing]
+        parts.append("\n".join(lines + ["COMMIT"]))
+        written += [f"{table}/{c}" for c in write]
+        deleted += [f"{table}/{c}" for c in drop]
+    return ("\n".join(parts) + "\n" if parts else ""), written, deleted
+
+
+def load_rules(text: str) -> None:
+    """iptables-restore --noflush; on failure, the error with the offending lines around it."""
+    proc = subprocess.run(["iptables-restore", "--noflush"], input=text.encode(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        match = re.search(r"line:? (\d+)", err)
+        context = ""
+        if match:
+            n = int(match.group(1))
+            lines = text.splitlines()
+            context = " | ".join(f"{i + 1}: {lines[i]}" for i in range(max(0, n - 3), min(len(lines), n + 2)))
+        raise CniError(f"iptables-restore failed: {err}" + (f" [{context}]" if context else ""))
+
+
+def proxy_sync(lib: str, request: dict) -> dict:
+    """Bring the node's service rules, stale UDP conntrack entries and DNS records up to `request`."""
+    state_file = os.path.join(lib, "proxy.json")
+    try:
+        with open(state_file) as handle:
+            loaded = json.load(handle)
+    except (OSError, ValueError):
+        loaded = {}
+    present = saved_chains(run("iptables-save"))
+    text, written, deleted = restore_input(request["tables"], loaded, present, request["jumps"])
+    if text:
+        load_rules(text)
+        with open(state_file + ".tmp", "w") as handle:
+            json.dump(request["tables"], handle)
+        os.replace(state_file + ".tmp", state_file)
+    for address in request.get("stale_udp", []):
+        # a UDP "connection" to an endpoint that is gone would otherwise keep being sent there
+        subprocess.run(["conntrack", "-D", "-p", "udp", "--dst-nat", address], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    dns_changed = False
+    if "dns_hosts" in request:
+        path = os.path.join(lib, "dns", "hosts")
+        try:
+            with open(path) as handle:
+                dns_changed = handle.read() != request["dns_hosts"]
+        except OSError:
+            dns_changed = True
+        if dns_changed:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path + ".tmp", "w") as handle:
+                handle.write(request["dns_hosts"])
+            os.chmod(path + ".tmp", 0o644)
+            os.replace(path + ".tmp", path)
+            for record in pod_records(lib):
+                if record.get("role") == "dns" and alive(record.get("pid")):
+                    os.kill(int(record["pid"]), signal.SIGHUP)  # dnsmasq re-reads its hosts files
+    return {"written": written, "deleted": deleted, "dns": dns_changed}
 
 
 # ---- probes ----------------------------------------------------------------------------------------------
@@ -462,7 +567,7 @@ def main(argv=None) -> int:
     c.add_argument("--ifname", default="eth0")
     c.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni")
     c.add_argument("--runtime-config", default="{}")
-    for verb in ("pods-apply", "pods-ensure"):
+    for verb in ("pods-apply", "pods-ensure", "proxy-sync"):
         sub.add_parser(verb)
     purge = sub.add_parser("pods-purge")
     purge.add_argument("--lab", required=True)
@@ -491,6 +596,9 @@ def main(argv=None) -> int:
             return 0
         if args.verb == "pods-ensure":
             print(json.dumps(pods_ensure(lib)))
+            return 0
+        if args.verb == "proxy-sync":
+            print(json.dumps(proxy_sync(lib, json.load(sys.stdin))))
             return 0
         if args.verb == "pods-purge":
             conf = load_conf(open(args.conf).read(), args.conf) if os.path.exists(args.conf) else None

@@ -72,7 +72,7 @@ class LabFiles:
             data = json.loads(self.objects.read_text())
         except (OSError, ValueError):
             data = {}
-        for key in ("subnets", "pods", "deployments", "services"):
+        for key in ("subnets", "pods", "deployments", "services", "endpoints"):
             data.setdefault(key, {})
         return data
 

@@ -11,11 +11,13 @@ from ..manifests import Manifest
 from ..model import Inventory
 from ..plan.network import conflist_path
 from ..plan.pods import PodChanges, plan_apply, plan_delete, schedule
+from ..plan.services import check_target_ports, service_record
+from . import services as services_mod
 from ..state import LabFiles
 from ..transport import Transport
 from .deploy import agent_path
 
-AGENT_SPEC_KEYS = ("key", "name", "netns", "tcp", "udp", "port_mappings")
+AGENT_SPEC_KEYS = ("key", "name", "netns", "tcp", "udp", "port_mappings", "role", "dns_domain", "resolv_conf")
 
 
 def agent_pod(pod: dict) -> dict:
@@ -75,25 +77,36 @@ def require_network(inv: Inventory, objects: dict) -> None:
 
 def apply(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest],
           progress: Callable[[str], None] = lambda line: None) -> list[str]:
-    """Make the lab's pods match `manifests`; return kubectl-style result lines."""
+    """Make the lab's pods and services match `manifests`; return kubectl-style result lines.
+    Everything is validated before anything changes on a node."""
     objects = files.read_objects()
     require_network(inv, objects)
-    changes = plan_apply(inv.name, manifests, objects, now())
+    stamp = now()
+    changes = plan_apply(inv.cluster, manifests, objects, stamp)
     deleted = {id(p) for p in changes.delete}
     schedule(changes.create, list(inv.nodes), [p for p in objects["pods"].values() if id(p) not in deleted])
+    services = dict(objects["services"])
+    results = []
+    for m in manifests:
+        if m.kind == "Service":
+            check_target_ports(m, [p for p in objects["pods"].values() if id(p) not in deleted] + changes.create)
+            record = service_record(m, services, inv.cluster.service_cidr, stamp)
+            old = services.get(m.key)
+            services[m.key] = record
+            results.append(f"{m.ref} {'created' if old is None else 'unchanged' if old == record else 'configured'}")
     for m in manifests:
         if m.kind == "Deployment":
             objects["deployments"][m.key] = {"replicas": m.replicas, "selector": m.selector,
                                              "template_hash": m.template.digest()}
-        elif m.kind == "Service":
-            objects["services"][m.key] = m.raw
     if changes.create or changes.delete:
         progress(f"{len(changes.create)} pod(s) to create, {len(changes.delete)} to delete")
     failures = sync(inv, transport, files, objects, changes)
+    objects["services"] = services
+    failures += services_mod.sync(inv, transport, objects)
+    files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
-    return changes.results + [f"service/{m.name} stored (the service network comes with a later lab version)"
-                              for m in manifests if m.kind == "Service"]
+    return changes.results + results
 
 
 def delete(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest]) -> list[str]:
@@ -106,6 +119,8 @@ def delete(inv: Inventory, transport: Transport, files: LabFiles, manifests: lis
             existed = objects["services"].pop(m.key, None) is not None
             changes.results.append(f"service/{m.name} {'deleted' if existed else 'not found'}")
     failures = sync(inv, transport, files, objects, changes)
+    failures += services_mod.sync(inv, transport, objects)
+    files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
     return changes.results

@@ -15,7 +15,8 @@ from typing import Optional
 
 from ..errors import InputError
 from ..manifests import Manifest, PodTemplate, fmt_labels
-from ..model import Node
+from ..model import Cluster, Node
+from .services import dns_ip
 
 SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' alphabet for generated name suffixes
 
@@ -31,8 +32,17 @@ def pod_netns(lab: str, namespace: str, name: str) -> str:
     return f"{lab}-{namespace}-{name}"
 
 
-def new_pod(lab: str, name: str, namespace: str, template: PodTemplate, owner: Optional[str], now: str) -> dict:
+def resolv_conf(namespace: str, cluster: Cluster) -> str:
+    """A pod's /etc/resolv.conf: the cluster DNS and Kubernetes' search path, so `curl http://nginx` works."""
+    d = cluster.dns_domain
+    return (f"nameserver {dns_ip(cluster.service_cidr)}\nsearch {namespace}.svc.{d} svc.{d} {d}\n"
+            "options ndots:5\n")
+
+
+def new_pod(cluster: Cluster, name: str, namespace: str, template: PodTemplate, owner: Optional[str],
+            now: str) -> dict:
     tcp, udp = template.served_ports()
+    lab = cluster.name
     return {
         "name": name, "namespace": namespace, "key": f"{namespace}_{name}", "uid": uuid.uuid4().hex,
         "labels": dict(template.labels), "owner": owner, "template_hash": template.digest(),
@@ -41,10 +51,12 @@ def new_pod(lab: str, name: str, namespace: str, template: PodTemplate, owner: O
         "port_mappings": [{"hostPort": p.host_port, "containerPort": p.container_port,
                            "protocol": p.protocol.lower()} for p in template.ports if p.host_port],
         "ports": [p.__dict__ for p in template.ports], "created": now,
+        "role": "dns" if "dnsmasq" in template.image else "server", "dns_domain": cluster.dns_domain,
+        "resolv_conf": resolv_conf(namespace, cluster),
     }
 
 
-def plan_apply(lab: str, manifests: list[Manifest], objects: dict, now: str,
+def plan_apply(cluster: Cluster, manifests: list[Manifest], objects: dict, now: str,
                rng: Optional[random.Random] = None) -> PodChanges:
     """The pod changes that make `objects` (the lab's pods and deployments) match `manifests`."""
     rng = rng or random.Random()
@@ -62,7 +74,7 @@ def plan_apply(lab: str, manifests: list[Manifest], objects: dict, now: str,
                 continue
             if old:
                 changes.delete.append(old)
-            changes.create.append(new_pod(lab, m.name, m.namespace, m.template, None, now))
+            changes.create.append(new_pod(cluster, m.name, m.namespace, m.template, None, now))
             changes.results.append(f"{m.ref} {'configured' if old else 'created'}")
         elif m.kind == "Deployment":
             owner = f"Deployment/{m.key}"
@@ -74,7 +86,7 @@ def plan_apply(lab: str, manifests: list[Manifest], objects: dict, now: str,
             for _ in range(m.replicas - len(keep)):
                 name = unique_name(f"{m.name}-{digest}", taken, rng)
                 taken.add(name)
-                changes.create.append(new_pod(lab, name, m.namespace, m.template, owner, now))
+                changes.create.append(new_pod(cluster, name, m.namespace, m.template, owner, now))
             old = objects["deployments"].get(m.key)
             state = {"replicas": m.replicas, "selector": m.selector, "template_hash": digest}
             verb = "created" if old is None else ("unchanged" if old == state else "configured")

@@ -7,9 +7,10 @@ import pytest
 
 from orchestrator.errors import InputError
 from orchestrator.manifests import parse
-from orchestrator.model import Node, Ssh
+from orchestrator.model import Cluster, Node, Ssh
 from orchestrator.plan.pods import plan_apply, plan_delete, schedule
 
+CLUSTER = Cluster(name="lab")
 NODES = [Node(f"node{i}", IPv4Address(f"10.0.0.{i}"), f"10.0.0.{i}", Ssh(), labels={"zone": "a" if i < 3 else "b"})
          for i in (1, 2, 3)]
 
@@ -27,7 +28,7 @@ def empty():
 
 def applied(objects, manifest, now="2026-01-01T00:00:00Z"):
     """Apply `manifest` to `objects` as the applier would (pods get an IP; nothing fails)."""
-    changes = plan_apply("lab", [manifest], objects, now, random.Random(1))
+    changes = plan_apply(CLUSTER, [manifest], objects, now, random.Random(1))
     schedule(changes.create, NODES, [p for p in objects["pods"].values() if p not in changes.delete])
     for pod in changes.delete:
         del objects["pods"][f"{pod['namespace']}/{pod['name']}"]
