@@ -183,6 +183,11 @@ def load_documents(target: str) -> list[tuple[str, Any]]:
     return documents
 
 
+def load_text(text: str, source: str) -> list[Manifest]:
+    """Manifests from YAML text the lab ships (templates); warnings are not expected there."""
+    return [parse(doc, source, lambda line: None) for doc in yaml.safe_load_all(text) if doc is not None]
+
+
 def parse_all(target: str, warn: Warn) -> list[Manifest]:
     """Every manifest in `target`, validated; duplicates (same kind, namespace, name) are an error."""
     manifests = [parse(doc, source, warn) for source, doc in load_documents(target)]

@@ -19,7 +19,7 @@ from ..plan import diff
 from ..plan.facts import NodeState
 from ..plan.ipam import lease_subnets
 from ..plan.network import NodeFacts, conflist_path, node_lib, plan_node
-from ..render import resource_text
+from ..render import render, resource_text
 from ..state import LabFiles
 from ..transport import NodeError, Transport
 from .node import read_state
@@ -143,7 +143,22 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
     if not dry_run:
         progress(f"applying changes to {sum(1 for c in planned.values() if c)} node(s)")
         apply_changes(transport, inv, planned, reports, "changed")
+        if all(r.status != "failed" for r in reports.values()):
+            start_cluster_dns(inv, transport, files, progress)
     return [reports[n.name] for n in inv.nodes]
+
+
+def start_cluster_dns(inv: Inventory, transport: Transport, files: LabFiles,
+                      progress: Callable[[str], None]) -> None:
+    """Apply the built-in kube-dns Service and Deployment (a no-op when they are there), which also
+    re-syncs every node's service rules."""
+    from . import pods as pods_mod  # pods builds on deploy: import here, not at the top
+    from ..manifests import load_text
+    from ..plan.services import dns_ip
+    text = render("kube-dns.yaml.j2", dns_ip=dns_ip(inv.cluster.service_cidr))
+    results = pods_mod.apply(inv, transport, files, load_text(text, "templates/kube-dns.yaml.j2"))
+    if any(not line.endswith("unchanged") for line in results):
+        progress(f"cluster DNS: kube-system/kube-dns at {dns_ip(inv.cluster.service_cidr)}, 2 dnsmasq pods")
 
 
 def destroy(inv: Inventory, transport: Transport, files: LabFiles,

@@ -172,7 +172,10 @@ def rule_changes(net: NodeNetwork, state: NodeState) -> list[Change]:
             changed.append(chain)
     for (table, builtin), jump in net.jumps.items():
         if jump not in (state.chain(table, builtin) or []):
-            tables.setdefault(table, []).append(jump.replace(f"-A {builtin} ", f"-I {builtin} 1 ", 1))
+            # POSTROUTING: first, so pod-to-pod RETURNs before any MASQUERADE the node has. FORWARD: last,
+            # after kube-proxy's REJECT for services without endpoints (which the pod ACCEPTs would skip).
+            line = jump if builtin == "FORWARD" else jump.replace(f"-A {builtin} ", f"-I {builtin} 1 ", 1)
+            tables.setdefault(table, []).append(line)
             changed.append(f"jump {builtin} -> {jump.rsplit(' ', 1)[-1]}")
     if not tables:
         return []
@@ -214,8 +217,10 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
             changes.append(Change(f"remove route {dst}", (cmd("ip", "route", "del", dst),)))
     others = [f for f in state.conflists if f.endswith((".conf", ".conflist")) and f != f"10-{lab}.conflist"]
     for table, owned in (("nat", MASQ_CHAIN), ("filter", FORWARD_CHAIN)):
-        # portmap leaves its top-level CNI-HOSTPORT-* chains behind; they are ours when no other network is here
-        doomed = [c for c in state.chains(table) if c == owned or (not others and c.startswith("CNI-HOSTPORT-"))]
+        # portmap leaves its top-level CNI-HOSTPORT-* chains behind, and the service rules are KUBE-*
+        # (kube-proxy's names): both are the lab's when no other network is configured on the node
+        doomed = [c for c in state.chains(table) if c == owned or (not others and c.startswith(("CNI-HOSTPORT-",
+                                                                                               "KUBE-")))]
         if doomed:
             changes.append(Change(f"remove chains {', '.join(doomed)} ({table})", chain_removal(state, table, doomed)))
     if state.conflist or any(f == f"10-{lab}.conflist" for f in state.conflists):
