@@ -1,0 +1,231 @@
+"""The service network end to end on the 3-node lab with the talk's nginx Deployment + Service:
+kube-proxy-style rules, balancing, NodePort, hairpin, endpoints that follow pods, DNS."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from .labtools import lab_cli
+from .test_pod_network import apply, outside_probe, pods, probe_from
+
+REPO = Path(__file__).resolve().parents[2]
+
+ECHO = """
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  type: NodePort
+  selector: {app: nginx}
+  ports:
+    - {name: http, port: 8080, targetPort: 80, protocol: TCP, nodePort: 30080}
+    - {name: udp, port: 5353, targetPort: 80, protocol: UDP}
+"""
+
+STICKY = """
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: nginx}
+  sessionAffinity: ClientIP
+  ports: [{port: 80}]
+"""
+
+
+def nat_rules(lab, node: str) -> list[str]:
+    return [line for line in lab.transport.run(node, ["iptables-save", "-t", "nat"]).stdout.splitlines()
+            if not line.startswith("#")]
+
+
+def service(lab, name: str, namespace: str = "default") -> dict:
+    return json.loads(lab_cli("get", "svc", name, "-n", namespace, "-i", lab.inventory_path, "-o", "json",
+                              check=True).stdout)
+
+
+def endpoints_of(lab, name: str) -> list[str]:
+    ep = json.loads(lab_cli("get", "ep", name, "-i", lab.inventory_path, "-o", "json", check=True).stdout)
+    return sorted(a["ip"] for subset in ep["subsets"] for a in subset["addresses"])
+
+
+@pytest.fixture(scope="module")
+def svc(lab3):
+    lab_cli("deploy", "-i", lab3.inventory_path, check=True)
+    lab_cli("apply", "-i", lab3.inventory_path, "-f", str(REPO / "examples" / "nginx.yaml"), check=True)
+    apply(lab3, ECHO)
+    yield lab3
+    lab_cli("destroy", "-i", lab3.inventory_path, check=True)
+
+
+def shares(lab, target: dict, per_source: int = 100) -> Counter:
+    """Which pod answered, over `per_source` requests from a pod on every node."""
+    sources = {p["spec"]["nodeName"]: p for p in pods(lab, "nginx")}
+    seen: Counter = Counter()
+    for src in sources.values():
+        for result in probe_from(lab, src, [target] * per_source):
+            assert result["ok"], result
+            seen[result["reply"].split()[0].removeprefix("hostname=")] += 1
+    return seen
+
+
+def test_cluster_ip_and_rules_look_like_the_talk(svc):
+    nginx = service(svc, "nginx")
+    assert nginx["spec"]["type"] == "ClusterIP" and nginx["spec"]["clusterIP"].startswith("10.96.")
+    rules = svc.transport.run("node1", ["iptables-save", "-t", "nat"]).stdout
+    # kube-proxy's own name for default/nginx over tcp, as on the talk's slide
+    assert f'-A KUBE-SERVICES -d {nginx["spec"]["clusterIP"]}/32 -p tcp -m comment --comment "default/nginx cluster IP" ' \
+           "-m tcp --dport 80 -j KUBE-SVC-2CMXP7HKUVJN7L6M" in rules
+    balancing = [line for line in rules.splitlines() if line.startswith("-A KUBE-SVC-2CMXP7HKUVJN7L6M -m comment")]
+    assert [("0.333333" in b, "0.5000" in b, "statistic" in b) for b in balancing] == \
+        [(True, False, True), (False, True, True), (False, False, False)]
+    described = lab_cli("describe", "svc", "nginx", "-i", svc.inventory_path, check=True).stdout
+    assert f"Endpoints:         {','.join(ip + ':80' for ip in endpoints_of(svc, 'nginx'))}" in described
+
+
+def test_cluster_ip_balances_over_every_endpoint_tcp_and_udp(svc):
+    nginx_ip = service(svc, "nginx")["spec"]["clusterIP"]
+    echo_ip = service(svc, "echo")["spec"]["clusterIP"]
+    names = {p["metadata"]["name"] for p in pods(svc, "nginx")}
+    for target in ({"proto": "tcp", "host": nginx_ip, "port": 80, "path": "/hostname"},
+                   {"proto": "udp", "host": echo_ip, "port": 5353}):
+        seen = shares(svc, target)
+        assert set(seen) == names and sum(seen.values()) == 300
+        assert min(seen.values()) >= 60, f"{target['proto']}: {dict(seen)}"  # each about a third, at least a fifth
+
+
+def test_the_client_keeps_its_pod_ip_through_the_service(svc):
+    nginx_ip = service(svc, "nginx")["spec"]["clusterIP"]
+    for src in pods(svc, "nginx"):
+        reply = probe_from(svc, src, [{"proto": "tcp", "host": nginx_ip, "port": 80, "path": "/clientip"}])[0]
+        # its own pod answering (hairpin) sees the masqueraded gateway; any other sees the pod's IP
+        assert reply["ok"] and reply["reply"] in (src["status"]["podIP"], src["status"]["podIP"].rsplit(".", 1)[0] + ".1")
+
+
+def test_a_pod_reaches_itself_through_its_service(svc):
+    src = pods(svc, "nginx")[0]
+    nginx_ip = service(svc, "nginx")["spec"]["clusterIP"]
+    replies = probe_from(svc, src, [{"proto": "tcp", "host": nginx_ip, "port": 80, "path": "/hostname"}] * 30)
+    assert all(r["ok"] for r in replies)
+    assert src["metadata"]["name"] in {r["reply"] for r in replies}  # hairpin: it answered itself too
+
+
+def test_node_port_on_every_node_from_the_outside_and_from_nodes(svc):
+    for node in svc.inventory.nodes:
+        reply = outside_probe(svc, [{"proto": "tcp", "host": str(node.address), "port": 30080, "path": "/hostname"}])
+        assert reply[0]["ok"] and reply[0]["reply"].startswith("nginx-"), reply
+    result = svc.transport.run("node1", ["curl", "-s", "-m", "2", f"http://{svc.inventory.node('node3').address}:30080/hostname"])
+    assert result.stdout.startswith("nginx-")
+
+
+def test_client_ip_affinity_keeps_one_client_on_one_endpoint(svc):
+    apply(svc, STICKY)
+    sticky_ip = service(svc, "sticky")["spec"]["clusterIP"]
+    target = {"proto": "tcp", "host": sticky_ip, "port": 80, "path": "/hostname"}
+    for src in pods(svc, "nginx"):
+        # the first connection picks the endpoint (concurrent first SYNs could each pick one, as with kube-proxy)
+        first = probe_from(svc, src, [target])[0]["reply"]
+        replies = probe_from(svc, src, [target] * 20)
+        assert {r["reply"] for r in replies} == {first}, replies
+    apply(svc, STICKY, verb="delete")
+
+
+def dns(lab, src: dict, name: str) -> str:
+    netns = f"{lab.name}-{src['metadata']['namespace']}-{src['metadata']['name']}"
+    result = lab.transport.run(src["spec"]["nodeName"], ["ip", "netns", "exec", netns, "getent", "hosts", name],
+                               check=False)
+    return result.stdout.split()[0] if result.exit_code == 0 else "NXDOMAIN"
+
+
+def test_dns_answers_service_names_from_pods(svc):
+    kube_dns = service(svc, "kube-dns", "kube-system")
+    assert kube_dns["spec"]["clusterIP"] == "10.96.0.10"
+    assert [(p["name"], p["port"], p["protocol"]) for p in kube_dns["spec"]["ports"]] == \
+        [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")]
+    dns_endpoints = json.loads(lab_cli("get", "ep", "kube-dns", "-n", "kube-system", "-i", svc.inventory_path,
+                                       "-o", "json", check=True).stdout)
+    assert [len(subset["addresses"]) for subset in dns_endpoints["subsets"]] == [2, 2]
+    nginx_ip = service(svc, "nginx")["spec"]["clusterIP"]
+    src = pods(svc, "nginx")[-1]
+    for name in ("nginx.default.svc.cluster.local", "nginx.default", "nginx"):
+        assert dns(svc, src, name) == nginx_ip, name
+    assert dns(svc, src, "kube-dns.kube-system") == "10.96.0.10"
+    netns = f"{svc.name}-default-{src['metadata']['name']}"
+    page = svc.transport.run(src["spec"]["nodeName"], ["ip", "netns", "exec", netns, "curl", "-s", "-m", "2",
+                                                       "http://nginx/hostname"]).stdout
+    assert page.startswith("nginx-")
+
+
+def test_dns_follows_new_and_deleted_services(svc):
+    src = pods(svc, "nginx")[0]
+    new = STICKY.replace("name: sticky", "name: fresh")
+    apply(svc, new)
+    start = time.monotonic()
+    fresh_ip = service(svc, "fresh")["spec"]["clusterIP"]
+    while dns(svc, src, "fresh") != fresh_ip:
+        assert time.monotonic() - start < 1.0, "a new service did not resolve within a second"
+        time.sleep(0.05)
+    apply(svc, new, verb="delete")
+    assert dns(svc, src, "fresh.default.svc.cluster.local") == "NXDOMAIN"
+
+
+def test_endpoints_follow_scaling_and_none_means_refused_at_once(svc):
+    nginx_ip = service(svc, "nginx")["spec"]["clusterIP"]
+    deployment = (REPO / "examples" / "nginx.yaml").read_text().split("---")[0]
+    apply(svc, deployment.replace("replicas: 3", "replicas: 1"))
+    assert len(endpoints_of(svc, "nginx")) == 1
+    apply(svc, deployment.replace("replicas: 3", "replicas: 0"))
+    assert endpoints_of(svc, "nginx") == []
+    assert "Endpoints:         <none>" in lab_cli("describe", "svc", "nginx", "-i", svc.inventory_path).stdout
+    # a client pod of its own, to ask the service that has no endpoints now
+    apply(svc, "apiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  containers: [{name: c, image: x}]\n")
+    client = pods(svc, "client")[0]
+    start = time.monotonic()
+    reply = probe_from(svc, client, [{"proto": "tcp", "host": nginx_ip, "port": 80}])[0]
+    assert reply == {"ok": False, "error": "refused"} and time.monotonic() - start < 1.5
+    apply(svc, deployment)
+    assert len(endpoints_of(svc, "nginx")) == 3
+    assert probe_from(svc, client, [{"proto": "tcp", "host": nginx_ip, "port": 80}])[0]["ok"]
+
+
+def test_deleting_a_service_removes_its_rules_from_every_node(svc):
+    apply(svc, ECHO, verb="delete")
+    for node in ("node1", "node2", "node3"):
+        rules = svc.transport.run(node, ["iptables-save"]).stdout
+        assert "default/echo" not in rules and "30080" not in rules
+
+
+@pytest.mark.parametrize("text,message", [
+    (ECHO.replace("port: 8080,", "port: 80800,"), "spec.ports[0].port: 80800 is not a whole number from 1 to 65535"),
+    (ECHO.replace("targetPort: 80, protocol: TCP", "targetPort: web, protocol: TCP"),
+     "spec.ports[0].targetPort: no container of the pods selected by app=nginx declares a port named 'web'"),
+    (STICKY.replace("sessionAffinity: ClientIP", "clusterIP: 10.0.0.5"),
+     "spec.clusterIP: 10.0.0.5 is outside the service CIDR 10.96.0.0/12"),
+    (STICKY.replace("sessionAffinity: ClientIP", "clusterIP: 10.96.0.10"),
+     "spec.clusterIP: 10.96.0.10 is taken by service kube-system/kube-dns"),
+    (ECHO.replace("name: echo}", "name: echo2}").replace("nodePort: 30080", "nodePort: 30081") + "---\n" +
+     ECHO.replace("name: echo}", "name: echo3}").replace("nodePort: 30080", "nodePort: 30081"),
+     "nodePort: 30081 is already used by service default/echo2"),
+    (ECHO.replace("protocol: UDP", "protocol: SCTP"), "spec.ports[1].protocol: 'SCTP' is not supported"),
+])
+def test_bad_services_are_one_clear_line_and_change_nothing(svc, text, message):
+    objects = svc.state_dir / svc.name / "objects.json"
+    before = objects.read_text()
+    rules = nat_rules(svc, "node1")
+    proc = lab_cli("apply", "-f", "-", "-i", svc.inventory_path, input=text)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert objects.read_text() == before
+    assert nat_rules(svc, "node1") == rules
+
+
+def test_a_selector_matching_nothing_is_allowed_and_rejects(svc):
+    apply(svc, STICKY.replace("name: sticky", "name: lonely").replace("app: nginx", "app: nobody"))
+    assert endpoints_of(svc, "lonely") == []
+    lonely_ip = service(svc, "lonely")["spec"]["clusterIP"]
+    reply = probe_from(svc, pods(svc, "nginx")[0], [{"proto": "tcp", "host": lonely_ip, "port": 80}])[0]
+    assert reply["error"] == "refused"

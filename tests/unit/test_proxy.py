@@ -1,0 +1,111 @@
+"""kube-proxy-style rules: names as on real clusters, the whole rendered set pinned, partial sync."""
+
+from ipaddress import IPv4Network as Net
+from pathlib import Path
+
+import pytest
+
+from orchestrator.manifests import load_text
+from orchestrator.node_agent import restore_input, saved_chains
+from orchestrator.plan.proxy import JUMPS, render_iptables, svc_chain
+from orchestrator.plan.services import Endpoint, dns_records, endpoints, service_record
+
+DATA = Path(__file__).with_name("data")
+REPO = Path(__file__).resolve().parents[2]
+CIDR = Net("10.96.0.0/12")
+
+
+def talk_nginx():
+    """The talk's service and endpoints: 10.101.186.205 in front of three pods."""
+    (m,) = [x for x in load_text((REPO / "examples" / "nginx.yaml").read_text(), "nginx.yaml") if x.kind == "Service"]
+    record = service_record(m, {}, CIDR, "2026-01-01T00:00:00Z")
+    record["cluster_ip"] = "10.101.186.205"
+    eps = [Endpoint("10.233.1.4", 80, "node1", "a"), Endpoint("10.233.2.3", 80, "node2", "b"),
+           Endpoint("10.233.3.2", 80, "node3", "c")]
+    return {"default/nginx": record}, {"default/nginx": {"": eps}}
+
+
+@pytest.mark.parametrize("key,port,proto,expected", [
+    ("default/kubernetes", "https", "TCP", "KUBE-SVC-NPX46M4PTMTKRN6Y"),
+    ("kube-system/kube-dns", "dns", "UDP", "KUBE-SVC-TCOU7JCQXEZGVUNU"),
+    ("kube-system/kube-dns", "dns-tcp", "TCP", "KUBE-SVC-ERIFXISQEP7F7OF4"),
+    ("default/nginx", None, "TCP", "KUBE-SVC-2CMXP7HKUVJN7L6M"),
+])
+def test_chain_names_are_the_ones_real_clusters_have(key, port, proto, expected):
+    namespace, name = key.split("/")
+    assert svc_chain({"namespace": namespace, "name": name}, {"name": port, "protocol": proto}) == expected
+
+
+def render_text(tables) -> str:
+    return "".join(f"*{table}\n" + "".join(f":{chain}\n" + "".join(r + "\n" for r in rules)
+                                          for chain, rules in sorted(chains.items())) for table, chains in tables.items())
+
+
+def test_the_talks_nginx_service_renders_as_pinned():
+    services, eps = talk_nginx()
+    text = render_text(render_iptables(services, eps, Net("10.233.0.0/16")))
+    assert text == (DATA / "nginx.rules").read_text()
+
+
+def test_every_endpoint_gets_a_third():
+    services, eps = talk_nginx()
+    rules = render_iptables(services, eps, Net("10.233.0.0/16"))["nat"]["KUBE-SVC-2CMXP7HKUVJN7L6M"]
+    remaining, shares = 1.0, []
+    for rule in rules[1:]:
+        p = float(rule.split("--probability ")[1].split()[0]) if "--probability" in rule else 1.0
+        shares.append(remaining * p)
+        remaining -= remaining * p
+    assert [round(s, 6) for s in shares] == [0.333333] * 3
+
+
+def test_no_endpoints_is_a_reject_not_a_dnat():
+    services, _ = talk_nginx()
+    tables = render_iptables(services, {}, Net("10.233.0.0/16"))
+    assert tables["filter"]["KUBE-SERVICES"] == [
+        '-A KUBE-SERVICES -d 10.101.186.205/32 -p tcp -m comment --comment "default/nginx has no endpoints" '
+        "-m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable"]
+    assert not [c for c in tables["nat"] if c.startswith(("KUBE-SVC-", "KUBE-SEP-"))]
+
+
+def test_partial_sync_writes_only_changed_chains():
+    services, eps = talk_nginx()
+    before = render_iptables(services, eps, Net("10.233.0.0/16"))
+    present = {t: {c: list(r) for c, r in chains.items()} for t, chains in before.items()}
+    for table, builtin, jump in JUMPS:
+        present[table].setdefault(builtin, []).append(jump)
+    assert restore_input(before, before, present, [list(j) for j in JUMPS]) == ("", [], [])
+    one_less = {"default/nginx": {"": eps["default/nginx"][""][:2]}}
+    after = render_iptables(services, one_less, Net("10.233.0.0/16"))
+    text, written, deleted = restore_input(after, before, present, [list(j) for j in JUMPS])
+    assert written == ["nat/KUBE-SVC-2CMXP7HKUVJN7L6M"]
+    assert len(deleted) == 1 and deleted[0].startswith("nat/KUBE-SEP-")
+    assert text.splitlines()[0] == "*nat" and text.splitlines()[-1] == "COMMIT"
+    assert f"-X {deleted[0][4:]}" in text
+
+
+def test_missing_chains_are_rewritten_even_when_unchanged():
+    services, eps = talk_nginx()
+    rules = render_iptables(services, eps, Net("10.233.0.0/16"))
+    text, written, _ = restore_input(rules, rules, saved_chains(""), [])
+    assert len(written) == sum(len(chains) for chains in rules.values())
+
+
+def test_endpoints_use_named_target_ports_and_skip_pods_without_them():
+    service = {"namespace": "default", "name": "s", "selector": {"app": "x"},
+               "ports": [{"name": "http", "protocol": "TCP", "port": 80, "target_port": "web"}]}
+    pods = {
+        "default/a": {"name": "a", "namespace": "default", "labels": {"app": "x"}, "ip": "10.244.0.5", "node": "n1",
+                      "ports": [{"name": "web", "protocol": "TCP", "container_port": 8080}]},
+        "default/b": {"name": "b", "namespace": "default", "labels": {"app": "x"}, "ip": "10.244.0.6", "node": "n1",
+                      "ports": []},
+        "other/c": {"name": "c", "namespace": "other", "labels": {"app": "x"}, "ip": "10.244.0.7", "node": "n1",
+                    "ports": [{"name": "web", "protocol": "TCP", "container_port": 8080}]},
+    }
+    assert [e.address for e in endpoints(service, pods)["http"]] == ["10.244.0.5:8080"]
+
+
+def test_dns_records():
+    services = {"default/nginx": {"name": "nginx", "namespace": "default", "cluster_ip": "10.96.0.2"}}
+    pods = {"default/p": {"name": "p", "namespace": "default", "ip": "10.244.1.4"}}
+    assert dns_records(services, pods, "cluster.local") == [
+        ("10.244.1.4", "10-244-1-4.default.pod.cluster.local"), ("10.96.0.2", "nginx.default.svc.cluster.local")]
