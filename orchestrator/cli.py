@@ -23,6 +23,7 @@ from . import manifests as manifests_mod
 from . import node_agent
 from .apply import deploy as deploy_mod
 from .apply import pods as pods_mod
+from .apply import services as services_mod
 from .apply.node import read_state
 from .plan.facts import CNI_PLUGINS
 from .errors import InputError, LabError
@@ -212,6 +213,16 @@ def print_table(columns: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(v)) for v in [c, *(r[i] for r in rows)]) for i, c in enumerate(columns)]
     for row in [columns, *rows]:
         print("   ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def cmd_controller(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    files = LabFiles.of(inv.name)
+    if not args.once:
+        err.print(f"controller for lab {inv.name}: watching {files.objects} and the nodes (Ctrl-C stops)")
+    services_mod.run_controller(inv, files, interval=args.interval, once=args.once,
+                                report=lambda line: out.print(line, markup=False, highlight=False))
+    return 0
 
 
 def cmd_describe(args) -> int:
@@ -541,6 +552,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("-A", "--all-namespaces", action="store_true")
     p.add_argument("-o", "--output", choices=("wide", "json"))
+
+    p = command("controller", cmd_controller, "run the service controller: keep every node's service rules "
+                "and DNS records current as pods and nodes come and go",
+                "lab controller run                 # until Ctrl-C\nlab controller run --once          # one sync")
+    p.add_argument("action", choices=("run",))
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between checks (default 0.5)")
+    p.add_argument("--once", action="store_true", help="sync once and exit")
 
     p = command("describe", cmd_describe, "show one service or its endpoints, like kubectl describe",
                 "lab describe svc nginx\nlab describe ep nginx\nlab describe svc kube-dns -n kube-system")

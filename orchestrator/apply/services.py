@@ -8,10 +8,13 @@ all when none did), atomically, with one iptables-restore.
 from __future__ import annotations
 
 import json
+import time
+from typing import Callable, Iterable, Optional
 
 from ..model import Inventory
 from ..plan.proxy import JUMPS, render_iptables
 from ..plan.services import dns_records, endpoints
+from ..state import LabFiles
 from ..transport import Transport
 from .deploy import agent_path
 
@@ -29,11 +32,14 @@ def stale_udp_endpoints(old: dict, new: dict, services: dict) -> list[str]:
     return sorted(stale)
 
 
-def sync(inv: Inventory, transport: Transport, objects: dict) -> list[str]:
-    """Recompute endpoints and rules from `objects`; push them to every node. Returns the failures
-    (one line per node); a node that fails keeps its previous rules and gets the new ones next sync."""
+def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterable[str] = ()) -> list[str]:
+    """Recompute endpoints and rules from `objects`; push them to every node (but `lost_nodes`, whose pods
+    are not ready either). Returns the failures (one line per node); a node that fails keeps its
+    previous rules and gets the new ones next sync."""
+    lost = set(lost_nodes)
     services = objects["services"]
-    eps = {key: endpoints(service, objects["pods"]) for key, service in services.items()}
+    ready = {k: p for k, p in objects["pods"].items() if p["node"] not in lost}
+    eps = {key: endpoints(service, ready) for key, service in services.items()}
     stored = {key: {port: [e.__dict__ for e in lst] for port, lst in ports.items()} for key, ports in eps.items()}
     request = {
         "tables": render_iptables(services, eps, inv.cluster.cluster_cidr),
@@ -44,6 +50,38 @@ def sync(inv: Inventory, transport: Transport, objects: dict) -> list[str]:
     }
     payload = json.dumps(request)
     results = transport.run_all(lambda node: json.loads(
-        transport.run(node, ["python3", agent_path(inv.name), "proxy-sync"], stdin=payload).stdout))
+        transport.run(node, ["python3", agent_path(inv.name), "proxy-sync"], stdin=payload).stdout),
+        [n for n in inv.nodes if n.name not in lost])
     objects["endpoints"] = stored
     return [str(r) for r in results.values() if isinstance(r, BaseException)]
+
+
+def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once: bool = False,
+                   report: Callable[[str], None] = print, stop: Optional[Callable[[], bool]] = None) -> None:
+    """Keep every node's service rules current: re-sync when the lab's objects change (lab apply/delete
+    from anywhere) and when a node stops or starts answering (its pods leave or rejoin the endpoints)."""
+    lost: set = set()
+    seen_mtime = None
+    with Transport(inv.nodes) as transport:
+        while True:
+            probe_timeout = max(interval * 2, 1.0)
+            answers = transport.run_all(lambda node: transport.run(node, ["true"], timeout=probe_timeout))
+            now_lost = {name for name, answer in answers.items() if isinstance(answer, BaseException)}
+            mtime = files.objects.stat().st_mtime_ns if files.objects.exists() else None
+            if now_lost != lost or mtime != seen_mtime:
+                for name in sorted(now_lost - lost):
+                    report(f"node {name} is not answering: its pods leave the endpoints")
+                for name in sorted(lost - now_lost):
+                    report(f"node {name} answers again: its pods rejoin the endpoints")
+                with files.lock():
+                    objects = files.read_objects()
+                    failures = sync(inv, transport, objects, now_lost)
+                    files.write_objects(objects)
+                    seen_mtime = files.objects.stat().st_mtime_ns
+                lost = now_lost
+                ready = sum(len(e) for ports in objects["endpoints"].values() for e in ports.values())
+                report(f"synced {len(objects['services'])} service(s), {ready} endpoint(s) to "
+                       f"{len(inv.nodes) - len(lost)} node(s)" + (f"; failed: {'; '.join(failures)}" if failures else ""))
+            if once or (stop and stop()):
+                return
+            time.sleep(interval)

@@ -229,3 +229,40 @@ def test_a_selector_matching_nothing_is_allowed_and_rejects(svc):
     lonely_ip = service(svc, "lonely")["spec"]["clusterIP"]
     reply = probe_from(svc, pods(svc, "nginx")[0], [{"proto": "tcp", "host": lonely_ip, "port": 80}])[0]
     assert reply["error"] == "refused"
+
+
+def test_the_controller_drops_the_pods_of_a_lost_node_and_takes_them_back(svc):
+    import os
+    import signal
+    import subprocess
+    import sys
+    on_node3 = sorted(p["status"]["podIP"] for p in pods(svc, "nginx") if p["spec"]["nodeName"] == "node3")
+    assert on_node3 and set(on_node3) <= set(endpoints_of(svc, "nginx"))
+    controller = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "controller", "run", "--interval", "0.3",
+                                   "-i", svc.inventory_path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True)
+    frozen = []
+    try:
+        time.sleep(1.0)  # the controller is connected; now freeze everything node3 runs, its sessions too
+        frozen = [int(p) for p in subprocess.run(["ip", "netns", "pids", f"{svc.name}-node3"], capture_output=True,
+                                                 text=True).stdout.split()]
+        for pid in frozen:  # node3 stops answering: its sshd and sessions freeze
+            os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 6
+        while set(on_node3) & set(endpoints_of(svc, "nginx")):
+            assert time.monotonic() < deadline, "the lost node's pods stayed in the endpoints"
+            time.sleep(0.2)
+        nginx_ip = service(svc, "nginx")["spec"]["clusterIP"]
+        src = [p for p in pods(svc, "nginx") if p["spec"]["nodeName"] == "node1"][0]
+        replies = probe_from(svc, src, [{"proto": "tcp", "host": nginx_ip, "port": 80, "path": "/clientip"}] * 30)
+        assert all(r["ok"] for r in replies)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 6
+    while not set(on_node3) <= set(endpoints_of(svc, "nginx")):
+        assert time.monotonic() < deadline, "the node's pods did not rejoin the endpoints"
+        time.sleep(0.2)
+    controller.send_signal(signal.SIGINT)
+    output = controller.communicate(timeout=10)[0]
+    assert "node node3 is not answering" in output and "node node3 answers again" in output
