@@ -20,10 +20,13 @@ demo: setup
 	$(VENV)/lab apply -f examples/
 	$(VENV)/lab get nodes
 	$(VENV)/lab get pods -o wide
+	$(VENV)/lab get svc -A
+	$(VENV)/lab describe svc nginx
 	@bash scripts/demo-no-nat.sh $(VENV)/lab
 	@echo
 	@echo "The lab '$(LAB)' is up with its pod network. Try:"
 	@echo "  $(VENV)/lab exec node1 -- ip route               # routes to the other nodes' pod subnets"
+	@echo "  $(VENV)/lab exec node1 -- iptables -t nat -S KUBE-SERVICES   # the service rules, as in the talk"
 	@echo "  $(VENV)/lab exec node1 --pod POD -- ip addr      # inside a pod (names: lab get pods)"
 	@echo "  $(VENV)/lab deploy --dry-run                     # what would change (nothing)"
 	@echo "  $(VENV)/lab ssh node2                            # a shell on a node"
