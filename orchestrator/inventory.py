@@ -17,7 +17,7 @@ from typing import Any, Optional
 import yaml
 
 from .errors import InputError, field_error
-from .model import OVERLAY_BACKENDS, Cluster, Emulated, Inventory, Node, Overlay, Ssh
+from .model import OVERLAY_BACKENDS, PROXY_MODES, Cluster, Emulated, Inventory, Node, Overlay, Ssh
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -26,7 +26,7 @@ IFNAMSIZ = 15  # longest Linux interface name
 RESERVED_NODE_NAMES = ("underlay", "router", "outside", "host")
 
 TOP_KEYS = ("cluster", "ssh", "nodes", "emulated")
-CLUSTER_KEYS = ("name", "cluster_cidr", "node_subnet_size", "service_cidr", "dns_domain", "overlay")
+CLUSTER_KEYS = ("name", "cluster_cidr", "node_subnet_size", "service_cidr", "dns_domain", "overlay", "proxy_mode")
 OVERLAY_KEYS = ("backend", "vni", "port", "mtu")
 SSH_KEYS = ("user", "port", "key", "known_hosts", "become", "jump", "connect_timeout", "command_timeout")
 NODE_KEYS = ("name", "address", "ssh_host", "user", "port", "key", "become", "labels")
@@ -211,8 +211,13 @@ def parse_cluster(sec: Section) -> Cluster:
     if not all(HOSTNAME_LABEL.match(part) for part in domain.split(".")):
         raise sec.error(sec.path("dns_domain"), f"{domain!r} is not a valid DNS domain",
                         "use dot-separated lowercase labels, e.g. cluster.local")
+    proxy_mode = sec.string("proxy_mode", "iptables")
+    if proxy_mode not in PROXY_MODES:
+        raise sec.error(sec.path("proxy_mode"), f"unknown mode {proxy_mode!r}{did_you_mean(proxy_mode, PROXY_MODES)}",
+                        f"choose one of: {', '.join(PROXY_MODES)}")
     return Cluster(name=name, cluster_cidr=cluster_cidr, node_subnet_size=size, service_cidr=service_cidr,
-                   dns_domain=domain, overlay=parse_overlay(sec.section("overlay", OVERLAY_KEYS)))
+                   dns_domain=domain, overlay=parse_overlay(sec.section("overlay", OVERLAY_KEYS)),
+                   proxy_mode=proxy_mode)
 
 
 def parse_overlay(sec: Section) -> Overlay:
@@ -321,7 +326,7 @@ def dump(inventory: Inventory, relative_to: Path) -> str:
     data: dict[str, Any] = {
         "cluster": {"name": cluster.name, "cluster_cidr": str(cluster.cluster_cidr),
                     "node_subnet_size": cluster.node_subnet_size, "service_cidr": str(cluster.service_cidr),
-                    "dns_domain": cluster.dns_domain, "overlay": overlay},
+                    "dns_domain": cluster.dns_domain, "overlay": overlay, "proxy_mode": cluster.proxy_mode},
     }
     if inventory.nodes:
         ssh = inventory.nodes[0].ssh

@@ -10,6 +10,7 @@ from typing import Optional
 from .errors import InputError
 
 OVERLAY_BACKENDS = ("vxlan", "host-gw")
+PROXY_MODES = ("iptables", "nftables")
 # flannel's VXLAN encapsulation costs 50 bytes (outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8).
 VXLAN_OVERHEAD = 50
 
@@ -40,6 +41,7 @@ class Cluster:
     service_cidr: IPv4Network = IPv4Network("10.96.0.0/12")
     dns_domain: str = "cluster.local"
     overlay: Overlay = field(default_factory=Overlay)
+    proxy_mode: str = "iptables"  # how services are implemented on the nodes, like kube-proxy's --proxy-mode
 
 
 @dataclass(frozen=True)

@@ -415,6 +415,89 @@ def load_rules(text: str) -> None:
         raise CniError(f"iptables-restore failed: {err}" + (f" [{context}]" if context else ""))
 
 
+NFT_TABLE = "lab-proxy"
+NFT_HOOKED = ("services", "filter-", "nat-")
+
+
+def nft_elements(elements) -> str:
+    if isinstance(elements, dict):
+        return ", ".join(f"{k} : {v}" for k, v in sorted(elements.items()))
+    return ", ".join(sorted(elements))
+
+
+def nft_table_text(desired: dict) -> str:
+    """The whole lab-proxy table as `nft -f` input, replacing the old one in one transaction. Things are
+    declared before they are referenced: data sets, then chains others jump to, then verdict maps
+    (which name chains), then the chains that look the verdict maps up."""
+    sets = desired["sets"]
+    chains = desired["chains"]
+
+    def set_line(name):
+        decl, elements = sets[name]
+        kind = "map" if " : " in decl else "set"
+        body = f" elements = {{ {nft_elements(elements)} }}" if elements else ""
+        return f"  {kind} {name} {{ {decl};{body} }}"
+
+    def chain_lines(name):
+        return [f"  chain {name} {{", *(f"    {line}" for line in chains[name]), "  }"]
+
+    def leaf_order(name):
+        return (name not in ("mark-for-masquerade", "reject-packet"), not name.startswith("ep-"), name)
+
+    leaves = sorted((c for c in chains if not c.startswith(NFT_HOOKED)), key=leaf_order)
+    hooked = sorted((c for c in chains if c.startswith(NFT_HOOKED)), key=lambda c: (c != "services", c))
+    lines = [f"table ip {NFT_TABLE} {{}}", f"delete table ip {NFT_TABLE}", f"table ip {NFT_TABLE} {{"]
+    lines += [set_line(n) for n in sorted(sets) if "verdict" not in sets[n][0]]
+    lines += [line for c in leaves for line in chain_lines(c)]
+    lines += [set_line(n) for n in sorted(sets) if "verdict" in sets[n][0]]
+    lines += [line for c in hooked for line in chain_lines(c)]
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def nft_same_shape(desired: dict, loaded: dict) -> bool:
+    """Same chains and declarations as loaded: changing elements is enough."""
+    return (loaded.get("chains") == desired["chains"] and
+            {k: v[0] for k, v in loaded.get("sets", {}).items()} == {k: v[0] for k, v in desired["sets"].items()})
+
+
+def nft_element_changes(desired: dict, loaded: dict) -> str:
+    """`nft -f` input changing only the elements that differ (one transaction); "" when none do."""
+    out = []
+    for name, (_, elements) in sorted(desired["sets"].items()):
+        old = loaded["sets"][name][1]
+        if isinstance(elements, dict):
+            gone = sorted(k for k in old if k not in elements or old[k] != elements[k])
+            new = {k: v for k, v in elements.items() if old.get(k) != v}
+        else:
+            gone, new = sorted(set(old) - set(elements)), sorted(set(elements) - set(old))
+        if gone:
+            out.append(f"delete element ip {NFT_TABLE} {name} {{ {', '.join(gone)} }}")
+        if new:
+            out.append(f"add element ip {NFT_TABLE} {name} {{ {nft_elements(new)} }}")
+    return "\n".join(out) + "\n" if out else ""
+
+
+def load_nft(text: str) -> None:
+    proc = subprocess.run(["nft", "-f", "-"], input=text.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise CniError("nft -f failed: " + " | ".join(err[:6]))
+
+
+def iptables_removal(loaded: dict, present: dict, jumps: list) -> str:
+    """iptables-restore input removing the service chains and their jumps (switching to nftables)."""
+    parts = []
+    for table, chains in loaded.items():
+        gone = [c for c in chains if c in present.get(table, {})]
+        if not gone:
+            continue
+        lines = [f"*{table}"] + [j.replace("-A ", "-D ", 1) for t, builtin, j in jumps
+                                 if t == table and j in present[table].get(builtin, [])]
+        lines += [f":{c} - [0:0]" for c in gone] + [f"-X {c}" for c in gone]
+        parts.append("\n".join(lines + ["COMMIT"]))
+    return "\n".join(parts) + "\n" if parts else ""
+
+
 def proxy_sync(lib: str, request: dict) -> dict:
     """Bring the node's service rules, stale UDP conntrack entries and DNS records up to `request`."""
     state_file = os.path.join(lib, "proxy.json")
@@ -423,12 +506,40 @@ def proxy_sync(lib: str, request: dict) -> dict:
             loaded = json.load(handle)
     except (OSError, ValueError):
         loaded = {}
+    backend = request.get("backend", "iptables")
     present = saved_chains(run("iptables-save"))
-    text, written, deleted = restore_input(request["tables"], loaded, present, request["jumps"])
-    if text:
-        load_rules(text)
+    loaded_iptables = loaded.get("iptables", {})
+    loaded_nft = loaded.get("nft")
+    has_table = f"table ip {NFT_TABLE}" in run("nft", "list", "tables") if backend == "nftables" or loaded_nft \
+        else False
+    written, deleted = [], []
+    if backend == "iptables":
+        text, written, deleted = restore_input(request["tables"], loaded_iptables, present, request["jumps"])
+        if text:
+            load_rules(text)
+        if has_table:
+            load_nft(f"delete table ip {NFT_TABLE}\n")
+            deleted.append(f"nft/{NFT_TABLE}")
+        state = {"iptables": request["tables"]}
+    else:
+        old_rules = iptables_removal(loaded_iptables, present, request["jumps"])
+        if old_rules:
+            load_rules(old_rules)
+            deleted += [f"{t}/{c}" for t, chains in loaded_iptables.items() for c in chains]
+        desired = request["nft"]
+        if has_table and loaded_nft and nft_same_shape(desired, loaded_nft):
+            text = nft_element_changes(desired, loaded_nft)
+            if text:
+                written.append(f"nft/{NFT_TABLE}: elements")
+        else:
+            text = nft_table_text(desired)
+            written.append(f"nft/{NFT_TABLE}")
+        if text:
+            load_nft(text)
+        state = {"nft": desired}
+    if written or deleted or state != loaded:
         with open(state_file + ".tmp", "w") as handle:
-            json.dump(request["tables"], handle)
+            json.dump(state, handle)
         os.replace(state_file + ".tmp", state_file)
     for address in request.get("stale_udp", []):
         # a UDP "connection" to an endpoint that is gone would otherwise keep being sent there
@@ -617,7 +728,8 @@ def main(argv=None) -> int:
         print(json.dumps(report))
         return 0
     except CniError as exc:
-        print(f"cni: error {exc.code}: {exc}", file=sys.stderr)
+        code = f" (CNI error code {exc.code})" if exc.code != 999 else ""
+        print(f"node agent: {exc}{code}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"node agent: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Optional
 
 from ..model import Inventory
 from ..plan.proxy import JUMPS, render_iptables
+from ..plan.proxy_nft import render_nft
 from ..plan.services import dns_records, endpoints
 from ..state import LabFiles
 from ..transport import Transport
@@ -42,12 +43,16 @@ def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterab
     eps = {key: endpoints(service, ready) for key, service in services.items()}
     stored = {key: {port: [e.__dict__ for e in lst] for port, lst in ports.items()} for key, ports in eps.items()}
     request = {
-        "tables": render_iptables(services, eps, inv.cluster.cluster_cidr),
+        "backend": inv.cluster.proxy_mode,
         "jumps": [list(j) for j in JUMPS],
         "stale_udp": stale_udp_endpoints(objects.get("endpoints", {}), stored, services),
         "dns_hosts": "".join(f"{ip} {name}\n" for ip, name in dns_records(services, objects["pods"],
                                                                          inv.cluster.dns_domain)),
     }
+    if inv.cluster.proxy_mode == "nftables":
+        request["nft"] = render_nft(services, eps, inv.cluster.cluster_cidr)
+    else:
+        request["tables"] = render_iptables(services, eps, inv.cluster.cluster_cidr)
     payload = json.dumps(request)
     results = transport.run_all(lambda node: json.loads(
         transport.run(node, ["python3", agent_path(inv.name), "proxy-sync"], stdin=payload).stdout),

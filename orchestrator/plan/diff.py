@@ -223,6 +223,8 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
                                                                                                "KUBE-")))]
         if doomed:
             changes.append(Change(f"remove chains {', '.join(doomed)} ({table})", chain_removal(state, table, doomed)))
+    if "table ip lab-proxy" in state.nft_tables and not others:
+        changes.append(Change("remove nftables table lab-proxy", (cmd("nft", "delete", "table", "ip", "lab-proxy"),)))
     if state.conflist or any(f == f"10-{lab}.conflist" for f in state.conflists):
         changes.append(Change(f"remove {conflist_path(lab)}", (cmd("rm", "-f", conflist_path(lab)),)))
     if state.files:

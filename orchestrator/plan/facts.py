@@ -31,6 +31,7 @@ class NodeState:
     files: dict = field(default_factory=dict)  # path below the lab's node folder -> sha256
     pods: dict = field(default_factory=dict)  # pod key -> "running" | "stopped" (its server)
     netns: tuple = ()  # `ip netns list` names
+    nft_tables: tuple = ()  # `nft list tables` lines, e.g. "table ip lab-proxy"
 
     @property
     def missing_plugins(self) -> list[str]:
@@ -118,4 +119,4 @@ def parse_facts(text: str) -> NodeState:
         conflists=tuple(sections.get("conflists", [])), conflist=body("conflist"),
         iptables=body("iptables"), files=files,
         pods=dict(line.split("=", 1) for line in sections.get("pods", []) if "=" in line),
-        netns=tuple(sections.get("netns", [])))
+        netns=tuple(sections.get("netns", [])), nft_tables=tuple(sections.get("nft", [])))

@@ -109,3 +109,52 @@ def test_dns_records():
     pods = {"default/p": {"name": "p", "namespace": "default", "ip": "10.244.1.4"}}
     assert dns_records(services, pods, "cluster.local") == [
         ("10.244.1.4", "10-244-1-4.default.pod.cluster.local"), ("10.96.0.2", "nginx.default.svc.cluster.local")]
+
+
+# ---- nftables -------------------------------------------------------------------------------------------
+
+from orchestrator.node_agent import nft_element_changes, nft_same_shape, nft_table_text  # noqa: E402
+from orchestrator.plan.proxy_nft import render_nft  # noqa: E402
+
+
+def test_nft_has_no_chain_per_service():
+    services, eps = talk_nginx()
+    many = {f"default/s{i}": dict(services["default/nginx"], name=f"s{i}", cluster_ip=f"10.96.1.{i}")
+            for i in range(1, 50)}
+    many_eps = {k: eps["default/nginx"] for k in many}
+    desired = render_nft(many, many_eps, Net("10.233.0.0/16"))
+    assert sorted(c for c in desired["chains"] if c.startswith("lb-")) == [f"lb-{n}" for n in range(1, 9)]
+    assert len(desired["sets"]["service-ips"][1]) == 49 and len(desired["sets"]["backends"][1]) == 147
+    assert desired["sets"]["service-ips"][1]["10.96.1.7 . tcp . 80"] == "goto lb-3"
+    assert desired["sets"]["backends"][1]["10.96.1.7 . tcp . 80 . 2"] == "10.233.3.2 . 80"
+
+
+def test_nft_table_text_declares_before_use():
+    services, eps = talk_nginx()
+    text = nft_table_text(render_nft(services, eps, Net("10.233.0.0/16")))
+    lines = text.splitlines()
+    assert lines[:3] == ["table ip lab-proxy {}", "delete table ip lab-proxy", "table ip lab-proxy {"]
+    position = {word: text.index(word) for word in ("map backends", "chain lb-3", "map service-ips", "chain services",
+                                                    "chain nat-prerouting")}
+    assert position["map backends"] < position["chain lb-3"] < position["map service-ips"] < \
+        position["chain services"] < position["chain nat-prerouting"]
+
+
+def test_nft_endpoint_change_is_elements_only():
+    services, eps = talk_nginx()
+    before = render_nft(services, eps, Net("10.233.0.0/16"))
+    moved = {"default/nginx": {"": [eps["default/nginx"][""][0], eps["default/nginx"][""][1],
+                                    Endpoint("10.233.3.9", 80, "node3", "d")]}}
+    after = render_nft(services, moved, Net("10.233.0.0/16"))
+    assert nft_same_shape(after, before)
+    assert nft_element_changes(after, after) == ""
+    assert nft_element_changes(after, before).splitlines() == [
+        "delete element ip lab-proxy backends { 10.101.186.205 . tcp . 80 . 2 }",
+        "add element ip lab-proxy backends { 10.101.186.205 . tcp . 80 . 2 : 10.233.3.9 . 80 }",
+        "delete element ip lab-proxy hairpin { 10.233.3.2 . 10.233.3.2 }",
+        "add element ip lab-proxy hairpin { 10.233.3.9 . 10.233.3.9 }",
+    ]
+    fewer = {"default/nginx": {"": eps["default/nginx"][""][:2]}}
+    assert nft_same_shape(render_nft(services, fewer, Net("10.233.0.0/16")), before)  # lb-2 exists already
+    twelve = {"default/nginx": {"": [Endpoint(f"10.233.9.{i}", 80, "n", "p") for i in range(12)]}}
+    assert not nft_same_shape(render_nft(services, twelve, Net("10.233.0.0/16")), before)  # lb-12 is new
