@@ -109,9 +109,13 @@ def apply(inv: Inventory, transport: Transport, files: LabFiles, manifests: list
     return changes.results + results
 
 
-def delete(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest]) -> list[str]:
+def delete(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest],
+           progress: Callable[[str], None] = lambda line: None) -> list[str]:
+    """Delete what `manifests` name (a Deployment with its pods); return kubectl-style result lines."""
     objects = files.read_objects()
     changes = plan_delete(manifests, objects)
+    if changes.delete:
+        progress(f"{len(changes.delete)} pod(s) to delete")
     for m in manifests:
         if m.kind == "Deployment":
             objects["deployments"].pop(m.key, None)

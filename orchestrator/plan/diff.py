@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, ip_network
+from ipaddress import IPv4Network, ip_network
 from typing import Iterable, Optional
 
 from ..model import Cluster
 from .facts import NodeState
-from .network import (BRIDGE, FORWARD_CHAIN, MASQ_CHAIN, NodeNetwork, conflist_path, node_lib,
-                      vxlan_device)
+from .network import BRIDGE, FORWARD_CHAIN, MASQ_CHAIN, NodeNetwork, conflist_path, node_lib
 
 
 @dataclass(frozen=True)
