@@ -180,6 +180,19 @@ def cmd_delete(args) -> int:
     return apply_manifests(args, pods_mod.delete)
 
 
+def cmd_verify(args) -> int:
+    from .verify import report
+    inv = resolve_inventory(args.inventory)
+    path = args.inventory or os.environ.get("LAB_INVENTORY") or str(LabFiles.of(inv.name).inventory)
+    outcomes, collector, seconds = report.verify(inv, path, junit=args.junit, expect=args.expect)
+    if args.output == "json":
+        print(report.outcomes_json(outcomes, collector))
+        ok = all(o.ok for o in outcomes) and not collector.failed
+    else:
+        ok = report.print_report(out, outcomes, collector, seconds)
+    return 0 if ok else 1
+
+
 def cmd_controller(args) -> int:
     inv = resolve_inventory(args.inventory)
     files = LabFiles.of(inv.name)
@@ -483,6 +496,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("-A", "--all-namespaces", action="store_true")
     p.add_argument("-o", "--output", choices=("wide", "json"))
+
+    p = command("verify", cmd_verify, "check the whole lab: pod to pod without NAT, services, DNS, NodePort, "
+                "hostPort, egress, MTU; exit code 0 only when everything passes",
+                "lab verify\nlab verify --junit verify.xml\nlab verify -o json\nlab verify --expect policy.yaml")
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML (for CI systems)")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.add_argument("--expect", metavar="FILE", help="expectations as data: from/to/port/expect: open|closed")
 
     p = command("controller", cmd_controller, "run the service controller: keep every node's service rules "
                 "and DNS records current as pods and nodes come and go",

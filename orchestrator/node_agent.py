@@ -571,12 +571,20 @@ def proxy_sync(lib: str, request: dict) -> dict:
 def probe_one(target: dict, timeout: float) -> dict:
     """One probe: {"proto": "tcp"|"udp", "host", "port", "path"} -> {"ok", "reply" | "error"}.
     TCP speaks HTTP GET; UDP sends a datagram to the pod server's echo."""
-    host, port = target["host"], int(target["port"])
+    host = target["host"]
+    if target.get("proto") == "ping":
+        proc = subprocess.run(["ping", "-c1", "-W", str(max(1, int(timeout))), "-M", "do", "-s",
+                               str(target["size"]), host], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out = proc.stdout.decode(errors="replace").strip().splitlines()
+        return {"ok": True, "reply": "pong"} if proc.returncode == 0 else \
+            {"ok": False, "error": "too big for the path (MTU)" if "too long" in " ".join(out) else "no reply"}
+    port = int(target["port"])
     try:
         if target.get("proto", "tcp") == "udp":
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 sock.settimeout(timeout)
-                sock.sendto(b"probe", (host, port))
+                sock.connect((host, port))  # connected: an ICMP port unreachable comes back as "refused"
+                sock.send(b"probe")
                 reply = sock.recv(4096).decode(errors="replace")
             return {"ok": True, "reply": reply.strip()}
         with socket.create_connection((host, port), timeout=timeout) as sock:
@@ -593,6 +601,8 @@ def probe_one(target: dict, timeout: float) -> dict:
         return {"ok": status == "200", "reply": body.strip(), "status": status}
     except socket.timeout:
         return {"ok": False, "error": "timeout"}
+    except socket.gaierror:
+        return {"ok": False, "error": f"cannot resolve {host}"}
     except ConnectionRefusedError:
         return {"ok": False, "error": "refused"}
     except OSError as exc:

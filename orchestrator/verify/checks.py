@@ -1,0 +1,287 @@
+"""What the reachability suite checks, as data (pure): the plan of checks, and the verdict on probes.
+
+Families (from cilium's connectivity test and Kubernetes' sig-network e2e tests): pod to pod (same
+node and across nodes, HTTP and UDP, source IP preserved), pod to service (every endpoint reached),
+DNS names, hairpin, NodePort from nodes, hostPort from the outside host, node to pod, pod to
+outside (SNAT to the node), services without endpoints refused, large packets (MTU), and the
+user's own expectations (--expect). Each failing check names the layer to look at and the command
+that shows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import InputError
+from ..model import Inventory
+from ..plan.network import conflist_path, vxlan_device
+
+OUTSIDE = "outside"
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    family: str
+    source: str  # "pod:<ns>/<name>", "node:<name>" or "outside"
+    target: dict  # what the node agent's probe sends (proto, host, port, path; or ping)
+    want: tuple  # ("reply", text) | ("covers", names) | ("contains", name) | ("ok",) | ("closed",) | ("refused",)
+    label: str
+    layer: str = ""
+    show: str = ""
+    count: int = 1
+    row: str = ""  # for the pod x pod matrix
+    col: str = ""
+
+
+@dataclass
+class Outcome:
+    check: Check
+    ok: bool
+    reason: str = ""
+    replies: list = field(default_factory=list)
+
+
+def pod_label(pod: dict) -> str:
+    """A short name for tables: a Deployment's pod loses its template hash (nginx-5ppfl)."""
+    name = pod["name"]
+    owner = (pod.get("owner") or "").rsplit("/", 1)[-1]
+    if owner and name.startswith(owner + "-") and name.count("-") >= 2:
+        name = f"{owner}-{name.rsplit('-', 1)[1]}"
+    return name if pod["namespace"] == "default" else f"{pod['namespace']}/{name}"
+
+
+def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = None) -> list[Check]:
+    """Every check for the lab's current pods and services."""
+    lab = inv.name
+    pods = sorted((p for p in objects["pods"].values() if p.get("ip") and p.get("role", "server") == "server"),
+                  key=lambda p: (p["node"], p["namespace"], p["name"]))
+    checks: list[Check] = []
+    vx = vxlan_device(inv.cluster.overlay.vni)
+    overlay_show = (f"lab exec NODE -- sh -c 'ip route; bridge fdb show dev {vx}; ip neigh show dev {vx}'"
+                    if inv.cluster.overlay.backend == "vxlan" else "lab exec NODE -- ip route")
+    for src in pods:
+        for dst in pods:
+            same = src["node"] == dst["node"]
+            layer = "CNI bridge cni0 on the node" if same else \
+                f"overlay between {src['node']} and {dst['node']}: node routes" + \
+                (", VXLAN neighbour and FDB entries" if inv.cluster.overlay.backend == "vxlan" else "")
+            show = f"lab exec {src['node']} -- bridge link show" if same else overlay_show.replace("NODE", src["node"])
+            for proto in ("tcp", "udp"):
+                target = {"proto": proto, "host": dst["ip"], "port": dst["tcp"][0] if dst["tcp"] else 80}
+                if proto == "tcp":
+                    target["path"] = "/clientip"
+                checks.append(Check(
+                    id=f"pod-to-pod/{pod_label(src)}->{pod_label(dst)}/{proto}", family="pod-to-pod",
+                    source=f"pod:{src['namespace']}/{src['name']}", target=target, want=("reply", src["ip"]),
+                    label=f"{pod_label(src)} -> {pod_label(dst)} {proto.upper()}", layer=layer, show=show,
+                    row=pod_label(src), col=pod_label(dst)))
+    by_node: dict[str, dict] = {}
+    for pod in pods:
+        by_node.setdefault(pod["node"], pod)
+    services = objects["services"]
+    endpoints = objects.get("endpoints", {})
+    proxy_show = ("lab exec NODE -- nft list table ip lab-proxy" if inv.cluster.proxy_mode == "nftables"
+                  else "lab exec NODE -- iptables -t nat -S KUBE-SERVICES")
+    for key in sorted(services):
+        service = services[key]
+        for port in service["ports"]:
+            eps = endpoints.get(key, {}).get(port["name"] or "", [])
+            proto = port["protocol"].lower()
+            name = f"{key}:{port['port']}/{port['protocol']}"
+            target = {"proto": proto, "host": service["cluster_ip"], "port": port["port"]}
+            if proto == "tcp":
+                target["path"] = "/hostname"
+            if not eps:
+                for node, src in sorted(by_node.items()):
+                    checks.append(Check(
+                        id=f"no-endpoints/{pod_label(src)}->{name}", family="no-endpoints",
+                        source=f"pod:{src['namespace']}/{src['name']}", target=dict(target, path="/"),
+                        want=("refused",), label=f"{pod_label(src)} -> {name} (no endpoints): refused at once",
+                        layer="the REJECT rule for services without endpoints",
+                        show=proxy_show.replace("NODE", node).replace("-t nat -S KUBE-SERVICES",
+                                                                      "-S KUBE-SERVICES")))
+                continue
+            servers = [e for e in eps if objects["pods"].get(f"{service['namespace']}/{e['pod']}", {})
+                       .get("role", "server") == "server"]
+            if len(servers) != len(eps) or service["session_affinity"] == "ClientIP":
+                continue  # DNS pods answer DNS, not the probe; affinity pins a client on purpose
+            names = tuple(sorted(e["pod"] for e in eps))
+            for node, src in sorted(by_node.items()):
+                checks.append(Check(
+                    id=f"pod-to-service/{pod_label(src)}->{name}", family="pod-to-service",
+                    source=f"pod:{src['namespace']}/{src['name']}", target=target, want=("covers", names),
+                    count=10 * len(eps), label=f"{pod_label(src)} -> {name}: every endpoint answers",
+                    layer=f"service rules for {key} on {node}", show=proxy_show.replace("NODE", node)))
+            member = next((p for p in pods if p["name"] == eps[0]["pod"] and p["namespace"] == service["namespace"]),
+                          None)
+            if member and proto == "tcp":
+                checks.append(Check(
+                    id=f"hairpin/{pod_label(member)}->{name}", family="hairpin",
+                    source=f"pod:{member['namespace']}/{member['name']}", target=target,
+                    want=("contains", member["name"]), count=12 * len(eps),
+                    label=f"{pod_label(member)} reaches itself through {name}",
+                    layer="hairpin: cni0 hairpinMode and the hairpin masquerade mark",
+                    show=f"lab exec {member['node']} -- bridge -d link show"))
+                dns_name = service["name"] if member["namespace"] == service["namespace"] else \
+                    f"{service['name']}.{service['namespace']}"
+                for host in (dns_name, f"{service['name']}.{service['namespace']}.svc.{inv.cluster.dns_domain}"):
+                    checks.append(Check(
+                        id=f"dns/{pod_label(member)}->{host}", family="dns",
+                        source=f"pod:{member['namespace']}/{member['name']}", target=dict(target, host=host),
+                        want=("ok",), count=12, label=f"{pod_label(member)} -> http://{host}:{port['port']}",
+                        layer="cluster DNS: kube-dns endpoints and its records",
+                        show=f"lab get ep kube-dns -n kube-system; lab exec {member['node']} -- cat "
+                             f"/var/lib/cluster-lab/{lab}/dns/hosts"))
+            if port.get("node_port"):
+                for node in inv.nodes:
+                    checks.append(Check(
+                        id=f"nodeport/{node.name}->{name}", family="nodeport", source=f"node:{node.name}",
+                        target=dict(target, host=str(inv.nodes[0].address), port=port["node_port"]),
+                        want=("ok",), label=f"{node.name} -> {inv.nodes[0].name}:{port['node_port']} ({name})",
+                        layer="NodePort rules (KUBE-NODEPORTS)", show=proxy_show.replace("NODE", inv.nodes[0].name)))
+    for node in inv.nodes:
+        other = next((p for p in pods if p["node"] != node.name), None)
+        if other:
+            checks.append(Check(
+                id=f"node-to-pod/{node.name}->{pod_label(other)}", family="node-to-pod", source=f"node:{node.name}",
+                target={"proto": "tcp", "host": other["ip"], "port": other["tcp"][0], "path": "/hostname"},
+                want=("reply", other["name"]), label=f"{node.name} -> {pod_label(other)} ({other['node']})",
+                layer=f"route from {node.name} to {other['node']}'s pod subnet",
+                show=overlay_show.replace("NODE", node.name)))
+    for node, src in sorted(by_node.items()):
+        far = next((p for p in pods if p["node"] != node), None)
+        if far:
+            size = inv.cluster.overlay.pod_mtu(1500) - 28
+            checks.append(Check(
+                id=f"mtu/{pod_label(src)}->{pod_label(far)}", family="mtu", source=f"pod:{src['namespace']}/{src['name']}",
+                target={"proto": "ping", "host": far["ip"], "size": size},
+                want=("ok",), label=f"{pod_label(src)} -> {pod_label(far)}: {size + 28}-byte packets, don't fragment",
+                layer="MTU: pod eth0, cni0 and the overlay device must agree",
+                show=f"lab exec {node} -- ip -br link"))
+    if inv.emulated is not None:
+        outside = "203.0.113.10"
+        for node, src in sorted(by_node.items()):
+            checks.append(Check(
+                id=f"egress/{pod_label(src)}->outside", family="egress", source=f"pod:{src['namespace']}/{src['name']}",
+                target={"proto": "tcp", "host": outside, "port": 80, "path": "/clientip"},
+                want=("reply", str(inv.node(node).address)),
+                label=f"{pod_label(src)} -> outside {outside}: seen as {node}'s address",
+                layer="masquerade of traffic leaving the cluster (LAB-MASQ)",
+                show=f"lab exec {node} -- iptables -t nat -S LAB-MASQ; lab exec {node} -- cat {conflist_path(lab)}"))
+        for pod in pods:
+            for mapping in pod.get("port_mappings", []):
+                if mapping["protocol"] == "tcp":
+                    checks.append(Check(
+                        id=f"hostport/outside->{pod_label(pod)}:{mapping['hostPort']}", family="hostport",
+                        source=OUTSIDE, target={"proto": "tcp", "host": str(inv.node(pod["node"]).address),
+                                                "port": mapping["hostPort"], "path": "/hostname"},
+                        want=("reply", pod["name"]), label=f"outside -> {pod['node']}:{mapping['hostPort']} -> "
+                                                           f"{pod_label(pod)}",
+                        layer="hostPort mapping (portmap's CNI-HOSTPORT-DNAT)",
+                        show=f"lab exec {pod['node']} -- iptables -t nat -S CNI-HOSTPORT-DNAT"))
+    checks += expectation_checks(inv, objects, expectations or [])
+    return checks
+
+
+def evaluate(check: Check, replies: list) -> Outcome:
+    """The verdict on a check from its probe replies."""
+    kind = check.want[0]
+    errors = [r.get("error") for r in replies if not r.get("ok")]
+    answers = [r.get("reply", "") for r in replies if r.get("ok")]
+    if kind in ("closed", "refused"):
+        if answers:
+            return Outcome(check, False, "open: it answered", replies)
+        if kind == "refused" and any(e != "refused" for e in errors):
+            return Outcome(check, False, f"{errors[0]} instead of refused at once", replies)
+        return Outcome(check, True, "", replies)
+    if errors:
+        return Outcome(check, False, f"{errors[0]} ({len(errors)}/{len(replies)})" if len(replies) > 1
+                       else errors[0], replies)
+    if kind == "reply":
+        seen = [a.split()[1].removeprefix("clientip=") if a.startswith("hostname=") else a for a in answers]
+        wrong = [s for s in seen if s != check.want[1]]
+        if wrong:
+            reason = f"NATed as {wrong[0]}" if check.family in ("pod-to-pod",) else f"answered {wrong[0]!r}"
+            return Outcome(check, False, reason, replies)
+    elif kind == "covers":
+        got = {answerer(a) for a in answers}
+        missing = [n for n in check.want[1] if n not in got]
+        if missing:
+            return Outcome(check, False, f"never reached {', '.join(missing)}", replies)
+    elif kind == "contains":
+        if not any(answerer(a) == check.want[1] for a in answers):
+            return Outcome(check, False, "never answered by itself", replies)
+    return Outcome(check, True, "", replies)
+
+
+def answerer(reply: str) -> str:
+    """Who answered: the pod server's /hostname body, or the hostname= field of its UDP echo."""
+    first = reply.split()[0] if reply.split() else ""
+    return first[len("hostname="):] if first.startswith("hostname=") else first
+
+
+EXPECT_KEYS = ("from", "to", "port", "proto", "expect")
+
+
+def expectation_checks(inv: Inventory, objects: dict, items: list) -> list[Check]:
+    """netassert-style expectations: from (pod/selector/node/outside) to (pod/service/address) port: open|closed."""
+    checks = []
+    pods = objects["pods"]
+    for i, item in enumerate(items):
+        where = f"expectations[{i}]"
+        if not isinstance(item, dict) or set(item) - set(EXPECT_KEYS) or not {"from", "to", "port", "expect"} <= set(item):
+            raise InputError(f"{where}: give from, to, port and expect (open or closed); proto is optional (tcp)")
+        if item["expect"] not in ("open", "closed"):
+            raise InputError(f"{where}.expect: {item['expect']!r} is not open or closed; write open or closed")
+        proto = str(item.get("proto", "tcp")).lower()
+        sources = expectation_sources(inv, pods, item["from"], where)
+        host = expectation_target(objects, item["to"], where)
+        for source, label in sources:
+            checks.append(Check(
+                id=f"expect/{i}/{label}->{host}:{item['port']}/{proto}", family="expect", source=source,
+                target={"proto": proto, "host": host, "port": int(item["port"]), "path": "/"},
+                want=("ok",) if item["expect"] == "open" else ("closed",),
+                label=f"{label} -> {host}:{item['port']}/{proto.upper()} should be {item['expect']}",
+                layer="your expectation", show=f"lab verify --expect (item {i})"))
+    return checks
+
+
+def expectation_sources(inv: Inventory, pods: dict, spec, where: str) -> list[tuple[str, str]]:
+    if spec == "outside" or (isinstance(spec, dict) and spec.get("outside")):
+        return [(OUTSIDE, "outside")]
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise InputError(f"{where}.from: give one of pod: NAME, selector: KEY=VALUE, node: NAME, outside: true")
+    (kind, value), = spec.items()
+    if kind == "node":
+        inv.node(value)
+        return [(f"node:{value}", value)]
+    if kind == "pod":
+        ns, _, name = value.rpartition("/")
+        key = f"{ns or 'default'}/{name}"
+        if key not in pods:
+            raise InputError(f"{where}.from.pod: no pod {key}; see lab get pods -A")
+        return [(f"pod:{key}", name)]
+    if kind == "selector":
+        k, _, v = str(value).partition("=")
+        matched = [p for p in pods.values() if p["labels"].get(k) == v]
+        if not matched:
+            raise InputError(f"{where}.from.selector: {value} matches no pod")
+        return [(f"pod:{p['namespace']}/{p['name']}", p["name"]) for p in matched]
+    raise InputError(f"{where}.from: unknown {kind!r}; use pod, selector, node or outside")
+
+
+def expectation_target(objects: dict, spec, where: str) -> str:
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise InputError(f"{where}.to: give one of pod: NAME, service: NAME, address: IP")
+    (kind, value), = spec.items()
+    if kind == "address":
+        return str(value)
+    ns, _, name = str(value).rpartition("/")
+    key = f"{ns or 'default'}/{name}"
+    if kind == "pod" and key in objects["pods"]:
+        return objects["pods"][key]["ip"]
+    if kind == "service" and key in objects["services"]:
+        return objects["services"][key]["cluster_ip"]
+    raise InputError(f"{where}.to.{kind}: no {kind} {key}; see lab get {'pods' if kind == 'pod' else 'svc'} -A")

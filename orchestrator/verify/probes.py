@@ -1,0 +1,81 @@
+"""Running the checks: one probe command per source (a pod, a node, the outside host) with all its
+targets at once, the sources in parallel, then a verdict per check."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+from ..apply.deploy import agent_path
+from ..model import Inventory
+from ..node_agent import listening_ports
+from ..transport import Transport
+from .checks import OUTSIDE, Check, Outcome, evaluate
+
+LOCAL_AGENT = str(Path(__file__).resolve().parents[1] / "node_agent.py")
+PROBE_TIMEOUT = 2.0
+
+
+def probe_source(inv: Inventory, objects: dict, transport: Transport, source: str, targets: list) -> list:
+    payload = json.dumps(targets)
+    probe = ["probe", "--timeout", str(PROBE_TIMEOUT)]
+    if source == OUTSIDE:
+        out = subprocess.run(["ip", "netns", "exec", f"{inv.name}-outside", sys.executable, LOCAL_AGENT, *probe],
+                             input=payload, capture_output=True, text=True, check=True).stdout
+        return json.loads(out)
+    kind, _, name = source.partition(":")
+    if kind == "node":
+        argv, node = ["python3", agent_path(inv.name), *probe], name
+    else:
+        pod = objects["pods"][name]
+        argv, node = ["ip", "netns", "exec", pod["netns"], "python3", agent_path(inv.name), *probe], pod["node"]
+    return json.loads(transport.run(node, argv, stdin=payload, timeout=PROBE_TIMEOUT * 4 + 30).stdout)
+
+
+def run_checks(inv: Inventory, objects: dict, transport: Transport, checks: list[Check]) -> list[Outcome]:
+    """Probe every check's target(s), batched per source; return the outcomes in check order."""
+    by_source: dict[str, list[Check]] = {}
+    for check in checks:
+        by_source.setdefault(check.source, []).append(check)
+
+    def work(source: str):
+        targets = [check.target for check in by_source[source] for _ in range(check.count)]
+        try:
+            return probe_source(inv, objects, transport, source, targets)
+        except Exception as exc:  # noqa: BLE001 - the source itself failed; every check from it fails so
+            return [{"ok": False, "error": f"could not probe from {source}: {exc}"}] * len(targets)
+
+    with ThreadPoolExecutor(max_workers=min(32, len(by_source) or 1)) as pool:
+        replies = dict(zip(by_source, pool.map(work, by_source)))
+    outcomes = {}
+    for source, group in by_source.items():
+        position = 0
+        for check in group:
+            outcomes[check.id] = evaluate(check, replies[source][position:position + check.count])
+            position += check.count
+    return [outcomes[c.id] for c in checks]
+
+
+@contextlib.contextmanager
+def outside_server(inv: Inventory) -> Iterator[None]:
+    """An HTTP server on the emulated lab's outside host (203.0.113.10:80) for the egress checks."""
+    if inv.emulated is None:
+        yield
+        return
+    server = subprocess.Popen(["ip", "netns", "exec", f"{inv.name}-outside", sys.executable, LOCAL_AGENT, "serve",
+                               "--name", "outside", "--tcp", "80"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and 80 not in listening_ports(server.pid):
+            time.sleep(0.02)
+        yield
+    finally:
+        server.terminate()
+        server.wait()

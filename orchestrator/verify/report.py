@@ -1,0 +1,147 @@
+"""`lab verify` end to end: plan, probe, run the suite with pytest, print a summary read in seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import pytest
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import InputError
+from ..model import Inventory
+from ..state import LabFiles
+from ..transport import Transport
+from . import suite
+from .checks import Outcome, plan_checks
+from .probes import outside_server, run_checks
+
+MATRIX_LIMIT = 12  # pods; beyond, the pod x pod matrix is summarised
+
+
+class _Collector:
+    """In-process pytest plugin: hands the outcomes to the suite, collects the test results."""
+
+    def __init__(self, outcomes: list[Outcome]):
+        self.outcomes = outcomes
+        self.failed: list[tuple[str, str]] = []
+        self.passed = 0
+
+    def pytest_configure(self, config):
+        config._lab_outcomes = self.outcomes
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call":
+            if report.passed:
+                self.passed += 1
+            elif not report.nodeid.endswith("]") or "test_reachability" not in report.nodeid:
+                self.failed.append((report.nodeid.split("::")[-1], str(report.longrepr.reprcrash.message)
+                                    if hasattr(report.longrepr, "reprcrash") else str(report.longrepr)))
+        elif report.when == "setup" and report.failed:
+            self.failed.append((report.nodeid.split("::")[-1], str(report.longrepr)[-300:]))
+
+
+def load_expectations(path: Optional[str]) -> list:
+    if not path:
+        return []
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}; give a YAML file of expectations") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    items = data.get("expectations", data) if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise InputError(f"{path}: expected a list of expectations (from, to, port, expect)")
+    return items
+
+
+def verify(inv: Inventory, inventory_path: str, junit: Optional[str] = None,
+           expect: Optional[str] = None) -> tuple[list[Outcome], _Collector, float]:
+    """Run the built-in suite (and the expectations) against the lab; return outcomes, suite results, time."""
+    start = time.perf_counter()
+    objects = LabFiles.of(inv.name).read_objects()
+    if not objects["subnets"]:
+        raise InputError(f"lab {inv.name} has no pod network yet: run `lab deploy` (and `lab apply`) first")
+    try:
+        checks = plan_checks(inv, objects, load_expectations(expect))
+    except InputError as exc:
+        raise InputError(f"{expect}: {exc}") from None
+    with Transport(inv.nodes) as transport, outside_server(inv):
+        outcomes = run_checks(inv, objects, transport, checks)
+    collector = _Collector(outcomes)
+    args = [suite.__file__, "-q", "-p", "no:cacheprovider", "-c", "/dev/null", "--rootdir",
+            str(Path(suite.__file__).parent), "--lab-inventory", inventory_path, "-W", "ignore"]
+    if junit:
+        args += ["--junitxml", junit]
+    with contextlib.redirect_stdout(io.StringIO()):
+        pytest.main(args, plugins=[collector])
+    return outcomes, collector, time.perf_counter() - start
+
+
+def matrix_table(outcomes: list[Outcome]) -> Optional[Table]:
+    cells: dict[tuple[str, str], list[Outcome]] = {}
+    for o in outcomes:
+        if o.check.family == "pod-to-pod":
+            cells.setdefault((o.check.row, o.check.col), []).append(o)
+    names = sorted({r for r, _ in cells})
+    if not names or len(names) > MATRIX_LIMIT:
+        return None
+    table = Table(title="pod to pod (HTTP and UDP, source IP preserved)", title_justify="left")
+    table.add_column("from \\ to")
+    for name in names:
+        table.add_column(name, overflow="fold")
+    for row in names:
+        values = []
+        for col in names:
+            bad = [o for o in cells.get((row, col), []) if not o.ok]
+            values.append("[green]✔[/]" if not bad else "[red]✘ " + "; ".join(
+                sorted({o.reason for o in bad})) + "[/]")
+        table.add_row(row, *values)
+    return table
+
+
+def print_report(console: Console, outcomes: list[Outcome], collector: _Collector, seconds: float) -> bool:
+    """The matrix, a line per family, every failure with where to look; True when everything passed."""
+    matrix = matrix_table(outcomes)
+    if matrix is not None:
+        console.print(matrix)
+    families = Table(title="checks", title_justify="left")
+    for column in ("FAMILY", "PASSED", "FAILED"):
+        families.add_column(column)
+    passed = Counter(o.check.family for o in outcomes if o.ok)
+    failed = Counter(o.check.family for o in outcomes if not o.ok)
+    for family in dict.fromkeys(o.check.family for o in outcomes):
+        families.add_row(family, str(passed[family]), f"[red]{failed[family]}[/]" if failed[family] else "0")
+    families.add_row("inside pods and nodes (testinfra)", str(collector.passed - len(outcomes) + sum(failed.values())),
+                     f"[red]{len(collector.failed)}[/]" if collector.failed else "0")
+    console.print(families)
+    for o in outcomes:
+        if not o.ok:
+            console.print(f"✘ {o.check.label}: {o.reason}\n    look at {o.check.layer}: {o.check.show}",
+                          style="red", markup=False, highlight=False, soft_wrap=True)
+    for name, message in collector.failed:
+        console.print(f"✘ {name}: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    probes = sum(o.check.count for o in outcomes)
+    ok = not failed and not collector.failed
+    console.print(f"{'all passed' if ok else 'FAILED'}: {len(outcomes) - sum(failed.values())}/{len(outcomes)} "
+                  f"checks ({probes} probes) and {collector.passed - (len(outcomes) - sum(failed.values()))} "
+                  f"checks inside pods and nodes, in {seconds:.1f} s",
+                  style="green" if ok else "red", markup=False, highlight=False)
+    return ok
+
+
+def outcomes_json(outcomes: list[Outcome], collector: _Collector) -> str:
+    return json.dumps({
+        "passed": all(o.ok for o in outcomes) and not collector.failed,
+        "checks": [{"id": o.check.id, "family": o.check.family, "label": o.check.label, "ok": o.ok,
+                    "reason": o.reason, "layer": o.check.layer, "show": o.check.show} for o in outcomes],
+        "suite_failures": [{"test": n, "message": m} for n, m in collector.failed],
+    }, indent=2)

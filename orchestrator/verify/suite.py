@@ -1,0 +1,46 @@
+"""The built-in reachability suite, run by `lab verify` through pytest (so --junit comes from pytest).
+
+The probes have run before pytest starts (batched: one command per source); each check is one test
+here. The testinfra checks look inside pods and nodes through the lab's pytest fixtures.
+"""
+
+import pytest
+
+
+def pytest_generate_tests(metafunc):
+    if "outcome" in metafunc.fixturenames:
+        outcomes = metafunc.config._lab_outcomes
+        metafunc.parametrize("outcome", outcomes, ids=[o.check.id for o in outcomes])
+
+
+def test_reachability(outcome):
+    check = outcome.check
+    assert outcome.ok, f"{check.label}: {outcome.reason}; look at {check.layer}: {check.show}"
+
+
+def test_pods_use_the_cluster_dns(lab_pods, lab_objects, lab_inventory):
+    from orchestrator.plan.services import dns_ip
+    nameserver = f"nameserver {dns_ip(lab_inventory.cluster.service_cidr)}"
+    for key, pod in lab_pods.items():
+        if lab_objects["pods"][key].get("role") == "server":
+            assert pod.file("/etc/resolv.conf").contains(nameserver), f"{key}: /etc/resolv.conf lacks {nameserver}"
+
+
+def test_pod_interfaces_have_the_mtu_of_their_node_network(lab_pods, lab_nodes, lab_objects, lab_inventory):
+    import json
+
+    from orchestrator.plan.network import conflist_path
+    wanted = {name: json.loads(node.file(conflist_path(lab_inventory.name)).content_string)["plugins"][0]["mtu"]
+              for name, node in lab_nodes.items()}
+    for key, pod in lab_pods.items():
+        record = lab_objects["pods"][key]
+        if record.get("role") != "server":
+            continue
+        mtu = int(pod.file("/sys/class/net/eth0/mtu").content_string)
+        assert mtu == wanted[record["node"]], f"{key}: eth0 MTU {mtu}, the CNI config says {wanted[record['node']]}"
+        assert record["ip"] in pod.interface("eth0").addresses, f"{key}: eth0 lacks {record['ip']}"
+
+
+def test_nodes_forward_packets(lab_nodes):
+    for name, node in lab_nodes.items():
+        assert node.sysctl("net.ipv4.ip_forward") == 1, f"{name}: net.ipv4.ip_forward is off"
