@@ -140,12 +140,17 @@ def print_reports(title: str, reports, show_changes: bool) -> int:
 
 
 def cmd_deploy(args) -> int:
+    return run_deploy(args)
+
+
+def run_deploy(args, force: bool = False) -> int:
     inv = resolve_inventory(args.inventory)
     files = LabFiles.of(inv.name)
+    dry_run = getattr(args, "dry_run", False)
     with files.lock(), Transport(inv.nodes) as transport:
-        reports = deploy_mod.deploy(inv, transport, files, dry_run=args.dry_run, progress=progress)
-    title = f"lab {inv.name}: pod network ({inv.cluster.overlay.backend})" + (" - dry run" if args.dry_run else "")
-    return print_reports(title, reports, args.dry_run or args.verbose)
+        reports = deploy_mod.deploy(inv, transport, files, dry_run=dry_run, progress=progress, force=force)
+    title = f"lab {inv.name}: pod network ({inv.cluster.overlay.backend})" + (" - dry run" if dry_run else "")
+    return print_reports(title, reports, dry_run or args.verbose)
 
 
 def cmd_destroy(args) -> int:
@@ -191,6 +196,23 @@ def cmd_verify(args) -> int:
     else:
         ok = report.print_report(out, outcomes, collector, seconds)
     return 0 if ok else 1
+
+
+def cmd_break(args) -> int:
+    from .verify import faults
+    if args.list or not args.fault:
+        for fault in faults.FAULTS.values():
+            print(f"{fault.name:<10} {fault.summary} (trips: {fault.trips})")
+        return 0
+    inv = resolve_inventory(args.inventory)
+    out.print(f"broke lab {inv.name}: {faults.inject(args.fault, inv, LabFiles.of(inv.name), args.node)}",
+              markup=False, highlight=False, soft_wrap=True)
+    out.print("find it with `lab verify`; repair it with `lab fix`", markup=False)
+    return 0
+
+
+def cmd_fix(args) -> int:
+    return run_deploy(args, force=True)
 
 
 def cmd_controller(args) -> int:
@@ -503,6 +525,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML (for CI systems)")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.add_argument("--expect", metavar="FILE", help="expectations as data: from/to/port/expect: open|closed")
+
+    p = command("break", cmd_break, "inject a fault into the lab, to find with `lab verify` (study mode)",
+                "lab break --list\nlab break vxlan-fdb\nlab break ipmasq --node node2")
+    p.add_argument("fault", nargs="?", help="the fault's name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the faults, one per line, name first")
+    p.add_argument("--node", help="the node to break (default: the first)")
+
+    p = command("fix", cmd_fix, "repair the lab: lab deploy, plus a full reload of every node's service rules",
+                "lab fix\nlab fix -v")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every change made")
 
     p = command("controller", cmd_controller, "run the service controller: keep every node's service rules "
                 "and DNS records current as pods and nodes come and go",

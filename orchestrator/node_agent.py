@@ -165,6 +165,8 @@ def cni(command: str, conf: dict, container_id: str, netns: str, ifname: str, cn
             raise CniError(f"no cached result for {container_id}/{ifname}: was it added?", 4) from None
     prev = cached.get("result") if cached else None
     runtime = (cached or {}).get("capabilityArgs") or runtime_config
+    if cached and cached.get("config") and command == "DEL":
+        conf = cached["config"]  # undo what was set up, with the config it was set up with
     if command == "CHECK":
         for plugin in conf["plugins"]:
             exec_plugin("CHECK", plugin_config(conf, plugin, prev, runtime), container_id, netns, ifname, cni_path)
@@ -254,6 +256,12 @@ def wait_listening(pod: dict, seconds: float = 5.0) -> bool:
     return False
 
 
+def conf_digest(conf: dict) -> str:
+    """A short digest of a network config list: which config a pod was attached with."""
+    import hashlib
+    return hashlib.sha256(json.dumps(conf, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
     """Create the pod: namespace, loopback, the network list (eth0), its server. Undo all on failure."""
     netns_path = f"/run/netns/{pod['netns']}"
@@ -272,7 +280,7 @@ def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
             with open(os.path.join(folder, "resolv.conf"), "w") as handle:
                 handle.write(pod["resolv_conf"])
         os.makedirs(os.path.join(lib, "pods"), exist_ok=True)
-        record = dict(pod, ip=ip)
+        record = dict(pod, ip=ip, conf=conf_digest(conf))
         record["pid"] = start_server(lib, record)
         if not wait_listening(record):
             raise CniError(f"the pod server of {pod['key']} did not start (see {lib}/pods/{pod['key']}.log)")
@@ -345,6 +353,45 @@ def pods_ensure(lib: str) -> dict:
     return report
 
 
+def pods_reattach(lib: str, conf: dict, cni_path: str) -> dict:
+    """Re-attach the pods that were attached with another config than `conf` (DEL with the old one, ADD with
+    this one), keeping their namespace and server; report each one's new IP."""
+    report = {}
+    digest = conf_digest(conf)
+    for record in pod_records(lib):
+        if record.get("conf") == digest:
+            continue
+        netns = f"/run/netns/{record['netns']}"
+        try:
+            cni("DEL", conf, record["id"], netns, "eth0", cni_path)
+            result = cni("ADD", conf, record["id"], netns, "eth0", cni_path,
+                         {"portMappings": record.get("port_mappings", [])})
+        except CniError as exc:
+            report[record["key"]] = {"error": str(exc)}
+            continue
+        record["ip"] = next(i["address"].split("/")[0] for i in result.get("ips", []) if "." in i["address"])
+        record["conf"] = digest
+        with open(pod_file(lib, record["key"]), "w") as handle:
+            json.dump(record, handle)
+        report[record["key"]] = {"ip": record["ip"]}
+    if report:
+        flush_caches(lib)
+    return report
+
+
+def flush_caches(lib: str) -> int:
+    """Forget learned neighbours and path MTUs in every pod and on cni0: after pods were re-attached
+    (host-local reuses IPs, with new MACs) or a broken MTU was repaired, stale entries would blackhole
+    traffic until they expire."""
+    records = pod_records(lib)
+    for record in records:
+        subprocess.run(["ip", "netns", "exec", record["netns"], "sh", "-c", "ip neigh flush all; ip route flush cache"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["sh", "-c", "ip neigh flush dev cni0; ip route flush cache"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return len(records)
+
+
 def pods_purge(lib: str, lab: str, conf, cni_path: str) -> dict:
     """Remove every pod of the lab on this node: the recorded ones, then any namespace left named <lab>-*."""
     report = {}
@@ -385,7 +432,10 @@ def restore_input(desired: dict, loaded: dict, present: dict, jumps: list) -> tu
     for table in sorted(set(desired) | set(loaded)):
         want = desired.get(table, {})
         have = present.get(table, {})
-        write = [c for c, rules in want.items() if c not in have or loaded.get(table, {}).get(c) != rules]
+        # a chain is rewritten when it differs from what was loaded, or when the node's copy drifted (its
+        # rule count differs: iptables-save prints rules in its own canonical form, so not compared as text)
+        write = [c for c, rules in want.items() if c not in have or loaded.get(table, {}).get(c) != rules
+                 or len(have[c]) != len(rules)]
         drop = [c for c in loaded.get(table, {}) if c not in want and c in have]
         missing = [j for t, builtin, j in jumps if t == table and j not in have.get(builtin, [])]
         if not (write or drop or missing):
@@ -505,6 +555,8 @@ def proxy_sync(lib: str, request: dict) -> dict:
         with open(state_file) as handle:
             loaded = json.load(handle)
     except (OSError, ValueError):
+        loaded = {}
+    if request.get("force"):  # `lab fix`: reload everything, whatever was loaded before
         loaded = {}
     backend = request.get("backend", "iptables")
     present = saved_chains(run("iptables-save"))
@@ -688,8 +740,11 @@ def main(argv=None) -> int:
     c.add_argument("--ifname", default="eth0")
     c.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni")
     c.add_argument("--runtime-config", default="{}")
-    for verb in ("pods-apply", "pods-ensure", "proxy-sync"):
+    for verb in ("pods-apply", "pods-ensure", "proxy-sync", "flush-caches"):
         sub.add_parser(verb)
+    reattach = sub.add_parser("pods-reattach")
+    reattach.add_argument("--conf", required=True)
+    reattach.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni")
     purge = sub.add_parser("pods-purge")
     purge.add_argument("--lab", required=True)
     purge.add_argument("--conf", required=True)
@@ -715,11 +770,17 @@ def main(argv=None) -> int:
         if args.verb == "probe":
             print(json.dumps(probe(json.load(sys.stdin), args.timeout)))
             return 0
+        if args.verb == "flush-caches":
+            print(json.dumps({"pods": flush_caches(lib)}))
+            return 0
         if args.verb == "pods-ensure":
             print(json.dumps(pods_ensure(lib)))
             return 0
         if args.verb == "proxy-sync":
             print(json.dumps(proxy_sync(lib, json.load(sys.stdin))))
+            return 0
+        if args.verb == "pods-reattach":
+            print(json.dumps(pods_reattach(lib, load_conf(open(args.conf).read(), args.conf), args.cni_path)))
             return 0
         if args.verb == "pods-purge":
             conf = load_conf(open(args.conf).read(), args.conf) if os.path.exists(args.conf) else None

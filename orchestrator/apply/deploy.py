@@ -8,6 +8,7 @@ the others go on and are reported too.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 from dataclasses import dataclass, field
 from ipaddress import ip_network
@@ -15,6 +16,7 @@ from typing import Callable, Optional
 
 from ..errors import InputError
 from ..model import Inventory, Node
+from ..node_agent import conf_digest
 from ..plan import diff
 from ..plan.facts import NodeState
 from ..plan.ipam import lease_subnets
@@ -101,8 +103,9 @@ def failure_text(exc: BaseException) -> str:
 
 
 def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool = False,
-           progress: Callable[[str], None] = lambda line: None) -> list[NodeReport]:
-    """Converge every node's pod network to the plan; return one report per node."""
+           progress: Callable[[str], None] = lambda line: None, force: bool = False) -> list[NodeReport]:
+    """Converge every node's pod network to the plan; return one report per node. With `force` (lab fix),
+    also reload every node's service rules in full."""
     progress(f"reading {len(inv.nodes)} node(s)")
     states = read_all(inv, transport)
     reports = {n.name: NodeReport(n.name, "ok") for n in inv.nodes}
@@ -125,6 +128,7 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         objects["subnets"] = {k: str(v) for k, v in subnets.items()}
         files.write_objects(objects)
     planned: dict[str, list] = {}
+    reattach: dict[str, list] = {}
     for node in inv.nodes:
         reports[node.name].subnet = str(subnets[node.name])
         if node.name not in facts:
@@ -138,14 +142,55 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
                                        (agent_command(inv.name, "pods-ensure") + " >/dev/null",)))
         planned[node.name] = changes
         reports[node.name].changes = [c.what for c in changes]
-        if changes:
+        digest = conf_digest(json.loads(net.conflist))
+        stale = sorted(k for k, d in state.pod_confs.items() if d and d != digest)
+        if stale:
+            reattach[node.name] = stale
+            reports[node.name].changes.append(f"re-attach {len(stale)} pod(s) set up with another CNI config: "
+                                              f"{', '.join(stale)}")
+        if reports[node.name].changes:
             reports[node.name].status = "would change" if dry_run else "changing"
     if not dry_run:
         progress(f"applying changes to {sum(1 for c in planned.values() if c)} node(s)")
         apply_changes(transport, inv, planned, reports, "changed")
+        reattach_pods(inv, transport, files, reattach, reports)
         if all(r.status != "failed" for r in reports.values()):
             start_cluster_dns(inv, transport, files, progress)
+            if force:
+                from . import services as services_mod
+                transport.run_all(lambda node: transport.run(node, ["python3", agent_path(inv.name), "flush-caches"]))
+                objects = files.read_objects()
+                failures = services_mod.sync(inv, transport, objects, force=True)
+                files.write_objects(objects)
+                for line in failures:
+                    name = line.split(":", 1)[0]
+                    if name in reports:
+                        reports[name].status, reports[name].error = "failed", line
     return [reports[n.name] for n in inv.nodes]
+
+
+def reattach_pods(inv: Inventory, transport: Transport, files: LabFiles, stale: dict[str, list],
+                  reports: dict) -> None:
+    """Re-attach pods set up with an older CNI config (as after `ipMasq: true`): DEL with the old config,
+    ADD with the node's current one; record their new IPs."""
+    busy = [n for n in inv.nodes if n.name in stale and reports[n.name].status != "failed"]
+    if not busy:
+        return
+    results = transport.run_all(lambda node: json.loads(transport.run(node, [
+        "python3", agent_path(inv.name), "pods-reattach", "--conf", conflist_path(inv.name)]).stdout), busy)
+    objects = files.read_objects()
+    for node_name, outcome in results.items():
+        if isinstance(outcome, BaseException):
+            reports[node_name].status, reports[node_name].error = "failed", str(outcome)
+            continue
+        reports[node_name].status = "changed"
+        for key, got in outcome.items():
+            pod = objects["pods"].get(key.replace("_", "/", 1))
+            if pod and "ip" in got:
+                pod["ip"] = got["ip"]
+            elif "error" in got:
+                reports[node_name].status, reports[node_name].error = "failed", f"{node_name}: {key}: {got['error']}"
+    files.write_objects(objects)
 
 
 def start_cluster_dns(inv: Inventory, transport: Transport, files: LabFiles,

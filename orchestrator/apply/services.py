@@ -33,7 +33,8 @@ def stale_udp_endpoints(old: dict, new: dict, services: dict) -> list[str]:
     return sorted(stale)
 
 
-def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterable[str] = ()) -> list[str]:
+def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterable[str] = (),
+         force: bool = False) -> list[str]:
     """Recompute endpoints and rules from `objects`; push them to every node (but `lost_nodes`, whose pods
     are not ready either). Returns the failures (one line per node); a node that fails keeps its
     previous rules and gets the new ones next sync."""
@@ -44,6 +45,7 @@ def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterab
     stored = {key: {port: [e.__dict__ for e in lst] for port, lst in ports.items()} for key, ports in eps.items()}
     request = {
         "backend": inv.cluster.proxy_mode,
+        "force": force,
         "jumps": [list(j) for j in JUMPS],
         "stale_udp": stale_udp_endpoints(objects.get("endpoints", {}), stored, services),
         "dns_hosts": "".join(f"{ip} {name}\n" for ip, name in dns_records(services, objects["pods"],

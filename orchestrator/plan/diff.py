@@ -188,6 +188,10 @@ def network_changes(net: NodeNetwork, state: NodeState, cluster: Cluster) -> lis
     if state.conflist != net.conflist.strip():
         changes.append(Change(f"write CNI config {net.conflist_path} (subnet {net.subnet}, MTU {net.pod_mtu})",
                               write_file(net.conflist_path, net.conflist)))
+    bridge = state.link(BRIDGE)
+    if bridge is not None and bridge.get("mtu") != net.pod_mtu:
+        changes.append(Change(f"set {BRIDGE} MTU {net.pod_mtu} (was {bridge.get('mtu')})",
+                              (cmd("ip", "link", "set", BRIDGE, "mtu", net.pod_mtu),)))
     changes += vxlan_changes(net, state)
     changes += neighbour_changes(net, state)
     changes += fdb_changes(net, state)

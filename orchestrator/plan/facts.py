@@ -30,6 +30,7 @@ class NodeState:
     iptables: str = ""  # `iptables-save`
     files: dict = field(default_factory=dict)  # path below the lab's node folder -> sha256
     pods: dict = field(default_factory=dict)  # pod key -> "running" | "stopped" (its server)
+    pod_confs: dict = field(default_factory=dict)  # pod key -> digest of the CNI config it was attached with
     netns: tuple = ()  # `ip netns list` names
     nft_tables: tuple = ()  # `nft list tables` lines, e.g. "table ip lab-proxy"
 
@@ -118,5 +119,7 @@ def parse_facts(text: str) -> NodeState:
         sysctls=dict(line.split("=", 1) for line in sections.get("sysctl", []) if "=" in line),
         conflists=tuple(sections.get("conflists", [])), conflist=body("conflist"),
         iptables=body("iptables"), files=files,
-        pods=dict(line.split("=", 1) for line in sections.get("pods", []) if "=" in line),
+        pods={line.split("=", 1)[0]: line.split("=", 1)[1].split()[0] for line in sections.get("pods", []) if "=" in line},
+        pod_confs={line.split("=", 1)[0]: line.rsplit("conf=", 1)[1] for line in sections.get("pods", [])
+                   if "conf=" in line},
         netns=tuple(sections.get("netns", [])), nft_tables=tuple(sections.get("nft", [])))

@@ -4,7 +4,6 @@ The probes have run before pytest starts (batched: one command per source); each
 here. The testinfra checks look inside pods and nodes through the lab's pytest fixtures.
 """
 
-import pytest
 
 
 def pytest_generate_tests(metafunc):

@@ -1,0 +1,117 @@
+"""`lab break`: faults to inject for study (and to prove the suite catches them); `lab fix` repairs.
+
+Each fault says which check family it must trip and which families it may trip besides (anything
+whose traffic crosses the broken part). The break is real: a kernel entry deleted, a config changed
+the way people get it wrong, a process stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Callable
+
+from ..apply import services as services_mod
+from ..apply.deploy import agent_path
+from ..errors import InputError
+from ..model import Inventory, Node
+from ..plan.network import conflist_path, vtep_mac, vxlan_device
+from ..state import LabFiles
+from ..transport import Transport
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    summary: str
+    trips: str
+    may_trip: frozenset
+    inject: Callable
+
+
+def break_fdb(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+    if inv.cluster.overlay.backend != "vxlan":
+        raise InputError("fault vxlan-fdb needs the vxlan backend; this lab uses host-gw")
+    dev = vxlan_device(inv.cluster.overlay.vni)
+    mac = vtep_mac(inv.name, peer.name)
+    t.run(node, ["bridge", "fdb", "del", mac, "dev", dev, "dst", str(peer.address)])
+    return f"deleted {node.name}'s FDB entry {mac} -> {peer.address} on {dev} (the way to {peer.name}'s VTEP)"
+
+
+def break_ipmasq(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+    path = conflist_path(inv.name)
+    t.run(node, ["sed", "-i", 's/"ipMasq": false/"ipMasq": true/', path])
+    report = json.loads(t.run(node, ["python3", agent_path(inv.name), "pods-reattach", "--conf", path]).stdout)
+    objects = files.read_objects()
+    for key, got in report.items():
+        if "ip" in got and key.replace("_", "/", 1) in objects["pods"]:
+            objects["pods"][key.replace("_", "/", 1)]["ip"] = got["ip"]
+    services_mod.sync(inv, t, objects)
+    files.write_objects(objects)
+    return (f"set ipMasq true in {node.name}:{path} (as the talk's bridge.conf has it) and re-attached its "
+            f"{len(report)} pod(s): their traffic to other nodes is now masqueraded")
+
+
+def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+    from ..plan.proxy import sep_chain, svc_chain
+    from ..plan.services import Endpoint
+    objects = files.read_objects()
+    candidates = [(k, s) for k, s in sorted(objects["services"].items()) if not k.startswith("kube-system/")
+                  and len(objects["endpoints"].get(k, {}).get(s["ports"][0]["name"] or "", [])) >= 2]
+    if not candidates:
+        raise InputError("fault kube-sep needs a service with 2 or more endpoints; apply examples/nginx.yaml")
+    key, service = candidates[0]
+    port = service["ports"][0]
+    first = objects["endpoints"][key][port["name"] or ""][0]
+    if inv.cluster.proxy_mode == "nftables":
+        element = f"{service['cluster_ip']} . {port['protocol'].lower()} . {port['port']} . 0"
+        t.run(node, ["nft", "delete", "element", "ip", "lab-proxy", "backends", "{", element, "}"])
+        return f"deleted {node.name}'s backend {element} ({first['ip']}:{first['port']} of {key})"
+    svc = svc_chain(service, port)
+    sep = sep_chain(service, port, Endpoint(first["ip"], first["port"], first["node"], first["pod"]))
+    rules = t.run(node, ["iptables", "-t", "nat", "-S", svc]).stdout.splitlines()
+    jump = next(r for r in rules if r.endswith(f"-j {sep}"))
+    t.run(node, ["sh", "-c", f"iptables -t nat {jump.replace('-A ', '-D ', 1)} && iptables -t nat -F {sep} && "
+                             f"iptables -t nat -X {sep}"])
+    return f"removed {node.name}'s chain {sep} ({first['ip']}:{first['port']} of {key}) and its jump in {svc}"
+
+
+def break_dns(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+    objects = files.read_objects()
+    dns = sorted((p for p in objects["pods"].values() if p.get("role") == "dns"), key=lambda p: p["name"])
+    if not dns:
+        raise InputError("fault dns-pod needs the cluster DNS: run `lab deploy`")
+    pod = dns[0]
+    record = f"/var/lib/cluster-lab/{inv.name}/pods/{pod['namespace']}_{pod['name']}.json"
+    t.run(pod["node"], ["sh", "-c", f"kill $(sed -n 's/.*\"pid\": \\([0-9]*\\).*/\\1/p' {shlex.quote(record)})"])
+    return f"stopped DNS pod {pod['namespace']}/{pod['name']} on {pod['node']} (its dnsmasq)"
+
+
+def break_mtu(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+    t.run(node, ["ip", "link", "set", "cni0", "mtu", "1000"])
+    return f"dropped {node.name}'s cni0 MTU to 1000: larger packets to its pods no longer fit"
+
+
+FAULTS = {f.name: f for f in (
+    Fault("vxlan-fdb", "delete a VXLAN FDB entry: pods on two nodes can't reach each other", "pod-to-pod",
+          frozenset({"pod-to-pod", "pod-to-service", "hairpin", "dns", "node-to-pod", "mtu", "nodeport"}), break_fdb),
+    Fault("ipmasq", "turn ipMasq on in a node's CNI config: its pods reach others NATed", "pod-to-pod",
+          frozenset({"pod-to-pod"}), break_ipmasq),
+    Fault("kube-sep", "remove a service endpoint's rule (KUBE-SEP chain) on a node", "pod-to-service",
+          frozenset({"pod-to-service", "hairpin"}), break_sep),
+    Fault("dns-pod", "stop one of the two DNS pods", "dns", frozenset({"dns"}), break_dns),
+    Fault("mtu", "drop a node's cni0 MTU: large packets to its pods are lost", "mtu", frozenset({"mtu"}), break_mtu),
+)}
+
+
+def inject(name: str, inv: Inventory, files: LabFiles, node_name: str | None = None) -> str:
+    """Inject fault `name` on `node_name` (default: the first node; its peer is the next one)."""
+    if name not in FAULTS:
+        raise InputError(f"no fault {name!r}; `lab break --list` lists them: {', '.join(FAULTS)}")
+    if len(inv.nodes) < 2:
+        raise InputError("faults need a lab of 2 or more nodes")
+    node = inv.node(node_name) if node_name else inv.nodes[0]
+    peer = next(n for n in inv.nodes if n.name != node.name)
+    with files.lock(), Transport(inv.nodes) as transport:
+        return FAULTS[name].inject(inv, transport, files, node, peer)
