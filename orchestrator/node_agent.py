@@ -376,7 +376,22 @@ def pods_reattach(lib: str, conf: dict, cni_path: str) -> dict:
         report[record["key"]] = {"ip": record["ip"]}
     if report:
         flush_caches(lib)
+        for record in pod_records(lib):
+            if record["key"] in report and record.get("tcp"):
+                answers(record["ip"], record["tcp"][0])
     return report
+
+
+def answers(ip: str, port: int, seconds: float = 3.0) -> bool:
+    """Wait until ip:port accepts a connection from this node (a readiness check)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((ip, port), 0.3).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
 
 
 def flush_caches(lib: str) -> int:

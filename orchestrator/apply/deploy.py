@@ -71,8 +71,8 @@ def preflight(inv: Inventory, node: Node, state: NodeState) -> NodeFacts:
     return NodeFacts(underlay_device=device["ifname"], underlay_mtu=int(device.get("mtu", 1500)))
 
 
-def read_all(inv: Inventory, transport: Transport) -> dict:
-    return transport.run_all(lambda node: read_state(transport, node, inv.name))
+def read_all(inv: Inventory, transport: Transport, nodes=None) -> dict:
+    return transport.run_all(lambda node: read_state(transport, node, inv.name), nodes)
 
 
 def run_changes(transport: Transport, node: Node, changes: list) -> None:
@@ -208,30 +208,40 @@ def start_cluster_dns(inv: Inventory, transport: Transport, files: LabFiles,
 
 def destroy(inv: Inventory, transport: Transport, files: LabFiles,
             progress: Callable[[str], None] = lambda line: None) -> list[NodeReport]:
-    """Remove everything deploy and the pods made on every node; forget the lab's pods and leases."""
+    """Remove everything deploy and the pods made on every node; forget the lab's pods and leases.
+    Pods go first (CNI DEL undoes what the plugins did); the rest is planned from what is left."""
+    lab = inv.name
     progress(f"reading {len(inv.nodes)} node(s)")
     states = read_all(inv, transport)
     reports = {n.name: NodeReport(n.name, "ok") for n in inv.nodes}
-    planned: dict[str, list] = {}
-    lab = inv.name
+    with_pods = {}
     for node in inv.nodes:
         state = states[node.name]
         if isinstance(state, BaseException):
             reports[node.name].status, reports[node.name].error = "failed", str(state)
             continue
-        changes = []
         pod_netns = [ns for ns in state.netns if ns.startswith(f"{lab}-")]
         if state.pods or pod_netns:
-            purge = agent_command(lab, "pods-purge", "--lab", lab, "--conf", conflist_path(lab),
-                                  "--cni-path", state.cni_dir or "/opt/cni/bin:/usr/lib/cni")
-            changes.append(diff.Change(f"remove {max(len(state.pods), len(pod_netns))} pod(s)", (purge + " >/dev/null",)))
-        changes += diff.teardown(state, inv.cluster, None)
-        planned[node.name] = changes
-        reports[node.name].changes = [c.what for c in changes]
+            with_pods[node.name] = [diff.Change(
+                f"remove {max(len(state.pods), len(pod_netns))} pod(s)",
+                (agent_command(lab, "pods-purge", "--lab", lab, "--conf", conflist_path(lab), "--cni-path",
+                               state.cni_dir or "/opt/cni/bin:/usr/lib/cni") + " >/dev/null",))]
+    if with_pods:
+        progress(f"removing the pods on {len(with_pods)} node(s)")
+        apply_changes(transport, inv, with_pods, reports, "removed")
+        states.update(read_all(inv, transport, [n for n in inv.nodes if n.name in with_pods]))
+    planned: dict[str, list] = {}
+    for node in inv.nodes:
+        state = states[node.name]
+        if isinstance(state, BaseException) or reports[node.name].status == "failed":
+            continue
+        planned[node.name] = diff.teardown(state, inv.cluster, None)
+        reports[node.name].changes = [c.what for c in with_pods.get(node.name, []) + planned[node.name]]
     progress(f"removing the lab from {sum(1 for c in planned.values() if c)} node(s)")
     apply_changes(transport, inv, planned, reports, "removed")
     if all(r.status != "failed" for r in reports.values()):
         objects = files.read_objects()
         objects["pods"], objects["subnets"], objects["deployments"] = {}, {}, {}
+        objects["services"], objects["endpoints"] = {}, {}
         files.write_objects(objects)
     return [reports[n.name] for n in inv.nodes]

@@ -41,6 +41,7 @@ class Outcome:
     ok: bool
     reason: str = ""
     replies: list = field(default_factory=list)
+    retried: bool = False  # probed a second time after a timeout
 
 
 def pod_label(pod: dict) -> str:

@@ -39,7 +39,22 @@ def probe_source(inv: Inventory, objects: dict, transport: Transport, source: st
 
 
 def run_checks(inv: Inventory, objects: dict, transport: Transport, checks: list[Check]) -> list[Outcome]:
-    """Probe every check's target(s), batched per source; return the outcomes in check order."""
+    """Probe every check's target(s), batched per source; return the outcomes in check order. A check that
+    failed by timeout only (a connection lost while something converges) is probed once more, half a
+    second later; a broken path fails again."""
+    outcomes = probe_round(inv, objects, transport, checks)
+    again = [o.check for o in outcomes if not o.ok and o.check.want[0] not in ("closed", "refused")
+             and o.reason.startswith("timeout")]
+    if again:
+        time.sleep(0.5)
+        second = {o.check.id: o for o in probe_round(inv, objects, transport, again)}
+        for o in second.values():
+            o.retried = True
+        outcomes = [second.get(o.check.id, o) for o in outcomes]
+    return outcomes
+
+
+def probe_round(inv: Inventory, objects: dict, transport: Transport, checks: list[Check]) -> list[Outcome]:
     by_source: dict[str, list[Check]] = {}
     for check in checks:
         by_source.setdefault(check.source, []).append(check)

@@ -130,6 +130,9 @@ def print_report(console: Console, outcomes: list[Outcome], collector: _Collecto
     for name, message in collector.failed:
         console.print(f"✘ {name}: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
     probes = sum(o.check.count for o in outcomes)
+    retried = sum(1 for o in outcomes if o.retried)
+    if retried:
+        console.print(f"({retried} check(s) timed out once and were probed again)", style="yellow", markup=False)
     ok = not failed and not collector.failed
     console.print(f"{'all passed' if ok else 'FAILED'}: {len(outcomes) - sum(failed.values())}/{len(outcomes)} "
                   f"checks ({probes} probes) and {collector.passed - (len(outcomes) - sum(failed.values()))} "
@@ -142,6 +145,7 @@ def outcomes_json(outcomes: list[Outcome], collector: _Collector) -> str:
     return json.dumps({
         "passed": all(o.ok for o in outcomes) and not collector.failed,
         "checks": [{"id": o.check.id, "family": o.check.family, "label": o.check.label, "ok": o.ok,
-                    "reason": o.reason, "layer": o.check.layer, "show": o.check.show} for o in outcomes],
+                    "reason": o.reason, "layer": o.check.layer, "show": o.check.show, "retried": o.retried}
+                   for o in outcomes],
         "suite_failures": [{"test": n, "message": m} for n, m in collector.failed],
     }, indent=2)

@@ -1,0 +1,153 @@
+"""`lab verify` on the 3-node lab: passes when healthy, fails in the right family for each injected
+fault and passes again after `lab fix`; expectations as data; JUnit; the pytest fixtures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from orchestrator.verify.faults import FAULTS
+
+from .labtools import lab_cli
+from .test_pod_network import apply
+
+REPO = Path(__file__).resolve().parents[2]
+EXTRA = """
+apiVersion: v1
+kind: Pod
+metadata: {name: mapped, labels: {app: mapped}}
+spec:
+  containers: [{name: c, image: nginx, ports: [{containerPort: 80, hostPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  selector: {app: nobody}
+  ports: [{port: 80}]
+"""
+
+
+@pytest.fixture(scope="module")
+def verified(lab3):
+    lab_cli("deploy", "-i", lab3.inventory_path, check=True)
+    lab_cli("apply", "-i", lab3.inventory_path, "-f", str(REPO / "examples" / "nginx.yaml"), check=True)
+    apply(lab3, EXTRA)
+    yield lab3
+    lab_cli("destroy", "-i", lab3.inventory_path, check=True)
+
+
+def verify_json(lab, *args: str) -> tuple[int, dict]:
+    proc = lab_cli("verify", "-i", lab.inventory_path, "-o", "json", *args)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def failing_families(report: dict) -> set:
+    return {c["family"] for c in report["checks"] if not c["ok"]}
+
+
+def test_a_healthy_lab_passes_every_family(verified, tmp_path):
+    junit = tmp_path / "verify.xml"
+    proc = lab_cli("verify", "-i", verified.inventory_path, "--junit", str(junit))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all passed" in proc.stdout and "from \\ to" in proc.stdout  # the pod x pod matrix
+    code, report = verify_json(verified)
+    assert code == 0 and report["passed"]
+    assert {c["family"] for c in report["checks"]} >= {
+        "pod-to-pod", "pod-to-service", "hairpin", "dns", "node-to-pod", "mtu", "egress", "hostport",
+        "no-endpoints"}
+    suite = ET.parse(junit).getroot()
+    cases = suite.iter("testcase")
+    names = [c.get("name") for c in cases]
+    assert len([n for n in names if n.startswith("test_reachability[")]) == len(report["checks"])
+    assert "test_pods_use_the_cluster_dns" in names and "test_pod_interfaces_have_the_mtu_of_their_node_network" in names
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_each_fault_fails_its_family_and_fix_repairs_it(verified, fault):
+    lab_cli("break", fault, "-i", verified.inventory_path, check=True)
+    try:
+        code, report = verify_json(verified)
+        assert code == 1 and not report["passed"]
+        failed = failing_families(report)
+        assert FAULTS[fault].trips in failed, failed
+        assert failed <= FAULTS[fault].may_trip, f"{fault} tripped unrelated checks: {failed}"
+        reasons = [c for c in report["checks"] if not c["ok"]]
+        assert all(c["layer"] and c["show"] for c in reasons)  # every failure says where to look
+    finally:
+        lab_cli("fix", "-i", verified.inventory_path, check=True)
+    code, report = verify_json(verified)
+    assert code == 0, [c["label"] + ": " + c["reason"] for c in report["checks"] if not c["ok"]]
+
+
+def test_ipmasq_is_reported_as_nat(verified):
+    lab_cli("break", "ipmasq", "-i", verified.inventory_path, check=True)
+    try:
+        _, report = verify_json(verified)
+        assert any(c["reason"].startswith("NATed as ") for c in report["checks"] if not c["ok"])
+    finally:
+        lab_cli("fix", "-i", verified.inventory_path, check=True)
+
+
+def test_break_list_names_one_fault_per_line():
+    lines = lab_cli("break", "--list", check=True).stdout.splitlines()
+    assert [line.split()[0] for line in lines] == list(FAULTS)
+
+
+def expectations(tmp_path: Path, items: list) -> str:
+    path = tmp_path / "expect.yaml"
+    path.write_text(json.dumps({"expectations": items}))
+    return str(path)
+
+
+def test_expectations_as_data(verified, tmp_path):
+    right = expectations(tmp_path, [
+        {"from": {"selector": "app=nginx"}, "to": {"service": "nginx"}, "port": 80, "expect": "open"},
+        {"from": {"pod": "mapped"}, "to": {"service": "nginx"}, "port": 22, "expect": "closed"},
+        {"from": "outside", "to": {"address": str(verified.inventory.nodes[0].address)}, "port": 22,
+         "expect": "closed"},
+    ])
+    code, report = verify_json(verified, "--expect", right)
+    assert code == 0 and len([c for c in report["checks"] if c["family"] == "expect"]) == 5
+    wrong_closed = expectations(tmp_path, [
+        {"from": {"pod": "mapped"}, "to": {"service": "nginx"}, "port": 80, "expect": "closed"}])
+    code, report = verify_json(verified, "--expect", wrong_closed)
+    assert code == 1 and failing_families(report) == {"expect"}
+    assert [c["reason"] for c in report["checks"] if not c["ok"]] == ["open: it answered"]
+    wrong_open = expectations(tmp_path, [
+        {"from": {"pod": "mapped"}, "to": {"pod": "mapped"}, "port": 81, "expect": "open"}])
+    code, report = verify_json(verified, "--expect", wrong_open)
+    assert code == 1 and failing_families(report) == {"expect"}
+
+
+def test_bad_expectations_are_one_clear_line(verified, tmp_path):
+    bad = expectations(tmp_path, [{"from": {"pod": "nope"}, "to": {"service": "nginx"}, "port": 80,
+                                   "expect": "open"}])
+    proc = lab_cli("verify", "-i", verified.inventory_path, "--expect", bad)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "expectations[0].from.pod: no pod default/nope" in proc.stderr
+
+
+def test_a_users_own_pytest_file_runs_testinfra_inside_a_pod(verified, tmp_path):
+    test = tmp_path / "test_mine.py"
+    test.write_text('''
+def test_inside_a_pod(lab_pod, lab_objects):
+    pod = lab_pod("mapped")
+    ip = lab_objects["pods"]["default/mapped"]["ip"]
+    assert pod.interface("eth0").exists and ip in pod.interface("eth0").addresses
+    assert pod.socket("tcp://0.0.0.0:80").is_listening
+    assert pod.run("hostname -I").stdout.split() == [ip]
+
+def test_on_nodes(lab_nodes):
+    assert lab_nodes["node1"].run("hostname").stdout.strip() == "node1"
+    assert lab_nodes["node2"].interface("flannel.1").exists
+''')
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(test), "-q", "-p", "no:cacheprovider",
+                           "--lab-inventory", verified.inventory_path], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout
