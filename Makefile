@@ -23,12 +23,16 @@ demo: setup
 	$(VENV)/lab get svc -A
 	$(VENV)/lab describe svc nginx
 	@bash scripts/demo-no-nat.sh $(VENV)/lab
+	$(VENV)/lab verify
+	$(VENV)/lab graph -o topology.svg
 	@echo
 	@echo "The lab '$(LAB)' is up with its pod network. Try:"
 	@echo "  $(VENV)/lab exec node1 -- ip route               # routes to the other nodes' pod subnets"
 	@echo "  $(VENV)/lab exec node1 -- iptables -t nat -S KUBE-SERVICES   # the service rules, as in the talk"
 	@echo "  $(VENV)/lab exec node1 --pod POD -- ip addr      # inside a pod (names: lab get pods)"
 	@echo "  $(VENV)/lab deploy --dry-run                     # what would change (nothing)"
+	@echo "  $(VENV)/lab break --list; $(VENV)/lab break vxlan-fdb; $(VENV)/lab verify; $(VENV)/lab fix"
+	@echo "  open topology.svg                                 # the picture of the lab"
 	@echo "  $(VENV)/lab ssh node2                            # a shell on a node"
 	@echo "Remove it with: make down   (or: $(VENV)/lab down --name $(LAB))"
 

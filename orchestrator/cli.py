@@ -215,6 +215,14 @@ def cmd_fix(args) -> int:
     return run_deploy(args, force=True)
 
 
+def cmd_graph(args) -> int:
+    from .graph import write_graph
+    inv = resolve_inventory(args.inventory)
+    path = write_graph(inv, LabFiles.of(inv.name).read_objects(), args.output)
+    out.print(f"wrote {path}", markup=False, highlight=False)
+    return 0
+
+
 def cmd_controller(args) -> int:
     inv = resolve_inventory(args.inventory)
     files = LabFiles.of(inv.name)
@@ -535,6 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("fix", cmd_fix, "repair the lab: lab deploy, plus a full reload of every node's service rules",
                 "lab fix\nlab fix -v")
     p.add_argument("-v", "--verbose", action="store_true", help="list every change made")
+
+    p = command("graph", cmd_graph, "draw the lab: nodes, pod subnets, cni0, pods, tunnels, services, outside",
+                "lab graph -o topology.svg\nlab graph -o topology.png\nlab graph -o topology.html")
+    p.add_argument("-o", "--output", default="topology.svg", metavar="FILE",
+                   help="the file to write; .svg, .png, .html or .dot (default: topology.svg)")
 
     p = command("controller", cmd_controller, "run the service controller: keep every node's service rules "
                 "and DNS records current as pods and nodes come and go",

@@ -22,11 +22,18 @@ class _PackageLoader(jinja2.BaseLoader):
             raise jinja2.TemplateNotFound(template) from None
 
 
+def dot_quote(value) -> str:
+    """A graphviz double-quoted string: quotes and backslashes escaped, newlines as centred line breaks."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=_PackageLoader(), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["q"] = lambda value: shlex.quote(str(value))  # every value put into a shell script
+    env.filters["dq"] = dot_quote  # every value put into a graphviz DOT file
     return env
 
 

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
     iproute2 iptables nftables openssh-server openssh-client containernetworking-plugins
-    conntrack dnsmasq-base iputils-ping procps util-linux python3 python3-venv curl iperf3
+    conntrack dnsmasq-base iputils-ping procps util-linux python3 python3-venv curl iperf3 graphviz
 )
 
 if [ "$(id -u)" -ne 0 ]; then

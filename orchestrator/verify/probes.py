@@ -66,7 +66,7 @@ def probe_round(inv: Inventory, objects: dict, transport: Transport, checks: lis
         except Exception as exc:  # noqa: BLE001 - the source itself failed; every check from it fails so
             return [{"ok": False, "error": f"could not probe from {source}: {exc}"}] * len(targets)
 
-    with ThreadPoolExecutor(max_workers=min(32, len(by_source) or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(16, len(by_source) or 1)) as pool:
         replies = dict(zip(by_source, pool.map(work, by_source)))
     outcomes = {}
     for source, group in by_source.items():

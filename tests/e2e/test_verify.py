@@ -151,3 +151,22 @@ def test_on_nodes(lab_nodes):
                            "--lab-inventory", verified.inventory_path], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 passed" in proc.stdout
+
+
+def test_graph_draws_every_node_pod_and_service(verified, tmp_path):
+    objects = json.loads((verified.state_dir / verified.name / "objects.json").read_text())
+    for suffix in ("svg", "png", "html"):
+        path = tmp_path / f"topology.{suffix}"
+        lab_cli("graph", "-i", verified.inventory_path, "-o", str(path), check=True)
+        assert path.stat().st_size > 1000
+    svg = (tmp_path / "topology.svg").read_text()
+    ET.fromstring(svg)  # valid XML
+    assert (tmp_path / "topology.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for node in verified.inventory.nodes:
+        assert node.name in svg and str(node.address) in svg
+    for pod in objects["pods"].values():
+        assert pod["ip"] in svg and pod["name"] in svg
+    for service in objects["services"].values():
+        assert service["cluster_ip"] in svg
+    proc = lab_cli("graph", "-i", verified.inventory_path, "-o", str(tmp_path / "x.jpg"))
+    assert proc.returncode == 2 and "name the file .svg, .png, .html or .dot" in proc.stderr
