@@ -44,3 +44,10 @@ def record(title: str, lines: list[str]) -> None:
                            "Run them as root on an idle machine: `.venv/bin/python bench/NAME.py`.\n\n")
     with RESULTS.open("a") as handle:
         handle.write("\n".join(block) + "\n")
+
+
+def deployment_yaml(name: str, replicas: int) -> str:
+    """A Deployment of `replicas` pods labelled app=<name> (the lab runs its own server in them)."""
+    return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n"
+            f"  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n"
+            f"    spec: {{containers: [{{name: c, image: x}}]}}\n")

@@ -19,21 +19,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import lab, record, use_private_state  # noqa: E402
+from _common import deployment_yaml, lab, record, use_private_state  # noqa: E402
 
 from orchestrator import inventory  # noqa: E402
 from orchestrator.transport import Transport  # noqa: E402
 
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: bench}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: bench}}}}
-  template:
-    metadata: {{labels: {{app: bench}}}}
-    spec: {{containers: [{{name: c, image: nginx}}]}}
-"""
 
 
 def iperf(transport: Transport, server_node: str, server_netns, client_node: str, client_netns, address: str) -> float:
@@ -69,7 +59,7 @@ def main() -> None:
         lab("up", "--name", name, "--nodes", str(n))
         inv_path = str(state / name / "inventory.yaml")
         manifest = state / f"{name}.yaml"
-        manifest.write_text(DEPLOYMENT.format(replicas=10 * n))
+        manifest.write_text(deployment_yaml("bench", 10 * n))
         try:
             deploy = lab("deploy", "-i", inv_path)
             pods = lab("apply", "-i", inv_path, "-f", str(manifest))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import lab, record, use_private_state  # noqa: E402
+from _common import deployment_yaml, lab, record, use_private_state  # noqa: E402
 
 from orchestrator import inventory  # noqa: E402
 from orchestrator.apply.deploy import agent_path  # noqa: E402
@@ -28,16 +28,6 @@ from orchestrator.plan.proxy_nft import render_nft  # noqa: E402
 from orchestrator.plan.services import Endpoint  # noqa: E402
 from orchestrator.transport import Transport  # noqa: E402
 
-PODS = """apiVersion: apps/v1
-kind: Deployment
-metadata: {name: backend}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: backend}}
-  template:
-    metadata: {labels: {app: backend}}
-    spec: {containers: [{name: c, image: x}]}
-"""
 
 # Median connect time (ms) to each address, from inside a pod.
 CONNECT = """
@@ -84,7 +74,7 @@ def main() -> None:
     state = use_private_state()
     lab("up", "--name", "svcbench", "--nodes", "1")
     inv_path = str(state / "svcbench" / "inventory.yaml")
-    (state / "backend.yaml").write_text(PODS)
+    (state / "backend.yaml").write_text(deployment_yaml("backend", 3))
     lines = ["| backend | services | render | full load | one-endpoint change | connect: first service | "
              "connect: last service |", "|---|---|---|---|---|---|---|"]
     try:
