@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+from pathlib import Path
 from typing import Optional
 
 from rich.console import Console
@@ -190,6 +191,8 @@ def cmd_verify(args) -> int:
     inv = resolve_inventory(args.inventory)
     path = args.inventory or os.environ.get("LAB_INVENTORY") or str(LabFiles.of(inv.name).inventory)
     outcomes, collector, seconds = report.verify(inv, path, junit=args.junit, expect=args.expect)
+    if args.html:
+        Path(args.html).write_text(report.outcomes_html(f"lab {inv.name}: verify", outcomes, collector))
     if args.output == "json":
         print(report.outcomes_json(outcomes, collector))
         ok = all(o.ok for o in outcomes) and not collector.failed
@@ -531,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "hostPort, egress, MTU; exit code 0 only when everything passes",
                 "lab verify\nlab verify --junit verify.xml\nlab verify -o json\nlab verify --expect policy.yaml")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML (for CI systems)")
+    p.add_argument("--html", metavar="FILE", help="also write the matrix and the failures as an HTML page")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.add_argument("--expect", metavar="FILE", help="expectations as data: from/to/port/expect: open|closed")
 

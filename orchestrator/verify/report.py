@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import time
@@ -139,6 +140,39 @@ def print_report(console: Console, outcomes: list[Outcome], collector: _Collecto
                   f"checks inside pods and nodes, in {seconds:.1f} s",
                   style="green" if ok else "red", markup=False, highlight=False)
     return ok
+
+
+def outcomes_html(title: str, outcomes: list[Outcome], collector: _Collector) -> str:
+    """The pod x pod matrix, the families and every failure as one HTML page."""
+    esc = html.escape
+    cells: dict[tuple[str, str], list[Outcome]] = {}
+    for o in outcomes:
+        if o.check.family == "pod-to-pod":
+            cells.setdefault((o.check.row, o.check.col), []).append(o)
+    names = sorted({r for r, _ in cells})
+    rows = []
+    for row in names:
+        tds = []
+        for col in names:
+            bad = [o for o in cells.get((row, col), []) if not o.ok]
+            tds.append("<td class=ok>&#10004;</td>" if not bad else
+                       f"<td class=bad title='{esc(bad[0].check.layer)}'>&#10008; "
+                       f"{esc('; '.join(sorted({o.reason for o in bad})))}</td>")
+        rows.append(f"<tr><th>{esc(row)}</th>{''.join(tds)}</tr>")
+    families = Counter(o.check.family for o in outcomes)
+    failed = Counter(o.check.family for o in outcomes if not o.ok)
+    family_rows = "".join(f"<tr><td>{esc(f)}</td><td>{n - failed[f]}</td><td class={'bad' if failed[f] else 'ok'}>"
+                          f"{failed[f]}</td></tr>" for f, n in families.items())
+    failures = "".join(f"<li><b>{esc(o.check.label)}</b>: {esc(o.reason)}<br>look at {esc(o.check.layer)}: "
+                       f"<code>{esc(o.check.show)}</code></li>" for o in outcomes if not o.ok)
+    failures += "".join(f"<li><b>{esc(n)}</b>: {esc(m)}</li>" for n, m in collector.failed)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
+            "body{font-family:sans-serif} table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ccc;"
+            "padding:3px 6px;font-size:13px} .ok{color:#1a7f37} .bad{color:#c62828}</style></head><body>"
+            f"<h1>{esc(title)}</h1><h2>pod to pod (HTTP and UDP, source IP preserved)</h2><table><tr><th>from \\ to</th>"
+            f"{''.join(f'<th>{esc(n)}</th>' for n in names)}</tr>{''.join(rows)}</table>"
+            f"<h2>checks</h2><table><tr><th>family</th><th>passed</th><th>failed</th></tr>{family_rows}</table>"
+            f"<h2>failures</h2><ul>{failures or '<li>none</li>'}</ul></body></html>\n")
 
 
 def outcomes_json(outcomes: list[Outcome], collector: _Collector) -> str:

@@ -285,3 +285,41 @@ def test_the_controller_drops_the_pods_of_a_lost_node_and_takes_them_back(svc):
     controller.send_signal(signal.SIGINT)
     output = controller.communicate(timeout=10)[0]
     assert "node node3 is not answering" in output and "node node3 answers again" in output
+
+
+UDP_FROM_PORT = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.bind(("0.0.0.0", int(sys.argv[3])))
+sock.settimeout(2)
+sock.connect((sys.argv[1], int(sys.argv[2])))
+sock.send(b"x")
+try:
+    print(sock.recv(512).decode().split()[0].split("=")[1])
+except OSError as exc:
+    print("error:" + type(exc).__name__)
+"""
+
+
+def test_stale_udp_flows_move_off_a_removed_endpoint(svc):
+    apply(svc, ECHO)
+    echo_ip = service(svc, "echo")["spec"]["clusterIP"]
+    client = pods(svc, "client")[0]
+    netns = f"{svc.name}-default-client"
+
+    def ask(port: int) -> str:
+        return svc.transport.run(client["spec"]["nodeName"], ["ip", "netns", "exec", netns, "python3", "-c",
+                                                              UDP_FROM_PORT, echo_ip, "5353", str(port)]).stdout.strip()
+    # a UDP "connection" per source port, each pinned by conntrack to the endpoint that answered first
+    answered = {port: ask(port) for port in range(40000, 40012)}
+    deployment = (REPO / "examples" / "nginx.yaml").read_text().split("---")[0]
+    apply(svc, deployment.replace("replicas: 3", "replicas: 1"))
+    try:
+        (survivor,) = [p["metadata"]["name"] for p in pods(svc, "nginx")]
+        moved = [port for port, pod in answered.items() if pod != survivor]
+        assert moved, answered
+        # the same source ports again: the flows to removed endpoints were deleted, so they reach the survivor
+        assert {port: ask(port) for port in moved} == {port: survivor for port in moved}
+    finally:
+        apply(svc, deployment)

@@ -54,7 +54,8 @@ def failing_families(report: dict) -> set:
 
 def test_a_healthy_lab_passes_every_family(verified, tmp_path):
     junit = tmp_path / "verify.xml"
-    proc = lab_cli("verify", "-i", verified.inventory_path, "--junit", str(junit))
+    page = tmp_path / "verify.html"
+    proc = lab_cli("verify", "-i", verified.inventory_path, "--junit", str(junit), "--html", str(page))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all passed" in proc.stdout and "from \\ to" in proc.stdout  # the pod x pod matrix
     code, report = verify_json(verified)
@@ -66,6 +67,10 @@ def test_a_healthy_lab_passes_every_family(verified, tmp_path):
     cases = suite.iter("testcase")
     names = [c.get("name") for c in cases]
     assert len([n for n in names if n.startswith("test_reachability[")]) == len(report["checks"])
+    text = page.read_text()
+    assert text.startswith("<!doctype html>") and "<h2>failures</h2><ul><li>none</li></ul>" in text
+    assert text.count("&#10004;") == len({(c["id"].split("/")[1]) for c in report["checks"]
+                                          if c["family"] == "pod-to-pod"}) and "&#10008;" not in text
     assert "test_pods_use_the_cluster_dns" in names and "test_pod_interfaces_have_the_mtu_of_their_node_network" in names
 
 
