@@ -102,10 +102,3 @@ class Inventory:
                 return node
         known = ", ".join(n.name for n in self.nodes) or "none"
         raise InputError(f"{self.source}: no node named {name!r}; nodes are: {known}")
-
-    def select(self, names: Optional[list[str]] = None) -> tuple[Node, ...]:
-        """The named nodes (all when `names` is empty), in inventory order."""
-        if not names:
-            return self.nodes
-        wanted = [self.node(n) for n in names]
-        return tuple(n for n in self.nodes if n in wanted)

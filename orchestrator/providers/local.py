@@ -104,9 +104,6 @@ class LabLayout:
     def infra_namespaces(self) -> tuple[str, ...]:
         return (self.underlay_ns, self.router_ns, self.outside_ns)
 
-    def node(self, name: str) -> EmulatedNode:
-        return next(n for n in self.nodes if n.name == name)
-
 
 def layout(lab: str, emulated: Emulated, count: int, underlay: IPv4Network) -> LabLayout:
     """The plan for `count` emulated nodes of lab `lab` on `underlay`."""
