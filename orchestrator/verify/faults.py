@@ -8,6 +8,7 @@ the way people get it wrong, a process stopped.
 from __future__ import annotations
 
 import json
+import random
 import shlex
 from dataclasses import dataclass
 from typing import Callable
@@ -115,3 +116,15 @@ def inject(name: str, inv: Inventory, files: LabFiles, node_name: str | None = N
     peer = next(n for n in inv.nodes if n.name != node.name)
     with files.lock(), Transport(inv.nodes) as transport:
         return FAULTS[name].inject(inv, transport, files, node, peer)
+
+
+def pick_random(inv: Inventory, files: LabFiles, rng: random.Random | None = None) -> tuple[str, str]:
+    """A fault that applies to this lab and a node to inject it on, chosen at random (for study)."""
+    rng = rng or random.Random()
+    objects = files.read_objects()
+    multi_endpoint = any(len(ports.get(next(iter(ports), ""), [])) >= 2
+                         for key, ports in objects.get("endpoints", {}).items() if not key.startswith("kube-system/"))
+    usable = [name for name in FAULTS
+              if not (name == "vxlan-fdb" and inv.cluster.overlay.backend != "vxlan")
+              and not (name == "kube-sep" and not multi_endpoint)]
+    return rng.choice(usable), rng.choice(inv.nodes).name

@@ -1,0 +1,493 @@
+"""Lessons of the talk as data: `playbooks/NN-name.yaml`, loaded, validated, rendered and played on a lab.
+
+A lesson is a list of steps; each step explains itself, runs commands on the lab's nodes (templated
+with the lab's real names and addresses) and proves it worked with checks. Loading and rendering are
+pure; `Player` is the only part that talks to nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from ipaddress import IPv4Network, ip_network
+from typing import Any, Callable, Optional
+
+import jinja2
+import yaml
+
+from .errors import InputError, LabError, field_error
+from .model import Inventory
+from .state import LabFiles
+from .transport import Transport
+
+PACKAGE = "orchestrator.playbooks"
+LOCAL = "lab"  # a command for the `lab` CLI itself, not for a node
+CHECK_TRIES = 6
+CHECK_PAUSE = 0.5
+NEEDS = ("deployed", "pods")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One shell command on a node (or a `lab` subcommand when `on` is LOCAL)."""
+
+    on: str
+    run: str
+    fails: bool = False  # shown failing on purpose: succeeding would mean the lesson's premise is wrong
+    explore: bool = False  # shown to look around: its exit code does not matter (e.g. while the lab is broken)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A command that proves a step worked: exit 0 (or non-zero with `fails`) and `expect` in its output."""
+
+    that: str
+    on: str
+    run: str
+    expect: Optional[str] = None
+    fails: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    explain: str
+    commands: tuple[Command, ...] = ()
+    checks: tuple[Check, ...] = ()
+    when: Optional[str] = None  # a Jinja expression; the step is skipped when it is false
+    transient: bool = False  # its checks hold only until a later step (e.g. ADD before DEL): --check alone skips them
+
+
+@dataclass(frozen=True)
+class Lesson:
+    id: str
+    title: str
+    talk: str  # the talk's chapter this lesson follows
+    summary: str
+    nodes: int
+    needs: tuple[str, ...]
+    networks: tuple[IPv4Network, ...]  # address ranges the lesson uses: must not overlap the lab's
+    sysctls: dict[str, str]  # set on the lesson's nodes, put back by cleanup
+    vars: dict[str, str]
+    facts: dict[str, str]  # name -> shell command on node1, its output becomes a template value
+    steps: tuple[Step, ...]
+    cleanup: tuple[Command, ...]
+
+    @property
+    def roles(self) -> list[str]:
+        return [f"node{i}" for i in range(1, self.nodes + 1)]
+
+
+# ---- loading ------------------------------------------------------------------------------------
+
+
+class _Fields:
+    """A YAML mapping read with one-line errors that name the file and the field."""
+
+    def __init__(self, source: str, where: str, data: Any):
+        if not isinstance(data, dict):
+            raise field_error(source, where or "top level", f"expected a mapping, got {type(data).__name__}",
+                              "see playbooks/README.md for the format")
+        # YAML 1.1 reads a bare `on:` key as the boolean true; in a playbook it always means the node.
+        self.source, self.where = source, where
+        self.data = {("on" if key is True else key): value for key, value in data.items()}
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def unknown(self, allowed: set[str]) -> None:
+        for key in self.data:
+            if key not in allowed:
+                raise field_error(self.source, self.path(str(key)), "unknown field",
+                                  f"use one of: {', '.join(sorted(allowed))}")
+
+    def text(self, key: str, default: Optional[str] = None) -> str:
+        value = self.data.get(key, default)
+        if value is None:
+            raise field_error(self.source, self.path(key), "missing", "add it")
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise field_error(self.source, self.path(key), "expected text", "write it as a string")
+        return str(value).strip()
+
+    def items(self, key: str) -> list:
+        value = self.data.get(key, [])
+        if not isinstance(value, list):
+            raise field_error(self.source, self.path(key), "expected a list", "write it as a YAML list")
+        return value
+
+    def mapping(self, key: str) -> dict[str, str]:
+        value = self.data.get(key, {})
+        if not isinstance(value, dict):
+            raise field_error(self.source, self.path(key), "expected a mapping", "write it as key: value lines")
+        return {str(k): str(v) for k, v in value.items()}
+
+
+def _command(source: str, where: str, item: Any, default_on: str, roles: list[str]) -> Command:
+    if isinstance(item, str):
+        return Command(default_on, item.strip())
+    f = _Fields(source, where, item)
+    f.unknown({"on", "run", "fails", "explore", LOCAL})
+    flags = {"fails": bool(f.data.get("fails", False)), "explore": bool(f.data.get("explore", False))}
+    if LOCAL in f.data:
+        return Command(LOCAL, f.text(LOCAL), **flags)
+    return Command(_role(f, default_on, roles), f.text("run"), **flags)
+
+
+def _role(f: _Fields, default_on: str, roles: list[str]) -> str:
+    on = f.text("on", default_on)
+    if on not in roles and on != LOCAL:
+        raise field_error(f.source, f.path("on"), f"{on!r} is not a node of this lesson",
+                          f"use one of: {', '.join(roles)} (or raise `nodes:`)")
+    return on
+
+
+def parse_lesson(source: str, text: str) -> Lesson:
+    """A validated Lesson from YAML text; an InputError naming the file and field otherwise."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}" if mark else "YAML"
+        raise field_error(source, line, "not valid YAML", "fix the syntax") from None
+    top = _Fields(source, "", data)
+    top.unknown({"id", "title", "talk", "summary", "nodes", "needs", "networks", "sysctls", "vars", "facts",
+                 "steps", "cleanup"})
+    nodes = top.data.get("nodes", 1)
+    if not isinstance(nodes, int) or not 1 <= nodes <= 3:
+        raise field_error(source, "nodes", f"{nodes!r} is not 1, 2 or 3", "say how many nodes the lesson uses")
+    roles = [f"node{i}" for i in range(1, nodes + 1)]
+    needs = tuple(str(n) for n in top.items("needs"))
+    for need in needs:
+        if need not in NEEDS:
+            raise field_error(source, "needs", f"unknown need {need!r}", f"use {' or '.join(NEEDS)}")
+    networks = []
+    for i, net in enumerate(top.items("networks")):
+        try:
+            networks.append(ip_network(str(net)))
+        except ValueError:
+            raise field_error(source, f"networks[{i}]", f"{net!r} is not a network", "write it as 10.200.4.0/24")
+    steps = []
+    for i, raw in enumerate(top.items("steps")):
+        f = _Fields(source, f"steps[{i}]", raw)
+        f.unknown({"title", "explain", "on", "run", "check", "when", "transient"})
+        on = _role(f, "node1", roles)
+        commands = tuple(_command(source, f"{f.path('run')}[{j}]", c, on, roles) for j, c in enumerate(f.items("run")))
+        checks = []
+        for j, c in enumerate(f.items("check")):
+            cf = _Fields(source, f"{f.path('check')}[{j}]", c)
+            cf.unknown({"that", "on", "run", "expect", "fails"})
+            expect = cf.data.get("expect")
+            checks.append(Check(cf.text("that"), _role(cf, on, roles), cf.text("run"),
+                                None if expect is None else str(expect), bool(cf.data.get("fails", False))))
+        when = f.data.get("when")
+        steps.append(Step(f.text("title"), f.text("explain", ""), commands, tuple(checks),
+                          None if when is None else str(when), bool(f.data.get("transient", False))))
+    if not steps:
+        raise field_error(source, "steps", "no steps", "add at least one step")
+    lesson = Lesson(
+        id=top.text("id"), title=top.text("title"), talk=top.text("talk", ""), summary=top.text("summary", ""),
+        nodes=nodes, needs=needs, networks=tuple(networks), sysctls=top.mapping("sysctls"),
+        vars=top.mapping("vars"), facts=top.mapping("facts"), steps=tuple(steps),
+        cleanup=tuple(_command(source, f"cleanup[{j}]", c, "node1", roles)
+                      for j, c in enumerate(top.items("cleanup"))))
+    _check_templates(source, lesson)
+    return lesson
+
+
+def _check_templates(source: str, lesson: Lesson) -> None:
+    """Every template must compile, so a typo fails when loading, not half-way through a lesson."""
+    env = template_environment()
+    texts = [("vars." + k, v) for k, v in lesson.vars.items()] + [("title", lesson.title), ("summary", lesson.summary)]
+    for i, step in enumerate(lesson.steps):
+        texts += [(f"steps[{i}]", t) for t in (step.title, step.explain, *(c.run for c in step.commands),
+                                                *(t for c in step.checks for t in (c.that, c.run)))]
+    texts += [(f"cleanup[{i}]", c.run) for i, c in enumerate(lesson.cleanup)]
+    for where, text in texts:
+        try:
+            env.parse(text)
+        except jinja2.TemplateSyntaxError as exc:
+            raise field_error(source, where, f"template error: {exc.message}", "fix the {{ ... }} expression")
+    for i, step in enumerate(lesson.steps):
+        if step.when:
+            try:
+                env.compile_expression(step.when)
+            except jinja2.TemplateSyntaxError as exc:
+                raise field_error(source, f"steps[{i}].when", f"expression error: {exc.message}",
+                                  "write a Jinja expression, e.g. deployed")
+
+
+def lesson_files() -> dict[str, Any]:
+    """The shipped lessons: id (file name without .yaml) -> resource."""
+    folder = resources.files(PACKAGE)
+    return {entry.name[:-5]: entry for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+            if entry.name.endswith(".yaml")}
+
+
+def load_all() -> list[Lesson]:
+    """Every shipped lesson, in order."""
+    return [parse_lesson(f"playbooks/{name}.yaml", entry.read_text()) for name, entry in lesson_files().items()]
+
+
+def find(name: str) -> Lesson:
+    """The lesson `name`: its full id (04-bridge), its number (04, 4) or its name (bridge)."""
+    files = lesson_files()
+    number, _, word = name.partition("-")
+    for lesson_id in files:
+        lnum, _, lword = lesson_id.partition("-")
+        if name in (lesson_id, lnum, lword) or (number.isdigit() and int(number) == int(lnum) and
+                                                 (not word or word == lword)):
+            return parse_lesson(f"playbooks/{lesson_id}.yaml", files[lesson_id].read_text())
+    raise InputError(f"no lesson {name!r}; `lab play --list` shows them: {', '.join(files)}")
+
+
+# ---- rendering (pure) ---------------------------------------------------------------------------
+
+
+def template_environment() -> jinja2.Environment:
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+
+
+def lesson_context(lesson: Lesson, inv: Inventory, objects: dict, facts: dict[str, str]) -> dict[str, Any]:
+    """The values a lesson's templates see: lab, node1..N, cluster, deployed, pods, its vars and facts."""
+    if len(inv.nodes) < lesson.nodes:
+        raise InputError(f"lesson {lesson.id} needs {lesson.nodes} nodes; {inv.source} has {len(inv.nodes)}: "
+                         f"bring up more with `lab up --nodes {lesson.nodes}`")
+    cluster = inv.cluster
+    taken = {"cluster_cidr": cluster.cluster_cidr, "service_cidr": cluster.service_cidr}
+    taken.update({f"node {n.name}": ip_network(f"{n.address}/32") for n in inv.nodes})
+    for net in lesson.networks:
+        for what, used in taken.items():
+            if net.overlaps(used):
+                raise InputError(f"lesson {lesson.id} uses {net}, which overlaps the lab's {what} ({used}): "
+                                 "change the lab's addresses to run it")
+    ctx: dict[str, Any] = {
+        "lab": inv.name,
+        "lesson": lesson.id,
+        "cluster": {"cidr": str(cluster.cluster_cidr), "service_cidr": str(cluster.service_cidr),
+                    "dns_ip": str(cluster.service_cidr.network_address + 10), "domain": cluster.dns_domain,
+                    "proxy_mode": cluster.proxy_mode, "overlay": cluster.overlay.backend},
+        "deployed": bool(objects.get("subnets")),
+        "pods": sorted(objects.get("pods", {}).values(), key=lambda p: (p["namespace"], p["name"])),
+    }
+    for i, node in enumerate(inv.nodes[:max(lesson.nodes, 1)], start=1):
+        ctx[f"node{i}"] = {"name": node.name, "address": str(node.address),
+                           "subnet": objects.get("subnets", {}).get(node.name)}
+    ctx.update(facts)
+    env = template_environment()
+    for key, text in lesson.vars.items():  # in order, so a var may use the ones before it
+        ctx[key] = env.from_string(text).render(ctx)
+    return ctx
+
+
+def render(text: str, ctx: dict[str, Any]) -> str:
+    return template_environment().from_string(text).render(ctx)
+
+
+def step_applies(step: Step, ctx: dict[str, Any]) -> bool:
+    return not step.when or bool(template_environment().compile_expression(step.when)(ctx))
+
+
+def missing_needs(lesson: Lesson, objects: dict) -> list[str]:
+    """What the lab still lacks for this lesson, as the commands that provide it."""
+    missing = []
+    if "deployed" in lesson.needs and not objects.get("subnets"):
+        missing.append("lab deploy")
+    if "pods" in lesson.needs and not any(p["namespace"] != "kube-system" for p in objects.get("pods", {}).values()):
+        missing.append("lab apply -f examples/")
+    return missing
+
+
+# ---- playing (talks to nodes) -------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    checks_passed: int = 0
+    checks_failed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.checks_failed
+
+
+class Player:
+    """Plays one lesson on a lab: commands printed before their output, checks as ✓/✗ lines."""
+
+    def __init__(self, lesson: Lesson, inv: Inventory, transport: Transport, show: Callable[[str, str], None],
+                 stream: Optional[tuple] = None, run_lab: Optional[Callable[[list[str]], int]] = None):
+        self.lesson, self.inv, self.transport = lesson, inv, transport
+        self.show = show  # show(kind, text): kind is title|explain|command|output|ok|fail|note
+        self.stream = stream
+        self.run_lab = run_lab
+        self.files = LabFiles.of(inv.name)
+        self.objects = self.files.read_objects() if self.files.objects.exists() else {}
+        self.nodes = {f"node{i}": node for i, node in enumerate(inv.nodes[:lesson.nodes], start=1)}
+        self._ctx: Optional[dict[str, Any]] = None
+
+    def context(self) -> dict[str, Any]:
+        if self._ctx is None:
+            facts = {}
+            for name, command in self.lesson.facts.items():
+                result = self.transport.run(self.nodes["node1"], ["sh", "-c", command], check=False)
+                facts[name] = result.stdout.strip()
+                if not facts[name]:
+                    raise LabError(f"lesson {self.lesson.id}: {self.nodes['node1'].name} has no {name} "
+                                   f"(`{command}` printed nothing): run `lab bootstrap`")
+            self._ctx = lesson_context(self.lesson, self.inv, self.objects, facts)
+        return self._ctx
+
+    def text(self, template: str) -> str:
+        """A lesson's text (title, explanation, check) with the lab's names filled in."""
+        return render(template, self.context())
+
+    def require(self) -> None:
+        missing = missing_needs(self.lesson, self.objects)
+        if missing:
+            raise InputError(f"lesson {self.lesson.id} needs a lab with pods: run {' and '.join(missing)} first")
+        self.context()
+
+    # -- the three ways to play
+
+    def play(self, pause: Optional[Callable[[], bool]] = None) -> Outcome:
+        """Run every step: explanation, commands with their output, checks. Stops at a failed command."""
+        self.require()
+        self.cleanup(quiet=True)  # a re-run starts from the same clean slate
+        self._set_sysctls()
+        outcome = Outcome()
+        steps = self._applicable_steps()
+        for number, step in enumerate(steps, start=1):
+            self.show("title", f"Step {number}/{len(steps)}: {self.text(step.title)}")
+            if step.explain:
+                self.show("explain", self.text(step.explain))
+            for command in step.commands:
+                self._run_command(command)
+            self._run_checks(step, outcome)
+            if pause and number < len(steps) and not pause():
+                break
+        return outcome
+
+    def check(self, pause: Optional[Callable[[], bool]] = None) -> Outcome:
+        """Only the checks: for a student who typed the commands themselves. With `pause`, step by step:
+        show what to type, wait, check that step. Without, check the lesson's end state."""
+        self.require()
+        outcome = Outcome()
+        steps = self._applicable_steps()
+        for number, step in enumerate(steps, start=1):
+            self.show("title", f"Step {number}/{len(steps)}: {self.text(step.title)}")
+            if pause:
+                if step.explain:
+                    self.show("explain", self.text(step.explain))
+                for command in step.commands:
+                    self.show("command", self._prompt(command.on, self.text(command.run)))
+                if not pause():
+                    break
+            elif step.transient:
+                self.show("note", "(its checks hold only until a later step: `--check --step` checks them)")
+                continue
+            self._run_checks(step, outcome)
+        return outcome
+
+    def cleanup(self, quiet: bool = False) -> None:
+        """Undo the lesson on its nodes; every cleanup command tolerates what is already gone."""
+        ctx = self.context()
+        for command in self.lesson.cleanup:
+            text = render(command.run, ctx)
+            if not quiet:
+                self.show("command", self._prompt(command.on, text))
+            self._execute(command.on, text, capture=True)
+        self._restore_sysctls(quiet)
+
+    # -- helpers
+
+    def _applicable_steps(self) -> list[Step]:
+        ctx = self.context()
+        steps = []
+        for step in self.lesson.steps:
+            if step_applies(step, ctx):
+                steps.append(step)
+            else:
+                self.show("note", f"(skipped: {self.text(step.title)} - needs {step.when})")
+        return steps
+
+    def _prompt(self, on: str, text: str) -> str:
+        return f"$ lab {text}" if on == LOCAL else f"{self.nodes[on].name}$ {text}"
+
+    def _execute(self, on: str, text: str, capture: bool) -> tuple[int, str]:
+        """Run `text` on node role `on` (or as `lab` arguments); (exit code, output if captured)."""
+        if on == LOCAL:
+            if self.run_lab is None:
+                raise LabError(f"lesson {self.lesson.id}: `lab {text}` needs the lab CLI")
+            if not capture:
+                return self.run_lab(text.split()), ""
+            buffer = io.StringIO()
+            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+                code = self.run_lab(text.split())
+            return code, buffer.getvalue()
+        result = self.transport.run(self.nodes[on], ["bash", "-o", "pipefail", "-c", text], check=False,
+                                    stream=None if capture else self.stream)
+        return result.exit_code, result.stdout + result.stderr
+
+    def _run_command(self, command: Command) -> None:
+        text = render(command.run, self.context())
+        self.show("command", self._prompt(command.on, text))
+        code, _ = self._execute(command.on, text, capture=False)
+        if not command.explore and (code != 0) != command.fails:
+            expected = "to fail" if command.fails else "to succeed"
+            raise LabError(f"lesson {self.lesson.id}: `{text}` was expected {expected} but exited {code}; "
+                           f"undo with `lab play {self.lesson.id} --cleanup`")
+
+    def _run_checks(self, step: Step, outcome: Outcome) -> None:
+        ctx = self.context()
+        for check in step.checks:
+            text = render(check.run, ctx)
+            for _ in range(CHECK_TRIES):
+                code, output = self._execute(check.on, text, capture=True)
+                passed = (code != 0) == check.fails and (check.expect is None or self.text(check.expect) in output)
+                if passed:
+                    break
+                time.sleep(CHECK_PAUSE)
+            that = self.text(check.that)
+            if passed:
+                outcome.checks_passed += 1
+                self.show("ok", that)
+            else:
+                outcome.checks_failed.append(that)
+                want = f"output containing {self.text(check.expect)!r}" if check.expect else \
+                    ("a failure" if check.fails else "exit code 0")
+                self.show("fail", f"{that}\n    {self._prompt(check.on, text)}\n    wanted {want}, got exit "
+                                  f"{code}: {output.strip()[-300:] or '(no output)'}")
+
+    def _sysctl_file(self):
+        return self.files.root / "lessons" / f"{self.lesson.id}.sysctl.json"
+
+    def _set_sysctls(self) -> None:
+        if not self.lesson.sysctls:
+            return
+        saved = {}
+        for role, node in self.nodes.items():
+            keys = list(self.lesson.sysctls)
+            before = self.transport.run(node, ["sysctl", "-n", *keys]).stdout.split()
+            saved[role] = dict(zip(keys, before))
+        path = self._sysctl_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved))
+        settings = [f"{k}={v}" for k, v in self.lesson.sysctls.items()]
+        for node in self.nodes.values():
+            self.show("command", f"{node.name}$ sysctl -w {' '.join(settings)}")
+            self.transport.run(node, ["sysctl", "-q", "-w", *settings])
+
+    def _restore_sysctls(self, quiet: bool) -> None:
+        path = self._sysctl_file()
+        if not path.exists():
+            return
+        for role, values in json.loads(path.read_text()).items():
+            if role in self.nodes and values:
+                settings = [f"{k}={v}" for k, v in values.items()]
+                if not quiet:
+                    self.show("command", f"{self.nodes[role].name}$ sysctl -w {' '.join(settings)}")
+                self.transport.run(self.nodes[role], ["sysctl", "-q", "-w", *settings], check=False)
+        path.unlink()
