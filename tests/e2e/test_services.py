@@ -209,6 +209,19 @@ def test_endpoints_follow_scaling_and_none_means_refused_at_once(svc):
     assert probe_from(svc, client, [{"proto": "tcp", "host": nginx_ip, "port": 80}])[0]["ok"]
 
 
+def test_service_rules_deleted_by_hand_come_back_with_the_next_sync(svc):
+    nginx_ip = service(svc, "nginx")["spec"]["clusterIP"]
+    client = pods(svc, "client")[0]
+    node = client["spec"]["nodeName"]
+    wipe = ["nft", "delete", "table", "ip", "lab-proxy"] if svc.mode == "nftables" else \
+        ["iptables", "-t", "nat", "-F", "KUBE-SERVICES"]
+    svc.transport.run(node, wipe)
+    target = [{"proto": "tcp", "host": nginx_ip, "port": 80}]
+    assert not probe_from(svc, client, target)[0]["ok"]
+    lab_cli("controller", "run", "--once", "-i", svc.inventory_path, check=True)
+    assert probe_from(svc, client, target)[0]["ok"]
+
+
 def test_deleting_a_service_removes_its_rules_from_every_node(svc):
     apply(svc, ECHO, verb="delete")
     echo_ip = [line for line in nat_rules(svc, "node1") if "5353" in line]
