@@ -30,7 +30,8 @@ CLUSTER_KEYS = ("name", "cluster_cidr", "node_subnet_size", "service_cidr", "dns
 OVERLAY_KEYS = ("backend", "vni", "port", "mtu")
 SSH_KEYS = ("user", "port", "key", "known_hosts", "become", "jump", "connect_timeout", "command_timeout")
 NODE_KEYS = ("name", "address", "ssh_host", "user", "port", "key", "become", "labels")
-EMULATED_KEYS = ("nodes", "node_prefix", "underlay_mtu")
+EMULATED_KEYS = ("nodes", "node_prefix", "underlay_mtu", "sudo_user")
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -253,8 +254,22 @@ def parse_emulated(sec: Section) -> Emulated:
     if not re.match(r"^[a-z][a-z0-9-]{0,10}$", prefix):
         raise sec.error(sec.path("node_prefix"), f"{prefix!r} is not a usable name prefix",
                         "use up to 11 lowercase letters, digits or '-', starting with a letter")
+    sudo_user = sec.string("sudo_user")
+    problem = user_name_problem(sudo_user) if sudo_user is not None else None
+    if problem:
+        raise sec.error(sec.path("sudo_user"), *problem)
     return Emulated(nodes=sec.integer("nodes", 3, 1, 200), node_prefix=prefix,
-                    underlay_mtu=sec.integer("underlay_mtu", 1500, 1280, 9000))
+                    underlay_mtu=sec.integer("underlay_mtu", 1500, 1280, 9000), sudo_user=sudo_user)
+
+
+def user_name_problem(name: str) -> Optional[tuple[str, str]]:
+    """(problem, fix) when `name` can't be the emulated nodes' sudo user; None when it can."""
+    if name == "root":
+        return ("'root' is not a sudo user", "leave sudo_user out to log in as root, or give another name, e.g. lab")
+    if not USER_NAME.match(name):
+        return (f"{name!r} is not a usable user name",
+                "use up to 32 lowercase letters, digits, '_' or '-', starting with a letter or '_', e.g. lab")
+    return None
 
 
 def parse_nodes(top: Section, ssh: Ssh) -> list[Node]:
@@ -337,5 +352,6 @@ def dump(inventory: Inventory, relative_to: Path) -> str:
                          for n in inventory.nodes]
     if inventory.emulated:
         e = inventory.emulated
-        data["emulated"] = {"nodes": e.nodes, "node_prefix": e.node_prefix, "underlay_mtu": e.underlay_mtu}
+        data["emulated"] = {"nodes": e.nodes, "node_prefix": e.node_prefix, "underlay_mtu": e.underlay_mtu,
+                            **({"sudo_user": e.sudo_user} if e.sudo_user else {})}
     return yaml.safe_dump(data, sort_keys=False)

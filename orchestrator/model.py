@@ -76,6 +76,8 @@ class Emulated:
     nodes: int = 3
     node_prefix: str = "node"
     underlay_mtu: int = 1500
+    # A user made on every node, with passwordless sudo; the lab logs in as it (`become`), not as root.
+    sudo_user: Optional[str] = None
 
     def node_names(self, count: Optional[int] = None) -> list[str]:
         """Names of the emulated nodes: node1, node2, ..."""

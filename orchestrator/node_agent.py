@@ -30,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 CACHE_DIR = "/var/lib/cni/results"
+# Where the reference plugins are (upstream, Debian/Ubuntu, Fedora/RHEL); as plan.facts.CNI_PATH.
+CNI_PATH = "/opt/cni/bin:/usr/lib/cni:/usr/libexec/cni"
 CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 LOOPBACK_CONF = {"cniVersion": "1.0.0", "name": "loopback", "type": "loopback"}
 
@@ -613,7 +615,7 @@ def proxy_sync(lib: str, request: dict) -> dict:
         state = {"nft": desired}
     if written or deleted or state != loaded:
         with open(state_file + ".tmp", "w") as handle:
-            json.dump(state, handle)
+            handle.write(json.dumps(state))  # dumps uses the C encoder; dump would not (3x slower at 10,000 services)
         os.replace(state_file + ".tmp", state_file)
     for address in request.get("stale_udp", []):
         # a UDP "connection" to an endpoint that is gone would otherwise keep being sent there
@@ -757,17 +759,17 @@ def main(argv=None) -> int:
     c.add_argument("--netns", default="")
     c.add_argument("--id", default="cni-lab")
     c.add_argument("--ifname", default="eth0")
-    c.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni")
+    c.add_argument("--cni-path", default=CNI_PATH)
     c.add_argument("--runtime-config", default="{}")
     for verb in ("pods-apply", "pods-ensure", "proxy-sync", "flush-caches"):
         sub.add_parser(verb)
     reattach = sub.add_parser("pods-reattach")
     reattach.add_argument("--conf", required=True)
-    reattach.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni")
+    reattach.add_argument("--cni-path", default=CNI_PATH)
     purge = sub.add_parser("pods-purge")
     purge.add_argument("--lab", required=True)
     purge.add_argument("--conf", required=True)
-    purge.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni")
+    purge.add_argument("--cni-path", default=CNI_PATH)
     pr = sub.add_parser("probe")
     pr.add_argument("--timeout", type=float, default=2.0)
     s = sub.add_parser("serve")

@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..model import Inventory, Node
 from ..node_agent import conf_digest
 from ..plan import diff
-from ..plan.facts import NodeState
+from ..plan.facts import CNI_PATH, NodeState
 from ..plan.ipam import lease_subnets
 from ..plan.network import NodeFacts, conflist_path, node_lib, plan_node
 from ..render import render, resource_text
@@ -56,8 +56,8 @@ def preflight(inv: Inventory, node: Node, state: NodeState) -> NodeFacts:
     """The facts planning needs, or a NodeError saying what the node lacks."""
     lacks = state.missing()
     if lacks:
-        raise NodeError(node.name, f"lacks {', '.join(lacks)}; install them (on Debian/Ubuntu: iproute2 iptables "
-                                   "python3 containernetworking-plugins)")
+        raise NodeError(node.name, f"lacks {', '.join(lacks)}; `lab bootstrap` installs them (on Debian/Ubuntu: "
+                                   "iproute2 iptables python3 containernetworking-plugins)")
     foreign = [f for f in state.conflists if f.startswith("10-") and f.endswith(".conflist")
                and f != f"10-{inv.name}.conflist"]
     if foreign:
@@ -225,7 +225,7 @@ def destroy(inv: Inventory, transport: Transport, files: LabFiles,
             with_pods[node.name] = [diff.Change(
                 f"remove {max(len(state.pods), len(pod_netns))} pod(s)",
                 (agent_command(lab, "pods-purge", "--lab", lab, "--conf", conflist_path(lab), "--cni-path",
-                               state.cni_dir or "/opt/cni/bin:/usr/lib/cni") + " >/dev/null",))]
+                               state.cni_dir or CNI_PATH) + " >/dev/null",))]
     if with_pods:
         progress(f"removing the pods on {len(with_pods)} node(s)")
         apply_changes(transport, inv, with_pods, reports, "removed")

@@ -9,6 +9,7 @@ from typing import Callable
 from ..errors import InputError, LabError
 from ..manifests import Manifest
 from ..model import Inventory
+from ..plan.facts import CNI_PATH
 from ..plan.network import conflist_path
 from ..plan.pods import PodChanges, plan_apply, plan_delete, schedule
 from ..plan.services import check_target_ports, service_record
@@ -46,7 +47,7 @@ def sync(inv: Inventory, transport: Transport, files: LabFiles, objects: dict, c
 
     def on_node(node):
         work = by_node[node.name]
-        request = {"conflist": conflist_path(inv.name), "cni_path": "/opt/cni/bin:/usr/lib/cni",
+        request = {"conflist": conflist_path(inv.name), "cni_path": CNI_PATH,
                    "delete": [agent_pod(p) for p in work["delete"]], "add": [agent_pod(p) for p in work["add"]]}
         return json.loads(transport.run(node, ["python3", agent_path(inv.name), "pods-apply"],
                                         stdin=json.dumps(request)).stdout)

@@ -8,7 +8,9 @@ from ipaddress import IPv4Address
 from typing import Any, Optional
 
 CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
-CNI_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
+# Where the reference plugins are: upstream's tarball, Debian/Ubuntu's package, Fedora/RHEL's package.
+CNI_DIRS = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
+CNI_PATH = ":".join(CNI_DIRS)
 REQUIRED_TOOLS = ("ip", "bridge", "iptables-save", "iptables-restore", "python3")
 
 
@@ -33,6 +35,8 @@ class NodeState:
     pod_confs: dict = field(default_factory=dict)  # pod key -> digest of the CNI config it was attached with
     netns: tuple = ()  # `ip netns list` names
     nft_tables: tuple = ()  # `nft list tables` lines, e.g. "table ip lab-proxy"
+    package_managers: tuple = ()  # which of apt-get, dnf the node has
+    os: str = ""  # PRETTY_NAME of /etc/os-release, e.g. "Debian GNU/Linux 12 (bookworm)"
 
     @property
     def missing_plugins(self) -> list[str]:
@@ -122,4 +126,5 @@ def parse_facts(text: str) -> NodeState:
         pods={line.split("=", 1)[0]: line.split("=", 1)[1].split()[0] for line in sections.get("pods", []) if "=" in line},
         pod_confs={line.split("=", 1)[0]: line.rsplit("conf=", 1)[1] for line in sections.get("pods", [])
                    if "conf=" in line},
-        netns=tuple(sections.get("netns", [])), nft_tables=tuple(sections.get("nft", [])))
+        netns=tuple(sections.get("netns", [])), nft_tables=tuple(sections.get("nft", [])),
+        package_managers=tuple(line for line in sections.get("packaging", []) if line), os=body("os"))

@@ -1,8 +1,8 @@
 """Emulated nodes on this machine (`lab up` / `lab down`).
 
 Each node is a network namespace `<lab>-<node>` whose eth0 is a veth into an underlay bridge; inside
-it, `unshare --mount --uts` gives the node its own hostname and private /run, /etc, /var/lib, /root
-and /tmp (see templates/node-init.sh.j2), and a real sshd listens on the node's address. So the SSH
+it, `unshare --mount --uts` gives the node its own hostname and private /run, /etc, /var/lib, /root,
+/home, /tmp and /var/log (see templates/node-init.sh.j2), and a real sshd listens on the node's address. So the SSH
 code that drives real VMs is the code the tests run.
 
 The underlay bridge lives in a namespace of its own (`<lab>-underlay`), as do a router and an
@@ -16,9 +16,11 @@ which has no default route, so nothing leaves the lab).
 from __future__ import annotations
 
 import contextlib
+import grp
 import ipaddress
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -44,6 +46,7 @@ UNDERLAY_POOL = IPv4Network("198.18.0.0/15")
 OUTSIDE_NET = IPv4Network("203.0.113.0/24")  # TEST-NET-3, inside the lab's "outside" namespace only
 SSHD = "/usr/sbin/sshd"
 REQUIRED_TOOLS = ("ip", "unshare", "setsid", "nsenter")
+SUDO_USER_TOOLS = (("sudo", "sudo"), ("useradd", "passwd"))  # (command, Debian package) for emulated.sudo_user
 SSH_WAIT_SECONDS = 20.0
 
 Progress = Callable[[str], None]
@@ -65,6 +68,7 @@ class LabLayout:
     underlay: IPv4Network
     mtu: int
     nodes: tuple[EmulatedNode, ...]
+    sudo_user: Optional[str] = None  # the user the lab logs in as (with sudo); None: root
 
     @property
     def host_link(self) -> str:
@@ -112,7 +116,7 @@ def layout(lab: str, emulated: Emulated, count: int, underlay: IPv4Network) -> L
         raise InputError(f"--nodes: {count} nodes do not fit the /{underlay.prefixlen} underlay; use at most {most}")
     nodes = tuple(EmulatedNode(name, i, f"{lab}-{name}", underlay[10 + i])
                   for i, name in enumerate(emulated.node_names(count), start=1))
-    return LabLayout(lab, underlay, emulated.underlay_mtu, nodes)
+    return LabLayout(lab, underlay, emulated.underlay_mtu, nodes, emulated.sudo_user)
 
 
 def choose_underlay(taken: Iterable[IPv4Network]) -> IPv4Network:
@@ -202,7 +206,7 @@ def start_command(lay: LabLayout, node: EmulatedNode, files: LabFiles) -> Cmd:
     node_dir = files.node_dir(node.name)
     script = render("node-init.sh.j2", lab=lay.lab, node=node.name, pidfile=node_dir / "sshd.pid",
                     sshd_config=node_dir / "sshd_config", host_key=node_dir / "ssh_host_ed25519_key",
-                    authorized_keys=files.client_key.with_suffix(".pub"))
+                    authorized_keys=files.client_key.with_suffix(".pub"), sudo_user=lay.sudo_user)
     return Cmd(("setsid", "-f", "ip", "netns", "exec", node.namespace,
                 "unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", script))
 
@@ -341,18 +345,27 @@ class LocalProvider:
 
     # -- up ---------------------------------------------------------------------------------------
 
-    def up(self, name: str, count: Optional[int], base: Inventory) -> Inventory:
-        """Converge lab `name` to `count` running nodes; return its inventory. Idempotent."""
+    def up(self, name: str, count: Optional[int], base: Inventory, sudo_user: Optional[str] = None) -> Inventory:
+        """Converge lab `name` to `count` running nodes; return its inventory. Idempotent. With `sudo_user`
+        (or the inventory's emulated.sudo_user), the nodes get that user with passwordless sudo and the lab
+        logs in as it."""
         if not inventory_mod.LAB_NAME.match(name):
             raise InputError(f"--name: {name!r} is not a valid lab name; use 1-10 lowercase letters and digits "
                              "starting with a letter, e.g. demo")
-        check_host()
         emulated = base.emulated or Emulated()
+        if sudo_user is not None:
+            problem = inventory_mod.user_name_problem(sudo_user)
+            if problem:
+                raise InputError(f"--sudo-user: {problem[0]}; {problem[1]}")
+            emulated = replace(emulated, sudo_user=sudo_user)
+        check_host(emulated.sudo_user)
         count = count or emulated.nodes
         emulated = replace(emulated, nodes=count)
         files = LabFiles.of(name)
         with files.lock():
             record = files.read_record()
+            emulated = replace(emulated, sudo_user=same_sudo_user(name, record, emulated.sudo_user,
+                                                                  explicit=sudo_user is not None))
             infra_ok = record.get("underlay") and all(
                 namespace_inode(ns) for ns in (f"{name}-underlay", f"{name}-router", f"{name}-outside")
             ) and link_exists(f"{name}-host")
@@ -364,7 +377,7 @@ class LocalProvider:
             lay = layout(name, emulated, count, underlay)
             files.create()
             record = {"lab": name, "underlay": str(underlay), "status": "creating",
-                      "nodes": record.get("nodes", {}) if infra_ok else {}}
+                      "sudo_user": emulated.sudo_user, "nodes": record.get("nodes", {}) if infra_ok else {}}
             files.write_record(record)
             if not infra_ok:
                 self.progress(f"creating the underlay {underlay}, router and outside host")
@@ -397,7 +410,7 @@ class LocalProvider:
             node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             ensure_key(node_dir / "ssh_host_ed25519_key", f"root@{node.name}")
             (node_dir / "sshd_config").write_text(
-                render("sshd_config.j2", lab=lay.lab, node=node.name, address=node.address))
+                render("sshd_config.j2", lab=lay.lab, node=node.name, address=node.address, sudo_user=lay.sudo_user))
             with contextlib.suppress(FileNotFoundError):
                 (node_dir / "sshd.pid").unlink()
             # Leftovers of a node that died (its namespace) go before it is made again.
@@ -448,7 +461,8 @@ class LocalProvider:
         known_hosts = "".join(
             f"{n.address} {(files.node_dir(n.name) / 'ssh_host_ed25519_key.pub').read_text().strip()}\n"
             for n in lay.nodes)
-        ssh = Ssh(user="root", key=files.client_key, known_hosts=files.known_hosts, connect_timeout=5.0)
+        ssh = Ssh(user=lay.sudo_user or "root", become=lay.sudo_user is not None, key=files.client_key,
+                  known_hosts=files.known_hosts, connect_timeout=5.0)
         nodes = tuple(Node(n.name, n.address, str(n.address), ssh) for n in lay.nodes)
         inv = Inventory(str(files.inventory), replace(base.cluster, name=lay.lab), nodes, emulated)
         atomic_write(files.known_hosts, known_hosts, mode=0o644)
@@ -523,15 +537,44 @@ def port_open(address: IPv4Address, port: int) -> bool:
         return sock.connect_ex((str(address), port)) == 0
 
 
-def check_host() -> None:
+def check_host(sudo_user: Optional[str] = None) -> None:
     """Emulated nodes need root and a few tools; say exactly what is missing."""
     if os.geteuid() != 0:
         raise LabError("emulated nodes need root (they create network namespaces): run as root, e.g. sudo lab up")
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     if not Path(SSHD).exists():
         missing.append(SSHD + " (openssh-server)")
+    if sudo_user is not None:
+        missing += [f"{tool} ({package})" for tool, package in SUDO_USER_TOOLS if shutil.which(tool) is None]
     if missing:
         raise LabError(f"missing on this machine: {', '.join(missing)}; install them (`make setup` does)")
+    if sudo_user is not None:
+        check_new_account(sudo_user)
+
+
+def check_new_account(name: str) -> None:
+    """The nodes' /etc starts as a copy of this machine's: the sudo user must be a new name there."""
+    for kind, lookup in (("user", pwd.getpwnam), ("group", grp.getgrnam)):
+        try:
+            lookup(name)
+        except KeyError:
+            continue
+        raise InputError(f"sudo user: {name!r} is already a {kind} on this machine, and the nodes' /etc starts as "
+                         f"a copy of this machine's; choose a new name, e.g. lab")
+
+
+def same_sudo_user(lab: str, record: dict, wanted: Optional[str], explicit: bool) -> Optional[str]:
+    """The sudo user of lab `lab`: running nodes keep the one they were made with. Not asking for one keeps
+    it; asking for another is an error (the nodes would have to be made again)."""
+    if not record.get("nodes"):
+        return wanted
+    current = record.get("sudo_user")
+    if wanted == current or (wanted is None and not explicit):
+        return current
+    have = f"sudo user {current!r}" if current else "no sudo user (root logins)"
+    return_to = f"--sudo-user {current}" if current else "no sudo user"
+    raise InputError(f"lab {lab} is up with {have}, not {wanted!r}; give {return_to}, or remove the lab with "
+                     f"`lab down --name {lab}` and bring it up again")
 
 
 def base_inventory(path: Optional[str]) -> Inventory:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,13 +47,13 @@ class RunningLab:
         return lab_cli(*args, **kwargs)
 
 
-@pytest.fixture(scope="session")
-def lab3(state_dir):
-    """A 3-node emulated lab for the whole session; removed at the end, and checked to leave nothing."""
-    name = unique_lab_name("e")
+@contextlib.contextmanager
+def running_lab(state_dir: Path, prefix: str, *up_args: str):
+    """`lab up --name <prefix><random> UP_ARGS...` as a RunningLab; `lab down` at the end, checked to leave nothing."""
+    name = unique_lab_name(prefix)
     processes = LabProcesses()
     try:
-        lab_cli("up", "--name", name, "--nodes", "3", check=True)
+        lab_cli("up", "--name", name, *up_args, check=True)
         processes = LabProcesses.of(name)
         inv = inventory.load(state_dir / name / "inventory.yaml")
         with Transport(inv.nodes) as transport:
@@ -60,3 +61,12 @@ def lab3(state_dir):
     finally:
         lab_cli("down", "--name", name, check=True)
         assert leftovers(name, state_dir, processes) == []
+
+
+@pytest.fixture(scope="session")
+def lab3(state_dir):
+    """A 3-node emulated lab for the whole session; removed at the end, and checked to leave nothing.
+    With LAB_E2E_SUDO_USER=NAME, its nodes are reached as NAME through sudo (`lab up --sudo-user`)."""
+    sudo_user = os.environ.get("LAB_E2E_SUDO_USER")
+    with running_lab(state_dir, "e", "--nodes", "3", *(["--sudo-user", sudo_user] if sudo_user else [])) as lab:
+        yield lab

@@ -88,9 +88,10 @@ def test_transport_reports_exit_codes_and_timeouts_per_node(lab3):
     t = lab3.transport
     result = t.run("node2", ["sh", "-c", "echo oops >&2; exit 7"], check=False)
     assert (result.node, result.exit_code, result.stderr) == ("node2", 7, "oops\n")
-    with pytest.raises(NodeError, match=r"^node2: `sh -c 'echo oops >&2; exit 7'`: exited 7: oops$"):
+    sudo = "sudo -n -- " if lab3.inventory.nodes[0].ssh.become else ""  # LAB_E2E_SUDO_USER: all through sudo
+    with pytest.raises(NodeError, match=rf"^node2: `{sudo}sh -c 'echo oops >&2; exit 7'`: exited 7: oops$"):
         t.run("node2", ["sh", "-c", "echo oops >&2; exit 7"])
-    with pytest.raises(NodeError, match=r"^node3: `sleep 5`: timed out after 0.5 s$"):
+    with pytest.raises(NodeError, match=rf"^node3: `{sudo}sleep 5`: timed out after 0.5 s$"):
         t.run("node3", ["sleep", "5"], timeout=0.5)
     both = t.run_all(lambda node: t.run(node, ["sh", "-c", f"test {node.name} != node2"]))
     assert set(both.failures) == {"node2"} and both["node1"].ok and both["node3"].ok
@@ -153,7 +154,8 @@ def test_a_changed_host_key_is_refused(lab3, tmp_path):
     inv = copy_inventory(lab3, tmp_path, known_hosts=str(tmp_path / "known_hosts"))
     proc = lab_cli("exec", "-i", str(inv), "node1", "--", "true")
     assert proc.returncode == 1
-    assert "host key of root@" in proc.stderr and "has CHANGED" in proc.stderr and "refusing" in proc.stderr
+    user = lab3.inventory.nodes[0].ssh.user
+    assert f"host key of {user}@" in proc.stderr and "has CHANGED" in proc.stderr and "refusing" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     # the other nodes, whose keys are right, still work through the same inventory
     assert lab_cli("exec", "-i", str(inv), "node2", "--", "true").returncode == 0
@@ -183,7 +185,7 @@ def test_a_key_the_node_does_not_accept_is_a_clear_error(lab3, tmp_path):
     generate_key(tmp_path / "stranger", "stranger")
     inv = copy_inventory(lab3, tmp_path, key=str(tmp_path / "stranger"))
     proc = lab_cli("exec", "-i", str(inv), "node1", "--", "true")
-    assert proc.returncode == 1 and "SSH login as root refused" in proc.stderr
+    assert proc.returncode == 1 and f"SSH login as {lab3.inventory.nodes[0].ssh.user} refused" in proc.stderr
 
 
 # ---- up and down leave nothing behind -----------------------------------------------------------------
