@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
     iproute2 iptables nftables openssh-server openssh-client containernetworking-plugins
-    conntrack dnsmasq-base iputils-ping procps util-linux python3 python3-venv curl iperf3 graphviz
+    conntrack dnsmasq-base iputils-ping procps util-linux python3 python3-venv curl iperf3 graphviz sudo
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -23,6 +23,26 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Vagrant and its libvirt provider where the distribution has them (Debian 12 does; some releases
+# don't): the tests run `vagrant validate` on the Vagrantfile, and `lab inventory from-vagrant` runs
+# `vagrant ssh-config`. Nothing is fetched when they are installed or not to be had.
+vagrant_wanted=()
+if ! dpkg-query -W -f='${Status}' vagrant-libvirt 2>/dev/null | grep -q 'install ok installed' &&
+    ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+    apt-get update -q  # no package lists yet: apt-cache would know of nothing
+fi
+for p in vagrant vagrant-libvirt; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' && continue
+    # (grep reads all of it: with -q, apt-cache would die of SIGPIPE and pipefail would say "not available")
+    apt-cache policy "$p" 2>/dev/null | grep 'Candidate: [^(]' >/dev/null && vagrant_wanted+=("$p")
+done
+if [ ${#vagrant_wanted[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${vagrant_wanted[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${vagrant_wanted[@]}" ||
+        { apt-get update -q && apt-get install -y -q --no-install-recommends "${vagrant_wanted[@]}"; }
 fi
 
 stamp=.venv/.cluster-lab-installed
