@@ -58,7 +58,7 @@ def resolve_inventory(path: Optional[str]) -> Inventory:
 def cmd_up(args) -> int:
     base = base_inventory(args.inventory)
     name = args.name or base.cluster.name
-    inv = LocalProvider(progress).up(name, args.nodes, base)
+    inv = LocalProvider(progress).up(name, args.nodes, base, sudo_user=args.sudo_user)
     table = Table(title=f"lab {name}: {len(inv.nodes)} emulated nodes", title_justify="left")
     for column in ("NODE", "ADDRESS", "NAMESPACE"):
         table.add_column(column)
@@ -162,6 +162,19 @@ def cmd_destroy(args) -> int:
     return print_reports(f"lab {inv.name}: destroy", reports, args.verbose)
 
 
+def cmd_bootstrap(args) -> int:
+    from .apply import bootstrap as bootstrap_mod
+    inv = resolve_inventory(args.inventory)
+    with Transport(inv.nodes) as transport:
+        reports = bootstrap_mod.bootstrap(inv, transport, dry_run=args.dry_run, progress=progress)
+    for line in bootstrap_mod.report_lines(reports):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    for r in reports:
+        if r.error:
+            err.print(f"lab: {r.error}", style="red", markup=False, soft_wrap=True)
+    return 1 if any(r.error for r in reports) else 0
+
+
 def warn(line: str) -> None:
     err.print(f"Warning: {line}", style="yellow", markup=False, soft_wrap=True)
 
@@ -203,12 +216,26 @@ def cmd_verify(args) -> int:
 
 def cmd_break(args) -> int:
     from .verify import faults
-    if args.list or not args.fault:
+    if args.list or not (args.fault or args.reveal):
         for fault in faults.FAULTS.values():
             print(f"{fault.name:<10} {fault.summary} (trips: {fault.trips})")
         return 0
     inv = resolve_inventory(args.inventory)
-    out.print(f"broke lab {inv.name}: {faults.inject(args.fault, inv, LabFiles.of(inv.name), args.node)}",
+    files = LabFiles.of(inv.name)
+    secret = files.root / "hidden-fault.txt"
+    if args.reveal:
+        out.print(secret.read_text().strip() if secret.exists() else "no hidden fault: `lab break --random` "
+                  "hides one", markup=False, highlight=False, soft_wrap=True)
+        return 0
+    if args.fault == "random":
+        name, node = faults.pick_random(inv, files)
+        node = args.node or node
+        secret.write_text(f"{name} on {node}: {faults.inject(name, inv, files, node)}\n")
+        out.print(f"broke lab {inv.name}: one fault, chosen at random, is hidden somewhere", markup=False)
+        out.print("find it with `lab verify` and commands on the nodes; `lab break --reveal` tells; "
+                  "repair it with `lab fix`", markup=False)
+        return 0
+    out.print(f"broke lab {inv.name}: {faults.inject(args.fault, inv, files, args.node)}",
               markup=False, highlight=False, soft_wrap=True)
     out.print("find it with `lab verify`; repair it with `lab fix`", markup=False)
     return 0
@@ -216,6 +243,61 @@ def cmd_break(args) -> int:
 
 def cmd_fix(args) -> int:
     return run_deploy(args, force=True)
+
+
+def cmd_play(args) -> int:
+    from . import lessons as playbooks
+    if args.list or not args.lesson:
+        for lesson in playbooks.load_all():
+            print(f"{lesson.id:<22} {lesson.title}")
+        return 0
+    if args.cleanup and (args.check or args.step):
+        raise InputError("lab play: --cleanup goes alone; drop --check/--step")
+    lesson = playbooks.find(args.lesson)
+    inv = resolve_inventory(args.inventory)
+    styles = {"title": "bold", "explain": "italic", "command": "cyan", "ok": "green", "fail": "red", "note": "dim"}
+    marks = {"ok": "✓ ", "fail": "✗ "}
+
+    def show(kind: str, text: str) -> None:
+        if kind == "title":
+            out.print()
+        out.print(marks.get(kind, "") + text, style=styles.get(kind), markup=False, highlight=False,
+                  soft_wrap=True)
+
+    def run_lab(argv: list[str]) -> int:
+        sys.stdout.flush()
+        return main([argv[0], "-i", inv.source, *argv[1:]])
+
+    def pause() -> bool:
+        try:
+            return input("Enter: next step, q: stop > ").strip().lower() != "q"
+        except EOFError:
+            return True
+
+    with Transport(inv.nodes) as transport:
+        player = playbooks.Player(lesson, inv, transport, show, stream=(sys.stdout.buffer, sys.stderr.buffer),
+                                  run_lab=run_lab)
+        if args.cleanup:
+            player.cleanup()
+            out.print(f"lesson {lesson.id}: cleaned up", markup=False)
+            return 0
+        if not args.check:
+            player.require()
+            out.print(f"{lesson.id}: {player.text(lesson.title)}", style="bold underline", markup=False)
+            if lesson.summary:
+                out.print(player.text(lesson.summary), style="italic", markup=False, soft_wrap=True)
+        outcome = player.check(pause if args.step else None) if args.check else \
+            player.play(pause if args.step else None)
+    out.print()
+    if outcome.ok:
+        out.print(f"lesson {lesson.id}: all {outcome.checks_passed} checks passed", style="green", markup=False)
+        if not args.check:
+            out.print(f"look around with `lab exec {inv.nodes[0].name} -- ...`; "
+                      f"undo it with `lab play {lesson.id} --cleanup`", markup=False)
+        return 0
+    out.print(f"lesson {lesson.id}: {len(outcome.checks_failed)} of "
+              f"{len(outcome.checks_failed) + outcome.checks_passed} checks failed", style="red", markup=False)
+    return 1
 
 
 def cmd_graph(args) -> int:
@@ -439,6 +521,12 @@ def cmd_ssh(args) -> int:
     return 0  # not reached
 
 
+def cmd_inventory(args) -> int:
+    from . import inventory_convert
+    return inventory_convert.run(args, resolve_inventory, lambda line: err.print(
+        f"Notice: {line}", style="yellow", markup=False, soft_wrap=True))
+
+
 # ---- argument parsing ---------------------------------------------------------------------------
 
 
@@ -466,12 +554,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("up", cmd_up, "bring up emulated nodes on this machine (needs root); a no-op when already up",
                 "lab up                          # 3 nodes, lab 'demo'\n"
                 "lab up --name study --nodes 5\n"
+                "lab up --name vm --sudo-user lab   # log in as 'lab', commands through sudo\n"
                 "lab up --name demo --nodes 4    # add a node to a running lab", parents=())
     p.add_argument("--name", help="the lab's name (default: cluster.name of the inventory, 'demo')")
     p.add_argument("--nodes", type=int, choices=range(1, 201), metavar="N",
                    help="how many nodes, 1 to 200 (default: emulated.nodes of the inventory, 3)")
     p.add_argument("-i", "--inventory", metavar="FILE",
                    help="the inventory to start from (default: the packaged inventories/local.yaml)")
+    p.add_argument("--sudo-user", metavar="USER", help="make USER on every node, with passwordless sudo, and log "
+                   "in as it instead of root (default: emulated.sudo_user of the inventory)")
 
     p = command("down", cmd_down, "remove an emulated lab: every namespace, link, process and file it made",
                 "lab down --name demo\nlab down                  # the lab brought up last", parents=())
@@ -491,6 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("destroy", cmd_destroy, "undo everything deploy and the pods made on the nodes",
                 "lab destroy\nlab destroy -i inventories/vagrant.yaml")
     p.add_argument("-v", "--verbose", action="store_true", help="list every change made")
+
+    p = command("bootstrap", cmd_bootstrap, "install what the nodes lack for the lab (apt or dnf, as root or "
+                "with sudo), on every node in parallel; says per node what it installed",
+                "lab bootstrap -i inventories/vagrant.yaml\nlab bootstrap --dry-run     # the install commands, "
+                "per node; installs nothing")
+    p.add_argument("--dry-run", action="store_true", help="show what would be installed and how; install nothing")
 
     for name, func, text, example in (
             ("apply", cmd_apply, "create or update pods from Kubernetes YAML (Pod, Deployment, Service)",
@@ -539,14 +636,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expect", metavar="FILE", help="expectations as data: from/to/port/expect: open|closed")
 
     p = command("break", cmd_break, "inject a fault into the lab, to find with `lab verify` (study mode)",
-                "lab break --list\nlab break vxlan-fdb\nlab break ipmasq --node node2")
-    p.add_argument("fault", nargs="?", help="the fault's name (see --list)")
+                "lab break --list\nlab break vxlan-fdb\nlab break ipmasq --node node2\n"
+                "lab break random         # a fault and a node at random, not shown\nlab break --reveal")
+    p.add_argument("fault", nargs="?", help="the fault's name (see --list), or random")
+    p.add_argument("--reveal", action="store_true", help="say which fault `lab break random` hid")
     p.add_argument("--list", action="store_true", help="list the faults, one per line, name first")
     p.add_argument("--node", help="the node to break (default: the first)")
 
     p = command("fix", cmd_fix, "repair the lab: lab deploy, plus a full reload of every node's service rules",
                 "lab fix\nlab fix -v")
     p.add_argument("-v", "--verbose", action="store_true", help="list every change made")
+
+    p = command("play", cmd_play, "play a lesson of the talk on the lab: each step explained, its commands "
+                "shown with their output, then checked",
+                "lab play --list\nlab play 04-bridge\nlab play 04 --step          # Enter between steps\n"
+                "lab play 04 --check         # only the checks, after typing the commands yourself\n"
+                "lab play 04 --check --step  # each step's commands to type, then its checks\n"
+                "lab play 04 --cleanup       # undo the lesson")
+    p.add_argument("lesson", nargs="?", help="the lesson: its id (04-bridge), number (04) or name (bridge)")
+    p.add_argument("--list", action="store_true", help="list the lessons, one per line, id first")
+    p.add_argument("--step", action="store_true", help="wait for Enter between steps; with --check: show each "
+                   "step's commands, wait while you type them, then check that step")
+    p.add_argument("--check", action="store_true", help="only run the checks (of the end state; per step with --step)")
+    p.add_argument("--cleanup", action="store_true", help="undo what the lesson made")
 
     p = command("graph", cmd_graph, "draw the lab: nodes, pod subnets, cni0, pods, tunnels, services, outside",
                 "lab graph -o topology.svg\nlab graph -o topology.png\nlab graph -o topology.html")
@@ -578,6 +690,33 @@ def build_parser() -> argparse.ArgumentParser:
                 "lab ssh node1\nlab ssh node1 -- uptime")
     p.add_argument("node", help="node name")
     p.add_argument("command", nargs="*", help="optional command, after --")
+
+    p = command("inventory", cmd_inventory, "make an inventory from Vagrant or an ssh_config (host keys pinned on "
+                "first use), or export one for Ansible",
+                "vagrant up && lab inventory from-vagrant -o inventories/my-vagrant.yaml\n"
+                "lab inventory from-ssh-config ~/.ssh/config node1 node2 node3 --name study -o study.yaml\n"
+                "lab inventory export --format ansible -o hosts.yaml", parents=())
+    inv_sub = p.add_subparsers(dest="inventory_command", metavar="from-vagrant|from-ssh-config|export")
+    inv_sub.required = True
+    for name, target, text in (
+            ("from-vagrant", "directory", "the VMs `vagrant ssh-config` lists in DIR (a Vagrant project)"),
+            ("from-ssh-config", "file", "the Host blocks of an ssh_config FILE")):
+        c = inv_sub.add_parser(name, help=f"an inventory of {text}", description=f"an inventory of {text}; "
+                               "prints it, or writes it with -o (and the pinned host keys beside it)")
+        if target == "directory":
+            c.add_argument("directory", nargs="?", default=".", metavar="DIR", help="default: this folder")
+        else:
+            c.add_argument("file", metavar="FILE")
+            c.add_argument("hosts", nargs="*", metavar="HOST", help="only these hosts (default: all)")
+        c.add_argument("-o", "--output", metavar="FILE",
+                       help="write the inventory here, and the host keys to FILE's folder as <stem>_known_hosts "
+                            "(default: print it; the host keys go to the lab's state folder)")
+        c.add_argument("--name", help=f"the lab's name (default: {'vagrant' if target == 'directory' else 'lab'})")
+        c.add_argument("--network", metavar="CIDR", help="take each node's address from this network "
+                       "(default: Vagrant's private network; for an ssh_config the HostName or the default route's)")
+    c = inv_sub.add_parser("export", help="the lab's inventory for another tool", parents=[inv_opt])
+    c.add_argument("--format", choices=("ansible",), default="ansible", help="ansible: an Ansible YAML inventory")
+    c.add_argument("-o", "--output", metavar="FILE", help="write it here (default: print it)")
     return parser
 
 
