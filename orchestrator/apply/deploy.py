@@ -77,7 +77,10 @@ def read_all(inv: Inventory, transport: Transport, nodes=None) -> dict:
 
 def run_changes(transport: Transport, node: Node, changes: list) -> None:
     if changes:
-        transport.run(node, ["bash", "-c", diff.render_script(changes)])
+        # The script travels on stdin (no argument size limit) and is read whole before it runs, so
+        # nothing in it can read the rest of it as its own input.
+        transport.run(node, ["bash", "-c", 'script=$(cat) && exec </dev/null && eval "$script"'],
+                      stdin=diff.render_script(changes))
 
 
 def apply_changes(transport: Transport, inv: Inventory, planned: dict[str, list], reports: dict,

@@ -242,17 +242,18 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
 
 
 def chain_removal(state: NodeState, table: str, chains: list[str]) -> tuple[str, ...]:
-    """Lines deleting the jumps to `chains`, then flushing and deleting them."""
-    lines = []
+    """One iptables-restore deleting the jumps to `chains`, then emptying and deleting them: a command
+    per chain would cost a ruleset read each (minutes next to 10,000 services with iptables-nft)."""
+    doomed = set(chains)
+    lines = [f"*{table}"]
     for chain in state.chains(table):
-        if chain in chains:
+        if chain in doomed:
             continue
         for rule in state.chain(table, chain) or []:
             if any(rule.endswith(f"-j {c}") or f"-j {c} " in rule for c in chains):
-                lines.append(cmd("iptables", "-t", table, *shlex.split(rule.replace("-A ", "-D ", 1))))
-    lines += [cmd("iptables", "-t", table, "-F", c) for c in chains]
-    lines += [cmd("iptables", "-t", table, "-X", c) for c in chains]
-    return tuple(lines)
+                lines.append(rule.replace("-A ", "-D ", 1))
+    lines += [f":{c} - [0:0]" for c in chains] + [f"-X {c}" for c in chains] + ["COMMIT"]
+    return ("iptables-restore --noflush <<'LAB_RULES'\n" + "\n".join(lines) + "\nLAB_RULES",)
 
 
 def render_script(changes: Iterable[Change]) -> str:

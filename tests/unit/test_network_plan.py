@@ -154,3 +154,12 @@ def test_written_files_are_quoted(text, tmp_path):
     lines = diff.write_file(str(tmp_path / "f"), text)
     subprocess.run(["bash", "-c", "\n".join(lines)], check=True)
     assert (tmp_path / "f").read_text() == text
+
+
+def test_chains_go_in_one_rule_load_with_their_jumps_first():
+    removal = next(c for c in diff.teardown(state("deployed"), demo().cluster, None) if c.what.endswith("(nat)"))
+    (script,) = removal.lines
+    assert script.splitlines() == [
+        "iptables-restore --noflush <<'LAB_RULES'", "*nat",
+        '-D POSTROUTING -m comment --comment "cluster-lab masquerade" -j LAB-MASQ',
+        ":LAB-MASQ - [0:0]", "-X LAB-MASQ", "COMMIT", "LAB_RULES"]
