@@ -17,6 +17,10 @@ from ..plan.proxy_nft import render_nft
 from ..plan.services import dns_records, endpoints
 from ..state import LabFiles
 from ..transport import Transport
+
+# How often the running controller has every node read its rules back and repair what was changed by
+# hand (kube-proxy's periodic full sync); the syncs in between write only what changed.
+VERIFY_EVERY = 30.0
 from .deploy import agent_path
 
 
@@ -34,10 +38,12 @@ def stale_udp_endpoints(old: dict, new: dict, services: dict) -> list[str]:
 
 
 def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterable[str] = (),
-         force: bool = False) -> list[str]:
+         force: bool = False, verify: bool = False) -> list[str]:
     """Recompute endpoints and rules from `objects`; push them to every node (but `lost_nodes`, whose pods
-    are not ready either). Returns the failures (one line per node); a node that fails keeps its
-    previous rules and gets the new ones next sync."""
+    are not ready either). Nodes write only what changed since the last sync; with `verify` they first
+    read their rules and also repair what was changed by hand; with `force` they reload everything.
+    Returns the failures (one line per node); a node that fails keeps its previous rules and gets the
+    new ones next sync."""
     lost = set(lost_nodes)
     services = objects["services"]
     ready = {k: p for k, p in objects["pods"].items() if p["node"] not in lost}
@@ -46,6 +52,7 @@ def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterab
     request = {
         "backend": inv.cluster.proxy_mode,
         "force": force,
+        "verify": verify,
         "jumps": [list(j) for j in JUMPS],
         "stale_udp": stale_udp_endpoints(objects.get("endpoints", {}), stored, services),
         "dns_hosts": "".join(f"{ip} {name}\n" for ip, name in dns_records(services, objects["pods"],
@@ -69,20 +76,24 @@ def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once:
     from anywhere) and when a node stops or starts answering (its pods leave or rejoin the endpoints)."""
     lost: set = set()
     seen_mtime = None
+    verified = 0.0
     with Transport(inv.nodes) as transport:
         while True:
             probe_timeout = max(interval * 2, 1.0)
             answers = transport.run_all(lambda node: transport.run(node, ["true"], timeout=probe_timeout))
             now_lost = {name for name, answer in answers.items() if isinstance(answer, BaseException)}
             mtime = files.objects.stat().st_mtime_ns if files.objects.exists() else None
-            if now_lost != lost or mtime != seen_mtime:
+            verify = time.monotonic() - verified >= VERIFY_EVERY
+            if now_lost != lost or mtime != seen_mtime or verify:
                 for name in sorted(now_lost - lost):
                     report(f"node {name} is not answering: its pods leave the endpoints")
                 for name in sorted(lost - now_lost):
                     report(f"node {name} answers again: its pods rejoin the endpoints")
                 with files.lock():
                     objects = files.read_objects()
-                    failures = sync(inv, transport, objects, now_lost)
+                    failures = sync(inv, transport, objects, now_lost, verify=verify)
+                    if verify:
+                        verified = time.monotonic()
                     files.write_objects(objects)
                     seen_mtime = files.objects.stat().st_mtime_ns
                 lost = now_lost
