@@ -32,6 +32,7 @@ demo: setup
 	@echo "  $(VENV)/lab exec node1 --pod POD -- ip addr      # inside a pod (names: lab get pods)"
 	@echo "  $(VENV)/lab deploy --dry-run                     # what would change (nothing)"
 	@echo "  $(VENV)/lab break --list; $(VENV)/lab break vxlan-fdb; $(VENV)/lab verify; $(VENV)/lab fix"
+	@echo "  $(VENV)/lab play --list; $(VENV)/lab play 04-bridge   # the talk's lessons, run and checked"
 	@echo "  open topology.svg                                 # the picture of the lab"
 	@echo "  $(VENV)/lab ssh node2                            # a shell on a node"
 	@echo "Remove it with: make down   (or: $(VENV)/lab down --name $(LAB))"
