@@ -320,7 +320,7 @@ class Player:
     def __init__(self, lesson: Lesson, inv: Inventory, transport: Transport, show: Callable[[str, str], None],
                  stream: Optional[tuple] = None, run_lab: Optional[Callable[[list[str]], int]] = None):
         self.lesson, self.inv, self.transport = lesson, inv, transport
-        self.show = show  # show(kind, text): kind is title|explain|command|output|ok|fail|note
+        self.show = show  # show(kind, text): kind is title|explain|command|ok|fail|note
         self.stream = stream
         self.run_lab = run_lab
         self.files = LabFiles.of(inv.name)

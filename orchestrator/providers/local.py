@@ -281,21 +281,38 @@ def all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
+def inner_network_namespaces(pid: int) -> set[int]:
+    """Network namespaces made on a node (its pods, a lesson's namespaces), seen through one of its
+    processes: the node's private /run/netns holds them, as files that name the namespaces."""
+    folder = Path(f"/proc/{pid}/root/run/netns")
+    found = set()
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            with contextlib.suppress(OSError):
+                found.add(entry.stat().st_ino)
+    return found
+
+
 def lab_processes(namespaces: Iterable[str], mount_namespaces: Iterable[int]) -> set[int]:
-    """PIDs the lab started: those in its network namespaces, and those in the nodes' mount namespaces
-    (pods live in other network namespaces of a node but share its mount namespace)."""
+    """PIDs the lab started: those in its network namespaces, those in the nodes' mount namespaces (what
+    runs over SSH), and those in the network namespaces made on the nodes (pods, lessons: `ip netns exec`
+    gives each of them a mount namespace of its own)."""
     own_mnt = ns_inode(os.getpid(), "mnt")
     pids: set[int] = set()
     mnts = set(mount_namespaces)
+    nets: set[int] = set()
+    looked: set[Optional[int]] = {None, own_mnt}
     for namespace in namespaces:
         for pid in pids_in_namespace(namespace):
             pids.add(pid)
             mnt = ns_inode(pid, "mnt")
-            if mnt is not None:
+            if mnt not in looked:  # one process per node's mount namespace shows its /run/netns
+                looked.add(mnt)
                 mnts.add(mnt)
+                nets |= inner_network_namespaces(pid)
     mnts.discard(own_mnt)  # never match processes that merely share our mount namespace
-    if mnts:
-        pids.update(pid for pid in all_pids() if ns_inode(pid, "mnt") in mnts)
+    if mnts or nets:
+        pids.update(pid for pid in all_pids() if ns_inode(pid, "mnt") in mnts or ns_inode(pid, "net") in nets)
     pids.discard(os.getpid())
     return pids
 

@@ -59,6 +59,7 @@ def running_lab(state_dir: Path, prefix: str, *up_args: str):
         with Transport(inv.nodes) as transport:
             yield RunningLab(name, state_dir, inv, transport)
     finally:
+        processes.pids |= LabProcesses.of(name).pids  # and what its nodes started since (pods, lessons)
         lab_cli("down", "--name", name, check=True)
         assert leftovers(name, state_dir, processes) == []
 

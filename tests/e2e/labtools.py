@@ -59,14 +59,20 @@ class LabProcesses:
 
     @classmethod
     def of(cls, lab: str) -> "LabProcesses":
+        """The processes in the lab's namespaces, in its nodes' mount namespaces, and in the network
+        namespaces made on its nodes (pods, lessons), found through each node's /run/netns."""
         found = cls()
         own_mnt = ns_inode(os.getpid(), "mnt")
+        inner = set()
         for ns in namespaces_of(lab):
             for pid in sh("ip", "netns", "pids", ns).split():
                 found.pids.add(int(pid))
                 mnt = ns_inode(int(pid), "mnt")
                 if mnt and mnt != own_mnt:
                     found.mount_namespaces.add(mnt)
+                    netns_dir = Path(f"/proc/{pid}/root/run/netns")
+                    inner |= {entry.stat().st_ino for entry in netns_dir.iterdir()} if netns_dir.is_dir() else set()
+        found.pids |= {int(p) for p in os.listdir("/proc") if p.isdigit() and ns_inode(int(p), "net") in inner}
         return found
 
     def still_running(self) -> list[int]:

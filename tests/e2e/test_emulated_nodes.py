@@ -197,10 +197,15 @@ def test_down_removes_everything_and_restores_the_root_namespace(state_dir):
     processes = LabProcesses()
     try:
         lab_cli("up", "--name", name, "--nodes", "2", check=True)
-        processes = LabProcesses.of(name)
-        assert len(processes.pids) >= 2 and namespaces_of(name)
+        assert len(LabProcesses.of(name).pids) >= 2 and namespaces_of(name)
         assert Path("/sys/class/net", f"{name}-host").exists()  # the one link in the root namespace
-        lab_cli("exec", "node2", "--", "ip", "netns", "add", "podlike", check=True)
+        # a pod-like namespace on node2 with a process in it: `ip netns exec` gives that process a mount
+        # namespace of its own, so only the node's /run/netns leads to it
+        lab_cli("exec", "node2", "--", "sh", "-c", "ip netns add podlike && ip netns exec podlike setsid sleep 600 "
+                "< /dev/null > /dev/null 2>&1 & echo $! > /tmp/podlike.pid", check=True)
+        podlike = int(lab_cli("exec", "node2", "--", "cat", "/tmp/podlike.pid", check=True).stdout)
+        processes = LabProcesses.of(name)
+        assert podlike in processes.pids
     finally:
         proc = lab_cli("down", "--name", name, check=True)
     assert f"lab {name}: removed" in proc.stdout

@@ -4,13 +4,12 @@ exactly as it was: namespaces, links, routes, neighbour entries, firewall rules,
 from __future__ import annotations
 
 import collections
-import os
 
 import pytest
 
 from orchestrator import lessons
 
-from .labtools import LabProcesses, lab_cli, ns_inode
+from .labtools import LabProcesses, lab_cli
 
 NODE_STATE = r"""
 echo "== netns"; ip netns list | sort
@@ -38,17 +37,15 @@ def changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
 
 
 def lab_process_names(lab) -> collections.Counter:
-    """Commands of the processes running in the lab's nodes (their mount namespaces), counted."""
-    mounts = LabProcesses.of(lab.name).mount_namespaces
+    """Commands of the processes running on the lab's nodes (and in the namespaces made there), counted."""
     names = collections.Counter()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if ns_inode(int(pid), "mnt") in mounts:
-            try:
-                comm = open(f"/proc/{pid}/comm").read().strip()
-            except OSError:
-                continue
-            if comm not in ("sshd", "sh", "bash", "sudo"):  # this test's own SSH sessions come and go
-                names[comm] += 1
+    for pid in LabProcesses.of(lab.name).pids:
+        try:
+            comm = open(f"/proc/{pid}/comm").read().strip()
+        except OSError:
+            continue
+        if comm not in ("sshd", "sh", "bash", "sudo"):  # this test's own SSH sessions come and go
+            names[comm] += 1
     return names
 
 
