@@ -230,11 +230,12 @@ def cmd_break(args) -> int:
     if args.fault == "random":
         name, node = faults.pick_random(inv, files)
         node = args.node or node
-        secret.write_text(f"{name} on {node}: {faults.inject(name, inv, files, node)}\n")
+        secret.write_text(f"{name}: {faults.inject(name, inv, files, node)}\n")
         out.print(f"broke lab {inv.name}: one fault, chosen at random, is hidden somewhere", markup=False)
         out.print("find it with `lab verify` and commands on the nodes; `lab break --reveal` tells; "
                   "repair it with `lab fix`", markup=False)
         return 0
+    secret.unlink(missing_ok=True)  # this fault is shown, not hidden
     out.print(f"broke lab {inv.name}: {faults.inject(args.fault, inv, files, args.node)}",
               markup=False, highlight=False, soft_wrap=True)
     out.print("find it with `lab verify`; repair it with `lab fix`", markup=False)
@@ -289,6 +290,10 @@ def cmd_play(args) -> int:
         outcome = player.check(pause if args.step else None) if args.check else \
             player.play(pause if args.step else None)
     out.print()
+    if outcome.ok and outcome.stopped_after is not None:
+        out.print(f"lesson {lesson.id}: stopped after step {outcome.stopped_after}; {outcome.checks_passed} checks "
+                  "passed so far", markup=False)
+        return 0
     if outcome.ok:
         out.print(f"lesson {lesson.id}: all {outcome.checks_passed} checks passed", style="green", markup=False)
         if not args.check:

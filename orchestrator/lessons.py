@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shlex
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -308,6 +309,7 @@ def missing_needs(lesson: Lesson, objects: dict) -> list[str]:
 class Outcome:
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    stopped_after: Optional[int] = None  # the step a student stopped at (q at a --step pause)
 
     @property
     def ok(self) -> bool:
@@ -347,7 +349,8 @@ class Player:
     def require(self) -> None:
         missing = missing_needs(self.lesson, self.objects)
         if missing:
-            raise InputError(f"lesson {self.lesson.id} needs a lab with pods: run {' and '.join(missing)} first")
+            lab = "a deployed lab with pods" if "pods" in self.lesson.needs else "a deployed lab"
+            raise InputError(f"lesson {self.lesson.id} needs {lab}: run {' and '.join(missing)} first")
         self.context()
 
     # -- the three ways to play
@@ -367,6 +370,7 @@ class Player:
                 self._run_command(command)
             self._run_checks(step, outcome)
             if pause and number < len(steps) and not pause():
+                outcome.stopped_after = number
                 break
         return outcome
 
@@ -384,6 +388,7 @@ class Player:
                 for command in step.commands:
                     self.show("command", self._prompt(command.on, self.text(command.run)))
                 if not pause():
+                    outcome.stopped_after = number - 1
                     break
             elif step.transient:
                 self.show("note", "(its checks hold only until a later step: `--check --step` checks them)")
@@ -422,10 +427,10 @@ class Player:
             if self.run_lab is None:
                 raise LabError(f"lesson {self.lesson.id}: `lab {text}` needs the lab CLI")
             if not capture:
-                return self.run_lab(text.split()), ""
+                return self.run_lab(shlex.split(text)), ""
             buffer = io.StringIO()
             with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-                code = self.run_lab(text.split())
+                code = self.run_lab(shlex.split(text))
             return code, buffer.getvalue()
         result = self.transport.run(self.nodes[on], ["bash", "-o", "pipefail", "-c", text], check=False,
                                     stream=None if capture else self.stream)
@@ -444,12 +449,13 @@ class Player:
         ctx = self.context()
         for check in step.checks:
             text = render(check.run, ctx)
-            for _ in range(CHECK_TRIES):
+            for attempt in range(CHECK_TRIES):
+                if attempt:
+                    time.sleep(CHECK_PAUSE)
                 code, output = self._execute(check.on, text, capture=True)
                 passed = (code != 0) == check.fails and (check.expect is None or self.text(check.expect) in output)
                 if passed:
                     break
-                time.sleep(CHECK_PAUSE)
             that = self.text(check.that)
             if passed:
                 outcome.checks_passed += 1
@@ -470,7 +476,7 @@ class Player:
         saved = {}
         for role, node in self.nodes.items():
             keys = list(self.lesson.sysctls)
-            before = self.transport.run(node, ["sysctl", "-n", *keys]).stdout.split()
+            before = self.transport.run(node, ["sysctl", "-n", *keys]).stdout.splitlines()
             saved[role] = dict(zip(keys, before))
         path = self._sysctl_file()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import socketserver
@@ -441,6 +442,15 @@ def saved_chains(iptables_save: str) -> dict:
     return tables
 
 
+def boot_id() -> str:
+    """This boot of the node: rules loaded before a reboot are gone, whatever the state file says."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
 def trusted_chains(loaded: dict, jumps: list) -> dict:
     """What the node has when nothing but the lab changed it since the last sync: the chains loaded then
     and the jumps to them (in the shape saved_chains returns)."""
@@ -556,6 +566,8 @@ def nft_element_changes(desired: dict, loaded: dict) -> str:
 def nft_table_exists() -> bool:
     """Whether the lab's nftables table is there, without `nft list`, which reads the whole ruleset
     (0.33 s next to 10,000 services): adding a chain that exists changes nothing, and fails without the table."""
+    if shutil.which("nft") is None:  # proxy_mode iptables does not need nftables on the node
+        return False
     return subprocess.run(["nft", "add", "chain", "ip", NFT_TABLE, "services"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode == 0
 
@@ -596,7 +608,8 @@ def proxy_sync(lib: str, request: dict) -> dict:
     # Like kube-proxy, a partial sync trusts the iptables rules it loaded last: iptables-save reads the
     # whole ruleset, ~1 s next to 10,000 services with iptables-nft. Rules changed by hand are found when
     # the controller verifies (`lab controller run --once`, and every 30 s while it runs) and by `lab fix`.
-    if backend == "iptables" and loaded_iptables and not request.get("verify"):
+    boot = boot_id()
+    if backend == "iptables" and loaded_iptables and not request.get("verify") and loaded.get("boot") == boot:
         present = trusted_chains(loaded_iptables, request["jumps"])
     elif backend == "iptables" or loaded_iptables or not loaded:
         present = saved_chains(run("iptables-save"))
@@ -611,7 +624,7 @@ def proxy_sync(lib: str, request: dict) -> dict:
         if (loaded_nft or not loaded) and nft_table_exists():
             load_nft(f"delete table ip {NFT_TABLE}\n")
             deleted.append(f"nft/{NFT_TABLE}")
-        state = {"iptables": request["tables"]}
+        state = {"iptables": request["tables"], "boot": boot}
     else:
         old_rules = iptables_removal(loaded_iptables, present, request["jumps"])
         if old_rules:

@@ -115,5 +115,5 @@ def test_a_lesson_needing_pods_says_what_to_do_on_an_empty_lab(lab3, tmp_path):
     finally:
         lab_cli("apply", "-i", lab3.inventory_path, "-f", "examples/nginx.yaml", check=True)
     assert proc.returncode == 2
-    assert "needs a lab with pods: run lab apply -f examples/ first" in proc.stderr
+    assert "needs a deployed lab with pods: run lab apply -f examples/ first" in proc.stderr
     assert "Traceback" not in proc.stderr

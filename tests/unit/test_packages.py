@@ -13,8 +13,8 @@ from orchestrator.plan import packages
 from orchestrator.plan.facts import NodeState, parse_facts
 from orchestrator.transport import Result, Transport
 
-ALL_TOOLS = frozenset({"ip", "bridge", "iptables", "iptables-save", "iptables-restore", "python3", "nft",
-                       "conntrack", "dnsmasq", "kernel:vxlan", "kernel:bridge"})
+ALL_TOOLS = frozenset({"ip", "bridge", "iptables", "iptables-save", "iptables-restore", "python3", "nft", "ping",
+                       "sysctl", "curl", "conntrack", "dnsmasq", "kernel:vxlan", "kernel:bridge"})
 ALL_PLUGINS = {p: f"/usr/lib/cni/{p}" for p in ("bridge", "host-local", "portmap", "loopback")}
 COMPLETE = NodeState(tools=ALL_TOOLS, cni_plugins=ALL_PLUGINS, package_managers=("apt-get",),
                      os="Debian GNU/Linux 12 (bookworm)")
