@@ -490,7 +490,8 @@ def import_hosts(hosts: Sequence[SshHost], source: Source, *, name: str, output:
             raise InputError(f"-o: no folder {out_path.parent}; create it first or give another path")
         known_path = out_path.parent / f"{out_path.stem}_known_hosts"
     else:
-        known_path = LabFiles.of(name).known_hosts
+        # not the lab's own known_hosts: `lab up` of an emulated lab with this name would overwrite that
+        known_path = LabFiles.of(name).root / "imported_known_hosts"
     known = KnownHosts(known_path)
     notice(f"host keys: {source.description} does not vouch for them, so each node's key is checked against "
            f"{known_path} and, where none is there yet, taken now on first use (TOFU):")

@@ -207,7 +207,7 @@ def test_from_vagrant_reads_real_vagrant_and_takes_the_private_network_address(l
         for node in lab3.inventory.nodes:
             lab3.transport.run(node, ["ip", "link", "del", "eth1"], check=False)
     data = yaml.safe_load(proc.stdout)
-    known_hosts = lab3.state_dir / name / "known_hosts"
+    known_hosts = lab3.state_dir / name / "imported_known_hosts"
     assert data["cluster"] == {"name": name}
     assert data["ssh"] == {"user": login_user(lab3), "become": login_user(lab3) != "root", "key": str(key),
                            "known_hosts": str(known_hosts)}
