@@ -191,6 +191,13 @@ def parse(text: str, source: str, base_dir: Path) -> Inventory:
     return Inventory(source=source, cluster=cluster, nodes=tuple(nodes), emulated=emulated)
 
 
+def check_lab_name(name: str, example: str = "demo") -> None:
+    """An InputError for a --name option that is not a valid lab name."""
+    if not LAB_NAME.match(name):
+        raise InputError(f"--name: {name!r} is not a valid lab name; use 1-10 lowercase letters and digits "
+                         f"starting with a letter, e.g. {example}")
+
+
 def parse_cluster(sec: Section) -> Cluster:
     name = sec.string("name", required=True)
     if not LAB_NAME.match(name):

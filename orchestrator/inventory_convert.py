@@ -475,9 +475,7 @@ class Source:
 def import_hosts(hosts: Sequence[SshHost], source: Source, *, name: str, output: Optional[str],
                  network: Optional[str], notice: Notice) -> str:
     """The whole pipeline (see the module's docstring): the inventory's text, written to `output` if given."""
-    if not inventory_mod.LAB_NAME.match(name):
-        raise InputError(f"--name: {name!r} is not a valid lab name; use 1-10 lowercase letters and digits "
-                         "starting with a letter, e.g. 'vagrant'")
+    inventory_mod.check_lab_name(name, example="vagrant")
     wanted_network = None
     if network:
         try:

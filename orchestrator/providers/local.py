@@ -366,9 +366,7 @@ class LocalProvider:
         """Converge lab `name` to `count` running nodes; return its inventory. Idempotent. With `sudo_user`
         (or the inventory's emulated.sudo_user), the nodes get that user with passwordless sudo and the lab
         logs in as it."""
-        if not inventory_mod.LAB_NAME.match(name):
-            raise InputError(f"--name: {name!r} is not a valid lab name; use 1-10 lowercase letters and digits "
-                             "starting with a letter, e.g. demo")
+        inventory_mod.check_lab_name(name)
         emulated = base.emulated or Emulated()
         if sudo_user is not None:
             problem = inventory_mod.user_name_problem(sudo_user)
