@@ -93,11 +93,21 @@ def leftovers(lab: str, state_dir: Path, processes: LabProcesses) -> list[str]:
     return found
 
 
+def kernel_link_route(line: str) -> bool:
+    """An IPv6 route the kernel makes for each link (link-local, multicast, anycast)."""
+    words = line.split()
+    return bool(words) and (words[0] in ("fe80::/64", "multicast", "anycast") or
+                            (words[0] == "local" and len(words) > 1 and words[1].startswith("fe80:")))
+
+
 def root_namespace_snapshot() -> dict[str, str]:
     """Routes, rules, links, firewall rules and forwarding sysctls of the root namespace."""
     snap = {
         "routes4": sh("ip", "-4", "route", "show", "table", "all"),
-        "routes6": sh("ip", "-6", "route", "show", "table", "all"),
+        # without the IPv6 routes the kernel adds for every link by itself: "links" covers the links, and
+        # another lab's link gets them a moment after it appears
+        "routes6": "".join(line for line in sh("ip", "-6", "route", "show", "table", "all").splitlines(True)
+                           if not kernel_link_route(line)),
         "rules4": sh("ip", "-4", "rule"),
         "rules6": sh("ip", "-6", "rule"),
         "links": " ".join(sorted(p.name for p in Path("/sys/class/net").iterdir())),
