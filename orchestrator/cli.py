@@ -224,7 +224,7 @@ def cmd_break(args) -> int:
     files = LabFiles.of(inv.name)
     secret = files.root / "hidden-fault.txt"
     if args.reveal:
-        out.print(secret.read_text().strip() if secret.exists() else "no hidden fault: `lab break --random` "
+        out.print(secret.read_text().strip() if secret.exists() else "no hidden fault: `lab break random` "
                   "hides one", markup=False, highlight=False, soft_wrap=True)
         return 0
     if args.fault == "random":
