@@ -281,38 +281,45 @@ def all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
-def inner_network_namespaces(pid: int) -> set[int]:
-    """Network namespaces made on a node (its pods, a lesson's namespaces), seen through one of its
-    processes: the node's private /run/netns holds them, as files that name the namespaces."""
-    folder = Path(f"/proc/{pid}/root/run/netns")
+def node_run_mount(lab: str, node: str = "") -> Callable[[str], bool]:
+    """Whether a mount source is the private /run of `node` of `lab` (of any of its nodes without `node`):
+    templates/node-init.sh.j2 names it <lab>-<node>-run; lab names have no dash."""
+    if node:
+        return lambda source: source == f"{lab}-{node}-run"
+    return lambda source: source.startswith(f"{lab}-") and source.endswith("-run")
+
+
+def processes_with_mount(is_wanted: Callable[[str], bool]) -> set[int]:
+    """Processes with a mount whose source `is_wanted`: with a node's /run, all the node started, in
+    whichever of its namespaces (`ip netns exec` gives pods and lessons mount namespaces of their own,
+    copies of the node's), even once the node's sshd is gone."""
     found = set()
-    with contextlib.suppress(OSError):
-        for entry in folder.iterdir():
-            with contextlib.suppress(OSError):
-                found.add(entry.stat().st_ino)
+    for pid in all_pids():
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+                fields = line.split(" - ", 1)[-1].split()
+                if len(fields) > 1 and is_wanted(fields[1]):
+                    found.add(pid)
+                    break
     return found
 
 
-def lab_processes(namespaces: Iterable[str], mount_namespaces: Iterable[int]) -> set[int]:
-    """PIDs the lab started: those in its network namespaces, those in the nodes' mount namespaces (what
-    runs over SSH), and those in the network namespaces made on the nodes (pods, lessons: `ip netns exec`
-    gives each of them a mount namespace of its own)."""
+def lab_processes(lab: str, namespaces: Iterable[str], mount_namespaces: Iterable[int], node: str = "") -> set[int]:
+    """PIDs the lab (or its `node`) started: those in its network namespaces, those in the nodes' mount
+    namespaces, and all that run with a node's private /run (pods, lessons)."""
     own_mnt = ns_inode(os.getpid(), "mnt")
     pids: set[int] = set()
     mnts = set(mount_namespaces)
-    nets: set[int] = set()
-    looked: set[Optional[int]] = {None, own_mnt}
     for namespace in namespaces:
         for pid in pids_in_namespace(namespace):
             pids.add(pid)
             mnt = ns_inode(pid, "mnt")
-            if mnt not in looked:  # one process per node's mount namespace shows its /run/netns
-                looked.add(mnt)
+            if mnt is not None:
                 mnts.add(mnt)
-                nets |= inner_network_namespaces(pid)
     mnts.discard(own_mnt)  # never match processes that merely share our mount namespace
-    if mnts or nets:
-        pids.update(pid for pid in all_pids() if ns_inode(pid, "mnt") in mnts or ns_inode(pid, "net") in nets)
+    if mnts:
+        pids.update(pid for pid in all_pids() if ns_inode(pid, "mnt") in mnts)
+    pids |= processes_with_mount(node_run_mount(lab, node))
     pids.discard(os.getpid())
     return pids
 
@@ -502,7 +509,7 @@ class LocalProvider:
         namespaces = lab_namespaces(name)
         recorded_mnt = [info.get("mntns") for info in files.read_record().get("nodes", {}).values()
                         if info.get("mntns")]
-        pids = lab_processes(namespaces, recorded_mnt)
+        pids = lab_processes(name, namespaces, recorded_mnt)
         if pids:
             self.progress(f"ending {len(pids)} process(es) of lab {name}")
             end_processes(pids)
@@ -515,8 +522,8 @@ class LocalProvider:
 
     def _remove_node(self, lab: str, node: str, info: dict, files: LabFiles) -> None:
         namespace = f"{lab}-{node}"
-        pids = lab_processes([namespace] if namespace_inode(namespace) else [],
-                             [info["mntns"]] if info.get("mntns") else [])
+        pids = lab_processes(lab, [namespace] if namespace_inode(namespace) else [],
+                             [info["mntns"]] if info.get("mntns") else [], node=node)
         end_processes(pids)
         if namespace_inode(namespace):
             run_local(Cmd(("ip", "netns", "del", namespace)))

@@ -6,6 +6,7 @@ The leftover check reads the kernel directly (ip, /sys, /proc), not through the 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -59,20 +60,23 @@ class LabProcesses:
 
     @classmethod
     def of(cls, lab: str) -> "LabProcesses":
-        """The processes in the lab's namespaces, in its nodes' mount namespaces, and in the network
-        namespaces made on its nodes (pods, lessons), found through each node's /run/netns."""
+        """The processes in the lab's namespaces, in its nodes' mount namespaces, and those that see a
+        node's private /run (pods and lessons run in mount namespaces of their own, copied from the node's)."""
         found = cls()
         own_mnt = ns_inode(os.getpid(), "mnt")
-        inner = set()
         for ns in namespaces_of(lab):
             for pid in sh("ip", "netns", "pids", ns).split():
                 found.pids.add(int(pid))
                 mnt = ns_inode(int(pid), "mnt")
                 if mnt and mnt != own_mnt:
                     found.mount_namespaces.add(mnt)
-                    netns_dir = Path(f"/proc/{pid}/root/run/netns")
-                    inner |= {entry.stat().st_ino for entry in netns_dir.iterdir()} if netns_dir.is_dir() else set()
-        found.pids |= {int(p) for p in os.listdir("/proc") if p.isdigit() and ns_inode(int(p), "net") in inner}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                mounts = Path(f"/proc/{pid}/mountinfo").read_text()
+            except OSError:
+                continue
+            if re.search(rf" - tmpfs {re.escape(lab)}-\S+-run ", mounts):
+                found.pids.add(int(pid))
         return found
 
     def still_running(self) -> list[int]:

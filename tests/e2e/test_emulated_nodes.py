@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import yaml
 from orchestrator.providers.local import generate_key
 from orchestrator.transport import NodeError
 
-from .labtools import (LabProcesses, copy_inventory, lab_cli, leftovers, namespaces_of, root_namespace_snapshot,
+from .labtools import (LabProcesses, copy_inventory, lab_cli, leftovers, namespaces_of, root_namespace_snapshot, sh,
                        unique_lab_name)
 
 
@@ -206,6 +207,9 @@ def test_down_removes_everything_and_restores_the_root_namespace(state_dir):
         podlike = int(lab_cli("exec", "node2", "--", "cat", "/tmp/podlike.pid", check=True).stdout)
         processes = LabProcesses.of(name)
         assert podlike in processes.pids
+        # node2 dies (its sshd and sessions end): what it started must still go with `lab down`
+        for pid in sh("ip", "netns", "pids", f"{name}-node2").split():
+            os.kill(int(pid), signal.SIGKILL)
     finally:
         proc = lab_cli("down", "--name", name, check=True)
     assert f"lab {name}: removed" in proc.stdout

@@ -51,13 +51,13 @@ def test_node_start_script_makes_the_user_only_when_asked(tmp_path):
     with_user = layout("demo", Emulated(sudo_user="lab"), 1, Net("198.18.0.0/24"))
     script = start_command(with_user, with_user.nodes[0], files).argv[-1]
     # a node-private home and account (-l: nothing written to the machine's /var/log), no password
-    assert "mount -t tmpfs -o mode=0755 lab-homes /home" in script
+    assert "mount -t tmpfs -o mode=0755 demo-homes /home" in script
     assert "useradd -l -M -U -d /home/lab -s /bin/bash -p '*' -c 'cluster-lab' lab" in script
     assert "/home/lab/.ssh/authorized_keys" in script and "/root/.ssh/authorized_keys" not in script
     assert "printf '%s ALL=(ALL:ALL) NOPASSWD: ALL\\n' lab" in script
     assert "install -m 0440 /run/lab/sudoers /etc/sudoers.d/cluster-lab" in script
     # the account is made after /etc became the node's copy-on-write overlay
-    assert script.index("mount -t overlay lab-etc") < script.index("useradd")
+    assert script.index("-etc -o lowerdir=/etc") < script.index("useradd")
 
 
 def test_root_cannot_log_in_when_there_is_a_sudo_user():
@@ -87,5 +87,5 @@ def test_an_account_of_this_machine_cannot_be_the_sudo_user():
 def test_logins_are_recorded_in_the_node_not_in_the_machines_var_log(tmp_path):
     lay = layout("demo", Emulated(sudo_user="lab"), 1, Net("198.18.0.0/24"))
     script = start_command(lay, lay.nodes[0], LabFiles("demo", tmp_path)).argv[-1]
-    assert "mount -t tmpfs -o mode=0755 lab-log /var/log" in script  # sshd's wtmp and lastlog
-    assert script.index("lab-log /var/log") < script.index("exec /usr/sbin/sshd")
+    assert "mount -t tmpfs -o mode=0755 demo-log /var/log" in script  # sshd's wtmp and lastlog
+    assert script.index("demo-log /var/log") < script.index("exec /usr/sbin/sshd")
