@@ -609,7 +609,8 @@ def proxy_sync(lib: str, request: dict) -> dict:
     # whole ruleset, ~1 s next to 10,000 services with iptables-nft. Rules changed by hand are found when
     # the controller verifies (`lab controller run --once`, and every 30 s while it runs) and by `lab fix`.
     boot = boot_id()
-    if backend == "iptables" and loaded_iptables and not request.get("verify") and loaded.get("boot") == boot:
+    trusted = backend == "iptables" and loaded_iptables and not request.get("verify") and loaded.get("boot") == boot
+    if trusted:
         present = trusted_chains(loaded_iptables, request["jumps"])
     elif backend == "iptables" or loaded_iptables or not loaded:
         present = saved_chains(run("iptables-save"))
@@ -619,8 +620,17 @@ def proxy_sync(lib: str, request: dict) -> dict:
     written, deleted = [], []
     if backend == "iptables":
         text, written, deleted = restore_input(request["tables"], loaded_iptables, present, request["jumps"])
-        if text:
-            load_rules(text)
+        try:
+            if text:
+                load_rules(text)
+        except CniError:
+            if not trusted:
+                raise
+            # the rules were not what was loaded last (changed by hand): read them, and write what differs
+            present = saved_chains(run("iptables-save"))
+            text, written, deleted = restore_input(request["tables"], loaded_iptables, present, request["jumps"])
+            if text:
+                load_rules(text)
         if (loaded_nft or not loaded) and nft_table_exists():
             load_nft(f"delete table ip {NFT_TABLE}\n")
             deleted.append(f"nft/{NFT_TABLE}")
@@ -631,15 +641,18 @@ def proxy_sync(lib: str, request: dict) -> dict:
             load_rules(old_rules)
             deleted += [f"{t}/{c}" for t, chains in loaded_iptables.items() for c in chains]
         desired = request["nft"]
-        if loaded_nft and nft_same_shape(desired, loaded_nft) and nft_table_exists():
-            text = nft_element_changes(desired, loaded_nft)
-            if text:
-                written.append(f"nft/{NFT_TABLE}: elements")
-        else:
-            text = nft_table_text(desired)
+        reload = not (loaded_nft and nft_same_shape(desired, loaded_nft) and nft_table_exists())
+        if not reload:
+            changes = nft_element_changes(desired, loaded_nft)
+            try:
+                if changes:
+                    load_nft(changes)
+                    written.append(f"nft/{NFT_TABLE}: elements")
+            except CniError:  # the elements were not what was loaded last (changed by hand)
+                reload = True
+        if reload:
+            load_nft(nft_table_text(desired))
             written.append(f"nft/{NFT_TABLE}")
-        if text:
-            load_nft(text)
         state = {"nft": desired}
     if written or deleted or state != loaded:
         with open(state_file + ".tmp", "w") as handle:

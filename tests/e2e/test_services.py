@@ -13,7 +13,7 @@ import pytest
 from types import SimpleNamespace
 
 from .labtools import copy_inventory, lab_cli
-from .test_pod_network import apply, outside_probe, pods, probe_from
+from .test_pod_network import AGENT_ON_NODE, apply, outside_probe, pods, probe_from
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -220,6 +220,54 @@ def test_service_rules_deleted_by_hand_come_back_with_the_next_sync(svc):
     assert not probe_from(svc, client, target)[0]["ok"]
     lab_cli("controller", "run", "--once", "-i", svc.inventory_path, check=True)
     assert probe_from(svc, client, target)[0]["ok"]
+
+
+TRUST = """
+apiVersion: v1
+kind: Service
+metadata: {name: trust}
+spec:
+  selector: {app: trust}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: trust-a, labels: {app: trust}}
+spec: {nodeName: node2, containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: trust-b, labels: {app: trust}}
+spec: {nodeName: node2, containers: [{name: c, image: x}]}
+"""
+
+
+def test_a_change_lands_even_where_rules_were_changed_by_hand(svc):
+    """Syncs write only what changed since the last one, trusting the node; when the node's rules are not
+    what was loaded (a rule deleted by hand) and the change trips over that, the node reads its rules
+    back and writes what differs, instead of failing."""
+    apply(svc, TRUST)
+    ip = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods(svc, "trust-a", "trust-b")}
+    # the broken endpoint: with iptables the one that stays (its chain is only referenced by the rewrite),
+    # with nftables the one that goes (deleting its missing element is what trips)
+    broken = ip["trust-a"] if svc.mode == "iptables" else ip["trust-b"]
+    if svc.mode == "iptables":
+        rules = nat_rules(svc, "node1")
+        sep = next(r.split()[1] for r in rules if r.endswith(f"--to-destination {broken}:80"))
+        jump = next(r for r in rules if r.endswith(f"-j {sep}"))
+        svc.transport.run("node1", ["sh", "-c", f"iptables -t nat {jump.replace('-A ', '-D ', 1)} && "
+                                                f"iptables -t nat -F {sep} && iptables -t nat -X {sep}"])
+    else:
+        table = svc.transport.run("node1", ["nft", "list", "map", "ip", "lab-proxy", "backends"]).stdout
+        key = next(e.split(" : ")[0].strip(" {,\n\telements=") for e in table.split(",")
+                   if f": {broken} . 80" in e)
+        svc.transport.run("node1", ["nft", "delete", "element", "ip", "lab-proxy", "backends", "{", key, "}"])
+    apply(svc, TRUST.split("---")[2], verb="delete")  # trust-b goes: a partial sync on every node
+    target = {"proto": "tcp", "host": service(svc, "trust")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
+    replies = svc.transport.run("node1", ["python3", AGENT_ON_NODE.format(lab=svc.name), "probe"],
+                                stdin=json.dumps([target] * 5)).stdout
+    assert all(r["ok"] and "trust-a" in r["reply"] for r in json.loads(replies)), replies
+    apply(svc, TRUST, verb="delete")
 
 
 def test_deleting_a_service_removes_its_rules_from_every_node(svc):
