@@ -13,6 +13,7 @@ import json
 import shlex
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from ipaddress import IPv4Network, ip_network
 from typing import Any, Callable, Optional
@@ -22,7 +23,8 @@ import yaml
 
 from .errors import InputError, LabError, field_error
 from .model import Inventory
-from .state import LabFiles
+from .plan.services import dns_ip
+from .state import LabFiles, atomic_write
 from .transport import Transport
 
 PACKAGE = "orchestrator.playbooks"
@@ -77,10 +79,6 @@ class Lesson:
     facts: dict[str, str]  # name -> shell command on node1, its output becomes a template value
     steps: tuple[Step, ...]
     cleanup: tuple[Command, ...]
-
-    @property
-    def roles(self) -> list[str]:
-        return [f"node{i}" for i in range(1, self.nodes + 1)]
 
 
 # ---- loading ------------------------------------------------------------------------------------
@@ -248,8 +246,14 @@ def find(name: str) -> Lesson:
 # ---- rendering (pure) ---------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
 def template_environment() -> jinja2.Environment:
     return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+
+
+@lru_cache(maxsize=None)
+def _template(text: str) -> jinja2.Template:
+    return template_environment().from_string(text)  # each lesson text is compiled once, rendered often
 
 
 def lesson_context(lesson: Lesson, inv: Inventory, objects: dict, facts: dict[str, str]) -> dict[str, Any]:
@@ -269,7 +273,7 @@ def lesson_context(lesson: Lesson, inv: Inventory, objects: dict, facts: dict[st
         "lab": inv.name,
         "lesson": lesson.id,
         "cluster": {"cidr": str(cluster.cluster_cidr), "service_cidr": str(cluster.service_cidr),
-                    "dns_ip": str(cluster.service_cidr.network_address + 10), "domain": cluster.dns_domain,
+                    "dns_ip": str(dns_ip(cluster.service_cidr)), "domain": cluster.dns_domain,
                     "proxy_mode": cluster.proxy_mode, "overlay": cluster.overlay.backend},
         "deployed": bool(objects.get("subnets")),
         "pods": sorted(objects.get("pods", {}).values(), key=lambda p: (p["namespace"], p["name"])),
@@ -278,14 +282,13 @@ def lesson_context(lesson: Lesson, inv: Inventory, objects: dict, facts: dict[st
         ctx[f"node{i}"] = {"name": node.name, "address": str(node.address),
                            "subnet": objects.get("subnets", {}).get(node.name)}
     ctx.update(facts)
-    env = template_environment()
     for key, text in lesson.vars.items():  # in order, so a var may use the ones before it
-        ctx[key] = env.from_string(text).render(ctx)
+        ctx[key] = render(text, ctx)
     return ctx
 
 
 def render(text: str, ctx: dict[str, Any]) -> str:
-    return template_environment().from_string(text).render(ctx)
+    return _template(text).render(ctx)
 
 
 def step_applies(step: Step, ctx: dict[str, Any]) -> bool:
@@ -326,7 +329,7 @@ class Player:
         self.stream = stream
         self.run_lab = run_lab
         self.files = LabFiles.of(inv.name)
-        self.objects = self.files.read_objects() if self.files.objects.exists() else {}
+        self.objects = self.files.read_objects()
         self.nodes = {f"node{i}": node for i, node in enumerate(inv.nodes[:lesson.nodes], start=1)}
         self._ctx: Optional[dict[str, Any]] = None
 
@@ -449,11 +452,12 @@ class Player:
         ctx = self.context()
         for check in step.checks:
             text = render(check.run, ctx)
+            expect = None if check.expect is None else self.text(check.expect)
             for attempt in range(CHECK_TRIES):
                 if attempt:
                     time.sleep(CHECK_PAUSE)
                 code, output = self._execute(check.on, text, capture=True)
-                passed = (code != 0) == check.fails and (check.expect is None or self.text(check.expect) in output)
+                passed = (code != 0) == check.fails and (expect is None or expect in output)
                 if passed:
                     break
             that = self.text(check.that)
@@ -462,7 +466,7 @@ class Player:
                 self.show("ok", that)
             else:
                 outcome.checks_failed.append(that)
-                want = f"output containing {self.text(check.expect)!r}" if check.expect else \
+                want = f"output containing {expect!r}" if expect is not None else \
                     ("a failure" if check.fails else "exit code 0")
                 self.show("fail", f"{that}\n    {self._prompt(check.on, text)}\n    wanted {want}, got exit "
                                   f"{code}: {output.strip()[-300:] or '(no output)'}")
@@ -478,9 +482,7 @@ class Player:
             keys = list(self.lesson.sysctls)
             before = self.transport.run(node, ["sysctl", "-n", *keys]).stdout.splitlines()
             saved[role] = dict(zip(keys, before))
-        path = self._sysctl_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(saved))
+        atomic_write(self._sysctl_file(), json.dumps(saved))
         settings = [f"{k}={v}" for k, v in self.lesson.sysctls.items()]
         for node in self.nodes.values():
             self.show("command", f"{node.name}$ sysctl -w {' '.join(settings)}")
