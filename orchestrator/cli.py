@@ -202,8 +202,7 @@ def cmd_delete(args) -> int:
 def cmd_verify(args) -> int:
     from .verify import report
     inv = resolve_inventory(args.inventory)
-    path = args.inventory or os.environ.get("LAB_INVENTORY") or str(LabFiles.of(inv.name).inventory)
-    outcomes, collector, seconds = report.verify(inv, path, junit=args.junit, expect=args.expect)
+    outcomes, collector, seconds = report.verify(inv, junit=args.junit, expect=args.expect)
     if args.html:
         Path(args.html).write_text(report.outcomes_html(f"lab {inv.name}: verify", outcomes, collector))
     if args.output == "json":

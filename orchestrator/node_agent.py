@@ -612,7 +612,7 @@ def proxy_sync(lib: str, request: dict) -> dict:
     trusted = backend == "iptables" and loaded_iptables and not request.get("verify") and loaded.get("boot") == boot
     if trusted:
         present = trusted_chains(loaded_iptables, request["jumps"])
-    elif backend == "iptables" or loaded_iptables or not loaded:
+    elif backend == "iptables" or loaded_iptables:
         present = saved_chains(run("iptables-save"))
     else:
         present = {}

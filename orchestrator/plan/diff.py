@@ -15,6 +15,7 @@ from typing import Iterable, Optional
 from ..model import Cluster
 from .facts import NodeState
 from .network import BRIDGE, FORWARD_CHAIN, MASQ_CHAIN, NodeNetwork, conflist_path, node_lib
+from .proxy_nft import TABLE as NFT_TABLE
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,8 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
                                                                                                "KUBE-")))]
         if doomed:
             changes.append(Change(f"remove chains {', '.join(doomed)} ({table})", chain_removal(state, table, doomed)))
-    if "table ip lab-proxy" in state.nft_tables and not others:
-        changes.append(Change("remove nftables table lab-proxy", (cmd("nft", "delete", "table", "ip", "lab-proxy"),)))
+    if f"table ip {NFT_TABLE}" in state.nft_tables and not others:
+        changes.append(Change(f"remove nftables table {NFT_TABLE}", (cmd("nft", "delete", "table", "ip", NFT_TABLE),)))
     if state.conflist or any(f == f"10-{lab}.conflist" for f in state.conflists):
         changes.append(Change(f"remove {conflist_path(lab)}", (cmd("rm", "-f", conflist_path(lab)),)))
     if state.files:

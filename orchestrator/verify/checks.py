@@ -15,7 +15,8 @@ from typing import Optional
 
 from ..errors import InputError
 from ..model import Inventory
-from ..plan.network import conflist_path, vxlan_device
+from ..plan.network import conflist_path, node_lib, vxlan_device
+from ..plan.proxy_nft import TABLE as NFT_TABLE
 
 OUTSIDE = "outside"
 
@@ -84,7 +85,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
         by_node.setdefault(pod["node"], pod)
     services = objects["services"]
     endpoints = objects.get("endpoints", {})
-    proxy_show = ("lab exec NODE -- nft list table ip lab-proxy" if inv.cluster.proxy_mode == "nftables"
+    proxy_show = (f"lab exec NODE -- nft list table ip {NFT_TABLE}" if inv.cluster.proxy_mode == "nftables"
                   else "lab exec NODE -- iptables -t nat -S KUBE-SERVICES")
     for key in sorted(services):
         service = services[key]
@@ -135,7 +136,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                         want=("ok",), count=12, label=f"{pod_label(member)} -> http://{host}:{port['port']}",
                         layer="cluster DNS: kube-dns endpoints and its records",
                         show=f"lab get ep kube-dns -n kube-system; lab exec {member['node']} -- cat "
-                             f"/var/lib/cluster-lab/{lab}/dns/hosts"))
+                             f"{node_lib(lab)}/dns/hosts"))
             if port.get("node_port"):
                 for node in inv.nodes:
                     checks.append(Check(

@@ -17,7 +17,8 @@ from ..apply import services as services_mod
 from ..apply.deploy import agent_path
 from ..errors import InputError
 from ..model import Inventory, Node
-from ..plan.network import conflist_path, vtep_mac, vxlan_device
+from ..plan.network import conflist_path, node_lib, vtep_mac, vxlan_device
+from ..plan.proxy_nft import TABLE
 from ..state import LabFiles
 from ..transport import Transport
 
@@ -54,12 +55,17 @@ def break_ipmasq(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer
             f"{len(report)} pod(s): their traffic to other nodes is now masqueraded")
 
 
+def sep_candidates(objects: dict) -> list[tuple[str, dict]]:
+    """Services (not the cluster's own) whose first port has 2 or more endpoints: one can lose one."""
+    return [(k, s) for k, s in sorted(objects["services"].items()) if not k.startswith("kube-system/")
+            and len(objects["endpoints"].get(k, {}).get(s["ports"][0]["name"] or "", [])) >= 2]
+
+
 def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
     from ..plan.proxy import sep_chain, svc_chain
     from ..plan.services import Endpoint
     objects = files.read_objects()
-    candidates = [(k, s) for k, s in sorted(objects["services"].items()) if not k.startswith("kube-system/")
-                  and len(objects["endpoints"].get(k, {}).get(s["ports"][0]["name"] or "", [])) >= 2]
+    candidates = sep_candidates(objects)
     if not candidates:
         raise InputError("fault kube-sep needs a service with 2 or more endpoints; apply examples/nginx.yaml")
     key, service = candidates[0]
@@ -67,7 +73,7 @@ def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
     first = objects["endpoints"][key][port["name"] or ""][0]
     if inv.cluster.proxy_mode == "nftables":
         element = f"{service['cluster_ip']} . {port['protocol'].lower()} . {port['port']} . 0"
-        t.run(node, ["nft", "delete", "element", "ip", "lab-proxy", "backends", "{", element, "}"])
+        t.run(node, ["nft", "delete", "element", "ip", TABLE, "backends", "{", element, "}"])
         return f"deleted {node.name}'s backend {element} ({first['ip']}:{first['port']} of {key})"
     svc = svc_chain(service, port)
     sep = sep_chain(service, port, Endpoint(first["ip"], first["port"], first["node"], first["pod"]))
@@ -84,7 +90,7 @@ def break_dns(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
     if not dns:
         raise InputError("fault dns-pod needs the cluster DNS: run `lab deploy`")
     pod = dns[0]
-    record = f"/var/lib/cluster-lab/{inv.name}/pods/{pod['namespace']}_{pod['name']}.json"
+    record = f"{node_lib(inv.name)}/pods/{pod['namespace']}_{pod['name']}.json"
     t.run(pod["node"], ["sh", "-c", f"kill $(sed -n 's/.*\"pid\": \\([0-9]*\\).*/\\1/p' {shlex.quote(record)})"])
     return f"stopped DNS pod {pod['namespace']}/{pod['name']} on {pod['node']} (its dnsmasq)"
 
@@ -121,10 +127,7 @@ def inject(name: str, inv: Inventory, files: LabFiles, node_name: str | None = N
 def pick_random(inv: Inventory, files: LabFiles, rng: random.Random | None = None) -> tuple[str, str]:
     """A fault that applies to this lab and a node to inject it on, chosen at random (for study)."""
     rng = rng or random.Random()
-    objects = files.read_objects()
-    multi_endpoint = any(len(ports.get(next(iter(ports), ""), [])) >= 2
-                         for key, ports in objects.get("endpoints", {}).items() if not key.startswith("kube-system/"))
     usable = [name for name in FAULTS
               if not (name == "vxlan-fdb" and inv.cluster.overlay.backend != "vxlan")
-              and not (name == "kube-sep" and not multi_endpoint)]
+              and not (name == "kube-sep" and not sep_candidates(files.read_objects()))]
     return rng.choice(usable), rng.choice(inv.nodes).name

@@ -15,7 +15,7 @@ from typing import Iterator
 from ..apply.deploy import agent_path
 from ..errors import LabError
 from ..model import Inventory
-from ..node_agent import listening_ports
+from ..node_agent import wait_listening
 from ..transport import Transport
 from .checks import OUTSIDE, Check, Outcome, evaluate
 
@@ -108,9 +108,7 @@ def outside_server(inv: Inventory) -> Iterator[None]:
                                "--name", "outside", "--tcp", "80"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and 80 not in listening_ports(server.pid):
-            time.sleep(0.02)
+        wait_listening({"pid": server.pid, "tcp": [80]}, seconds=3)
         yield
     finally:
         server.terminate()

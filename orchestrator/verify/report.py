@@ -64,7 +64,7 @@ def load_expectations(path: Optional[str]) -> list:
     return items
 
 
-def verify(inv: Inventory, inventory_path: str, junit: Optional[str] = None,
+def verify(inv: Inventory, junit: Optional[str] = None,
            expect: Optional[str] = None) -> tuple[list[Outcome], _Collector, float]:
     """Run the built-in suite (and the expectations) against the lab; return outcomes, suite results, time."""
     start = time.perf_counter()
@@ -79,7 +79,7 @@ def verify(inv: Inventory, inventory_path: str, junit: Optional[str] = None,
         outcomes = run_checks(inv, objects, transport, checks)
     collector = _Collector(outcomes)
     args = [suite.__file__, "-q", "-p", "no:cacheprovider", "-c", "/dev/null", "--rootdir",
-            str(Path(suite.__file__).parent), "--lab-inventory", inventory_path, "-W", "ignore"]
+            str(Path(suite.__file__).parent), "--lab-inventory", inv.source, "-W", "ignore"]
     if junit:
         args += ["--junitxml", junit]
     with contextlib.redirect_stdout(io.StringIO()):
