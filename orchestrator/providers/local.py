@@ -289,19 +289,16 @@ def node_run_mount(lab: str, node: str = "") -> Callable[[str], bool]:
     return lambda source: source.startswith(f"{lab}-") and source.endswith("-run")
 
 
-def processes_with_mount(is_wanted: Callable[[str], bool]) -> set[int]:
-    """Processes with a mount whose source `is_wanted`: with a node's /run, all the node started, in
-    whichever of its namespaces (`ip netns exec` gives pods and lessons mount namespaces of their own,
-    copies of the node's), even once the node's sshd is gone."""
-    found = set()
-    for pid in all_pids():
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
-                fields = line.split(" - ", 1)[-1].split()
-                if len(fields) > 1 and is_wanted(fields[1]):
-                    found.add(pid)
-                    break
-    return found
+def has_mount(pid: int, is_wanted: Callable[[str], bool]) -> bool:
+    """Whether process `pid` has a mount whose source `is_wanted`: with a node's /run, it is something the
+    node started, in whichever of its namespaces (`ip netns exec` gives pods and lessons mount namespaces
+    of their own, copies of the node's), even once the node's sshd is gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+            fields = line.split(" - ", 1)[-1].split()
+            if len(fields) > 1 and is_wanted(fields[1]):
+                return True
+    return False
 
 
 def lab_processes(lab: str, namespaces: Iterable[str], mount_namespaces: Iterable[int], node: str = "") -> set[int]:
@@ -317,9 +314,8 @@ def lab_processes(lab: str, namespaces: Iterable[str], mount_namespaces: Iterabl
             if mnt is not None:
                 mnts.add(mnt)
     mnts.discard(own_mnt)  # never match processes that merely share our mount namespace
-    if mnts:
-        pids.update(pid for pid in all_pids() if ns_inode(pid, "mnt") in mnts)
-    pids |= processes_with_mount(node_run_mount(lab, node))
+    node_run = node_run_mount(lab, node)
+    pids.update(pid for pid in all_pids() if ns_inode(pid, "mnt") in mnts or has_mount(pid, node_run))
     pids.discard(os.getpid())
     return pids
 
@@ -380,7 +376,7 @@ class LocalProvider:
             if problem:
                 raise InputError(f"--sudo-user: {problem[0]}; {problem[1]}")
             emulated = replace(emulated, sudo_user=sudo_user)
-        check_host(emulated.sudo_user)
+        check_host()
         count = count or emulated.nodes
         emulated = replace(emulated, nodes=count)
         files = LabFiles.of(name)
@@ -388,6 +384,8 @@ class LocalProvider:
             record = files.read_record()
             emulated = replace(emulated, sudo_user=same_sudo_user(name, record, emulated.sudo_user,
                                                                   explicit=sudo_user is not None))
+            if emulated.sudo_user:  # also when it comes from the running lab (new nodes get the user too)
+                check_sudo_user(emulated.sudo_user)
             infra_ok = record.get("underlay") and all(
                 namespace_inode(ns) for ns in (f"{name}-underlay", f"{name}-router", f"{name}-outside")
             ) and link_exists(f"{name}-host")
@@ -559,19 +557,25 @@ def port_open(address: IPv4Address, port: int) -> bool:
         return sock.connect_ex((str(address), port)) == 0
 
 
-def check_host(sudo_user: Optional[str] = None) -> None:
+def check_host() -> None:
     """Emulated nodes need root and a few tools; say exactly what is missing."""
     if os.geteuid() != 0:
         raise LabError("emulated nodes need root (they create network namespaces): run as root, e.g. sudo lab up")
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     if not Path(SSHD).exists():
         missing.append(SSHD + " (openssh-server)")
-    if sudo_user is not None:
-        missing += [f"{tool} ({package})" for tool, package in SUDO_USER_TOOLS if shutil.which(tool) is None]
+    report_missing(missing)
+
+
+def report_missing(missing: list[str]) -> None:
     if missing:
         raise LabError(f"missing on this machine: {', '.join(missing)}; install them (`make setup` does)")
-    if sudo_user is not None:
-        check_new_account(sudo_user)
+
+
+def check_sudo_user(name: str) -> None:
+    """Nodes with a sudo user need sudo and useradd here, and a name new on this machine."""
+    report_missing([f"{tool} ({package})" for tool, package in SUDO_USER_TOOLS if shutil.which(tool) is None])
+    check_new_account(name)
 
 
 def check_new_account(name: str) -> None:
