@@ -100,6 +100,25 @@ class Section:
                              "give e.g. 10")
         return float(value)
 
+    def items(self, key: str) -> list:
+        """A list (empty when missing)."""
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.error(self.path(key), f"expected a list, got {type(value).__name__}", "write it as a YAML list")
+        return value
+
+    def mapping(self, key: str) -> dict[str, str]:
+        """A mapping of names to text (empty when missing)."""
+        value = self.data.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(self.path(key), f"expected a mapping, got {type(value).__name__}",
+                             "write it as `key: value` lines")
+        return {str(k): str(v) for k, v in value.items()}
+
     def boolean(self, key: str, default: bool) -> bool:
         value = self.data.get(key)
         if value is None:

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from ipaddress import IPv4Network, ip_network
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import jinja2
 import yaml
 
 from .errors import InputError, LabError, field_error
+from .inventory import Section
 from .model import Inventory
 from .plan.services import dns_ip
 from .state import LabFiles, atomic_write
@@ -84,63 +86,32 @@ class Lesson:
 # ---- loading ------------------------------------------------------------------------------------
 
 
-class _Fields:
-    """A YAML mapping read with one-line errors that name the file and the field."""
+def _section(source: str, where: str, data: Any, allowed: set[str]) -> Section:
+    """One mapping of a playbook, read like an inventory's (one-line errors naming file and field)."""
+    if isinstance(data, dict):  # YAML 1.1 reads a bare `on:` key as true; in a playbook it means the node
+        data = {("on" if key is True else key): value for key, value in data.items()}
+    return Section(data, where, source, Path("."), tuple(sorted(allowed)))
 
-    def __init__(self, source: str, where: str, data: Any):
-        if not isinstance(data, dict):
-            raise field_error(source, where or "top level", f"expected a mapping, got {type(data).__name__}",
-                              "see playbooks/README.md for the format")
-        # YAML 1.1 reads a bare `on:` key as the boolean true; in a playbook it always means the node.
-        self.source, self.where = source, where
-        self.data = {("on" if key is True else key): value for key, value in data.items()}
 
-    def path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def unknown(self, allowed: set[str]) -> None:
-        for key in self.data:
-            if key not in allowed:
-                raise field_error(self.source, self.path(str(key)), "unknown field",
-                                  f"use one of: {', '.join(sorted(allowed))}")
-
-    def text(self, key: str, default: Optional[str] = None) -> str:
-        value = self.data.get(key, default)
-        if value is None:
-            raise field_error(self.source, self.path(key), "missing", "add it")
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise field_error(self.source, self.path(key), "expected text", "write it as a string")
-        return str(value).strip()
-
-    def items(self, key: str) -> list:
-        value = self.data.get(key, [])
-        if not isinstance(value, list):
-            raise field_error(self.source, self.path(key), "expected a list", "write it as a YAML list")
-        return value
-
-    def mapping(self, key: str) -> dict[str, str]:
-        value = self.data.get(key, {})
-        if not isinstance(value, dict):
-            raise field_error(self.source, self.path(key), "expected a mapping", "write it as key: value lines")
-        return {str(k): str(v) for k, v in value.items()}
+def _text(sec: Section, key: str, default: Optional[str] = None) -> str:
+    return sec.string(key, default, required=default is None).strip()
 
 
 def _command(source: str, where: str, item: Any, default_on: str, roles: list[str]) -> Command:
     if isinstance(item, str):
         return Command(default_on, item.strip())
-    f = _Fields(source, where, item)
-    f.unknown({"on", "run", "fails", "explore", LOCAL})
-    flags = {"fails": bool(f.data.get("fails", False)), "explore": bool(f.data.get("explore", False))}
-    if LOCAL in f.data:
-        return Command(LOCAL, f.text(LOCAL), **flags)
-    return Command(_role(f, default_on, roles), f.text("run"), **flags)
+    sec = _section(source, where, item, {"on", "run", "fails", "explore", LOCAL})
+    flags = {"fails": sec.boolean("fails", False), "explore": sec.boolean("explore", False)}
+    if sec.has(LOCAL):
+        return Command(LOCAL, _text(sec, LOCAL), **flags)
+    return Command(_role(sec, default_on, roles), _text(sec, "run"), **flags)
 
 
-def _role(f: _Fields, default_on: str, roles: list[str]) -> str:
-    on = f.text("on", default_on)
+def _role(sec: Section, default_on: str, roles: list[str]) -> str:
+    on = _text(sec, "on", default_on)
     if on not in roles and on != LOCAL:
-        raise field_error(f.source, f.path("on"), f"{on!r} is not a node of this lesson",
-                          f"use one of: {', '.join(roles)} (or raise `nodes:`)")
+        raise sec.error(sec.path("on"), f"{on!r} is not a node of this lesson",
+                        f"use one of: {', '.join(roles)} (or raise `nodes:`)")
     return on
 
 
@@ -152,11 +123,13 @@ def parse_lesson(source: str, text: str) -> Lesson:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}" if mark else "YAML"
         raise field_error(source, line, "not valid YAML", "fix the syntax") from None
-    top = _Fields(source, "", data)
-    top.unknown({"id", "title", "talk", "summary", "nodes", "needs", "networks", "sysctls", "vars", "facts",
-                 "steps", "cleanup"})
-    nodes = top.data.get("nodes", 1)
-    if not isinstance(nodes, int) or not 1 <= nodes <= 3:
+    if not isinstance(data, dict):
+        raise field_error(source, "top level", f"expected a mapping, got {type(data).__name__}",
+                          "see playbooks/README.md for the format")
+    top = _section(source, "", data, {"id", "title", "talk", "summary", "nodes", "needs", "networks", "sysctls",
+                                      "vars", "facts", "steps", "cleanup"})
+    nodes = top.raw("nodes", 1)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 3:
         raise field_error(source, "nodes", f"{nodes!r} is not 1, 2 or 3", "say how many nodes the lesson uses")
     roles = [f"node{i}" for i in range(1, nodes + 1)]
     needs = tuple(str(n) for n in top.items("needs"))
@@ -171,24 +144,20 @@ def parse_lesson(source: str, text: str) -> Lesson:
             raise field_error(source, f"networks[{i}]", f"{net!r} is not a network", "write it as 10.200.4.0/24")
     steps = []
     for i, raw in enumerate(top.items("steps")):
-        f = _Fields(source, f"steps[{i}]", raw)
-        f.unknown({"title", "explain", "on", "run", "check", "when", "transient"})
+        f = _section(source, f"steps[{i}]", raw, {"title", "explain", "on", "run", "check", "when", "transient"})
         on = _role(f, "node1", roles)
         commands = tuple(_command(source, f"{f.path('run')}[{j}]", c, on, roles) for j, c in enumerate(f.items("run")))
         checks = []
         for j, c in enumerate(f.items("check")):
-            cf = _Fields(source, f"{f.path('check')}[{j}]", c)
-            cf.unknown({"that", "on", "run", "expect", "fails"})
-            expect = cf.data.get("expect")
-            checks.append(Check(cf.text("that"), _role(cf, on, roles), cf.text("run"),
-                                None if expect is None else str(expect), bool(cf.data.get("fails", False))))
-        when = f.data.get("when")
-        steps.append(Step(f.text("title"), f.text("explain", ""), commands, tuple(checks),
-                          None if when is None else str(when), bool(f.data.get("transient", False))))
+            cf = _section(source, f"{f.path('check')}[{j}]", c, {"that", "on", "run", "expect", "fails"})
+            checks.append(Check(_text(cf, "that"), _role(cf, on, roles), _text(cf, "run"), cf.string("expect"),
+                                cf.boolean("fails", False)))
+        steps.append(Step(_text(f, "title"), _text(f, "explain", ""), commands, tuple(checks), f.string("when"),
+                          f.boolean("transient", False)))
     if not steps:
         raise field_error(source, "steps", "no steps", "add at least one step")
     lesson = Lesson(
-        id=top.text("id"), title=top.text("title"), talk=top.text("talk", ""), summary=top.text("summary", ""),
+        id=_text(top, "id"), title=_text(top, "title"), talk=_text(top, "talk", ""), summary=_text(top, "summary", ""),
         nodes=nodes, needs=needs, networks=tuple(networks), sysctls=top.mapping("sysctls"),
         vars=top.mapping("vars"), facts=top.mapping("facts"), steps=tuple(steps),
         cleanup=tuple(_command(source, f"cleanup[{j}]", c, "node1", roles)

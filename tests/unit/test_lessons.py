@@ -104,13 +104,14 @@ def test_a_bare_on_key_means_the_node_not_yaml_true():
 
 
 @pytest.mark.parametrize("change, message", [
-    (("    run:\n", "    runn:\n"), "p.yaml: steps[0].runn: unknown field; use one of: check, explain, on, run, title, transient, when"),
+    (("    run:\n", "    runn:\n"), "p.yaml: steps[0].runn: unknown key (did you mean 'run'?); allowed here: check, explain, on, run, title, "
+                                  "transient, when"),
     (("on: node2", "on: node3"), "p.yaml: steps[0].run[1].on: 'node3' is not a node of this lesson; use one of: "
                                  "node1, node2 (or raise `nodes:`)"),
     (("nodes: 2", "nodes: 7"), "p.yaml: nodes: 7 is not 1, 2 or 3; say how many nodes the lesson uses"),
     (("echo one", "echo {{ one"), "p.yaml: steps[0]: template error"),
     (("title: t\n", "title: t\n  bad"), "p.yaml: line"),
-    (("      - that: it works\n", "      - what: it works\n"), "p.yaml: steps[0].check[0].what: unknown field"),
+    (("      - that: it works\n", "      - what: it works\n"), "p.yaml: steps[0].check[0].what: unknown key"),
 ])
 def test_bad_playbooks_get_one_line_errors_naming_file_and_field(change, message):
     with pytest.raises(InputError) as err:
