@@ -40,7 +40,7 @@ import yaml
 
 from . import inventory as inventory_mod
 from .errors import InputError, LabError
-from .model import Cluster, Inventory, Node, Ssh
+from .model import Cluster, Inventory, Node, Ssh, split_jump
 from .state import LabFiles, atomic_write
 from .transport import NodeConnection, Transport, fingerprint
 
@@ -295,9 +295,8 @@ def pin_host_keys(hosts: Sequence[SshHost], known: KnownHosts, notice: Notice, h
     """Take every host's (and the jump host's) key on first use into `known`; say so with fingerprints."""
     jump = hosts[0].jump if hosts else None
     if jump:
-        user, _, rest = jump.rpartition("@")
-        host, _, port = rest.rpartition(":")
-        jump_host = SshHost(name="jump host", hostname=host, user=user, port=int(port), key=hosts[0].key)
+        user, host, port = split_jump(jump, hosts[0].user)
+        jump_host = SshHost(name="jump host", hostname=host, user=user, port=port, key=hosts[0].key)
         pin_one(jump_host, fetch_host_key(jump_host, known), known, notice,
                 "on the jump host: ssh-keygen -lf /etc/ssh/ssh_host_{kind}_key.pub")
         keys = fetch_through_jump(hosts, jump_host, known)
@@ -524,7 +523,7 @@ def ansible_inventory(inv: Inventory, subnets: dict[str, str]) -> str:
     for node in inv.nodes:
         ssh = node.ssh
         host = {"ansible_host": node.ssh_host, "ansible_port": ssh.port, "ansible_user": ssh.user,
-                "ansible_become": ssh.become and ssh.user != "root"}
+                "ansible_become": ssh.sudo}
         if ssh.key is not None:
             host["ansible_ssh_private_key_file"] = str(Path(ssh.key).absolute())
         options = ["-o StrictHostKeyChecking=yes"]

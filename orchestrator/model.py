@@ -57,6 +57,18 @@ class Ssh:
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
 
+    @property
+    def sudo(self) -> bool:
+        """Whether commands go through `sudo -n` (become, and not already root)."""
+        return self.become and self.user != "root"
+
+
+def split_jump(spec: str, default_user: str) -> tuple[str, str, int]:
+    """(user, host, port) of a jump host written [user@]host[:port]; port 22 by default."""
+    user, _, rest = spec.rpartition("@")
+    host, _, port = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    return user or default_user, host, int(port or 22)
+
 
 @dataclass(frozen=True)
 class Node:

@@ -27,7 +27,7 @@ import fabric
 import paramiko
 
 from .errors import LabError
-from .model import Node, Ssh
+from .model import Node, Ssh, split_jump
 
 MAX_PARALLEL = 32
 
@@ -107,9 +107,8 @@ class NodeConnection:
         node, ssh = self.node, self.node.ssh
         gateway = None
         if ssh.jump:
-            jump_user, _, rest = ssh.jump.rpartition("@")
-            jump_host, _, jump_port = rest.partition(":")
-            gateway = self._new_connection(jump_host, jump_user or ssh.user, int(jump_port or 22), ssh)
+            jump_user, jump_host, jump_port = split_jump(ssh.jump, ssh.user)
+            gateway = self._new_connection(jump_host, jump_user, jump_port, ssh)
         conn = self._new_connection(node.ssh_host, ssh.user, ssh.port, ssh, gateway)
         target = f"{ssh.user}@{node.ssh_host}:{ssh.port}"
         known_hosts = ssh.known_hosts or "~/.ssh/known_hosts"
@@ -236,7 +235,7 @@ class Transport:
         """The quoted command line sent for `argv` on `node` (with `sudo -n` when the node says become)."""
         if not argv:
             raise ValueError("empty command")
-        if node.ssh.become and node.ssh.user != "root":
+        if node.ssh.sudo:
             argv = ["sudo", "-n", "--", *argv]
         return shlex.join(argv)
 
