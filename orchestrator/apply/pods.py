@@ -85,13 +85,14 @@ def apply(inv: Inventory, transport: Transport, files: LabFiles, manifests: list
     stamp = now()
     changes = plan_apply(inv.cluster, manifests, objects, stamp)
     deleted = {id(p) for p in changes.delete}
-    schedule(changes.create, list(inv.nodes), [p for p in objects["pods"].values() if id(p) not in deleted])
+    staying = [p for p in objects["pods"].values() if id(p) not in deleted]
+    schedule(changes.create, list(inv.nodes), staying)
     services = dict(objects["services"])
     results = []
     for m in manifests:
         if m.kind == "Service":
-            check_target_ports(m, [p for p in objects["pods"].values() if id(p) not in deleted] + changes.create)
             record = service_record(m, services, inv.cluster.service_cidr, stamp)
+            check_target_ports(record, m.source, staying + changes.create)
             old = services.get(m.key)
             services[m.key] = record
             results.append(f"{m.ref} {'created' if old is None else 'unchanged' if old == record else 'configured'}")

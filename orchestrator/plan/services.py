@@ -116,17 +116,14 @@ def endpoints(service: dict, pods: dict) -> dict:
     return result
 
 
-def check_target_ports(m: Manifest, candidates: list[dict]) -> None:
+def check_target_ports(service: dict, source: str, candidates: list[dict]) -> None:
     """A named targetPort must be declared by some pod the selector picks (when it picks any)."""
-    picked = [p for p in candidates if p["namespace"] == m.namespace and m.selector
-              and all(p["labels"].get(k) == v for k, v in m.selector.items())]
-    for i, port in enumerate(m.service.ports):
-        if isinstance(port.target_port, str) and picked and not any(
-                q.get("name") == port.target_port and q["protocol"] == port.protocol
-                for pod in picked for q in pod.get("ports", [])):
-            raise InputError(f"{m.source}: spec.ports[{i}].targetPort: no container of the pods selected by "
-                             f"{fmt_labels(m.selector)} declares a port named {port.target_port!r}; name the "
-                             "containerPort so, or give a number")
+    picked = [p for p in candidates if selected(service, p)]
+    for i, port in enumerate(service["ports"]):
+        if isinstance(port["target_port"], str) and picked and all(target_port(port, p) is None for p in picked):
+            raise InputError(f"{source}: spec.ports[{i}].targetPort: no container of the pods selected by "
+                             f"{fmt_labels(service['selector'])} declares a port named {port['target_port']!r}; "
+                             "name the containerPort so, or give a number")
 
 
 def dns_records(services: dict, pods: dict, domain: str) -> list[tuple[str, str]]:
