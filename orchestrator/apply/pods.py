@@ -31,9 +31,9 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def sync(inv: Inventory, transport: Transport, files: LabFiles, objects: dict, changes: PodChanges) -> list[str]:
-    """Delete and create pods per `changes` on their nodes; record the outcome in `objects`. Returns the
-    failures, one line each (the other pods' changes still happen and are recorded)."""
+def sync(inv: Inventory, transport: Transport, objects: dict, changes: PodChanges) -> list[str]:
+    """Delete and create pods per `changes` on their nodes; record the outcome in `objects` (the caller
+    writes them). Returns the failures, one line each (the other pods' changes still happen)."""
     by_node: dict[str, dict] = {}
     for pod in changes.delete:
         by_node.setdefault(pod["node"], {"delete": [], "add": []})["delete"].append(pod)
@@ -66,7 +66,6 @@ def sync(inv: Inventory, transport: Transport, files: LabFiles, objects: dict, c
                 failures.append(f"{node_name}: pod {pod['namespace']}/{pod['name']}: {got['error']}")
                 continue
             objects["pods"][f"{pod['namespace']}/{pod['name']}"] = dict(pod, ip=got["ip"])
-    files.write_objects(objects)
     return failures
 
 
@@ -102,7 +101,7 @@ def apply(inv: Inventory, transport: Transport, files: LabFiles, manifests: list
                                              "template_hash": m.template.digest()}
     if changes.create or changes.delete:
         progress(f"{len(changes.create)} pod(s) to create, {len(changes.delete)} to delete")
-    failures = sync(inv, transport, files, objects, changes)
+    failures = sync(inv, transport, objects, changes)
     objects["services"] = services
     failures += services_mod.sync(inv, transport, objects)
     files.write_objects(objects)
@@ -124,7 +123,7 @@ def delete(inv: Inventory, transport: Transport, files: LabFiles, manifests: lis
         elif m.kind == "Service":
             existed = objects["services"].pop(m.key, None) is not None
             changes.results.append(f"service/{m.name} {'deleted' if existed else 'not found'}")
-    failures = sync(inv, transport, files, objects, changes)
+    failures = sync(inv, transport, objects, changes)
     failures += services_mod.sync(inv, transport, objects)
     files.write_objects(objects)
     if failures:
