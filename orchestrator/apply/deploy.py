@@ -172,28 +172,36 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
     return [reports[n.name] for n in inv.nodes]
 
 
+def reattach(inv: Inventory, transport: Transport, files: LabFiles, nodes: list) -> dict:
+    """Re-attach the pods of `nodes` set up with an older CNI config (as after `ipMasq: true`): DEL with
+    the old config, ADD with the node's current one; record their new IPs. Returns, per node, its pods'
+    results ({key: {"ip"} or {"error"}}) or the node's exception."""
+    results = transport.run_all(lambda node: json.loads(transport.run(node, [
+        "python3", agent_path(inv.name), "pods-reattach", "--conf", conflist_path(inv.name)]).stdout), nodes)
+    objects = files.read_objects()
+    for outcome in results.values():
+        for key, got in ({} if isinstance(outcome, BaseException) else outcome).items():
+            pod = objects["pods"].get(key.replace("_", "/", 1))
+            if pod and "ip" in got:
+                pod["ip"] = got["ip"]
+    files.write_objects(objects)
+    return results
+
+
 def reattach_pods(inv: Inventory, transport: Transport, files: LabFiles, stale: dict[str, list],
                   reports: dict) -> None:
-    """Re-attach pods set up with an older CNI config (as after `ipMasq: true`): DEL with the old config,
-    ADD with the node's current one; record their new IPs."""
+    """Re-attach the stale pods of the nodes that did not fail (see reattach); report per node."""
     busy = [n for n in inv.nodes if n.name in stale and reports[n.name].status != "failed"]
     if not busy:
         return
-    results = transport.run_all(lambda node: json.loads(transport.run(node, [
-        "python3", agent_path(inv.name), "pods-reattach", "--conf", conflist_path(inv.name)]).stdout), busy)
-    objects = files.read_objects()
-    for node_name, outcome in results.items():
+    for node_name, outcome in reattach(inv, transport, files, busy).items():
         if isinstance(outcome, BaseException):
             reports[node_name].status, reports[node_name].error = "failed", str(outcome)
             continue
         reports[node_name].status = "changed"
         for key, got in outcome.items():
-            pod = objects["pods"].get(key.replace("_", "/", 1))
-            if pod and "ip" in got:
-                pod["ip"] = got["ip"]
-            elif "error" in got:
+            if "error" in got:
                 reports[node_name].status, reports[node_name].error = "failed", f"{node_name}: {key}: {got['error']}"
-    files.write_objects(objects)
 
 
 def start_cluster_dns(inv: Inventory, transport: Transport, files: LabFiles,

@@ -7,14 +7,13 @@ the way people get it wrong, a process stopped.
 
 from __future__ import annotations
 
-import json
 import random
 import shlex
 from dataclasses import dataclass
 from typing import Callable
 
 from ..apply import services as services_mod
-from ..apply.deploy import agent_path
+from ..apply.deploy import reattach
 from ..errors import InputError
 from ..model import Inventory, Node
 from ..plan.network import conflist_path, node_lib, vtep_mac, vxlan_device
@@ -44,11 +43,10 @@ def break_fdb(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
 def break_ipmasq(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
     path = conflist_path(inv.name)
     t.run(node, ["sed", "-i", 's/"ipMasq": false/"ipMasq": true/', path])
-    report = json.loads(t.run(node, ["python3", agent_path(inv.name), "pods-reattach", "--conf", path]).stdout)
+    report = reattach(inv, t, files, [node])[node.name]
+    if isinstance(report, BaseException):
+        raise report
     objects = files.read_objects()
-    for key, got in report.items():
-        if "ip" in got and key.replace("_", "/", 1) in objects["pods"]:
-            objects["pods"][key.replace("_", "/", 1)]["ip"] = got["ip"]
     services_mod.sync(inv, t, objects)
     files.write_objects(objects)
     return (f"set ipMasq true in {node.name}:{path} (as the talk's bridge.conf has it) and re-attached its "
