@@ -23,8 +23,7 @@ from _common import deployment_yaml, lab, record, use_private_state  # noqa: E40
 
 from orchestrator import inventory  # noqa: E402
 from orchestrator.apply.deploy import agent_path  # noqa: E402
-from orchestrator.plan.proxy import JUMPS, render_iptables  # noqa: E402
-from orchestrator.plan.proxy_nft import render_nft  # noqa: E402
+from orchestrator.apply.services import rules_request  # noqa: E402
 from orchestrator.plan.services import Endpoint  # noqa: E402
 from orchestrator.transport import Transport  # noqa: E402
 
@@ -57,11 +56,7 @@ def synthetic(count: int, eps: list[Endpoint], service_cidr: IPv4Network):
 
 def request(backend: str, services: dict, endpoints: dict, cidr: IPv4Network) -> tuple[str, float]:
     start = time.perf_counter()
-    req = {"backend": backend, "jumps": [list(j) for j in JUMPS]}
-    if backend == "nftables":
-        req["nft"] = render_nft(services, endpoints, cidr)
-    else:
-        req["tables"] = render_iptables(services, endpoints, cidr)
+    req = rules_request(backend, services, endpoints, cidr)
     rendered = time.perf_counter() - start
     return json.dumps(req), rendered
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from ipaddress import IPv4Network
 from typing import Callable, Iterable, Optional
 
 from ..model import Inventory
@@ -37,6 +38,16 @@ def stale_udp_endpoints(old: dict, new: dict, services: dict) -> list[str]:
     return sorted(stale)
 
 
+def rules_request(backend: str, services: dict, eps: dict, cluster_cidr: IPv4Network) -> dict:
+    """The service rules part of a node agent's proxy-sync request, for the cluster's proxy mode."""
+    request = {"backend": backend, "jumps": [list(j) for j in JUMPS]}
+    if backend == "nftables":
+        request["nft"] = render_nft(services, eps, cluster_cidr)
+    else:
+        request["tables"] = render_iptables(services, eps, cluster_cidr)
+    return request
+
+
 def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterable[str] = (),
          force: bool = False, verify: bool = False) -> list[str]:
     """Recompute endpoints and rules from `objects`; push them to every node (but `lost_nodes`, whose pods
@@ -49,19 +60,14 @@ def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterab
     ready = {k: p for k, p in objects["pods"].items() if p["node"] not in lost}
     eps = {key: endpoints(service, ready) for key, service in services.items()}
     stored = {key: {port: [e.__dict__ for e in lst] for port, lst in ports.items()} for key, ports in eps.items()}
-    request = {
-        "backend": inv.cluster.proxy_mode,
+    request = rules_request(inv.cluster.proxy_mode, services, eps, inv.cluster.cluster_cidr)
+    request.update({
         "force": force,
         "verify": verify,
-        "jumps": [list(j) for j in JUMPS],
         "stale_udp": stale_udp_endpoints(objects.get("endpoints", {}), stored, services),
         "dns_hosts": "".join(f"{ip} {name}\n" for ip, name in dns_records(services, objects["pods"],
                                                                          inv.cluster.dns_domain)),
-    }
-    if inv.cluster.proxy_mode == "nftables":
-        request["nft"] = render_nft(services, eps, inv.cluster.cluster_cidr)
-    else:
-        request["tables"] = render_iptables(services, eps, inv.cluster.cluster_cidr)
+    })
     payload = json.dumps(request)
     results = transport.run_all(lambda node: json.loads(
         transport.run(node, ["python3", agent_path(inv.name), "proxy-sync"], stdin=payload).stdout),
