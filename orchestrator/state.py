@@ -67,6 +67,11 @@ class LabFiles:
         """JSON of what the lab manages: subnet leases, pods, deployments, services."""
         return self.root / "objects.json"
 
+    @property
+    def sent_rules(self) -> Path:
+        """JSON of the service rules the controller last sent the nodes (digests), for partial syncs."""
+        return self.root / "sent-rules.json"
+
     def read_objects(self) -> dict[str, Any]:
         try:
             data = json.loads(self.objects.read_text())

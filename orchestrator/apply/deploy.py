@@ -255,4 +255,5 @@ def destroy(inv: Inventory, transport: Transport, files: LabFiles,
         objects["pods"], objects["subnets"], objects["deployments"] = {}, {}, {}
         objects["services"], objects["endpoints"] = {}, {}
         files.write_objects(objects)
+        files.sent_rules.unlink(missing_ok=True)  # the nodes hold no service rules any more
     return [reports[n.name] for n in inv.nodes]

@@ -1,28 +1,32 @@
 """The mini service controller: endpoints from pods, kube-proxy rules and DNS records to every node.
 
-One call of the node agent's `proxy-sync` per node, all nodes in parallel, each given the whole
-desired rule set; the agent writes only the chains that changed since its last load (nothing at
-all when none did), atomically, with one iptables-restore.
+One call of the node agent's `proxy-sync` per node, all nodes in parallel. Like kube-proxy, the
+controller remembers what it sent (`SentRules`: a digest per iptables chain, in the lab's folder) and
+sends a node only the chains that changed since; the node checks that it holds what the change builds
+on (else it asks for everything) and loads it atomically, with one iptables-restore.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Network
+from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from ..model import Inventory
+from ..model import Inventory, Node
+from ..node_agent import chain_digest
 from ..plan.proxy import JUMPS, render_iptables
 from ..plan.proxy_nft import render_nft
 from ..plan.services import dns_records, endpoints
-from ..state import LabFiles
-from ..transport import Transport
+from ..state import LabFiles, atomic_write
+from ..transport import FleetResult, Transport
+from .deploy import agent_path
 
 # How often the running controller has every node read its rules back and repair what was changed by
 # hand (kube-proxy's periodic full sync); the syncs in between write only what changed.
 VERIFY_EVERY = 30.0
-from .deploy import agent_path
 
 
 def stale_udp_endpoints(old: dict, new: dict, services: dict) -> list[str]:
@@ -48,6 +52,80 @@ def rules_request(backend: str, services: dict, eps: dict, cluster_cidr: IPv4Net
     return request
 
 
+@dataclass
+class SentRules:
+    """What the controller last sent the nodes (iptables): a digest per chain, the generation those name,
+    and the generation each node confirmed holding."""
+
+    generation: str = ""
+    digests: dict = field(default_factory=dict)
+    nodes: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> "SentRules":
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return cls()
+
+    def write(self, path: Path) -> None:
+        atomic_write(path, json.dumps(asdict(self)))
+
+
+def chain_digests(tables: dict) -> dict:
+    """table -> chain -> digest of a rendered iptables rule set."""
+    return {table: {chain: chain_digest(rules) for chain, rules in chains.items()} for table, chains in tables.items()}
+
+
+def generation_of(digests: dict) -> str:
+    """A rule set's generation: the digest of its chain digests. Not sorted: rendering the same rules gives
+    the same order, and another order would only cost a full load, never a wrong change."""
+    return chain_digest([json.dumps(digests)])
+
+
+def change_request(request: dict, digests: dict, sent: SentRules) -> dict:
+    """The request that turns a node holding `sent` into `request` (whose chain digests are `digests`):
+    the chains that differ, the chains that went, and the generation it builds on."""
+    before = sent.digests
+    tables = {table: {chain: request["tables"][table][chain] for chain, digest in chains.items()
+                      if before.get(table, {}).get(chain) != digest} for table, chains in digests.items()}
+    removed = {table: [chain for chain in chains if chain not in digests.get(table, {})]
+               for table, chains in before.items()}
+    return {**request, "tables": {t: c for t, c in tables.items() if c},
+            "removed": {t: c for t, c in removed.items() if c}, "base": sent.generation}
+
+
+def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict, sent: SentRules) -> FleetResult:
+    """Send every node in `nodes` the proxy-sync `request`, and update `sent`: with iptables, a node that
+    holds what was sent last gets only the changes; the others, and a node that answers it holds something
+    else, get everything. Returns each node's answer or exception; a failing node keeps its previous rules."""
+    argv = ["python3", agent_path(lab), "proxy-sync"]
+    change, base, generation = None, sent.generation, ""
+    if request["backend"] == "iptables":
+        digests = chain_digests(request["tables"])
+        generation = generation_of(digests)
+        request = {**request, "generation": generation}
+        if base and not (request.get("force") or request.get("verify")):
+            change = json.dumps(change_request(request, digests, sent))
+        sent.generation, sent.digests = generation, digests
+    else:
+        sent.generation, sent.digests = "", {}
+    changed_only = {n.name for n in nodes if change and sent.nodes.get(n.name) == base}
+    full = json.dumps(request) if len(changed_only) < len(nodes) else None
+
+    def push(node: Node) -> dict:
+        if node.name not in changed_only:
+            return json.loads(transport.run(node, argv, stdin=full).stdout)
+        answer = json.loads(transport.run(node, argv, stdin=change).stdout)
+        if answer.get("resync"):
+            answer = json.loads(transport.run(node, argv, stdin=json.dumps({**request, "verify": True})).stdout)
+        return answer
+
+    results = transport.run_all(push, nodes)
+    sent.nodes = {name: generation for name, result in results.items() if not isinstance(result, BaseException)}
+    return results
+
+
 def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterable[str] = (),
          force: bool = False, verify: bool = False) -> list[str]:
     """Recompute endpoints and rules from `objects`; push them to every node (but `lost_nodes`, whose pods
@@ -68,10 +146,10 @@ def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterab
         "dns_hosts": "".join(f"{ip} {name}\n" for ip, name in dns_records(services, objects["pods"],
                                                                          inv.cluster.dns_domain)),
     })
-    payload = json.dumps(request)
-    results = transport.run_all(lambda node: json.loads(
-        transport.run(node, ["python3", agent_path(inv.name), "proxy-sync"], stdin=payload).stdout),
-        [n for n in inv.nodes if n.name not in lost])
+    ledger = LabFiles.of(inv.name).sent_rules
+    sent = SentRules.read(ledger)
+    results = push_rules(transport, inv.name, [n for n in inv.nodes if n.name not in lost], request, sent)
+    sent.write(ledger)
     objects["endpoints"] = stored
     return [str(r) for r in results.values() if isinstance(r, BaseException)]
 

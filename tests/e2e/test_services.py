@@ -279,6 +279,29 @@ def test_deleting_a_service_removes_its_rules_from_every_node(svc):
         assert "default/echo" not in rules and "30080" not in rules and " . 8080" not in rules
 
 
+def test_hundreds_of_services_applied_at_once_answer_and_go_at_once(svc):
+    """A bulk load: 300 services x 3 endpoints is 1,200 chains, which iptables-restore gets with a whole-table
+    read instead of its quadratic list of names; every service answers, and deleting them all leaves none."""
+    many = "---".join(f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: bulk{i}}}
+spec:
+  selector: {{app: nginx}}
+  ports: [{{port: 80}}]
+""" for i in range(300))
+    apply(svc, many)
+    client = pods(svc, "client")[0]
+    targets = [{"proto": "tcp", "host": service(svc, name)["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
+               for name in ("bulk0", "bulk150", "bulk299")]
+    assert all(reply["ok"] for reply in probe_from(svc, client, targets))
+    if svc.mode == "iptables":
+        assert sum(line.startswith(":KUBE-SEP-") for line in nat_rules(svc, "node3")) >= 900
+    apply(svc, many, verb="delete")
+    assert not [line for line in nat_rules(svc, "node3") if "bulk" in line]
+    assert all(not reply["ok"] for reply in probe_from(svc, client, targets))
+
+
 @pytest.mark.parametrize("text,message", [
     (ECHO.replace("port: 8080,", "port: 80800,"), "spec.ports[0].port: 80800 is not a whole number from 1 to 65535"),
     (ECHO.replace("targetPort: 80, protocol: TCP", "targetPort: web, protocol: TCP"),
