@@ -12,7 +12,7 @@ from ..model import Inventory
 from ..plan.facts import CNI_PATH
 from ..plan.network import conflist_path
 from ..plan.pods import PodChanges, plan_apply, plan_delete, schedule
-from ..plan.services import check_target_ports, service_record
+from ..plan.services import AddressBook, check_target_ports, service_record
 from . import services as services_mod
 from ..state import LabFiles
 from ..transport import Transport
@@ -87,12 +87,13 @@ def apply(inv: Inventory, transport: Transport, files: LabFiles, manifests: list
     staying = [p for p in objects["pods"].values() if id(p) not in deleted]
     schedule(changes.create, list(inv.nodes), staying)
     services = dict(objects["services"])
+    book = AddressBook(services, inv.cluster.service_cidr)
     results = []
     for m in manifests:
         if m.kind == "Service":
-            record = service_record(m, services, inv.cluster.service_cidr, stamp)
-            check_target_ports(record, m.source, staying + changes.create)
             old = services.get(m.key)
+            record = service_record(m, old, book, stamp)
+            check_target_ports(record, m.source, staying + changes.create)
             services[m.key] = record
             results.append(f"{m.ref} {'created' if old is None else 'unchanged' if old == record else 'configured'}")
     for m in manifests:

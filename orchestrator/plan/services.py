@@ -35,12 +35,67 @@ class Endpoint:
         return f"{self.ip}:{self.port}"
 
 
-def service_record(m: Manifest, services: dict, service_cidr: IPv4Network, now: str) -> dict:
-    """The stored form of Service `m`, with its ClusterIP and NodePorts kept, taken as asked, or allocated."""
+class AddressBook:
+    """The ClusterIPs and NodePorts the services hold, kept current while many services are recorded in one
+    pass: lookups are dictionary lookups and the lowest free address is found from a cursor, so recording
+    10,000 services is linear, not a scan of every service per service."""
+
+    def __init__(self, services: dict, service_cidr: IPv4Network):
+        self.cidr = service_cidr
+        self.reserved = reserved_ips(service_cidr)
+        self.ips = {v["cluster_ip"]: k for k, v in services.items()}
+        self.node_ports = {p["node_port"]: k for k, v in services.items() for p in v["ports"] if p.get("node_port")}
+        self._ip_cursor = int(service_cidr.network_address)
+        self._port_cursor = NODE_PORTS.start
+
+    def ip_owner(self, ip: str, key: str) -> Optional[str]:
+        """The other service holding `ip`, if any."""
+        owner = self.ips.get(ip)
+        return owner if owner != key else None
+
+    def port_owner(self, port: int, key: str) -> Optional[str]:
+        """The other service holding NodePort `port`, if any."""
+        owner = self.node_ports.get(port)
+        return owner if owner != key else None
+
+    def free_ip(self) -> Optional[str]:
+        """The lowest address of the service CIDR nobody holds and that is not reserved."""
+        last = int(self.cidr.broadcast_address)
+        while self._ip_cursor < last:
+            candidate = IPv4Address(self._ip_cursor)
+            if str(candidate) not in self.ips and candidate not in self.reserved:
+                return str(candidate)
+            self._ip_cursor += 1
+        return None
+
+    def free_node_port(self, also_taken: set) -> Optional[int]:
+        """The lowest NodePort nobody holds and not in `also_taken` (ports the service being recorded takes)."""
+        while self._port_cursor < NODE_PORTS.stop and self._port_cursor in self.node_ports:
+            self._port_cursor += 1
+        port = self._port_cursor
+        while port < NODE_PORTS.stop and (port in self.node_ports or port in also_taken):
+            port += 1
+        return port if port < NODE_PORTS.stop else None
+
+    def hold(self, key: str, old: Optional[dict], record: dict) -> None:
+        """`key` now holds what `record` names, and no longer what `old` named."""
+        for ip in [old["cluster_ip"]] if old else []:
+            if self.ips.get(ip) == key:
+                del self.ips[ip]
+                self._ip_cursor = min(self._ip_cursor, int(IPv4Address(ip)))
+        for port in [p["node_port"] for p in (old or {}).get("ports", []) if p.get("node_port")]:
+            if self.node_ports.get(port) == key:
+                del self.node_ports[port]
+                self._port_cursor = min(self._port_cursor, port)
+        self.ips[record["cluster_ip"]] = key
+        self.node_ports.update((p["node_port"], key) for p in record["ports"] if p["node_port"])
+
+
+def service_record(m: Manifest, old: Optional[dict], book: AddressBook, now: str) -> dict:
+    """The stored form of Service `m` (`old`: its stored form so far), with its ClusterIP and NodePorts kept,
+    taken as asked, or allocated from `book`, which then holds them."""
     spec = m.service
-    old = services.get(m.key)
-    others = {k: v for k, v in services.items() if k != m.key}
-    taken_ips = {v["cluster_ip"]: k for k, v in others.items()}
+    service_cidr = book.cidr
     if spec.cluster_ip:
         try:
             wanted = ip_address(spec.cluster_ip)
@@ -50,39 +105,41 @@ def service_record(m: Manifest, services: dict, service_cidr: IPv4Network, now: 
         if wanted not in service_cidr:
             raise InputError(f"{m.source}: spec.clusterIP: {wanted} is outside the service CIDR {service_cidr}; "
                              f"give an address of {service_cidr} or leave it out")
-        if str(wanted) in taken_ips:
-            raise InputError(f"{m.source}: spec.clusterIP: {wanted} is taken by service {taken_ips[str(wanted)]}; "
-                             "give another address or leave it out")
-        if wanted in reserved_ips(service_cidr) and not (m.key == DNS_SERVICE and wanted == dns_ip(service_cidr)):
+        if book.ip_owner(str(wanted), m.key):
+            raise InputError(f"{m.source}: spec.clusterIP: {wanted} is taken by service "
+                             f"{book.ip_owner(str(wanted), m.key)}; give another address or leave it out")
+        if wanted in book.reserved and not (m.key == DNS_SERVICE and wanted == dns_ip(service_cidr)):
             raise InputError(f"{m.source}: spec.clusterIP: {wanted} is reserved; give another address or leave it out")
         cluster_ip = str(wanted)
     elif old:
         cluster_ip = old["cluster_ip"]
     else:
-        cluster_ip = next((str(a) for a in service_cidr.hosts() if str(a) not in taken_ips
-                           and a not in reserved_ips(service_cidr)), None)
+        cluster_ip = book.free_ip()
         if cluster_ip is None:
             raise InputError(f"{m.source}: no free address left in the service CIDR {service_cidr}")
-    taken_ports = {p["node_port"]: k for k, v in others.items() for p in v["ports"] if p.get("node_port")}
     old_ports = {(p["port"], p["protocol"]): p.get("node_port") for p in (old or {}).get("ports", [])}
     ports = []
     for i, p in enumerate(spec.ports):
         node_port = None
         if spec.type == "NodePort":
             node_port = p.node_port or old_ports.get((p.port, p.protocol))
-            if node_port in taken_ports:
+            if node_port is not None and book.port_owner(node_port, m.key):
                 raise InputError(f"{m.source}: spec.ports[{i}].nodePort: {node_port} is already used by service "
-                                 f"{taken_ports[node_port]}; give another port from 30000-32767 or leave it out")
+                                 f"{book.port_owner(node_port, m.key)}; give another port from 30000-32767 or "
+                                 "leave it out")
             if node_port is None:
-                used = set(taken_ports) | {q["node_port"] for q in ports if q["node_port"]}
-                node_port = next(n for n in NODE_PORTS if n not in used)
-            taken_ports[node_port] = m.key
+                node_port = book.free_node_port({q["node_port"] for q in ports if q["node_port"]})
+                if node_port is None:
+                    raise InputError(f"{m.source}: spec.ports[{i}]: no free NodePort left in 30000-32767; delete a "
+                                     "NodePort service or use type ClusterIP")
         ports.append({"name": p.name, "protocol": p.protocol, "port": p.port, "target_port": p.target_port,
                       "node_port": node_port})
-    return {"name": m.name, "namespace": m.namespace, "type": spec.type, "cluster_ip": cluster_ip, "ports": ports,
-            "selector": dict(m.selector), "session_affinity": spec.session_affinity,
-            "affinity_timeout": spec.affinity_timeout, "labels": dict(m.labels),
-            "created": (old or {}).get("created", now)}
+    record = {"name": m.name, "namespace": m.namespace, "type": spec.type, "cluster_ip": cluster_ip, "ports": ports,
+              "selector": dict(m.selector), "session_affinity": spec.session_affinity,
+              "affinity_timeout": spec.affinity_timeout, "labels": dict(m.labels),
+              "created": (old or {}).get("created", now)}
+    book.hold(m.key, old, record)
+    return record
 
 
 def selected(service: dict, pod: dict) -> bool:

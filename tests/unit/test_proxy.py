@@ -9,7 +9,7 @@ from orchestrator.manifests import load_text
 from orchestrator.apply.services import SentRules, chain_digests, change_request, generation_of
 from orchestrator.node_agent import proxy_sync, restore_input, saved_chains, table_header, trusted_chains, wanted_digests
 from orchestrator.plan.proxy import JUMPS, render_iptables, svc_chain
-from orchestrator.plan.services import Endpoint, dns_records, endpoints, service_record
+from orchestrator.plan.services import AddressBook, Endpoint, dns_records, endpoints, service_record
 
 DATA = Path(__file__).with_name("data")
 REPO = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ CIDR = Net("10.96.0.0/12")
 def talk_nginx():
     """The talk's service and endpoints: 10.101.186.205 in front of three pods."""
     (m,) = [x for x in load_text((REPO / "examples" / "nginx.yaml").read_text(), "nginx.yaml") if x.kind == "Service"]
-    record = service_record(m, {}, CIDR, "2026-01-01T00:00:00Z")
+    record = service_record(m, None, AddressBook({}, CIDR), "2026-01-01T00:00:00Z")
     record["cluster_ip"] = "10.101.186.205"
     eps = [Endpoint("10.233.1.4", 80, "node1", "a"), Endpoint("10.233.2.3", 80, "node2", "b"),
            Endpoint("10.233.3.2", 80, "node3", "c")]
