@@ -95,7 +95,8 @@ def main() -> None:
               "Both carry ~50 KB per skb (no segmentation on the way); with bridge netfilter off and pod traffic "
               "untracked the vxlan ratio stays 0.68, so the cost is the hops, not the rules. Receive packet steering "
               "on the pod veths spreads the path over CPUs (0.6 to 1.1 on this 2-CPU machine, by flow hash), so "
-              "the lab does not set it."]
+              "the lab does not set it. The same parts built by hand, without the lab, give the same ratios: "
+              "bench/throughput_by_hand.py."]
     record("lab deploy and the pod network (bench/deploy.py)", lines)
 
 
