@@ -12,6 +12,9 @@ CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
 CNI_DIRS = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
 CNI_PATH = ":".join(CNI_DIRS)
 REQUIRED_TOOLS = ("ip", "bridge", "iptables-save", "iptables-restore", "python3")
+# Also read (plan.packages installs them): what pods, services, `lab verify` and the lessons use.
+OTHER_TOOLS = ("iptables", "nft", "conntrack", "dnsmasq", "ping", "curl", "sysctl")
+KERNEL_FEATURES = ("vxlan", "bridge")  # listed in `tools` as kernel:<name>
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class NodeState:
     def missing(self) -> list[str]:
         """What the node lacks for the pod network, as words a person can act on."""
         lacks = [f"{tool} (command)" for tool in REQUIRED_TOOLS if tool not in self.tools]
-        lacks += [f"kernel {m} support" for m in ("vxlan", "bridge") if f"kernel:{m}" not in self.tools]
+        lacks += [f"kernel {m} support" for m in KERNEL_FEATURES if f"kernel:{m}" not in self.tools]
         lacks += [f"CNI plugin {p}" for p in self.missing_plugins]
         return lacks
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..model import Cluster
-from .facts import CNI_PLUGINS, NodeState
+from .facts import CNI_PLUGINS, KERNEL_FEATURES, NodeState
 
 APT, DNF = "apt", "dnf"
 # The command that tells a package manager is there (as the facts list them) -> its name here.
@@ -56,7 +56,6 @@ BASE_NEEDS = (
       for p in CNI_PLUGINS),
 )
 NFT_NEED = command("nft", "nftables", "nftables")  # services in proxy_mode nftables
-KERNEL_FEATURES = ("vxlan", "bridge")  # no package to install: the kernel has them or not
 
 
 def needs(cluster: Cluster) -> tuple[Need, ...]:

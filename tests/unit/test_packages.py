@@ -10,11 +10,10 @@ import pytest
 from orchestrator.apply import bootstrap as bootstrap_mod
 from orchestrator.model import Cluster, Emulated, Inventory, Node, Ssh
 from orchestrator.plan import packages
-from orchestrator.plan.facts import NodeState, parse_facts
+from orchestrator.plan.facts import KERNEL_FEATURES, OTHER_TOOLS, REQUIRED_TOOLS, NodeState, parse_facts
 from orchestrator.transport import Result, Transport
 
-ALL_TOOLS = frozenset({"ip", "bridge", "iptables", "iptables-save", "iptables-restore", "python3", "nft", "ping",
-                       "sysctl", "curl", "conntrack", "dnsmasq", "kernel:vxlan", "kernel:bridge"})
+ALL_TOOLS = frozenset(REQUIRED_TOOLS + OTHER_TOOLS + tuple(f"kernel:{m}" for m in KERNEL_FEATURES))
 ALL_PLUGINS = {p: f"/usr/lib/cni/{p}" for p in ("bridge", "host-local", "portmap", "loopback")}
 COMPLETE = NodeState(tools=ALL_TOOLS, cni_plugins=ALL_PLUGINS, package_managers=("apt-get",),
                      os="Debian GNU/Linux 12 (bookworm)")
@@ -175,3 +174,13 @@ def test_the_node_agent_looks_for_plugins_where_the_lab_does():
     from orchestrator import node_agent
     from orchestrator.plan.facts import CNI_PATH
     assert node_agent.CNI_PATH == CNI_PATH  # the agent runs alone on the nodes: its own copy must agree
+
+
+def test_every_command_bootstrap_installs_is_one_the_node_facts_read():
+    """A need whose command the facts script never looks for would be reported missing on every node."""
+    from orchestrator.apply.node import facts_script
+    script = facts_script("demo")
+    needed = {n.tool for n in packages.needs(Cluster(name="demo", proxy_mode="nftables")) if n.tool}
+    looked_for = next(line for line in script.splitlines() if line.startswith("for t in ")).split(";")[0].split()[3:]
+    assert needed <= set(looked_for)
+    assert "for m in vxlan bridge; do" in script
