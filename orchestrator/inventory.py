@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .errors import InputError, field_error
+from .errors import InputError, field_error, yaml_error
 from .model import OVERLAY_BACKENDS, PROXY_MODES, Cluster, Emulated, Inventory, Node, Overlay, Ssh
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
@@ -190,10 +190,7 @@ def parse(text: str, source: str, base_dir: Path) -> Inventory:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "YAML"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"{source}: {where}: not valid YAML ({problem}); fix the syntax there") from None
+        raise yaml_error(source, exc) from None
     top = Section(data, "", source, base_dir, TOP_KEYS)
     cluster = parse_cluster(top.section("cluster", CLUSTER_KEYS))
     ssh = parse_ssh(top.section("ssh", SSH_KEYS))

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import jinja2
 import yaml
 
-from .errors import InputError, LabError, field_error
+from .errors import InputError, LabError, field_error, yaml_error
 from .inventory import Section
 from .model import Inventory
 from .plan.services import dns_ip
@@ -120,9 +120,7 @@ def parse_lesson(source: str, text: str) -> Lesson:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}" if mark else "YAML"
-        raise field_error(source, line, "not valid YAML", "fix the syntax") from None
+        raise yaml_error(source, exc) from None
     if not isinstance(data, dict):
         raise field_error(source, "top level", f"expected a mapping, got {type(data).__name__}",
                           "see playbooks/README.md for the format")

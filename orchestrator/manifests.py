@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from .errors import InputError, field_error
+from .errors import InputError, field_error, yaml_error
 from .inventory import did_you_mean
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -170,10 +170,7 @@ def load_documents(target: str) -> list[tuple[str, Any]]:
         try:
             docs = [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}" if mark else "YAML"
-            raise InputError(f"{source}: {where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the "
-                             "syntax there") from None
+            raise yaml_error(source, exc) from None
         for index, doc in enumerate(docs):
             if isinstance(doc, dict) and doc.get("kind") == "List":
                 documents += [(f"{source} (document {index + 1}, item {i + 1})", item)

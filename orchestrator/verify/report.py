@@ -16,7 +16,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import InputError
+from ..errors import InputError, yaml_error
 from ..model import Inventory
 from ..state import LabFiles
 from ..transport import Transport
@@ -57,7 +57,7 @@ def load_expectations(path: Optional[str]) -> list:
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}; give a YAML file of expectations") from None
     except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        raise yaml_error(path, exc) from None
     items = data.get("expectations", data) if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise InputError(f"{path}: expected a list of expectations (from, to, port, expect)")
