@@ -512,14 +512,7 @@ def cmd_ssh(args) -> int:
     if shutil.which("ssh") is None:
         raise LabError("ssh (the OpenSSH client) is not installed: install openssh-client")
     ssh = node.ssh
-    argv = ["ssh", "-p", str(ssh.port), "-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null"]
-    if ssh.known_hosts:
-        argv += ["-o", f"UserKnownHostsFile={ssh.known_hosts}"]
-    if ssh.key:
-        argv += ["-i", str(ssh.key), "-o", "IdentitiesOnly=yes"]
-    if ssh.jump:
-        argv += ["-J", ssh.jump]
-    argv += [f"{ssh.user}@{node.ssh_host}", *args.command]
+    argv = ["ssh", "-p", str(ssh.port), *ssh.openssh_options(), f"{ssh.user}@{node.ssh_host}", *args.command]
     sys.stdout.flush()
     os.execvp("ssh", argv)
     return 0  # not reached

@@ -526,12 +526,7 @@ def ansible_inventory(inv: Inventory, subnets: dict[str, str]) -> str:
                 "ansible_become": ssh.sudo}
         if ssh.key is not None:
             host["ansible_ssh_private_key_file"] = str(Path(ssh.key).absolute())
-        options = ["-o StrictHostKeyChecking=yes"]
-        if ssh.known_hosts is not None:
-            options.append(f"-o UserKnownHostsFile={shlex.quote(str(Path(ssh.known_hosts).absolute()))}")
-        if ssh.jump:
-            options.append(f"-o ProxyJump={shlex.quote(ssh.jump)}")
-        host["ansible_ssh_common_args"] = " ".join(options)
+        host["ansible_ssh_common_args"] = shlex.join(ssh.openssh_options())
         host["node_address"] = str(node.address)
         if subnets.get(node.name):
             host["pod_subnet"] = subnets[node.name]

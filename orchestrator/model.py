@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -61,6 +62,22 @@ class Ssh:
     def sudo(self) -> bool:
         """Whether commands go through `sudo -n` (become, and not already root)."""
         return self.become and self.user != "root"
+
+    def openssh_options(self) -> list[str]:
+        """OpenSSH client options (`-o NAME=VALUE` pairs) that reach the node as the lab's transport does: host
+        keys only from `known_hosts` and never accepted unseen, only the inventory's key, and a jump host
+        held to the same (a ProxyCommand: `-J` would check the jump host against the user's defaults)."""
+        pinned = ["-o", "StrictHostKeyChecking=yes"]
+        if self.known_hosts is not None:
+            pinned += ["-o", f"UserKnownHostsFile={Path(self.known_hosts).absolute()}",
+                       "-o", "GlobalKnownHostsFile=/dev/null"]
+        if self.key is not None:
+            pinned += ["-o", f"IdentityFile={Path(self.key).absolute()}", "-o", "IdentitiesOnly=yes"]
+        if not self.jump:
+            return pinned
+        user, host, port = split_jump(self.jump, self.user)
+        through = shlex.join(["ssh", "-W", "%h:%p", "-p", str(port), *pinned, f"{user}@{host}"])
+        return pinned + ["-o", f"ProxyCommand={through}"]
 
 
 def split_jump(spec: str, default_user: str) -> tuple[str, str, int]:

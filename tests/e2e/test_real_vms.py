@@ -290,6 +290,10 @@ def test_from_ssh_config_through_a_jump_host(lab3, tmp_path):
         assert all(pinned.lookup(str(n.address))["ssh-ed25519"] == expected[n.name] for n in lab3.inventory.nodes)
         assert yaml.safe_load(out.read_text())["ssh"]["jump"] == f"root@{jump.address}:2022"
         assert all(row["ssh"] == "ok" for row in status_ok(out).values())
+        # OpenSSH itself through the jump host, with both host keys held to the pinned file
+        last = lab3.inventory.nodes[-1]
+        proc = lab_cli("ssh", "-i", str(out), last.name, "--", "hostname")
+        assert (proc.returncode, proc.stdout.strip()) == (0, last.name), proc.stderr
     finally:
         sshd.terminate()
         sshd.wait(timeout=10)

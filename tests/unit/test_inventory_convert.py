@@ -3,6 +3,7 @@ the Ansible export, and one-line errors for bad input. Pure: no SSH, no VMs."""
 
 from __future__ import annotations
 
+import shlex
 import textwrap
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -277,9 +278,12 @@ def test_ansible_export_has_connection_vars_pinned_host_keys_and_pod_subnets(tmp
     assert hosts["node1"] == {
         "ansible_host": "127.0.0.1", "ansible_port": 22, "ansible_user": "vagrant", "ansible_become": True,
         "ansible_ssh_private_key_file": str(tmp_path / "key"),
-        "ansible_ssh_common_args": f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={tmp_path}/known_hosts "
-                                   "-o ProxyJump=ops@203.0.113.5:22",
+        "ansible_ssh_common_args": shlex.join(inv.nodes[0].ssh.openssh_options()),
         "node_address": "192.168.56.11", "pod_subnet": "10.244.0.0/24"}
+    pinned = (f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={tmp_path}/known_hosts -o "
+              f"GlobalKnownHostsFile=/dev/null -o IdentityFile={tmp_path}/key -o IdentitiesOnly=yes")
+    assert hosts["node1"]["ansible_ssh_common_args"] == \
+        f"{pinned} -o 'ProxyCommand=ssh -W %h:%p -p 22 {pinned} ops@203.0.113.5'"  # the jump host pinned too
     assert (hosts["node2"]["ansible_user"], hosts["node2"]["ansible_become"], hosts["node2"]["ansible_port"]) == \
         ("root", False, 2200)
     assert "pod_subnet" not in hosts["node2"] and hosts["node2"]["node_labels"] == {"zone": "b"}
