@@ -151,7 +151,8 @@ def run_deploy(args, force: bool = False) -> int:
     with files.lock(), Transport(inv.nodes) as transport:
         reports = deploy_mod.deploy(inv, transport, files, dry_run=dry_run, progress=progress, force=force)
     title = f"lab {inv.name}: pod network ({inv.cluster.overlay.backend})" + (" - dry run" if dry_run else "")
-    return print_reports(title, reports, dry_run or args.verbose)
+    # `lab fix` always says what it repaired
+    return print_reports(title, reports, dry_run or args.verbose or force)
 
 
 def cmd_destroy(args) -> int:

@@ -516,6 +516,15 @@ def restore_input(wanted: dict, rules: dict, loaded: dict, present: dict, jumps:
     return ("\n".join(parts) + "\n" if parts else ""), written, deleted
 
 
+def drifted(wanted: dict, rules: dict, present: dict, jumps: list) -> list:
+    """The lab's chains and jumps the node lacks or holds with another rule count than `rules` (present as
+    read back by iptables-save): what a reload repairs, as "table/chain" (jumps as "table/BUILTIN jump")."""
+    found = [f"{table}/{chain}" for table, chains in sorted(wanted.items()) for chain in chains
+             if chain not in present.get(table, {}) or len(present[table][chain]) != len(rules[table][chain])]
+    return found + [f"{table}/{builtin} jump" for table, builtin, jump in jumps
+                    if jump not in present.get(table, {}).get(builtin, [])]
+
+
 def load_rules(text: str) -> None:
     """iptables-restore --noflush; on failure, the error with the offending lines around it."""
     proc = subprocess.run(["iptables-restore", "--noflush"], input=text.encode(), stdout=subprocess.DEVNULL,
@@ -602,6 +611,29 @@ def nft_table_exists() -> bool:
                           stderr=subprocess.DEVNULL).returncode == 0
 
 
+def nft_drifted(desired: dict) -> list:
+    """The lab table's sets, maps and chains the node lacks or holds with another element or rule count than
+    `desired` (read back with `nft -j list table`), as "nft/NAME": what a reload repairs."""
+    proc = subprocess.run(["nft", "-j", "list", "table", "ip", NFT_TABLE], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        return [f"nft/{NFT_TABLE}"]
+    elements: dict = {}
+    rules: dict = {}
+    for item in json.loads(proc.stdout).get("nftables", []):
+        for kind in ("set", "map"):
+            if kind in item:
+                elements[item[kind]["name"]] = len(item[kind].get("elem", []))
+        if "chain" in item:
+            rules.setdefault(item["chain"]["name"], 0)
+        if "rule" in item:
+            rules[item["rule"]["chain"]] = rules.get(item["rule"]["chain"], 0) + 1
+    found = [f"nft/{name}" for name, (_, wanted) in sorted(desired["sets"].items())
+             if elements.get(name) != len(wanted)]
+    return found + [f"nft/{chain}" for chain, lines in sorted(desired["chains"].items())
+                    if rules.get(chain) != sum(1 for line in lines if not line.startswith("type "))]
+
+
 def load_nft(text: str) -> None:
     proc = subprocess.run(["nft", "-f", "-"], input=text.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if proc.returncode != 0:
@@ -651,8 +683,11 @@ def proxy_sync(lib: str, request: dict) -> dict:
         present = {}
     loaded_nft = loaded.get("nft")
     written, deleted = [], []
+    repaired: list = []
     if backend == "iptables":
         wanted = wanted_digests(request, loaded_iptables)
+        if request.get("force"):
+            repaired = drifted(wanted, request["tables"], present, request["jumps"])
         text, written, deleted = restore_input(wanted, request["tables"], loaded_iptables, present, request["jumps"])
         try:
             if text:
@@ -688,6 +723,8 @@ def proxy_sync(lib: str, request: dict) -> dict:
             except CniError:  # the elements were not what was loaded last (changed by hand)
                 reload = True
         if reload:
+            if request.get("force"):
+                repaired = nft_drifted(desired)
             load_nft(nft_table_text(desired))
             written.append(f"nft/{NFT_TABLE}")
         state = {"nft": desired}
@@ -716,7 +753,7 @@ def proxy_sync(lib: str, request: dict) -> dict:
             for record in pod_records(lib):
                 if record.get("role") == "dns" and alive(record.get("pid")):
                     os.kill(int(record["pid"]), signal.SIGHUP)  # dnsmasq re-reads its hosts files
-    return {"written": written, "deleted": deleted, "dns": dns_changed}
+    return {"written": written, "deleted": deleted, "repaired": repaired, "dns": dns_changed}
 
 
 # ---- probes ----------------------------------------------------------------------------------------------

@@ -163,12 +163,15 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
                 from . import services as services_mod
                 transport.run_all(lambda node: transport.run(node, ["python3", agent_path(inv.name), "flush-caches"]))
                 objects = files.read_objects()
-                failures = services_mod.sync(inv, transport, objects, force=True)
+                answers = services_mod.sync(inv, transport, objects, force=True)
                 files.write_objects(objects)
-                for line in failures:
-                    name = line.split(":", 1)[0]
-                    if name in reports:
-                        reports[name].status, reports[name].error = "failed", line
+                for name, answer in answers.items():
+                    report = reports[name]
+                    if isinstance(answer, BaseException):
+                        report.status, report.error = "failed", str(answer)
+                    elif answer["repaired"]:
+                        report.changes.append(f"service rules reloaded; repaired {', '.join(answer['repaired'])}")
+                        report.status = "changed"
     return [reports[n.name] for n in inv.nodes]
 
 

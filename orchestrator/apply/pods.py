@@ -104,7 +104,7 @@ def apply(inv: Inventory, transport: Transport, files: LabFiles, manifests: list
         progress(f"{len(changes.create)} pod(s) to create, {len(changes.delete)} to delete")
     failures = sync(inv, transport, objects, changes)
     objects["services"] = services
-    failures += services_mod.sync(inv, transport, objects)
+    failures += [str(e) for e in services_mod.sync(inv, transport, objects).failures.values()]
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
@@ -125,7 +125,7 @@ def delete(inv: Inventory, transport: Transport, files: LabFiles, manifests: lis
             existed = objects["services"].pop(m.key, None) is not None
             changes.results.append(f"service/{m.name} {'deleted' if existed else 'not found'}")
     failures = sync(inv, transport, objects, changes)
-    failures += services_mod.sync(inv, transport, objects)
+    failures += [str(e) for e in services_mod.sync(inv, transport, objects).failures.values()]
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))

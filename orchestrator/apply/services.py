@@ -127,12 +127,12 @@ def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict,
 
 
 def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterable[str] = (),
-         force: bool = False, verify: bool = False) -> list[str]:
+         force: bool = False, verify: bool = False) -> FleetResult:
     """Recompute endpoints and rules from `objects`; push them to every node (but `lost_nodes`, whose pods
     are not ready either). Nodes write only what changed since the last sync; with `verify` they first
     read their rules and also repair what was changed by hand; with `force` they reload everything.
-    Returns the failures (one line per node); a node that fails keeps its previous rules and gets the
-    new ones next sync."""
+    Returns each node's answer (what it wrote and deleted) or exception; a node that fails keeps its
+    previous rules and gets the new ones next sync."""
     lost = set(lost_nodes)
     services = objects["services"]
     ready = {k: p for k, p in objects["pods"].items() if p["node"] not in lost}
@@ -151,7 +151,7 @@ def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterab
     results = push_rules(transport, inv.name, [n for n in inv.nodes if n.name not in lost], request, sent)
     sent.write(ledger)
     objects["endpoints"] = stored
-    return [str(r) for r in results.values() if isinstance(r, BaseException)]
+    return results
 
 
 def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once: bool = False,
@@ -175,7 +175,7 @@ def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once:
                     report(f"node {name} answers again: its pods rejoin the endpoints")
                 with files.lock():
                     objects = files.read_objects()
-                    failures = sync(inv, transport, objects, now_lost, verify=verify)
+                    failures = [str(e) for e in sync(inv, transport, objects, now_lost, verify=verify).failures.values()]
                     if verify:
                         verified = time.monotonic()
                     files.write_objects(objects)

@@ -279,6 +279,16 @@ def test_deleting_a_service_removes_its_rules_from_every_node(svc):
         assert "default/echo" not in rules and "30080" not in rules and " . 8080" not in rules
 
 
+def test_fix_repairs_a_removed_endpoint_rule_and_says_what_it_repaired(svc):
+    lab_cli("break", "kube-sep", "-i", svc.inventory_path, check=True)
+    fixed = lab_cli("fix", "-i", svc.inventory_path, check=True).stdout
+    repaired = fixed.split("repaired ", 1)[1].split()[0].rstrip(",") if "repaired " in fixed else fixed
+    assert repaired == "nft/backends" if svc.mode == "nftables" else repaired.startswith("nat/KUBE-"), fixed
+    nginx = {"proto": "tcp", "host": service(svc, "nginx")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
+    assert len(shares(svc, nginx, per_source=30)) == 3  # every endpoint answers again
+    assert lab_cli("fix", "-i", svc.inventory_path, check=True).stdout.rstrip().endswith("no changes")
+
+
 def test_hundreds_of_services_applied_at_once_answer_and_go_at_once(svc):
     """A bulk load: 300 services x 3 endpoints is 1,200 chains, which iptables-restore gets with a whole-table
     read instead of its quadratic list of names; every service answers, and deleting them all leaves none."""

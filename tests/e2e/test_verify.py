@@ -86,9 +86,17 @@ def test_each_fault_fails_its_family_and_fix_repairs_it(verified, fault):
         reasons = [c for c in report["checks"] if not c["ok"]]
         assert all(c["layer"] and c["show"] for c in reasons)  # every failure says where to look
     finally:
-        lab_cli("fix", "-i", verified.inventory_path, check=True)
+        fixed = lab_cli("fix", "-i", verified.inventory_path, check=True).stdout
     code, report = verify_json(verified)
     assert code == 0, [c["label"] + ": " + c["reason"] for c in report["checks"] if not c["ok"]]
+    assert "changed" in fixed and "no changes" not in fixed, fixed  # it says what it repaired
+    if fault == "kube-sep":
+        repaired = fixed.split("repaired ", 1)[1].split()
+        assert {name.rstrip(",")[:13] for name in repaired} == {"nat/KUBE-SEP-", "nat/KUBE-SVC-"}, fixed
+
+
+def test_fix_on_a_sound_lab_changes_nothing(verified):
+    assert lab_cli("fix", "-i", verified.inventory_path, check=True).stdout.rstrip().endswith("no changes")
 
 
 def test_ipmasq_is_reported_as_nat(verified):

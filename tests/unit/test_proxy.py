@@ -7,7 +7,8 @@ import pytest
 
 from orchestrator.manifests import load_text
 from orchestrator.apply.services import SentRules, chain_digests, change_request, generation_of
-from orchestrator.node_agent import proxy_sync, restore_input, saved_chains, table_header, trusted_chains, wanted_digests
+from orchestrator.node_agent import (drifted, proxy_sync, restore_input, saved_chains, table_header, trusted_chains,
+                                     wanted_digests)
 from orchestrator.plan.proxy import JUMPS, render_iptables, svc_chain
 from orchestrator.plan.services import AddressBook, Endpoint, dns_records, endpoints, service_record
 
@@ -112,6 +113,25 @@ def test_loads_naming_many_chains_read_the_whole_table_instead_of_listing_the_na
     assert table_header("nat", 40_000, 40_000) == ["*nat", "-S"]  # a full reload
     assert table_header("nat", 2, 40_000) == ["*nat"]  # a partial sync: reading 40,000 chains would cost more
     assert table_header("nat", 3, 5) == ["*nat"]
+
+
+def test_what_a_reload_repairs_is_what_the_node_lacks_or_holds_with_other_rule_counts():
+    services, eps = talk_nginx()
+    jumps = [list(j) for j in JUMPS]
+    rules = render_iptables(services, eps, Net("10.233.0.0/16"))
+    saved = "\n".join(["*nat", *(f":{c} - [0:0]" for c in rules["nat"]), *(r for c in rules["nat"].values() for r in c),
+                       *(j for t, _, j in JUMPS if t == "nat"), "COMMIT",
+                       "*filter", *(f":{c} - [0:0]" for c in rules["filter"]),
+                       *(r for c in rules["filter"].values() for r in c), *(j for t, _, j in JUMPS if t == "filter"),
+                       "COMMIT"])
+    assert drifted(chain_digests(rules), rules, saved_chains(saved), jumps) == []
+    sep = next(c for c in rules["nat"] if c.startswith("KUBE-SEP-"))  # what `lab break kube-sep` removes
+    broken = "\n".join(line for line in saved.splitlines() if sep not in line)
+    assert set(drifted(chain_digests(rules), rules, saved_chains(broken), jumps)) == {
+        "nat/KUBE-SVC-2CMXP7HKUVJN7L6M", f"nat/{sep}"}
+    no_jumps = "\n".join(line for line in saved.splitlines() if not line.startswith(("-A PREROUTING", "-A OUTPUT")))
+    assert set(drifted(chain_digests(rules), rules, saved_chains(no_jumps), jumps)) == {
+        "nat/PREROUTING jump", "nat/OUTPUT jump", "filter/OUTPUT jump"}
 
 
 def test_missing_chains_are_rewritten_even_when_unchanged():
