@@ -22,5 +22,5 @@ def yaml_error(source: str, exc: Exception) -> InputError:
     """The one-line error for YAML that does not parse: `FILE: line N: not valid YAML (PROBLEM); fix ...`."""
     mark = getattr(exc, "problem_mark", None)
     where = f"line {mark.line + 1}" if mark else "YAML"
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
     return field_error(source, where, f"not valid YAML ({problem})", "fix the syntax there")

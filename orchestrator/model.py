@@ -67,12 +67,15 @@ class Ssh:
         """OpenSSH client options (`-o NAME=VALUE` pairs) that reach the node as the lab's transport does: host
         keys only from `known_hosts` and never accepted unseen, only the inventory's key, and a jump host
         held to the same (a ProxyCommand: `-J` would check the jump host against the user's defaults)."""
+        def path(value: Path) -> str:  # ssh splits option values at spaces unless double-quoted
+            text = str(Path(value).absolute())
+            return f'"{text}"' if " " in text else text
+
         pinned = ["-o", "StrictHostKeyChecking=yes"]
         if self.known_hosts is not None:
-            pinned += ["-o", f"UserKnownHostsFile={Path(self.known_hosts).absolute()}",
-                       "-o", "GlobalKnownHostsFile=/dev/null"]
+            pinned += ["-o", f"UserKnownHostsFile={path(self.known_hosts)}", "-o", "GlobalKnownHostsFile=/dev/null"]
         if self.key is not None:
-            pinned += ["-o", f"IdentityFile={Path(self.key).absolute()}", "-o", "IdentitiesOnly=yes"]
+            pinned += ["-o", f"IdentityFile={path(self.key)}", "-o", "IdentitiesOnly=yes"]
         if not self.jump:
             return pinned
         user, host, port = split_jump(self.jump, self.user)

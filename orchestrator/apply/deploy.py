@@ -158,8 +158,7 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         apply_changes(transport, inv, planned, reports, "changed")
         reattach_pods(inv, transport, files, reattach, reports)
         if all(r.status != "failed" for r in reports.values()):
-            start_cluster_dns(inv, transport, files, progress)
-            if force:
+            if force:  # before the cluster DNS's sync, which could repair quietly what this one reports
                 from . import services as services_mod
                 transport.run_all(lambda node: transport.run(node, ["python3", agent_path(inv.name), "flush-caches"]))
                 objects = files.read_objects()
@@ -169,9 +168,10 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
                     report = reports[name]
                     if isinstance(answer, BaseException):
                         report.status, report.error = "failed", str(answer)
-                    elif answer["repaired"]:
+                    elif answer.get("repaired"):
                         report.changes.append(f"service rules reloaded; repaired {', '.join(answer['repaired'])}")
                         report.status = "changed"
+            start_cluster_dns(inv, transport, files, progress)
     return [reports[n.name] for n in inv.nodes]
 
 

@@ -122,7 +122,9 @@ def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict,
         return answer
 
     results = transport.run_all(push, nodes)
-    sent.nodes = {name: generation for name, result in results.items() if not isinstance(result, BaseException)}
+    # a node holds this generation when it says so (an agent from before generations says nothing)
+    sent.nodes = {name: generation for name, answer in results.items()
+                  if not isinstance(answer, BaseException) and generation and answer.get("generation") == generation}
     return results
 
 

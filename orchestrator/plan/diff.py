@@ -13,6 +13,7 @@ from ipaddress import IPv4Network, ip_network
 from typing import Iterable, Optional
 
 from ..model import Cluster
+from ..node_agent import removal_block
 from .facts import NodeState
 from .network import BRIDGE, FORWARD_CHAIN, MASQ_CHAIN, NodeNetwork, conflist_path, node_lib
 from .proxy_nft import TABLE as NFT_TABLE
@@ -246,15 +247,10 @@ def chain_removal(state: NodeState, table: str, chains: list[str]) -> tuple[str,
     """One iptables-restore deleting the jumps to `chains`, then emptying and deleting them: a command
     per chain would cost a ruleset read each (minutes next to 10,000 services with iptables-nft)."""
     doomed = set(chains)
-    lines = [f"*{table}"]
-    for chain in state.chains(table):
-        if chain in doomed:
-            continue
-        for rule in state.chain(table, chain) or []:
-            if any(rule.endswith(f"-j {c}") or f"-j {c} " in rule for c in chains):
-                lines.append(rule.replace("-A ", "-D ", 1))
-    lines += [f":{c} - [0:0]" for c in chains] + [f"-X {c}" for c in chains] + ["COMMIT"]
-    return ("iptables-restore --noflush <<'LAB_RULES'\n" + "\n".join(lines) + "\nLAB_RULES",)
+    jumps = [rule for chain in state.chains(table) if chain not in doomed for rule in state.chain(table, chain) or []
+             if any(rule.endswith(f"-j {c}") or f"-j {c} " in rule for c in chains)]
+    text = removal_block(table, jumps, chains, len(state.chains(table)))
+    return ("iptables-restore --noflush <<'LAB_RULES'\n" + text + "\nLAB_RULES",)
 
 
 def render_script(changes: Iterable[Change]) -> str:

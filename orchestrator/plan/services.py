@@ -78,12 +78,13 @@ class AddressBook:
         return port if port < NODE_PORTS.stop else None
 
     def hold(self, key: str, old: Optional[dict], record: dict) -> None:
-        """`key` now holds what `record` names, and no longer what `old` named."""
-        for ip in [old["cluster_ip"]] if old else []:
+        """`key` now holds what `record` names, and no longer what `old` named but `record` does not."""
+        kept_ports = {p["node_port"] for p in record["ports"]}
+        for ip in [old["cluster_ip"]] if old and old["cluster_ip"] != record["cluster_ip"] else []:
             if self.ips.get(ip) == key:
                 del self.ips[ip]
                 self._ip_cursor = min(self._ip_cursor, int(IPv4Address(ip)))
-        for port in [p["node_port"] for p in (old or {}).get("ports", []) if p.get("node_port")]:
+        for port in [p["node_port"] for p in (old or {}).get("ports", []) if p.get("node_port") not in kept_ports]:
             if self.node_ports.get(port) == key:
                 del self.node_ports[port]
                 self._port_cursor = min(self._port_cursor, port)
@@ -118,22 +119,28 @@ def service_record(m: Manifest, old: Optional[dict], book: AddressBook, now: str
         if cluster_ip is None:
             raise InputError(f"{m.source}: no free address left in the service CIDR {service_cidr}")
     old_ports = {(p["port"], p["protocol"]): p.get("node_port") for p in (old or {}).get("ports", [])}
-    ports = []
-    for i, p in enumerate(spec.ports):
-        node_port = None
-        if spec.type == "NodePort":
+    # NodePorts asked for (or kept) first, so that allocating the others cannot take one of them
+    node_ports: list = [None] * len(spec.ports)
+    if spec.type == "NodePort":
+        for i, p in enumerate(spec.ports):
             node_port = p.node_port or old_ports.get((p.port, p.protocol))
-            if node_port is not None and book.port_owner(node_port, m.key):
+            if node_port is None:
+                continue
+            if node_port in node_ports:
+                raise InputError(f"{m.source}: spec.ports[{i}].nodePort: {node_port} is given to another port of "
+                                 "this service too; give each port its own or leave it out")
+            if book.port_owner(node_port, m.key):
                 raise InputError(f"{m.source}: spec.ports[{i}].nodePort: {node_port} is already used by service "
                                  f"{book.port_owner(node_port, m.key)}; give another port from 30000-32767 or "
                                  "leave it out")
-            if node_port is None:
-                node_port = book.free_node_port({q["node_port"] for q in ports if q["node_port"]})
-                if node_port is None:
-                    raise InputError(f"{m.source}: spec.ports[{i}]: no free NodePort left in 30000-32767; delete a "
-                                     "NodePort service or use type ClusterIP")
-        ports.append({"name": p.name, "protocol": p.protocol, "port": p.port, "target_port": p.target_port,
-                      "node_port": node_port})
+            node_ports[i] = node_port
+        for i in [i for i, port in enumerate(node_ports) if port is None]:
+            node_ports[i] = book.free_node_port({port for port in node_ports if port})
+            if node_ports[i] is None:
+                raise InputError(f"{m.source}: spec.ports[{i}]: no free NodePort left in 30000-32767; delete a "
+                                 "NodePort service or use type ClusterIP")
+    ports = [{"name": p.name, "protocol": p.protocol, "port": p.port, "target_port": p.target_port,
+              "node_port": node_port} for p, node_port in zip(spec.ports, node_ports)]
     record = {"name": m.name, "namespace": m.namespace, "type": spec.type, "cluster_ip": cluster_ip, "ports": ports,
               "selector": dict(m.selector), "session_affinity": spec.session_affinity,
               "affinity_timeout": spec.affinity_timeout, "labels": dict(m.labels),

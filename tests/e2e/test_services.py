@@ -280,6 +280,9 @@ def test_deleting_a_service_removes_its_rules_from_every_node(svc):
 
 
 def test_fix_repairs_a_removed_endpoint_rule_and_says_what_it_repaired(svc):
+    apply(svc, STICKY)  # its clients, which traffic fills in, are not something to repair
+    sticky = {"proto": "tcp", "host": service(svc, "sticky")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
+    assert probe_from(svc, pods(svc, "client")[0], [sticky])[0]["ok"]
     lab_cli("break", "kube-sep", "-i", svc.inventory_path, check=True)
     fixed = lab_cli("fix", "-i", svc.inventory_path, check=True).stdout
     repaired = fixed.split("repaired ", 1)[1].split()[0].rstrip(",") if "repaired " in fixed else fixed
@@ -287,6 +290,7 @@ def test_fix_repairs_a_removed_endpoint_rule_and_says_what_it_repaired(svc):
     nginx = {"proto": "tcp", "host": service(svc, "nginx")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
     assert len(shares(svc, nginx, per_source=30)) == 3  # every endpoint answers again
     assert lab_cli("fix", "-i", svc.inventory_path, check=True).stdout.rstrip().endswith("no changes")
+    apply(svc, STICKY, verb="delete")
 
 
 def test_hundreds_of_services_applied_at_once_answer_and_go_at_once(svc):

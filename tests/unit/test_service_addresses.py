@@ -62,3 +62,29 @@ def test_nodeports_running_out_is_a_clear_error_not_a_traceback():
     with pytest.raises(InputError, match=r"svc.yaml.*spec.ports\[0\]: no free NodePort left in 30000-32767"):
         record_all(services_yaml(2769, "NodePort"), {}, Net("10.96.0.0/16"))
 
+
+
+def test_nodeports_asked_for_are_kept_free_of_allocation_and_not_given_twice():
+    two = """
+apiVersion: v1
+kind: Service
+metadata: {name: two}
+spec:
+  type: NodePort
+  selector: {app: x}
+  ports: [{name: a, port: 80}, {name: b, port: 81, nodePort: 30000}]
+"""
+    record = record_all(two, {})["default/two"]
+    assert [p["node_port"] for p in record["ports"]] == [30001, 30000]  # a does not take b's port
+    with pytest.raises(InputError, match=r"spec.ports\[1\].nodePort: 30000 is given to another port of this service"):
+        record_all(two.replace("{name: a, port: 80}", "{name: a, port: 80, nodePort: 30000}"), {})
+
+
+def test_reapplying_services_keeps_their_addresses_and_new_ones_get_the_lowest_free():
+    services = record_all(services_yaml(4, "NodePort"), {})
+    del services["default/s1"]  # frees 10.96.0.3 and 30001
+    mixed = services_yaml(6, "NodePort")  # s0, s2, s3 exist; s1, s4, s5 are new
+    again = record_all(mixed, services)
+    assert {k: (s["cluster_ip"], s["ports"][0]["node_port"]) for k, s in again.items()} == {
+        "default/s0": ("10.96.0.2", 30000), "default/s1": ("10.96.0.3", 30001), "default/s2": ("10.96.0.4", 30002),
+        "default/s3": ("10.96.0.5", 30003), "default/s4": ("10.96.0.6", 30004), "default/s5": ("10.96.0.7", 30005)}
