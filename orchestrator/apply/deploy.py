@@ -158,21 +158,36 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         apply_changes(transport, inv, planned, reports, "changed")
         reattach_pods(inv, transport, files, reattach, reports)
         if all(r.status != "failed" for r in reports.values()):
-            if force:  # before the cluster DNS's sync, which could repair quietly what this one reports
-                from . import services as services_mod
-                transport.run_all(lambda node: transport.run(node, ["python3", agent_path(inv.name), "flush-caches"]))
-                objects = files.read_objects()
-                answers = services_mod.sync(inv, transport, objects, force=True)
-                files.write_objects(objects)
-                for name, answer in answers.items():
-                    report = reports[name]
-                    if isinstance(answer, BaseException):
-                        report.status, report.error = "failed", str(answer)
-                    elif answer.get("repaired"):
-                        report.changes.append(f"service rules reloaded; repaired {', '.join(answer['repaired'])}")
-                        report.status = "changed"
+            # before the cluster DNS's own sync, which would otherwise do (and not report) this one's work
+            sync_service_rules(inv, transport, files, reports, force)
             start_cluster_dns(inv, transport, files, progress)
     return [reports[n.name] for n in inv.nodes]
+
+
+def sync_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: dict, force: bool) -> None:
+    """Bring every node's service rules up to the lab's objects and note it in `reports`: what changed (a
+    switch of proxy_mode, say) or, with `force` (`lab fix`: caches flushed, everything reloaded), what the
+    reload repaired."""
+    from . import services as services_mod  # services builds on deploy: import here, not at the top
+    if force:
+        transport.run_all(lambda node: transport.run(node, ["python3", agent_path(inv.name), "flush-caches"]))
+    objects = files.read_objects()
+    answers = services_mod.sync(inv, transport, objects, force=force)
+    files.write_objects(objects)
+    for name, answer in answers.items():
+        report = reports[name]
+        if isinstance(answer, BaseException):
+            report.status, report.error = "failed", str(answer)
+            continue
+        if force and answer.get("repaired"):
+            report.changes.append(f"service rules reloaded; repaired {', '.join(answer['repaired'])}")
+        elif not force and (answer["written"] or answer["deleted"]):
+            names = answer["written"] + answer["deleted"]
+            report.changes.append(f"service rules: {len(answer['written'])} written, {len(answer['deleted'])} "
+                                  "removed" + (f" ({', '.join(names)})" if len(names) <= 4 else ""))
+        else:
+            continue
+        report.status = "changed"
 
 
 def reattach(inv: Inventory, transport: Transport, files: LabFiles, nodes: list) -> dict:

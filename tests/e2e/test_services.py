@@ -293,6 +293,23 @@ def test_fix_repairs_a_removed_endpoint_rule_and_says_what_it_repaired(svc):
     apply(svc, STICKY, verb="delete")
 
 
+def test_switching_proxy_mode_moves_the_rules_and_says_so(svc, tmp_path):
+    other = "nftables" if svc.mode == "iptables" else "iptables"
+    switched = copy_inventory(svc, tmp_path, cluster={"proxy_mode": other})
+    nginx = {"proto": "tcp", "host": service(svc, "nginx")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
+    try:
+        out = lab_cli("deploy", "-v", "-i", str(switched), check=True).stdout
+        assert all(f"{node}: service rules:" in out for node in ("node1", "node2", "node3")), out
+        rules = nat_rules(svc, "node1")
+        assert any(line.startswith(":KUBE-SVC-") for line in rules) == (other == "iptables")
+        assert any("lab-proxy" in line for line in rules) == (other == "nftables")
+        assert len(shares(svc, nginx, per_source=30)) == 3
+        assert lab_cli("deploy", "-i", str(switched), check=True).stdout.rstrip().endswith("no changes")
+    finally:
+        lab_cli("deploy", "-i", svc.inventory_path, check=True)
+    assert len(shares(svc, nginx, per_source=30)) == 3
+
+
 def test_hundreds_of_services_applied_at_once_answer_and_go_at_once(svc):
     """A bulk load: 300 services x 3 endpoints is 1,200 chains, which iptables-restore gets with a whole-table
     read instead of its quadratic list of names; every service answers, and deleting them all leaves none."""
