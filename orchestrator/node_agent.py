@@ -498,30 +498,34 @@ def restore_input(wanted: dict, rules: dict, loaded: dict, present: dict, jumps:
     for table in sorted(set(wanted) | set(loaded)):
         want = wanted.get(table, {})
         have = present.get(table, {})
-        # a chain drifted when the node's copy has another rule count (iptables-save prints rules in its
-        # own canonical form, so they are not compared as text); trusted chains (None) are as loaded
+        # a chain drifted when the node's copy, as iptables-save prints it, differs from the rules (rendered
+        # in that same form); trusted chains (None) are as loaded
         write = [c for c, digest in want.items() if c not in have or loaded.get(table, {}).get(c) != digest
-                 or (have[c] is not None and len(have[c]) != len(rules[table][c]))]
+                 or (have[c] is not None and have[c] != rules[table][c])]
         drop = [c for c in loaded.get(table, {}) if c not in want and c in have]
         missing = [j for t, builtin, j in jumps if t == table and j not in have.get(builtin, [])]
-        if not (write or drop or missing):
-            continue
-        lines = table_header(table, len(write) + len(drop), len(have))
-        lines += [f":{c} - [0:0]" for c in write + drop]
-        lines += [rule for c in write for rule in rules[table][c]]
-        lines += [f"-X {c}" for c in drop]
-        lines += [j.replace("-A ", "-I ", 1).replace(f" {j.split()[1]} ", f" {j.split()[1]} 1 ", 1) for j in missing]
-        parts.append("\n".join(lines + ["COMMIT"]))
+        if write or drop:
+            lines = table_header(table, len(write) + len(drop), len(have))
+            lines += [f":{c} - [0:0]" for c in write + drop]
+            lines += [rule for c in write for rule in rules[table][c]]
+            lines += [f"-X {c}" for c in drop]
+            parts.append("\n".join(lines + ["COMMIT"]))
+        if missing:
+            # a block of its own, committed after the chains exist: after a read-only -S, iptables-nft does
+            # not create a built-in chain the kernel lacks (it makes them as rules need them) and fails
+            lines = [f"*{table}"]
+            lines += [j.replace("-A ", "-I ", 1).replace(f" {j.split()[1]} ", f" {j.split()[1]} 1 ", 1) for j in missing]
+            parts.append("\n".join(lines + ["COMMIT"]))
         written += [f"{table}/{c}" for c in write]
         deleted += [f"{table}/{c}" for c in drop]
     return ("\n".join(parts) + "\n" if parts else ""), written, deleted
 
 
 def drifted(wanted: dict, rules: dict, present: dict, jumps: list) -> list:
-    """The lab's chains and jumps the node lacks or holds with another rule count than `rules` (present as
-    read back by iptables-save): what a reload repairs, as "table/chain" (jumps as "table/BUILTIN jump")."""
+    """The lab's chains and jumps the node lacks or holds otherwise than `rules` (present as read back by
+    iptables-save): what a reload repairs, as "table/chain" (jumps as "table/BUILTIN jump")."""
     found = [f"{table}/{chain}" for table, chains in sorted(wanted.items()) for chain in chains
-             if chain not in present.get(table, {}) or len(present[table][chain]) != len(rules[table][chain])]
+             if present.get(table, {}).get(chain) != rules[table][chain]]
     return found + [f"{table}/{builtin} jump" for table, builtin, jump in jumps
                     if jump not in present.get(table, {}).get(builtin, [])]
 

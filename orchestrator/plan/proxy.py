@@ -56,19 +56,22 @@ def sep_chain(service: dict, port: dict, endpoint: Endpoint) -> str:
 
 
 def probability(n: int, i: int) -> str:
-    """The chance the i-th of n endpoint rules takes a packet that reached it: 1/(n-i), as kube-proxy
-    formats it, so that every endpoint ends up with 1/n."""
-    return f"{1.0 / (n - i):0.10f}"
+    """The chance the i-th of n endpoint rules takes a packet that reached it: 1/(n-i), so that every
+    endpoint ends up with 1/n. Written as iptables-save prints it (the kernel keeps it as a fraction of
+    2^31, shown with 11 decimals: 1/3 is 0.33333333349), so rules read back compare equal as text."""
+    scaled = int(0x80000000 / (n - i) + 0.5)  # libxt_statistic's lround(0x80000000 * p)
+    return f"{scaled / 0x80000000:.11f}"
 
 
 def render_iptables(services: dict, endpoints: dict, cluster_cidr: IPv4Network) -> dict:
     """(table, chain) -> rules for every service port; `endpoints` maps service key -> port name -> list."""
     nat: dict[str, list[str]] = {chain: [] for chain in NAT_BASE}
     filt: dict[str, list[str]] = {chain: [] for chain in FILTER_BASE}
-    nat["KUBE-MARK-MASQ"] = [f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}"]
+    # kube-proxy writes --or-mark / --xor-mark; these are the same targets as iptables-save prints them
+    nat["KUBE-MARK-MASQ"] = [f"-A KUBE-MARK-MASQ -j MARK --set-xmark {MASQ_MARK}/{MASQ_MARK}"]
     nat["KUBE-POSTROUTING"] = [
         f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
-        f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
+        f"-A KUBE-POSTROUTING -j MARK --set-xmark {MASQ_MARK}/0x0",
         '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" '
         "-j MASQUERADE --random-fully",
     ]

@@ -193,7 +193,7 @@ def test_loads_naming_many_chains_read_the_whole_table_instead_of_listing_the_na
     assert table_header("nat", 3, 5) == ["*nat"]
 
 
-def test_what_a_reload_repairs_is_what_the_node_lacks_or_holds_with_other_rule_counts():
+def test_what_a_reload_repairs_is_what_the_node_lacks_or_holds_otherwise():
     services, eps = talk_nginx()
     jumps = [list(j) for j in JUMPS]
     rules = render_iptables(services, eps, Net("10.233.0.0/16"))
@@ -207,6 +207,9 @@ def test_what_a_reload_repairs_is_what_the_node_lacks_or_holds_with_other_rule_c
     broken = "\n".join(line for line in saved.splitlines() if sep not in line)
     assert set(drifted(chain_digests(rules), rules, saved_chains(broken), jumps)) == {
         "nat/KUBE-SVC-2CMXP7HKUVJN7L6M", f"nat/{sep}"}
+    edited = saved.replace("--to-destination 10.233.1.4:80", "--to-destination 10.233.1.4:8080")  # same count
+    assert drifted(chain_digests(rules), rules, saved_chains(edited), jumps) == [
+        f"nat/{c}" for c, chain in rules["nat"].items() if any("10.233.1.4:80" in r and "DNAT" in r for r in chain)]
     no_jumps = "\n".join(line for line in saved.splitlines() if not line.startswith(("-A PREROUTING", "-A OUTPUT")))
     assert set(drifted(chain_digests(rules), rules, saved_chains(no_jumps), jumps)) == {
         "nat/PREROUTING jump", "nat/OUTPUT jump", "filter/OUTPUT jump"}
