@@ -4,6 +4,8 @@ kube-proxy-style rules, balancing, NodePort, hairpin, endpoints that follow pods
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,7 +14,9 @@ import pytest
 
 from types import SimpleNamespace
 
-from .labtools import copy_inventory, lab_cli
+from orchestrator.plan.proxy import JUMPS
+
+from .labtools import copy_inventory, lab_cli, unique_lab_name
 from .test_pod_network import AGENT_ON_NODE, apply, outside_probe, pods, probe_from
 
 REPO = Path(__file__).resolve().parents[2]
@@ -308,6 +312,42 @@ def test_switching_proxy_mode_moves_the_rules_and_says_so(svc, tmp_path):
     finally:
         lab_cli("deploy", "-i", svc.inventory_path, check=True)
     assert len(shares(svc, nginx, per_source=30)) == 3
+
+
+FRESH_LOAD = """
+import sys
+from ipaddress import IPv4Network
+sys.path.insert(0, sys.argv[1])
+from orchestrator.apply.services import chain_digests
+from orchestrator.node_agent import load_rules, restore_input, saved_chains, run
+from orchestrator.plan.proxy import JUMPS, render_iptables
+from orchestrator.plan.services import Endpoint
+port = {"name": None, "protocol": "TCP", "port": 80, "target_port": 80, "node_port": None}
+services = {f"bulk/s{i}": {"name": f"s{i}", "namespace": "bulk", "cluster_ip": f"10.96.{i // 200}.{i % 200 + 2}",
+                           "ports": [port], "selector": {}, "session_affinity": "None"} for i in range(200)}
+eps = {key: {"": [Endpoint(f"10.244.0.{n}", 80, "node1", f"p{n}") for n in (2, 3, 4)]} for key in services}
+rules = render_iptables(services, eps, IPv4Network("10.244.0.0/16"))
+text, written, _ = restore_input(chain_digests(rules), rules, {}, saved_chains(run("iptables-save")),
+                                 [list(j) for j in JUMPS])
+assert "-S" in text.splitlines()  # the whole-table read is used
+load_rules(text)
+print(run("iptables-save"))
+"""
+
+
+def test_a_big_first_load_into_a_namespace_without_rules_works():
+    """With real iptables, in a fresh namespace of this test's own: the built-in chains do not exist yet."""
+    netns = unique_lab_name("fresh")
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", FRESH_LOAD, str(REPO)],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        saved = out.stdout.splitlines()
+        assert all(jump in saved for _, _, jump in JUMPS)  # into built-in chains the kernel did not have
+        assert sum(line.startswith(":KUBE-SEP-") for line in saved) == 600
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=True)
 
 
 def test_hundreds_of_services_applied_at_once_answer_and_go_at_once(svc):

@@ -215,6 +215,18 @@ def test_what_a_reload_repairs_is_what_the_node_lacks_or_holds_otherwise():
         "nat/PREROUTING jump", "nat/OUTPUT jump", "filter/OUTPUT jump"}
 
 
+def test_jumps_from_built_in_chains_load_apart_from_a_whole_table_read():
+    """After -S, iptables-nft does not create a built-in chain the kernel lacks: the jumps into them go in a
+    block of their own, so a first big load into a fresh table works."""
+    many = {f"KUBE-SVC-{i:016d}": [f"-A KUBE-SVC-{i:016d} -j RETURN"] for i in range(100)}
+    rules = {"nat": {"KUBE-SERVICES": [], **many}}
+    text, _, _ = restore_input(chain_digests(rules), rules, {}, saved_chains(""), [list(j) for j in JUMPS])
+    blocks = [block.splitlines() for block in text.split("COMMIT\n") if block]
+    nat = [b for b in blocks if b[0] == "*nat"]
+    assert nat[0][1] == "-S" and not any(line.startswith("-I ") for line in nat[0])
+    assert nat[1][1:] and all(line.startswith("-I ") for line in nat[1][1:])
+
+
 def test_missing_chains_are_rewritten_even_when_unchanged():
     services, eps = talk_nginx()
     rules = render_iptables(services, eps, Net("10.233.0.0/16"))
