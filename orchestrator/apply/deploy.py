@@ -160,7 +160,8 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         if all(r.status != "failed" for r in reports.values()):
             # before the cluster DNS's own sync, which would otherwise do (and not report) this one's work
             sync_service_rules(inv, transport, files, reports, force)
-            start_cluster_dns(inv, transport, files, progress)
+            if all(r.status != "failed" for r in reports.values()):
+                start_cluster_dns(inv, transport, files, progress)
     return [reports[n.name] for n in inv.nodes]
 
 
