@@ -667,8 +667,9 @@ def iptables_removal(loaded: dict, present: dict, jumps: list) -> str:
     return "\n".join(parts) + "\n" if parts else ""
 
 
-def proxy_sync(lib: str, request: dict) -> dict:
-    """Bring the node's service rules, stale UDP conntrack entries and DNS records up to `request`."""
+def proxy_sync(lib: str, request: dict, dry_run: bool = False) -> dict:
+    """Bring the node's service rules, stale UDP conntrack entries and DNS records up to `request`; with
+    `dry_run`, only say which chains (or nftables parts) would be written and deleted."""
     state_file = os.path.join(lib, "proxy.json")
     try:
         with open(state_file) as handle:
@@ -696,6 +697,16 @@ def proxy_sync(lib: str, request: dict) -> dict:
     loaded_nft = loaded.get("nft")
     written, deleted = [], []
     repaired: list = []
+
+    def load(loader, text: str) -> None:
+        if not dry_run:
+            loader(text)
+
+    def table_exists() -> bool:  # nft_table_exists adds a chain when the table has none: not in a dry run
+        if dry_run:
+            return shutil.which("nft") is not None and f"table ip {NFT_TABLE}" in run("nft", "list", "tables")
+        return nft_table_exists()
+
     if backend == "iptables":
         wanted = wanted_digests(request, loaded_iptables)
         if request.get("force"):
@@ -703,7 +714,7 @@ def proxy_sync(lib: str, request: dict) -> dict:
         text, written, deleted = restore_input(wanted, request["tables"], loaded_iptables, present, request["jumps"])
         try:
             if text:
-                load_rules(text)
+                load(load_rules, text)
         except CniError:
             if not trusted:
                 raise
@@ -715,31 +726,33 @@ def proxy_sync(lib: str, request: dict) -> dict:
                                                    request["jumps"])
             if text:
                 load_rules(text)
-        if (loaded_nft or not loaded) and nft_table_exists():
-            load_nft(f"delete table ip {NFT_TABLE}\n")
+        if (loaded_nft or not loaded) and table_exists():
+            load(load_nft, f"delete table ip {NFT_TABLE}\n")
             deleted.append(f"nft/{NFT_TABLE}")
         state = {"iptables": wanted, "boot": boot, "generation": request.get("generation")}
     else:
         old_rules = iptables_removal(loaded_iptables, present, request["jumps"])
         if old_rules:
-            load_rules(old_rules)
+            load(load_rules, old_rules)
             deleted += [f"{t}/{c}" for t, chains in loaded_iptables.items() for c in chains]
         desired = request["nft"]
-        reload = not (loaded_nft and nft_same_shape(desired, loaded_nft) and nft_table_exists())
+        reload = not (loaded_nft and nft_same_shape(desired, loaded_nft) and table_exists())
         if not reload:
             changes = nft_element_changes(desired, loaded_nft)
             try:
                 if changes:
-                    load_nft(changes)
+                    load(load_nft, changes)
                     written.append(f"nft/{NFT_TABLE}: elements")
             except CniError:  # the elements were not what was loaded last (changed by hand)
                 reload = True
         if reload:
             if request.get("force"):
                 repaired = nft_drifted(desired)
-            load_nft(nft_table_text(desired))
+            load(load_nft, nft_table_text(desired))
             written.append(f"nft/{NFT_TABLE}")
         state = {"nft": desired}
+    if dry_run:
+        return {"written": written, "deleted": deleted, "repaired": repaired, "dry_run": True}
     if written or deleted or state != loaded:
         with open(state_file + ".tmp", "w") as handle:
             handle.write(json.dumps(state))  # dumps uses the C encoder; dump would not (3x slower at 10,000 services)
@@ -895,8 +908,10 @@ def main(argv=None) -> int:
     c.add_argument("--ifname", default="eth0")
     c.add_argument("--cni-path", default=CNI_PATH)
     c.add_argument("--runtime-config", default="{}")
-    for verb in ("pods-apply", "pods-ensure", "proxy-sync", "flush-caches"):
+    for verb in ("pods-apply", "pods-ensure", "flush-caches"):
         sub.add_parser(verb)
+    sync = sub.add_parser("proxy-sync")
+    sync.add_argument("--dry-run", action="store_true", help="only say what would be written and deleted")
     reattach = sub.add_parser("pods-reattach")
     reattach.add_argument("--conf", required=True)
     reattach.add_argument("--cni-path", default=CNI_PATH)
@@ -932,7 +947,7 @@ def main(argv=None) -> int:
             print(json.dumps(pods_ensure(lib)))
             return 0
         if args.verb == "proxy-sync":
-            print(json.dumps(proxy_sync(lib, json.load(sys.stdin))))
+            print(json.dumps(proxy_sync(lib, json.load(sys.stdin), dry_run=args.dry_run)))
             return 0
         if args.verb == "pods-reattach":
             print(json.dumps(pods_reattach(lib, load_conf(open(args.conf).read(), args.conf), args.cni_path)))

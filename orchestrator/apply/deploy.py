@@ -162,7 +162,30 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
             sync_service_rules(inv, transport, files, reports, force)
             if all(r.status != "failed" for r in reports.values()):
                 start_cluster_dns(inv, transport, files, progress)
+    else:
+        preview_service_rules(inv, transport, files, reports, [n for n in inv.nodes if n.name in facts])
     return [reports[n.name] for n in inv.nodes]
+
+
+def rule_changes(answer: dict, dry_run: bool = False) -> Optional[str]:
+    """A node's proxy-sync answer as one line of its report, or None when nothing changes."""
+    names = answer["written"] + answer["deleted"]
+    if not names:
+        return None
+    written, removed = ("to write", "to remove") if dry_run else ("written", "removed")
+    return (f"service rules: {len(answer['written'])} {written}, {len(answer['deleted'])} {removed}"
+            + (f" ({', '.join(names)})" if len(names) <= 4 else ""))
+
+
+def preview_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: dict, nodes: list) -> None:
+    """For --dry-run: note in `reports` what a sync would write and delete on `nodes`. A node without the
+    lab's agent, or with one too old for --dry-run (deploy replaces it), cannot say: nothing is noted."""
+    from . import services as services_mod
+    for name, answer in services_mod.preview(inv, transport, files.read_objects(), nodes).items():
+        line = None if isinstance(answer, BaseException) else rule_changes(answer, dry_run=True)
+        if line:
+            reports[name].changes.append(line)
+            reports[name].status = "would change"
 
 
 def sync_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: dict, force: bool) -> None:
@@ -180,15 +203,13 @@ def sync_service_rules(inv: Inventory, transport: Transport, files: LabFiles, re
         if isinstance(answer, BaseException):
             report.status, report.error = "failed", str(answer)
             continue
-        if force and answer.get("repaired"):
-            report.changes.append(f"service rules reloaded; repaired {', '.join(answer['repaired'])}")
-        elif not force and (answer["written"] or answer["deleted"]):
-            names = answer["written"] + answer["deleted"]
-            report.changes.append(f"service rules: {len(answer['written'])} written, {len(answer['deleted'])} "
-                                  "removed" + (f" ({', '.join(names)})" if len(names) <= 4 else ""))
+        if force:
+            line = f"service rules reloaded; repaired {', '.join(answer['repaired'])}" if answer.get("repaired") else None
         else:
-            continue
-        report.status = "changed"
+            line = rule_changes(answer)
+        if line:
+            report.changes.append(line)
+            report.status = "changed"
 
 
 def reattach(inv: Inventory, transport: Transport, files: LabFiles, nodes: list) -> dict:

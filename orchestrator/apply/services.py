@@ -128,14 +128,9 @@ def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict,
     return results
 
 
-def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterable[str] = (),
-         force: bool = False, verify: bool = False) -> FleetResult:
-    """Recompute endpoints and rules from `objects`; push them to every node (but `lost_nodes`, whose pods
-    are not ready either). Nodes write only what changed since the last sync; with `verify` they first
-    read their rules and also repair what was changed by hand; with `force` they reload everything.
-    Returns each node's answer (what it wrote and deleted) or exception; a node that fails keeps its
-    previous rules and gets the new ones next sync."""
-    lost = set(lost_nodes)
+def sync_request(inv: Inventory, objects: dict, lost: set, force: bool = False, verify: bool = False) -> tuple:
+    """The whole proxy-sync request for the lab's objects (the pods of `lost` nodes are not ready), and the
+    endpoints it stands for, as stored in the objects."""
     services = objects["services"]
     ready = {k: p for k, p in objects["pods"].items() if p["node"] not in lost}
     eps = {key: endpoints(service, ready) for key, service in services.items()}
@@ -148,12 +143,33 @@ def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterab
         "dns_hosts": "".join(f"{ip} {name}\n" for ip, name in dns_records(services, objects["pods"],
                                                                          inv.cluster.dns_domain)),
     })
+    return request, stored
+
+
+def sync(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterable[str] = (),
+         force: bool = False, verify: bool = False) -> FleetResult:
+    """Recompute endpoints and rules from `objects`; push them to every node (but `lost_nodes`, whose pods
+    are not ready either). Nodes write only what changed since the last sync; with `verify` they first
+    read their rules and also repair what was changed by hand; with `force` they reload everything.
+    Returns each node's answer (what it wrote and deleted) or exception; a node that fails keeps its
+    previous rules and gets the new ones next sync."""
+    lost = set(lost_nodes)
+    request, stored = sync_request(inv, objects, lost, force, verify)
     ledger = LabFiles.of(inv.name).sent_rules
     sent = SentRules.read(ledger)
     results = push_rules(transport, inv.name, [n for n in inv.nodes if n.name not in lost], request, sent)
     sent.write(ledger)
     objects["endpoints"] = stored
     return results
+
+
+def preview(inv: Inventory, transport: Transport, objects: dict, nodes: Iterable[Node]) -> FleetResult:
+    """What a sync would write and delete on `nodes`, changing nothing. A node whose agent predates
+    `--dry-run` refuses the option: its answer is an exception, never a load."""
+    request, _ = sync_request(inv, objects, set())
+    payload = json.dumps(request)
+    argv = ["python3", agent_path(inv.name), "proxy-sync", "--dry-run"]
+    return transport.run_all(lambda node: json.loads(transport.run(node, argv, stdin=payload).stdout), nodes)
 
 
 def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once: bool = False,

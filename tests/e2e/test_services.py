@@ -302,6 +302,10 @@ def test_switching_proxy_mode_moves_the_rules_and_says_so(svc, tmp_path):
     switched = copy_inventory(svc, tmp_path, cluster={"proxy_mode": other})
     nginx = {"proto": "tcp", "host": service(svc, "nginx")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
     try:
+        before = nat_rules(svc, "node1")
+        preview = lab_cli("deploy", "--dry-run", "-i", str(switched), check=True).stdout
+        assert all(f"{node}: service rules:" in preview and "to write" in preview for node in ("node1", "node2"))
+        assert nat_rules(svc, "node1") == before  # a dry run changes nothing
         out = lab_cli("deploy", "-v", "-i", str(switched), check=True).stdout
         assert all(f"{node}: service rules:" in out for node in ("node1", "node2", "node3")), out
         rules = nat_rules(svc, "node1")
