@@ -120,6 +120,19 @@ def test_a_change_request_for_a_node_holding_something_else_asks_for_everything(
     assert sorted(tmp_path.iterdir()) == before  # nothing loaded, nothing written
 
 
+def test_a_dry_run_says_what_a_sync_would_change_and_changes_nothing(tmp_path):
+    services, eps = talk_nginx()
+    before = render_iptables(services, eps, Net("10.233.0.0/16"))
+    state = json.dumps({"iptables": chain_digests(before), "boot": boot_id(), "generation": "g1"})
+    (tmp_path / "proxy.json").write_text(state)
+    after = render_iptables(services, {"default/nginx": {"": eps["default/nginx"][""][:2]}}, Net("10.233.0.0/16"))
+    request = {"backend": "iptables", "jumps": [list(j) for j in JUMPS], "tables": after, "generation": "g2",
+               "dns_hosts": "10.96.0.20 x\n"}
+    answer = proxy_sync(str(tmp_path), request, dry_run=True)
+    assert answer["written"] == ["nat/KUBE-SVC-2CMXP7HKUVJN7L6M"] and len(answer["deleted"]) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["proxy.json"] and (tmp_path / "proxy.json").read_text() == state
+
+
 class FakeAgents:
     """Nodes whose agents hold a generation, answer as proxy-sync does, and ask for everything when a change
     builds on another one; `failing` nodes fail. Records what each node was sent."""
