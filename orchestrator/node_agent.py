@@ -703,9 +703,12 @@ def proxy_sync(lib: str, request: dict, dry_run: bool = False) -> dict:
             loader(text)
 
     def table_exists() -> bool:  # nft_table_exists adds a chain when the table has none: not in a dry run
-        if dry_run:
-            return shutil.which("nft") is not None and f"table ip {NFT_TABLE}" in run("nft", "list", "tables")
-        return nft_table_exists()
+        if not dry_run:
+            return nft_table_exists()
+        if shutil.which("nft") is None:
+            return False
+        tables = subprocess.run(["nft", "list", "tables"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return f"table ip {NFT_TABLE}" in tables.stdout.decode().splitlines()
 
     if backend == "iptables":
         wanted = wanted_digests(request, loaded_iptables)
@@ -725,7 +728,7 @@ def proxy_sync(lib: str, request: dict, dry_run: bool = False) -> dict:
             text, written, deleted = restore_input(wanted, request["tables"], loaded_iptables, present,
                                                    request["jumps"])
             if text:
-                load_rules(text)
+                load(load_rules, text)
         if (loaded_nft or not loaded) and table_exists():
             load(load_nft, f"delete table ip {NFT_TABLE}\n")
             deleted.append(f"nft/{NFT_TABLE}")

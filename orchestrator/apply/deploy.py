@@ -1,8 +1,9 @@
 """`lab deploy` and `lab destroy`: read every node, plan, diff, then one script per node that differs.
 
 Per node and run: one SSH command to read (templates/node-facts.sh.j2) and, only where something
-differs, one to change. A node that fails is reported by name with the failing change and command;
-the others go on and are reported too.
+differs, one to change; then the service rules sync (the node agent's proxy-sync, which writes only
+what changed) and the cluster DNS. A node that fails is reported by name with the failing change and
+command; the others go on and are reported too.
 """
 
 from __future__ import annotations
@@ -162,8 +163,8 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
             sync_service_rules(inv, transport, files, reports, force)
             if all(r.status != "failed" for r in reports.values()):
                 start_cluster_dns(inv, transport, files, progress)
-    else:
-        preview_service_rules(inv, transport, files, reports, [n for n in inv.nodes if n.name in facts])
+    elif all(r.status != "failed" for r in reports.values()):  # as a real deploy, which syncs only then
+        preview_service_rules(inv, transport, files, reports, list(inv.nodes))
     return [reports[n.name] for n in inv.nodes]
 
 

@@ -12,6 +12,7 @@ from orchestrator.manifests import load_text
 from orchestrator.node_agent import (boot_id, drifted, proxy_sync, restore_input, saved_chains, table_header,
                                      trusted_chains, wanted_digests)
 from orchestrator.plan.proxy import JUMPS, render_iptables, svc_chain
+from orchestrator.plan.proxy_nft import render_nft
 from orchestrator.plan.services import AddressBook, Endpoint, dns_records, endpoints, service_record
 from orchestrator.transport import FleetResult
 
@@ -120,16 +121,53 @@ def test_a_change_request_for_a_node_holding_something_else_asks_for_everything(
     assert sorted(tmp_path.iterdir()) == before  # nothing loaded, nothing written
 
 
-def test_a_dry_run_says_what_a_sync_would_change_and_changes_nothing(tmp_path):
+@pytest.fixture
+def read_only_node(monkeypatch):
+    """The node agent with every way to change a node failing the test; reading is allowed."""
+    from orchestrator import node_agent
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a dry run changed the node: {args}")
+
+    def read(argv, **kwargs):
+        if argv[:3] != ["nft", "list", "tables"]:
+            refuse(argv)
+        return SimpleNamespace(returncode=0, stdout=b"table ip lab-proxy\n")
+
+    for name in ("load_rules", "load_nft", "nft_table_exists"):
+        monkeypatch.setattr(node_agent, name, refuse)
+    monkeypatch.setattr(node_agent.subprocess, "run", read)
+    monkeypatch.setattr(node_agent.shutil, "which", lambda tool: f"/usr/sbin/{tool}")
+    monkeypatch.setattr(node_agent, "run", lambda *argv: "" if argv == ("iptables-save",) else refuse(argv))
+    monkeypatch.setattr(node_agent.os, "kill", refuse)
+
+
+@pytest.mark.parametrize("held, backend, force, expect_written, expect_deleted", [
+    ("iptables", "iptables", False, ["nat/KUBE-SVC-2CMXP7HKUVJN7L6M"], 1),  # an endpoint goes
+    ("iptables", "iptables", True, None, None),  # lab fix
+    ("nft", "iptables", False, None, ["nft/lab-proxy"]),  # back from nftables
+    ("iptables", "nftables", False, ["nft/lab-proxy"], None),  # to nftables
+])
+def test_a_dry_run_says_what_a_sync_would_change_and_changes_nothing(tmp_path, read_only_node, held, backend,
+                                                                      force, expect_written, expect_deleted):
     services, eps = talk_nginx()
     before = render_iptables(services, eps, Net("10.233.0.0/16"))
-    state = json.dumps({"iptables": chain_digests(before), "boot": boot_id(), "generation": "g1"})
+    state = json.dumps({"iptables": chain_digests(before), "boot": boot_id(), "generation": "g1"} if held == "iptables"
+                       else {"nft": render_nft(services, eps, Net("10.233.0.0/16"))})
     (tmp_path / "proxy.json").write_text(state)
-    after = render_iptables(services, {"default/nginx": {"": eps["default/nginx"][""][:2]}}, Net("10.233.0.0/16"))
-    request = {"backend": "iptables", "jumps": [list(j) for j in JUMPS], "tables": after, "generation": "g2",
-               "dns_hosts": "10.96.0.20 x\n"}
+    one_less = {"default/nginx": {"": eps["default/nginx"][""][:2]}}
+    request = {"backend": backend, "jumps": [list(j) for j in JUMPS], "force": force, "generation": "g2",
+               "stale_udp": ["10.233.3.2"], "dns_hosts": "10.96.0.20 x\n",
+               **({"tables": render_iptables(services, one_less, Net("10.233.0.0/16"))} if backend == "iptables"
+                  else {"nft": render_nft(services, one_less, Net("10.233.0.0/16"))})}
     answer = proxy_sync(str(tmp_path), request, dry_run=True)
-    assert answer["written"] == ["nat/KUBE-SVC-2CMXP7HKUVJN7L6M"] and len(answer["deleted"]) == 1
+    assert answer["dry_run"]
+    if expect_written is not None:
+        assert answer["written"] == expect_written
+    if isinstance(expect_deleted, int):
+        assert len(answer["deleted"]) == expect_deleted
+    elif expect_deleted is not None:
+        assert answer["deleted"] == expect_deleted
     assert [p.name for p in tmp_path.iterdir()] == ["proxy.json"] and (tmp_path / "proxy.json").read_text() == state
 
 
@@ -238,6 +276,28 @@ def test_jumps_from_built_in_chains_load_apart_from_a_whole_table_read():
     nat = [b for b in blocks if b[0] == "*nat"]
     assert nat[0][1] == "-S" and not any(line.startswith("-I ") for line in nat[0])
     assert nat[1][1:] and all(line.startswith("-I ") for line in nat[1][1:])
+
+
+def shapes_rules() -> dict:
+    """The rules of data/shapes.yaml (every rule shape: ClusterIP, NodePort, UDP, ClientIP, no endpoints)."""
+    book, services = AddressBook({}, CIDR), {}
+    for m in load_text((DATA / "shapes.yaml").read_text(), "shapes.yaml"):
+        services[m.key] = service_record(m, None, book, "now")
+    pods = {f"default/web-{i}": {"name": f"web-{i}", "namespace": "default", "labels": {"app": "web"},
+                                 "ip": f"10.233.{i}.5", "node": f"node{i}", "ports": []} for i in (1, 2, 3)}
+    eps = {key: endpoints(service, pods) for key, service in services.items()}
+    return render_iptables(services, eps, Net("10.233.0.0/16"))
+
+
+def test_rules_read_back_by_iptables_save_compare_equal_to_the_rendered_ones():
+    """The drift check compares chains as text: every shape must come back as rendered, or a sound node
+    would be rewritten at every verify. data/iptables-saved.rules is iptables 1.8.9's own output."""
+    rules = shapes_rules()
+    saved = saved_chains((DATA / "iptables-saved.rules").read_text())
+    assert {c for chains in rules.values() for c in chains} >= {"KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES"}
+    assert any("--rcheck" in r for chains in rules.values() for rs in chains.values() for r in rs)
+    assert any(c.startswith("KUBE-EXT-") for c in rules["nat"]) and any("-p udp" in r for r in rules["nat"]["KUBE-SERVICES"])
+    assert drifted(chain_digests(rules), rules, saved, [list(j) for j in JUMPS]) == []
 
 
 def test_missing_chains_are_rewritten_even_when_unchanged():
