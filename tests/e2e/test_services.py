@@ -283,8 +283,15 @@ def test_deleting_a_service_removes_its_rules_from_every_node(svc):
         assert "default/echo" not in rules and "30080" not in rules and " . 8080" not in rules
 
 
+LONELY = STICKY.replace("name: sticky", "name: lonely").replace("app: nginx", "app: nobody")
+
+
 def test_fix_repairs_a_removed_endpoint_rule_and_says_what_it_repaired(svc):
-    apply(svc, STICKY)  # its clients, which traffic fills in, are not something to repair
+    # every rule shape on the nodes: NodePort and UDP (echo), ClientIP (sticky: its clients, which traffic
+    # fills in, are not something to repair), no endpoints (lonely)
+    apply(svc, ECHO)
+    apply(svc, LONELY)
+    apply(svc, STICKY)
     sticky = {"proto": "tcp", "host": service(svc, "sticky")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
     assert probe_from(svc, pods(svc, "client")[0], [sticky])[0]["ok"]
     lab_cli("break", "kube-sep", "-i", svc.inventory_path, check=True)
@@ -294,7 +301,8 @@ def test_fix_repairs_a_removed_endpoint_rule_and_says_what_it_repaired(svc):
     nginx = {"proto": "tcp", "host": service(svc, "nginx")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
     assert len(shares(svc, nginx, per_source=30)) == 3  # every endpoint answers again
     assert lab_cli("fix", "-i", svc.inventory_path, check=True).stdout.rstrip().endswith("no changes")
-    apply(svc, STICKY, verb="delete")
+    for text in (STICKY, LONELY, ECHO):
+        apply(svc, text, verb="delete")
 
 
 def test_switching_proxy_mode_moves_the_rules_and_says_so(svc, tmp_path):
@@ -302,10 +310,14 @@ def test_switching_proxy_mode_moves_the_rules_and_says_so(svc, tmp_path):
     switched = copy_inventory(svc, tmp_path, cluster={"proxy_mode": other})
     nginx = {"proto": "tcp", "host": service(svc, "nginx")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
     try:
-        before = nat_rules(svc, "node1")
+        nodes = ("node1", "node2", "node3")
+        held = ["sh", "-c", "iptables-save | grep -v '^#'; nft list tables; nft list table ip lab-proxy 2>/dev/null; "
+                            "cat /var/lib/cluster-lab/*/proxy.json"]  # not `nft list ruleset`: its counters move
+        before = {node: svc.transport.run(node, held).stdout for node in nodes}
         preview = lab_cli("deploy", "--dry-run", "-i", str(switched), check=True).stdout
-        assert all(f"{node}: service rules:" in preview and "to write" in preview for node in ("node1", "node2"))
-        assert nat_rules(svc, "node1") == before  # a dry run changes nothing
+        lines = {line.split(": ", 1)[0].strip(): line for line in preview.splitlines() if "service rules:" in line}
+        assert set(lines) == set(nodes) and all("to write" in line for line in lines.values()), preview
+        assert {node: svc.transport.run(node, held).stdout for node in nodes} == before  # a dry run changes nothing
         out = lab_cli("deploy", "-v", "-i", str(switched), check=True).stdout
         assert all(f"{node}: service rules:" in out for node in ("node1", "node2", "node3")), out
         rules = nat_rules(svc, "node1")
