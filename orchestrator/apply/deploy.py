@@ -247,13 +247,13 @@ def reattach_pods(inv: Inventory, transport: Transport, files: LabFiles, stale: 
 
 def start_cluster_dns(inv: Inventory, transport: Transport, files: LabFiles,
                       progress: Callable[[str], None]) -> None:
-    """Apply the built-in kube-dns Service and Deployment (a no-op when they are there), which also
-    re-syncs every node's service rules."""
+    """Apply the built-in kube-dns Service and Deployment (a no-op when they are there). deploy has just
+    synced the service rules: they are synced again only when this changes something."""
     from . import pods as pods_mod  # pods builds on deploy: import here, not at the top
     from ..manifests import load_text
     from ..plan.services import dns_ip
     text = render("kube-dns.yaml.j2", dns_ip=dns_ip(inv.cluster.service_cidr))
-    results = pods_mod.apply(inv, transport, files, load_text(text, "templates/kube-dns.yaml.j2"))
+    results = pods_mod.apply(inv, transport, files, load_text(text, "templates/kube-dns.yaml.j2"), resync=False)
     if any(not line.endswith("unchanged") for line in results):
         progress(f"cluster DNS: kube-system/kube-dns at {dns_ip(inv.cluster.service_cidr)}, 2 dnsmasq pods")
 

@@ -76,9 +76,10 @@ def require_network(inv: Inventory, objects: dict) -> None:
 
 
 def apply(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest],
-          progress: Callable[[str], None] = lambda line: None) -> list[str]:
+          progress: Callable[[str], None] = lambda line: None, resync: bool = True) -> list[str]:
     """Make the lab's pods and services match `manifests`; return kubectl-style result lines.
-    Everything is validated before anything changes on a node."""
+    Everything is validated before anything changes on a node. The service rules are synced after; with
+    `resync` False (the caller has just synced them) only when a pod or service changed."""
     objects = files.read_objects()
     require_network(inv, objects)
     stamp = now()
@@ -103,8 +104,9 @@ def apply(inv: Inventory, transport: Transport, files: LabFiles, manifests: list
     if changes.create or changes.delete:
         progress(f"{len(changes.create)} pod(s) to create, {len(changes.delete)} to delete")
     failures = sync(inv, transport, objects, changes)
-    objects["services"] = services
-    failures += [str(e) for e in services_mod.sync(inv, transport, objects).failures.values()]
+    if resync or changes.create or changes.delete or services != objects["services"]:
+        objects["services"] = services
+        failures += [str(e) for e in services_mod.sync(inv, transport, objects).failures.values()]
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
