@@ -51,10 +51,15 @@ class NodeState:
         paths = [path.rsplit("/", 1)[0] for path in self.cni_plugins.values()]
         return paths[0] if paths else None
 
+    @property
+    def missing_kernel_features(self) -> list[str]:
+        """The kernel features the node lacks, as words (no package brings them)."""
+        return [f"kernel {m} support" for m in KERNEL_FEATURES if f"kernel:{m}" not in self.tools]
+
     def missing(self) -> list[str]:
         """What the node lacks for the pod network, as words a person can act on."""
         lacks = [f"{tool} (command)" for tool in REQUIRED_TOOLS if tool not in self.tools]
-        lacks += [f"kernel {m} support" for m in KERNEL_FEATURES if f"kernel:{m}" not in self.tools]
+        lacks += self.missing_kernel_features
         lacks += [f"CNI plugin {p}" for p in self.missing_plugins]
         return lacks
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..model import Cluster
-from .facts import CNI_PLUGINS, KERNEL_FEATURES, NodeState
+from .facts import CNI_PLUGINS, NodeState
 
 APT, DNF = "apt", "dnf"
 # The command that tells a package manager is there (as the facts list them) -> its name here.
@@ -94,7 +94,7 @@ class Plan:
 def plan(state: NodeState, cluster: Cluster) -> Plan:
     """What to install on a node in `state` so that it has everything a node of `cluster` needs."""
     missing = [need for need in needs(cluster) if not need.met(state)]
-    not_packaged = tuple(f"kernel {m} support" for m in KERNEL_FEATURES if f"kernel:{m}" not in state.tools)
+    not_packaged = tuple(state.missing_kernel_features)
     manager = next((MANAGERS[m] for m in MANAGERS if m in state.package_managers), None)
     lacks = tuple(need.what for need in missing)
     if not missing:
