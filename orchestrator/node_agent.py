@@ -29,7 +29,8 @@ import threading
 import time
 
 CACHE_DIR = "/var/lib/cni/results"
-# Where the reference plugins are (upstream, Debian/Ubuntu, Fedora/RHEL); as plan.facts.CNI_PATH.
+# Where the reference plugins are: upstream's tarball, Debian/Ubuntu's package, Fedora/RHEL's package
+# (plan.facts reads it from here: the agent runs on nodes alone and imports nothing of the lab).
 CNI_PATH = "/opt/cni/bin:/usr/lib/cni:/usr/libexec/cni"
 CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 LOOPBACK_CONF = {"cniVersion": "1.0.0", "name": "loopback", "type": "loopback"}

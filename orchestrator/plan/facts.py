@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Optional
 
+from ..node_agent import CNI_PATH
+
 CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
-# Where the reference plugins are: upstream's tarball, Debian/Ubuntu's package, Fedora/RHEL's package.
-CNI_DIRS = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
-CNI_PATH = ":".join(CNI_DIRS)
+CNI_DIRS = tuple(CNI_PATH.split(":"))  # the node agent's, which runs the plugins
 REQUIRED_TOOLS = ("ip", "bridge", "iptables-save", "iptables-restore", "python3")
 # Also read (plan.packages installs them): what pods, services, `lab verify` and the lessons use.
 OTHER_TOOLS = ("iptables", "nft", "conntrack", "dnsmasq", "ping", "curl", "sysctl")
