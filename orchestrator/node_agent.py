@@ -490,6 +490,12 @@ def table_header(table: str, named: int, chains_in_table: int) -> list:
     return [f"*{table}"] + (["-S"] if named ** 2 > WHOLE_TABLE_READ_FACTOR * chains_in_table else [])
 
 
+def drifted_chains(want: dict, rules: dict, have: dict) -> list:
+    """The chains of `want` that `have` (one table, as saved_chains returns it) lacks or holds otherwise than
+    `rules` (rendered as iptables-save prints them, so compared as text); trusted chains (None) are as loaded."""
+    return [c for c in want if c not in have or (have[c] is not None and have[c] != rules[c])]
+
+
 def restore_input(wanted: dict, rules: dict, loaded: dict, present: dict, jumps: list) -> tuple:
     """The iptables-restore --noflush input that turns the node's chains into `wanted` (table -> chain ->
     digest; `rules` has the rules of the chains to write), writing only the chains that differ from what
@@ -499,10 +505,8 @@ def restore_input(wanted: dict, rules: dict, loaded: dict, present: dict, jumps:
     for table in sorted(set(wanted) | set(loaded)):
         want = wanted.get(table, {})
         have = present.get(table, {})
-        # a chain drifted when the node's copy, as iptables-save prints it, differs from the rules (rendered
-        # in that same form); trusted chains (None) are as loaded
-        write = [c for c, digest in want.items() if c not in have or loaded.get(table, {}).get(c) != digest
-                 or (have[c] is not None and have[c] != rules[table][c])]
+        drift = set(drifted_chains(want, rules.get(table, {}), have))
+        write = [c for c, digest in want.items() if c in drift or loaded.get(table, {}).get(c) != digest]
         drop = [c for c in loaded.get(table, {}) if c not in want and c in have]
         missing = [j for t, builtin, j in jumps if t == table and j not in have.get(builtin, [])]
         if write or drop:
@@ -525,8 +529,8 @@ def restore_input(wanted: dict, rules: dict, loaded: dict, present: dict, jumps:
 def drifted(wanted: dict, rules: dict, present: dict, jumps: list) -> list:
     """The lab's chains and jumps the node lacks or holds otherwise than `rules` (present as read back by
     iptables-save): what a reload repairs, as "table/chain" (jumps as "table/BUILTIN jump")."""
-    found = [f"{table}/{chain}" for table, chains in sorted(wanted.items()) for chain in chains
-             if present.get(table, {}).get(chain) != rules[table][chain]]
+    found = [f"{table}/{chain}" for table, chains in sorted(wanted.items())
+             for chain in drifted_chains(chains, rules[table], present.get(table, {}))]
     return found + [f"{table}/{builtin} jump" for table, builtin, jump in jumps
                     if jump not in present.get(table, {}).get(builtin, [])]
 
