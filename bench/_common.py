@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "benchmarks.md"
@@ -51,3 +54,17 @@ def deployment_yaml(name: str, replicas: int) -> str:
     return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n"
             f"  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n"
             f"    spec: {{containers: [{{name: c, image: x}}]}}\n")
+
+
+def iperf_gbits(report: str) -> float:
+    """Gbit/s the server received, from `iperf3 -J` output."""
+    return json.loads(report)["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def medians_in_turns(underlay: Callable[[], float], pods: Callable[[], float], runs: int = 3) -> tuple[float, float]:
+    """Median of `runs` measurements of each, taken in turns (so a slow moment of the machine hits both)."""
+    a, b = [], []
+    for _ in range(runs):
+        a.append(underlay())
+        b.append(pods())
+    return statistics.median(a), statistics.median(b)

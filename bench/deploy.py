@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import deployment_yaml, lab, record, use_private_state  # noqa: E402
+from _common import deployment_yaml, iperf_gbits, lab, medians_in_turns, record, use_private_state  # noqa: E402
 
 from orchestrator import inventory  # noqa: E402
 from orchestrator.transport import Transport  # noqa: E402
@@ -34,7 +33,7 @@ def iperf(transport: Transport, server_node: str, server_netns, client_node: str
         return ["ip", "netns", "exec", netns, *argv] if netns else argv
     transport.run(server_node, inside(server_netns, ["iperf3", "-s", "-1", "-D"]))
     out = transport.run(client_node, inside(client_netns, ["iperf3", "-c", address, "-t", "3", "-J"])).stdout
-    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+    return iperf_gbits(out)
 
 
 def throughput(state: Path, name: str, inventory_path: str, runs: int = 3) -> tuple[float, float]:
@@ -44,13 +43,11 @@ def throughput(state: Path, name: str, inventory_path: str, runs: int = 3) -> tu
     by_node = {}
     for pod in objects["pods"].values():
         by_node.setdefault(pod["node"], pod)
-    underlay, pods = [], []
     with Transport(inv.nodes) as t:
-        for _ in range(runs):
-            underlay.append(iperf(t, "node2", None, "node1", None, str(inv.node("node2").address)))
-            pods.append(iperf(t, "node2", by_node["node2"]["netns"], "node1", by_node["node1"]["netns"],
-                              by_node["node2"]["ip"]))
-    return statistics.median(underlay), statistics.median(pods)
+        return medians_in_turns(
+            lambda: iperf(t, "node2", None, "node1", None, str(inv.node("node2").address)),
+            lambda: iperf(t, "node2", by_node["node2"]["netns"], "node1", by_node["node1"]["netns"],
+                          by_node["node2"]["ip"]), runs)
 
 
 def main() -> None:

@@ -11,8 +11,6 @@ Run as root: .venv/bin/python bench/throughput_by_hand.py
 
 from __future__ import annotations
 
-import json
-import statistics
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import record  # noqa: E402
+from _common import iperf_gbits, medians_in_turns, record  # noqa: E402
 
 PREFIX = "handbench"  # every namespace this benchmark makes carries it
 NODES = (1, 2)
@@ -97,16 +95,7 @@ def build(backend: str) -> None:
 def iperf(server: str, client: str, address: str) -> float:
     inside(server, "iperf3", "-s", "-1", "-D")
     time.sleep(0.3)
-    out = inside(client, "iperf3", "-c", address, "-t", "3", "-J")
-    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
-
-
-def ratio(runs: int = 3) -> tuple[float, float]:
-    underlay, pods = [], []
-    for _ in range(runs):
-        underlay.append(iperf("n2", "n1", "192.168.77.2"))
-        pods.append(iperf("p2", "p1", "10.77.2.2"))
-    return statistics.median(underlay), statistics.median(pods)
+    return iperf_gbits(inside(client, "iperf3", "-c", address, "-t", "3", "-J"))
 
 
 def main() -> None:
@@ -119,7 +108,8 @@ def main() -> None:
                 if rules:
                     for n in NODES:
                         inside(f"n{n}", "iptables-restore", "--noflush", stdin=NODE_RULES)
-                underlay, pods = ratio()
+                underlay, pods = medians_in_turns(lambda: iperf("n2", "n1", "192.168.77.2"),
+                                                  lambda: iperf("p2", "p1", "10.77.2.2"))
                 lines.append(f"| {backend} | {'yes' if rules else 'no'} | {underlay:.2f} Gbit/s | {pods:.2f} Gbit/s | "
                              f"{pods / underlay:.2f} |")
                 print(lines[-1], flush=True)
