@@ -9,6 +9,7 @@ library only (Python 3.7+), so any node with python3 can run it.
                                               prevResult, the result cached for DEL/CHECK, DEL after a
                                               failed ADD
   pods-add / pods-del / pods-ensure           pods as network namespaces (JSON on stdin, JSON out)
+  restore --conf FILE                         after a boot: the network, service rules and pods, once
   serve --name POD --tcp 80 --udp 80          the built-in pod server: HTTP /hostname /clientip /echo,
                                               and a UDP echo that names the pod and the client
 """
@@ -761,10 +762,11 @@ def proxy_sync(lib: str, request: dict, dry_run: bool = False) -> dict:
         state = {"nft": desired}
     if dry_run:
         return {"written": written, "deleted": deleted, "repaired": repaired, "dry_run": True}
-    if written or deleted or state != loaded:
+    if written or deleted or state != loaded or not os.path.exists(os.path.join(lib, RULES_REQUEST)):
         with open(state_file + ".tmp", "w") as handle:
             handle.write(json.dumps(state))  # dumps uses the C encoder; dump would not (3x slower at 10,000 services)
         os.replace(state_file + ".tmp", state_file)
+        store_rules(lib, request)
     for address in request.get("stale_udp", []):
         # a UDP "connection" to an endpoint that is gone would otherwise keep being sent there
         subprocess.run(["conntrack", "-D", "-p", "udp", "--dst-nat", address], stdout=subprocess.DEVNULL,
@@ -788,6 +790,109 @@ def proxy_sync(lib: str, request: dict, dry_run: bool = False) -> dict:
                     os.kill(int(record["pid"]), signal.SIGHUP)  # dnsmasq re-reads its hosts files
     return {"written": written, "deleted": deleted, "repaired": repaired, "dns": dns_changed,
             "generation": state.get("generation")}
+
+
+# The rules a node holds, kept on its disk so that it can load them again after a boot by itself (the
+# restore verb): the last whole request, and a journal of the change requests since, one JSON line each.
+RULES_REQUEST = "rules/request.json"
+RULES_JOURNAL = "rules/journal"
+VOLATILE_KEYS = ("force", "verify", "stale_udp", "dns_hosts", "base", "removed")
+
+
+def write_atomically(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as handle:
+        handle.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def store_rules(lib: str, request: dict) -> None:
+    """Keep what `request` leaves the node holding: a whole request replaces the store, a change request is
+    appended to the journal (a few hundred bytes, not the whole rule set again); the journal is folded into
+    the request once it outgrows it."""
+    base, journal = os.path.join(lib, RULES_REQUEST), os.path.join(lib, RULES_JOURNAL)
+    if "base" not in request:
+        write_atomically(base, json.dumps({k: v for k, v in request.items() if k not in VOLATILE_KEYS}))
+        with open(journal, "w"):
+            pass
+        return
+    with open(journal, "a") as handle:
+        handle.write(json.dumps({"tables": request["tables"], "removed": request.get("removed", {}),
+                                 "jumps": request["jumps"], "generation": request.get("generation")}) + "\n")
+    if os.path.getsize(journal) > os.path.getsize(base):
+        write_atomically(base, json.dumps(stored_request(lib)))
+        with open(journal, "w"):
+            pass
+
+
+def stored_request(lib: str):
+    """The whole proxy-sync request for the rules this node last held (None: it never held any)."""
+    try:
+        with open(os.path.join(lib, RULES_REQUEST)) as handle:
+            request = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    try:
+        with open(os.path.join(lib, RULES_JOURNAL)) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            change = json.loads(line)
+        except ValueError:
+            break  # a line cut short by a power loss: what came before it is what the node held
+        tables = request.setdefault("tables", {})
+        for table, chains in change.get("removed", {}).items():
+            for chain in chains:
+                tables.get(table, {}).pop(chain, None)
+        for table, chains in change["tables"].items():
+            tables.setdefault(table, {}).update(chains)
+        request["jumps"], request["generation"] = change["jumps"], change.get("generation")
+    return request
+
+
+def restore(lib: str, conf_path: str, cni_path: str = CNI_PATH) -> dict:
+    """After a boot, bring back what the kernel forgot, once per boot: the network (the script deploy left
+    in <lib>/boot), the service rules this node held, then the pods (namespace, CNI ADD with the same
+    container ID, server). Each part is tried even when one before it failed."""
+    boot = boot_id()
+    stamp = os.path.join(lib, "restored-boot")
+    try:
+        with open(stamp) as handle:
+            if handle.read().strip() == boot:
+                return {"boot": boot, "restored": [], "errors": []}
+    except OSError:
+        pass
+    restored, errors = [], []
+    script = os.path.join(lib, "boot", "network.sh")
+    if os.path.exists(script):
+        try:
+            run("bash", script)
+            restored.append("network")
+        except CniError as exc:
+            errors.append(f"network: {exc}")
+    request = stored_request(lib)
+    if request:
+        try:
+            proxy_sync(lib, dict(request, verify=True))
+            restored.append("service rules")
+        except CniError as exc:
+            errors.append(f"service rules: {exc}")
+    try:
+        conf = load_conf(open(conf_path).read(), conf_path)
+    except (OSError, CniError) as exc:
+        conf, errors = None, errors + [f"pods: {exc}"]
+    for record in pod_records(lib) if conf else []:
+        if os.path.exists(f"/run/netns/{record['netns']}"):
+            continue
+        try:
+            pod_add(lib, conf, cni_path, record)
+            restored.append(f"pod {record['key']}")
+        except (CniError, OSError) as exc:
+            errors.append(f"pod {record['key']}: {exc}")
+    write_atomically(stamp, boot + "\n")
+    return {"boot": boot, "restored": restored, "errors": errors}
 
 
 # ---- probes ----------------------------------------------------------------------------------------------
@@ -923,6 +1028,9 @@ def main(argv=None) -> int:
     reattach = sub.add_parser("pods-reattach")
     reattach.add_argument("--conf", required=True)
     reattach.add_argument("--cni-path", default=CNI_PATH)
+    rest = sub.add_parser("restore")
+    rest.add_argument("--conf", required=True)
+    rest.add_argument("--cni-path", default=CNI_PATH)
     purge = sub.add_parser("pods-purge")
     purge.add_argument("--lab", required=True)
     purge.add_argument("--conf", required=True)
@@ -960,6 +1068,12 @@ def main(argv=None) -> int:
         if args.verb == "pods-reattach":
             print(json.dumps(pods_reattach(lib, load_conf(open(args.conf).read(), args.conf), args.cni_path)))
             return 0
+        if args.verb == "restore":
+            report = restore(lib, args.conf, args.cni_path)
+            print(json.dumps(report))
+            for line in report["errors"]:
+                print(f"node agent: restore: {line}", file=sys.stderr)
+            return 1 if report["errors"] else 0
         if args.verb == "pods-purge":
             conf = load_conf(open(args.conf).read(), args.conf) if os.path.exists(args.conf) else None
             print(json.dumps(pods_purge(lib, args.lab, conf, args.cni_path)))

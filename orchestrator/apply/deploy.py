@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from ..errors import InputError
 from ..model import Inventory, Node
 from ..node_agent import conf_digest
-from ..plan import diff
+from ..plan import boot, diff
 from ..plan.facts import CNI_PATH, NodeState
 from ..plan.ipam import lease_subnets
 from ..plan.network import NodeFacts, conflist_path, node_lib, plan_node
@@ -27,7 +27,7 @@ from ..state import LabFiles
 from ..transport import NodeError, Transport
 from .node import read_state
 
-AGENT = "node_agent.py"
+AGENT = boot.AGENT
 
 
 @dataclass
@@ -55,7 +55,7 @@ def agent_command(lab: str, *args: str) -> str:
 
 def preflight(inv: Inventory, node: Node, state: NodeState) -> NodeFacts:
     """The facts planning needs, or a NodeError saying what the node lacks."""
-    lacks = state.missing()
+    lacks = state.missing() + boot.missing_modules(inv.cluster, state)
     if lacks:
         raise NodeError(node.name, f"lacks {', '.join(lacks)}; `lab bootstrap` installs them (on Debian/Ubuntu: "
                                    "iproute2 iptables python3 containernetworking-plugins)")
@@ -133,19 +133,29 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         files.write_objects(objects)
     planned: dict[str, list] = {}
     reattach: dict[str, list] = {}
+    lost: dict[str, list] = {}
+    objects.setdefault("boots", {})
     for node in inv.nodes:
         reports[node.name].subnet = str(subnets[node.name])
         if node.name not in facts:
             continue
         state = states[node.name]
         net = plan_node(inv, node, subnets, facts)
-        changes = diff.file_changes(state, inv.name, agent_files()) + diff.network_changes(net, state, inv.cluster)
-        stopped = sorted(key for key, value in state.pods.items() if value != "running")
+        changes = (diff.file_changes(state, inv.name, {**agent_files(), **boot.node_files(net, inv.cluster)})
+                   + boot.module_changes(inv.cluster, state) + diff.network_changes(net, state, inv.cluster)
+                   + boot.persistence_changes(net, inv.cluster, state))
+        stopped = sorted(key for key, value in state.pods.items() if value == "stopped")
         if stopped:
             changes.append(diff.Change(f"restart the servers of {len(stopped)} pod(s): {', '.join(stopped)}",
                                        (agent_command(inv.name, "pods-ensure") + " >/dev/null",)))
         planned[node.name] = changes
         reports[node.name].changes = [c.what for c in changes]
+        lost[node.name] = lost_pods(objects, node.name, state)
+        if lost[node.name]:
+            reports[node.name].changes.append(f"restore {len(lost[node.name])} pod(s) whose network namespace is "
+                                              f"gone: {', '.join(p['key'] for p in lost[node.name])}")
+        if objects["boots"].get(node.name, state.boot_id) != state.boot_id:
+            reports[node.name].changes.insert(0, "booted again since the last deploy")
         digest = conf_digest(json.loads(net.conflist))
         stale = sorted(k for k, d in state.pod_confs.items() if d and d != digest)
         if stale:
@@ -158,6 +168,8 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         progress(f"applying changes to {sum(1 for c in planned.values() if c)} node(s)")
         apply_changes(transport, inv, planned, reports, "changed")
         reattach_pods(inv, transport, files, reattach, reports)
+        restore_pods(inv, transport, files, lost, reports)
+        remember_boots(files, {name: states[name].boot_id for name in facts})
         if all(r.status != "failed" for r in reports.values()):
             # before the cluster DNS's own sync, which would otherwise do (and not report) this one's work
             sync_service_rules(inv, transport, files, reports, force)
@@ -166,6 +178,42 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
     elif all(r.status != "failed" for r in reports.values()):  # as a real deploy, which syncs only then
         preview_service_rules(inv, transport, files, reports, list(inv.nodes))
     return [reports[n.name] for n in inv.nodes]
+
+
+def lost_pods(objects: dict, node: str, state: NodeState) -> list[dict]:
+    """The lab's pods on `node` that the node lacks or holds without their network namespace (after a reboot,
+    or when the node lost its state), in name order."""
+    return sorted((p for p in objects["pods"].values() if p["node"] == node and state.pods.get(p["key"]) in (None, "gone")),
+                  key=lambda p: p["key"])
+
+
+def restore_pods(inv: Inventory, transport: Transport, files: LabFiles, lost: dict[str, list], reports: dict) -> None:
+    """Create the `lost` pods again on the nodes that did not fail (the same CNI container ID, so host-local
+    gives back the same IP where its lease survived); record their IPs, which the service sync then uses."""
+    from . import pods as pods_mod  # pods builds on deploy: import here, not at the top
+    from ..plan.pods import PodChanges
+    pods = [pod for name, pods in lost.items() if reports[name].status != "failed" for pod in pods]
+    if not pods:
+        return
+    objects = files.read_objects()
+    failures = pods_mod.sync(inv, transport, objects, PodChanges(create=pods))
+    files.write_objects(objects)
+    for line in failures:
+        name = line.split(":", 1)[0]
+        if name in reports:
+            reports[name].status, reports[name].error = "failed", line
+    for name in lost:
+        if lost[name] and reports[name].status != "failed":
+            reports[name].status = "changed"
+
+
+def remember_boots(files: LabFiles, boots: dict[str, str]) -> None:
+    """Record each node's boot ID: the next deploy says which nodes booted again in between."""
+    objects = files.read_objects()
+    known = objects.setdefault("boots", {})
+    if any(known.get(name) != boot for name, boot in boots.items() if boot):
+        known.update((name, boot) for name, boot in boots.items() if boot)
+        files.write_objects(objects)
 
 
 def rule_changes(answer: dict, dry_run: bool = False) -> Optional[str]:
@@ -287,14 +335,14 @@ def destroy(inv: Inventory, transport: Transport, files: LabFiles,
         state = states[node.name]
         if isinstance(state, BaseException) or reports[node.name].status == "failed":
             continue
-        planned[node.name] = diff.teardown(state, inv.cluster, None)
+        planned[node.name] = diff.teardown(state, inv.cluster, None, boot.persistence_teardown(state, lab))
         reports[node.name].changes = [c.what for c in with_pods.get(node.name, []) + planned[node.name]]
     progress(f"removing the lab from {sum(1 for c in planned.values() if c)} node(s)")
     apply_changes(transport, inv, planned, reports, "removed")
     if all(r.status != "failed" for r in reports.values()):
         objects = files.read_objects()
         objects["pods"], objects["subnets"], objects["deployments"] = {}, {}, {}
-        objects["services"], objects["endpoints"] = {}, {}
+        objects["services"], objects["endpoints"], objects["boots"] = {}, {}, {}
         files.write_objects(objects)
         files.sent_rules.unlink(missing_ok=True)  # the nodes hold no service rules any more
     return [reports[n.name] for n in inv.nodes]

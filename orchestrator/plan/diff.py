@@ -208,8 +208,10 @@ def file_changes(state: NodeState, lab: str, files: dict[str, tuple[str, str, st
             for rel, (text, digest, mode) in sorted(files.items()) if state.files.get(rel) != digest]
 
 
-def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Network]) -> list[Change]:
-    """What to remove from a node so that it is as before the lab (pods are removed before this)."""
+def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Network],
+             before_files: Iterable[Change] = ()) -> list[Change]:
+    """What to remove from a node so that it is as before the lab (pods are removed before this);
+    `before_files` run before the lab's node folder goes."""
     lab = cluster.name
     changes = []
     for link in state.addrs:
@@ -232,6 +234,7 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
         changes.append(Change(f"remove nftables table {NFT_TABLE}", (cmd("nft", "delete", "table", "ip", NFT_TABLE),)))
     if state.conflist or any(f == f"10-{lab}.conflist" for f in state.conflists):
         changes.append(Change(f"remove {conflist_path(lab)}", (cmd("rm", "-f", conflist_path(lab)),)))
+    changes += before_files
     if state.files:
         saved = f"{node_lib(lab)}/sysctl.orig"
         changes.append(Change(f"restore sysctls and remove {node_lib(lab)}", (

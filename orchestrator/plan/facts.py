@@ -40,6 +40,11 @@ class NodeState:
     nft_tables: tuple = ()  # `nft list tables` lines, e.g. "table ip lab-proxy"
     package_managers: tuple = ()  # which of apt-get, dnf the node has
     os: str = ""  # PRETTY_NAME of /etc/os-release, e.g. "Debian GNU/Linux 12 (bookworm)"
+    modules: dict = field(default_factory=dict)  # kernel module -> "present" | "loadable" | "missing"
+    boot_id: str = ""  # this boot of the node (/proc/sys/kernel/random/boot_id)
+    systemd: bool = False  # whether systemd runs the node (it gets the lab's boot unit)
+    etc_files: dict = field(default_factory=dict)  # the lab's files outside its folder: path -> sha256
+    unit_enabled: bool = False  # whether the lab's boot unit runs at boot
 
     @property
     def missing_plugins(self) -> list[str]:
@@ -119,6 +124,13 @@ def parse_facts(text: str) -> NodeState:
             return []
         return value if isinstance(value, list) else []
 
+    etc_files, enabled = {}, False
+    for line in sections.get("etc", []):
+        digest, _, path = line.partition("  ")
+        if digest == "enabled":
+            enabled = True
+        elif path:
+            etc_files[path] = digest
     files = {}
     for line in sections.get("files", []):
         digest, _, path = line.partition("  ")
@@ -135,4 +147,6 @@ def parse_facts(text: str) -> NodeState:
         pod_confs={line.split("=", 1)[0]: line.rsplit("conf=", 1)[1] for line in sections.get("pods", [])
                    if "conf=" in line},
         netns=tuple(sections.get("netns", [])), nft_tables=tuple(sections.get("nft", [])),
-        package_managers=tuple(line for line in sections.get("packaging", []) if line), os=body("os"))
+        package_managers=tuple(line for line in sections.get("packaging", []) if line), os=body("os"),
+        modules=dict(line.split("=", 1) for line in sections.get("modules", []) if "=" in line),
+        boot_id=body("boot"), systemd=body("init") == "systemd", etc_files=etc_files, unit_enabled=enabled)

@@ -38,11 +38,16 @@ def vxlan_device(vni: int) -> str:
     return f"flannel.{vni}"
 
 
+def stable_mac(key: str, first: int = 0x0E) -> str:
+    """A locally administered unicast MAC that depends only on `key`."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (first, *digest[:5]))
+
+
 def vtep_mac(lab: str, node: str) -> str:
-    """A stable, locally administered MAC for a node's VXLAN device, so peers can be planned without
-    asking the node (flannel publishes its random MAC through the API server instead)."""
-    digest = hashlib.sha256(f"{lab}/{node}".encode()).digest()
-    return ":".join(f"{b:02x}" for b in (0x0E, *digest[:5]))
+    """A stable MAC for a node's VXLAN device, so peers can be planned without asking the node (flannel
+    publishes its random MAC through the API server instead)."""
+    return stable_mac(f"{lab}/{node}")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from .. import inventory as inventory_mod
 from ..errors import InputError, LabError
 from ..model import Emulated, Inventory, Node, Ssh
 from ..plan.ipam import first_free_subnet
+from ..plan.network import stable_mac
 from ..render import render, resource_text
 from ..state import LabFiles, atomic_write, current_lab, set_current_lab
 
@@ -58,6 +59,12 @@ class EmulatedNode:
     index: int  # node<index>: fixes the address, so adding a node never renumbers the others
     namespace: str
     address: IPv4Address
+
+    @property
+    def mac(self) -> str:
+        """eth0's MAC, the same each time the node is made: a node made again is not a stranger to the
+        neighbour caches that still hold its address (as a real machine's NIC keeps its MAC)."""
+        return stable_mac(f"{self.namespace}/eth0", first=0x0A)
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,8 @@ def node_link_commands(lay: LabLayout, nodes: Sequence[EmulatedNode]) -> list[Cm
     commands = [
         ip_batch(None, [line for n in nodes for line in (
             f"netns add {n.namespace}",
-            f"link add eth0 mtu {lay.mtu} netns {n.namespace} type veth peer name {n.name} netns {lay.underlay_ns}",
+            f"link add eth0 address {n.mac} mtu {lay.mtu} netns {n.namespace} type veth peer name {n.name} "
+            f"netns {lay.underlay_ns}",
         )]),
         ip_batch(lay.underlay_ns, [f"link set {n.name} master br0 up" for n in nodes]),
     ]
@@ -360,8 +368,13 @@ def root_routes() -> list[IPv4Network]:
 class LocalProvider:
     """Brings emulated labs up and down; `progress` receives one line per step."""
 
+    provider = "local"
+
     def __init__(self, progress: Progress = lambda line: None):
         self.progress = progress
+
+    def check_host(self) -> None:
+        check_host()
 
     # -- up ---------------------------------------------------------------------------------------
 
@@ -376,12 +389,16 @@ class LocalProvider:
             if problem:
                 raise InputError(f"--sudo-user: {problem[0]}; {problem[1]}")
             emulated = replace(emulated, sudo_user=sudo_user)
-        check_host()
+        self.check_host()
         count = count or emulated.nodes
         emulated = replace(emulated, nodes=count)
         files = LabFiles.of(name)
         with files.lock():
             record = files.read_record()
+            made_by = record.get("provider", "local")
+            if record.get("nodes") and made_by != self.provider:
+                raise InputError(f"lab {name} is up with {made_by} nodes, not {self.provider}; give --provider "
+                                 f"{made_by}, or remove the lab with `lab down --name {name}` first")
             emulated = replace(emulated, sudo_user=same_sudo_user(name, record, emulated.sudo_user,
                                                                   explicit=sudo_user is not None))
             if emulated.sudo_user:  # also when it comes from the running lab (new nodes get the user too)
@@ -396,7 +413,7 @@ class LocalProvider:
             underlay = IPv4Network(record["underlay"]) if infra_ok else choose_underlay(root_routes())
             lay = layout(name, emulated, count, underlay)
             files.create()
-            record = {"lab": name, "underlay": str(underlay), "status": "creating",
+            record = {"lab": name, "underlay": str(underlay), "status": "creating", "provider": self.provider,
                       "sudo_user": emulated.sudo_user, "nodes": record.get("nodes", {}) if infra_ok else {}}
             files.write_record(record)
             if not infra_ok:
@@ -426,6 +443,11 @@ class LocalProvider:
     def _create_nodes(self, lay: LabLayout, nodes: list[EmulatedNode], files: LabFiles, record: dict) -> None:
         ensure_key(files.client_key, f"cluster-lab@{lay.lab}")  # its .pub is each node's authorized_keys
         for node in nodes:
+            # What is left of a node that died (its namespace, its processes) goes before it is made again.
+            # It keeps its folder: its host key stays the one pinned, as a real machine's does.
+            if namespace_inode(node.namespace):
+                self.progress(f"node {node.name} is not running: making it again")
+                self._remove_node(lay.lab, node.name, record["nodes"].pop(node.name, {}), files, keep_files=True)
             node_dir = files.node_dir(node.name)
             node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             ensure_key(node_dir / "ssh_host_ed25519_key", f"root@{node.name}")
@@ -433,9 +455,6 @@ class LocalProvider:
                 render("sshd_config.j2", lab=lay.lab, node=node.name, address=node.address, sudo_user=lay.sudo_user))
             with contextlib.suppress(FileNotFoundError):
                 (node_dir / "sshd.pid").unlink()
-            # Leftovers of a node that died (its namespace) go before it is made again.
-            if namespace_inode(node.namespace):
-                self._remove_node(lay.lab, node.name, {}, files)
         self.progress(f"creating {len(nodes)} node namespace(s) and links")
         for cmd in node_link_commands(lay, nodes):
             run_local(cmd)
@@ -482,7 +501,7 @@ class LocalProvider:
             f"{n.address} {(files.node_dir(n.name) / 'ssh_host_ed25519_key.pub').read_text().strip()}\n"
             for n in lay.nodes)
         ssh = Ssh(user=lay.sudo_user or "root", become=lay.sudo_user is not None, key=files.client_key,
-                  known_hosts=files.known_hosts, connect_timeout=5.0)
+                  known_hosts=files.known_hosts, connect_timeout=5.0 if emulated.shares_kernel else 20.0)
         nodes = tuple(Node(n.name, n.address, str(n.address), ssh) for n in lay.nodes)
         inv = Inventory(str(files.inventory), replace(base.cluster, name=lay.lab), nodes, emulated)
         atomic_write(files.known_hosts, known_hosts, mode=0o644)
@@ -518,7 +537,7 @@ class LocalProvider:
             run_local(ip_batch(None, [f"netns del {ns}" for ns in namespaces]))
         shutil.rmtree(files.root, ignore_errors=True)
 
-    def _remove_node(self, lab: str, node: str, info: dict, files: LabFiles) -> None:
+    def _remove_node(self, lab: str, node: str, info: dict, files: LabFiles, keep_files: bool = False) -> None:
         namespace = f"{lab}-{node}"
         pids = lab_processes(lab, [namespace] if namespace_inode(namespace) else [],
                              [info["mntns"]] if info.get("mntns") else [], node=node)
@@ -527,7 +546,8 @@ class LocalProvider:
             run_local(Cmd(("ip", "netns", "del", namespace)))
         # The node's underlay port goes with its namespace, asynchronously: wait, so a re-create can't collide.
         wait_until(lambda: not port_link_exists(lab, node), 5.0)
-        shutil.rmtree(files.node_dir(node), ignore_errors=True)
+        if not keep_files:
+            shutil.rmtree(files.node_dir(node), ignore_errors=True)
 
 
 def port_link_exists(lab: str, node: str) -> bool:

@@ -61,3 +61,41 @@ def test_container_id_and_interface_name_follow_the_spec(container_id, ifname, o
 
 def test_probe_reports_refused_and_timeout_without_raising():
     assert probe_one({"proto": "tcp", "host": "127.0.0.1", "port": 9}, 0.5) == {"ok": False, "error": "refused"}
+
+
+def test_the_rules_a_node_holds_are_kept_whole_then_as_a_journal_of_changes(tmp_path):
+    from orchestrator.node_agent import store_rules, stored_request
+    lib = str(tmp_path)
+    assert stored_request(lib) is None
+    jumps = [["nat", "PREROUTING", "-A PREROUTING -j KUBE-SERVICES"]]
+    whole = {"backend": "iptables", "jumps": jumps, "generation": "g1", "dns_hosts": "x", "stale_udp": ["y"],
+             "tables": {"nat": {"KUBE-SERVICES": ["-A KUBE-SERVICES -j KUBE-SVC-A"], "KUBE-SVC-A": ["-A a"],
+                                "KUBE-SVC-B": ["-A b"]}}}
+    store_rules(lib, whole)
+    assert stored_request(lib) == {"backend": "iptables", "jumps": jumps, "generation": "g1", "tables": whole["tables"]}
+    change = {"base": "g1", "generation": "g2", "jumps": jumps, "removed": {"nat": ["KUBE-SVC-B"]},
+              "tables": {"nat": {"KUBE-SVC-A": ["-A a2"], "KUBE-SVC-C": ["-A c"]}}}
+    store_rules(lib, change)
+    assert (tmp_path / "rules" / "journal").read_text().count("\n") == 1
+    held = stored_request(lib)
+    assert held["generation"] == "g2"
+    assert held["tables"]["nat"] == {"KUBE-SERVICES": ["-A KUBE-SERVICES -j KUBE-SVC-A"], "KUBE-SVC-A": ["-A a2"],
+                                     "KUBE-SVC-C": ["-A c"]}
+    with open(tmp_path / "rules" / "journal", "a") as handle:
+        handle.write('{"tables": {"nat": {"KUBE-SVC-D"')  # cut short by a power loss
+    assert stored_request(lib) == held
+    store_rules(lib, whole)  # a whole request starts the store again
+    assert stored_request(lib)["tables"] == whole["tables"] and (tmp_path / "rules" / "journal").read_text() == ""
+
+
+def test_a_journal_that_outgrows_the_whole_request_is_folded_into_it(tmp_path):
+    from orchestrator.node_agent import store_rules, stored_request
+    lib = str(tmp_path)
+    store_rules(lib, {"backend": "iptables", "jumps": [], "generation": "g0", "tables": {"nat": {"C": ["-A C x"]}}})
+    for n in range(1, 40):
+        store_rules(lib, {"base": f"g{n - 1}", "generation": f"g{n}", "jumps": [],
+                          "tables": {"nat": {"C": [f"-A C {n}"]}}})
+    journal = (tmp_path / "rules" / "journal").stat().st_size
+    assert journal <= (tmp_path / "rules" / "request.json").stat().st_size
+    assert stored_request(lib) == {"backend": "iptables", "jumps": [], "generation": "g39",
+                                   "tables": {"nat": {"C": ["-A C 39"]}}}
