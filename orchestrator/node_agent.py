@@ -109,9 +109,12 @@ def find_plugin(name: str, cni_path: str) -> str:
     raise CniError(f"plugin {name!r} not found in CNI_PATH {cni_path}", 7)
 
 
-def exec_plugin(command: str, config: dict, container_id: str, netns: str, ifname: str, cni_path: str):
+def exec_plugin(command: str, config: dict, container_id: str, netns: str, ifname: str, cni_path: str,
+                args: str = ""):
     env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=container_id, CNI_NETNS=netns,
                CNI_IFNAME=ifname, CNI_PATH=cni_path)
+    if args:
+        env["CNI_ARGS"] = args
     proc = subprocess.run([find_plugin(config["type"], cni_path)], input=json.dumps(config).encode(), env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = proc.stdout.decode(errors="replace").strip()
@@ -131,8 +134,9 @@ def cache_path(conf: dict, container_id: str, ifname: str, cache_dir: str) -> st
 
 
 def cni(command: str, conf: dict, container_id: str, netns: str, ifname: str, cni_path: str,
-        runtime_config=None, cache_dir: str = CACHE_DIR):
-    """Run CNI `command` for the whole network config list; return the final result (ADD, CHECK) or None."""
+        runtime_config=None, cache_dir: str = CACHE_DIR, args: str = ""):
+    """Run CNI `command` for the whole network config list; return the final result (ADD, CHECK) or None.
+    `args` is CNI_ARGS for ADD (e.g. "IgnoreUnknown=1;IP=10.244.0.8", which host-local honours)."""
     check_arguments(container_id, ifname)
     runtime_config = runtime_config or {}
     cache = cache_path(conf, container_id, ifname, cache_dir)
@@ -144,7 +148,7 @@ def cni(command: str, conf: dict, container_id: str, netns: str, ifname: str, cn
         try:
             for plugin in conf["plugins"]:
                 result = exec_plugin("ADD", plugin_config(conf, plugin, result, runtime_config),
-                                     container_id, netns, ifname, cni_path)
+                                     container_id, netns, ifname, cni_path, args)
         except CniError:
             # Undo what the plugins that succeeded did, as a runtime does after a failed ADD.
             try:
@@ -273,8 +277,7 @@ def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
     try:
         loopback = load_conf(json.dumps(LOOPBACK_CONF), "loopback")
         cni("ADD", loopback, pod["id"], netns_path, "lo", cni_path)
-        result = cni("ADD", conf, pod["id"], netns_path, "eth0", cni_path,
-                     {"portMappings": pod.get("port_mappings", [])})
+        result = attach(conf, cni_path, pod, netns_path)
         ip = next(i["address"].split("/")[0] for i in result.get("ips", []) if "." in i["address"])
         if pod.get("resolv_conf"):
             folder = f"/etc/netns/{pod['netns']}"  # `ip netns exec` mounts it over /etc/resolv.conf
@@ -292,6 +295,21 @@ def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
     except Exception:
         pod_del(lib, conf, cni_path, pod)
         raise
+
+
+def attach(conf: dict, cni_path: str, pod: dict, netns_path: str) -> dict:
+    """CNI ADD of the pod's eth0. A pod made again (after a reboot, or its namespace lost) asks for the IP it
+    had, so that its endpoints stay right: host-local refuses a second lease for one container ID, so the
+    old lease goes first (DEL without a namespace). An IP taken meanwhile gets the pod a new one."""
+    mappings = {"portMappings": pod.get("port_mappings", [])}
+    if pod.get("ip"):
+        try:
+            cni("DEL", conf, pod["id"], "", "eth0", cni_path)
+            return cni("ADD", conf, pod["id"], netns_path, "eth0", cni_path, mappings,
+                       args=f"IgnoreUnknown=1;IP={pod['ip']}")
+        except CniError:
+            pass
+    return cni("ADD", conf, pod["id"], netns_path, "eth0", cni_path, mappings)
 
 
 def pod_del(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:

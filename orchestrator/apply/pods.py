@@ -18,11 +18,12 @@ from ..state import LabFiles
 from ..transport import Transport
 from .deploy import agent_path
 
-AGENT_SPEC_KEYS = ("key", "name", "netns", "tcp", "udp", "port_mappings", "role", "dns_domain", "resolv_conf")
+# "ip": None for a new pod; a pod made again (deploy restoring it) asks for the IP it had
+AGENT_SPEC_KEYS = ("key", "name", "netns", "tcp", "udp", "port_mappings", "role", "dns_domain", "resolv_conf", "ip")
 
 
 def agent_pod(pod: dict) -> dict:
-    spec = {k: pod[k] for k in AGENT_SPEC_KEYS}
+    spec = {k: pod.get(k) for k in AGENT_SPEC_KEYS}
     spec["id"] = pod["uid"]
     return spec
 

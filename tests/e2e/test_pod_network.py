@@ -4,6 +4,8 @@ to the outside. Tests run in file order: deploy, traffic, changes to the lab, th
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -48,10 +50,12 @@ spec:
 
 def node_snapshot(transport, node: str) -> dict:
     """What `lab destroy` must put back: links, routes, neighbours, rules, CNI files, namespaces, sysctls."""
-    script = ("ip -o link | awk -F': ' '{print $2}' | sort; echo ---; ip route; echo ---; "
+    # (links without their peer's index: a node made again by `lab up` has the same links, numbered anew)
+    script = ("ip -o link | awk -F': ' '{print $2}' | sed 's/@.*//' | sort; echo ---; ip route; echo ---; "
               "ip neigh show nud permanent; echo ---; iptables-save | grep -E '^(-A|:[A-Z])' | "
               "grep -v -E '^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) ' | sort; echo ---; "
-              "ls -AR /etc/cni /var/lib/cni; ls -A /var/lib; echo ---; ip netns list; echo ---; "
+              "ls -AR /etc/cni /var/lib/cni; ls -A /var/lib /etc/modules-load.d /etc/sysctl.d /etc/systemd/system; "
+              "echo ---; ip netns list; echo ---; "
               "sysctl net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables")
     text = transport.run(node, ["sh", "-c", script]).stdout
     return dict(zip(["links", "routes", "neighbours", "rules", "files", "netns", "sysctls"], text.split("---\n")))
@@ -251,6 +255,34 @@ def test_a_stopped_pod_server_is_restarted_by_deploy(net):
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
     assert f"restart the servers of 1 pod(s): {key}" in proc.stdout
     assert all_pairs_failures(net, "after restart") == []
+
+
+def test_pods_whose_namespaces_are_gone_are_restored_by_deploy(net):
+    victim = pods(net, "web")[0]
+    node, key = victim["spec"]["nodeName"], f"default_{victim['metadata']['name']}"
+    net.transport.run(node, ["ip", "netns", "del", f"{net.name}-default-{victim['metadata']['name']}"])
+    proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
+    assert f"{node}: restore 1 pod(s) whose network namespace is gone: {key}" in proc.stdout
+    assert pods(net, victim["metadata"]["name"])[0]["status"]["podIP"] == victim["status"]["podIP"]  # its lease
+    assert all_pairs_failures(net, "after restore") == []
+    assert lab_cli("deploy", "-i", net.inventory_path, check=True).stdout.strip().endswith("no changes")
+
+
+def test_a_node_whose_sshd_died_is_made_again_by_up_then_deploy_restores_it(net):
+    record = json.loads((net.state_dir / net.name / "lab.json").read_text())
+    os.kill(record["nodes"]["node3"]["pid"], signal.SIGKILL)
+    down = lab_cli("exec", "-i", net.inventory_path, "node3", "--", "true")
+    assert down.returncode != 0 and "Traceback" not in down.stderr
+    up = lab_cli("up", "--name", net.name, "--nodes", "3", check=True)
+    assert "node node3 is not running: making it again" in up.stderr and "Traceback" not in up.stderr
+    lost = [p["metadata"]["name"] for p in pods(net, "web") if p["spec"]["nodeName"] == "node3"]
+    proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
+    assert "node3: create VXLAN device flannel.1" in proc.stdout
+    if lost:
+        assert f"node3: restore {len(lost)} pod(s) whose network namespace is gone" in proc.stdout
+    assert all_pairs_failures(net, "node3 made again") == []
+    verify = lab_cli("verify", "-i", net.inventory_path, timeout=300)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def test_a_deployment_converges_when_scaled(net):
