@@ -16,6 +16,7 @@ from typing import Optional
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__, inventory
 from . import manifests as manifests_mod
@@ -58,14 +59,46 @@ def resolve_inventory(path: Optional[str]) -> Inventory:
 def cmd_up(args) -> int:
     base = base_inventory(args.inventory)
     name = args.name or base.cluster.name
-    inv = LocalProvider(progress).up(name, args.nodes, base, sudo_user=args.sudo_user)
-    table = Table(title=f"lab {name}: {len(inv.nodes)} emulated nodes", title_justify="left")
-    for column in ("NODE", "ADDRESS", "NAMESPACE"):
+    provider = args.provider or (base.emulated.provider if base.emulated else "local")
+    if provider == "qemu":
+        from .providers.qemu import QemuProvider
+        inv = QemuProvider(progress).up(name, args.nodes, base, sudo_user=args.sudo_user, memory=args.memory,
+                                        accel=args.accel)
+        kind, place = "VMs (qemu)", lambda node: f"tap {node.name} in {name}-underlay"
+    else:
+        if args.memory or args.accel:
+            raise InputError("--memory and --accel are for VMs: add --provider qemu")
+        inv = LocalProvider(progress).up(name, args.nodes, base, sudo_user=args.sudo_user)
+        kind, place = "emulated nodes", lambda node: f"namespace {name}-{node.name}"
+    table = Table(title=f"lab {name}: {len(inv.nodes)} {kind}", title_justify="left")
+    for column in ("NODE", "ADDRESS", "WHERE"):
         table.add_column(column)
     for node in inv.nodes:
-        table.add_row(node.name, str(node.address), f"{name}-{node.name}")
+        table.add_row(node.name, str(node.address), place(node))
     out.print(table)
     out.print(f"inventory: {inv.source}")
+    return 0
+
+
+def cmd_image(args) -> int:
+    from .providers import image as image_mod
+    if args.action == "list":
+        images = image_mod.cached_images()
+        table = Table(title=f"VM images in {image_mod.image_cache()}", title_justify="left")
+        for column in ("KEY", "DEBIAN", "KERNEL PACKAGE", "SIZE", "BUILT"):
+            table.add_column(column)
+        for image in images:
+            table.add_row(image.key, image.recipe.get("suite", "?"), image.recipe.get("kernel_package", "?"),
+                          f"{image.size_bytes / 2**20:.0f} MiB", str(image.recipe.get("built", "?")))
+        out.print(table if images else "no cached VM images (`lab up --provider qemu` builds one)")
+        return 0
+    keys = [image.key for image in image_mod.cached_images()] if args.all else args.keys
+    if not keys:
+        raise InputError("lab image rm: which image? give its KEY (see `lab image list`) or --all")
+    for key in keys:
+        if not image_mod.remove_image(key):
+            raise InputError(f"lab image rm: no cached image {key!r}; see `lab image list`")
+        out.print(f"image {key}: removed")
     return 0
 
 
@@ -125,7 +158,7 @@ def print_reports(title: str, reports, show_changes: bool) -> int:
         table.add_column(column)
     for r in reports:
         style = styles.get(r.status, "")
-        table.add_row(r.node, r.subnet or "", f"[{style}]{r.status}[/]", str(len(r.changes)))
+        table.add_row(r.node, r.subnet or "", Text(r.status, style=style), str(len(r.changes)))
     out.print(table)
     if show_changes:
         for r in reports:
@@ -549,11 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = command("up", cmd_up, "bring up emulated nodes on this machine (needs root); a no-op when already up",
+    p = command("up", cmd_up, "bring up emulated nodes or real VMs on this machine (needs root); a no-op when "
+                "already up",
                 "lab up                          # 3 nodes, lab 'demo'\n"
                 "lab up --name study --nodes 5\n"
                 "lab up --name vm --sudo-user lab   # log in as 'lab', commands through sudo\n"
-                "lab up --name demo --nodes 4    # add a node to a running lab", parents=())
+                "lab up --name demo --nodes 4    # add a node to a running lab\n"
+                "lab up --name vms --nodes 3 --provider qemu   # real Debian VMs (KVM or TCG)", parents=())
     p.add_argument("--name", help="the lab's name (default: cluster.name of the inventory, 'demo')")
     p.add_argument("--nodes", type=int, choices=range(1, 201), metavar="N",
                    help="how many nodes, 1 to 200 (default: emulated.nodes of the inventory, 3)")
@@ -561,8 +596,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the inventory to start from (default: the packaged inventories/local.yaml)")
     p.add_argument("--sudo-user", metavar="USER", help="make USER on every node, with passwordless sudo, and log "
                    "in as it instead of root (default: emulated.sudo_user of the inventory)")
+    p.add_argument("--provider", choices=("local", "qemu"), help="local: emulated nodes (namespaces, this "
+                   "machine's kernel; the default); qemu: real Debian VMs with their own kernel")
+    p.add_argument("--memory", type=int, metavar="MiB", help="memory per VM (qemu; default 1024)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"),
+                   help="qemu's accelerator (default auto: KVM when a probe boots under it, else TCG)")
 
-    p = command("down", cmd_down, "remove an emulated lab: every namespace, link, process and file it made",
+    p = command("image", cmd_image, "list or remove the cached VM images `lab up --provider qemu` boots",
+                "lab image list\nlab image rm 0123456789abcdef\nlab image rm --all", parents=())
+    p.add_argument("action", choices=("list", "rm"))
+    p.add_argument("keys", nargs="*", metavar="KEY", help="with rm: the images to remove")
+    p.add_argument("--all", action="store_true", help="with rm: every cached image")
+
+    p = command("down", cmd_down, "remove a lab made by `lab up`: every namespace, link, process, VM and file it "
+                "made (cached VM images stay)",
                 "lab down --name demo\nlab down                  # the lab brought up last", parents=())
     p.add_argument("--name", help="the lab to remove (default: the lab brought up last)")
 

@@ -177,6 +177,9 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
                 start_cluster_dns(inv, transport, files, progress)
     elif all(r.status != "failed" for r in reports.values()):  # as a real deploy, which syncs only then
         preview_service_rules(inv, transport, files, reports, list(inv.nodes))
+    for report in reports.values():
+        if report.status == "changing":  # what it reports was done without a script (a new boot seen)
+            report.status = "changed"
     return [reports[n.name] for n in inv.nodes]
 
 
