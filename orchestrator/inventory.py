@@ -17,7 +17,7 @@ from typing import Any, Optional
 import yaml
 
 from .errors import InputError, field_error, yaml_error
-from .model import OVERLAY_BACKENDS, PROXY_MODES, Cluster, Emulated, Inventory, Node, Overlay, Ssh
+from .model import ACCELERATORS, OVERLAY_BACKENDS, PROVIDERS, PROXY_MODES, Cluster, Emulated, Inventory, Node, Overlay, Ssh
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -30,7 +30,7 @@ CLUSTER_KEYS = ("name", "cluster_cidr", "node_subnet_size", "service_cidr", "dns
 OVERLAY_KEYS = ("backend", "vni", "port", "mtu")
 SSH_KEYS = ("user", "port", "key", "known_hosts", "become", "jump", "connect_timeout", "command_timeout")
 NODE_KEYS = ("name", "address", "ssh_host", "user", "port", "key", "become", "labels")
-EMULATED_KEYS = ("nodes", "node_prefix", "underlay_mtu", "sudo_user")
+EMULATED_KEYS = ("nodes", "node_prefix", "underlay_mtu", "sudo_user", "provider", "memory", "accel")
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
@@ -281,8 +281,17 @@ def parse_emulated(sec: Section) -> Emulated:
     problem = user_name_problem(sudo_user) if sudo_user is not None else None
     if problem:
         raise sec.error(sec.path("sudo_user"), *problem)
+    provider = sec.string("provider", "local")
+    if provider not in PROVIDERS:
+        raise sec.error(sec.path("provider"), f"unknown provider {provider!r}{did_you_mean(provider, PROVIDERS)}",
+                        f"use one of: {', '.join(PROVIDERS)}")
+    accel = sec.string("accel", "auto")
+    if accel not in ACCELERATORS:
+        raise sec.error(sec.path("accel"), f"unknown accelerator {accel!r}{did_you_mean(accel, ACCELERATORS)}",
+                        f"use one of: {', '.join(ACCELERATORS)}")
     return Emulated(nodes=sec.integer("nodes", 3, 1, 200), node_prefix=prefix,
-                    underlay_mtu=sec.integer("underlay_mtu", 1500, 1280, 9000), sudo_user=sudo_user)
+                    underlay_mtu=sec.integer("underlay_mtu", 1500, 1280, 9000), sudo_user=sudo_user,
+                    provider=provider, memory=sec.integer("memory", 1024, 256, 65536), accel=accel)
 
 
 def user_name_problem(name: str) -> Optional[tuple[str, str]]:
@@ -377,4 +386,6 @@ def dump(inventory: Inventory, relative_to: Path) -> str:
         e = inventory.emulated
         data["emulated"] = {"nodes": e.nodes, "node_prefix": e.node_prefix, "underlay_mtu": e.underlay_mtu,
                             **({"sudo_user": e.sudo_user} if e.sudo_user else {})}
+        if e.provider != "local":
+            data["emulated"].update(provider=e.provider, memory=e.memory, accel=e.accel)
     return yaml.safe_dump(data, sort_keys=False)

@@ -11,6 +11,8 @@ from typing import Optional
 from .errors import InputError
 
 OVERLAY_BACKENDS = ("vxlan", "host-gw")
+PROVIDERS = ("local", "qemu")  # how `lab up` makes nodes: emulated (namespaces), or real VMs under qemu
+ACCELERATORS = ("auto", "kvm", "tcg")
 PROXY_MODES = ("iptables", "nftables")
 # flannel's VXLAN encapsulation costs 50 bytes (outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8).
 VXLAN_OVERHEAD = 50
@@ -103,13 +105,22 @@ class Node:
 
 @dataclass(frozen=True)
 class Emulated:
-    """Settings for emulated nodes on this machine (`lab up`)."""
+    """Settings for the nodes `lab up` makes on this machine, inside the lab's namespaces (the same underlay,
+    router and outside host for both providers): emulated nodes (provider local) or real VMs (qemu)."""
 
     nodes: int = 3
     node_prefix: str = "node"
     underlay_mtu: int = 1500
     # A user made on every node, with passwordless sudo; the lab logs in as it (`become`), not as root.
     sudo_user: Optional[str] = None
+    provider: str = "local"
+    memory: int = 1024  # MiB per VM (qemu)
+    accel: str = "auto"  # qemu's accelerator: auto probes KVM and falls back to TCG
+
+    @property
+    def shares_kernel(self) -> bool:
+        """Emulated nodes run this machine's kernel and programs; VMs have their own."""
+        return self.provider == "local"
 
     def node_names(self, count: Optional[int] = None) -> list[str]:
         """Names of the emulated nodes: node1, node2, ..."""

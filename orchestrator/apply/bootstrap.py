@@ -41,7 +41,7 @@ def bootstrap_node(inv: Inventory, transport: Transport, node: Node, dry_run: bo
     if dry_run:
         report.status = "would install"
         return report
-    if inv.emulated is not None:
+    if inv.emulated is not None and inv.emulated.shares_kernel:
         # An emulated node runs this machine's programs: packages installed "on it" would land in this
         # machine's /usr while its package database (in the node's /var/lib) forgets them.
         raise NodeError(node.name, f"lacks {', '.join(plan.lacks)}, but it is an emulated node running this "
