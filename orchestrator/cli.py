@@ -84,13 +84,12 @@ def cmd_image(args) -> int:
     from .providers import image as image_mod
     if args.action == "list":
         images = image_mod.cached_images()
-        table = Table(title=f"VM images in {image_mod.image_cache()}", title_justify="left")
-        for column in ("KEY", "DEBIAN", "KERNEL PACKAGE", "SIZE", "BUILT"):
-            table.add_column(column)
-        for image in images:
-            table.add_row(image.key, image.recipe.get("suite", "?"), image.recipe.get("kernel_package", "?"),
-                          f"{image.size_bytes / 2**20:.0f} MiB", str(image.recipe.get("built", "?")))
-        out.print(table if images else "no cached VM images (`lab up --provider qemu` builds one)")
+        if not images:
+            out.print(f"no cached VM images in {image_mod.image_cache()} (`lab up --provider qemu` builds one)")
+            return 0
+        print_table(["KEY", "DEBIAN", "KERNEL", "SIZE", "BUILT"], [
+            [image.key, image.recipe.get("suite", "?"), image.recipe.get("kernel_version", "?"),
+             f"{image.size_bytes / 2**20:.0f}Mi", str(image.recipe.get("built", "?"))] for image in images])
         return 0
     keys = [image.key for image in image_mod.cached_images()] if args.all else args.keys
     if not keys:

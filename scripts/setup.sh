@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 packages=(
     iproute2 iptables nftables openssh-server openssh-client containernetworking-plugins
     conntrack dnsmasq-base iputils-ping procps util-linux python3 python3-venv curl iperf3 graphviz sudo
+    # real VMs (lab up --provider qemu, the VM test tier): qemu, and what builds the cached Debian image
+    qemu-system-x86 qemu-utils debootstrap e2fsprogs
 )
 
 if [ "$(id -u)" -ne 0 ]; then

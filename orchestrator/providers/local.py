@@ -376,6 +376,10 @@ class LocalProvider:
     def check_host(self) -> None:
         check_host()
 
+    def record_extra(self) -> dict:
+        """What else this provider notes in the lab's record."""
+        return {}
+
     # -- up ---------------------------------------------------------------------------------------
 
     def up(self, name: str, count: Optional[int], base: Inventory, sudo_user: Optional[str] = None) -> Inventory:
@@ -414,7 +418,8 @@ class LocalProvider:
             lay = layout(name, emulated, count, underlay)
             files.create()
             record = {"lab": name, "underlay": str(underlay), "status": "creating", "provider": self.provider,
-                      "sudo_user": emulated.sudo_user, "nodes": record.get("nodes", {}) if infra_ok else {}}
+                      "sudo_user": emulated.sudo_user, "nodes": record.get("nodes", {}) if infra_ok else {},
+                      **self.record_extra()}
             files.write_record(record)
             if not infra_ok:
                 self.progress(f"creating the underlay {underlay}, router and outside host")
