@@ -1,12 +1,15 @@
 # The two commands of the README: `make demo` and `make test`. Both install what is missing first.
 LAB   ?= demo
 NODES ?= 3
+# local: emulated nodes; qemu: real Debian VMs (make demo PROVIDER=qemu LAB=vms)
+PROVIDER ?= local
 VENV  := .venv/bin
 
 .PHONY: setup demo test unit down help
 
 help:
 	@echo "make demo   set up, bring up a $(NODES)-node emulated lab '$(LAB)' and show it"
+	@echo "            (make demo PROVIDER=qemu LAB=vms: the same on real Debian VMs under qemu)"
 	@echo "make test   set up, then run the whole test suite"
 	@echo "make down   remove the demo lab"
 
@@ -14,7 +17,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/lab up --name $(LAB) --nodes $(NODES)
+	$(VENV)/lab up --name $(LAB) --nodes $(NODES) --provider $(PROVIDER)
 	$(VENV)/lab status
 	$(VENV)/lab deploy
 	$(VENV)/lab apply -f examples/

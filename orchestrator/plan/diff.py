@@ -189,7 +189,8 @@ def network_changes(net: NodeNetwork, state: NodeState, cluster: Cluster) -> lis
     changes = sysctl_changes(net, state, cluster.name)
     if state.conflist != net.conflist.strip():
         changes.append(Change(f"write CNI config {net.conflist_path} (subnet {net.subnet}, MTU {net.pod_mtu})",
-                              write_file(net.conflist_path, net.conflist)))
+                              (remember_missing(CNI_DIRS, f"{node_lib(cluster.name)}/{CREATED_DIRS}"),
+                               *write_file(net.conflist_path, net.conflist))))
     bridge = state.link(BRIDGE)
     if bridge is not None and bridge.get("mtu") != net.pod_mtu:
         changes.append(Change(f"set {BRIDGE} MTU {net.pod_mtu} (was {bridge.get('mtu')})",
@@ -200,6 +201,18 @@ def network_changes(net: NodeNetwork, state: NodeState, cluster: Cluster) -> lis
     changes += route_changes(net, state, cluster.cluster_cidr)
     changes += rule_changes(net, state)
     return changes
+
+
+# The CNI folders a fresh machine may lack, deepest first: `lab destroy` removes those the lab made.
+CNI_DIRS = ("/etc/cni/net.d", "/etc/cni", "/var/lib/cni")
+CREATED_DIRS = "dirs.created"  # below the lab's node folder
+
+
+def remember_missing(folders: Iterable[str], record: str) -> str:
+    """A shell line writing to `record` which of `folders` do not exist yet (once: a record stays)."""
+    return (f"[ -e {shlex.quote(record)} ] || {{ mkdir -p {shlex.quote(record.rsplit('/', 1)[0])} && "
+            f"for d in {' '.join(shlex.quote(f) for f in folders)}; do [ -d \"$d\" ] || echo \"$d\"; done "
+            f"> {shlex.quote(record)}; }}")
 
 
 def file_changes(state: NodeState, lab: str, files: dict[str, tuple[str, str, str]]) -> list[Change]:
@@ -239,10 +252,13 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
         saved = f"{node_lib(lab)}/sysctl.orig"
         changes.append(Change(f"restore sysctls and remove {node_lib(lab)}", (
             f"if [ -f {saved} ]; then while IFS== read -r k v; do [ -n \"$v\" ] && sysctl -qw \"$k=$v\"; done < {saved}; fi",
+            f"created=$(cat {node_lib(lab)}/{CREATED_DIRS} 2>/dev/null || true)",
             cmd("rm", "-rf", node_lib(lab), f"/var/lib/cni/networks/{lab}"),
             f"rm -f /var/lib/cni/results/{shlex.quote(lab)}-*",
-            # CNI's shared folders and ours go only when empty: another network may use them.
-            f"rmdir {node_lib(lab).rsplit('/', 1)[0]} /var/lib/cni/networks /var/lib/cni/results 2>/dev/null || true")))
+            # CNI's shared folders and ours go only when empty: another network may use them; the CNI
+            # folders the machine did not have before the lab, too.
+            f"rmdir {node_lib(lab).rsplit('/', 1)[0]} /var/lib/cni/networks /var/lib/cni/results 2>/dev/null || true",
+            'for d in $created; do rmdir "$d" 2>/dev/null || true; done')))
     return changes
 
 

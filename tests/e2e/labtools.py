@@ -136,3 +136,24 @@ def copy_inventory(lab, folder: Path, cluster: dict | None = None, **ssh_changes
     path = folder / "inventory.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def node_snapshot(transport, node: str) -> dict:
+    """What `lab destroy` must put back on a node, emulated or a real VM: links, routes, neighbours, rules,
+    files (CNI, the lab's folder, modules-load.d, sysctl.d, systemd units), namespaces, the lab's units,
+    sysctls, and the modules the lab loads itself (br_netfilter, vxlan; those iptables pulls in stay loaded)."""
+    # (links without their peer's index: a node made again by `lab up` has the same links, numbered anew)
+    script = ("ip -o link | awk -F': ' '{print $2}' | sed 's/@.*//' | sort; echo ---; ip route; echo ---; "
+              "ip neigh show nud permanent; echo ---; iptables-save | grep -E '^(-A|:[A-Z])' | "
+              "grep -v -E '^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) ' | sort; echo ---; "
+              # nftables tables but the ones iptables-nft makes for iptables itself
+              "nft list tables 2>&1 | grep -v -E '^table ip6? (filter|nat|mangle|raw|security)$'; echo ---; "
+              "ls -AR /etc/cni /var/lib/cni 2>&1; ls -A /var/lib /etc/modules-load.d /etc/sysctl.d /etc/systemd/system "
+              "/etc/systemd/system/multi-user.target.wants 2>&1; echo ---; ip netns list; echo ---; "
+              "systemctl list-unit-files 'cluster-lab-*' --no-legend 2>&1; echo ---; "
+              "sysctl net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables 2>&1; echo ---; "
+              "cut -d' ' -f1 /proc/modules | grep -E '^(br_netfilter|vxlan)$' | sort; true")
+    text = transport.run(node, ["sh", "-c", script]).stdout
+    return dict(zip(["links", "routes", "neighbours", "rules", "nft", "files", "netns", "units", "sysctls",
+                     "modules"], text.split("---\n")))
+

@@ -16,7 +16,7 @@ import pytest
 import orchestrator
 from orchestrator.plan.network import vtep_mac
 
-from .labtools import copy_inventory, lab_cli
+from .labtools import copy_inventory, lab_cli, node_snapshot
 
 AGENT_ON_NODE = "/var/lib/cluster-lab/{lab}/node_agent.py"
 LOCAL_AGENT = str(Path(orchestrator.__file__).with_name("node_agent.py"))
@@ -46,19 +46,6 @@ spec:
       image: nginx
       ports: [{containerPort: 80, hostPort: 8080}]
 """
-
-
-def node_snapshot(transport, node: str) -> dict:
-    """What `lab destroy` must put back: links, routes, neighbours, rules, CNI files, namespaces, sysctls."""
-    # (links without their peer's index: a node made again by `lab up` has the same links, numbered anew)
-    script = ("ip -o link | awk -F': ' '{print $2}' | sed 's/@.*//' | sort; echo ---; ip route; echo ---; "
-              "ip neigh show nud permanent; echo ---; iptables-save | grep -E '^(-A|:[A-Z])' | "
-              "grep -v -E '^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) ' | sort; echo ---; "
-              "ls -AR /etc/cni /var/lib/cni; ls -A /var/lib /etc/modules-load.d /etc/sysctl.d /etc/systemd/system; "
-              "echo ---; ip netns list; echo ---; "
-              "sysctl net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables")
-    text = transport.run(node, ["sh", "-c", script]).stdout
-    return dict(zip(["links", "routes", "neighbours", "rules", "files", "netns", "sysctls"], text.split("---\n")))
 
 
 @pytest.fixture(scope="module")
