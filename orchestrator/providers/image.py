@@ -33,7 +33,8 @@ from typing import Callable, Iterable
 from ..errors import LabError
 
 IMAGE_CACHE = "/var/cache/cluster-lab/images"  # $LAB_IMAGE_CACHE overrides
-BUILD_VERSION = "1"  # bump when the build steps below change what an image holds
+BUILD_VERSION = "2"  # bump when the build steps below change what an image holds
+REPO = "debs"  # the image's packages as a flat apt repository: what the lab serves its VMs
 SEED_LABEL = "labseed"
 ROOT_LABEL = "labroot"
 IMAGE_HOSTNAME = "lab-vm"  # until the seed's /etc/hostname is copied in
@@ -136,6 +137,11 @@ class CachedImage:
     initrd: Path
     recipe: dict = field(compare=False)
     size_bytes: int = 0
+
+    @property
+    def repo(self) -> Path:
+        """The packages the image was made of, as a flat apt repository (Packages, Release, *.deb)."""
+        return self.folder / REPO
 
 
 def image_cache() -> Path:
@@ -261,7 +267,7 @@ def guest_files(templates: dict[str, str]) -> dict[str, tuple[str, int]]:
 def removed_paths() -> list[str]:
     """Guest globs the build deletes: host keys (each VM gets the lab's own), package caches, logs."""
     return ["/etc/ssh/ssh_host_*", "/etc/apt/sources.list.d/*", "/var/lib/apt/lists/*",
-            "/var/cache/apt/*.bin", "/var/cache/apt/archives/*.deb", "/var/lib/dbus/machine-id",
+            "/var/cache/apt/*.bin", "/var/lib/dbus/machine-id",
             "/var/log/*.log", "/var/log/apt/*", "/var/cache/debconf/*-old"]
 
 
@@ -404,7 +410,8 @@ def ensure_image(recipe: ImageRecipe, progress: Progress = lambda line: None) ->
 def _check_can_build() -> None:
     if os.geteuid() != 0:
         raise LabError("building the VM image needs root (debootstrap, chroot, mkfs.ext4 -d): run it as root")
-    for tool, package in (("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"), ("chroot", "coreutils")):
+    for tool, package in (("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs"), ("chroot", "coreutils"),
+                          ("dpkg-deb", "dpkg")):
         if shutil.which(tool) is None:
             raise LabError(f"building the VM image needs {tool}: apt-get install {package}")
 
@@ -443,6 +450,11 @@ def _build(recipe: ImageRecipe, key: str, templates: dict[str, str], cache: Path
         progress(f"image {key}: debootstrap of Debian {recipe.suite} with {recipe.kernel_package} from {mirror} "
                  "(about 1.5 minutes)")
         _run(debootstrap_argv(recipe, mirror, tree), log, "debootstrap", key, env)
+        progress(f"image {key}: keeping its packages as the apt repository the lab serves its VMs")
+        (work / REPO).mkdir()
+        for deb in sorted(tree.glob("var/cache/apt/archives/*.deb")):
+            shutil.move(deb, work / REPO / deb.name)
+        write_repo_index(work / REPO)
 
         progress(f"image {key}: configuring the guest (units, sshd, no host keys, no apt sources, a small initrd)")
         for pattern in removed_paths():
@@ -491,6 +503,33 @@ def _build(recipe: ImageRecipe, key: str, templates: dict[str, str], cache: Path
     image = _complete(cache / key)
     assert image is not None
     return image
+
+
+# ---- the packages, as an apt repository ----
+
+def packages_entry(control: str, filename: str, data: bytes) -> str:
+    """A Packages stanza: the .deb's control fields, then where it is and its checksums."""
+    return (control.rstrip("\n") + f"\nFilename: ./{filename}\nSize: {len(data)}\n"
+            f"MD5sum: {hashlib.md5(data).hexdigest()}\nSHA256: {hashlib.sha256(data).hexdigest()}\n")
+
+
+def release_text(indexes: dict[str, bytes], date: str) -> str:
+    """A flat repository's Release file listing `indexes` (name -> content); apt checks them against it."""
+    lines = [f"Date: {date}", "SHA256:"]
+    lines += [f" {hashlib.sha256(data).hexdigest()} {len(data)} {name}" for name, data in sorted(indexes.items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_repo_index(folder: Path) -> None:
+    """Packages and Release for the .deb files in `folder` (dpkg-deb reads each one's control fields)."""
+    stanzas = []
+    for deb in sorted(folder.glob("*.deb")):
+        control = subprocess.run(["dpkg-deb", "-f", str(deb)], capture_output=True, text=True, check=True).stdout
+        stanzas.append(packages_entry(control, deb.name, deb.read_bytes()))
+    packages = "\n".join(stanzas).encode()
+    (folder / "Packages").write_bytes(packages)
+    date = datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S UTC")
+    (folder / "Release").write_text(release_text({"Packages": packages}, date))
 
 
 # ---- the per-VM seed disk ----

@@ -380,6 +380,10 @@ class LocalProvider:
         """What else this provider notes in the lab's record."""
         return {}
 
+    def _start_services(self, lay: LabLayout, files: LabFiles, record: dict) -> bool:
+        """Start what the lab's own namespaces serve the nodes, where it is not running; True if it was not."""
+        return False
+
     # -- up ---------------------------------------------------------------------------------------
 
     def up(self, name: str, count: Optional[int], base: Inventory, sudo_user: Optional[str] = None) -> Inventory:
@@ -437,6 +441,7 @@ class LocalProvider:
             if missing:
                 changed = True
                 self._create_nodes(lay, missing, files, record)
+            changed = self._start_services(lay, files, record) or changed
             record["status"] = "up"
             files.write_record(record)
             inv = self._write_inventory(base, lay, emulated, files)

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +39,7 @@ REQUIRED_TOOLS = ((QEMU, "qemu-system-x86"), ("qemu-img", "qemu-utils"), ("deboo
 SSH_WAIT_SECONDS = 600.0  # three VMs booting at once under TCG on two cores take two to three minutes
 PROBE_SECONDS = 20.0  # a kernel without a root disk reaches its panic in ~4 s under TCG, well under 1 s with KVM
 MEMORY_RESERVE_MIB = 512  # left to this machine (the controller, sshd, the lab's other processes)
+REPO_PORT = 3142  # the lab's package repository on its router (apt-cacher's port, by custom)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,17 @@ def qemu_command(lay: LabLayout, node: EmulatedNode, image: CachedImage, paths: 
     ]
 
 
+def repo_url(lay: LabLayout) -> str:
+    """Where VMs get packages: the lab's router serves the image's own packages (nothing outside the lab)."""
+    return f"http://{lay.router_address}:{REPO_PORT}/"
+
+
+def repo_command(lay: LabLayout, image: CachedImage) -> list[str]:
+    """The package repository's server, inside the router namespace, on the underlay address only."""
+    return ["ip", "netns", "exec", lay.router_ns, sys.executable, "-m", "http.server", str(REPO_PORT),
+            "--bind", str(lay.router_address), "--directory", str(image.repo)]
+
+
 def seed_files(lay: LabLayout, node: EmulatedNode, host_key: str, host_key_pub: str,
                authorized_key: str) -> dict[str, tuple[str, int]]:
     """What makes a VM node `node` (guest path -> (text, mode)): copied onto its disk at every boot."""
@@ -102,6 +115,8 @@ def seed_files(lay: LabLayout, node: EmulatedNode, host_key: str, host_key_pub: 
         "/etc/ssh/ssh_host_ed25519_key": (host_key, 0o600),
         "/etc/ssh/ssh_host_ed25519_key.pub": (host_key_pub, 0o644),
         "/root/.ssh/authorized_keys": (authorized_key, 0o600),
+        # apt's only source: the lab's repository (unsigned, but served inside the lab)
+        "/etc/apt/sources.list.d/cluster-lab.list": (f"deb [trusted=yes] {repo_url(lay)} ./\n", 0o644),
     }
 
 
@@ -271,6 +286,21 @@ class QemuProvider(LocalProvider):
                 time.sleep(0.5)
         self.progress(f"{len(nodes)} VM(s) reachable over SSH after {time.monotonic() - started:.0f} s")
 
+    def _start_services(self, lay: LabLayout, files: LabFiles, record: dict) -> bool:
+        pid = record.get("repo_pid")
+        if pid and process_alive(pid) and is_command(pid, f"{image_cache()}"):
+            return False
+        self.progress(f"serving the image's packages to the VMs at {repo_url(lay)} (in {lay.router_ns})")
+        with open(files.root / "repo.log", "ab") as log:
+            server = subprocess.Popen(repo_command(lay, self.image), stdin=subprocess.DEVNULL, stdout=log,
+                                      stderr=log, start_new_session=True)
+        if not wait_until(lambda: port_open(lay.router_address, REPO_PORT) or server.poll() is not None, 10.0) \
+                or server.poll() is not None:
+            raise LabError(f"the lab's package repository did not start (see {files.root / 'repo.log'}); "
+                           f"`lab down --name {lay.lab}` removes what was made")
+        record["repo_pid"] = server.pid
+        return True
+
     def _node_running(self, lab: str, node: str, info: dict) -> bool:
         pid = info.get("pid")
         return bool(pid) and process_alive(pid) and is_vm_process(pid, f"{lab}-{node}")
@@ -284,13 +314,19 @@ class QemuProvider(LocalProvider):
             shutil.rmtree(files.node_dir(node), ignore_errors=True)
 
 
-def is_vm_process(pid: int, vm_name: str) -> bool:
-    """Whether `pid` is the qemu of VM `vm_name` (a PID read from a file may have been reused since)."""
+def is_command(pid: int, prefix: str) -> bool:
+    """Whether process `pid` has an argument starting with `prefix` (a PID read from a file may have been
+    reused since)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return any(arg.startswith(f"{vm_name},".encode()) for arg in argv)
+    return any(arg.startswith(prefix.encode()) for arg in argv)
+
+
+def is_vm_process(pid: int, vm_name: str) -> bool:
+    """Whether `pid` is the qemu of VM `vm_name`."""
+    return is_command(pid, f"{vm_name},")
 
 
 def console_tail(console: Path) -> str:

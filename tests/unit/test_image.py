@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -230,10 +231,12 @@ def test_seed_image_refuses_paths_outside_the_guest(tmp_path):
 
 # ---- the cache ----
 
-def fake_image(cache: Path, key: str, parts=("disk.img", "vmlinuz", "initrd.img"), recipe=True) -> Path:
+def fake_image(cache: Path, key: str, parts=("disk.img", "vmlinuz", "initrd.img", "debs/Packages"),
+               recipe=True) -> Path:
     folder = cache / key
     folder.mkdir(parents=True)
     for name in parts:
+        (folder / name).parent.mkdir(exist_ok=True)
         (folder / name).write_bytes(b"x" * 5000)
     if recipe:
         (folder / "recipe.json").write_text(json.dumps({"key": key, "suite": "bookworm", "seconds": 1}))
@@ -312,3 +315,15 @@ def test_a_cache_that_cannot_be_written_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_IMAGE_CACHE", str(blocker / "images"))  # a folder below a file: never writable
     with pytest.raises(LabError, match="LAB_IMAGE_CACHE"):
         image.ensure_image(image.default_recipe())
+
+
+def test_the_image_packages_form_a_flat_apt_repository():
+    from orchestrator.providers.image import packages_entry, release_text
+    data = b"not really a deb"
+    entry = packages_entry("Package: conntrack\nVersion: 1:1.4.7-1+b2\nArchitecture: amd64\n", "conntrack_1.deb", data)
+    assert entry.splitlines() == [
+        "Package: conntrack", "Version: 1:1.4.7-1+b2", "Architecture: amd64", "Filename: ./conntrack_1.deb",
+        f"Size: {len(data)}", f"MD5sum: {hashlib.md5(data).hexdigest()}", f"SHA256: {hashlib.sha256(data).hexdigest()}"]
+    release = release_text({"Packages": b"abc"}, "Wed, 02 Dec 2026 05:00:00 UTC")
+    assert release == ("Date: Wed, 02 Dec 2026 05:00:00 UTC\nSHA256:\n"
+                       f" {hashlib.sha256(b'abc').hexdigest()} 3 Packages\n")

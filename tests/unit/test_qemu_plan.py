@@ -10,7 +10,8 @@ from orchestrator.errors import InputError
 from orchestrator.model import Emulated
 from orchestrator.providers.image import CachedImage
 from orchestrator.providers.local import layout
-from orchestrator.providers.qemu import VmPaths, choose_accel, memory_problem, qemu_command, seed_files, tap_commands
+from orchestrator.providers.qemu import (VmPaths, choose_accel, memory_problem, qemu_command, repo_command, seed_files,
+                                         tap_commands)
 
 LAY = layout("vms", Emulated(provider="qemu"), 2, IPv4Network("198.18.3.0/24"))
 IMAGE = CachedImage("k", Path("/cache/k"), Path("/cache/k/disk.img"), Path("/cache/k/vmlinuz"),
@@ -90,3 +91,11 @@ def test_more_memory_than_the_machine_has_is_refused_with_a_way_out():
     problem = memory_problem(4, 4096, 8000)
     assert problem.startswith("4 VMs x 4096 MiB = 16384 MiB, but this machine has 8000 MiB available")
     assert "--memory 1872" in problem and "at most 1 nodes" in problem
+
+
+def test_vms_get_packages_only_from_the_lab_router():
+    files = seed_files(LAY, LAY.nodes[0], "K", "P", "A")
+    assert files["/etc/apt/sources.list.d/cluster-lab.list"] == ("deb [trusted=yes] http://198.18.3.254:3142/ ./\n", 0o644)
+    argv = repo_command(LAY, IMAGE)
+    assert argv[:4] == ["ip", "netns", "exec", "vms-router"]
+    assert argv[-6:] == ["http.server", "3142", "--bind", "198.18.3.254", "--directory", "/cache/k/debs"]

@@ -82,6 +82,19 @@ def test_up_makes_real_debian_vms_with_pinned_host_keys(vms):
     assert f"default via {vms.inventory.nodes[0].address.exploded.rsplit('.', 1)[0]}.254" in routes
 
 
+def test_bootstrap_installs_what_a_vm_lacks_from_the_lab_repository(vms):
+    vms.transport.run("node1", ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "remove", "-y", "-q", "conntrack"])
+    sources = vms.transport.run("node1", ["sh", "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/*"]).stdout
+    router = f"{vms.inventory.nodes[0].address.exploded.rsplit('.', 1)[0]}.254"
+    assert sources.split() == ["deb", "[trusted=yes]", f"http://{router}:3142/", "./"]  # nothing outside the lab
+    dry = cli(vms, "bootstrap", "--dry-run").stdout
+    assert "conntrack" in dry and "would install" in dry
+    proc = cli(vms, "bootstrap")
+    assert "installed" in proc.stdout
+    assert vms.transport.run("node1", ["sh", "-c", "command -v conntrack"]).stdout.strip() == "/usr/sbin/conntrack"
+    assert "nothing to install" in cli(vms, "bootstrap").stdout
+
+
 def test_deploy_loads_and_persists_what_a_real_node_needs(vms):
     proc = cli(vms, "deploy", "-v")
     for node in ("node1", "node2"):
