@@ -64,7 +64,7 @@ class LabFiles:
 
     @property
     def objects(self) -> Path:
-        """JSON of what the lab manages: subnet leases, pods, deployments, services."""
+        """JSON of what the lab manages: subnet leases, pods, deployments, services; each node's last boot ID."""
         return self.root / "objects.json"
 
     @property
@@ -77,7 +77,7 @@ class LabFiles:
             data = json.loads(self.objects.read_text())
         except (OSError, ValueError):
             data = {}
-        for key in ("subnets", "pods", "deployments", "services", "endpoints"):
+        for key in ("subnets", "pods", "deployments", "services", "endpoints", "boots"):
             data.setdefault(key, {})
         return data
 

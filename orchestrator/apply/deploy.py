@@ -55,10 +55,15 @@ def agent_command(lab: str, *args: str) -> str:
 
 def preflight(inv: Inventory, node: Node, state: NodeState) -> NodeFacts:
     """The facts planning needs, or a NodeError saying what the node lacks."""
-    lacks = state.missing() + boot.missing_modules(inv.cluster, state)
+    lacks = state.missing()
     if lacks:
         raise NodeError(node.name, f"lacks {', '.join(lacks)}; `lab bootstrap` installs them (on Debian/Ubuntu: "
                                    "iproute2 iptables python3 containernetworking-plugins)")
+    modules = boot.missing_modules(inv.cluster, state)
+    if modules:
+        raise NodeError(node.name, f"lacks {', '.join(modules)}; install its kernel's modules (on Ubuntu: "
+                                   f"linux-modules-extra-{state.kernel or '$(uname -r)'}), or change {inv.source} "
+                                   "so that the lab does not need it")
     foreign = [f for f in state.conflists if f.startswith("10-") and f.endswith(".conflist")
                and f != f"10-{inv.name}.conflist"]
     if foreign:
@@ -134,7 +139,6 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
     planned: dict[str, list] = {}
     reattach: dict[str, list] = {}
     lost: dict[str, list] = {}
-    objects.setdefault("boots", {})
     for node in inv.nodes:
         reports[node.name].subnet = str(subnets[node.name])
         if node.name not in facts:
@@ -186,13 +190,13 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
 def lost_pods(objects: dict, node: str, state: NodeState) -> list[dict]:
     """The lab's pods on `node` that the node lacks or holds without their network namespace (after a reboot,
     or when the node lost its state), in name order."""
-    return sorted((p for p in objects["pods"].values() if p["node"] == node and state.pods.get(p["key"]) in (None, "gone")),
-                  key=lambda p: p["key"])
+    return sorted((p for p in objects["pods"].values()
+                   if p["node"] == node and state.pods.get(p["key"]) in (None, "gone")), key=lambda p: p["key"])
 
 
 def restore_pods(inv: Inventory, transport: Transport, files: LabFiles, lost: dict[str, list], reports: dict) -> None:
-    """Create the `lost` pods again on the nodes that did not fail (the same CNI container ID, so host-local
-    gives back the same IP where its lease survived); record their IPs, which the service sync then uses."""
+    """Create the `lost` pods again on the nodes that did not fail, each asking for the IP it had; record their
+    IPs (another one where that was taken), which the service sync then uses."""
     from . import pods as pods_mod  # pods builds on deploy: import here, not at the top
     from ..plan.pods import PodChanges
     pods = [pod for name, pods in lost.items() if reports[name].status != "failed" for pod in pods]
@@ -213,9 +217,8 @@ def restore_pods(inv: Inventory, transport: Transport, files: LabFiles, lost: di
 def remember_boots(files: LabFiles, boots: dict[str, str]) -> None:
     """Record each node's boot ID: the next deploy says which nodes booted again in between."""
     objects = files.read_objects()
-    known = objects.setdefault("boots", {})
-    if any(known.get(name) != boot for name, boot in boots.items() if boot):
-        known.update((name, boot) for name, boot in boots.items() if boot)
+    if any(objects["boots"].get(name) != boot for name, boot in boots.items() if boot):
+        objects["boots"].update((name, boot) for name, boot in boots.items() if boot)
         files.write_objects(objects)
 
 

@@ -110,3 +110,20 @@ def test_the_facts_script_output_is_read_into_the_state():
     assert (state.boot_id, state.systemd, state.unit_enabled) == ("b00t", True, True)
     assert state.etc_files == {"/etc/sysctl.d/90-cluster-lab-demo.conf": "a" * 64}
     assert state.pods == {"default_web": "gone"}
+
+
+def test_a_module_a_node_cannot_load_stops_deploy_on_that_node_with_what_to_do():
+    import pytest
+    from orchestrator.apply.deploy import preflight
+    from orchestrator.plan.facts import CNI_PLUGINS, KERNEL_FEATURES, REQUIRED_TOOLS
+    from orchestrator.transport import NodeError
+    inv = lab()
+    state = NodeState(kernel="6.8.0-31-generic", tools=frozenset([*REQUIRED_TOOLS, *(f"kernel:{k}" for k in KERNEL_FEATURES)]),
+                      cni_plugins={p: f"/usr/lib/cni/{p}" for p in CNI_PLUGINS},
+                      modules={"br_netfilter": "present", "nf_conntrack": "present", "vxlan": "missing"})
+    with pytest.raises(NodeError) as error:
+        preflight(inv, inv.node("node1"), state)
+    assert str(error.value) == (
+        "node1: lacks kernel module vxlan (for the vxlan overlay: not built in, and modprobe finds no vxlan.ko); "
+        "install its kernel's modules (on Ubuntu: linux-modules-extra-6.8.0-31-generic), or change demo.yaml so "
+        "that the lab does not need it")

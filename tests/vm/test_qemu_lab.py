@@ -30,6 +30,18 @@ spec:
 """
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--memory", "100000"], "lab: error: --memory: 2 VMs x 100000 MiB = 200000 MiB, but this machine has"),
+    (["--sudo-user", "lab"], "lab: error: --sudo-user is for emulated nodes; VMs are reached as root"),
+])
+def test_bad_vm_requests_are_one_clear_line_and_make_nothing(tmp_path, args, message):
+    name = unique_lab_name("x")
+    proc = lab_cli("up", "--provider", "qemu", "--name", name, "--nodes", "2", *args,
+                   env={**os.environ, "LAB_STATE_DIR": str(tmp_path)})
+    assert proc.returncode == 2 and proc.stderr.startswith(message) and len(proc.stderr.splitlines()) == 1
+    assert leftovers(name, tmp_path, LabProcesses()) == [] and list(tmp_path.iterdir()) == []
+
+
 @pytest.fixture(scope="module")
 def vms(tmp_path_factory):
     if os.geteuid() != 0:
