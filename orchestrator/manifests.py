@@ -22,6 +22,23 @@ from .inventory import did_you_mean
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+# Kubernetes' label syntax: a name (and a value, which may also be empty) of at most 63 characters, with
+# an optional DNS subdomain prefix before a '/' in the key
+LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def label_problem(key: str, value: str) -> Optional[str]:
+    """Why `key: value` is not a Kubernetes label, or None."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and not DNS_SUBDOMAIN.match(prefix):
+        return f"the prefix of label key {key!r} is not a DNS subdomain (lowercase letters, digits, '-' and '.')"
+    if not LABEL_NAME.match(name):
+        return (f"label key {key!r} is not a valid name (at most 63 letters, digits, '-', '_' or '.', starting "
+                "and ending with a letter or digit)")
+    if value and not LABEL_NAME.match(value):
+        return (f"label value {value!r} of {key!r} is not valid (empty, or at most 63 letters, digits, '-', '_' "
+                "or '.', starting and ending with a letter or digit)")
+    return None
 KINDS = {"Pod": "v1", "Deployment": "apps/v1", "Service": "v1"}
 PROTOCOLS = ("TCP", "UDP")
 # Pod spec fields that only concern what runs in the container: the lab's own server runs instead.
@@ -137,7 +154,13 @@ class Doc:
         value = self.data.get(key) or {}
         if not isinstance(value, dict) or not all(isinstance(v, (str, int, float, bool)) for v in value.values()):
             raise self.error(self.path(key), "expected a mapping of label: value", "write e.g. `app: nginx`")
-        return {str(k): str(v) for k, v in value.items()}
+        labels = {str(k): str(v) for k, v in value.items()}
+        for k, v in labels.items():
+            problem = label_problem(k, v)
+            if problem:
+                raise self.error(f"{self.path(key)}.{k}", problem, "write e.g. `app: nginx` or "
+                                                                  "`app.kubernetes.io/name: web`")
+        return labels
 
     def integer(self, key: str, default: Optional[int], low: int, high: int) -> Optional[int]:
         value = self.data.get(key)

@@ -217,6 +217,22 @@ def alive(pid) -> bool:
         return False
 
 
+def server_running(record: dict) -> bool:
+    """Whether the pod's server (recorded in `record`) runs: its PID is alive, was started in this boot (after
+    a reboot the PID may name any other process) and is still the lab's pod server or dnsmasq."""
+    pid = record.get("pid")
+    if not alive(pid) or record.get("boot", boot_id()) != boot_id():
+        return False
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        return False
+    if record.get("role") == "dns":
+        return any(arg.endswith(b"dnsmasq") for arg in argv[:1])
+    return b"serve" in argv and record.get("name", "").encode() in argv
+
+
 def start_server(lib: str, pod: dict) -> int:
     """Start the pod's server inside its network namespace, detached from this SSH session: the real
     dnsmasq for DNS pods (records in <lib>/dns/hosts), the built-in server for every other pod."""
@@ -271,7 +287,9 @@ def conf_digest(conf: dict) -> str:
 def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
     """Create the pod: namespace, loopback, the network list (eth0), its server. Undo all on failure."""
     netns_path = f"/run/netns/{pod['netns']}"
-    if os.path.exists(netns_path):
+    if os.path.exists(netns_path) or os.path.exists(pod_file(lib, pod["key"])):
+        # what is left of it goes first; its server too, which would keep a deleted namespace (and its veth
+        # on cni0) alive
         pod_del(lib, conf, cni_path, pod)
     run("ip", "netns", "add", pod["netns"])
     try:
@@ -285,7 +303,7 @@ def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
             with open(os.path.join(folder, "resolv.conf"), "w") as handle:
                 handle.write(pod["resolv_conf"])
         os.makedirs(os.path.join(lib, "pods"), exist_ok=True)
-        record = dict(pod, ip=ip, conf=conf_digest(conf))
+        record = dict(pod, ip=ip, conf=conf_digest(conf), boot=boot_id())
         record["pid"] = start_server(lib, record)
         if not wait_listening(record):
             raise CniError(f"the pod server of {pod['key']} did not start (see {lib}/pods/{pod['key']}.log)")
@@ -320,7 +338,7 @@ def pod_del(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
     except (OSError, ValueError):
         record = pod
     pid = record.get("pid")
-    if pid and alive(pid):
+    if server_running(record):
         os.kill(int(pid), signal.SIGTERM)
         for _ in range(100):
             if not alive(pid):
@@ -363,8 +381,8 @@ def pods_ensure(lib: str) -> dict:
     report = {}
     for record in pod_records(lib):
         state = "running"
-        if not alive(record.get("pid")):
-            record["pid"] = start_server(lib, record)
+        if not server_running(record):
+            record["pid"], record["boot"] = start_server(lib, record), boot_id()
             record["restarts"] = record.get("restarts", 0) + 1
             state = "restarted" if wait_listening(record) else "failed"
             with open(pod_file(lib, record["key"]), "w") as handle:
@@ -804,7 +822,7 @@ def proxy_sync(lib: str, request: dict, dry_run: bool = False) -> dict:
             os.chmod(path + ".tmp", 0o644)
             os.replace(path + ".tmp", path)
             for record in pod_records(lib):
-                if record.get("role") == "dns" and alive(record.get("pid")):
+                if record.get("role") == "dns" and server_running(record):
                     os.kill(int(record["pid"]), signal.SIGHUP)  # dnsmasq re-reads its hosts files
     return {"written": written, "deleted": deleted, "repaired": repaired, "dns": dns_changed,
             "generation": state.get("generation")}

@@ -7,6 +7,7 @@ kept (oldest first), the rest deleted, the missing ones created and spread over 
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections import Counter
@@ -28,8 +29,15 @@ class PodChanges:
     results: list = field(default_factory=list)  # kubectl-style lines: "deployment.apps/nginx created"
 
 
+NETNS_READABLE = 40  # characters of "<namespace>-<name>" kept in a pod's network namespace name
+
+
 def pod_netns(lab: str, namespace: str, name: str) -> str:
-    return f"{lab}-{namespace}-{name}"
+    """The name of a pod's network namespace on its node: readable, and unique through a digest of
+    namespace/name (pod b-c in namespace a is not pod c in namespace a-b); at most 63 characters, whatever
+    the lengths Kubernetes allows (253 for a pod name)."""
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:10]
+    return f"{lab}-{f'{namespace}-{name}'[:NETNS_READABLE]}-{digest}"
 
 
 def resolv_conf(namespace: str, cluster: Cluster) -> str:

@@ -21,6 +21,18 @@ from ..model import Inventory, Node
 from ..transport import Transport
 
 
+class LabCommandResult(CommandResult):
+    """A command's result that reads as one human line in a failure message (testinfra puts the result's
+    repr into "Unexpected exit code ..." errors; the dataclass repr would show Python objects)."""
+
+    def __repr__(self) -> str:
+        detail = (self.stderr.strip() or self.stdout.strip()).splitlines()[-1:]
+        return (f"`{self.backend.decode(self.command)}` on {self.backend.hostname}: exit {self.exit_status}"
+                + (f": {detail[0]}" if detail else ""))
+
+    __str__ = __repr__
+
+
 class LabBackend(BaseBackend):
     """testinfra backend over the lab's transport, optionally inside a network namespace."""
 
@@ -35,7 +47,8 @@ class LabBackend(BaseBackend):
         cmd = self.get_command(command, *args)
         argv = ["ip", "netns", "exec", self.netns, "sh", "-c", cmd] if self.netns else ["sh", "-c", cmd]
         result = self.transport.run(self.node, argv, check=False)
-        return self.result(result.exit_code, self.encode(cmd), result.stdout.encode(), result.stderr.encode())
+        return LabCommandResult(self, result.exit_code, self.encode(cmd), result.stdout.encode(),
+                                result.stderr.encode())
 
 
 def make_host(backend: LabBackend) -> testinfra.host.Host:

@@ -6,6 +6,7 @@ import contextlib
 import html
 import io
 import json
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -43,10 +44,18 @@ class _Collector:
             if report.passed:
                 self.passed += 1
             elif not report.nodeid.endswith("]") or "test_reachability" not in report.nodeid:
-                self.failed.append((report.nodeid.split("::")[-1], str(report.longrepr.reprcrash.message)
-                                    if hasattr(report.longrepr, "reprcrash") else str(report.longrepr)))
+                self.failed.append((report.nodeid.split("::")[-1], failure_line(report)))
         elif report.when == "setup" and report.failed:
-            self.failed.append((report.nodeid.split("::")[-1], str(report.longrepr)[-300:]))
+            self.failed.append((report.nodeid.split("::")[-1], failure_line(report)))
+
+
+def failure_line(report) -> str:
+    """The one line a person reads of a failed check: the check's own message, without pytest's
+    introspection of the values ("where 255 = ...") or the exception's class."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr).strip().splitlines()[-1]
+    line = text.strip().splitlines()[0] if text.strip() else "failed"
+    return re.sub(r"^(?:[A-Za-z_.]*(?:Error|Exception)|E): ", "", line)
 
 
 def load_expectations(path: Optional[str]) -> list:

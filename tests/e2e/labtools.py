@@ -10,6 +10,7 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,3 +158,14 @@ def node_snapshot(transport, node: str) -> dict:
     return dict(zip(["links", "routes", "neighbours", "rules", "nft", "files", "netns", "units", "sysctls",
                      "modules"], text.split("---\n")))
 
+
+
+def wait_for(condition, seconds: float = 30.0, interval: float = 0.05) -> bool:
+    """Whether `condition()` becomes true within `seconds`: a wait on the condition, not on the clock (the
+    deadline only keeps a broken lab from hanging the suite)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True

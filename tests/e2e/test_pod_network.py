@@ -8,15 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import orchestrator
 from orchestrator.plan.network import vtep_mac
+from orchestrator.node_agent import wait_listening
+from orchestrator.plan.pods import pod_netns
 
-from .labtools import copy_inventory, lab_cli, node_snapshot
+from .labtools import copy_inventory, lab_cli, node_snapshot, wait_for
 
 AGENT_ON_NODE = "/var/lib/cluster-lab/{lab}/node_agent.py"
 LOCAL_AGENT = str(Path(orchestrator.__file__).with_name("node_agent.py"))
@@ -72,7 +73,7 @@ def pods(lab, *selector: str) -> list[dict]:
 
 def probe_from(lab, pod: dict, targets: list[dict]) -> list[dict]:
     """Run the agent's probe inside `pod` (one SSH command, all targets at once)."""
-    netns = f"{lab.name}-{pod['metadata']['namespace']}-{pod['metadata']['name']}"
+    netns = pod_netns(lab.name, pod["metadata"]["namespace"], pod["metadata"]["name"])
     out = lab.transport.run(pod["spec"]["nodeName"], ["ip", "netns", "exec", netns, "python3",
                                                       AGENT_ON_NODE.format(lab=lab.name), "probe"],
                             stdin=json.dumps(targets)).stdout
@@ -148,7 +149,7 @@ def test_vxlan_device_is_flannel_style(net):
 def test_large_packets_cross_nodes_without_fragmentation(net):
     a, b = [p for p in pods(net, "web") if p["spec"]["nodeName"] == "node1"][0], \
         [p for p in pods(net, "web") if p["spec"]["nodeName"] == "node3"][0]
-    netns = f"{net.name}-default-{a['metadata']['name']}"
+    netns = pod_netns(net.name, "default", a["metadata"]["name"])
     fits = net.transport.run("node1", ["ip", "netns", "exec", netns, "ping", "-c1", "-W2", "-M", "do",
                                        "-s", str(1450 - 28), b["status"]["podIP"]], check=False)
     assert fits.exit_code == 0, fits.stdout + fits.stderr
@@ -182,7 +183,7 @@ def outside_server(net):
                                "--name", "outside", "--tcp", "80"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.3)
+        assert wait_listening({"pid": server.pid, "tcp": [80]}, seconds=10)
         yield server
     finally:
         server.terminate()
@@ -238,7 +239,7 @@ def test_a_stopped_pod_server_is_restarted_by_deploy(net):
     pid = net.transport.run(node, ["sh", "-c", f"sed -n 's/.*\"pid\": \\([0-9]*\\).*/\\1/p' "
                                                f"/var/lib/cluster-lab/{net.name}/pods/{key}.json"]).stdout.strip()
     net.transport.run(node, ["kill", pid])
-    time.sleep(0.2)
+    assert wait_for(lambda: net.transport.run(node, ["kill", "-0", pid], check=False).exit_code != 0)
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
     assert f"restart the servers of 1 pod(s): {key}" in proc.stdout
     assert all_pairs_failures(net, "after restart") == []
@@ -247,12 +248,36 @@ def test_a_stopped_pod_server_is_restarted_by_deploy(net):
 def test_pods_whose_namespaces_are_gone_are_restored_by_deploy(net):
     victim = pods(net, "web")[0]
     node, key = victim["spec"]["nodeName"], f"default_{victim['metadata']['name']}"
-    net.transport.run(node, ["ip", "netns", "del", f"{net.name}-default-{victim['metadata']['name']}"])
+    net.transport.run(node, ["ip", "netns", "del", pod_netns(net.name, "default", victim["metadata"]["name"])])
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
     assert f"{node}: restore 1 pod(s) whose network namespace is gone: {key}" in proc.stdout
     assert pods(net, victim["metadata"]["name"])[0]["status"]["podIP"] == victim["status"]["podIP"]  # its lease
     assert all_pairs_failures(net, "after restore") == []
     assert lab_cli("deploy", "-i", net.inventory_path, check=True).stdout.strip().endswith("no changes")
+
+
+TWINS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: b-c, namespace: a, labels: {app: twins}}
+spec: {nodeName: node1, containers: [{name: c, image: nginx}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: a-b, labels: {app: twins}}
+spec: {nodeName: node1, containers: [{name: c, image: nginx}]}
+"""
+
+
+def test_pods_whose_names_join_alike_each_keep_their_own_network(net):
+    apply(net, TWINS)
+    twins = pods(net, "twins")
+    assert len({p["status"]["podIP"] for p in twins}) == 2
+    results = probe_from(net, pods(net, "web")[0], [{"proto": "tcp", "host": p["status"]["podIP"], "port": 80,
+                                                     "path": "/hostname"} for p in twins])
+    assert [r.get("reply") for r in results] == [p["metadata"]["name"] for p in twins]
+    apply(net, TWINS, verb="delete")
+    assert pods(net, "twins") == []
 
 
 def test_a_node_whose_sshd_died_is_made_again_by_up_then_deploy_restores_it(net):

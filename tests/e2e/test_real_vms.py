@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -298,3 +299,26 @@ def test_from_ssh_config_through_a_jump_host(lab3, tmp_path):
         sshd.terminate()
         sshd.wait(timeout=10)
         lab3.transport.run(jump, ["rm", "-rf", folder], check=False)
+
+
+def test_a_host_that_hangs_up_is_one_line_without_tracebacks(tmp_path):
+    # a port on this machine that accepts connections and closes them before any SSH banner: paramiko's
+    # transport thread logs that with two tracebacks unless the lab quiets it
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def hang_up():
+            with contextlib.suppress(OSError):
+                while True:
+                    listener.accept()[0].close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        config = tmp_path / "ssh_config"
+        config.write_text(f"Host mute\n  HostName 127.0.0.1\n  Port {listener.getsockname()[1]}\n  User root\n"
+                          "  ConnectTimeout 2\n")
+        proc = lab_cli("inventory", "from-ssh-config", str(config), "mute", "--name", "mute",
+                       "-o", str(tmp_path / "mute.yaml"), timeout=120)
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("Notice:")]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(errors) == 1 and errors[0].startswith("lab: error: mute: 127.0.0.1:"), proc.stderr

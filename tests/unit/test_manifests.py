@@ -86,7 +86,18 @@ BAD = [
     (DEPLOY + "---\n" + DEPLOY, "metadata.name", "Deployment default/web is also defined in"),
     ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n", "spec", "missing"),
     ("kind: Pod\n  bad: [", "line", "not valid YAML"),
+    (DEPLOY.replace("labels: {app: web}", "labels: {app: web, 'tier;rm -rf': x}"),
+     "spec.template.metadata.labels.tier;rm -rf", "label key 'tier;rm -rf' is not a valid name"),
+    (DEPLOY.replace("labels: {app: web}", "labels: {app: web, tier: 'a b'}"),
+     "spec.template.metadata.labels.tier", "label value 'a b' of 'tier' is not valid"),
+    (DEPLOY.replace("labels: {app: web}", "labels: {app: web, 'Example.com/x': y}"),
+     "spec.template.metadata.labels.Example.com/x", "is not a DNS subdomain"),
+    (DEPLOY.replace("labels: {app: web}", f"labels: {{app: web, x: {'v' * 64}}}"),
+     "spec.template.metadata.labels.x", "is not valid"),
 ]
+
+LABELS_OK = DEPLOY.replace("labels: {app: web}", "labels: {app: web, app.kubernetes.io/name: web, empty: '', "
+                                                 "v: 1.2_x-Y}")
 
 
 @pytest.mark.parametrize("text,field,words", BAD, ids=[f"{i}-{b[1]}" for i, b in enumerate(BAD)])
@@ -107,3 +118,8 @@ def test_folders_and_lists(tmp_path):
     assert [d["metadata"]["name"] for _, d in docs] == ["web", "api"]
     with pytest.raises(InputError, match="no such file or folder"):
         load_documents(str(tmp_path / "missing"))
+
+
+def test_kubernetes_label_syntax_is_accepted(tmp_path):
+    [deployment] = parse_text(tmp_path, LABELS_OK)
+    assert deployment.template.labels == {"app": "web", "app.kubernetes.io/name": "web", "empty": "", "v": "1.2_x-Y"}

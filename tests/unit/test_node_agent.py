@@ -99,3 +99,20 @@ def test_a_journal_that_outgrows_the_whole_request_is_folded_into_it(tmp_path):
     assert journal <= (tmp_path / "rules" / "request.json").stat().st_size
     assert stored_request(lib) == {"backend": "iptables", "jumps": [], "generation": "g39",
                                    "tables": {"nat": {"C": ["-A C 39"]}}}
+
+
+def test_a_recorded_pod_server_counts_only_while_it_is_that_server_in_this_boot():
+    import subprocess
+    import sys
+    from orchestrator.node_agent import boot_id, server_running
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "serve", "--name", "web"])
+    try:
+        record = {"pid": proc.pid, "name": "web", "role": "server", "boot": boot_id()}
+        assert server_running(record)
+        assert not server_running(dict(record, name="api"))  # the PID runs something else now
+        assert not server_running(dict(record, boot="an-earlier-boot"))  # recorded before a reboot
+        assert not server_running(dict(record, role="dns"))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not server_running(record)

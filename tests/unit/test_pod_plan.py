@@ -48,7 +48,7 @@ def test_deployment_pods_are_named_like_kubernetes_and_spread():
     assert all(n.startswith(f"web-{digest}-") and len(n.split("-")[-1]) == 5 for n in names)
     assert len(set(names)) == 5
     assert [p["node"] for p in changes.create] == ["node1", "node2", "node3", "node1", "node2"]
-    assert all(p["netns"] == f"lab-default-{p['name']}" and p["owner"] == "Deployment/default/web"
+    assert all(p["netns"].startswith(f"lab-default-{p['name']}-") and p["owner"] == "Deployment/default/web"
                for p in changes.create)
 
 
@@ -87,3 +87,12 @@ def test_unknown_node_name_is_a_clear_error():
     pod = {"name": "p", "namespace": "default", "node": "node9", "node_selector": {}, "port_mappings": []}
     with pytest.raises(InputError, match="nodeName 'node9' is not a node of the lab"):
         schedule([pod], NODES, [])
+
+
+def test_pod_namespaces_of_different_pods_never_collide_and_stay_short():
+    from orchestrator.plan.pods import pod_netns
+    # the old name, <lab>-<namespace>-<name>, was "lab-a-b-c" for both
+    assert pod_netns("lab", "a", "b-c") != pod_netns("lab", "a-b", "c")
+    assert pod_netns("lab", "default", "web").startswith("lab-default-web-")
+    longest = pod_netns("abcdefghij", "n" * 63, "p" * 253)
+    assert len(longest) <= 63 and longest != pod_netns("abcdefghij", "n" * 63, "p" * 252)

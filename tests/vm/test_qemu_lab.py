@@ -16,18 +16,11 @@ from orchestrator import inventory
 from orchestrator.transport import Transport
 
 from e2e.labtools import LabProcesses, copy_inventory, lab_cli, leftovers, node_snapshot, sh, unique_lab_name
+from e2e.test_pod_network import MAPPED  # a pod with a hostPort, on node2
 
 REPO = Path(__file__).resolve().parents[2]
 UP_SECONDS = 1200  # a cold image build (~3 min) and two VMs booting under TCG (~1-2 min)
 SLOW = 600  # one command on VMs under TCG: deploy, apply, verify
-MAPPED = """
-apiVersion: v1
-kind: Pod
-metadata: {name: mapped, labels: {app: mapped}}
-spec:
-  nodeName: node2
-  containers: [{name: web, image: nginx, ports: [{containerPort: 80, hostPort: 8080}]}]
-"""
 
 
 @pytest.mark.parametrize("args,message", [
