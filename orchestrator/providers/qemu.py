@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import InputError, LabError
+from ..inventory import check_lab_name
 from ..model import Emulated, Inventory
 from ..state import LabFiles, atomic_write
 from .image import CachedImage, default_recipe, ensure_image, image_cache, seed_image
@@ -150,7 +151,7 @@ def choose_accel(requested: str, kvm_device: bool, kvm_works: Optional[bool]) ->
 def memory_problem(count: int, memory: int, available_mib: int) -> Optional[str]:
     """Why `count` VMs of `memory` MiB do not fit `available_mib`, or None."""
     wanted = count * memory
-    if wanted + MEMORY_RESERVE_MIB <= available_mib:
+    if count == 0 or wanted + MEMORY_RESERVE_MIB <= available_mib:
         return None
     most = max(0, (available_mib - MEMORY_RESERVE_MIB) // memory)
     return (f"{count} VMs x {memory} MiB = {wanted} MiB, but this machine has {available_mib} MiB available "
@@ -208,12 +209,16 @@ class QemuProvider(LocalProvider):
     def up(self, name: str, count: Optional[int], base: Inventory, sudo_user: Optional[str] = None,
            memory: Optional[int] = None, accel: Optional[str] = None) -> Inventory:
         """Converge lab `name` to `count` running VMs; return its inventory. Idempotent."""
+        check_lab_name(name)
         if sudo_user is not None:
             raise InputError("--sudo-user is for emulated nodes; VMs are reached as root with the lab's key")
         emulated = replace(base.emulated or Emulated(), provider="qemu", sudo_user=None)
         emulated = replace(emulated, memory=memory or emulated.memory, accel=accel or emulated.accel)
         check_tools()
-        problem = memory_problem(count or emulated.nodes, emulated.memory, available_memory_mib())
+        # VMs that run already hold their memory (it is not in MemAvailable): count only the ones to start
+        running = sum(1 for node, info in LabFiles.of(name).read_record().get("nodes", {}).items()
+                      if self._node_running(name, node, info))
+        problem = memory_problem(max(0, (count or emulated.nodes) - running), emulated.memory, available_memory_mib())
         if problem:
             raise InputError(f"--memory: {problem}")
         self.image = ensure_image(default_recipe(), self.progress)
