@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import sys
@@ -765,16 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_libraries() -> None:
-    """paramiko logs a node that does not answer from its transport thread, traceback and all, through
-    logging's last-resort handler; the lab says it in one line of its own instead."""
-    paramiko_log = logging.getLogger("paramiko")
-    paramiko_log.addHandler(logging.NullHandler())
-    paramiko_log.propagate = False
-
-
 def main(argv: Optional[list[str]] = None) -> int:
-    quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after the first `--` is a remote command, passed on word for word.
     remote = argv[argv.index("--") + 1:] if "--" in argv else None

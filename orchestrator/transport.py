@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import select
 import shlex
 import socket
@@ -28,6 +29,13 @@ import paramiko
 
 from .errors import LabError
 from .model import Node, Ssh, split_jump
+
+# paramiko logs a node that hangs up from its transport thread, tracebacks and all, through logging's
+# last-resort handler; the transport says it in one line of its own (NodeError), for the CLI, the pytest
+# plugin and the benchmarks alike.
+_paramiko_log = logging.getLogger("paramiko")
+_paramiko_log.addHandler(logging.NullHandler())
+_paramiko_log.propagate = False
 
 MAX_PARALLEL = 32
 
