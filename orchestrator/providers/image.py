@@ -255,7 +255,7 @@ def guest_files(templates: dict[str, str]) -> dict[str, tuple[str, int]]:
     files = {path: (templates[name], mode) for name, (path, mode) in GUEST_TEMPLATES.items()}
     files.update({
         "/etc/hostname": (f"{IMAGE_HOSTNAME}\n", 0o644),
-        "/etc/hosts": (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644),
+        "/etc/hosts": ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644),
         "/etc/resolv.conf": ("", 0o644),  # debootstrap copied this machine's; the lab has no DNS outside
         "/etc/apt/sources.list": ("", 0o644),  # nothing outside the lab to install from
         "/etc/machine-id": ("", 0o444),  # empty: each VM makes its own at its first boot

@@ -421,9 +421,10 @@ class LocalProvider:
             underlay = IPv4Network(record["underlay"]) if infra_ok else choose_underlay(root_routes())
             lay = layout(name, emulated, count, underlay)
             files.create()
-            record = {"lab": name, "underlay": str(underlay), "status": "creating", "provider": self.provider,
-                      "sudo_user": emulated.sudo_user, "nodes": record.get("nodes", {}) if infra_ok else {},
-                      **self.record_extra()}
+            # what a provider noted of a running lab (a server's PID, say) stays, unless the lab is made anew
+            record = {**(record if infra_ok else {}), "lab": name, "underlay": str(underlay), "status": "creating",
+                      "provider": self.provider, "sudo_user": emulated.sudo_user,
+                      "nodes": record.get("nodes", {}) if infra_ok else {}, **self.record_extra()}
             files.write_record(record)
             if not infra_ok:
                 self.progress(f"creating the underlay {underlay}, router and outside host")

@@ -347,6 +347,12 @@ def test_nft_has_no_chain_per_service():
     assert desired["sets"]["backends"][1]["10.96.1.7 . tcp . 80 . 2"] == "10.233.3.2 . 80"
 
 
+def test_the_talks_nginx_service_renders_as_pinned_nft():
+    """The whole nft table the node loads (`nft -f`), against the golden file, as nginx.rules pins iptables."""
+    services, eps = talk_nginx()
+    assert nft_table_text(render_nft(services, eps, Net("10.233.0.0/16"))) == (DATA / "nginx.nft").read_text()
+
+
 def test_nft_table_text_declares_before_use():
     services, eps = talk_nginx()
     text = nft_table_text(render_nft(services, eps, Net("10.233.0.0/16")))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 from orchestrator import inventory
 from orchestrator.transport import Transport
 
-from e2e.labtools import LabProcesses, copy_inventory, lab_cli, leftovers, node_snapshot, sh, unique_lab_name
+from e2e.labtools import (LabProcesses, alive, copy_inventory, lab_cli, leftovers, node_snapshot, sh,
+                          unique_lab_name, wait_for)
 from e2e.test_pod_network import MAPPED  # a pod with a hostPort, on node2
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +87,13 @@ def test_up_makes_real_debian_vms_with_pinned_host_keys(vms):
     assert vms.transport.run("node1", ["sh", "-c", "test -e /proc/sys/net/bridge || echo absent"]).stdout == "absent\n"
     routes = vms.transport.run("node1", ["ip", "route"]).stdout
     assert f"default via {vms.inventory.nodes[0].address.exploded.rsplit('.', 1)[0]}.254" in routes
+
+
+def test_up_again_is_a_no_op(vms):
+    before = json.loads((vms.state_dir / vms.name / "lab.json").read_text())["nodes"]
+    again = lab_cli("up", "--provider", "qemu", "--name", vms.name, "--nodes", "2", timeout=UP_SECONDS)
+    assert again.returncode == 0 and "no changes" in again.stderr, again.stderr
+    assert json.loads((vms.state_dir / vms.name / "lab.json").read_text())["nodes"] == before
 
 
 def test_bootstrap_installs_what_a_vm_lacks_from_the_lab_repository(vms):
@@ -163,6 +172,18 @@ def test_a_vm_rebooted_from_inside_comes_back_by_itself(vms):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     again = cli(vms, "deploy", "-v").stdout
     assert "node2: booted again since the last deploy" in again and "node2: restore" not in again
+
+
+def test_a_vm_whose_qemu_died_is_started_again_by_up_and_comes_back_by_itself(vms):
+    old_boot = vms.transport.run("node2", ["cat", "/proc/sys/kernel/random/boot_id"]).stdout.strip()
+    pid = json.loads((vms.state_dir / vms.name / "lab.json").read_text())["nodes"]["node2"]["pid"]
+    os.kill(pid, signal.SIGKILL)  # the machine loses its power
+    assert wait_for(lambda: not alive(pid))
+    up = lab_cli("up", "--provider", "qemu", "--name", vms.name, "--nodes", "2", timeout=UP_SECONDS)
+    assert up.returncode == 0 and "VM node2 is not running: starting it again" in up.stderr, up.stderr
+    wait_for_new_boot(vms, "node2", old_boot)
+    proc = lab_cli("verify", "-i", vms.inventory_path, timeout=SLOW)  # its own disk, its boot unit: no deploy
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_destroy_leaves_each_vm_as_it_was(vms):
