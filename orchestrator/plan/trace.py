@@ -98,31 +98,41 @@ def trace_iptables(rules: dict, packet: Packet) -> list[Ending]:
     return _endings(done, packet)
 
 
-def _walk_ipt(rules: dict, table: str, chain: str, packet: Packet, state: _State) -> list[_State]:
-    """The states in which `packet` leaves `chain` (returned, or with a final verdict)."""
+def _walk(rules: list, follow, state: _State) -> list[_State]:
+    """The states in which a packet leaves a chain of `rules` (at its end, or with a verdict). `follow(rule,
+    state)` is None when the rule does not match, else the states after it: those without a verdict go
+    on with the next rule (a jump that returned, a random branch not taken), the others leave the chain."""
     out = []
     pending = [(state, 0)]
-    chain_rules = rules.get(table, {}).get(chain, [])
     while pending:
         current, index = pending.pop()
-        if index >= len(chain_rules):
+        if index >= len(rules):
             out.append(current)
             continue
-        words = chain_rules[index]
-        chance, matches = _ipt_match(words, packet, current)
-        if not matches:
+        results = follow(rules[index], current)
+        if results is None:
             pending.append((current, index + 1))
             continue
-        if chance < 1.0:
-            pending.append((replace(current, probability=current.probability * (1 - chance)), index + 1))
-            current = replace(current, probability=current.probability * chance)
-        current = replace(current, path=current.path + (f"{table} " + " ".join(_quoted(words)),))
-        for result in _ipt_target(rules, table, words, packet, current):
+        for result in results:
             if result.verdict is not None:
                 out.append(result)
-            else:  # a jump that returned: the next rule of this chain
+            else:
                 pending.append((result, index + 1))
     return out
+
+
+def _walk_ipt(rules: dict, table: str, chain: str, packet: Packet, state: _State) -> list[_State]:
+    """The states in which `packet` leaves `chain` of `table` (returned, or with a final verdict)."""
+    def follow(words: list[str], current: _State) -> Optional[list[_State]]:
+        chance, matches = _ipt_match(words, packet, current)
+        if not matches:
+            return None
+        missed = [replace(current, probability=current.probability * (1 - chance))] if chance < 1.0 else []
+        taken = replace(current, probability=current.probability * chance,
+                        path=current.path + (f"{table} " + " ".join(_quoted(words)),))
+        return missed + _ipt_target(rules, table, words, packet, taken)
+
+    return _walk(rules.get(table, {}).get(chain, []), follow, state)
 
 
 def _quoted(words: list[str]) -> list[str]:
@@ -251,25 +261,9 @@ def _nft_key(key: str, packet: Packet, state: _State) -> str:
 
 
 def _walk_nft(table: dict, chain: str, packet: Packet, state: _State) -> list[_State]:
-    out = []
-    pending = [(state, 0)]
+    """The states in which `packet` leaves `chain` of the lab-proxy table."""
     lines = [line for line in table["chains"].get(chain, []) if not line.startswith("type ")]
-    while pending:
-        current, index = pending.pop()
-        if index >= len(lines):
-            out.append(current)
-            continue
-        line = lines[index]
-        results = _nft_rule(table, chain, line, packet, current)
-        if results is None:  # did not match
-            pending.append((current, index + 1))
-            continue
-        for result in results:
-            if result.verdict is not None:
-                out.append(result)
-            else:
-                pending.append((result, index + 1))
-    return out
+    return _walk(lines, lambda line, current: _nft_rule(table, chain, line, packet, current), state)
 
 
 def _step(state: _State, chain: str, line: str) -> _State:
