@@ -24,6 +24,7 @@ from . import node_agent
 from .apply import deploy as deploy_mod
 from .apply import pods as pods_mod
 from .apply import services as services_mod
+from .apply.agent import agent_path
 from .apply.node import read_state
 from .plan.facts import CNI_PLUGINS
 from .errors import InputError, LabError
@@ -408,7 +409,7 @@ def cmd_cni(args) -> int:
     if node.name not in objects["subnets"]:
         raise InputError(f"{node.name} has no pod network yet: run `lab deploy` first")
     netns = args.netns if args.netns.startswith("/") else f"/run/netns/{args.netns}"
-    argv = ["python3", deploy_mod.agent_path(inv.name), "cni", args.command_verb, "--conf", "-", "--netns", netns,
+    argv = ["python3", agent_path(inv.name), "cni", args.command_verb, "--conf", "-", "--netns", netns,
             "--id", args.id, "--ifname", args.ifname]
     with Transport([node]) as transport:
         result = transport.run(node, argv, stdin=text, check=False,
@@ -423,7 +424,7 @@ def cni_check(inv: Inventory, objects: dict, args) -> int:
 
     def check_node(node):
         return {p["name"]: transport.run(node, [
-            "python3", deploy_mod.agent_path(inv.name), "cni", "CHECK", "--conf",
+            "python3", agent_path(inv.name), "cni", "CHECK", "--conf",
             f"/etc/cni/net.d/10-{inv.name}.conflist", "--netns", f"/run/netns/{p['netns']}", "--id", p["uid"],
             "--ifname", "eth0"], check=False) for p in pods if p["node"] == node.name}
 

@@ -8,27 +8,28 @@ command; the others go on and are reported too.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shlex
 from dataclasses import dataclass, field
 from ipaddress import ip_network
 from typing import Callable, Optional
 
 from ..errors import InputError
+from ..manifests import load_text
 from ..model import Inventory, Node
 from ..node_agent import conf_digest
 from ..plan import boot, diff
 from ..plan.facts import CNI_PATH, NodeState
 from ..plan.ipam import lease_subnets
-from ..plan.network import NodeFacts, conflist_path, node_lib, plan_node
-from ..render import render, resource_text
+from ..plan.network import NodeFacts, conflist_path, plan_node
+from ..plan.pods import PodChanges
+from ..plan.services import dns_ip
+from ..render import render
 from ..state import LabFiles
 from ..transport import NodeError, Transport
+from . import pods as pods_mod
+from . import services as services_mod
+from .agent import agent_argv, agent_command, agent_files
 from .node import read_state
-
-AGENT = boot.AGENT
-
 
 @dataclass
 class NodeReport:
@@ -37,20 +38,6 @@ class NodeReport:
     changes: list = field(default_factory=list)
     error: Optional[str] = None
     subnet: Optional[str] = None
-
-
-def agent_path(lab: str) -> str:
-    return f"{node_lib(lab)}/{AGENT}"
-
-
-def agent_files() -> dict[str, tuple[str, str, str]]:
-    """What the lab installs in its folder on every node: relative path -> (text, sha256, mode)."""
-    text = resource_text("orchestrator", AGENT)
-    return {AGENT: (text, hashlib.sha256(text.encode()).hexdigest(), "0755")}
-
-
-def agent_command(lab: str, *args: str) -> str:
-    return shlex.join(["python3", agent_path(lab), *args])
 
 
 def preflight(inv: Inventory, node: Node, state: NodeState) -> NodeFacts:
@@ -197,8 +184,6 @@ def lost_pods(objects: dict, node: str, state: NodeState) -> list[dict]:
 def restore_pods(inv: Inventory, transport: Transport, files: LabFiles, lost: dict[str, list], reports: dict) -> None:
     """Create the `lost` pods again on the nodes that did not fail, each asking for the IP it had; record their
     IPs (another one where that was taken), which the service sync then uses."""
-    from . import pods as pods_mod  # pods builds on deploy: import here, not at the top
-    from ..plan.pods import PodChanges
     pods = [pod for name, pods in lost.items() if reports[name].status != "failed" for pod in pods]
     if not pods:
         return
@@ -235,7 +220,6 @@ def rule_changes(answer: dict, dry_run: bool = False) -> Optional[str]:
 def preview_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: dict, nodes: list) -> None:
     """For --dry-run: note in `reports` what a sync would write and delete on `nodes`. A node without the
     lab's agent, or with one too old for --dry-run (deploy replaces it), cannot say: nothing is noted."""
-    from . import services as services_mod
     for name, answer in services_mod.preview(inv, transport, files.read_objects(), nodes).items():
         line = None if isinstance(answer, BaseException) else rule_changes(answer, dry_run=True)
         if line:
@@ -247,9 +231,8 @@ def sync_service_rules(inv: Inventory, transport: Transport, files: LabFiles, re
     """Bring every node's service rules up to the lab's objects and note it in `reports`: what changed (a
     switch of proxy_mode, say) or, with `force` (`lab fix`: caches flushed, everything reloaded), what the
     reload repaired."""
-    from . import services as services_mod  # services builds on deploy: import here, not at the top
     if force:
-        transport.run_all(lambda node: transport.run(node, ["python3", agent_path(inv.name), "flush-caches"]))
+        transport.run_all(lambda node: transport.run(node, agent_argv(inv.name, "flush-caches")))
     objects = files.read_objects()
     answers = services_mod.sync(inv, transport, objects, force=force)
     files.write_objects(objects)
@@ -271,8 +254,8 @@ def reattach(inv: Inventory, transport: Transport, files: LabFiles, nodes: list)
     """Re-attach the pods of `nodes` set up with an older CNI config (as after `ipMasq: true`): DEL with
     the old config, ADD with the node's current one; record their new IPs. Returns, per node, its pods'
     results ({key: {"ip"} or {"error"}}) or the node's exception."""
-    results = transport.run_all(lambda node: json.loads(transport.run(node, [
-        "python3", agent_path(inv.name), "pods-reattach", "--conf", conflist_path(inv.name)]).stdout), nodes)
+    results = transport.run_all(lambda node: json.loads(transport.run(
+        node, agent_argv(inv.name, "pods-reattach", "--conf", conflist_path(inv.name))).stdout), nodes)
     objects = files.read_objects()
     for outcome in results.values():
         for key, got in ({} if isinstance(outcome, BaseException) else outcome).items():
@@ -303,9 +286,6 @@ def start_cluster_dns(inv: Inventory, transport: Transport, files: LabFiles,
                       progress: Callable[[str], None]) -> None:
     """Apply the built-in kube-dns Service and Deployment (a no-op when they are there). deploy has just
     synced the service rules: they are synced again only when this changes something."""
-    from . import pods as pods_mod  # pods builds on deploy: import here, not at the top
-    from ..manifests import load_text
-    from ..plan.services import dns_ip
     text = render("kube-dns.yaml.j2", dns_ip=dns_ip(inv.cluster.service_cidr))
     results = pods_mod.apply(inv, transport, files, load_text(text, "templates/kube-dns.yaml.j2"), resync=False)
     if any(not line.endswith("unchanged") for line in results):

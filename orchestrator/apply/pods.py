@@ -16,7 +16,7 @@ from ..plan.services import AddressBook, check_target_ports, service_record
 from . import services as services_mod
 from ..state import LabFiles
 from ..transport import Transport
-from .deploy import agent_path
+from .agent import agent_argv
 
 # "ip": None for a new pod; a pod made again (deploy restoring it) asks for the IP it had
 AGENT_SPEC_KEYS = ("key", "name", "netns", "tcp", "udp", "port_mappings", "role", "dns_domain", "resolv_conf", "ip")
@@ -50,7 +50,7 @@ def sync(inv: Inventory, transport: Transport, objects: dict, changes: PodChange
         work = by_node[node.name]
         request = {"conflist": conflist_path(inv.name), "cni_path": CNI_PATH,
                    "delete": [agent_pod(p) for p in work["delete"]], "add": [agent_pod(p) for p in work["add"]]}
-        return json.loads(transport.run(node, ["python3", agent_path(inv.name), "pods-apply"],
+        return json.loads(transport.run(node, agent_argv(inv.name, "pods-apply"),
                                         stdin=json.dumps(request)).stdout)
 
     results = transport.run_all(on_node, [n for n in inv.nodes if n.name in by_node])

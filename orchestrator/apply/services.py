@@ -22,7 +22,7 @@ from ..plan.proxy_nft import render_nft
 from ..plan.services import dns_records, endpoints
 from ..state import LabFiles, atomic_write
 from ..transport import FleetResult, Transport
-from .deploy import agent_path
+from .agent import agent_argv
 
 # How often the running controller has every node read its rules back and repair what was changed by
 # hand (kube-proxy's periodic full sync); the syncs in between write only what changed.
@@ -99,7 +99,7 @@ def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict,
     """Send every node in `nodes` the proxy-sync `request`, and update `sent`: with iptables, a node that
     holds what was sent last gets only the changes; the others, and a node that answers it holds something
     else, get everything. Returns each node's answer or exception; a failing node keeps its previous rules."""
-    argv = ["python3", agent_path(lab), "proxy-sync"]
+    argv = agent_argv(lab, "proxy-sync")
     change, base, generation = None, sent.generation, ""
     if request["backend"] == "iptables":
         digests = chain_digests(request["tables"])
@@ -168,7 +168,7 @@ def preview(inv: Inventory, transport: Transport, objects: dict, nodes: Iterable
     `--dry-run` refuses the option: its answer is an exception, never a load."""
     request, _ = sync_request(inv, objects, set())
     payload = json.dumps(request)
-    argv = ["python3", agent_path(inv.name), "proxy-sync", "--dry-run"]
+    argv = agent_argv(inv.name, "proxy-sync", "--dry-run")
     return transport.run_all(lambda node: json.loads(transport.run(node, argv, stdin=payload).stdout), nodes)
 
 

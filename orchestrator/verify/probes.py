@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
-from ..apply.deploy import agent_path
+from ..apply.agent import agent_argv
 from ..errors import LabError
 from ..model import Inventory
 from ..node_agent import wait_listening
@@ -32,10 +32,10 @@ def probe_source(inv: Inventory, objects: dict, transport: Transport, source: st
         return json.loads(out)
     kind, _, name = source.partition(":")
     if kind == "node":
-        argv, node = ["python3", agent_path(inv.name), *probe], name
+        argv, node = agent_argv(inv.name, *probe), name
     else:
         pod = objects["pods"][name]
-        argv, node = ["ip", "netns", "exec", pod["netns"], "python3", agent_path(inv.name), *probe], pod["node"]
+        argv, node = ["ip", "netns", "exec", pod["netns"], *agent_argv(inv.name, *probe)], pod["node"]
     return json.loads(transport.run(node, argv, stdin=payload, timeout=PROBE_TIMEOUT * 4 + 30).stdout)
 
 
@@ -88,7 +88,7 @@ def probe_round(inv: Inventory, objects: dict, transport: Transport, checks: lis
                 # Emulated nodes share this machine's ARP table (see source_groups): the neighbours this
                 # node's pods just learned are forgotten before the next node's pods probe.
                 with contextlib.suppress(LabError):  # a node that does not answer: its checks say so
-                    transport.run(node, ["python3", agent_path(inv.name), "flush-caches"], check=False)
+                    transport.run(node, agent_argv(inv.name, "flush-caches"), check=False)
     outcomes = {}
     for source, group in by_source.items():
         position = 0
