@@ -38,7 +38,7 @@ demo: setup
 	@echo "  $(VENV)/lab play --list; $(VENV)/lab play 04-bridge   # the talk's lessons, run and checked"
 	@echo "  open topology.svg                                 # the picture of the lab"
 	@echo "  $(VENV)/lab ssh node2                            # a shell on a node"
-	@echo "Remove it with: make down   (or: $(VENV)/lab down --name $(LAB))"
+	@echo "Remove it with: make down LAB=$(LAB)   (or: $(VENV)/lab down --name $(LAB))"
 
 test: setup
 	$(VENV)/python -m pytest
