@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import deployment_yaml, iperf_gbits, lab, medians_in_turns, record, use_private_state  # noqa: E402
 
-from orchestrator import inventory  # noqa: E402
-from orchestrator.transport import Transport  # noqa: E402
+from orchestrator.core import inventory  # noqa: E402
+from orchestrator.core.transport import Transport  # noqa: E402
 
 
 

@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import deployment_yaml, lab, record, use_private_state  # noqa: E402
 
-from orchestrator import inventory  # noqa: E402
-from orchestrator.apply.services import SentRules, push_rules, rules_request  # noqa: E402
-from orchestrator.manifests import load_text  # noqa: E402
-from orchestrator.plan.services import AddressBook, Endpoint, service_record  # noqa: E402
-from orchestrator.transport import Transport  # noqa: E402
+from orchestrator.core import inventory  # noqa: E402
+from orchestrator.core.manifests import load_text  # noqa: E402
+from orchestrator.core.transport import Transport  # noqa: E402
+from orchestrator.layers.services.apply import SentRules, push_rules, rules_request  # noqa: E402
+from orchestrator.layers.services.plan import AddressBook, Endpoint, service_record  # noqa: E402
 
 
 # Median connect time (ms) to each address, from inside a pod.
@@ -147,7 +147,7 @@ def main() -> None:
               "the node loads the element changes), then one iptables-restore --noflush or nft -f. Times include "
               "the controller's digests and the SSH round trip, not the rendering. The node's iptables is "
               "iptables-nft (Debian 12's default).",
-              "iptables-nft-restore keeps the name of every chain a load mentions in a sorted linked list (quadratic: the 10,000-service full load took 58 s, 95 s by hand); a load naming many chains starts with a read-only `-S`, after which it reads the whole table once instead (node_agent.table_header). A one-endpoint change at 10,000 services is ~0.13 s of kernel commit (the table is validated from its base chains), the rest SSH, agent start and digests.",
+              "iptables-nft-restore keeps the name of every chain a load mentions in a sorted linked list (quadratic: the 10,000-service full load took 58 s, 95 s by hand); a load naming many chains starts with a read-only `-S`, after which it reads the whole table once instead (agent/contract.py: table_header). A one-endpoint change at 10,000 services is ~0.13 s of kernel commit (the table is validated from its base chains), the rest SSH, agent start and digests.",
               "Aims: full load of 10,000 services under 5 s (iptables) and 2 s (nftables); one-endpoint change "
               "under 0.3 s; nftables latency flat from the first to the last service."]
     record("service rules at scale (bench/services.py)", lines)

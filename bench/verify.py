@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import deployment_yaml, lab, record, use_private_state  # noqa: E402
 
-from orchestrator import inventory  # noqa: E402
-from orchestrator.state import LabFiles  # noqa: E402
-from orchestrator.transport import Transport  # noqa: E402
+from orchestrator.core import inventory  # noqa: E402
+from orchestrator.core.state import LabFiles  # noqa: E402
+from orchestrator.core.transport import Transport  # noqa: E402
 from orchestrator.verify.hosts import pod_host  # noqa: E402
 
 

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, lab, record, use_private_state  # noqa: E402
 
-from orchestrator import inventory  # noqa: E402
+from orchestrator.core import inventory  # noqa: E402
+from orchestrator.core.transport import Transport  # noqa: E402
 from orchestrator.providers.image import default_recipe, ensure_image  # noqa: E402
-from orchestrator.transport import Transport  # noqa: E402
 
 
 def image_seconds(cold: bool) -> tuple[float | None, float]:

@@ -1,1 +1,1 @@
-"""Package data: the Jinja2 templates the lab renders (see orchestrator/render.py)."""
+"""Package data: the Jinja2 templates the lab renders (see orchestrator/core/render.py)."""

@@ -3,13 +3,14 @@
 An image is a folder `<cache>/<key>/` holding `disk.img` (a raw ext4 file system: the whole root, booted
 with `root=/dev/vda`), the `vmlinuz` and `initrd.img` it boots with, `build.log` and `recipe.json`
 (written last: a folder without it is a half build and never used). The key is a
-hash of the recipe and of the guest files under templates/vm/, so a changed recipe makes a new image
+hash of the recipe and of the guest files under templates/qemu/, so a changed recipe makes a new image
 and an unchanged one is reused. The image holds nothing of any one VM: no host keys, no address, a
 neutral hostname. Each VM gets those from a small "seed" disk (`seed_image`), copied onto / at every
 boot by cluster-lab-seed.service, before sshd and systemd-networkd start.
 
-The pure parts (recipe, key, command lines, apt sources parsing, guest files) return data; the side
-effects are in `ensure_image` and `seed_image`.
+The pure parts (recipe, key, command lines, guest files) are in providers/image_recipe.py and the reading
+of this machine's apt sources in providers/apt_sources.py; the side effects are here, in `ensure_image`
+(the build and the cache) and `seed_image`.
 """
 
 from __future__ import annotations
@@ -26,104 +27,25 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from importlib import resources
-from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import Callable
 
-from ..errors import LabError
+from orchestrator.core.errors import LabError
+from orchestrator.providers.apt_sources import debian_mirror
+from orchestrator.providers.image_recipe import (BUILD_VERSION, ImageRecipe, chroot_argvs, debootstrap_argv,
+        guest_files, guest_templates, mkfs_argv, recipe_key, removed_paths, seed_size_mib, seed_tree)
+
 
 IMAGE_CACHE = "/var/cache/cluster-lab/images"  # $LAB_IMAGE_CACHE overrides
-BUILD_VERSION = "2"  # bump when the build steps below change what an image holds
 REPO = "debs"  # the image's packages as a flat apt repository: what the lab serves its VMs
 SEED_LABEL = "labseed"
-ROOT_LABEL = "labroot"
-IMAGE_HOSTNAME = "lab-vm"  # until the seed's /etc/hostname is copied in
-
-# What a lab node needs (the same tools the emulated nodes use), plus what makes a bootable system.
-NODE_PACKAGES = (
-    "systemd-sysv", "udev", "kmod", "openssh-server", "iproute2", "iptables", "nftables",
-    "containernetworking-plugins", "conntrack", "dnsmasq-base", "python3", "iputils-ping", "curl",
-    "procps", "e2fsprogs", "sudo", "initramfs-tools",
-)
-
-# templates/vm/<name> -> (path in the guest, mode)
-GUEST_TEMPLATES = {
-    "cluster-lab-seed.service": ("/etc/systemd/system/cluster-lab-seed.service", 0o644),
-    "cluster-lab-seed.sh": ("/usr/local/sbin/cluster-lab-seed", 0o755),
-    "sshd_config.conf": ("/etc/ssh/sshd_config.d/cluster-lab.conf", 0o644),
-    "wait-online.conf": ("/etc/systemd/system/systemd-networkd-wait-online.service.d/cluster-lab.conf", 0o644),
-    "fstab": ("/etc/fstab", 0o644),
-    "initramfs.conf": ("/etc/initramfs-tools/conf.d/cluster-lab.conf", 0o644),
-    "initramfs-modules": ("/etc/initramfs-tools/modules", 0o644),
-}
-
-ENABLED_UNITS = ("systemd-networkd.service", "ssh.service", "cluster-lab-seed.service")
-# Timers and jobs that only cost boot time (or CPU later) on a short-lived lab VM; masking a unit
-# that is not installed is harmless, so the list does not depend on what debootstrap pulled in.
-MASKED_UNITS = (
-    "apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service", "apt-daily-upgrade.service",
-    "man-db.timer", "man-db.service", "e2scrub_all.timer", "e2scrub_all.service", "e2scrub_reap.service",
-    "fstrim.timer", "fstrim.service", "dpkg-db-backup.timer", "dpkg-db-backup.service",
-    "systemd-timesyncd.service", "systemd-firstboot.service", "logrotate.timer", "cron.service",
-    "networking.service", "NetworkManager.service", "systemd-resolved.service",
-    # no screen (qemu -nodefaults): the serial getty on ttyS0 is the console
-    "getty@tty1.service", "getty-static.service",
-    "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "proc-sys-fs-binfmt_misc.mount",
-)
-
-# Debian's release names and aliases: how a Debian source is told from another vendor's "main".
-DEBIAN_SUITES = frozenset({
-    "buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid",
-    "oldoldstable", "oldstable", "stable", "testing", "unstable",
-})
-URI_SCHEMES = ("http://", "https://", "ftp://", "file:")  # what debootstrap can fetch from
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ImageRecipe:
-    """What goes into an image; `key()` names the image built from it."""
-
-    suite: str = "bookworm"
-    arch: str = "amd64"
-    kernel_package: str = "linux-image-cloud-amd64"
-    packages: tuple[str, ...] = NODE_PACKAGES
-    size_mib: int = 2048
-
-    def key(self) -> str:
-        """16 hex chars over every field, the text of every file under templates/vm/ and BUILD_VERSION."""
-        return recipe_key(self, guest_templates())
 
 
 def default_recipe() -> ImageRecipe:
     """The image `lab up --provider qemu` uses unless told otherwise."""
     return ImageRecipe()
-
-
-def recipe_key(recipe: ImageRecipe, templates: dict[str, str]) -> str:
-    """The image key for `recipe` built with the guest files `templates` (name -> text)."""
-    digest = hashlib.sha256()
-    payload = {"build_version": BUILD_VERSION, "recipe": asdict(recipe), "templates": dict(sorted(templates.items()))}
-    digest.update(json.dumps(payload, sort_keys=True).encode())
-    return digest.hexdigest()[:16]
-
-
-def guest_templates() -> dict[str, str]:
-    """Name -> text of every file under templates/vm/."""
-    folder = resources.files("orchestrator.templates").joinpath("vm")
-    texts: dict[str, str] = {}
-
-    def walk(node, prefix: str) -> None:
-        for entry in node.iterdir():
-            name = f"{prefix}{entry.name}"
-            if entry.is_dir():
-                walk(entry, f"{name}/")
-            elif entry.is_file():
-                texts[name] = entry.read_text()
-
-    walk(folder, "")
-    return texts
 
 
 @dataclass(frozen=True)
@@ -147,159 +69,6 @@ class CachedImage:
 def image_cache() -> Path:
     """The folder holding the images: $LAB_IMAGE_CACHE, else IMAGE_CACHE."""
     return Path(os.environ.get("LAB_IMAGE_CACHE") or IMAGE_CACHE)
-
-
-# ---- apt sources: which Debian mirror this machine uses ----
-
-@dataclass(frozen=True)
-class AptSource:
-    types: tuple[str, ...]
-    uris: tuple[str, ...]
-    suites: tuple[str, ...]
-    components: tuple[str, ...]
-    enabled: bool = True
-
-
-def parse_one_line_sources(text: str) -> list[AptSource]:
-    """The entries of a one-line-style `sources.list` (`deb [options] URI SUITE COMPONENT...`)."""
-    sources = []
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        words = line.split()
-        kind, rest = words[0], words[1:]
-        if rest and rest[0].startswith("["):  # options, e.g. [arch=amd64 signed-by=/usr/share/keyrings/x.gpg]
-            while rest and not rest[0].endswith("]"):
-                rest = rest[1:]
-            rest = rest[1:]
-        if kind not in ("deb", "deb-src") or len(rest) < 2:
-            continue
-        sources.append(AptSource((kind,), (rest[0],), (rest[1],), tuple(rest[2:])))
-    return sources
-
-
-def parse_deb822_sources(text: str) -> list[AptSource]:
-    """The stanzas of a deb822-style `.sources` file (Types/URIs/Suites/Components/Enabled)."""
-    sources = []
-    for stanza in re.split(r"\n[ \t]*\n", text):
-        fields: dict[str, str] = {}
-        last = None
-        for line in stanza.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            if line[0] in " \t" and last:  # a continuation line (e.g. an inline Signed-By key)
-                fields[last] += " " + line.strip()
-                continue
-            name, sep, value = line.partition(":")
-            if sep:
-                last = name.strip().lower()
-                fields[last] = value.strip()
-        if "types" not in fields or "uris" not in fields:
-            continue
-        sources.append(AptSource(
-            tuple(fields["types"].split()), tuple(fields["uris"].split()), tuple(fields.get("suites", "").split()),
-            tuple(fields.get("components", "").split()), fields.get("enabled", "yes").lower() not in ("no", "false"),
-        ))
-    return sources
-
-
-def debian_main_uri(sources: Iterable[AptSource]) -> str | None:
-    """The URI of the first enabled binary source of Debian's "main" that is not a security archive."""
-    for source in sources:
-        if not source.enabled or "deb" not in source.types or "main" not in source.components:
-            continue
-        if not any(suite in DEBIAN_SUITES for suite in source.suites):  # also skips -security, -updates
-            continue
-        for uri in source.uris:
-            if uri.startswith(URI_SCHEMES) and not uri.rstrip("/").endswith("-security"):
-                return uri
-    return None
-
-
-def apt_source_files(root: Path = Path("/")) -> list[Path]:
-    """The files apt reads its sources from, in apt's order."""
-    files = [root / "etc/apt/sources.list"]
-    folder = root / "etc/apt/sources.list.d"
-    if folder.is_dir():
-        files += sorted(p for p in folder.iterdir() if p.suffix in (".list", ".sources") and p.is_file())
-    return [p for p in files if p.is_file()]
-
-
-def debian_mirror(root: Path = Path("/")) -> str:
-    """The Debian mirror this machine's apt uses ($LAB_DEBIAN_MIRROR overrides)."""
-    if os.environ.get("LAB_DEBIAN_MIRROR"):
-        return os.environ["LAB_DEBIAN_MIRROR"]
-    sources: list[AptSource] = []
-    for path in apt_source_files(root):
-        text = path.read_text(errors="replace")
-        sources += parse_deb822_sources(text) if path.suffix == ".sources" else parse_one_line_sources(text)
-    uri = debian_main_uri(sources)
-    if uri is None:
-        raise LabError(f"no Debian 'main' source in this machine's apt sources ({root / 'etc/apt'}) to build "
-                       "the VM image from; set LAB_DEBIAN_MIRROR to the URI of a Debian mirror")
-    return uri
-
-
-# ---- the build, as data ----
-
-def debootstrap_argv(recipe: ImageRecipe, mirror: str, target: Path) -> list[str]:
-    """The debootstrap command that makes the image's root tree in `target`, kernel included."""
-    include = ",".join(dict.fromkeys((*recipe.packages, recipe.kernel_package)))
-    return ["debootstrap", "--variant=minbase", f"--arch={recipe.arch}", "--components=main",
-            f"--include={include}", recipe.suite, str(target), mirror]
-
-
-def guest_files(templates: dict[str, str]) -> dict[str, tuple[str, int]]:
-    """Guest path -> (text, mode) of the files the build writes into the tree, besides the packages'."""
-    files = {path: (templates[name], mode) for name, (path, mode) in GUEST_TEMPLATES.items()}
-    files.update({
-        "/etc/hostname": (f"{IMAGE_HOSTNAME}\n", 0o644),
-        "/etc/hosts": ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644),
-        "/etc/resolv.conf": ("", 0o644),  # debootstrap copied this machine's; the lab has no DNS outside
-        "/etc/apt/sources.list": ("", 0o644),  # nothing outside the lab to install from
-        "/etc/machine-id": ("", 0o444),  # empty: each VM makes its own at its first boot
-        "/etc/default/locale": ("", 0o644),  # minbase has no locales; pam_env complains at each login without it
-    })
-    return files
-
-
-def removed_paths() -> list[str]:
-    """Guest globs the build deletes: host keys (each VM gets the lab's own), package caches, logs."""
-    return ["/etc/ssh/ssh_host_*", "/etc/apt/sources.list.d/*", "/var/lib/apt/lists/*",
-            "/var/cache/apt/*.bin", "/var/lib/dbus/machine-id",
-            "/var/log/*.log", "/var/log/apt/*", "/var/cache/debconf/*-old"]
-
-
-def chroot_argvs(tree: Path) -> list[list[str]]:
-    """The commands run in the tree once the guest files are in: units enabled and masked, initrd remade."""
-    return [["chroot", str(tree), "systemctl", "enable", "--quiet", *ENABLED_UNITS],
-            ["chroot", str(tree), "systemctl", "mask", "--quiet", *MASKED_UNITS],
-            ["chroot", str(tree), "update-initramfs", "-u", "-k", "all"]]
-
-
-def mkfs_argv(tree: Path, disk: Path, size_mib: int, label: str = ROOT_LABEL) -> list[str]:
-    """mkfs.ext4 that makes `disk` (size_mib) from the contents of `tree`, owners and modes kept."""
-    return ["mkfs.ext4", "-q", "-F", "-L", label, "-d", str(tree), str(disk), f"{size_mib}M"]
-
-
-def seed_tree(files: dict[str, tuple[str | bytes, int]]) -> dict[str, tuple[bytes, int]]:
-    """Path inside the seed file system -> (bytes, mode) for guest files; checks the guest paths."""
-    tree = {}
-    for guest_path, (content, mode) in files.items():
-        path = PurePosixPath(guest_path)
-        if not path.is_absolute() or ".." in path.parts or path == PurePosixPath("/"):
-            raise LabError(f"seed file {guest_path!r}: not an absolute path to a file in the guest; "
-                           "give paths like /etc/hostname")
-        data = content.encode() if isinstance(content, str) else bytes(content)
-        tree["files" + str(path)] = (data, mode)
-    return tree
-
-
-def seed_size_mib(tree: dict[str, tuple[bytes, int]]) -> int:
-    """Enough MiB for `tree` in a small ext4 (1 KiB blocks, an inode and a block of slack per file)."""
-    needed = sum(len(data) + 2048 for data, _ in tree.values())
-    return max(4, -(-needed * 2 // (1 << 20)))
 
 
 # ---- the cache ----

@@ -26,13 +26,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import InputError, LabError
-from ..inventory import check_lab_name
-from ..model import Emulated, Inventory
-from ..state import LabFiles, atomic_write
-from .image import CachedImage, default_recipe, ensure_image, image_cache, seed_image
-from .local import (Cmd, EmulatedNode, LabLayout, LocalProvider, end_processes, ensure_key, ip_batch, port_open,
-                    process_alive, read_pid, report_missing, run_local, wait_until)
+from orchestrator.core.errors import InputError, LabError
+from orchestrator.core.inventory import check_lab_name
+from orchestrator.core.model import Emulated, Inventory
+from orchestrator.core.state import LabFiles, atomic_write
+from orchestrator.providers.emulated_plan import Cmd, EmulatedNode, LabLayout, ip_batch
+from orchestrator.providers.image import CachedImage, default_recipe, ensure_image, image_cache, seed_image
+from orchestrator.providers.local import LocalProvider, ensure_key, report_missing
+from orchestrator.providers.processes import end_processes, port_open, process_alive, read_pid, run_local, wait_until
+
 
 QEMU = "qemu-system-x86_64"
 REQUIRED_TOOLS = ((QEMU, "qemu-system-x86"), ("qemu-img", "qemu-utils"), ("debootstrap", "debootstrap"),

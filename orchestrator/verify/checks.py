@@ -13,10 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..errors import InputError
-from ..model import Inventory
-from ..plan.network import conflist_path, node_lib, vxlan_device
-from ..plan.proxy_nft import TABLE as NFT_TABLE
+from orchestrator.agent.contract import node_lib
+from orchestrator.core.errors import InputError
+from orchestrator.core.model import Inventory
+from orchestrator.layers.nodes.facts import conflist_path
+from orchestrator.layers.overlay.plan import vxlan_device
+from orchestrator.layers.services.nftables import TABLE as NFT_TABLE
+
 
 OUTSIDE = "outside"
 

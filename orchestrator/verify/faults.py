@@ -8,18 +8,20 @@ the way people get it wrong, a process stopped.
 from __future__ import annotations
 
 import random
-import shlex
 from dataclasses import dataclass
 from typing import Callable
 
-from ..apply import services as services_mod
-from ..apply.deploy import reattach
-from ..errors import InputError
-from ..model import Inventory, Node
-from ..plan.network import conflist_path, node_lib, vtep_mac, vxlan_device
-from ..plan.proxy_nft import TABLE
-from ..state import LabFiles
-from ..transport import Transport
+from orchestrator.agent.contract import node_lib
+from orchestrator.core.errors import InputError
+from orchestrator.core.model import Inventory, Node
+from orchestrator.core.script import quote
+from orchestrator.core.state import LabFiles
+from orchestrator.core.transport import Transport
+from orchestrator.layers.nodes.facts import conflist_path
+from orchestrator.layers.overlay.plan import vtep_mac, vxlan_device
+from orchestrator.layers.pods.apply import reattach
+from orchestrator.layers.services import apply as services_mod
+from orchestrator.layers.services.nftables import TABLE
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def break_ipmasq(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer
     if isinstance(report, BaseException):
         raise report
     objects = files.read_objects()
-    services_mod.sync(inv, t, objects)
+    services_mod.sync_rules(inv, t, objects)
     files.write_objects(objects)
     return (f"set ipMasq true in {node.name}:{path} (as the talk's bridge.conf has it) and re-attached its "
             f"{len(report)} pod(s): their traffic to other nodes is now masqueraded")
@@ -60,8 +62,8 @@ def sep_candidates(objects: dict) -> list[tuple[str, dict]]:
 
 
 def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
-    from ..plan.proxy import sep_chain, svc_chain
-    from ..plan.services import Endpoint
+    from orchestrator.layers.services.iptables import sep_chain, svc_chain
+    from orchestrator.layers.services.plan import Endpoint
     objects = files.read_objects()
     candidates = sep_candidates(objects)
     if not candidates:
@@ -89,7 +91,7 @@ def break_dns(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
         raise InputError("fault dns-pod needs the cluster DNS: run `lab deploy`")
     pod = dns[0]
     record = f"{node_lib(inv.name)}/pods/{pod['namespace']}_{pod['name']}.json"
-    t.run(pod["node"], ["sh", "-c", f"kill $(sed -n 's/.*\"pid\": \\([0-9]*\\).*/\\1/p' {shlex.quote(record)})"])
+    t.run(pod["node"], ["sh", "-c", f"kill $(sed -n 's/.*\"pid\": \\([0-9]*\\).*/\\1/p' {quote(record)})"])
     return f"stopped DNS pod {pod['namespace']}/{pod['name']} on {pod['node']} (its dnsmasq)"
 
 

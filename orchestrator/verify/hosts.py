@@ -17,8 +17,8 @@ from typing import Any, Optional
 import testinfra.host
 from testinfra.backend.base import BaseBackend, CommandResult
 
-from ..model import Inventory, Node
-from ..transport import Transport
+from orchestrator.core.model import Inventory, Node
+from orchestrator.core.transport import Transport
 
 
 class LabCommandResult(CommandResult):

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import pytest
 
-from ..model import Inventory
-from ..state import LabFiles
-from ..transport import Transport
-from .hosts import node_host, pod_host
+from orchestrator.core.model import Inventory
+from orchestrator.core.state import LabFiles
+from orchestrator.core.transport import Transport
+from orchestrator.verify.hosts import node_host, pod_host
 
 
 def pytest_addoption(parser):
@@ -30,7 +30,7 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def lab_inventory(request) -> Inventory:
-    from ..cli import resolve_inventory  # the CLI's rules for finding the lab
+    from orchestrator.cli.common import resolve_inventory  # the CLI's rules for finding the lab
     return resolve_inventory(request.config.getoption("--lab-inventory"))
 
 

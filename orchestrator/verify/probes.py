@@ -6,20 +6,18 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Iterator
 
-from ..apply.agent import agent_argv
-from ..errors import LabError
-from ..model import Inventory
-from ..node_agent import wait_listening
-from ..transport import Transport
-from .checks import OUTSIDE, Check, Outcome, evaluate
+from orchestrator.agent.pods import wait_listening
+from orchestrator.core.agent import agent_argv, local_agent_argv
+from orchestrator.core.errors import LabError
+from orchestrator.core.model import Inventory
+from orchestrator.core.transport import Transport
+from orchestrator.verify.checks import Check, OUTSIDE, Outcome, evaluate
 
-LOCAL_AGENT = str(Path(__file__).resolve().parents[1] / "node_agent.py")
+
 PROBE_TIMEOUT = 2.0
 
 
@@ -27,7 +25,7 @@ def probe_source(inv: Inventory, objects: dict, transport: Transport, source: st
     payload = json.dumps(targets)
     probe = ["probe", "--timeout", str(PROBE_TIMEOUT)]
     if source == OUTSIDE:
-        out = subprocess.run(["ip", "netns", "exec", f"{inv.name}-outside", sys.executable, LOCAL_AGENT, *probe],
+        out = subprocess.run(["ip", "netns", "exec", f"{inv.name}-outside", *local_agent_argv(*probe)],
                              input=payload, capture_output=True, text=True, check=True).stdout
         return json.loads(out)
     kind, _, name = source.partition(":")
@@ -104,8 +102,8 @@ def outside_server(inv: Inventory) -> Iterator[None]:
     if inv.emulated is None:
         yield
         return
-    server = subprocess.Popen(["ip", "netns", "exec", f"{inv.name}-outside", sys.executable, LOCAL_AGENT, "serve",
-                               "--name", "outside", "--tcp", "80"], stdout=subprocess.DEVNULL,
+    server = subprocess.Popen(["ip", "netns", "exec", f"{inv.name}-outside", *local_agent_argv("serve",
+                               "--name", "outside", "--tcp", "80")], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
         wait_listening({"pid": server.pid, "tcp": [80]}, seconds=3)

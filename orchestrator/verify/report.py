@@ -17,13 +17,14 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import InputError, yaml_error
-from ..model import Inventory
-from ..state import LabFiles
-from ..transport import Transport
-from . import suite
-from .checks import Outcome, plan_checks
-from .probes import outside_server, run_checks
+from orchestrator.core.errors import InputError, yaml_error
+from orchestrator.core.model import Inventory
+from orchestrator.core.state import LabFiles
+from orchestrator.core.transport import Transport
+from orchestrator.verify import suite
+from orchestrator.verify.checks import Outcome, plan_checks
+from orchestrator.verify.probes import outside_server, run_checks
+
 
 MATRIX_LIMIT = 12  # pods; beyond, the pod x pod matrix is summarised
 

@@ -18,7 +18,7 @@ def test_reachability(outcome):
 
 
 def test_pods_use_the_cluster_dns(lab_pods, lab_objects, lab_inventory):
-    from orchestrator.plan.services import dns_ip
+    from orchestrator.core.model import dns_ip
     nameserver = f"nameserver {dns_ip(lab_inventory.cluster.service_cidr)}"
     for key, pod in lab_pods.items():
         if lab_objects["pods"][key].get("role") == "server":
@@ -28,7 +28,7 @@ def test_pods_use_the_cluster_dns(lab_pods, lab_objects, lab_inventory):
 def test_pod_interfaces_have_the_mtu_of_their_node_network(lab_pods, lab_nodes, lab_objects, lab_inventory):
     import json
 
-    from orchestrator.plan.network import conflist_path
+    from orchestrator.layers.nodes.facts import conflist_path
     wanted = {name: json.loads(node.file(conflist_path(lab_inventory.name)).content_string)["plugins"][0]["mtu"]
               for name, node in lab_nodes.items()}
     for key, pod in lab_pods.items():

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import inventory
-from orchestrator.model import Inventory
-from orchestrator.transport import Transport
-
+from orchestrator.core import inventory
+from orchestrator.core.model import Inventory
+from orchestrator.core.transport import Transport
 from .labtools import LabProcesses, lab_cli, leftovers, unique_lab_name
 
 

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator.core.transport import NodeError
 from orchestrator.providers.local import generate_key
-from orchestrator.transport import NodeError
-
 from .labtools import (LabProcesses, alive, copy_inventory, lab_cli, leftovers, namespaces_of,
                        root_namespace_snapshot, sh, unique_lab_name)
 

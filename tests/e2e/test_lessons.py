@@ -7,8 +7,7 @@ import collections
 
 import pytest
 
-from orchestrator import lessons
-
+from orchestrator.lessons import model as lessons
 from .labtools import LabProcesses, lab_cli
 
 NODE_STATE = r"""

@@ -7,20 +7,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-import orchestrator
-from orchestrator.plan.network import vtep_mac
-from orchestrator.node_agent import wait_listening
-from orchestrator.plan.pods import pod_netns
-
+from orchestrator.agent.pods import wait_listening
+from orchestrator.core.agent import local_agent_argv
+from orchestrator.layers.overlay.plan import vtep_mac
+from orchestrator.layers.pods.plan import pod_netns
 from .labtools import copy_inventory, lab_cli, node_snapshot, wait_for
 
-AGENT_ON_NODE = "/var/lib/cluster-lab/{lab}/node_agent.py"
-LOCAL_AGENT = str(Path(orchestrator.__file__).with_name("node_agent.py"))
+AGENT_ON_NODE = "/var/lib/cluster-lab/{lab}/agent.pyz"
 OUTSIDE = "203.0.113.10"
 
 WEB = """
@@ -179,8 +175,8 @@ def test_dry_run_shows_changes_and_changes_nothing(net):
 @pytest.fixture
 def outside_server(net):
     """The lab's outside host (its own namespace, 203.0.113.10) serving HTTP on port 80."""
-    server = subprocess.Popen(["ip", "netns", "exec", f"{net.name}-outside", sys.executable, LOCAL_AGENT, "serve",
-                               "--name", "outside", "--tcp", "80"], stdout=subprocess.DEVNULL,
+    server = subprocess.Popen(["ip", "netns", "exec", f"{net.name}-outside", *local_agent_argv("serve",
+                               "--name", "outside", "--tcp", "80")], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
         assert wait_listening({"pid": server.pid, "tcp": [80]}, seconds=10)
@@ -191,7 +187,7 @@ def outside_server(net):
 
 
 def outside_probe(net, targets: list[dict]) -> list[dict]:
-    out = subprocess.run(["ip", "netns", "exec", f"{net.name}-outside", sys.executable, LOCAL_AGENT, "probe"],
+    out = subprocess.run(["ip", "netns", "exec", f"{net.name}-outside", *local_agent_argv("probe")],
                          input=json.dumps(targets), capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 

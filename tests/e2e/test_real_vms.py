@@ -17,8 +17,7 @@ import paramiko
 import pytest
 import yaml
 
-from orchestrator.transport import fingerprint
-
+from orchestrator.core.transport import fingerprint
 from .labtools import lab_cli, unique_lab_name
 
 REPO = Path(__file__).resolve().parents[2]

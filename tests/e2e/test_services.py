@@ -13,9 +13,8 @@ import pytest
 
 from types import SimpleNamespace
 
-from orchestrator.plan.pods import pod_netns
-from orchestrator.plan.proxy import JUMPS
-
+from orchestrator.layers.pods.plan import pod_netns
+from orchestrator.layers.services.iptables import JUMPS
 from .labtools import copy_inventory, lab_cli, unique_lab_name, wait_for
 from .test_pod_network import AGENT_ON_NODE, apply, outside_probe, pods, probe_from
 
@@ -331,10 +330,10 @@ FRESH_LOAD = """
 import sys
 from ipaddress import IPv4Network
 sys.path.insert(0, sys.argv[1])
-from orchestrator.apply.services import chain_digests
-from orchestrator.node_agent import load_rules, restore_input, saved_chains, run
-from orchestrator.plan.proxy import JUMPS, render_iptables
-from orchestrator.plan.services import Endpoint
+from orchestrator.agent.main import load_rules, restore_input, run, saved_chains
+from orchestrator.layers.services.apply import chain_digests
+from orchestrator.layers.services.iptables import JUMPS, render_iptables
+from orchestrator.layers.services.plan import Endpoint
 port = {"name": None, "protocol": "TCP", "port": 80, "target_port": 80, "node_port": None}
 services = {f"bulk/s{i}": {"name": f"s{i}", "namespace": "bulk", "cluster_ip": f"10.96.{i // 200}.{i % 200 + 2}",
                            "ports": [port], "selector": {}, "session_affinity": "None"} for i in range(200)}

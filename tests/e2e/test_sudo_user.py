@@ -95,7 +95,7 @@ def test_deploy_apply_and_verify_work_through_sudo(sudo_lab):
     assert lab_cli("cni", "check", "-i", inv).returncode == 0
     # what the lab wrote and started on the nodes belongs to root (made through sudo), not to the login user
     owners = exec_on(sudo_lab, "node1", "--", "sh", "-c", f"stat -c %U /etc/cni/net.d/10-{sudo_lab.name}.conflist "
-                     f"/var/lib/cluster-lab/{sudo_lab.name}/node_agent.py; ps -o user= -C dnsmasq,python3 | sort -u")
+                     f"/var/lib/cluster-lab/{sudo_lab.name}/agent.pyz; ps -o user= -C dnsmasq,python3 | sort -u")
     assert owners.stdout.split() == ["root", "root", "root"], owners.stdout + owners.stderr
     destroy = lab_cli("destroy", "-i", inv)
     assert destroy.returncode == 0, destroy.stdout + destroy.stderr

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from orchestrator.verify.faults import FAULTS
-
 from .labtools import lab_cli
 from .test_pod_network import apply
 

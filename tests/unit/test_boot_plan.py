@@ -1,4 +1,4 @@
-"""What a node keeps across a reboot (plan/boot.py): modules, persisted sysctls, the boot unit and script,
+"""What a node keeps across a reboot (layers/nodes/boot.py): modules, persisted sysctls, the boot unit and script,
 and what destroy removes again; planned against node states as the facts script reads them."""
 
 import hashlib
@@ -6,10 +6,12 @@ from dataclasses import replace
 from ipaddress import IPv4Network as Net
 from pathlib import Path
 
-from orchestrator import inventory
-from orchestrator.plan import boot, diff
-from orchestrator.plan.facts import NodeState, parse_facts
-from orchestrator.plan.network import NodeFacts, plan_node
+from orchestrator.core import inventory
+from orchestrator.layers.nodes import boot
+from orchestrator.layers.nodes.facts import NodeFacts, NodeState, parse_facts
+from orchestrator.layers.podnet import changes as diff
+from orchestrator.layers.podnet.plan import plan_node
+
 
 SUBNETS = {"node1": Net("10.244.0.0/24"), "node2": Net("10.244.1.0/24")}
 FACTS = {name: NodeFacts("eth0", 1500) for name in SUBNETS}
@@ -27,6 +29,11 @@ nodes:
 def network(inv=None):
     inv = inv or lab()
     return plan_node(inv, inv.node("node1"), SUBNETS, FACTS)
+
+
+def persisted(net):
+    """What the boot files need of the pod network: its sysctls and CNI config."""
+    return net.sysctls, net.conflist_path
 
 
 def sha(text):
@@ -53,43 +60,43 @@ def test_loadable_modules_are_loaded_and_remembered_missing_ones_are_named():
 def test_a_systemd_node_gets_modules_sysctls_and_an_enabled_boot_unit_once():
     net, cluster = network(), lab().cluster
     fresh = NodeState(systemd=True)
-    changes = boot.persistence_changes(net, cluster, fresh)
+    changes = boot.persistence_changes(cluster, fresh, *persisted(net))
     assert [c.what for c in changes] == [
         "write /etc/modules-load.d/cluster-lab-demo.conf", "write /etc/sysctl.d/90-cluster-lab-demo.conf",
         "write /etc/systemd/system/cluster-lab-demo.service", "enable cluster-lab-demo.service (runs at every boot)"]
-    files = boot.persisted_files(net, cluster, systemd=True)
+    files = boot.persisted_files(cluster, *persisted(net), systemd=True)
     assert files["/etc/modules-load.d/cluster-lab-demo.conf"].splitlines()[1:] == ["br_netfilter", "nf_conntrack", "vxlan"]
     assert "net.bridge.bridge-nf-call-iptables = 1" in files["/etc/sysctl.d/90-cluster-lab-demo.conf"]
     unit = files["/etc/systemd/system/cluster-lab-demo.service"]
-    assert "ExecStart=/usr/bin/env python3 /var/lib/cluster-lab/demo/node_agent.py restore --conf " \
+    assert "ExecStart=/usr/bin/env python3 /var/lib/cluster-lab/demo/agent.pyz restore --conf " \
            "/etc/cni/net.d/10-demo.conflist" in unit and "WantedBy=multi-user.target" in unit
     done = NodeState(systemd=True, unit_enabled=True, etc_files={p: sha(t) for p, t in files.items()})
-    assert boot.persistence_changes(net, cluster, done) == []
+    assert boot.persistence_changes(cluster, done, *persisted(net)) == []
     edited = replace(done, etc_files={**done.etc_files, boot.unit_path("demo"): "0" * 64})
-    assert [c.what for c in boot.persistence_changes(net, cluster, edited)] == [
+    assert [c.what for c in boot.persistence_changes(cluster, edited, *persisted(net))] == [
         "write /etc/systemd/system/cluster-lab-demo.service", "enable cluster-lab-demo.service (runs at every boot)"]
 
 
 def test_a_node_without_systemd_gets_no_unit():
-    files = boot.persisted_files(network(), lab().cluster, systemd=False)
+    files = boot.persisted_files(lab().cluster, *persisted(network()), systemd=False)
     assert boot.unit_path("demo") not in files and len(files) == 2
-    assert all("systemctl" not in line for c in boot.persistence_changes(network(), lab().cluster, NodeState())
+    assert all("systemctl" not in line for c in boot.persistence_changes(lab().cluster, NodeState(), *persisted(network()))
                for line in c.lines)
 
 
 def test_the_boot_script_rebuilds_the_overlay_and_chains_but_not_what_survives_a_boot():
-    script = boot.boot_script(network(), lab().cluster)
+    script = diff.boot_script(network(), lab().cluster)
     assert "ip link add flannel.1" in script and "bridge fdb append" in script and "ip neigh replace" in script
     assert "ip route replace 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink" in script
     assert "iptables-restore --noflush" in script and "-I POSTROUTING 1" in script
     assert "sysctl" not in script and "10-demo.conflist" not in script
-    hostgw = boot.boot_script(network(lab("host-gw")), lab("host-gw").cluster)
+    hostgw = diff.boot_script(network(lab("host-gw")), lab("host-gw").cluster)
     assert "flannel" not in hostgw and "ip route replace 10.244.1.0/24 via 198.18.0.12 dev eth0" in hostgw
-    assert boot.node_files(network(), lab().cluster)[boot.BOOT_SCRIPT][1] == sha(script)
+    assert diff.network_files(network(), lab().cluster)[diff.BOOT_SCRIPT][1] == sha(script)
 
 
 def test_destroy_unloads_the_modules_and_removes_the_unit_before_the_lab_folder():
-    state = NodeState(systemd=True, unit_enabled=True, files={"node_agent.py": "x", "modules.loaded": "y"},
+    state = NodeState(systemd=True, unit_enabled=True, files={"agent.pyz": "x", "modules.loaded": "y"},
                       etc_files={boot.unit_path("demo"): "z", boot.sysctl_conf("demo"): "w"})
     changes = diff.teardown(state, lab().cluster, None, boot.persistence_teardown(state, "demo"))
     whats = [c.what for c in changes]
@@ -114,9 +121,9 @@ def test_the_facts_script_output_is_read_into_the_state():
 
 def test_a_module_a_node_cannot_load_stops_deploy_on_that_node_with_what_to_do():
     import pytest
-    from orchestrator.apply.deploy import preflight
-    from orchestrator.plan.facts import CNI_PLUGINS, KERNEL_FEATURES, REQUIRED_TOOLS
-    from orchestrator.transport import NodeError
+    from orchestrator.layers.nodes.read import preflight
+    from orchestrator.layers.nodes.facts import CNI_PLUGINS, KERNEL_FEATURES, REQUIRED_TOOLS
+    from orchestrator.core.transport import NodeError
     inv = lab()
     state = NodeState(kernel="6.8.0-31-generic", tools=frozenset([*REQUIRED_TOOLS, *(f"kernel:{k}" for k in KERNEL_FEATURES)]),
                       cni_plugins={p: f"/usr/lib/cni/{p}" for p in CNI_PLUGINS},

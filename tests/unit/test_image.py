@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import LabError
-from orchestrator.providers import image
-from orchestrator.providers.image import ImageRecipe
+from orchestrator.core.errors import LabError
+from orchestrator.providers import apt_sources, image, image_recipe
+from orchestrator.providers.image_recipe import ImageRecipe
+
 
 MIRROR = "http://mirror.example/debian"  # RFC 2606 name: never a real mirror
 
@@ -31,7 +32,8 @@ def test_the_key_is_16_hex_chars_and_stable():
 
 @pytest.mark.parametrize("change", [
     {"suite": "trixie"}, {"arch": "arm64"}, {"kernel_package": "linux-image-amd64"},
-    {"packages": image.NODE_PACKAGES + ("tcpdump",)}, {"packages": image.NODE_PACKAGES[:-1]}, {"size_mib": 4096},
+    {"packages": image_recipe.NODE_PACKAGES + ("tcpdump",)}, {"packages": image_recipe.NODE_PACKAGES[:-1]},
+    {"size_mib": 4096},
 ])
 def test_every_recipe_field_changes_the_key(change):
     recipe = image.default_recipe()
@@ -40,27 +42,28 @@ def test_every_recipe_field_changes_the_key(change):
 
 def test_a_guest_files_text_and_the_build_version_change_the_key(monkeypatch):
     recipe = image.default_recipe()
-    templates = image.guest_templates()
-    key = image.recipe_key(recipe, templates)
-    assert image.recipe_key(recipe, dict(templates)) == key
+    templates = image_recipe.guest_templates()
+    key = image_recipe.recipe_key(recipe, templates)
+    assert image_recipe.recipe_key(recipe, dict(templates)) == key
     edited = dict(templates, **{"fstab": templates["fstab"] + "# one more line\n"})
-    assert image.recipe_key(recipe, edited) != key
-    assert image.recipe_key(recipe, dict(templates, **{"extra.conf": ""})) != key
-    monkeypatch.setattr(image, "BUILD_VERSION", image.BUILD_VERSION + "x")
-    assert image.recipe_key(recipe, templates) != key
+    assert image_recipe.recipe_key(recipe, edited) != key
+    assert image_recipe.recipe_key(recipe, dict(templates, **{"extra.conf": ""})) != key
+    monkeypatch.setattr(image_recipe, "BUILD_VERSION", image_recipe.BUILD_VERSION + "x")
+    assert image_recipe.recipe_key(recipe, templates) != key
 
 
 def test_recipe_key_reads_the_files_under_templates_vm():
-    templates = image.guest_templates()
-    assert set(templates) == set(image.GUEST_TEMPLATES), "every file under templates/vm/ is installed somewhere"
-    assert image.default_recipe().key() == image.recipe_key(image.default_recipe(), templates)
+    templates = image_recipe.guest_templates()
+    assert set(templates) == set(image_recipe.GUEST_TEMPLATES), \
+        "every file under templates/qemu/ is installed somewhere"
+    assert image.default_recipe().key() == image_recipe.recipe_key(image.default_recipe(), templates)
 
 
 # ---- what the build runs ----
 
 def test_debootstrap_gets_minbase_the_packages_the_kernel_and_the_mirror(tmp_path):
     recipe = image.default_recipe()
-    argv = image.debootstrap_argv(recipe, MIRROR, tmp_path / "tree")
+    argv = image_recipe.debootstrap_argv(recipe, MIRROR, tmp_path / "tree")
     assert argv[0] == "debootstrap" and "--variant=minbase" in argv and "--arch=amd64" in argv
     assert argv[-3:] == ["bookworm", str(tmp_path / "tree"), MIRROR]
     include = next(a for a in argv if a.startswith("--include=")).split("=", 1)[1].split(",")
@@ -71,19 +74,19 @@ def test_debootstrap_gets_minbase_the_packages_the_kernel_and_the_mirror(tmp_pat
 
 
 def test_mkfs_keeps_the_tree_and_labels_the_root(tmp_path):
-    argv = image.mkfs_argv(tmp_path / "tree", tmp_path / "disk.img", 2048)
+    argv = image_recipe.mkfs_argv(tmp_path / "tree", tmp_path / "disk.img", 2048)
     assert argv == ["mkfs.ext4", "-q", "-F", "-L", "labroot", "-d", str(tmp_path / "tree"),
                     str(tmp_path / "disk.img"), "2048M"]
 
 
 def test_the_guest_gets_the_lab_units_and_no_host_keys_or_apt_sources(tmp_path):
-    files = image.guest_files(image.guest_templates())
+    files = image_recipe.guest_files(image_recipe.guest_templates())
     assert files["/etc/fstab"][0].splitlines()[-1] == "/dev/vda / ext4 defaults 0 1"
     assert files["/etc/apt/sources.list"] == ("", 0o644)
     assert files["/usr/local/sbin/cluster-lab-seed"][1] == 0o755
     assert "PermitRootLogin prohibit-password" in files["/etc/ssh/sshd_config.d/cluster-lab.conf"][0]
-    assert "/etc/ssh/ssh_host_*" in image.removed_paths()
-    enable, mask, initrd = image.chroot_argvs(tmp_path)
+    assert "/etc/ssh/ssh_host_*" in image_recipe.removed_paths()
+    enable, mask, initrd = image_recipe.chroot_argvs(tmp_path)
     assert enable[:3] == ["chroot", str(tmp_path), "systemctl"]
     assert initrd == ["chroot", str(tmp_path), "update-initramfs", "-u", "-k", "all"]
     assert files["/etc/initramfs-tools/conf.d/cluster-lab.conf"][0].count("MODULES=list") == 1
@@ -94,7 +97,7 @@ def test_the_guest_gets_the_lab_units_and_no_host_keys_or_apt_sources(tmp_path):
 
 
 def test_the_seed_unit_runs_before_sshd_and_networkd():
-    unit = image.guest_templates()["cluster-lab-seed.service"]
+    unit = image_recipe.guest_templates()["cluster-lab-seed.service"]
     befores = " ".join(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("Before="))
     assert {"ssh.service", "systemd-networkd.service"} <= set(befores.split())
     assert "After=local-fs.target" in unit and "ExecStart=/usr/local/sbin/cluster-lab-seed" in unit
@@ -129,9 +132,9 @@ Components: main
 
 
 def test_deb822_sources_give_the_main_debian_uri():
-    sources = image.parse_deb822_sources(DEB822)
+    sources = apt_sources.parse_deb822_sources(DEB822)
     assert [s.suites for s in sources] == [("bookworm", "bookworm-updates"), ("bookworm-security",)]
-    assert image.debian_main_uri(sources) == MIRROR
+    assert apt_sources.debian_main_uri(sources) == MIRROR
 
 
 def test_security_deb_src_disabled_and_other_vendors_are_skipped():
@@ -162,7 +165,7 @@ URIs: {MIRROR}
 Suites: bookworm
 Components: main contrib
 """
-    assert image.debian_main_uri(image.parse_deb822_sources(text)) == MIRROR
+    assert apt_sources.debian_main_uri(apt_sources.parse_deb822_sources(text)) == MIRROR
 
 
 def test_one_line_sources_with_options_and_comments():
@@ -173,9 +176,9 @@ deb http://security.example/debian-security bookworm-security main
 deb [arch=amd64 signed-by=/usr/share/keyrings/vendor.gpg] http://vendor.example/apt cloud-sdk main
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {MIRROR} bookworm main contrib  # trailing
 """
-    sources = image.parse_one_line_sources(text)
-    assert sources[-1] == image.AptSource(("deb",), (MIRROR,), ("bookworm",), ("main", "contrib"))
-    assert image.debian_main_uri(sources) == MIRROR
+    sources = apt_sources.parse_one_line_sources(text)
+    assert sources[-1] == apt_sources.AptSource(("deb",), (MIRROR,), ("bookworm",), ("main", "contrib"))
+    assert apt_sources.debian_main_uri(sources) == MIRROR
 
 
 def write(path: Path, text: str) -> None:
@@ -189,18 +192,18 @@ def test_debian_mirror_reads_the_files_apt_reads_in_apt_order(tmp_path, monkeypa
     write(tmp_path / "etc/apt/sources.list.d/vendor.list.disabled", "deb http://wrong.example/debian bookworm main\n")
     write(tmp_path / "etc/apt/sources.list.d/b.sources", DEB822)
     write(tmp_path / "etc/apt/sources.list.d/a.list", "deb http://first.example/debian bookworm main\n")
-    assert image.debian_mirror(tmp_path) == "http://first.example/debian"
+    assert apt_sources.debian_mirror(tmp_path) == "http://first.example/debian"
     (tmp_path / "etc/apt/sources.list.d/a.list").unlink()
-    assert image.debian_mirror(tmp_path) == MIRROR
+    assert apt_sources.debian_mirror(tmp_path) == MIRROR
     monkeypatch.setenv("LAB_DEBIAN_MIRROR", "http://override.example/debian")
-    assert image.debian_mirror(tmp_path) == "http://override.example/debian"
+    assert apt_sources.debian_mirror(tmp_path) == "http://override.example/debian"
 
 
 def test_no_debian_source_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("LAB_DEBIAN_MIRROR", raising=False)
     write(tmp_path / "etc/apt/sources.list", "deb http://vendor.example/ubuntu jammy main\n")
     with pytest.raises(LabError, match="LAB_DEBIAN_MIRROR"):
-        image.debian_mirror(tmp_path)
+        apt_sources.debian_mirror(tmp_path)
 
 
 # ---- the seed disk ----

@@ -1,9 +1,25 @@
-"""The import rules of the layout, read from the source (ast), not from a running interpreter."""
+"""The import rules of the layout (docs/architecture.md), read from the source (ast), not from a running
+interpreter: no cycles; core is the bottom; no layer imports a later one; pure code imports nothing that
+touches a node; the node agent is the standard library and itself; only two modules quote for a shell."""
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "orchestrator"
+LAYERS = ("nodes", "overlay", "podnet", "pods", "services", "dns")  # the order of docs/architecture.md
+# Pure modules: they compute and compare; they never reach a node.
+PURE = ("orchestrator.core.errors", "orchestrator.core.model", "orchestrator.core.inventory",
+        "orchestrator.core.manifests", "orchestrator.core.ipam", "orchestrator.core.render",
+        "orchestrator.core.script", "orchestrator.layers.nodes.facts", "orchestrator.layers.nodes.boot",
+        "orchestrator.layers.nodes.packages", "orchestrator.layers.services.iptables", "orchestrator.lessons.model",
+        "orchestrator.layers.services.nftables", "orchestrator.layers.services.trace")
+SIDE_EFFECTS = ("orchestrator.core.transport", "orchestrator.core.agent", "orchestrator.core.state",
+                "orchestrator.providers", "orchestrator.verify", "orchestrator.cli", "orchestrator.pipeline",
+                "orchestrator.lessons")
+ABOVE_LAYERS = ("orchestrator.pipeline", "orchestrator.providers", "orchestrator.verify", "orchestrator.cli",
+                "orchestrator.lessons")
+QUOTING = {"orchestrator.core.script", "orchestrator.core.transport"}
 
 
 def module_name(path: Path) -> str:
@@ -34,7 +50,17 @@ def project_imports(path: Path) -> set:
     return found - {here}
 
 
-GRAPH = {module_name(p): project_imports(p) for p in ROOT.rglob("*.py")}
+SOURCES = {module_name(p): p for p in ROOT.rglob("*.py")}
+GRAPH = {module: project_imports(path) for module, path in SOURCES.items()}
+
+
+def layer_of(module: str):
+    parts = module.split(".")
+    return LAYERS.index(parts[2]) if parts[1:2] == ["layers"] and len(parts) > 2 else None
+
+
+def is_pure(module: str) -> bool:
+    return module in PURE or module.endswith((".plan", ".changes"))
 
 
 def test_no_import_cycle_anywhere():
@@ -55,23 +81,53 @@ def test_no_import_cycle_anywhere():
     assert cycles == []
 
 
-def test_plan_code_touches_no_node_transport_or_apply_code():
-    """plan/ is pure: no SSH, no agent calls, no providers. (It still reads two constants of the node agent,
-    CNI_PATH and removal_block; the re-layering of issue 12 moves them.)"""
-    allowed_from_agent = {"orchestrator.node_agent"}
+def test_every_layer_folder_is_in_the_order():
+    folders = {p.name for p in (ROOT / "layers").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == set(LAYERS)
+
+
+def test_no_layer_imports_a_later_layer_and_core_imports_no_layer():
+    bad = []
     for module, imported in GRAPH.items():
-        if module.startswith("orchestrator.plan."):
-            bad = {m for m in imported if m.startswith(("orchestrator.transport", "orchestrator.apply",
-                                                         "orchestrator.providers", "orchestrator.verify",
-                                                         "orchestrator.cli"))}
-            assert bad == set(), f"{module} imports {bad}"
-            assert imported & {"orchestrator.node_agent"} <= allowed_from_agent
+        own = layer_of(module)
+        for other in imported:
+            theirs = layer_of(other)
+            if module.startswith("orchestrator.core.") and not other.startswith(("orchestrator.core.",
+                                                                                   "orchestrator.agent.contract")):
+                bad.append(f"{module} -> {other}")
+            elif own is not None and ((theirs is not None and theirs > own) or other.startswith(ABOVE_LAYERS)):
+                bad.append(f"{module} -> {other}")
+    assert bad == []
 
 
-def test_the_node_agent_imports_only_the_standard_library():
-    tree = ast.parse((ROOT / "node_agent.py").read_text())
-    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert not any(n.level for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
-    import sys
-    assert names <= set(sys.stdlib_module_names) | {"__future__"}, names - set(sys.stdlib_module_names)
+def test_pure_code_touches_no_node():
+    """Plans and comparisons: no SSH, no agent calls, no lab files, no providers; of the node agent only the
+    contract both sides share."""
+    bad = []
+    for module, imported in GRAPH.items():
+        if is_pure(module):
+            bad += [f"{module} -> {m}" for m in imported
+                    if m.startswith(SIDE_EFFECTS) or (m.startswith("orchestrator.agent") and
+                                                      m != "orchestrator.agent.contract")
+                    or not (is_pure(m) or m == "orchestrator.agent.contract")]
+    assert bad == []
+
+
+def test_the_node_agent_imports_only_the_standard_library_and_itself():
+    for module, path in SOURCES.items():
+        if module.startswith("orchestrator.agent"):
+            tree = ast.parse(path.read_text())
+            names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            names |= {n.module.split(".")[0] for n in ast.walk(tree)
+                      if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+            assert names <= set(sys.stdlib_module_names) | {"__future__"}, f"{module}: {names}"
+
+
+def test_only_two_modules_quote_for_a_shell():
+    quoting = set()
+    for module, path in SOURCES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "shlex"
+                    and node.attr in ("quote", "join")):
+                quoting.add(module)
+    assert quoting <= QUOTING

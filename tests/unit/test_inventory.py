@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import inventory
-from orchestrator.errors import InputError
-from orchestrator.render import resource_text
+from orchestrator.core import inventory
+from orchestrator.core.errors import InputError
+from orchestrator.core.render import resource_text
+
 
 GOOD = """
 cluster:

@@ -11,12 +11,15 @@ import paramiko
 import pytest
 import yaml
 
-from orchestrator import cli, inventory
-from orchestrator.errors import InputError, LabError
-from orchestrator.inventory_convert import (
-    KnownHosts, SshHost, ansible_inventory, inventory_data, parse_addresses, parse_ssh_config, pick_address,
-    pick_addresses)
-from orchestrator.model import Cluster
+from orchestrator.cli import main as cli
+from orchestrator.core import inventory
+from orchestrator.core.errors import InputError, LabError
+from orchestrator.core.model import Cluster
+from orchestrator.providers.ansible import ansible_inventory
+from orchestrator.providers.host_keys import KnownHosts
+from orchestrator.providers.imported import inventory_data, parse_addresses, pick_address, pick_addresses
+from orchestrator.providers.ssh_config import SshHost, parse_ssh_config
+
 
 # What `vagrant ssh-config` prints for VirtualBox VMs (Vagrant 2.3's template; a key path with a space is quoted).
 VAGRANT_SSH_CONFIG = """\

@@ -1,6 +1,6 @@
 from ipaddress import IPv4Network as Net
 
-from orchestrator.plan.ipam import first_free_subnet
+from orchestrator.core.ipam import first_free_subnet
 
 
 def test_first_free_subnet_skips_every_overlap():

@@ -6,9 +6,10 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from orchestrator import lessons
-from orchestrator.errors import InputError
-from orchestrator.model import Cluster, Inventory, Node, Ssh
+from orchestrator.core.errors import InputError
+from orchestrator.core.model import Cluster, Inventory, Node, Ssh
+from orchestrator.lessons import model as lessons
+
 
 TALK_ORDER = ["01-namespaces", "02-netns-veth", "03-netns-connected", "04-bridge", "05-two-hosts", "06-docker",
               "07-cni", "08-network-model", "09-vxlan", "10-services", "11-dns", "12-isolation",

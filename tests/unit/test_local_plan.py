@@ -4,11 +4,11 @@ from ipaddress import IPv4Address as Addr, IPv4Network as Net
 
 import pytest
 
-from orchestrator.errors import InputError
-from orchestrator.model import Emulated
-from orchestrator.providers.local import (OUTSIDE_NET, choose_underlay, infra_commands, layout,
-                                          node_link_commands, start_command)
-from orchestrator.state import LabFiles
+from orchestrator.core.errors import InputError
+from orchestrator.core.model import Emulated
+from orchestrator.core.state import LabFiles
+from orchestrator.providers.emulated_plan import (OUTSIDE_NET, choose_underlay, infra_commands, layout,
+        node_link_commands, start_command)
 
 
 def test_layout_names_and_addresses():

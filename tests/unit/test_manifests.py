@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import InputError
-from orchestrator.manifests import load_documents, parse_all
+from orchestrator.core.errors import InputError
+from orchestrator.core.manifests import load_documents, parse_all
+
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import inventory
-from orchestrator.plan import diff
-from orchestrator.plan.facts import parse_facts
-from orchestrator.plan.network import NodeFacts, masquerade_rules, plan_node, vtep_mac
+from orchestrator.core import inventory
+from orchestrator.layers.nodes.facts import NodeFacts, parse_facts
+from orchestrator.layers.overlay.plan import vtep_mac
+from orchestrator.layers.podnet import changes as diff
+from orchestrator.layers.podnet.plan import masquerade_rules, plan_node
+
 
 DATA = Path(__file__).with_name("data")
 SUBNETS = {"node1": Net("10.244.0.0/24"), "node2": Net("10.244.1.0/24"), "node3": Net("10.244.2.0/24")}
@@ -39,7 +41,7 @@ def test_facts_are_parsed():
     assert fresh.chain("nat", "LAB-MASQ") is None
     assert deployed.chain("nat", "LAB-MASQ") == list(masquerade_rules(demo().cluster, SUBNETS["node1"])[("nat", "LAB-MASQ")])
     assert deployed.link("flannel.1")["address"] == vtep_mac("demo", "node1")
-    assert set(deployed.pods.values()) == {"running"} and "node_agent.py" in deployed.files
+    assert set(deployed.pods.values()) == {"running"} and "agent.pyz" in deployed.files
 
 
 def test_conflist_is_the_bridge_plugin_without_masquerade():
@@ -54,20 +56,20 @@ def test_conflist_is_the_bridge_plugin_without_masquerade():
 
 def test_vxlan_peers_follow_flannel():
     net = plan_node(demo(), demo().node("node1"), SUBNETS, FACTS)
-    assert (net.vtep.device, net.vtep.vni, net.vtep.port, str(net.vtep.address), net.vtep.mtu) == \
+    assert (net.overlay.vtep.device, net.overlay.vtep.vni, net.overlay.vtep.port, str(net.overlay.vtep.address), net.overlay.vtep.mtu) == \
         ("flannel.1", 1, 8472, "10.244.0.0", 1450)
-    assert [(str(r.dst), str(r.via), r.dev, r.onlink) for r in net.routes] == [
+    assert [(str(r.dst), str(r.via), r.dev, r.onlink) for r in net.overlay.routes] == [
         ("10.244.1.0/24", "10.244.1.0", "flannel.1", True), ("10.244.2.0/24", "10.244.2.0", "flannel.1", True)]
-    assert [(str(n.address), n.mac) for n in net.neighbours] == [
+    assert [(str(n.address), n.mac) for n in net.overlay.neighbours] == [
         ("10.244.1.0", vtep_mac("demo", "node2")), ("10.244.2.0", vtep_mac("demo", "node3"))]
-    assert sorted((f.mac, str(f.dst)) for f in net.fdb) == sorted([
+    assert sorted((f.mac, str(f.dst)) for f in net.overlay.fdb) == sorted([
         (vtep_mac("demo", "node2"), "198.18.0.12"), (vtep_mac("demo", "node3"), "198.18.0.13")])
 
 
 def test_host_gw_is_plain_routes_via_the_node_addresses():
     net = plan_node(demo("host-gw"), demo("host-gw").node("node1"), SUBNETS, FACTS)
-    assert net.vtep is None and net.neighbours == () and net.fdb == ()
-    assert [(str(r.dst), str(r.via), r.dev, r.onlink) for r in net.routes] == [
+    assert net.overlay.vtep is None and net.overlay.neighbours == () and net.overlay.fdb == ()
+    assert [(str(r.dst), str(r.via), r.dev, r.onlink) for r in net.overlay.routes] == [
         ("10.244.1.0/24", "198.18.0.12", "eth0", False), ("10.244.2.0/24", "198.18.0.13", "eth0", False)]
     assert net.pod_mtu == 1500
 
@@ -129,7 +131,7 @@ def test_teardown_of_a_deployed_node():
     whats = [c.what for c in diff.teardown(state("deployed"), demo().cluster, None)]
     assert whats == [
         "remove flannel.1 (with its routes, neighbours and FDB entries)",
-        "remove cni0 (with its routes, neighbours and FDB entries)",
+        "remove cni0 (with its routes)",
         "remove chains LAB-MASQ (nat)",
         "remove chains LAB-FORWARD (filter)",
         "remove /etc/cni/net.d/10-demo.conflist",

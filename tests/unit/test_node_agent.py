@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from orchestrator.node_agent import CniError, check_arguments, load_conf, plugin_config, probe_one
+from orchestrator.agent.cni import CniError, check_arguments, load_conf, plugin_config
+from orchestrator.agent.probes import probe_one
+
 
 CONFLIST = {
     "cniVersion": "1.0.0", "name": "demo",
@@ -64,7 +66,7 @@ def test_probe_reports_refused_and_timeout_without_raising():
 
 
 def test_the_rules_a_node_holds_are_kept_whole_then_as_a_journal_of_changes(tmp_path):
-    from orchestrator.node_agent import store_rules, stored_request
+    from orchestrator.agent.proxy import store_rules, stored_request
     lib = str(tmp_path)
     assert stored_request(lib) is None
     jumps = [["nat", "PREROUTING", "-A PREROUTING -j KUBE-SERVICES"]]
@@ -89,7 +91,7 @@ def test_the_rules_a_node_holds_are_kept_whole_then_as_a_journal_of_changes(tmp_
 
 
 def test_a_journal_that_outgrows_the_whole_request_is_folded_into_it(tmp_path):
-    from orchestrator.node_agent import store_rules, stored_request
+    from orchestrator.agent.proxy import store_rules, stored_request
     lib = str(tmp_path)
     store_rules(lib, {"backend": "iptables", "jumps": [], "generation": "g0", "tables": {"nat": {"C": ["-A C x"]}}})
     for n in range(1, 40):
@@ -104,9 +106,12 @@ def test_a_journal_that_outgrows_the_whole_request_is_folded_into_it(tmp_path):
 def test_a_recorded_pod_server_counts_only_while_it_is_that_server_in_this_boot():
     import subprocess
     import sys
-    from orchestrator.node_agent import boot_id, server_running
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "serve", "--name", "web"])
+    from orchestrator.agent.host import boot_id
+    from orchestrator.agent.pods import server_running
+    proc = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(30)", "serve",
+                             "--name", "web"], stdout=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout.readline() == "up\n"  # it runs its own command line now (not the forked parent's)
         record = {"pid": proc.pid, "name": "web", "role": "server", "boot": boot_id()}
         assert server_running(record)
         assert not server_running(dict(record, name="api"))  # the PID runs something else now
@@ -115,4 +120,5 @@ def test_a_recorded_pod_server_counts_only_while_it_is_that_server_in_this_boot(
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
     assert not server_running(record)

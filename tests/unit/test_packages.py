@@ -7,11 +7,12 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from orchestrator.apply import bootstrap as bootstrap_mod
-from orchestrator.model import Cluster, Emulated, Inventory, Node, Ssh
-from orchestrator.plan import packages
-from orchestrator.plan.facts import KERNEL_FEATURES, OTHER_TOOLS, REQUIRED_TOOLS, NodeState, parse_facts
-from orchestrator.transport import Result, Transport
+from orchestrator.core.model import Cluster, Emulated, Inventory, Node, Ssh
+from orchestrator.core.transport import Result, Transport
+from orchestrator.layers.nodes import bootstrap as bootstrap_mod
+from orchestrator.layers.nodes import packages
+from orchestrator.layers.nodes.facts import KERNEL_FEATURES, NodeState, OTHER_TOOLS, REQUIRED_TOOLS, parse_facts
+
 
 ALL_TOOLS = frozenset(REQUIRED_TOOLS + OTHER_TOOLS + tuple(f"kernel:{m}" for m in KERNEL_FEATURES))
 ALL_PLUGINS = {p: f"/usr/lib/cni/{p}" for p in ("bridge", "host-local", "portmap", "loopback")}
@@ -170,15 +171,9 @@ def test_unknown_package_manager_and_emulated_nodes_fail_by_name_and_install_not
                                        "programs: install iproute2 on this machine")
 
 
-def test_the_node_agent_looks_for_plugins_where_the_lab_does():
-    from orchestrator import node_agent
-    from orchestrator.plan.facts import CNI_PATH
-    assert node_agent.CNI_PATH == CNI_PATH  # the agent runs alone on the nodes: its own copy must agree
-
-
 def test_every_command_bootstrap_installs_is_one_the_node_facts_read():
     """A need whose command the facts script never looks for would be reported missing on every node."""
-    from orchestrator.apply.node import facts_script
+    from orchestrator.layers.nodes.read import facts_script
     script = facts_script("demo")
     needed = {n.tool for n in packages.needs(Cluster(name="demo", proxy_mode="nftables")) if n.tool}
     looked_for = next(line for line in script.splitlines() if line.startswith("for t in ")).split(";")[0].split()[3:]

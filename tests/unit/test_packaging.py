@@ -12,9 +12,9 @@ def test_non_editable_install_finds_package_data(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--disable-pip-version-check", "--target", str(target), str(REPO)],
                    check=True, cwd=tmp_path, capture_output=True)
-    probe = ("import orchestrator, orchestrator.render as r; "
+    probe = ("import orchestrator, orchestrator.core.render as r; "
              "print(orchestrator.__file__); "
-             "print(r.render('sshd_config.j2', lab='x', node='n', address='1.2.3.4').splitlines()[2]); "
+             "print(r.render('local/sshd_config.j2', lab='x', node='n', address='1.2.3.4').splitlines()[2]); "
              "print(r.resource_text('orchestrator.inventories', 'local.yaml').count('cluster:')); "
              "print(r.resource_text('orchestrator.playbooks', 'README.md').startswith('# Lessons'))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(target)},

@@ -5,10 +5,11 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from orchestrator.errors import InputError
-from orchestrator.manifests import parse
-from orchestrator.model import Cluster, Node, Ssh
-from orchestrator.plan.pods import plan_apply, plan_delete, schedule
+from orchestrator.core.errors import InputError
+from orchestrator.core.manifests import parse
+from orchestrator.core.model import Cluster, Node, Ssh
+from orchestrator.layers.pods.plan import plan_apply, plan_delete, schedule
+
 
 CLUSTER = Cluster(name="lab")
 NODES = [Node(f"node{i}", IPv4Address(f"10.0.0.{i}"), f"10.0.0.{i}", Ssh(), labels={"zone": "a" if i < 3 else "b"})
@@ -90,7 +91,7 @@ def test_unknown_node_name_is_a_clear_error():
 
 
 def test_pod_namespaces_of_different_pods_never_collide_and_stay_short():
-    from orchestrator.plan.pods import pod_netns
+    from orchestrator.layers.pods.plan import pod_netns
     # the old name, <lab>-<namespace>-<name>, was "lab-a-b-c" for both
     assert pod_netns("lab", "a", "b-c") != pod_netns("lab", "a-b", "c")
     assert pod_netns("lab", "default", "web").startswith("lab-default-web-")

@@ -7,14 +7,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.apply.services import SentRules, chain_digests, change_request, generation_of, push_rules
-from orchestrator.manifests import load_text
-from orchestrator.node_agent import (boot_id, drifted, proxy_sync, restore_input, saved_chains, table_header,
-                                     trusted_chains, wanted_digests)
-from orchestrator.plan.proxy import JUMPS, render_iptables, svc_chain
-from orchestrator.plan.proxy_nft import render_nft
-from orchestrator.plan.services import AddressBook, Endpoint, dns_records, endpoints, service_record
-from orchestrator.transport import FleetResult
+from orchestrator.agent.contract import table_header
+from orchestrator.agent.host import boot_id
+from orchestrator.agent.iptables import drifted, restore_input, saved_chains, trusted_chains, wanted_digests
+from orchestrator.agent.proxy import proxy_sync
+from orchestrator.core.manifests import load_text
+from orchestrator.core.transport import FleetResult
+from orchestrator.layers.services.apply import SentRules, chain_digests, change_request, generation_of, push_rules
+from orchestrator.layers.services.iptables import JUMPS, render_iptables, svc_chain
+from orchestrator.layers.services.nftables import render_nft
+from orchestrator.layers.services.plan import AddressBook, Endpoint, dns_records, endpoints, service_record
+
 
 DATA = Path(__file__).with_name("data")
 REPO = Path(__file__).resolve().parents[2]
@@ -124,7 +127,10 @@ def test_a_change_request_for_a_node_holding_something_else_asks_for_everything(
 @pytest.fixture
 def read_only_node(monkeypatch):
     """The node agent with every way to change a node failing the test; reading is allowed."""
-    from orchestrator import node_agent
+    from orchestrator.agent import cni, iptables, nftables, pods, proxy
+    import os
+    import shutil
+    import subprocess
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"a dry run changed the node: {args}")
@@ -134,12 +140,15 @@ def read_only_node(monkeypatch):
             refuse(argv)
         return SimpleNamespace(returncode=0, stdout=b"table ip lab-proxy\n")
 
-    for name in ("load_rules", "load_nft", "nft_table_exists"):
-        monkeypatch.setattr(node_agent, name, refuse)
-    monkeypatch.setattr(node_agent.subprocess, "run", read)
-    monkeypatch.setattr(node_agent.shutil, "which", lambda tool: f"/usr/sbin/{tool}")
-    monkeypatch.setattr(node_agent, "run", lambda *argv: "" if argv == ("iptables-save",) else refuse(argv))
-    monkeypatch.setattr(node_agent.os, "kill", refuse)
+    for module in (cni, iptables, nftables, pods, proxy):  # each module's own binding of the names it uses
+        for name in ("load_rules", "load_nft", "nft_table_exists"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, refuse)
+        if hasattr(module, "run"):
+            monkeypatch.setattr(module, "run", lambda *argv: "" if argv == ("iptables-save",) else refuse(argv))
+    monkeypatch.setattr(subprocess, "run", read)
+    monkeypatch.setattr(shutil, "which", lambda tool: f"/usr/sbin/{tool}")
+    monkeypatch.setattr(os, "kill", refuse)
 
 
 @pytest.mark.parametrize("held, backend, force, expect_written, expect_deleted", [
@@ -331,8 +340,7 @@ def test_dns_records():
 
 # ---- nftables -------------------------------------------------------------------------------------------
 
-from orchestrator.node_agent import nft_element_changes, nft_same_shape, nft_table_text  # noqa: E402
-from orchestrator.plan.proxy_nft import render_nft  # noqa: E402
+from orchestrator.agent.nftables import nft_element_changes, nft_same_shape, nft_table_text  # noqa: E402
 
 
 def test_nft_has_no_chain_per_service():

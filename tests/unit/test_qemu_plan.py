@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import InputError
-from orchestrator.model import Emulated
+from orchestrator.core.errors import InputError
+from orchestrator.core.model import Emulated
+from orchestrator.providers.emulated_plan import layout
 from orchestrator.providers.image import CachedImage
-from orchestrator.providers.local import layout
-from orchestrator.providers.qemu import (VmPaths, choose_accel, memory_problem, qemu_command, repo_command, seed_files,
-                                         tap_commands)
+from orchestrator.providers.qemu import (VmPaths, choose_accel, memory_problem, qemu_command, repo_command,
+        seed_files, tap_commands)
+
 
 LAY = layout("vms", Emulated(provider="qemu"), 2, IPv4Network("198.18.3.0/24"))
 IMAGE = CachedImage("k", Path("/cache/k"), Path("/cache/k/disk.img"), Path("/cache/k/vmlinuz"),

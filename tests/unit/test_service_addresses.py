@@ -4,9 +4,10 @@ from ipaddress import IPv4Network as Net
 
 import pytest
 
-from orchestrator.errors import InputError
-from orchestrator.manifests import load_text
-from orchestrator.plan.services import AddressBook, service_record
+from orchestrator.core.errors import InputError
+from orchestrator.core.manifests import load_text
+from orchestrator.layers.services.plan import AddressBook, service_record
+
 
 CIDR = Net("10.96.0.0/24")
 

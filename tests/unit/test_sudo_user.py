@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import inventory
-from orchestrator.errors import InputError
-from orchestrator.model import Emulated
-from orchestrator.providers.local import check_new_account, layout, same_sudo_user, start_command
-from orchestrator.render import render
-from orchestrator.state import LabFiles
+from orchestrator.core import inventory
+from orchestrator.core.errors import InputError
+from orchestrator.core.model import Emulated
+from orchestrator.core.render import render
+from orchestrator.core.state import LabFiles
+from orchestrator.providers.emulated_plan import layout, start_command
+from orchestrator.providers.local import check_new_account, same_sudo_user
 
 
 def parse(text: str):
@@ -61,9 +62,9 @@ def test_node_start_script_makes_the_user_only_when_asked(tmp_path):
 
 
 def test_root_cannot_log_in_when_there_is_a_sudo_user():
-    plain = render("sshd_config.j2", lab="demo", node="node1", address="198.18.0.11", sudo_user=None)
+    plain = render("local/sshd_config.j2", lab="demo", node="node1", address="198.18.0.11", sudo_user=None)
     assert "PermitRootLogin prohibit-password" in plain
-    with_user = render("sshd_config.j2", lab="demo", node="node1", address="198.18.0.11", sudo_user="lab")
+    with_user = render("local/sshd_config.j2", lab="demo", node="node1", address="198.18.0.11", sudo_user="lab")
     assert "PermitRootLogin no" in with_user and "prohibit-password" not in with_user
 
 

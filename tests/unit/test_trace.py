@@ -1,4 +1,4 @@
-"""Packet-flow tests, as kube-proxy has them: the rules the lab renders, traced packet by packet (plan/trace.py).
+"""Packet-flow tests, as kube-proxy has them: the rules the lab renders, traced packet by packet (layers/services/trace.py).
 Every service shape on both backends: ClusterIP, NodePort to a local and a remote endpoint, no endpoints,
 ClientIP affinity, hairpin, a ClusterIP from outside the cluster CIDR; and the lab's own masquerade."""
 
@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import inventory
-from orchestrator.manifests import load_text
-from orchestrator.plan.network import NodeFacts, chain_jumps, plan_node
-from orchestrator.plan.proxy import JUMPS, render_iptables
-from orchestrator.plan.proxy_nft import render_nft
-from orchestrator.plan.services import AddressBook, endpoints, service_record
-from orchestrator.plan.trace import Ending, Packet, TraceError, parse_iptables, trace_iptables, trace_nft
+from orchestrator.core import inventory
+from orchestrator.core.manifests import load_text
+from orchestrator.layers.nodes.facts import NodeFacts
+from orchestrator.layers.podnet.plan import chain_jumps, plan_node
+from orchestrator.layers.services.iptables import JUMPS, render_iptables
+from orchestrator.layers.services.nftables import render_nft
+from orchestrator.layers.services.plan import AddressBook, endpoints, service_record
+from orchestrator.layers.services.trace import Ending, Packet, TraceError, parse_iptables, trace_iptables, trace_nft
+
 
 DATA = Path(__file__).with_name("data")
 PODS = Net("10.244.0.0/16")

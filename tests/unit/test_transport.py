@@ -2,8 +2,8 @@
 
 from ipaddress import IPv4Address
 
-from orchestrator.model import Node, Ssh
-from orchestrator.transport import FleetResult, Transport, short
+from orchestrator.core.model import Node, Ssh
+from orchestrator.core.transport import FleetResult, Transport, short
 
 
 def node(**ssh) -> Node:

@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from orchestrator.model import Node, Ssh
+from orchestrator.core.model import Node, Ssh
 from orchestrator.verify.hosts import LabBackend, LabCommandResult
 from orchestrator.verify.report import failure_line
 

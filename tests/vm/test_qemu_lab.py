@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import inventory
-from orchestrator.transport import Transport
-
+from orchestrator.core import inventory
+from orchestrator.core.transport import Transport
 from e2e.labtools import (LabProcesses, alive, copy_inventory, lab_cli, leftovers, node_snapshot, sh,
                           unique_lab_name, wait_for)
 from e2e.test_pod_network import MAPPED  # a pod with a hostPort, on node2

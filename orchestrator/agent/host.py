@@ -1,0 +1,29 @@
+"""Small facts about this machine: whether a process lives, which boot this is; and atomic file writes."""
+
+from __future__ import annotations
+
+import os
+
+
+def alive(pid) -> bool:
+    try:
+        with open(f"/proc/{int(pid)}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, ValueError, IndexError, TypeError):
+        return False
+
+
+def boot_id() -> str:
+    """This boot of the node: rules loaded before a reboot are gone, whatever the state file says."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def write_atomically(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as handle:
+        handle.write(text)
+    os.replace(path + ".tmp", path)

@@ -1,0 +1,258 @@
+"""Pods as network namespaces: add (namespace, CNI ADD, the pod's server), delete, ensure after a crash,
+re-attach after a CNI config change, purge at destroy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from .cni import CniError, LOOPBACK_CONF, cni, load_conf, run
+from .contract import AGENT_FILE, conf_digest
+from .host import alive, boot_id
+
+
+def pod_file(lib: str, key: str) -> str:
+    return os.path.join(lib, "pods", key + ".json")
+
+
+def server_running(record: dict) -> bool:
+    """Whether the pod's server (recorded in `record`) runs: its PID is alive, was started in this boot (after
+    a reboot the PID may name any other process) and is still the lab's pod server or dnsmasq."""
+    pid = record.get("pid")
+    if not alive(pid) or record.get("boot", boot_id()) != boot_id():
+        return False
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        return False
+    if record.get("role") == "dns":
+        return any(arg.endswith(b"dnsmasq") for arg in argv[:1])
+    return b"serve" in argv and record.get("name", "").encode() in argv
+
+
+def start_server(lib: str, pod: dict) -> int:
+    """Start the pod's server inside its network namespace, detached from this SSH session: the real
+    dnsmasq for DNS pods (records in <lib>/dns/hosts), the built-in server for every other pod."""
+    if pod.get("role") == "dns":
+        hosts = os.path.join(lib, "dns", "hosts")
+        os.makedirs(os.path.dirname(hosts), exist_ok=True)
+        if not os.path.exists(hosts):
+            open(hosts, "a").close()
+        args = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                "--user=root", "--pid-file=", f"--addn-hosts={hosts}", f"--local=/{pod['dns_domain']}/",
+                "--log-facility=-"]
+    else:
+        args = [sys.executable, os.path.join(lib, AGENT_FILE), "serve", "--name", pod["name"]]
+        for port in pod.get("tcp", []):
+            args += ["--tcp", str(port)]
+        for port in pod.get("udp", []):
+            args += ["--udp", str(port)]
+    log = open(os.path.join(lib, "pods", pod["key"] + ".log"), "ab")
+    proc = subprocess.Popen(["ip", "netns", "exec", pod["netns"], *args], stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=log, start_new_session=True)
+    log.close()
+    return proc.pid
+
+
+def listening_ports(pid: int) -> set:
+    """TCP ports in LISTEN state in the network namespace of process `pid` (/proc/PID/net/tcp)."""
+    try:
+        with open(f"/proc/{pid}/net/tcp") as handle:
+            rows = [line.split() for line in handle.readlines()[1:]]
+    except OSError:
+        return set()
+    return {int(row[1].rsplit(":", 1)[1], 16) for row in rows if len(row) > 3 and row[3] == "0A"}
+
+
+def wait_listening(pod: dict, seconds: float = 5.0) -> bool:
+    """True once the pod's server listens on all its TCP ports."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive(pod["pid"]):
+            return False
+        if set(pod.get("tcp", [])) <= listening_ports(pod["pid"]):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
+    """Create the pod: namespace, loopback, the network list (eth0), its server. Undo all on failure."""
+    netns_path = f"/run/netns/{pod['netns']}"
+    if os.path.exists(netns_path) or os.path.exists(pod_file(lib, pod["key"])):
+        # what is left of it goes first; its server too, which would keep a deleted namespace (and its veth
+        # on cni0) alive
+        pod_del(lib, conf, cni_path, pod)
+    run("ip", "netns", "add", pod["netns"])
+    try:
+        loopback = load_conf(json.dumps(LOOPBACK_CONF), "loopback")
+        cni("ADD", loopback, pod["id"], netns_path, "lo", cni_path)
+        result = attach(conf, cni_path, pod, netns_path)
+        ip = next(i["address"].split("/")[0] for i in result.get("ips", []) if "." in i["address"])
+        if pod.get("resolv_conf"):
+            folder = f"/etc/netns/{pod['netns']}"  # `ip netns exec` mounts it over /etc/resolv.conf
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "resolv.conf"), "w") as handle:
+                handle.write(pod["resolv_conf"])
+        os.makedirs(os.path.join(lib, "pods"), exist_ok=True)
+        record = dict(pod, ip=ip, conf=conf_digest(conf), boot=boot_id())
+        record["pid"] = start_server(lib, record)
+        if not wait_listening(record):
+            raise CniError(f"the pod server of {pod['key']} did not start (see {lib}/pods/{pod['key']}.log)")
+        with open(pod_file(lib, pod["key"]), "w") as handle:
+            json.dump(record, handle)
+        return {"ip": ip, "pid": record["pid"]}
+    except Exception:
+        pod_del(lib, conf, cni_path, pod)
+        raise
+
+
+def attach(conf: dict, cni_path: str, pod: dict, netns_path: str) -> dict:
+    """CNI ADD of the pod's eth0. A pod made again (after a reboot, or its namespace lost) asks for the IP it
+    had, so that its endpoints stay right: host-local refuses a second lease for one container ID, so the
+    old lease goes first (DEL without a namespace). An IP taken meanwhile gets the pod a new one."""
+    mappings = {"portMappings": pod.get("port_mappings", [])}
+    if pod.get("ip"):
+        try:
+            cni("DEL", conf, pod["id"], "", "eth0", cni_path)
+            return cni("ADD", conf, pod["id"], netns_path, "eth0", cni_path, mappings,
+                       args=f"IgnoreUnknown=1;IP={pod['ip']}")
+        except CniError:
+            pass
+    return cni("ADD", conf, pod["id"], netns_path, "eth0", cni_path, mappings)
+
+
+def pod_del(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
+    """Remove the pod; succeeds when parts (or all) of it are already gone."""
+    try:
+        with open(pod_file(lib, pod["key"])) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        record = pod
+    pid = record.get("pid")
+    if server_running(record):
+        os.kill(int(pid), signal.SIGTERM)
+        for _ in range(100):
+            if not alive(pid):
+                break
+            time.sleep(0.01)
+    netns_path = f"/run/netns/{pod['netns']}"
+    errors = []
+    for ifname, network in (("eth0", conf), ("lo", load_conf(json.dumps(LOOPBACK_CONF), "loopback"))):
+        try:
+            cni("DEL", network, pod["id"], netns_path if os.path.exists(netns_path) else "", ifname, cni_path)
+        except CniError as exc:
+            errors.append(str(exc))
+    if os.path.exists(netns_path):
+        subprocess.run(["ip", "netns", "del", pod["netns"]], stderr=subprocess.DEVNULL)
+    for path in (pod_file(lib, pod["key"]), os.path.join(lib, "pods", pod["key"] + ".log"),
+                 f"/etc/netns/{pod['netns']}/resolv.conf"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(f"/etc/netns/{pod['netns']}")
+    except OSError:
+        pass
+    return {"deleted": True, "errors": errors}
+
+
+def pod_records(lib: str) -> list:
+    folder = os.path.join(lib, "pods")
+    records = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as handle:
+                records.append(json.load(handle))
+    return records
+
+
+def pods_ensure(lib: str) -> dict:
+    """Restart the servers of pods whose server is not running; report each pod's state."""
+    report = {}
+    for record in pod_records(lib):
+        state = "running"
+        if not server_running(record):
+            record["pid"], record["boot"] = start_server(lib, record), boot_id()
+            record["restarts"] = record.get("restarts", 0) + 1
+            state = "restarted" if wait_listening(record) else "failed"
+            with open(pod_file(lib, record["key"]), "w") as handle:
+                json.dump(record, handle)
+        report[record["key"]] = {"state": state, "ip": record.get("ip"), "restarts": record.get("restarts", 0)}
+    return report
+
+
+def pods_reattach(lib: str, conf: dict, cni_path: str) -> dict:
+    """Re-attach the pods that were attached with another config than `conf` (DEL with the old one, ADD with
+    this one), keeping their namespace and server; report each one's new IP."""
+    report = {}
+    digest = conf_digest(conf)
+    for record in pod_records(lib):
+        if record.get("conf") == digest:
+            continue
+        netns = f"/run/netns/{record['netns']}"
+        try:
+            cni("DEL", conf, record["id"], netns, "eth0", cni_path)
+            result = cni("ADD", conf, record["id"], netns, "eth0", cni_path,
+                         {"portMappings": record.get("port_mappings", [])})
+        except CniError as exc:
+            report[record["key"]] = {"error": str(exc)}
+            continue
+        record["ip"] = next(i["address"].split("/")[0] for i in result.get("ips", []) if "." in i["address"])
+        record["conf"] = digest
+        with open(pod_file(lib, record["key"]), "w") as handle:
+            json.dump(record, handle)
+        report[record["key"]] = {"ip": record["ip"]}
+    if report:
+        flush_caches(lib)
+        for record in pod_records(lib):
+            if record["key"] in report and record.get("tcp"):
+                answers(record["ip"], record["tcp"][0])
+    return report
+
+
+def answers(ip: str, port: int, seconds: float = 3.0) -> bool:
+    """Wait until ip:port accepts a connection from this node (a readiness check)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((ip, port), 0.3).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def flush_caches(lib: str) -> int:
+    """Forget learned neighbours and path MTUs in every pod and on cni0: after pods were re-attached
+    (host-local reuses IPs, with new MACs) or a broken MTU was repaired, stale entries would blackhole
+    traffic until they expire."""
+    records = pod_records(lib)
+    for record in records:
+        subprocess.run(["ip", "netns", "exec", record["netns"], "sh", "-c", "ip neigh flush all; ip route flush cache"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["sh", "-c", "ip neigh flush dev cni0; ip route flush cache"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return len(records)
+
+
+def pods_purge(lib: str, lab: str, conf, cni_path: str) -> dict:
+    """Remove every pod of the lab on this node: the recorded ones, then any namespace left named <lab>-*."""
+    report = {}
+    for pod in pod_records(lib):
+        report[pod["key"]] = pod_del(lib, conf, cni_path, pod) if conf else {"deleted": False}
+    for line in run("ip", "netns", "list").splitlines():
+        netns = line.split()[0] if line.split() else ""
+        if netns.startswith(lab + "-"):
+            for pid in run("ip", "netns", "pids", netns).split():
+                os.kill(int(pid), signal.SIGKILL)
+            subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
+            report.setdefault(netns, {"deleted": True})
+    return report

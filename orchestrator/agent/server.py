@@ -1,0 +1,62 @@
+"""The built-in pod server: HTTP /hostname /clientip /echo, and a UDP echo naming the pod and the client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+
+def serve(name: str, tcp_ports, udp_ports) -> None:
+    # imported here, not at the top: every other verb is one short process per SSH call (http.server
+    # alone costs ~15 ms of its start)
+    import socketserver
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "cluster-lab-pod"
+
+        def do_GET(self):
+            url = urlparse(self.path)
+            if url.path == "/hostname":
+                body = name
+            elif url.path == "/clientip":
+                body = self.client_address[0]
+            elif url.path == "/echo":
+                body = parse_qs(url.query).get("msg", [""])[0]
+            else:
+                body = f"pod {name}: GET /hostname, /clientip or /echo?msg=..."
+            data = (body + "\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):
+            data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    class Udp(socketserver.BaseRequestHandler):
+        def handle(self):
+            data, sock = self.request
+            reply = f"hostname={name} clientip={self.client_address[0]} echo=".encode() + data
+            sock.sendto(reply, self.client_address)
+
+    ThreadingHTTPServer.allow_reuse_address = True
+    ThreadingHTTPServer.request_queue_size = 1024  # socketserver's default backlog of 5 drops SYNs under load
+    servers = [ThreadingHTTPServer(("0.0.0.0", port), Handler) for port in tcp_ports]
+    servers += [socketserver.ThreadingUDPServer(("0.0.0.0", port), Udp) for port in udp_ports]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    while True:
+        time.sleep(3600)

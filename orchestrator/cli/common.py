@@ -1,0 +1,39 @@
+"""What every command shares: the consoles, progress lines, warnings, and which lab to work on."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from rich.console import Console
+
+from orchestrator.core import inventory
+from orchestrator.core.errors import InputError
+from orchestrator.core.model import Inventory
+from orchestrator.core.state import LabFiles, current_lab
+
+
+out = Console(highlight=False)
+
+
+err = Console(stderr=True, highlight=False)
+
+
+def progress(line: str) -> None:
+    err.print(f"• {line}", style="dim", markup=False)
+
+
+def resolve_inventory(path: Optional[str]) -> Inventory:
+    """-i/--inventory, else $LAB_INVENTORY, else the lab brought up last (.lab/current)."""
+    path = path or os.environ.get("LAB_INVENTORY")
+    if path:
+        return inventory.load(path)
+    name = current_lab()
+    if name is None:
+        raise InputError("no lab to work on: bring one up with `lab up`, or give an inventory with "
+                         "-i/--inventory or LAB_INVENTORY")
+    return inventory.load(LabFiles.of(name).inventory)
+
+
+def warn(line: str) -> None:
+    err.print(f"Warning: {line}", style="yellow", markup=False, soft_wrap=True)

@@ -1,0 +1,207 @@
+"""Commands on the lab and its nodes: up, down, image, status, deploy, destroy, bootstrap, exec, ssh,
+inventory, graph, controller."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+from rich.table import Table
+
+from orchestrator import pipeline
+from orchestrator.cli.common import err, out, progress, resolve_inventory
+from orchestrator.cli.output import print_reports, print_table
+from orchestrator.core.errors import InputError, LabError
+from orchestrator.core.state import LabFiles, current_lab
+from orchestrator.core.transport import Transport
+from orchestrator.layers.nodes.facts import CNI_PLUGINS
+from orchestrator.layers.nodes.read import read_state
+from orchestrator.layers.services import apply as services_mod
+from orchestrator.providers.local import LocalProvider, base_inventory
+
+
+def cmd_up(args) -> int:
+    base = base_inventory(args.inventory)
+    name = args.name or base.cluster.name
+    provider = args.provider or (base.emulated.provider if base.emulated else "local")
+    if provider == "qemu":
+        from orchestrator.providers.qemu import QemuProvider
+        inv = QemuProvider(progress).up(name, args.nodes, base, sudo_user=args.sudo_user, memory=args.memory,
+                                        accel=args.accel)
+        kind, place = "VMs (qemu)", lambda node: f"tap {node.name} in {name}-underlay"
+    else:
+        if args.memory or args.accel:
+            raise InputError("--memory and --accel are for VMs: add --provider qemu")
+        inv = LocalProvider(progress).up(name, args.nodes, base, sudo_user=args.sudo_user)
+        kind, place = "emulated nodes", lambda node: f"namespace {name}-{node.name}"
+    table = Table(title=f"lab {name}: {len(inv.nodes)} {kind}", title_justify="left")
+    for column in ("NODE", "ADDRESS", "WHERE"):
+        table.add_column(column)
+    for node in inv.nodes:
+        table.add_row(node.name, str(node.address), place(node))
+    out.print(table)
+    out.print(f"inventory: {inv.source}")
+    return 0
+
+
+def cmd_image(args) -> int:
+    from orchestrator.providers import image as image_mod
+    if args.action == "list":
+        images = image_mod.cached_images()
+        if not images:
+            out.print(f"no cached VM images in {image_mod.image_cache()} (`lab up --provider qemu` builds one)")
+            return 0
+        print_table(["KEY", "DEBIAN", "KERNEL", "SIZE", "BUILT"], [
+            [image.key, image.recipe.get("suite", "?"), image.recipe.get("kernel_version", "?"),
+             f"{image.size_bytes / 2**20:.0f}Mi", str(image.recipe.get("built", "?"))] for image in images])
+        return 0
+    keys = [image.key for image in image_mod.cached_images()] if args.all else args.keys
+    if not keys:
+        raise InputError("lab image rm: which image? give its KEY (see `lab image list`) or --all")
+    for key in keys:
+        if not image_mod.remove_image(key):
+            raise InputError(f"lab image rm: no cached image {key!r}; see `lab image list`")
+        out.print(f"image {key}: removed")
+    return 0
+
+
+def cmd_down(args) -> int:
+    name = args.name or current_lab()
+    if name is None:
+        raise InputError("lab down: which lab? give --name NAME (no lab was brought up from here)")
+    if LocalProvider(progress).down(name):
+        out.print(f"lab {name}: removed (namespaces, links, processes and files)")
+    else:
+        out.print(f"lab {name} does not exist: nothing to do")
+    return 0
+
+
+def cmd_status(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    with Transport(inv.nodes) as transport:
+        results = transport.run_all(lambda node: read_state(transport, node, inv.name))
+    rows = []
+    for node in inv.nodes:
+        facts = results[node.name]
+        row = {"name": node.name, "address": str(node.address), "ssh": "ok", "hostname": None, "kernel": None,
+               "cni_plugins": {}, "missing_plugins": list(CNI_PLUGINS), "error": None}
+        if isinstance(facts, BaseException):
+            row.update(ssh="failed", error=str(facts))
+        else:
+            row.update(hostname=facts.hostname, kernel=facts.kernel, cni_plugins=facts.cni_plugins,
+                       missing_plugins=facts.missing_plugins)
+        rows.append(row)
+    if args.output == "json":
+        print(json.dumps({"lab": inv.name, "inventory": inv.source, "nodes": rows}, indent=2))
+    else:
+        table = Table(title=f"lab {inv.name} ({inv.source})", title_justify="left")
+        for column in ("NODE", "ADDRESS", "SSH", "HOSTNAME", "KERNEL", "CNI PLUGINS"):
+            table.add_column(column)
+        for row in rows:
+            if row["error"]:
+                table.add_row(row["name"], row["address"], "[red]failed[/]", "", "", "")
+                continue
+            missing = row["missing_plugins"]
+            cni = (f"[green]{len(CNI_PLUGINS)}/{len(CNI_PLUGINS)}[/] "
+                   f"({os.path.dirname(next(iter(row['cni_plugins'].values())))})"
+                   if not missing else f"[red]missing: {', '.join(missing)}[/]")
+            table.add_row(row["name"], row["address"], "[green]ok[/]", row["hostname"], row["kernel"], cni)
+        out.print(table)
+        for row in rows:
+            if row["error"]:
+                err.print(row["error"], style="red", markup=False, soft_wrap=True)
+    return 0 if all(row["ssh"] == "ok" for row in rows) else 1
+
+
+def cmd_deploy(args) -> int:
+    return run_deploy(args)
+
+
+def run_deploy(args, force: bool = False) -> int:
+    inv = resolve_inventory(args.inventory)
+    files = LabFiles.of(inv.name)
+    dry_run = getattr(args, "dry_run", False)
+    with files.lock(), Transport(inv.nodes) as transport:
+        reports = pipeline.deploy(inv, transport, files, dry_run=dry_run, progress=progress, force=force)
+    title = f"lab {inv.name}: pod network ({inv.cluster.overlay.backend})" + (" - dry run" if dry_run else "")
+    # `lab fix` always says what it repaired
+    return print_reports(title, reports, dry_run or args.verbose or force)
+
+
+def cmd_destroy(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    files = LabFiles.of(inv.name)
+    with files.lock(), Transport(inv.nodes) as transport:
+        reports = pipeline.destroy(inv, transport, files, progress=progress)
+    return print_reports(f"lab {inv.name}: destroy", reports, args.verbose)
+
+
+def cmd_bootstrap(args) -> int:
+    from orchestrator.layers.nodes import bootstrap as bootstrap_mod
+    inv = resolve_inventory(args.inventory)
+    with Transport(inv.nodes) as transport:
+        reports = bootstrap_mod.bootstrap(inv, transport, dry_run=args.dry_run, progress=progress)
+    for line in bootstrap_mod.report_lines(reports):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    for r in reports:
+        if r.error:
+            err.print(f"lab: {r.error}", style="red", markup=False, soft_wrap=True)
+    return 1 if any(r.error for r in reports) else 0
+
+
+def cmd_graph(args) -> int:
+    from orchestrator.cli.graph import write_graph
+    inv = resolve_inventory(args.inventory)
+    path = write_graph(inv, LabFiles.of(inv.name).read_objects(), args.output)
+    out.print(f"wrote {path}", markup=False, highlight=False)
+    return 0
+
+
+def cmd_controller(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    files = LabFiles.of(inv.name)
+    if not args.once:
+        err.print(f"controller for lab {inv.name}: watching {files.objects} and the nodes (Ctrl-C stops)")
+    services_mod.run_controller(inv, files, interval=args.interval, once=args.once,
+                                report=lambda line: out.print(line, markup=False, highlight=False))
+    return 0
+
+
+def cmd_exec(args) -> int:
+    command = args.command
+    if not command:
+        raise InputError("lab exec: no command given; write it after --, e.g. lab exec node1 -- ip route")
+    inv = resolve_inventory(args.inventory)
+    node = inv.node(args.node)
+    if args.pod:
+        pod = LabFiles.of(inv.name).read_objects()["pods"].get(f"{args.namespace}/{args.pod}")
+        if pod is None:
+            raise InputError(f"no pod {args.pod!r} in namespace {args.namespace!r}; see `lab get pods -A`")
+        if pod["node"] != node.name:
+            raise InputError(f"pod {args.pod} runs on {pod['node']}, not {node.name}; "
+                             f"use `lab exec {pod['node']} --pod {args.pod} -- ...`")
+        command = ["ip", "netns", "exec", pod["netns"], *command]
+    with Transport([node]) as transport:
+        result = transport.run(node, command, check=False, timeout=args.timeout,
+                               stream=(sys.stdout.buffer, sys.stderr.buffer))
+    return result.exit_code
+
+
+def cmd_ssh(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    node = inv.node(args.node)
+    if shutil.which("ssh") is None:
+        raise LabError("ssh (the OpenSSH client) is not installed: install openssh-client")
+    ssh = node.ssh
+    argv = ["ssh", "-p", str(ssh.port), *ssh.openssh_options(), f"{ssh.user}@{node.ssh_host}", *args.command]
+    sys.stdout.flush()
+    os.execvp("ssh", argv)
+    return 0  # not reached
+
+
+def cmd_inventory(args) -> int:
+    from orchestrator.providers import imported as inventory_convert
+    return inventory_convert.run(args, resolve_inventory, lambda line: err.print(
+        f"Notice: {line}", style="yellow", markup=False, soft_wrap=True))

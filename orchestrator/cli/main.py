@@ -1,0 +1,248 @@
+"""`lab`: the command line. Parses arguments, picks the inventory, calls the library, prints results.
+
+Every LabError becomes one line on stderr and a non-zero exit code; there is no traceback for a
+user's mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional
+
+from orchestrator import __version__
+from orchestrator.cli.common import err
+from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
+        cmd_graph, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
+from orchestrator.cli.object_commands import RESOURCE_ALIASES, cmd_apply, cmd_cni, cmd_delete, cmd_describe, cmd_get
+from orchestrator.cli.study_commands import cmd_break, cmd_fix, cmd_play, cmd_verify
+from orchestrator.core.errors import LabError
+from orchestrator.core.transport import NodeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lab", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="cluster-lab: a Kubernetes-style network from real kernel parts, over SSH.",
+        epilog="examples:\n  lab up --name demo --nodes 3\n  lab status\n  lab exec node1 -- ip -br addr\n"
+               "  lab down --name demo\n\nRun `lab COMMAND --help` for the options of each command.")
+    parser.add_argument("--version", action="version", version=f"cluster-lab {__version__}")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND")
+    sub.required = True
+
+    inv_opt = argparse.ArgumentParser(add_help=False)
+    inv_opt.add_argument("-i", "--inventory", metavar="FILE",
+                         help="the lab's inventory (default: $LAB_INVENTORY, else the lab brought up last)")
+
+    def command(name: str, func, help_text: str, examples: str, parents=(inv_opt,)) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=list(parents),
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="examples:\n" + "\n".join(f"  {line}" for line in examples.splitlines()))
+        p.set_defaults(func=func)
+        return p
+
+    p = command("up", cmd_up, "bring up emulated nodes or real VMs on this machine (needs root); a no-op when "
+                "already up",
+                "lab up                          # 3 nodes, lab 'demo'\n"
+                "lab up --name study --nodes 5\n"
+                "lab up --name vm --sudo-user lab   # log in as 'lab', commands through sudo\n"
+                "lab up --name demo --nodes 4    # add a node to a running lab\n"
+                "lab up --name vms --nodes 3 --provider qemu   # real Debian VMs (KVM or TCG)", parents=())
+    p.add_argument("--name", help="the lab's name (default: cluster.name of the inventory, 'demo')")
+    p.add_argument("--nodes", type=int, choices=range(1, 201), metavar="N",
+                   help="how many nodes, 1 to 200 (default: emulated.nodes of the inventory, 3)")
+    p.add_argument("-i", "--inventory", metavar="FILE",
+                   help="the inventory to start from (default: the packaged inventories/local.yaml)")
+    p.add_argument("--sudo-user", metavar="USER", help="make USER on every node, with passwordless sudo, and log "
+                   "in as it instead of root (default: emulated.sudo_user of the inventory)")
+    p.add_argument("--provider", choices=("local", "qemu"), help="local: emulated nodes (namespaces, this "
+                   "machine's kernel; the default); qemu: real Debian VMs with their own kernel")
+    p.add_argument("--memory", type=int, metavar="MiB", help="memory per VM (qemu; default 1024)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"),
+                   help="qemu's accelerator (default auto: KVM when a probe boots under it, else TCG)")
+
+    p = command("image", cmd_image, "list or remove the cached VM images `lab up --provider qemu` boots",
+                "lab image list\nlab image rm 0123456789abcdef\nlab image rm --all", parents=())
+    p.add_argument("action", choices=("list", "rm"))
+    p.add_argument("keys", nargs="*", metavar="KEY", help="with rm: the images to remove")
+    p.add_argument("--all", action="store_true", help="with rm: every cached image")
+
+    p = command("down", cmd_down, "remove a lab made by `lab up`: every namespace, link, process, VM and file it "
+                "made (cached VM images stay)",
+                "lab down --name demo\nlab down                  # the lab brought up last", parents=())
+    p.add_argument("--name", help="the lab to remove (default: the lab brought up last)")
+
+    p = command("status", cmd_status, "show each node: address, SSH reachability, hostname, kernel, CNI plugins",
+                "lab status\nlab status -o json\nlab status -i inventories/vagrant.yaml")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+    p = command("deploy", cmd_deploy, "build the pod network on every node: subnets, CNI config, overlay, "
+                "masquerade; changes only what differs",
+                "lab deploy\nlab deploy --dry-run          # what would change, per node\n"
+                "lab deploy -i inventories/vagrant.yaml")
+    p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every change made")
+
+    p = command("destroy", cmd_destroy, "undo everything deploy and the pods made on the nodes",
+                "lab destroy\nlab destroy -i inventories/vagrant.yaml")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every change made")
+
+    p = command("bootstrap", cmd_bootstrap, "install what the nodes lack for the lab (apt or dnf, as root or "
+                "with sudo), on every node in parallel; says per node what it installed",
+                "lab bootstrap -i inventories/vagrant.yaml\nlab bootstrap --dry-run     # the install commands, "
+                "per node; installs nothing")
+    p.add_argument("--dry-run", action="store_true", help="show what would be installed and how; install nothing")
+
+    for name, func, text, example in (
+            ("apply", cmd_apply, "create or update pods from Kubernetes YAML (Pod, Deployment, Service)",
+             "lab apply -f examples/nginx.yaml\nlab apply -f examples/\ncat pod.yaml | lab apply -f -"),
+            ("delete", cmd_delete, "delete what Kubernetes YAML names (and a Deployment's pods)",
+             "lab delete -f examples/nginx.yaml")):
+        p = command(name, func, text, example)
+        p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
+                       help="a manifest file, a folder of them, or - for stdin (repeatable)")
+
+    p = command("cni", cmd_cni, "CNI by hand: CHECK the pods' attachments, or run ADD/DEL/CHECK/VERSION "
+                "with a config of your own on a node",
+                "lab cni check                       # CNI CHECK for every pod\n"
+                "lab exec node1 -- ip netns add x\n"
+                "lab cni exec ADD node1 -f bridge.conf --netns x --id 833aaaf9fd81\n"
+                "lab cni exec DEL node1 -f bridge.conf --netns x --id 833aaaf9fd81")
+    cni_sub = p.add_subparsers(dest="cni_command", metavar="check|exec")
+    cni_sub.required = True
+    c = cni_sub.add_parser("check", help="CNI CHECK for every (or the named) pod", parents=[inv_opt])
+    c.add_argument("names", nargs="*", help="only these pods")
+    c.add_argument("-n", "--namespace", default="default")
+    c.add_argument("-A", "--all-namespaces", action="store_true")
+    c = cni_sub.add_parser("exec", help="run one CNI command with a config file on a node", parents=[inv_opt])
+    c.add_argument("command_verb", choices=("ADD", "DEL", "CHECK", "VERSION"), metavar="ADD|DEL|CHECK|VERSION")
+    c.add_argument("node", help="node name")
+    c.add_argument("-f", "--filename", required=True, help="CNI config (.conf) or list (.conflist), - for stdin")
+    c.add_argument("--netns", default="", help="network namespace name on the node (or a path)")
+    c.add_argument("--id", default="cni-lab", help="CNI_CONTAINERID")
+    c.add_argument("--ifname", default="eth0", help="CNI_IFNAME")
+
+    p = command("get", cmd_get, "list pods, nodes, services or endpoints, like kubectl get",
+                "lab get pods\nlab get pods -o wide\nlab get pods -A -o json\nlab get nodes\n"
+                "lab get svc\nlab get ep\nlab get svc nginx -o json")
+    p.add_argument("resource", choices=sorted(RESOURCE_ALIASES), metavar="pods|nodes|svc|ep")
+    p.add_argument("names", nargs="*", help="only these")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-o", "--output", choices=("wide", "json"))
+
+    p = command("verify", cmd_verify, "check the whole lab: pod to pod without NAT, services, DNS, NodePort, "
+                "hostPort, egress, MTU; exit code 0 only when everything passes",
+                "lab verify\nlab verify --junit verify.xml\nlab verify -o json\nlab verify --expect policy.yaml")
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML (for CI systems)")
+    p.add_argument("--html", metavar="FILE", help="also write the matrix and the failures as an HTML page")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.add_argument("--expect", metavar="FILE", help="expectations as data: from/to/port/expect: open|closed")
+
+    p = command("break", cmd_break, "inject a fault into the lab, to find with `lab verify` (study mode)",
+                "lab break --list\nlab break vxlan-fdb\nlab break ipmasq --node node2\n"
+                "lab break random         # a fault and a node at random, not shown\nlab break --reveal")
+    p.add_argument("fault", nargs="?", help="the fault's name (see --list), or random")
+    p.add_argument("--reveal", action="store_true", help="say which fault `lab break random` hid")
+    p.add_argument("--list", action="store_true", help="list the faults, one per line, name first")
+    p.add_argument("--node", help="the node to break (default: the first)")
+
+    p = command("fix", cmd_fix, "repair the lab: lab deploy, plus a full reload of every node's service rules",
+                "lab fix\nlab fix -v")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every change made")
+
+    p = command("play", cmd_play, "play a lesson of the talk on the lab: each step explained, its commands "
+                "shown with their output, then checked",
+                "lab play --list\nlab play 04-bridge\nlab play 04 --step          # Enter between steps\n"
+                "lab play 04 --check         # only the checks, after typing the commands yourself\n"
+                "lab play 04 --check --step  # each step's commands to type, then its checks\n"
+                "lab play 04 --cleanup       # undo the lesson")
+    p.add_argument("lesson", nargs="?", help="the lesson: its id (04-bridge), number (04) or name (bridge)")
+    p.add_argument("--list", action="store_true", help="list the lessons, one per line, id first")
+    p.add_argument("--step", action="store_true", help="wait for Enter between steps; with --check: show each "
+                   "step's commands, wait while you type them, then check that step")
+    p.add_argument("--check", action="store_true", help="only run the checks (of the end state; per step with --step)")
+    p.add_argument("--cleanup", action="store_true", help="undo what the lesson made")
+
+    p = command("graph", cmd_graph, "draw the lab: nodes, pod subnets, cni0, pods, tunnels, services, outside",
+                "lab graph -o topology.svg\nlab graph -o topology.png\nlab graph -o topology.html")
+    p.add_argument("-o", "--output", default="topology.svg", metavar="FILE",
+                   help="the file to write; .svg, .png, .html or .dot (default: topology.svg)")
+
+    p = command("controller", cmd_controller, "run the service controller: keep every node's service rules "
+                "and DNS records current as pods and nodes come and go",
+                "lab controller run                 # until Ctrl-C\nlab controller run --once          # one sync")
+    p.add_argument("action", choices=("run",))
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between checks (default 0.5)")
+    p.add_argument("--once", action="store_true", help="sync once and exit")
+
+    p = command("describe", cmd_describe, "show one service or its endpoints, like kubectl describe",
+                "lab describe svc nginx\nlab describe ep nginx\nlab describe svc kube-dns -n kube-system")
+    p.add_argument("resource", choices=("svc", "service", "services", "ep", "endpoints"))
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace", default="default")
+
+    p = command("exec", cmd_exec, "run a command on a node over SSH; exits with the command's exit code",
+                "lab exec node1 -- ip route\nlab exec node2 -- sh -c 'ip -br link | grep eth0'")
+    p.add_argument("node", help="node name")
+    p.add_argument("--pod", help="run the command inside this pod's network namespace")
+    p.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default: default)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds before giving up (default: inventory's)")
+    p.add_argument("command", nargs="*", help="the command and its arguments, after --")
+
+    p = command("ssh", cmd_ssh, "open an interactive shell on a node (OpenSSH client, host key pinned)",
+                "lab ssh node1\nlab ssh node1 -- uptime")
+    p.add_argument("node", help="node name")
+    p.add_argument("command", nargs="*", help="optional command, after --")
+
+    p = command("inventory", cmd_inventory, "make an inventory from Vagrant or an ssh_config (host keys pinned on "
+                "first use), or export one for Ansible",
+                "vagrant up && lab inventory from-vagrant -o inventories/my-vagrant.yaml\n"
+                "lab inventory from-ssh-config ~/.ssh/config node1 node2 node3 --name study -o study.yaml\n"
+                "lab inventory export --format ansible -o hosts.yaml", parents=())
+    inv_sub = p.add_subparsers(dest="inventory_command", metavar="from-vagrant|from-ssh-config|export")
+    inv_sub.required = True
+    for name, target, text in (
+            ("from-vagrant", "directory", "the VMs `vagrant ssh-config` lists in DIR (a Vagrant project)"),
+            ("from-ssh-config", "file", "the Host blocks of an ssh_config FILE")):
+        c = inv_sub.add_parser(name, help=f"an inventory of {text}", description=f"an inventory of {text}; "
+                               "prints it, or writes it with -o (and the pinned host keys beside it)")
+        if target == "directory":
+            c.add_argument("directory", nargs="?", default=".", metavar="DIR", help="default: this folder")
+        else:
+            c.add_argument("file", metavar="FILE")
+            c.add_argument("hosts", nargs="*", metavar="HOST", help="only these hosts (default: all)")
+        c.add_argument("-o", "--output", metavar="FILE",
+                       help="write the inventory here, and the host keys to FILE's folder as <stem>_known_hosts "
+                            "(default: print it; the host keys go to the lab's state folder)")
+        c.add_argument("--name", help=f"the lab's name (default: {'vagrant' if target == 'directory' else 'lab'})")
+        c.add_argument("--network", metavar="CIDR", help="take each node's address from this network "
+                       "(default: Vagrant's private network; for an ssh_config the HostName or the default route's)")
+    c = inv_sub.add_parser("export", help="the lab's inventory for another tool", parents=[inv_opt])
+    c.add_argument("--format", choices=("ansible",), default="ansible", help="ansible: an Ansible YAML inventory")
+    c.add_argument("-o", "--output", metavar="FILE", help="write it here (default: print it)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is a remote command, passed on word for word.
+    remote = argv[argv.index("--") + 1:] if "--" in argv else None
+    args = build_parser().parse_args(argv[:argv.index("--")] if remote is not None else argv)
+    if remote is not None:
+        args.command = remote
+    args.run_cli = main  # lessons run `lab` commands as steps
+    try:
+        return args.func(args)
+    except LabError as exc:
+        prefix = "" if isinstance(exc, NodeError) else "error: "
+        for line in str(exc).splitlines():
+            err.print(f"lab: {prefix}{line}", style="red", markup=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("[red]lab: interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

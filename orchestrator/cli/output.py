@@ -1,0 +1,182 @@
+"""How the lab shows things: kubectl's table layout, AGE, and kubectl's JSON shapes for pods, services
+and endpoints (so `-o json` output works with the tools people already use on it)."""
+
+from __future__ import annotations
+
+import datetime
+
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.cli.common import err, out
+from orchestrator.core.manifests import fmt_labels
+from orchestrator.core.model import Inventory
+
+
+def age(created: str) -> str:
+    """kubectl's AGE: 45s, 2m4s, 3h, 2d."""
+    then = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    seconds = max(0, int((datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 600:
+        return f"{seconds // 60}m{seconds % 60}s"
+    if seconds < 3 * 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h" if seconds < 2 * 86400 else f"{seconds // 86400}d"
+
+
+def pod_json(pod: dict, inv: Inventory) -> dict:
+    node = next((n for n in inv.nodes if n.name == pod["node"]), None)
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod["name"], "namespace": pod["namespace"], "uid": pod["uid"],
+                     "labels": pod["labels"], "creationTimestamp": pod["created"],
+                     **({"ownerReferences": [{"kind": pod["owner"].split("/")[0],
+                                              "name": pod["owner"].rsplit("/", 1)[1]}]} if pod.get("owner") else {})},
+        "spec": {"nodeName": pod["node"], "containers": [{"name": "server", "ports": [
+            {k: v for k, v in {"containerPort": p["container_port"], "protocol": p["protocol"],
+                               "hostPort": p["host_port"], "name": p["name"]}.items() if v is not None}
+            for p in pod["ports"]]}]},
+        "status": {"phase": "Running", "podIP": pod["ip"], "podIPs": [{"ip": pod["ip"]}],
+                   "hostIP": str(node.address) if node else None},
+    }
+
+
+def print_table(columns: list[str], rows: list[list[str]]) -> None:
+    """kubectl's plain column layout (no box), so it reads like the talk's output and greps well."""
+    widths = [max(len(str(v)) for v in [c, *(r[i] for r in rows)]) for i, c in enumerate(columns)]
+    for row in [columns, *rows]:
+        print("   ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def service_ports_text(service: dict) -> str:
+    """kubectl's PORT(S): 80/TCP, 80:30080/TCP, 53/UDP,53/TCP."""
+    return ",".join(f"{p['port']}" + (f":{p['node_port']}" if p.get("node_port") else "") + f"/{p['protocol']}"
+                    for p in service["ports"])
+
+
+def endpoint_addresses(objects: dict, key: str) -> list[str]:
+    return [f"{e['ip']}:{e['port']}" for eps in objects["endpoints"].get(key, {}).values() for e in eps]
+
+
+def service_json(s: dict) -> dict:
+    ports = [{k: v for k, v in {"name": p["name"], "protocol": p["protocol"], "port": p["port"],
+                                "targetPort": p["target_port"], "nodePort": p.get("node_port")}.items()
+              if v is not None} for p in s["ports"]]
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": s["name"], "namespace": s["namespace"], "labels": s["labels"],
+                         "creationTimestamp": s["created"]},
+            "spec": {"type": s["type"], "clusterIP": s["cluster_ip"], "clusterIPs": [s["cluster_ip"]],
+                     "selector": s["selector"], "ports": ports, "sessionAffinity": s["session_affinity"]}}
+
+
+def endpoints_json(s: dict, objects: dict, key: str) -> dict:
+    subsets = []
+    for port in s["ports"]:
+        eps = objects["endpoints"].get(key, {}).get(port["name"] or "", [])
+        if eps:
+            subsets.append({"addresses": [{"ip": e["ip"], "nodeName": e["node"],
+                                           "targetRef": {"kind": "Pod", "name": e["pod"]}} for e in eps],
+                            "ports": [{k: v for k, v in {"name": port["name"], "port": eps[0]["port"],
+                                                         "protocol": port["protocol"]}.items() if v is not None}]})
+    return {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": s["name"], "namespace": s["namespace"]},
+            "subsets": subsets}
+
+
+def print_reports(title: str, reports, show_changes: bool) -> int:
+    """A per-node table (ok / changed / failed), the changes when asked, errors last; exit code."""
+    styles = {"ok": "green", "changed": "yellow", "removed": "yellow", "would change": "yellow", "failed": "red"}
+    table = Table(title=title, title_justify="left")
+    for column in ("NODE", "POD SUBNET", "RESULT", "CHANGES"):
+        table.add_column(column)
+    for r in reports:
+        style = styles.get(r.status, "")
+        table.add_row(r.node, r.subnet or "", Text(r.status, style=style), str(len(r.changes)))
+    out.print(table)
+    if show_changes:
+        for r in reports:
+            for what in r.changes:
+                out.print(f"  {r.node}: {what}", markup=False, highlight=False, soft_wrap=True)
+    failed = [r for r in reports if r.status == "failed"]
+    for r in failed:
+        for line in (r.error or "failed").splitlines():
+            err.print(f"lab: {line}", style="red", markup=False, soft_wrap=True)
+    if not failed and all(r.status == "ok" for r in reports):
+        out.print("no changes")
+    return 1 if failed else 0
+
+
+def node_json(node, objects: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node.name, "labels": node.labels},
+            "spec": {"podCIDR": objects["subnets"].get(node.name)},
+            "status": {"addresses": [{"type": "InternalIP", "address": str(node.address)}]}}
+
+
+def node_table(inv: Inventory, objects: dict) -> tuple[list, list]:
+    """`kubectl get nodes` columns and rows (a node is Ready once it has a pod subnet)."""
+    subnets = objects["subnets"]
+    return (["NAME", "STATUS", "INTERNAL-IP", "POD-CIDR"],
+            [[n.name, "Ready" if subnets.get(n.name) else "NotReady", str(n.address), subnets.get(n.name) or "<none>"]
+             for n in inv.nodes])
+
+
+def pod_table(pods: list[dict], all_namespaces: bool, wide: bool) -> tuple[list, list]:
+    """`kubectl get pods [-A] [-o wide]` columns and rows."""
+    columns = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    if wide:
+        columns += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
+    rows = []
+    for p in pods:
+        row = ([p["namespace"]] if all_namespaces else []) + [p["name"], "1/1", "Running", str(p.get("restarts", 0)),
+                                                              age(p["created"])]
+        rows.append(row + ([p["ip"], p["node"], "<none>", "<none>"] if wide else []))
+    return columns, rows
+
+
+def service_table(items: list[tuple[str, dict]], all_namespaces: bool, wide: bool) -> tuple[list, list]:
+    """`kubectl get svc [-A] [-o wide]` columns and rows."""
+    lead = ["NAMESPACE"] if all_namespaces else []
+    columns = lead + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if wide else [])
+    rows = [([s["namespace"]] if lead else []) + [s["name"], s["type"], s["cluster_ip"], "<none>", service_ports_text(s),
+                                                  age(s["created"])]
+            + ([fmt_labels(s["selector"]) or "<none>"] if wide else []) for _, s in items]
+    return columns, rows
+
+
+def endpoints_table(items: list[tuple[str, dict]], objects: dict, all_namespaces: bool) -> tuple[list, list]:
+    """`kubectl get ep [-A]` columns and rows."""
+    lead = ["NAMESPACE"] if all_namespaces else []
+    return (lead + ["NAME", "ENDPOINTS", "AGE"],
+            [([s["namespace"]] if lead else []) + [s["name"], ",".join(endpoint_addresses(objects, k)) or "<none>",
+                                                   age(s["created"])] for k, s in items])
+
+
+def describe_service(s: dict, objects: dict, as_endpoints: bool) -> list[tuple[str, str]]:
+    """`kubectl describe svc` (or `describe ep`) as (label, value) lines."""
+    key = f"{s['namespace']}/{s['name']}"
+    labels = fmt_labels(s["labels"]).replace(",", "\n" + " " * 19) or "<none>"
+    lines = [("Name:", s["name"]), ("Namespace:", s["namespace"]), ("Labels:", labels), ("Annotations:", "<none>")]
+    if not as_endpoints:
+        lines += [("Selector:", fmt_labels(s["selector"]) or "<none>"), ("Type:", s["type"]), ("IP:", s["cluster_ip"])]
+        for port in s["ports"]:
+            eps = objects["endpoints"].get(key, {}).get(port["name"] or "", [])
+            lines += [("Port:", f"{port['name'] or '<unset>'} {port['port']}/{port['protocol']}"),
+                      ("TargetPort:", f"{port['target_port']}/{port['protocol']}")]
+            if port.get("node_port"):
+                lines.append(("NodePort:", f"{port['name'] or '<unset>'} {port['node_port']}/{port['protocol']}"))
+            lines.append(("Endpoints:", ",".join(f"{e['ip']}:{e['port']}" for e in eps) or "<none>"))
+        return lines + [("Session Affinity:", s["session_affinity"]), ("Events:", "<none>")]
+    lines.append(("Subsets:", ""))
+    for port in s["ports"]:
+        eps = objects["endpoints"].get(key, {}).get(port["name"] or "", [])
+        lines += [("  Addresses:", ",".join(e["ip"] for e in eps) or "<none>"), ("  NotReadyAddresses:", "<none>"),
+                  ("  Ports:", ""), ("    Name", "Port  Protocol"), ("    ----", "----  --------"),
+                  (f"    {port['name'] or '<unset>'}", f"{eps[0]['port'] if eps else port['target_port']}     "
+                                                       f"{port['protocol']}")]
+    return lines + [("Events:", "<none>")]
+
+
+def print_described(lines: list[tuple[str, str]]) -> None:
+    for label, value in lines:
+        print(f"{label:<18} {value}".rstrip())

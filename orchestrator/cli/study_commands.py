@@ -1,0 +1,118 @@
+"""Commands for studying and checking: verify, break, fix, play."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from orchestrator.cli.common import out, resolve_inventory
+from orchestrator.cli.lab_commands import run_deploy
+from orchestrator.core.errors import InputError
+from orchestrator.core.state import LabFiles
+from orchestrator.core.transport import Transport
+from orchestrator.lessons import model as lessons
+from orchestrator.lessons.player import Player
+
+
+def cmd_verify(args) -> int:
+    from orchestrator.verify import report
+    inv = resolve_inventory(args.inventory)
+    outcomes, collector, seconds = report.verify(inv, junit=args.junit, expect=args.expect)
+    if args.html:
+        Path(args.html).write_text(report.outcomes_html(f"lab {inv.name}: verify", outcomes, collector))
+    if args.output == "json":
+        print(report.outcomes_json(outcomes, collector))
+        ok = all(o.ok for o in outcomes) and not collector.failed
+    else:
+        ok = report.print_report(out, outcomes, collector, seconds)
+    return 0 if ok else 1
+
+
+def cmd_break(args) -> int:
+    from orchestrator.verify import faults
+    if args.list or not (args.fault or args.reveal):
+        for fault in faults.FAULTS.values():
+            print(f"{fault.name:<10} {fault.summary} (trips: {fault.trips})")
+        return 0
+    inv = resolve_inventory(args.inventory)
+    files = LabFiles.of(inv.name)
+    secret = files.root / "hidden-fault.txt"
+    if args.reveal:
+        out.print(secret.read_text().strip() if secret.exists() else "no hidden fault: `lab break random` "
+                  "hides one", markup=False, highlight=False, soft_wrap=True)
+        return 0
+    if args.fault == "random":
+        name, node = faults.pick_random(inv, files)
+        node = args.node or node
+        secret.write_text(f"{name}: {faults.inject(name, inv, files, node)}\n")
+        out.print(f"broke lab {inv.name}: one fault, chosen at random, is hidden somewhere", markup=False)
+        out.print("find it with `lab verify` and commands on the nodes; `lab break --reveal` tells; "
+                  "repair it with `lab fix`", markup=False)
+        return 0
+    secret.unlink(missing_ok=True)  # this fault is shown, not hidden
+    out.print(f"broke lab {inv.name}: {faults.inject(args.fault, inv, files, args.node)}",
+              markup=False, highlight=False, soft_wrap=True)
+    out.print("find it with `lab verify`; repair it with `lab fix`", markup=False)
+    return 0
+
+
+def cmd_fix(args) -> int:
+    return run_deploy(args, force=True)
+
+
+def cmd_play(args) -> int:
+    if args.list or not args.lesson:
+        for lesson in lessons.load_all():
+            print(f"{lesson.id:<22} {lesson.title}")
+        return 0
+    if args.cleanup and (args.check or args.step):
+        raise InputError("lab play: --cleanup goes alone; drop --check/--step")
+    lesson = lessons.find(args.lesson)
+    inv = resolve_inventory(args.inventory)
+    styles = {"title": "bold", "explain": "italic", "command": "cyan", "ok": "green", "fail": "red", "note": "dim"}
+    marks = {"ok": "✓ ", "fail": "✗ "}
+
+    def show(kind: str, text: str) -> None:
+        if kind == "title":
+            out.print()
+        out.print(marks.get(kind, "") + text, style=styles.get(kind), markup=False, highlight=False,
+                  soft_wrap=True)
+
+    def run_lab(argv: list[str]) -> int:
+        sys.stdout.flush()
+        return args.run_cli([argv[0], "-i", inv.source, *argv[1:]])
+
+    def pause() -> bool:
+        try:
+            return input("Enter: next step, q: stop > ").strip().lower() != "q"
+        except EOFError:
+            return True
+
+    with Transport(inv.nodes) as transport:
+        player = Player(lesson, inv, transport, show, stream=(sys.stdout.buffer, sys.stderr.buffer),
+                                  run_lab=run_lab)
+        if args.cleanup:
+            player.cleanup()
+            out.print(f"lesson {lesson.id}: cleaned up", markup=False)
+            return 0
+        if not args.check:
+            player.require()
+            out.print(f"{lesson.id}: {player.text(lesson.title)}", style="bold underline", markup=False)
+            if lesson.summary:
+                out.print(player.text(lesson.summary), style="italic", markup=False, soft_wrap=True)
+        outcome = player.check(pause if args.step else None) if args.check else \
+            player.play(pause if args.step else None)
+    out.print()
+    if outcome.ok and outcome.stopped_after is not None:
+        out.print(f"lesson {lesson.id}: stopped after step {outcome.stopped_after}; {outcome.checks_passed} checks "
+                  "passed so far", markup=False)
+        return 0
+    if outcome.ok:
+        out.print(f"lesson {lesson.id}: all {outcome.checks_passed} checks passed", style="green", markup=False)
+        if not args.check:
+            out.print(f"look around with `lab exec {inv.nodes[0].name} -- ...`; "
+                      f"undo it with `lab play {lesson.id} --cleanup`", markup=False)
+        return 0
+    out.print(f"lesson {lesson.id}: {len(outcome.checks_failed)} of "
+              f"{len(outcome.checks_failed) + outcome.checks_passed} checks failed", style="red", markup=False)
+    return 1

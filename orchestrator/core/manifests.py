@@ -1,0 +1,370 @@
+"""Kubernetes YAML in (Pod, Deployment, Service), validated objects out, or one precise error.
+
+The lab runs its own small server in every pod instead of the image, so fields about images,
+commands, resources or volumes are accepted with a warning (ignoring them is safe); fields that would
+change networking and are not supported are errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+from orchestrator.core.errors import InputError, field_error, yaml_error
+from orchestrator.core.inventory import did_you_mean
+
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+# Kubernetes' label syntax: a name (and a value, which may also be empty) of at most 63 characters, with
+# an optional DNS subdomain prefix before a '/' in the key
+LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def label_problem(key: str, value: str) -> Optional[str]:
+    """Why `key: value` is not a Kubernetes label, or None."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and not DNS_SUBDOMAIN.match(prefix):
+        return f"the prefix of label key {key!r} is not a DNS subdomain (lowercase letters, digits, '-' and '.')"
+    if not LABEL_NAME.match(name):
+        return (f"label key {key!r} is not a valid name (at most 63 letters, digits, '-', '_' or '.', starting "
+                "and ending with a letter or digit)")
+    if value and not LABEL_NAME.match(value):
+        return (f"label value {value!r} of {key!r} is not valid (empty, or at most 63 letters, digits, '-', '_' "
+                "or '.', starting and ending with a letter or digit)")
+    return None
+KINDS = {"Pod": "v1", "Deployment": "apps/v1", "Service": "v1"}
+PROTOCOLS = ("TCP", "UDP")
+# Pod spec fields that only concern what runs in the container: the lab's own server runs instead.
+IGNORED_CONTAINER_FIELDS = {"image", "imagePullPolicy", "command", "args", "env", "envFrom", "resources",
+                            "volumeMounts", "livenessProbe", "readinessProbe", "startupProbe", "securityContext",
+                            "workingDir", "lifecycle", "terminationMessagePath", "terminationMessagePolicy",
+                            "stdin", "tty"}
+IGNORED_POD_FIELDS = {"volumes", "restartPolicy", "terminationGracePeriodSeconds", "securityContext",
+                      "serviceAccountName", "serviceAccount", "imagePullSecrets", "tolerations", "affinity",
+                      "dnsPolicy", "priorityClassName", "schedulerName", "initContainers", "enableServiceLinks",
+                      "automountServiceAccountToken"}
+POD_FIELDS = {"containers", "nodeName", "nodeSelector", "hostname"} | IGNORED_POD_FIELDS
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    container_port: int
+    protocol: str = "TCP"
+    host_port: Optional[int] = None
+    name: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    labels: dict = field(hash=False)
+    ports: tuple[ContainerPort, ...]
+    image: str = ""  # the first container's; an image named *dnsmasq* runs the real dnsmasq
+    node_name: Optional[str] = None
+    node_selector: dict = field(default_factory=dict, hash=False)
+
+    def digest(self) -> str:
+        """A short hash of the template, like Kubernetes' pod-template-hash."""
+        data = json.dumps({"labels": self.labels, "ports": [p.__dict__ for p in self.ports], "image": self.image,
+                           "node": self.node_name, "selector": self.node_selector}, sort_keys=True)
+        return hashlib.sha256(data.encode()).hexdigest()[:10]
+
+    def served_ports(self) -> tuple[list[int], list[int]]:
+        """(TCP ports, UDP ports) the lab's pod server listens on: every declared port number, TCP and
+        UDP, or port 80 when none is declared (as for the talk's nginx)."""
+        numbers = sorted({p.container_port for p in self.ports}) or [80]
+        return numbers, numbers
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: Optional[str]
+    protocol: str
+    port: int
+    target_port: Any  # a number, or the name of a containerPort
+    node_port: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    type: str = "ClusterIP"
+    ports: tuple = ()
+    cluster_ip: Optional[str] = None
+    session_affinity: str = "None"
+    affinity_timeout: int = 10800
+
+
+@dataclass(frozen=True)
+class Manifest:
+    kind: str
+    name: str
+    namespace: str
+    source: str  # "file.yaml (document 2)" for messages
+    labels: dict = field(hash=False)
+    template: Optional[PodTemplate] = None  # Pod, Deployment
+    replicas: int = 1  # Deployment
+    selector: dict = field(default_factory=dict, hash=False)  # Deployment matchLabels, Service selector
+    raw: dict = field(default_factory=dict, hash=False, compare=False)
+    service: Optional[ServiceSpec] = None  # Service
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ref(self) -> str:
+        """kubectl's way of naming it: deployment.apps/nginx, pod/x, service/y."""
+        return {"Deployment": "deployment.apps", "Pod": "pod", "Service": "service"}[self.kind] + "/" + self.name
+
+
+Warn = Callable[[str], None]
+
+
+class Doc:
+    """One YAML mapping of a manifest, read with errors naming source and field."""
+
+    def __init__(self, data: Any, where: str, source: str):
+        self.where, self.source = where, source
+        if not isinstance(data, dict):
+            raise self.error(where or "document", f"expected a mapping, got {type(data).__name__}",
+                             "write it as `key: value` lines")
+        self.data = data
+
+    def error(self, field_name: str, problem: str, fix: str) -> InputError:
+        return field_error(self.source, field_name, problem, fix)
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def sub(self, key: str, required: bool = False) -> "Doc":
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise self.error(self.path(key), "missing", f"add `{key}:`")
+            value = {}
+        return Doc(value, self.path(key), self.source)
+
+    def labels(self, key: str) -> dict:
+        value = self.data.get(key) or {}
+        if not isinstance(value, dict) or not all(isinstance(v, (str, int, float, bool)) for v in value.values()):
+            raise self.error(self.path(key), "expected a mapping of label: value", "write e.g. `app: nginx`")
+        labels = {str(k): str(v) for k, v in value.items()}
+        for k, v in labels.items():
+            problem = label_problem(k, v)
+            if problem:
+                raise self.error(f"{self.path(key)}.{k}", problem, "write e.g. `app: nginx` or "
+                                                                  "`app.kubernetes.io/name: web`")
+        return labels
+
+    def integer(self, key: str, default: Optional[int], low: int, high: int) -> Optional[int]:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.error(self.path(key), f"{value!r} is not a whole number from {low} to {high}",
+                             f"give a number from {low} to {high}")
+        return value
+
+
+def load_documents(target: str) -> list[tuple[str, Any]]:
+    """(source, document) for every YAML document in a file, a folder's *.yaml/*.yml files, or stdin (-)."""
+    if target == "-":
+        texts = [("<stdin>", sys.stdin.read())]
+    else:
+        path = Path(target)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+            if not files:
+                raise InputError(f"{target}: no .yaml, .yml or .json files in this folder; give a file or a "
+                                 "folder of manifests")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise InputError(f"{target}: no such file or folder; give a manifest file, a folder, or - for stdin")
+        texts = [(str(p), p.read_text()) for p in files]
+    documents = []
+    for source, text in texts:
+        try:
+            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        except yaml.YAMLError as exc:
+            raise yaml_error(source, exc) from None
+        for index, doc in enumerate(docs):
+            if isinstance(doc, dict) and doc.get("kind") == "List":
+                documents += [(f"{source} (document {index + 1}, item {i + 1})", item)
+                              for i, item in enumerate(doc.get("items") or [])]
+            else:
+                documents.append((f"{source} (document {index + 1})" if len(docs) > 1 else source, doc))
+    return documents
+
+
+def load_text(text: str, source: str) -> list[Manifest]:
+    """Manifests from YAML text the lab ships (templates); warnings are not expected there."""
+    return [parse(doc, source, lambda line: None) for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+def parse_all(target: str, warn: Warn) -> list[Manifest]:
+    """Every manifest in `target`, validated; duplicates (same kind, namespace, name) are an error."""
+    manifests = [parse(doc, source, warn) for source, doc in load_documents(target)]
+    seen: dict[tuple, str] = {}
+    for m in manifests:
+        key = (m.kind, m.namespace, m.name)
+        if key in seen:
+            raise InputError(f"{m.source}: metadata.name: {m.kind} {m.key} is also defined in {seen[key]}; "
+                             "give each object its own name")
+        seen[key] = m.source
+    return manifests
+
+
+def parse(data: Any, source: str, warn: Warn) -> Manifest:
+    doc = Doc(data, "", source)
+    kind = doc.data.get("kind")
+    if kind not in KINDS:
+        raise doc.error("kind", f"{kind!r} is not supported{did_you_mean(str(kind), KINDS)}",
+                        f"the lab understands: {', '.join(KINDS)}")
+    api = doc.data.get("apiVersion")
+    if api != KINDS[kind]:
+        raise doc.error("apiVersion", f"{api!r} is not the apiVersion of a {kind}", f"write apiVersion: {KINDS[kind]}")
+    meta = doc.sub("metadata", required=True)
+    name = meta.data.get("name")
+    if not isinstance(name, str) or not (DNS_LABEL if kind == "Service" else DNS_SUBDOMAIN).match(name):
+        raise meta.error(meta.path("name"), f"{name!r} is not a valid {kind} name",
+                         "use lowercase letters, digits and '-', starting and ending with a letter or digit")
+    if kind == "Deployment" and len(name) > 47:
+        raise meta.error(meta.path("name"), f"{name!r} is longer than 47 characters",
+                         "shorten it: pod names add a hash and a suffix to it")
+    namespace = meta.data.get("namespace") or "default"
+    if not isinstance(namespace, str) or not DNS_LABEL.match(namespace):
+        raise meta.error(meta.path("namespace"), f"{namespace!r} is not a valid namespace",
+                         "use lowercase letters, digits and '-'")
+    labels = meta.labels("labels")
+    spec = doc.sub("spec", required=True)
+    if kind == "Pod":
+        return Manifest(kind, name, namespace, source, labels, template=pod_template(spec, labels, warn), raw=data)
+    if kind == "Deployment":
+        replicas = spec.integer("replicas", 1, 0, 1000)
+        selector = spec.sub("selector", required=True)
+        match = selector.labels("matchLabels")
+        if not match:
+            raise selector.error(selector.path("matchLabels"), "missing or empty",
+                                 "select the template's pods, e.g. `matchLabels: {app: nginx}`")
+        if selector.data.get("matchExpressions"):
+            raise selector.error(selector.path("matchExpressions"), "not supported", "use matchLabels")
+        template = spec.sub("template", required=True)
+        template_labels = template.sub("metadata").labels("labels")
+        mismatch = {k: v for k, v in match.items() if template_labels.get(k) != v}
+        if mismatch:
+            raise selector.error(selector.path("matchLabels"),
+                                 f"selector {fmt_labels(match)} does not match the template's labels "
+                                 f"{fmt_labels(template_labels) or '(none)'}",
+                                 "give spec.template.metadata.labels every label of the selector")
+        return Manifest(kind, name, namespace, source, labels,
+                        template=pod_template(template.sub("spec", required=True), template_labels, warn),
+                        replicas=replicas, selector=match, raw=data)
+    return Manifest(kind, name, namespace, source, labels, selector=spec.labels("selector"), raw=data,
+                    service=service_spec(spec))
+
+
+SERVICE_TYPES = ("ClusterIP", "NodePort")
+PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+
+
+def service_spec(spec: Doc) -> ServiceSpec:
+    kind = spec.data.get("type", "ClusterIP")
+    if kind not in SERVICE_TYPES:
+        raise spec.error(spec.path("type"), f"{kind!r} is not supported", "use ClusterIP or NodePort")
+    raw_ports = spec.data.get("ports")
+    if not isinstance(raw_ports, list) or not raw_ports:
+        raise spec.error(spec.path("ports"), "missing or empty", "list at least one port, e.g. `- port: 80`")
+    ports, seen = [], set()
+    for i, raw in enumerate(raw_ports):
+        p = Doc(raw, spec.path(f"ports[{i}]"), spec.source)
+        name = p.data.get("name")
+        if name is None and len(raw_ports) > 1:
+            raise p.error(p.path("name"), "missing", "name every port when a service has more than one")
+        if name is not None and (not isinstance(name, str) or not PORT_NAME.match(name)):
+            raise p.error(p.path("name"), f"{name!r} is not a valid port name", "use up to 15 lowercase letters, "
+                          "digits and '-'")
+        protocol = p.data.get("protocol", "TCP")
+        if protocol not in PROTOCOLS:
+            raise p.error(p.path("protocol"), f"{protocol!r} is not supported", "use TCP or UDP")
+        number = p.integer("port", None, 1, 65535)
+        if number is None:
+            raise p.error(p.path("port"), "missing", "give the service's port, 1 to 65535")
+        if (number, protocol) in seen:
+            raise p.error(p.path("port"), f"{number}/{protocol} is listed twice", "list each port once")
+        seen.add((number, protocol))
+        target = p.data.get("targetPort", number)
+        if isinstance(target, str) and not target.isdigit():
+            if not PORT_NAME.match(target):
+                raise p.error(p.path("targetPort"), f"{target!r} is neither a port number nor a port name",
+                              "give a number or the name of a containerPort")
+        else:
+            target = int(target)
+            if not 1 <= target <= 65535:
+                raise p.error(p.path("targetPort"), f"{target} is out of range", "give a number from 1 to 65535")
+        node_port = p.integer("nodePort", None, 30000, 32767)
+        if node_port is not None and kind != "NodePort":
+            raise p.error(p.path("nodePort"), "only NodePort services have a nodePort", "remove it or set "
+                          "type: NodePort")
+        ports.append(ServicePort(name, protocol, number, target, node_port))
+    cluster_ip = spec.data.get("clusterIP")
+    if cluster_ip == "None":
+        raise spec.error(spec.path("clusterIP"), "headless services are not supported", "remove clusterIP")
+    affinity = spec.data.get("sessionAffinity", "None")
+    if affinity not in ("None", "ClientIP"):
+        raise spec.error(spec.path("sessionAffinity"), f"{affinity!r} is not valid", "use None or ClientIP")
+    timeout = spec.sub("sessionAffinityConfig").sub("clientIP").integer("timeoutSeconds", 10800, 1, 86400)
+    return ServiceSpec(kind, tuple(ports), str(cluster_ip) if cluster_ip else None, affinity, timeout)
+
+
+def fmt_labels(labels: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def pod_template(spec: Doc, labels: dict, warn: Warn) -> PodTemplate:
+    for key in spec.data:
+        if key not in POD_FIELDS:
+            raise spec.error(spec.path(key), f"not supported{did_you_mean(key, POD_FIELDS)}",
+                             "remove it (the lab supports containers, nodeName, nodeSelector)")
+        if key in IGNORED_POD_FIELDS:
+            warn(f"{spec.source}: {spec.path(key)}: ignored (the lab runs its own pod server)")
+    containers = spec.data.get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise spec.error(spec.path("containers"), "missing or empty", "list at least one container")
+    ports: list[ContainerPort] = []
+    seen_host: set = set()
+    for i, raw in enumerate(containers):
+        c = Doc(raw, spec.path(f"containers[{i}]"), spec.source)
+        if not c.data.get("name"):
+            raise c.error(c.path("name"), "missing", "name the container")
+        for key in c.data:
+            if key in IGNORED_CONTAINER_FIELDS:
+                if key != "image":
+                    warn(f"{c.source}: {c.path(key)}: ignored (the lab runs its own pod server)")
+            elif key not in ("name", "ports"):
+                raise c.error(c.path(key), "not supported", "remove it")
+        for j, raw_port in enumerate(c.data.get("ports") or []):
+            p = Doc(raw_port, c.path(f"ports[{j}]"), c.source)
+            number = p.integer("containerPort", None, 1, 65535)
+            if number is None:
+                raise p.error(p.path("containerPort"), "missing", "give the port the container listens on")
+            protocol = p.data.get("protocol", "TCP")
+            if protocol not in PROTOCOLS:
+                raise p.error(p.path("protocol"), f"{protocol!r} is not supported", "use TCP or UDP")
+            host = p.integer("hostPort", None, 1, 65535)
+            if host is not None:
+                if (host, protocol) in seen_host:
+                    raise p.error(p.path("hostPort"), f"{host}/{protocol} is declared twice", "use another hostPort")
+                seen_host.add((host, protocol))
+            ports.append(ContainerPort(number, protocol, host, p.data.get("name")))
+    node_name = spec.data.get("nodeName")
+    return PodTemplate(labels=labels, ports=tuple(ports), image=str(containers[0].get("image") or ""),
+                       node_name=node_name,
+                       node_selector=spec.labels("nodeSelector"))

@@ -1,0 +1,59 @@
+"""Reading a node: one SSH command (templates/nodes/node-facts.sh.j2) parsed into a NodeState (facts.py), the
+checks before planning (`preflight`), and the boot IDs deploy remembers."""
+
+from __future__ import annotations
+
+from orchestrator.agent.contract import AGENT_FILE, node_lib
+from orchestrator.core.model import Inventory, Node
+from orchestrator.core.render import render
+from orchestrator.core.state import LabFiles
+from orchestrator.core.transport import NodeError, Transport
+from orchestrator.layers.nodes import boot
+from orchestrator.layers.nodes.boot import KNOWN_MODULES, etc_files, unit_link
+from orchestrator.layers.nodes.facts import (CNI_CONF_DIR, CNI_DIRS, CNI_PLUGINS, KERNEL_FEATURES, NodeFacts,
+        NodeState, OTHER_TOOLS, REQUIRED_TOOLS, SYSCTLS, conflist_path, parse_facts)
+
+
+def facts_script(lab: str, vni: int = 1) -> str:
+    return render("nodes/node-facts.sh.j2", tools=REQUIRED_TOOLS + OTHER_TOOLS, kernel_features=KERNEL_FEATURES,
+                  plugins=CNI_PLUGINS, cni_dirs=CNI_DIRS, sysctls=list(SYSCTLS),
+                  conf_dir=CNI_CONF_DIR, conflist=conflist_path(lab), lib=node_lib(lab),
+                  modules=sorted(KNOWN_MODULES.items()), etc_files=etc_files(lab), unit_link=unit_link(lab),
+                  agent_file=AGENT_FILE)
+
+
+def read_state(transport: Transport, node: Node, lab: str) -> NodeState:
+    """Read `node`'s state over SSH (one command)."""
+    return parse_facts(transport.script(node, facts_script(lab)).stdout)
+
+
+def preflight(inv: Inventory, node: Node, state: NodeState) -> NodeFacts:
+    """The facts planning needs, or a NodeError saying what the node lacks."""
+    lacks = state.missing()
+    if lacks:
+        raise NodeError(node.name, f"lacks {', '.join(lacks)}; `lab bootstrap` installs them (on Debian/Ubuntu: "
+                                   "iproute2 iptables python3 containernetworking-plugins)")
+    modules = boot.missing_modules(inv.cluster, state)
+    if modules:
+        raise NodeError(node.name, f"lacks {', '.join(modules)}; install its kernel's modules (on Ubuntu: "
+                                   f"linux-modules-extra-{state.kernel or '$(uname -r)'}), or change {inv.source} "
+                                   "so that the lab does not need it")
+    foreign = [f for f in state.conflists if f.startswith("10-") and f.endswith(".conflist")
+               and f != f"10-{inv.name}.conflist"]
+    if foreign:
+        other = foreign[0][3:-len(".conflist")]
+        raise NodeError(node.name, f"already carries lab {other!r} (/etc/cni/net.d/{foreign[0]}); run "
+                                   f"`lab destroy` with that lab's inventory first")
+    device = state.device_with_address(node.address)
+    if device is None:
+        raise NodeError(node.name, f"no interface has the address {node.address}; fix the node's `address` in "
+                                   f"{inv.source}")
+    return NodeFacts(underlay_device=device["ifname"], underlay_mtu=int(device.get("mtu", 1500)))
+
+
+def remember_boots(files: LabFiles, boots: dict[str, str]) -> None:
+    """Record each node's boot ID: the next deploy says which nodes booted again in between."""
+    objects = files.read_objects()
+    if any(objects["boots"].get(name) != boot for name, boot in boots.items() if boot):
+        objects["boots"].update((name, boot) for name, boot in boots.items() if boot)
+        files.write_objects(objects)

@@ -1,0 +1,123 @@
+"""Pods on the nodes: `lab apply` / `lab delete`. One node-agent call per node, all nodes in parallel."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+from orchestrator.agent.contract import CNI_PATH
+from orchestrator.core.agent import agent_argv
+from orchestrator.core.model import Inventory
+from orchestrator.core.state import LabFiles
+from orchestrator.core.transport import Transport
+from orchestrator.layers.nodes.facts import NodeState, conflist_path
+from orchestrator.layers.pods.plan import PodChanges
+
+
+# "ip": None for a new pod; a pod made again (deploy restoring it) asks for the IP it had
+AGENT_SPEC_KEYS = ("key", "name", "netns", "tcp", "udp", "port_mappings", "role", "dns_domain", "resolv_conf", "ip")
+
+
+def agent_pod(pod: dict) -> dict:
+    spec = {k: pod.get(k) for k in AGENT_SPEC_KEYS}
+    spec["id"] = pod["uid"]
+    return spec
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def apply_pod_changes(inv: Inventory, transport: Transport, objects: dict, changes: PodChanges) -> list[str]:
+    """Delete and create pods per `changes` on their nodes; record the outcome in `objects` (the caller
+    writes them). Returns the failures, one line each (the other pods' changes still happen)."""
+    by_node: dict[str, dict] = {}
+    for pod in changes.delete:
+        by_node.setdefault(pod["node"], {"delete": [], "add": []})["delete"].append(pod)
+    for pod in changes.create:
+        by_node.setdefault(pod["node"], {"delete": [], "add": []})["add"].append(pod)
+    known = {n.name for n in inv.nodes}
+    failures = []
+    for name in sorted(set(by_node) - known):  # pods on a node that left the inventory: forget them
+        for pod in by_node.pop(name)["delete"]:
+            objects["pods"].pop(f"{pod['namespace']}/{pod['name']}", None)
+
+    def on_node(node):
+        work = by_node[node.name]
+        request = {"conflist": conflist_path(inv.name), "cni_path": CNI_PATH,
+                   "delete": [agent_pod(p) for p in work["delete"]], "add": [agent_pod(p) for p in work["add"]]}
+        return json.loads(transport.run(node, agent_argv(inv.name, "pods-apply"),
+                                        stdin=json.dumps(request)).stdout)
+
+    results = transport.run_all(on_node, [n for n in inv.nodes if n.name in by_node])
+    for node_name, outcome in results.items():
+        work = by_node[node_name]
+        if isinstance(outcome, BaseException):
+            failures.append(str(outcome))
+            continue
+        for pod in work["delete"]:
+            objects["pods"].pop(f"{pod['namespace']}/{pod['name']}", None)
+        for pod in work["add"]:
+            got = outcome["added"].get(pod["key"], {})
+            if "error" in got:
+                failures.append(f"{node_name}: pod {pod['namespace']}/{pod['name']}: {got['error']}")
+                continue
+            objects["pods"][f"{pod['namespace']}/{pod['name']}"] = dict(pod, ip=got["ip"])
+    return failures
+
+
+def lost_pods(objects: dict, node: str, state: NodeState) -> list[dict]:
+    """The lab's pods on `node` that the node lacks or holds without their network namespace (after a reboot,
+    or when the node lost its state), in name order."""
+    return sorted((p for p in objects["pods"].values()
+                   if p["node"] == node and state.pods.get(p["key"]) in (None, "gone")), key=lambda p: p["key"])
+
+
+def restore_pods(inv: Inventory, transport: Transport, files: LabFiles, lost: dict[str, list], reports: dict) -> None:
+    """Create the `lost` pods again on the nodes that did not fail, each asking for the IP it had; record their
+    IPs (another one where that was taken), which the service sync then uses."""
+    pods = [pod for name, pods in lost.items() if reports[name].status != "failed" for pod in pods]
+    if not pods:
+        return
+    objects = files.read_objects()
+    failures = apply_pod_changes(inv, transport, objects, PodChanges(create=pods))
+    files.write_objects(objects)
+    for line in failures:
+        name = line.split(":", 1)[0]
+        if name in reports:
+            reports[name].status, reports[name].error = "failed", line
+    for name in lost:
+        if lost[name] and reports[name].status != "failed":
+            reports[name].status = "changed"
+
+
+def reattach(inv: Inventory, transport: Transport, files: LabFiles, nodes: list) -> dict:
+    """Re-attach the pods of `nodes` set up with an older CNI config (as after `ipMasq: true`): DEL with
+    the old config, ADD with the node's current one; record their new IPs. Returns, per node, its pods'
+    results ({key: {"ip"} or {"error"}}) or the node's exception."""
+    results = transport.run_all(lambda node: json.loads(transport.run(
+        node, agent_argv(inv.name, "pods-reattach", "--conf", conflist_path(inv.name))).stdout), nodes)
+    objects = files.read_objects()
+    for outcome in results.values():
+        for key, got in ({} if isinstance(outcome, BaseException) else outcome).items():
+            pod = objects["pods"].get(key.replace("_", "/", 1))
+            if pod and "ip" in got:
+                pod["ip"] = got["ip"]
+    files.write_objects(objects)
+    return results
+
+
+def reattach_pods(inv: Inventory, transport: Transport, files: LabFiles, stale: dict[str, list],
+                  reports: dict) -> None:
+    """Re-attach the stale pods of the nodes that did not fail (see reattach); report per node."""
+    busy = [n for n in inv.nodes if n.name in stale and reports[n.name].status != "failed"]
+    if not busy:
+        return
+    for node_name, outcome in reattach(inv, transport, files, busy).items():
+        if isinstance(outcome, BaseException):
+            reports[node_name].status, reports[node_name].error = "failed", str(outcome)
+            continue
+        reports[node_name].status = "changed"
+        for key, got in outcome.items():
+            if "error" in got:
+                reports[node_name].status, reports[node_name].error = "failed", f"{node_name}: {key}: {got['error']}"

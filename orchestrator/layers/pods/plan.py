@@ -1,0 +1,158 @@
+"""Which pods should exist, and where: reconcile Pods and Deployments with the lab's pods (pure).
+
+A Deployment's pods are named like Kubernetes names them (<deployment>-<template hash>-<5 chars>);
+re-applying with other replicas or another template converges: pods of the current template are
+kept (oldest first), the rest deleted, the missing ones created and spread over the nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional
+
+from orchestrator.core.errors import InputError
+from orchestrator.core.manifests import Manifest, PodTemplate, fmt_labels
+from orchestrator.core.model import Cluster, Node, dns_ip
+
+
+SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' alphabet for generated name suffixes
+
+
+@dataclass
+class PodChanges:
+    create: list = field(default_factory=list)  # new pod records (node chosen, no IP yet)
+    delete: list = field(default_factory=list)  # existing pod records
+    results: list = field(default_factory=list)  # kubectl-style lines: "deployment.apps/nginx created"
+
+
+NETNS_READABLE = 40  # characters of "<namespace>-<name>" kept in a pod's network namespace name
+
+
+def pod_netns(lab: str, namespace: str, name: str) -> str:
+    """The name of a pod's network namespace on its node: readable, and unique through a digest of
+    namespace/name (pod b-c in namespace a is not pod c in namespace a-b); at most 63 characters, whatever
+    the lengths Kubernetes allows (253 for a pod name)."""
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:10]
+    return f"{lab}-{f'{namespace}-{name}'[:NETNS_READABLE]}-{digest}"
+
+
+def resolv_conf(namespace: str, cluster: Cluster) -> str:
+    """A pod's /etc/resolv.conf: the cluster DNS and Kubernetes' search path, so `curl http://nginx` works."""
+    d = cluster.dns_domain
+    return (f"nameserver {dns_ip(cluster.service_cidr)}\nsearch {namespace}.svc.{d} svc.{d} {d}\n"
+            "options ndots:5\n")
+
+
+def new_pod(cluster: Cluster, name: str, namespace: str, template: PodTemplate, owner: Optional[str],
+            now: str) -> dict:
+    tcp, udp = template.served_ports()
+    lab = cluster.name
+    return {
+        "name": name, "namespace": namespace, "key": f"{namespace}_{name}", "uid": uuid.uuid4().hex,
+        "labels": dict(template.labels), "owner": owner, "template_hash": template.digest(),
+        "node": template.node_name, "node_selector": dict(template.node_selector), "ip": None,
+        "netns": pod_netns(lab, namespace, name), "tcp": tcp, "udp": udp,
+        "port_mappings": [{"hostPort": p.host_port, "containerPort": p.container_port,
+                           "protocol": p.protocol.lower()} for p in template.ports if p.host_port],
+        "ports": [p.__dict__ for p in template.ports], "created": now,
+        "role": "dns" if "dnsmasq" in template.image else "server", "dns_domain": cluster.dns_domain,
+        "resolv_conf": resolv_conf(namespace, cluster),
+    }
+
+
+def plan_apply(cluster: Cluster, manifests: list[Manifest], objects: dict, now: str,
+               rng: Optional[random.Random] = None) -> PodChanges:
+    """The pod changes that make `objects` (the lab's pods and deployments) match `manifests`."""
+    rng = rng or random.Random()
+    pods = objects["pods"]
+    changes = PodChanges()
+    for m in manifests:
+        if m.kind == "Pod":
+            key = f"{m.namespace}/{m.name}"
+            old = pods.get(key)
+            if old and old.get("owner"):
+                raise InputError(f"{m.source}: metadata.name: pod {key} belongs to {old['owner']}; give the pod "
+                                 "another name")
+            if old and old["template_hash"] == m.template.digest():
+                changes.results.append(f"{m.ref} unchanged")
+                continue
+            if old:
+                changes.delete.append(old)
+            changes.create.append(new_pod(cluster, m.name, m.namespace, m.template, None, now))
+            changes.results.append(f"{m.ref} {'configured' if old else 'created'}")
+        elif m.kind == "Deployment":
+            owner = f"Deployment/{m.key}"
+            digest = m.template.digest()
+            owned = sorted((p for p in pods.values() if p.get("owner") == owner), key=lambda p: p["created"])
+            keep = [p for p in owned if p["template_hash"] == digest][: m.replicas]
+            changes.delete += [p for p in owned if p not in keep]
+            taken = {p["name"] for p in pods.values()}
+            for _ in range(m.replicas - len(keep)):
+                name = unique_name(f"{m.name}-{digest}", taken, rng)
+                taken.add(name)
+                changes.create.append(new_pod(cluster, name, m.namespace, m.template, owner, now))
+            old = objects["deployments"].get(m.key)
+            state = {"replicas": m.replicas, "selector": m.selector, "template_hash": digest}
+            verb = "created" if old is None else ("unchanged" if old == state else "configured")
+            changes.results.append(f"{m.ref} {verb}")
+    return changes
+
+
+def plan_delete(manifests: list[Manifest], objects: dict) -> PodChanges:
+    changes = PodChanges()
+    for m in manifests:
+        if m.kind == "Pod":
+            pod = objects["pods"].get(m.key)
+            if pod and not pod.get("owner"):
+                changes.delete.append(pod)
+                changes.results.append(f'{m.ref} deleted')
+            else:
+                changes.results.append(f"{m.ref} not found")
+        elif m.kind == "Deployment":
+            owner = f"Deployment/{m.key}"
+            changes.delete += [p for p in objects["pods"].values() if p.get("owner") == owner]
+            changes.results.append(f"{m.ref} {'deleted' if m.key in objects['deployments'] else 'not found'}")
+    return changes
+
+
+def unique_name(prefix: str, taken: set, rng: random.Random) -> str:
+    while True:
+        name = f"{prefix}-{''.join(rng.choice(SUFFIX_ALPHABET) for _ in range(5))}"
+        if name not in taken:
+            return name
+
+
+def schedule(new_pods: list[dict], nodes: list[Node], staying: list[dict]) -> None:
+    """Put each new pod on the node with the fewest pods that may run it (nodeName, nodeSelector, free
+    hostPorts); ties go to the first node in the inventory. Sets each pod's "node"."""
+    counts = Counter(p["node"] for p in staying)
+    host_ports = {(p["node"], m["hostPort"], m["protocol"]) for p in staying for m in p.get("port_mappings", [])}
+    for pod in new_pods:
+        fits = []
+        for node in nodes:
+            if pod["node"] and pod["node"] != node.name:
+                continue
+            if any(node.labels.get(k) != v for k, v in pod.get("node_selector", {}).items()):
+                continue
+            if any((node.name, m["hostPort"], m["protocol"]) in host_ports for m in pod["port_mappings"]):
+                continue
+            fits.append(node)
+        if not fits:
+            if pod["node"] and pod["node"] not in {n.name for n in nodes}:
+                why = f"nodeName {pod['node']!r} is not a node of the lab"
+            else:
+                wanted = [f"nodeName {pod['node']}"] if pod["node"] else []
+                wanted += [f"nodeSelector {fmt_labels(pod['node_selector'])}"] if pod["node_selector"] else []
+                ports = ", ".join(f"{m['hostPort']}/{m['protocol'].upper()}" for m in pod["port_mappings"])
+                why = (f"no node {'with ' + ' and '.join(wanted) + ' ' if wanted else ''}has "
+                       f"{'hostPort ' + ports + ' free' if ports else 'room'}")
+            raise InputError(f"pod {pod['namespace']}/{pod['name']}: cannot be scheduled: {why}; change the "
+                             "pod's nodeName, nodeSelector or hostPort")
+        chosen = min(fits, key=lambda n: counts[n.name])
+        pod["node"] = chosen.name
+        counts[chosen.name] += 1
+        host_ports |= {(chosen.name, m["hostPort"], m["protocol"]) for m in pod["port_mappings"]}

@@ -1,0 +1,251 @@
+"""The mini service controller: endpoints from pods, kube-proxy rules and DNS records to every node.
+
+One call of the node agent's `proxy-sync` per node, all nodes in parallel. Like kube-proxy, the
+controller remembers what it sent (`SentRules`: a digest per iptables chain, in the lab's folder) and
+sends a node only the chains that changed since; the node checks that it holds what the change builds
+on (else it asks for everything) and loads it atomically, with one iptables-restore.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from orchestrator.agent.contract import chain_digest
+from orchestrator.core.agent import agent_argv
+from orchestrator.core.model import Inventory, Node
+from orchestrator.core.state import LabFiles, atomic_write
+from orchestrator.core.transport import FleetResult, Transport
+from orchestrator.layers.services.iptables import JUMPS, render_iptables
+from orchestrator.layers.services.nftables import render_nft
+from orchestrator.layers.services.plan import dns_records, endpoints
+
+
+# How often the running controller has every node read its rules back and repair what was changed by
+# hand (kube-proxy's periodic full sync); the syncs in between write only what changed.
+VERIFY_EVERY = 30.0
+
+
+def stale_udp_endpoints(old: dict, new: dict, services: dict) -> list[str]:
+    """IPs of UDP endpoints that went away: their conntrack entries must go too."""
+    stale = set()
+    for key, ports in old.items():
+        service = services.get(key)
+        udp_ports = {p["name"] or "" for p in (service or {}).get("ports", []) if p["protocol"] == "UDP"}
+        for port, eps in ports.items():
+            if service is None or port in udp_ports:
+                gone = {e["ip"] for e in eps} - {e["ip"] for e in new.get(key, {}).get(port, [])}
+                stale |= gone
+    return sorted(stale)
+
+
+def rules_request(backend: str, services: dict, eps: dict, cluster_cidr: IPv4Network) -> dict:
+    """The service rules part of a node agent's proxy-sync request, for the cluster's proxy mode."""
+    request = {"backend": backend, "jumps": [list(j) for j in JUMPS]}
+    if backend == "nftables":
+        request["nft"] = render_nft(services, eps, cluster_cidr)
+    else:
+        request["tables"] = render_iptables(services, eps, cluster_cidr)
+    return request
+
+
+@dataclass
+class SentRules:
+    """What the controller last sent the nodes (iptables): a digest per chain, the generation those name,
+    and the generation each node confirmed holding."""
+
+    generation: str = ""
+    digests: dict = field(default_factory=dict)
+    nodes: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> "SentRules":
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return cls()
+
+    def write(self, path: Path) -> None:
+        atomic_write(path, json.dumps(asdict(self)))
+
+
+def chain_digests(tables: dict) -> dict:
+    """table -> chain -> digest of a rendered iptables rule set."""
+    return {table: {chain: chain_digest(rules) for chain, rules in chains.items()} for table, chains in tables.items()}
+
+
+def generation_of(digests: dict) -> str:
+    """A rule set's generation: the digest of its chain digests. Not sorted: rendering the same rules gives
+    the same order, and another order would only cost a full load, never a wrong change."""
+    return chain_digest([json.dumps(digests)])
+
+
+def change_request(request: dict, digests: dict, sent: SentRules) -> dict:
+    """The request that turns a node holding `sent` into `request` (whose chain digests are `digests`):
+    the chains that differ, the chains that went, and the generation it builds on."""
+    before = sent.digests
+    tables = {table: {chain: request["tables"][table][chain] for chain, digest in chains.items()
+                      if before.get(table, {}).get(chain) != digest} for table, chains in digests.items()}
+    removed = {table: [chain for chain in chains if chain not in digests.get(table, {})]
+               for table, chains in before.items()}
+    return {**request, "tables": {t: c for t, c in tables.items() if c},
+            "removed": {t: c for t, c in removed.items() if c}, "base": sent.generation}
+
+
+def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict, sent: SentRules) -> FleetResult:
+    """Send every node in `nodes` the proxy-sync `request`, and update `sent`: with iptables, a node that
+    holds what was sent last gets only the changes; the others, and a node that answers it holds something
+    else, get everything. Returns each node's answer or exception; a failing node keeps its previous rules."""
+    argv = agent_argv(lab, "proxy-sync")
+    change, base, generation = None, sent.generation, ""
+    if request["backend"] == "iptables":
+        digests = chain_digests(request["tables"])
+        generation = generation_of(digests)
+        request = {**request, "generation": generation}
+        if base and not (request.get("force") or request.get("verify")):
+            change = json.dumps(change_request(request, digests, sent))
+        sent.generation, sent.digests = generation, digests
+    else:
+        sent.generation, sent.digests = "", {}
+    changed_only = {n.name for n in nodes if change and sent.nodes.get(n.name) == base}
+    full = json.dumps(request) if len(changed_only) < len(nodes) else None
+
+    def push(node: Node) -> dict:
+        if node.name not in changed_only:
+            return json.loads(transport.run(node, argv, stdin=full).stdout)
+        answer = json.loads(transport.run(node, argv, stdin=change).stdout)
+        if answer.get("resync"):
+            answer = json.loads(transport.run(node, argv, stdin=json.dumps({**request, "verify": True})).stdout)
+        return answer
+
+    results = transport.run_all(push, nodes)
+    # a node holds this generation when it says so (an agent from before generations says nothing)
+    sent.nodes = {name: generation for name, answer in results.items()
+                  if not isinstance(answer, BaseException) and generation and answer.get("generation") == generation}
+    return results
+
+
+def sync_request(inv: Inventory, objects: dict, lost: set, force: bool = False, verify: bool = False) -> tuple:
+    """The whole proxy-sync request for the lab's objects (the pods of `lost` nodes are not ready), and the
+    endpoints it stands for, as stored in the objects."""
+    services = objects["services"]
+    ready = {k: p for k, p in objects["pods"].items() if p["node"] not in lost}
+    eps = {key: endpoints(service, ready) for key, service in services.items()}
+    stored = {key: {port: [e.__dict__ for e in lst] for port, lst in ports.items()} for key, ports in eps.items()}
+    request = rules_request(inv.cluster.proxy_mode, services, eps, inv.cluster.cluster_cidr)
+    request.update({
+        "force": force,
+        "verify": verify,
+        "stale_udp": stale_udp_endpoints(objects.get("endpoints", {}), stored, services),
+        "dns_hosts": "".join(f"{ip} {name}\n" for ip, name in dns_records(services, objects["pods"],
+                                                                         inv.cluster.dns_domain)),
+    })
+    return request, stored
+
+
+def sync_rules(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterable[str] = (),
+         force: bool = False, verify: bool = False) -> FleetResult:
+    """Recompute endpoints and rules from `objects`; push them to every node (but `lost_nodes`, whose pods
+    are not ready either). Nodes write only what changed since the last sync; with `verify` they first
+    read their rules and also repair what was changed by hand; with `force` they reload everything.
+    Returns each node's answer (what it wrote and deleted) or exception; a node that fails keeps its
+    previous rules and gets the new ones next sync."""
+    lost = set(lost_nodes)
+    request, stored = sync_request(inv, objects, lost, force, verify)
+    ledger = LabFiles.of(inv.name).sent_rules
+    sent = SentRules.read(ledger)
+    results = push_rules(transport, inv.name, [n for n in inv.nodes if n.name not in lost], request, sent)
+    sent.write(ledger)
+    objects["endpoints"] = stored
+    return results
+
+
+def preview(inv: Inventory, transport: Transport, objects: dict, nodes: Iterable[Node]) -> FleetResult:
+    """What a sync would write and delete on `nodes`, changing nothing. A node whose agent predates
+    `--dry-run` refuses the option: its answer is an exception, never a load."""
+    request, _ = sync_request(inv, objects, set())
+    payload = json.dumps(request)
+    argv = agent_argv(inv.name, "proxy-sync", "--dry-run")
+    return transport.run_all(lambda node: json.loads(transport.run(node, argv, stdin=payload).stdout), nodes)
+
+
+def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once: bool = False,
+                   report: Callable[[str], None] = print, stop: Optional[Callable[[], bool]] = None) -> None:
+    """Keep every node's service rules current: re-sync when the lab's objects change (lab apply/delete
+    from anywhere) and when a node stops or starts answering (its pods leave or rejoin the endpoints)."""
+    lost: set = set()
+    seen_mtime = None
+    verified = 0.0
+    with Transport(inv.nodes) as transport:
+        while True:
+            probe_timeout = max(interval * 2, 1.0)
+            answers = transport.run_all(lambda node: transport.run(node, ["true"], timeout=probe_timeout))
+            now_lost = {name for name, answer in answers.items() if isinstance(answer, BaseException)}
+            mtime = files.objects.stat().st_mtime_ns if files.objects.exists() else None
+            verify = time.monotonic() - verified >= VERIFY_EVERY
+            if now_lost != lost or mtime != seen_mtime or verify:
+                for name in sorted(now_lost - lost):
+                    report(f"node {name} is not answering: its pods leave the endpoints")
+                for name in sorted(lost - now_lost):
+                    report(f"node {name} answers again: its pods rejoin the endpoints")
+                with files.lock():
+                    objects = files.read_objects()
+                    failures = [str(e) for e in sync_rules(inv, transport, objects, now_lost, verify=verify).failures.values()]
+                    if verify:
+                        verified = time.monotonic()
+                    files.write_objects(objects)
+                    seen_mtime = files.objects.stat().st_mtime_ns
+                lost = now_lost
+                ready = sum(len(e) for ports in objects["endpoints"].values() for e in ports.values())
+                report(f"synced {len(objects['services'])} service(s), {ready} endpoint(s) to "
+                       f"{len(inv.nodes) - len(lost)} node(s)" + (f"; failed: {'; '.join(failures)}" if failures else ""))
+            if once or (stop and stop()):
+                return
+            time.sleep(interval)
+
+
+def report_line(answer: dict, dry_run: bool = False) -> Optional[str]:
+    """A node's proxy-sync answer as one line of its report, or None when nothing changes."""
+    names = answer["written"] + answer["deleted"]
+    if not names:
+        return None
+    written, removed = ("to write", "to remove") if dry_run else ("written", "removed")
+    return (f"service rules: {len(answer['written'])} {written}, {len(answer['deleted'])} {removed}"
+            + (f" ({', '.join(names)})" if len(names) <= 4 else ""))
+
+
+def preview_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: dict, nodes: list) -> None:
+    """For --dry-run: note in `reports` what a sync would write and delete on `nodes`. A node without the
+    lab's agent, or with one too old for --dry-run (deploy replaces it), cannot say: nothing is noted."""
+    for name, answer in preview(inv, transport, files.read_objects(), nodes).items():
+        line = None if isinstance(answer, BaseException) else report_line(answer, dry_run=True)
+        if line:
+            reports[name].changes.append(line)
+            reports[name].status = "would change"
+
+
+def sync_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: dict, force: bool) -> None:
+    """Bring every node's service rules up to the lab's objects and note it in `reports`: what changed (a
+    switch of proxy_mode, say) or, with `force` (`lab fix`: caches flushed, everything reloaded), what the
+    reload repaired."""
+    if force:
+        transport.run_all(lambda node: transport.run(node, agent_argv(inv.name, "flush-caches")))
+    objects = files.read_objects()
+    answers = sync_rules(inv, transport, objects, force=force)
+    files.write_objects(objects)
+    for name, answer in answers.items():
+        report = reports[name]
+        if isinstance(answer, BaseException):
+            report.status, report.error = "failed", str(answer)
+            continue
+        if force:
+            line = f"service rules reloaded; repaired {', '.join(answer['repaired'])}" if answer.get("repaired") else None
+        else:
+            line = report_line(answer)
+        if line:
+            report.changes.append(line)
+            report.status = "changed"

@@ -1,0 +1,272 @@
+"""The order of the layers: `lab deploy`, `lab destroy`, and `lab apply` / `lab delete` of manifests.
+
+deploy: read every node (one SSH command, templates/nodes/node-facts.sh.j2), check what each lacks (nodes),
+lease the pod subnets and plan each node's network (overlay, podnet), then one script per node that
+differs; then the pods the nodes lost or hold with an old CNI config (pods), the service rules (services:
+the node agent's proxy-sync writes only what changed) and the cluster DNS (dns). A node that fails is
+reported by name with the failing change and command; the others go on and are reported too. destroy
+runs the other way round. apply validates every manifest before anything changes, then pods, then the
+service rules.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from ipaddress import ip_network
+from typing import Callable, Optional
+
+from orchestrator.agent.contract import CNI_PATH, conf_digest
+from orchestrator.core.agent import agent_command, agent_files
+from orchestrator.core.errors import InputError, LabError
+from orchestrator.core.ipam import lease_subnets
+from orchestrator.core.manifests import Manifest
+from orchestrator.core.model import Inventory, Node, dns_ip
+from orchestrator.core.script import Change, render_script
+from orchestrator.core.state import LabFiles
+from orchestrator.core.transport import NodeError, Transport
+from orchestrator.layers.dns.plan import cluster_dns_manifests
+from orchestrator.layers.nodes import read as node_read
+from orchestrator.layers.nodes import boot
+from orchestrator.layers.nodes.facts import NodeFacts, conflist_path
+from orchestrator.layers.podnet import changes as podnet
+from orchestrator.layers.podnet.plan import plan_node
+from orchestrator.layers.pods import apply as pods_mod
+from orchestrator.layers.pods.plan import plan_apply, plan_delete, schedule
+from orchestrator.layers.services import apply as services_mod
+from orchestrator.layers.services.plan import AddressBook, check_target_ports, service_record
+
+
+@dataclass
+class NodeReport:
+    node: str
+    status: str  # ok | changed | would change | failed
+    changes: list = field(default_factory=list)
+    error: Optional[str] = None
+    subnet: Optional[str] = None
+
+
+def read_all(inv: Inventory, transport: Transport, nodes=None) -> dict:
+    return transport.run_all(lambda node: node_read.read_state(transport, node, inv.name), nodes)
+
+
+def run_changes(transport: Transport, node: Node, changes: list) -> None:
+    if changes:
+        # The script travels on stdin (no argument size limit) and is read whole before it runs, so
+        # nothing in it can read the rest of it as its own input.
+        transport.run(node, ["bash", "-c", 'script=$(cat) && exec </dev/null && eval "$script"'],
+                      stdin=render_script(changes))
+
+
+def apply_changes(transport: Transport, inv: Inventory, planned: dict[str, list], reports: dict,
+                  done_status: str) -> None:
+    """Run each node's changes in parallel; record per node changed/failed."""
+    busy = [n for n in inv.nodes if planned.get(n.name)]
+    results = transport.run_all(lambda node: run_changes(transport, node, planned[node.name]), busy)
+    for name, outcome in results.items():
+        if isinstance(outcome, BaseException):
+            reports[name].status, reports[name].error = "failed", failure_text(outcome)
+        else:
+            reports[name].status = done_status
+
+
+def failure_text(exc: BaseException) -> str:
+    """The most telling line of a failure: the script's own `lab: failed at:` line when there is one."""
+    result = getattr(exc, "result", None)
+    if result is not None:
+        marked = [line for line in result.stderr.splitlines() if line.startswith("lab: failed at:")]
+        if marked:
+            return f"{result.node}: {marked[-1][len('lab: '):]}"
+    return str(exc)
+
+
+def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool = False,
+           progress: Callable[[str], None] = lambda line: None, force: bool = False) -> list[NodeReport]:
+    """Converge every node's pod network to the plan; return one report per node. With `force` (lab fix),
+    also reload every node's service rules in full."""
+    progress(f"reading {len(inv.nodes)} node(s)")
+    states = read_all(inv, transport)
+    reports = {n.name: NodeReport(n.name, "ok") for n in inv.nodes}
+    facts: dict[str, NodeFacts] = {}
+    for node in inv.nodes:
+        try:
+            state = states[node.name]
+            if isinstance(state, BaseException):
+                raise state
+            facts[node.name] = node_read.preflight(inv, node, state)
+        except NodeError as exc:
+            reports[node.name].status, reports[node.name].error = "failed", str(exc)
+    objects = files.read_objects()
+    try:
+        subnets = lease_subnets(inv.cluster.cluster_cidr, inv.cluster.node_subnet_size, [n.name for n in inv.nodes],
+                                {k: ip_network(v) for k, v in objects["subnets"].items()})
+    except ValueError as exc:
+        raise InputError(f"{inv.source}: cluster.cluster_cidr: {exc}; use a larger cluster_cidr") from None
+    if not dry_run and {k: str(v) for k, v in subnets.items()} != objects["subnets"]:
+        objects["subnets"] = {k: str(v) for k, v in subnets.items()}
+        files.write_objects(objects)
+    planned: dict[str, list] = {}
+    reattach: dict[str, list] = {}
+    lost: dict[str, list] = {}
+    for node in inv.nodes:
+        reports[node.name].subnet = str(subnets[node.name])
+        if node.name not in facts:
+            continue
+        state = states[node.name]
+        net = plan_node(inv, node, subnets, facts)
+        changes = (boot.file_changes(state, inv.name, {**agent_files(), **podnet.network_files(net, inv.cluster)})
+                   + boot.module_changes(inv.cluster, state) + podnet.network_changes(net, state, inv.cluster)
+                   + boot.persistence_changes(inv.cluster, state, net.sysctls, net.conflist_path))
+        stopped = sorted(key for key, value in state.pods.items() if value == "stopped")
+        if stopped:
+            changes.append(Change(f"restart the servers of {len(stopped)} pod(s): {', '.join(stopped)}",
+                                       (agent_command(inv.name, "pods-ensure") + " >/dev/null",)))
+        planned[node.name] = changes
+        reports[node.name].changes = [c.what for c in changes]
+        lost[node.name] = pods_mod.lost_pods(objects, node.name, state)
+        if lost[node.name]:
+            reports[node.name].changes.append(f"restore {len(lost[node.name])} pod(s) whose network namespace is "
+                                              f"gone: {', '.join(p['key'] for p in lost[node.name])}")
+        if objects["boots"].get(node.name, state.boot_id) != state.boot_id:
+            reports[node.name].changes.insert(0, "booted again since the last deploy")
+        digest = conf_digest(json.loads(net.conflist))
+        stale = sorted(k for k, d in state.pod_confs.items() if d and d != digest)
+        if stale:
+            reattach[node.name] = stale
+            reports[node.name].changes.append(f"re-attach {len(stale)} pod(s) set up with another CNI config: "
+                                              f"{', '.join(stale)}")
+        if reports[node.name].changes:
+            reports[node.name].status = "would change" if dry_run else "changing"
+    if not dry_run:
+        progress(f"applying changes to {sum(1 for c in planned.values() if c)} node(s)")
+        apply_changes(transport, inv, planned, reports, "changed")
+        pods_mod.reattach_pods(inv, transport, files, reattach, reports)
+        pods_mod.restore_pods(inv, transport, files, lost, reports)
+        node_read.remember_boots(files, {name: states[name].boot_id for name in facts})
+        if all(r.status != "failed" for r in reports.values()):
+            # before the cluster DNS's own sync, which would otherwise do (and not report) this one's work
+            services_mod.sync_service_rules(inv, transport, files, reports, force)
+            if all(r.status != "failed" for r in reports.values()):
+                start_cluster_dns(inv, transport, files, progress)
+    elif all(r.status != "failed" for r in reports.values()):  # as a real deploy, which syncs only then
+        services_mod.preview_service_rules(inv, transport, files, reports, list(inv.nodes))
+    for report in reports.values():
+        if report.status == "changing":  # what it reports was done without a script (a new boot seen)
+            report.status = "changed"
+    return [reports[n.name] for n in inv.nodes]
+
+
+def start_cluster_dns(inv: Inventory, transport: Transport, files: LabFiles,
+                      progress: Callable[[str], None]) -> None:
+    """Apply the built-in kube-dns Service and Deployment (a no-op when they are there). deploy has just
+    synced the service rules: they are synced again only when this changes something."""
+    results = apply_manifests(inv, transport, files, cluster_dns_manifests(inv.cluster), resync=False)
+    if any(not line.endswith("unchanged") for line in results):
+        progress(f"cluster DNS: kube-system/kube-dns at {dns_ip(inv.cluster.service_cidr)}, 2 dnsmasq pods")
+
+
+def destroy(inv: Inventory, transport: Transport, files: LabFiles,
+            progress: Callable[[str], None] = lambda line: None) -> list[NodeReport]:
+    """Remove everything deploy and the pods made on every node; forget the lab's pods and leases.
+    Pods go first (CNI DEL undoes what the plugins did); the rest is planned from what is left."""
+    lab = inv.name
+    progress(f"reading {len(inv.nodes)} node(s)")
+    states = read_all(inv, transport)
+    reports = {n.name: NodeReport(n.name, "ok") for n in inv.nodes}
+    with_pods = {}
+    for node in inv.nodes:
+        state = states[node.name]
+        if isinstance(state, BaseException):
+            reports[node.name].status, reports[node.name].error = "failed", str(state)
+            continue
+        pod_netns = [ns for ns in state.netns if ns.startswith(f"{lab}-")]
+        if state.pods or pod_netns:
+            with_pods[node.name] = [Change(
+                f"remove {max(len(state.pods), len(pod_netns))} pod(s)",
+                (agent_command(lab, "pods-purge", "--lab", lab, "--conf", conflist_path(lab), "--cni-path",
+                               state.cni_dir or CNI_PATH) + " >/dev/null",))]
+    if with_pods:
+        progress(f"removing the pods on {len(with_pods)} node(s)")
+        apply_changes(transport, inv, with_pods, reports, "removed")
+        states.update(read_all(inv, transport, [n for n in inv.nodes if n.name in with_pods]))
+    planned: dict[str, list] = {}
+    for node in inv.nodes:
+        state = states[node.name]
+        if isinstance(state, BaseException) or reports[node.name].status == "failed":
+            continue
+        planned[node.name] = podnet.teardown(state, inv.cluster, None, boot.persistence_teardown(state, lab))
+        reports[node.name].changes = [c.what for c in with_pods.get(node.name, []) + planned[node.name]]
+    progress(f"removing the lab from {sum(1 for c in planned.values() if c)} node(s)")
+    apply_changes(transport, inv, planned, reports, "removed")
+    if all(r.status != "failed" for r in reports.values()):
+        objects = files.read_objects()
+        objects["pods"], objects["subnets"], objects["deployments"] = {}, {}, {}
+        objects["services"], objects["endpoints"], objects["boots"] = {}, {}, {}
+        files.write_objects(objects)
+        files.sent_rules.unlink(missing_ok=True)  # the nodes hold no service rules any more
+    return [reports[n.name] for n in inv.nodes]
+
+
+def require_network(inv: Inventory, objects: dict) -> None:
+    missing = [n.name for n in inv.nodes if n.name not in objects["subnets"]]
+    if missing:
+        raise InputError(f"no pod network on {', '.join(missing)} yet: run `lab deploy` first")
+
+
+def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest],
+          progress: Callable[[str], None] = lambda line: None, resync: bool = True) -> list[str]:
+    """Make the lab's pods and services match `manifests`; return kubectl-style result lines.
+    Everything is validated before anything changes on a node. The service rules are synced after; with
+    `resync` False (the caller has just synced them) only when a pod or service changed."""
+    objects = files.read_objects()
+    require_network(inv, objects)
+    stamp = pods_mod.now()
+    changes = plan_apply(inv.cluster, manifests, objects, stamp)
+    deleted = {id(p) for p in changes.delete}
+    staying = [p for p in objects["pods"].values() if id(p) not in deleted]
+    schedule(changes.create, list(inv.nodes), staying)
+    services = dict(objects["services"])
+    book = AddressBook(services, inv.cluster.service_cidr)
+    results = []
+    for m in manifests:
+        if m.kind == "Service":
+            old = services.get(m.key)
+            record = service_record(m, old, book, stamp)
+            check_target_ports(record, m.source, staying + changes.create)
+            services[m.key] = record
+            results.append(f"{m.ref} {'created' if old is None else 'unchanged' if old == record else 'configured'}")
+    for m in manifests:
+        if m.kind == "Deployment":
+            objects["deployments"][m.key] = {"replicas": m.replicas, "selector": m.selector,
+                                             "template_hash": m.template.digest()}
+    if changes.create or changes.delete:
+        progress(f"{len(changes.create)} pod(s) to create, {len(changes.delete)} to delete")
+    failures = pods_mod.apply_pod_changes(inv, transport, objects, changes)
+    if resync or changes.create or changes.delete or services != objects["services"]:
+        objects["services"] = services
+        failures += [str(e) for e in services_mod.sync_rules(inv, transport, objects).failures.values()]
+    files.write_objects(objects)
+    if failures:
+        raise LabError("\n".join(failures))
+    return changes.results + results
+
+
+def delete_manifests(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest],
+           progress: Callable[[str], None] = lambda line: None) -> list[str]:
+    """Delete what `manifests` name (a Deployment with its pods); return kubectl-style result lines."""
+    objects = files.read_objects()
+    changes = plan_delete(manifests, objects)
+    if changes.delete:
+        progress(f"{len(changes.delete)} pod(s) to delete")
+    for m in manifests:
+        if m.kind == "Deployment":
+            objects["deployments"].pop(m.key, None)
+        elif m.kind == "Service":
+            existed = objects["services"].pop(m.key, None) is not None
+            changes.results.append(f"service/{m.name} {'deleted' if existed else 'not found'}")
+    failures = pods_mod.apply_pod_changes(inv, transport, objects, changes)
+    failures += [str(e) for e in services_mod.sync_rules(inv, transport, objects).failures.values()]
+    files.write_objects(objects)
+    if failures:
+        raise LabError("\n".join(failures))
+    return changes.results
