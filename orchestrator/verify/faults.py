@@ -14,14 +14,16 @@ from typing import Callable
 from orchestrator.agent.contract import node_lib
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory, Node
-from orchestrator.core.script import quote
+from orchestrator.core.script import heredoc, quote
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 from orchestrator.layers.nodes.facts import conflist_path
 from orchestrator.layers.overlay.plan import vtep_mac, vxlan_device
 from orchestrator.layers.pods.apply import reattach
 from orchestrator.layers.services import apply as services_mod
+from orchestrator.layers.services.iptables import sep_chain, svc_chain
 from orchestrator.layers.services.nftables import TABLE
+from orchestrator.layers.services.plan import Endpoint
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,6 @@ def sep_candidates(objects: dict) -> list[tuple[str, dict]]:
 
 
 def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
-    from orchestrator.layers.services.iptables import sep_chain, svc_chain
-    from orchestrator.layers.services.plan import Endpoint
     objects = files.read_objects()
     candidates = sep_candidates(objects)
     if not candidates:
@@ -79,8 +79,8 @@ def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
     sep = sep_chain(service, port, Endpoint(first["ip"], first["port"], first["node"], first["pod"]))
     rules = t.run(node, ["iptables", "-t", "nat", "-S", svc]).stdout.splitlines()
     jump = next(r for r in rules if r.endswith(f"-j {sep}"))
-    t.run(node, ["sh", "-c", f"iptables -t nat {jump.replace('-A ', '-D ', 1)} && iptables -t nat -F {sep} && "
-                             f"iptables -t nat -X {sep}"])
+    removal = f"*nat\n{jump.replace('-A ', '-D ', 1)}\n-F {sep}\n-X {sep}\nCOMMIT\n"  # iptables-save's own quoting
+    t.run(node, ["bash", "-c", heredoc("iptables-restore --noflush", removal)])
     return f"removed {node.name}'s chain {sep} ({first['ip']}:{first['port']} of {key}) and its jump in {svc}"
 
 
