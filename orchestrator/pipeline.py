@@ -32,7 +32,10 @@ from orchestrator.layers.nodes.facts import NodeFacts, conflist_path
 from orchestrator.layers.podnet import changes as podnet
 from orchestrator.layers.podnet.plan import plan_node
 from orchestrator.layers.pods import apply as pods_mod
+from orchestrator.layers.pods.namespaces import apply_namespaces, drop_namespace, refuse_built_in, require_namespaces
 from orchestrator.layers.pods.plan import plan_apply, plan_delete, schedule
+from orchestrator.layers.policy.enforcement import policy_sets
+from orchestrator.layers.policy.plan import apply_policies, delete_policies
 from orchestrator.layers.services import apply as services_mod
 from orchestrator.layers.services.plan import AddressBook, check_target_ports, service_record
 
@@ -214,12 +217,15 @@ def require_network(inv: Inventory, objects: dict) -> None:
 
 
 def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest],
-          progress: Callable[[str], None] = lambda line: None, resync: bool = True) -> list[str]:
-    """Make the lab's pods and services match `manifests`; return kubectl-style result lines.
-    Everything is validated before anything changes on a node. The service rules are synced after; with
-    `resync` False (the caller has just synced them) only when a pod or service changed."""
+                    progress: Callable[[str], None] = lambda line: None, resync: bool = True) -> list[str]:
+    """Make the lab's namespaces, policies, pods and services match `manifests`; return kubectl-style result
+    lines. Everything is validated before anything changes on a node. When policies change, their rules are
+    loaded before any new pod starts (which then goes into the sets that isolate it before its server starts);
+    the service rules are synced after; with `resync` False (the caller has just synced them) only when
+    something changed."""
     objects = files.read_objects()
     require_network(inv, objects)
+    require_namespaces(manifests, objects)
     stamp = pods_mod.now()
     changes = plan_apply(inv.cluster, manifests, objects, stamp)
     deleted = {id(p) for p in changes.delete}
@@ -227,7 +233,9 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     schedule(changes.create, list(inv.nodes), staying)
     services = dict(objects["services"])
     book = AddressBook(services, inv.cluster.service_cidr)
-    results = []
+    namespaces = apply_namespaces(manifests, objects, stamp)
+    before = dict(objects.get("policies", {}))
+    results = apply_policies(manifests, objects, stamp)
     for m in manifests:
         if m.kind == "Service":
             old = services.get(m.key)
@@ -239,34 +247,51 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
         if m.kind == "Deployment":
             objects["deployments"][m.key] = {"replicas": m.replicas, "selector": m.selector,
                                              "template_hash": m.template.digest()}
+    failures = []
+    if objects.get("policies", {}) != before:
+        progress("loading the NetworkPolicy rules before the pods")
+        failures += sync_failures(inv, transport, objects)
     if changes.create or changes.delete:
         progress(f"{len(changes.create)} pod(s) to create, {len(changes.delete)} to delete")
-    failures = pods_mod.apply_pod_changes(inv, transport, objects, changes)
+    failures += pods_mod.apply_pod_changes(inv, transport, objects, changes, lambda pod: policy_sets(objects, pod))
     if resync or changes.create or changes.delete or services != objects["services"]:
         objects["services"] = services
-        failures += [str(e) for e in services_mod.sync_rules(inv, transport, objects).failures.values()]
+        failures += sync_failures(inv, transport, objects)
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
-    return changes.results + results
+    return namespaces + changes.results + results
+
+
+def sync_failures(inv: Inventory, transport: Transport, objects: dict) -> list[str]:
+    """Sync the rules to every node; the failures, one line each."""
+    return [str(e) for e in services_mod.sync_rules(inv, transport, objects).failures.values()]
 
 
 def delete_manifests(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest],
-           progress: Callable[[str], None] = lambda line: None) -> list[str]:
-    """Delete what `manifests` name (a Deployment with its pods); return kubectl-style result lines."""
+                     progress: Callable[[str], None] = lambda line: None) -> list[str]:
+    """Delete what `manifests` name (a Deployment with its pods, a Namespace with everything in it); return
+    kubectl-style result lines."""
+    refuse_built_in(manifests)
     objects = files.read_objects()
     changes = plan_delete(manifests, objects)
-    if changes.delete:
-        progress(f"{len(changes.delete)} pod(s) to delete")
+    results = delete_policies(manifests, objects)
     for m in manifests:
         if m.kind == "Deployment":
             objects["deployments"].pop(m.key, None)
         elif m.kind == "Service":
             existed = objects["services"].pop(m.key, None) is not None
-            changes.results.append(f"service/{m.name} {'deleted' if existed else 'not found'}")
+            results.append(f"service/{m.name} {'deleted' if existed else 'not found'}")
+        elif m.kind == "Namespace":
+            existed = m.name in objects.get("namespaces", {})
+            doomed = {id(p) for p in changes.delete}
+            changes.delete += [p for p in drop_namespace(objects, m.name) if id(p) not in doomed]
+            results.append(f"namespace/{m.name} {'deleted' if existed else 'not found'}")
+    if changes.delete:
+        progress(f"{len(changes.delete)} pod(s) to delete")
     failures = pods_mod.apply_pod_changes(inv, transport, objects, changes)
-    failures += [str(e) for e in services_mod.sync_rules(inv, transport, objects).failures.values()]
+    failures += sync_failures(inv, transport, objects)
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
-    return changes.results
+    return changes.results + results

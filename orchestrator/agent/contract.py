@@ -11,7 +11,8 @@ import json
 CNI_PATH = "/opt/cni/bin:/usr/lib/cni:/usr/libexec/cni"
 NODE_LIB = "/var/lib/cluster-lab"  # the labs' files on a node (overlaid, hence private, on emulated nodes)
 AGENT_FILE = "agent.pyz"  # the zipapp, in the lab's folder on the node
-NFT_TABLE = "lab-proxy"  # the lab's nftables table (ip family)
+NFT_TABLE = "lab-proxy"  # the lab's nftables table of service rules (ip family)
+POLICY_TABLE = "lab-policy"  # and of NetworkPolicy rules
 
 
 def node_lib(lab: str) -> str:

@@ -1,5 +1,5 @@
-"""The nftables half of the node's kube-proxy: one table, loaded whole when its shape changes, else only
-its set and map elements."""
+"""nftables tables the lab owns (the service rules, lab-proxy; the NetworkPolicy rules, lab-policy): each
+loaded whole when its shape changes, else only its set and map elements."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ import subprocess
 from .cni import CniError
 from .contract import NFT_TABLE
 
-
-
-
 NFT_HOOKED = ("services", "filter-", "nat-")
 
 
@@ -22,10 +19,15 @@ def nft_elements(elements) -> str:
     return ", ".join(sorted(elements))
 
 
-def nft_table_text(desired: dict) -> str:
-    """The whole lab-proxy table as `nft -f` input, replacing the old one in one transaction. Things are
-    declared before they are referenced: data sets, then chains others jump to, then verdict maps
-    (which name chains), then the chains that look the verdict maps up."""
+def hooked(name: str, lines: list) -> bool:
+    """A chain the kernel calls (or that looks verdict maps up): declared after what it refers to."""
+    return name.startswith(NFT_HOOKED) or bool(lines and lines[0].startswith("type "))
+
+
+def nft_table_text(desired: dict, table: str = NFT_TABLE) -> str:
+    """A whole table as `nft -f` input, replacing the old one in one transaction. Things are declared
+    before they are referenced: data sets, then chains others jump to, then verdict maps (which name
+    chains), then the chains that look the verdict maps up or that the kernel calls."""
     sets = desired["sets"]
     chains = desired["chains"]
 
@@ -41,13 +43,13 @@ def nft_table_text(desired: dict) -> str:
     def leaf_order(name):
         return (name not in ("mark-for-masquerade", "reject-packet"), not name.startswith("ep-"), name)
 
-    leaves = sorted((c for c in chains if not c.startswith(NFT_HOOKED)), key=leaf_order)
-    hooked = sorted((c for c in chains if c.startswith(NFT_HOOKED)), key=lambda c: (c != "services", c))
-    lines = [f"table ip {NFT_TABLE} {{}}", f"delete table ip {NFT_TABLE}", f"table ip {NFT_TABLE} {{"]
+    leaves = sorted((c for c in chains if not hooked(c, chains[c])), key=leaf_order)
+    calling = sorted((c for c in chains if hooked(c, chains[c])), key=lambda c: (c != "services", c))
+    lines = [f"table ip {table} {{}}", f"delete table ip {table}", f"table ip {table} {{"]
     lines += [set_line(n) for n in sorted(sets) if "verdict" not in sets[n][0]]
     lines += [line for c in leaves for line in chain_lines(c)]
     lines += [set_line(n) for n in sorted(sets) if "verdict" in sets[n][0]]
-    lines += [line for c in hooked for line in chain_lines(c)]
+    lines += [line for c in calling for line in chain_lines(c)]
     return "\n".join(lines + ["}"]) + "\n"
 
 
@@ -57,7 +59,7 @@ def nft_same_shape(desired: dict, loaded: dict) -> bool:
             {k: v[0] for k, v in loaded.get("sets", {}).items()} == {k: v[0] for k, v in desired["sets"].items()})
 
 
-def nft_element_changes(desired: dict, loaded: dict) -> str:
+def nft_element_changes(desired: dict, loaded: dict, table: str = NFT_TABLE) -> str:
     """`nft -f` input changing only the elements that differ (one transaction); "" when none do."""
     out = []
     for name, (_, elements) in sorted(desired["sets"].items()):
@@ -68,28 +70,28 @@ def nft_element_changes(desired: dict, loaded: dict) -> str:
         else:
             gone, new = sorted(set(old) - set(elements)), sorted(set(elements) - set(old))
         if gone:
-            out.append(f"delete element ip {NFT_TABLE} {name} {{ {', '.join(gone)} }}")
+            out.append(f"delete element ip {table} {name} {{ {', '.join(gone)} }}")
         if new:
-            out.append(f"add element ip {NFT_TABLE} {name} {{ {nft_elements(new)} }}")
+            out.append(f"add element ip {table} {name} {{ {nft_elements(new)} }}")
     return "\n".join(out) + "\n" if out else ""
 
 
-def nft_table_exists() -> bool:
-    """Whether the lab's nftables table is there, without `nft list`, which reads the whole ruleset
-    (0.33 s next to 10,000 services): adding a chain that exists changes nothing, and fails without the table."""
+def nft_table_exists(table: str = NFT_TABLE, chain: str = "services") -> bool:
+    """Whether a lab table is there, without `nft list`, which reads the whole ruleset (0.33 s next to
+    10,000 services): adding a chain that exists changes nothing, and fails without the table."""
     if shutil.which("nft") is None:  # proxy_mode iptables does not need nftables on the node
         return False
-    return subprocess.run(["nft", "add", "chain", "ip", NFT_TABLE, "services"], stdout=subprocess.DEVNULL,
+    return subprocess.run(["nft", "add", "chain", "ip", table, chain], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode == 0
 
 
-def nft_drifted(desired: dict) -> list:
+def nft_drifted(desired: dict, table: str = NFT_TABLE) -> list:
     """The lab table's sets, maps and chains the node lacks or holds with another element or rule count than
     `desired` (read back with `nft -j list table`), as "nft/NAME": what a reload repairs."""
-    proc = subprocess.run(["nft", "-j", "list", "table", "ip", NFT_TABLE], stdout=subprocess.PIPE,
+    proc = subprocess.run(["nft", "-j", "list", "table", "ip", table], stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL)
     if proc.returncode != 0:
-        return [f"nft/{NFT_TABLE}"]
+        return [f"nft/{table}"]
     elements: dict = {}
     rules: dict = {}
     for item in json.loads(proc.stdout).get("nftables", []):

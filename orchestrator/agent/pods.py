@@ -13,6 +13,7 @@ import time
 
 from .cni import CniError, LOOPBACK_CONF, cni, load_conf, run
 from .contract import AGENT_FILE, conf_digest
+from .policy import isolate_new_pod
 from .host import alive, boot_id
 
 
@@ -102,6 +103,7 @@ def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
                 handle.write(pod["resolv_conf"])
         os.makedirs(os.path.join(lib, "pods"), exist_ok=True)
         record = dict(pod, ip=ip, conf=conf_digest(conf), boot=boot_id())
+        isolate_new_pod(ip, pod.get("policy_sets") or [])
         record["pid"] = start_server(lib, record)
         if not wait_listening(record):
             raise CniError(f"the pod server of {pod['key']} did not start (see {lib}/pods/{pod['key']}.log)")

@@ -14,6 +14,7 @@ from .host import boot_id, write_atomically
 from .iptables import drifted, iptables_removal, load_rules, restore_input, saved_chains, trusted_chains, wanted_digests
 from .nftables import NFT_TABLE, load_nft, nft_drifted, nft_element_changes, nft_same_shape, nft_table_exists, nft_table_text
 from .pods import pod_records, server_running
+from .policy import policy_sync
 
 
 def proxy_sync(lib: str, request: dict, dry_run: bool = False) -> dict:
@@ -103,6 +104,11 @@ def proxy_sync(lib: str, request: dict, dry_run: bool = False) -> dict:
             load(load_nft, nft_table_text(desired))
             written.append(f"nft/{NFT_TABLE}")
         state = {"nft": desired}
+    state["policy"] = loaded.get("policy")
+    if "policy" in request:  # a controller from before NetworkPolicy sends none: keep what is there
+        state["policy"], *changed = policy_sync(request["policy"], loaded.get("policy"), bool(request.get("force")),
+                                                dry_run)
+        written, deleted, repaired = written + changed[0], deleted + changed[1], repaired + changed[2]
     if dry_run:
         return {"written": written, "deleted": deleted, "repaired": repaired, "dry_run": True}
     if written or deleted or state != loaded or not os.path.exists(os.path.join(lib, RULES_REQUEST)):
@@ -158,7 +164,8 @@ def store_rules(lib: str, request: dict) -> None:
         return
     with open(journal, "a") as handle:
         handle.write(json.dumps({"tables": request["tables"], "removed": request.get("removed", {}),
-                                 "jumps": request["jumps"], "generation": request.get("generation")}) + "\n")
+                                 "jumps": request["jumps"], "generation": request.get("generation"),
+                                 **({"policy": request["policy"]} if "policy" in request else {})}) + "\n")
     if os.path.getsize(journal) > os.path.getsize(base):
         write_atomically(base, json.dumps(stored_request(lib)))
         with open(journal, "w"):
@@ -189,4 +196,6 @@ def stored_request(lib: str):
         for table, chains in change["tables"].items():
             tables.setdefault(table, {}).update(chains)
         request["jumps"], request["generation"] = change["jumps"], change.get("generation")
+        if "policy" in change:
+            request["policy"] = change["policy"]
     return request

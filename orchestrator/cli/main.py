@@ -122,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--id", default="cni-lab", help="CNI_CONTAINERID")
     c.add_argument("--ifname", default="eth0", help="CNI_IFNAME")
 
-    p = command("get", cmd_get, "list pods, nodes, services or endpoints, like kubectl get",
-                "lab get pods\nlab get pods -o wide\nlab get pods -A -o json\nlab get nodes\n"
-                "lab get svc\nlab get ep\nlab get svc nginx -o json")
-    p.add_argument("resource", choices=sorted(RESOURCE_ALIASES), metavar="pods|nodes|svc|ep")
+    p = command("get", cmd_get, "list pods, nodes, services, endpoints, namespaces or network policies, like "
+                "kubectl get", "lab get pods\nlab get pods -o wide\nlab get pods -A -o json\nlab get nodes\n"
+                "lab get svc\nlab get ep\nlab get svc nginx -o json\nlab get ns\nlab get netpol -A")
+    p.add_argument("resource", choices=sorted(RESOURCE_ALIASES), metavar="pods|nodes|svc|ep|ns|netpol")
     p.add_argument("names", nargs="*", help="only these")
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("-A", "--all-namespaces", action="store_true")
@@ -176,9 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=0.5, help="seconds between checks (default 0.5)")
     p.add_argument("--once", action="store_true", help="sync once and exit")
 
-    p = command("describe", cmd_describe, "show one service or its endpoints, like kubectl describe",
-                "lab describe svc nginx\nlab describe ep nginx\nlab describe svc kube-dns -n kube-system")
-    p.add_argument("resource", choices=("svc", "service", "services", "ep", "endpoints"))
+    p = command("describe", cmd_describe, "show one service, its endpoints or a network policy, like kubectl describe",
+                "lab describe svc nginx\nlab describe ep nginx\nlab describe svc kube-dns -n kube-system\n"
+                "lab describe netpol default-deny-ingress -n x")
+    p.add_argument("resource", choices=("svc", "service", "services", "ep", "endpoints", "netpol", "networkpolicy",
+                                        "networkpolicies"))
     p.add_argument("name")
     p.add_argument("-n", "--namespace", default="default")
 

@@ -9,8 +9,9 @@ import sys
 from orchestrator import pipeline
 from orchestrator.agent import cni as cni_runtime
 from orchestrator.cli.common import err, out, progress, resolve_inventory, warn
-from orchestrator.cli.output import (describe_service, endpoints_json, endpoints_table, node_json, node_table,
-        pod_json, pod_table, print_described, print_table, service_json, service_table)
+from orchestrator.cli.output import (describe_netpol, describe_service, endpoints_json, endpoints_table,
+        namespace_table, netpol_json, netpol_table, node_json, node_table, pod_json, pod_table, print_described,
+        print_table, service_json, service_table)
 from orchestrator.core import manifests as manifests_mod
 from orchestrator.core.agent import agent_argv
 from orchestrator.core.errors import InputError
@@ -18,6 +19,7 @@ from orchestrator.core.model import Inventory
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 from orchestrator.layers.nodes.facts import conflist_path
+from orchestrator.layers.pods.namespaces import namespace_labels
 
 
 def apply_manifests(args, action) -> int:
@@ -43,7 +45,15 @@ def cmd_delete(args) -> int:
 def cmd_describe(args) -> int:
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
-    service = objects["services"].get(f"{args.namespace}/{args.name}")
+    key = f"{args.namespace}/{args.name}"
+    if RESOURCE_ALIASES[args.resource] == "netpol":
+        record = objects.get("policies", {}).get(key)
+        if record is None:
+            raise InputError(f'Error from server (NotFound): networkpolicies.networking.k8s.io "{args.name}" not '
+                             f"found in namespace {args.namespace!r}; see `lab get netpol -A`")
+        print_described(describe_netpol(record))
+        return 0
+    service = objects["services"].get(key)
     if service is None:
         raise InputError(f"no service {args.name!r} in namespace {args.namespace!r}; see `lab get svc -A`")
     print_described(describe_service(service, objects, as_endpoints=RESOURCE_ALIASES[args.resource] == "ep"))
@@ -103,7 +113,9 @@ def cni_check(inv: Inventory, objects: dict, args) -> int:
 
 
 RESOURCE_ALIASES = {"pods": "pods", "pod": "pods", "po": "pods", "nodes": "nodes", "node": "nodes", "no": "nodes",
-                    "services": "svc", "service": "svc", "svc": "svc", "endpoints": "ep", "ep": "ep"}
+                    "services": "svc", "service": "svc", "svc": "svc", "endpoints": "ep", "ep": "ep",
+                    "namespaces": "ns", "namespace": "ns", "ns": "ns",
+                    "networkpolicies": "netpol", "networkpolicy": "netpol", "netpol": "netpol"}
 
 
 def print_list(docs: list[dict], single: bool) -> None:
@@ -123,15 +135,27 @@ def cmd_get(args) -> int:
         else:
             print_table(*node_table(inv, objects))
         return 0
+    if resource == "ns":
+        spaces = namespace_labels(objects)
+        if args.output == "json":
+            print_list([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "labels": labels}}
+                        for n, labels in sorted(spaces.items()) if not args.names or n in args.names],
+                       single=bool(args.names))
+        else:
+            print_table(*namespace_table({n: l for n, l in spaces.items() if not args.names or n in args.names},
+                                         objects))
+        return 0
     if resource == "pods":
         items = sorted(((p["namespace"], p["name"]), p) for p in objects["pods"].values())
+    elif resource == "netpol":
+        items = sorted(objects.get("policies", {}).items())
     else:
         items = sorted(objects["services"].items())
     items = [(k, o) for k, o in items if (args.all_namespaces or o["namespace"] == args.namespace)
              and (not args.names or o["name"] in args.names)]
     if args.output == "json":
         as_json = {"pods": lambda k, o: pod_json(o, inv), "svc": lambda k, o: service_json(o),
-                   "ep": lambda k, o: endpoints_json(o, objects, k)}[resource]
+                   "ep": lambda k, o: endpoints_json(o, objects, k), "netpol": lambda k, o: netpol_json(o)}[resource]
         print_list([as_json(k, o) for k, o in items], single=bool(args.names))
         return 0
     if not items:
@@ -141,6 +165,8 @@ def cmd_get(args) -> int:
         print_table(*pod_table([o for _, o in items], args.all_namespaces, wide))
     elif resource == "svc":
         print_table(*service_table(items, args.all_namespaces, wide))
+    elif resource == "netpol":
+        print_table(*netpol_table([o for _, o in items], args.all_namespaces))
     else:
         print_table(*endpoints_table(items, objects, args.all_namespaces))
     return 0

@@ -1,4 +1,5 @@
-"""Kubernetes YAML in (Pod, Deployment, Service), validated objects out, or one precise error.
+"""Kubernetes YAML in (Pod, Deployment, Service, Namespace, NetworkPolicy), validated objects out, or one
+precise error. Namespaces and NetworkPolicies are checked against Kubernetes' own schema first (core/schema.py).
 
 The lab runs its own small server in every pod instead of the image, so fields about images,
 commands, resources or volumes are accepted with a warning (ignoring them is safe); fields that would
@@ -19,28 +20,18 @@ import yaml
 
 from orchestrator.core.errors import InputError, field_error, yaml_error
 from orchestrator.core.inventory import did_you_mean
+from orchestrator.core.names import DNS_LABEL, DNS_SUBDOMAIN, label_problem
+from orchestrator.core.policy_spec import PolicySpec, parse_policy_spec
+from orchestrator.core.schema import schema_error
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
 
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
-# Kubernetes' label syntax: a name (and a value, which may also be empty) of at most 63 characters, with
-# an optional DNS subdomain prefix before a '/' in the key
-LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-
-
-def label_problem(key: str, value: str) -> Optional[str]:
-    """Why `key: value` is not a Kubernetes label, or None."""
-    prefix, _, name = key.rpartition("/")
-    if prefix and not DNS_SUBDOMAIN.match(prefix):
-        return f"the prefix of label key {key!r} is not a DNS subdomain (lowercase letters, digits, '-' and '.')"
-    if not LABEL_NAME.match(name):
-        return (f"label key {key!r} is not a valid name (at most 63 letters, digits, '-', '_' or '.', starting "
-                "and ending with a letter or digit)")
-    if value and not LABEL_NAME.match(value):
-        return (f"label value {value!r} of {key!r} is not valid (empty, or at most 63 letters, digits, '-', '_' "
-                "or '.', starting and ending with a letter or digit)")
-    return None
-KINDS = {"Pod": "v1", "Deployment": "apps/v1", "Service": "v1"}
+KINDS = {"Pod": "v1", "Deployment": "apps/v1", "Service": "v1", "Namespace": "v1",
+         "NetworkPolicy": "networking.k8s.io/v1"}
+SCHEMA_CHECKED = ("Namespace", "NetworkPolicy")
+REFS = {"Deployment": "deployment.apps", "Pod": "pod", "Service": "service", "Namespace": "namespace",
+        "NetworkPolicy": "networkpolicy.networking.k8s.io"}
 PROTOCOLS = ("TCP", "UDP")
 # Pod spec fields that only concern what runs in the container: the lab's own server runs instead.
 IGNORED_CONTAINER_FIELDS = {"image", "imagePullPolicy", "command", "args", "env", "envFrom", "resources",
@@ -113,6 +104,7 @@ class Manifest:
     selector: dict = field(default_factory=dict, hash=False)  # Deployment matchLabels, Service selector
     raw: dict = field(default_factory=dict, hash=False, compare=False)
     service: Optional[ServiceSpec] = None  # Service
+    policy: Optional[PolicySpec] = None  # NetworkPolicy
 
     @property
     def key(self) -> str:
@@ -121,7 +113,7 @@ class Manifest:
     @property
     def ref(self) -> str:
         """kubectl's way of naming it: deployment.apps/nginx, pod/x, service/y."""
-        return {"Deployment": "deployment.apps", "Pod": "pod", "Service": "service"}[self.kind] + "/" + self.name
+        return REFS[self.kind] + "/" + self.name
 
 
 Warn = Callable[[str], None]
@@ -231,9 +223,13 @@ def parse(data: Any, source: str, warn: Warn) -> Manifest:
     api = doc.data.get("apiVersion")
     if api != KINDS[kind]:
         raise doc.error("apiVersion", f"{api!r} is not the apiVersion of a {kind}", f"write apiVersion: {KINDS[kind]}")
+    if kind in SCHEMA_CHECKED:
+        problem = schema_error(data, source)
+        if problem:
+            raise problem
     meta = doc.sub("metadata", required=True)
     name = meta.data.get("name")
-    if not isinstance(name, str) or not (DNS_LABEL if kind == "Service" else DNS_SUBDOMAIN).match(name):
+    if not isinstance(name, str) or not (DNS_LABEL if kind in ("Service", "Namespace") else DNS_SUBDOMAIN).match(name):
         raise meta.error(meta.path("name"), f"{name!r} is not a valid {kind} name",
                          "use lowercase letters, digits and '-', starting and ending with a letter or digit")
     if kind == "Deployment" and len(name) > 47:
@@ -244,7 +240,11 @@ def parse(data: Any, source: str, warn: Warn) -> Manifest:
         raise meta.error(meta.path("namespace"), f"{namespace!r} is not a valid namespace",
                          "use lowercase letters, digits and '-'")
     labels = meta.labels("labels")
+    if kind == "Namespace":
+        return Manifest(kind, name, "", source, {**labels, NAMESPACE_NAME_LABEL: name}, raw=data)
     spec = doc.sub("spec", required=True)
+    if kind == "NetworkPolicy":
+        return Manifest(kind, name, namespace, source, labels, raw=data, policy=parse_policy_spec(spec.data, source))
     if kind == "Pod":
         return Manifest(kind, name, namespace, source, labels, template=pod_template(spec, labels, warn), raw=data)
     if kind == "Deployment":

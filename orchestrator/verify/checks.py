@@ -10,7 +10,7 @@ that shows it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from orchestrator.agent.contract import node_lib
@@ -18,6 +18,8 @@ from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory
 from orchestrator.layers.nodes.facts import conflist_path
 from orchestrator.layers.overlay.plan import vxlan_device
+from orchestrator.layers.pods.namespaces import namespace_labels
+from orchestrator.layers.policy.plan import Judge
 from orchestrator.layers.services.nftables import TABLE as NFT_TABLE
 
 
@@ -37,6 +39,7 @@ class Check:
     count: int = 1
     row: str = ""  # for the pod x pod matrix
     col: str = ""
+    reaches: tuple = ()  # keys of the pods the check's traffic must get into (for NetworkPolicy)
 
 
 @dataclass
@@ -63,6 +66,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
     pods = sorted((p for p in objects["pods"].values() if p.get("ip") and p.get("role", "server") == "server"),
                   key=lambda p: (p["node"], p["namespace"], p["name"]))
     checks: list[Check] = []
+    judge = Judge(objects, namespace_labels(objects))
     vx = vxlan_device(inv.cluster.overlay.vni)
     overlay_show = (f"lab exec NODE -- sh -c 'ip route; bridge fdb show dev {vx}; ip neigh show dev {vx}'"
                     if inv.cluster.overlay.backend == "vxlan" else "lab exec NODE -- ip route")
@@ -78,16 +82,18 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                 target = {"proto": proto, "host": dst["ip"], "port": dst["tcp"][0] if dst["tcp"] else 80}
                 if proto == "tcp":
                     target["path"] = "/clientip"
-                checks.append(Check(
+                check = Check(
                     id=f"pod-to-pod/{pod_label(src)}->{pod_label(dst)}/{proto}", family="pod-to-pod",
                     source=f"pod:{src['namespace']}/{src['name']}", target=target, want=("reply", src["ip"]),
                     label=f"{pod_label(src)} -> {pod_label(dst)} {proto.upper()}", layer=layer, show=show,
-                    row=pod_label(src), col=pod_label(dst)))
+                    row=pod_label(src), col=pod_label(dst))
+                checks.append(policy_expectation(check, judge.pods(src, dst, target["port"], proto.upper()), src, dst))
     by_node: dict[str, dict] = {}
     for pod in pods:
         by_node.setdefault(pod["node"], pod)
     services = objects["services"]
     endpoints = objects.get("endpoints", {})
+    dns_pods = tuple(k for k, p in objects["pods"].items() if p.get("role") == "dns")
     proxy_show = (f"lab exec NODE -- nft list table ip {NFT_TABLE}" if inv.cluster.proxy_mode == "nftables"
                   else "lab exec NODE -- iptables -t nat -S KUBE-SERVICES")
     for key in sorted(services):
@@ -114,11 +120,12 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
             if len(servers) != len(eps) or service["session_affinity"] == "ClientIP":
                 continue  # DNS pods answer DNS, not the probe; affinity pins a client on purpose
             names = tuple(sorted(e["pod"] for e in eps))
+            members = tuple(f"{service['namespace']}/{e['pod']}" for e in eps)
             for node, src in sorted(by_node.items()):
                 checks.append(Check(
                     id=f"pod-to-service/{pod_label(src)}->{name}", family="pod-to-service",
                     source=f"pod:{src['namespace']}/{src['name']}", target=target, want=("covers", names),
-                    count=10 * len(eps), label=f"{pod_label(src)} -> {name}: every endpoint answers",
+                    count=10 * len(eps), label=f"{pod_label(src)} -> {name}: every endpoint answers", reaches=members,
                     layer=f"service rules for {key} on {node}", show=proxy_show.replace("NODE", node)))
             member = next((p for p in pods if p["name"] == eps[0]["pod"] and p["namespace"] == service["namespace"]),
                           None)
@@ -126,7 +133,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                 checks.append(Check(
                     id=f"hairpin/{pod_label(member)}->{name}", family="hairpin",
                     source=f"pod:{member['namespace']}/{member['name']}", target=target,
-                    want=("contains", member["name"]), count=12 * len(eps),
+                    want=("contains", member["name"]), count=12 * len(eps), reaches=members,
                     label=f"{pod_label(member)} reaches itself through {name}",
                     layer="hairpin: cni0 hairpinMode and the hairpin masquerade mark",
                     show=f"lab exec {member['node']} -- bridge -d link show"))
@@ -137,6 +144,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                         id=f"dns/{pod_label(member)}->{host}", family="dns",
                         source=f"pod:{member['namespace']}/{member['name']}", target=dict(target, host=host),
                         want=("ok",), count=12, label=f"{pod_label(member)} -> http://{host}:{port['port']}",
+                        reaches=members + dns_pods,
                         layer="cluster DNS: kube-dns endpoints and its records",
                         show=f"lab get ep kube-dns -n kube-system; lab exec {member['node']} -- cat "
                              f"{node_lib(lab)}/dns/hosts"))
@@ -146,6 +154,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                         id=f"nodeport/{node.name}->{name}", family="nodeport", source=f"node:{node.name}",
                         target=dict(target, host=str(inv.nodes[0].address), port=port["node_port"]),
                         want=("ok",), label=f"{node.name} -> {inv.nodes[0].name}:{port['node_port']} ({name})",
+                        reaches=members,
                         layer="NodePort rules (KUBE-NODEPORTS)", show=proxy_show.replace("NODE", inv.nodes[0].name)))
     for node in inv.nodes:
         other = next((p for p in pods if p["node"] != node.name), None)
@@ -154,6 +163,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                 id=f"node-to-pod/{node.name}->{pod_label(other)}", family="node-to-pod", source=f"node:{node.name}",
                 target={"proto": "tcp", "host": other["ip"], "port": other["tcp"][0], "path": "/hostname"},
                 want=("reply", other["name"]), label=f"{node.name} -> {pod_label(other)} ({other['node']})",
+                reaches=(f"{other['namespace']}/{other['name']}",),
                 layer=f"route from {node.name} to {other['node']}'s pod subnet",
                 show=overlay_show.replace("NODE", node.name)))
     for node, src in sorted(by_node.items()):
@@ -164,6 +174,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                 id=f"mtu/{pod_label(src)}->{pod_label(far)}", family="mtu", source=f"pod:{src['namespace']}/{src['name']}",
                 target={"proto": "ping", "host": far["ip"], "size": size},
                 want=("ok",), label=f"{pod_label(src)} -> {pod_label(far)}: {size + 28}-byte packets, don't fragment",
+                reaches=(f"{far['namespace']}/{far['name']}",),
                 layer="MTU: pod eth0, cni0 and the overlay device must agree",
                 show=f"lab exec {node} -- ip -br link"))
     if inv.emulated is not None:
@@ -183,12 +194,37 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                         id=f"hostport/outside->{pod_label(pod)}:{mapping['hostPort']}", family="hostport",
                         source=OUTSIDE, target={"proto": "tcp", "host": str(inv.node(pod["node"]).address),
                                                 "port": mapping["hostPort"], "path": "/hostname"},
+                        reaches=(f"{pod['namespace']}/{pod['name']}",),
                         want=("reply", pod["name"]), label=f"outside -> {pod['node']}:{mapping['hostPort']} -> "
                                                            f"{pod_label(pod)}",
                         layer="hostPort mapping (portmap's CNI-HOSTPORT-DNAT)",
                         show=f"lab exec {pod['node']} -- iptables -t nat -S CNI-HOSTPORT-DNAT"))
     checks += expectation_checks(inv, objects, expectations or [])
-    return checks
+    return [c for c in checks if not judged_elsewhere(c, objects, judge)]
+
+
+def policy_expectation(check: Check, verdict, src: dict, dst: dict) -> Check:
+    """A pod-to-pod check as the NetworkPolicies make it: refused (and why) or allowed (and by which)."""
+    if verdict is None:
+        return check
+    show = (f"lab describe netpol -n {dst['namespace'] if verdict.direction != 'egress' else src['namespace']}; "
+            f"lab exec {dst['node'] if verdict.direction != 'egress' else src['node']} -- nft list table ip lab-policy")
+    if verdict.allowed:
+        return replace(check, layer=f"{check.layer}; NetworkPolicy: {verdict.reason}", show=f"{check.show}; {show}")
+    return replace(check, want=("closed",), label=f"{check.label} blocked", layer=f"NetworkPolicy: {verdict.reason}",
+                   show=show)
+
+
+def judged_elsewhere(check: Check, objects: dict, judge) -> bool:
+    """Checks besides the pod matrix whose source a NetworkPolicy isolates for egress, or whose traffic must get
+    into a pod isolated for ingress: the matrix judges those pods (a service, DNS, the outside or a node
+    would each need the policy's view as well)."""
+    if not judge or check.family in ("pod-to-pod", "expect"):
+        return False
+    pods = objects["pods"]
+    source = pods.get(check.source[len("pod:"):]) if check.source.startswith("pod:") else None
+    return bool(source and judge.isolated(source, "Egress")) or any(
+        judge.isolated(pods[key], "Ingress") for key in check.reaches if key in pods)
 
 
 def evaluate(check: Check, replies: list) -> Outcome:

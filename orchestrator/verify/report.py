@@ -98,6 +98,8 @@ def verify(inv: Inventory, junit: Optional[str] = None,
 
 
 def matrix_table(outcomes: list[Outcome]) -> Optional[Table]:
+    """The pod x pod matrix. With NetworkPolicies, a cell reads as upstream's netpol tests print it: `.` allowed,
+    `X` blocked (TCP and UDP apart when they differ, as `.X`); a wrong cell is red and says why."""
     cells: dict[tuple[str, str], list[Outcome]] = {}
     for o in outcomes:
         if o.check.family == "pod-to-pod":
@@ -105,15 +107,21 @@ def matrix_table(outcomes: list[Outcome]) -> Optional[Table]:
     names = sorted({r for r, _ in cells})
     if not names or len(names) > MATRIX_LIMIT:
         return None
-    table = Table(title="pod to pod (HTTP and UDP, source IP preserved)", title_justify="left")
+    policies = any(o.check.want == ("closed",) or "NetworkPolicy" in o.check.layer for c in cells.values() for o in c)
+    title = "pod to pod (HTTP and UDP, source IP preserved)" + (": . allowed, X blocked by NetworkPolicy"
+                                                                if policies else "")
+    table = Table(title=title, title_justify="left")
     table.add_column("from \\ to")
     for name in names:
         table.add_column(name, overflow="fold")
     for row in names:
         values = []
         for col in names:
-            bad = [o for o in cells.get((row, col), []) if not o.ok]
-            values.append("[green]✔[/]" if not bad else "[red]✘ " + "; ".join(
+            found = sorted(cells.get((row, col), []), key=lambda o: o.check.target.get("proto", ""))
+            bad = [o for o in found if not o.ok]
+            marks = "".join(dict.fromkeys("X" if o.check.want == ("closed",) else "." for o in found))
+            shown = marks if policies else "✔"
+            values.append(f"[green]{shown}[/]" if not bad else f"[red]✘ {shown}: " + "; ".join(
                 sorted({o.reason for o in bad})) + "[/]")
         table.add_row(row, *values)
     return table

@@ -252,7 +252,16 @@ def test_pods_whose_namespaces_are_gone_are_restored_by_deploy(net):
     assert lab_cli("deploy", "-i", net.inventory_path, check=True).stdout.strip().endswith("no changes")
 
 
-TWINS = """
+TWINS_NAMESPACES = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: a}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: a-b}
+"""
+TWINS = TWINS_NAMESPACES + """---
 apiVersion: v1
 kind: Pod
 metadata: {name: b-c, namespace: a, labels: {app: twins}}
@@ -272,7 +281,8 @@ def test_pods_whose_names_join_alike_each_keep_their_own_network(net):
     results = probe_from(net, pods(net, "web")[0], [{"proto": "tcp", "host": p["status"]["podIP"], "port": 80,
                                                      "path": "/hostname"} for p in twins])
     assert [r.get("reply") for r in results] == [p["metadata"]["name"] for p in twins]
-    apply(net, TWINS, verb="delete")
+    apply(net, TWINS_NAMESPACES, verb="delete")  # a namespace goes with everything in it
+    assert pods(net, "twins") == []
     assert pods(net, "twins") == []
 
 

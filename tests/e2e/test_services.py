@@ -330,7 +330,8 @@ FRESH_LOAD = """
 import sys
 from ipaddress import IPv4Network
 sys.path.insert(0, sys.argv[1])
-from orchestrator.agent.main import load_rules, restore_input, run, saved_chains
+from orchestrator.agent.cni import run
+from orchestrator.agent.iptables import load_rules, restore_input, saved_chains
 from orchestrator.layers.services.apply import chain_digests
 from orchestrator.layers.services.iptables import JUMPS, render_iptables
 from orchestrator.layers.services.plan import Endpoint

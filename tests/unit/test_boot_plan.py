@@ -40,8 +40,8 @@ def sha(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_modules_follow_the_overlay_and_the_proxy_mode():
-    assert boot.kernel_modules(lab().cluster) == ("br_netfilter", "nf_conntrack", "vxlan")
+def test_modules_follow_the_overlay_and_nf_tables_is_always_needed_for_networkpolicy():
+    assert boot.kernel_modules(lab().cluster) == ("br_netfilter", "nf_conntrack", "vxlan", "nf_tables")
     assert boot.kernel_modules(lab("host-gw", "nftables").cluster) == ("br_netfilter", "nf_conntrack", "nf_tables")
 
 
@@ -65,7 +65,8 @@ def test_a_systemd_node_gets_modules_sysctls_and_an_enabled_boot_unit_once():
         "write /etc/modules-load.d/cluster-lab-demo.conf", "write /etc/sysctl.d/90-cluster-lab-demo.conf",
         "write /etc/systemd/system/cluster-lab-demo.service", "enable cluster-lab-demo.service (runs at every boot)"]
     files = boot.persisted_files(cluster, *persisted(net), systemd=True)
-    assert files["/etc/modules-load.d/cluster-lab-demo.conf"].splitlines()[1:] == ["br_netfilter", "nf_conntrack", "vxlan"]
+    assert files["/etc/modules-load.d/cluster-lab-demo.conf"].splitlines()[1:] == ["br_netfilter", "nf_conntrack", "vxlan",
+                                                                               "nf_tables"]
     assert "net.bridge.bridge-nf-call-iptables = 1" in files["/etc/sysctl.d/90-cluster-lab-demo.conf"]
     unit = files["/etc/systemd/system/cluster-lab-demo.service"]
     assert "ExecStart=/usr/bin/env python3 /var/lib/cluster-lab/demo/agent.pyz restore --conf " \

@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "orchestrator"
-LAYERS = ("nodes", "overlay", "podnet", "pods", "services", "dns")  # the order of docs/architecture.md
+LAYERS = ("nodes", "overlay", "podnet", "pods", "policy", "services", "dns")  # the order of docs/architecture.md
 # Pure modules: they compute and compare; they never reach a node.
 PURE = ("orchestrator.core.errors", "orchestrator.core.model", "orchestrator.core.inventory",
         "orchestrator.core.manifests", "orchestrator.core.ipam", "orchestrator.core.render",
-        "orchestrator.core.script", "orchestrator.layers.nodes.facts", "orchestrator.layers.nodes.boot",
+        "orchestrator.core.script", "orchestrator.core.names", "orchestrator.core.policy_spec",
+        "orchestrator.core.schema", "orchestrator.layers.nodes.facts", "orchestrator.layers.pods.namespaces",
+        "orchestrator.layers.policy.enforcement", "orchestrator.layers.nodes.boot",
         "orchestrator.layers.nodes.packages", "orchestrator.layers.services.iptables", "orchestrator.lessons.model",
         "orchestrator.layers.services.nftables", "orchestrator.layers.services.trace")
 SIDE_EFFECTS = ("orchestrator.core.transport", "orchestrator.core.agent", "orchestrator.core.state",

@@ -50,8 +50,8 @@ def test_missing_cni_plugins_are_one_package_for_both_managers():
         assert plan.lacks == ("CNI plugin bridge", "CNI plugin host-local", "CNI plugin portmap")
 
 
-def test_nft_is_needed_only_for_proxy_mode_nftables():
-    assert packages.plan(lacking("nft"), CLUSTER).nothing_to_install
+def test_nft_is_needed_whatever_the_proxy_mode_for_networkpolicy():
+    assert packages.plan(lacking("nft"), CLUSTER).packages == ("nftables",)
     assert packages.plan(lacking("nft"), replace(CLUSTER, proxy_mode="nftables")).packages == ("nftables",)
 
 

@@ -1,7 +1,8 @@
 """The VM tier: real Debian VMs (their own kernel, systemd, modules) under qemu on this machine, reached over
 SSH on a bridge inside the lab's namespaces. What emulated nodes hide is tested here: modules not loaded,
 a reboot, `lab destroy` leaving each VM as it was, `lab down` leaving nothing on this machine.
-Tests run in file order on one 2-VM lab: up, deploy (vxlan), verify, host-gw, nftables, reboot, destroy."""
+Tests run in file order on one 2-VM lab: up, deploy (vxlan), verify, host-gw, nftables, NetworkPolicy, reboot,
+destroy."""
 
 from __future__ import annotations
 
@@ -140,6 +141,18 @@ def test_host_gw_then_nftables_pass_too(vms):
     assert "all passed" in cli(vms, "verify", inventory_path=str(nft)).stdout
     cli(vms, "deploy")  # back to the lab's own inventory: vxlan, iptables
     assert "all passed" in cli(vms, "verify").stdout
+
+
+def test_networkpolicy_is_enforced_by_the_vms_kernels(vms):
+    """A real kernel (deploy loads nf_tables); the policies stay for the reboot and power cut below, whose
+    verify then also proves the node brought its policy table back by itself."""
+    netpol = REPO / "examples" / "netpol"
+    cli(vms, "apply", "-f", str(netpol / "pods.yaml"), "-f", str(netpol / "deny-ingress-x.yaml"),
+        "-f", str(netpol / "allow-y-to-xa.yaml"))
+    report = json.loads(lab_cli("verify", "-i", vms.inventory_path, "-o", "json", timeout=SLOW).stdout)
+    assert [c for c in report["checks"] if not c["ok"]] == []
+    blocked = {c["label"] for c in report["checks"] if c["label"].endswith("blocked")}
+    assert {"y/a -> x/a TCP blocked", "y/b -> x/a UDP blocked"} <= blocked and "y/b -> x/a TCP blocked" not in blocked
 
 
 def wait_for_new_boot(vms, node: str, old_boot: str) -> None:

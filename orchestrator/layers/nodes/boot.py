@@ -34,7 +34,7 @@ MODULE_PURPOSE = {
     "br_netfilter": "bridged pod traffic through iptables (net.bridge.bridge-nf-call-iptables)",
     "nf_conntrack": "service NAT and masquerade",
     "vxlan": "the vxlan overlay",
-    "nf_tables": "proxy_mode nftables",
+    "nf_tables": "NetworkPolicy and proxy_mode nftables",
 }
 
 
@@ -43,8 +43,7 @@ def kernel_modules(cluster: Cluster) -> tuple[str, ...]:
     wanted = ["br_netfilter", "nf_conntrack"]
     if cluster.overlay.backend == "vxlan":
         wanted.append("vxlan")
-    if cluster.proxy_mode == "nftables":
-        wanted.append("nf_tables")
+    wanted.append("nf_tables")  # NetworkPolicy, and the service rules in proxy_mode nftables
     return tuple(wanted)
 
 

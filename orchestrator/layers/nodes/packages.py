@@ -1,7 +1,8 @@
 """What a node lacks for the lab, as packages to install (`lab bootstrap`). Pure: facts in, a plan out.
 
 The needs are what `lab deploy` checks (facts.py: the commands, the CNI plugins) plus what pods and
-services use on the node (conntrack, dnsmasq for the cluster DNS, nft in proxy_mode nftables), each
+services use on the node (conntrack, dnsmasq for the cluster DNS, nft for NetworkPolicy and proxy_mode
+nftables), each
 mapped to its package name per package manager.
 """
 
@@ -56,12 +57,12 @@ BASE_NEEDS = (
     *(Need(f"CNI plugin {p}", "containernetworking-plugins", "containernetworking-plugins", plugin=p)
       for p in CNI_PLUGINS),
 )
-NFT_NEED = command("nft", "nftables", "nftables")  # services in proxy_mode nftables
+NFT_NEED = command("nft", "nftables", "nftables")  # NetworkPolicy; services in proxy_mode nftables
 
 
 def needs(cluster: Cluster) -> tuple[Need, ...]:
     """Everything a node of `cluster` must have."""
-    return BASE_NEEDS + ((NFT_NEED,) if cluster.proxy_mode == "nftables" else ())
+    return BASE_NEEDS + (NFT_NEED,)  # every lab may get a NetworkPolicy
 
 
 def install_commands(manager: str, packages: tuple[str, ...]) -> list[list[str]]:

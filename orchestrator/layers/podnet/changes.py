@@ -10,7 +10,7 @@ import hashlib
 from ipaddress import IPv4Network
 from typing import Iterable, Optional
 
-from orchestrator.agent.contract import NFT_TABLE, node_lib, removal_block
+from orchestrator.agent.contract import NFT_TABLE, POLICY_TABLE, node_lib, removal_block
 from orchestrator.core.model import Cluster
 from orchestrator.core.script import Change, cmd, heredoc, quote, remember_missing, render_script, write_file
 from orchestrator.layers.nodes.facts import NodeState, conflist_path
@@ -105,8 +105,9 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
                                                                                                "KUBE-")))]
         if doomed:
             changes.append(Change(f"remove chains {', '.join(doomed)} ({table})", chain_removal(state, table, doomed)))
-    if f"table ip {NFT_TABLE}" in state.nft_tables and not others:
-        changes.append(Change(f"remove nftables table {NFT_TABLE}", (cmd("nft", "delete", "table", "ip", NFT_TABLE),)))
+    for table in (NFT_TABLE, POLICY_TABLE):
+        if f"table ip {table}" in state.nft_tables and not others:
+            changes.append(Change(f"remove nftables table {table}", (cmd("nft", "delete", "table", "ip", table),)))
     if state.conflist or any(f == f"10-{lab}.conflist" for f in state.conflists):
         changes.append(Change(f"remove {conflist_path(lab)}", (cmd("rm", "-f", conflist_path(lab)),)))
     changes += before_files

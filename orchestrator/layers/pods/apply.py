@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from typing import Callable
 
 from orchestrator.agent.contract import CNI_PATH
 from orchestrator.core.agent import agent_argv
@@ -28,9 +29,11 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def apply_pod_changes(inv: Inventory, transport: Transport, objects: dict, changes: PodChanges) -> list[str]:
+def apply_pod_changes(inv: Inventory, transport: Transport, objects: dict, changes: PodChanges,
+                      isolation: Callable[[dict], list] = lambda pod: []) -> list[str]:
     """Delete and create pods per `changes` on their nodes; record the outcome in `objects` (the caller
-    writes them). Returns the failures, one line each (the other pods' changes still happen)."""
+    writes them). `isolation(pod)`: the NetworkPolicy sets a new pod goes into before its server starts.
+    Returns the failures, one line each (the other pods' changes still happen)."""
     by_node: dict[str, dict] = {}
     for pod in changes.delete:
         by_node.setdefault(pod["node"], {"delete": [], "add": []})["delete"].append(pod)
@@ -45,7 +48,8 @@ def apply_pod_changes(inv: Inventory, transport: Transport, objects: dict, chang
     def on_node(node):
         work = by_node[node.name]
         request = {"conflist": conflist_path(inv.name), "cni_path": CNI_PATH,
-                   "delete": [agent_pod(p) for p in work["delete"]], "add": [agent_pod(p) for p in work["add"]]}
+                   "delete": [agent_pod(p) for p in work["delete"]],
+                   "add": [dict(agent_pod(p), policy_sets=isolation(p)) for p in work["add"]]}
         return json.loads(transport.run(node, agent_argv(inv.name, "pods-apply"),
                                         stdin=json.dumps(request)).stdout)
 

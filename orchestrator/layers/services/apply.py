@@ -20,6 +20,7 @@ from orchestrator.core.agent import agent_argv
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.core.transport import FleetResult, Transport
+from orchestrator.layers.policy.enforcement import render_policy
 from orchestrator.layers.services.iptables import JUMPS, render_iptables
 from orchestrator.layers.services.nftables import render_nft
 from orchestrator.layers.services.plan import dns_records, endpoints
@@ -143,6 +144,7 @@ def sync_request(inv: Inventory, objects: dict, lost: set, force: bool = False, 
         "stale_udp": stale_udp_endpoints(objects.get("endpoints", {}), stored, services),
         "dns_hosts": "".join(f"{ip} {name}\n" for ip, name in dns_records(services, objects["pods"],
                                                                          inv.cluster.dns_domain)),
+        "policy": render_policy(objects),  # NetworkPolicy rides the same sync: one atomic load per node
     })
     return request, stored
 
