@@ -21,3 +21,11 @@ def test_non_editable_install_finds_package_data(tmp_path):
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0].startswith(str(target))  # the installed copy, not the repository
     assert out[1:] == ["ListenAddress 1.2.3.4", "1", "True"]
+
+
+def test_every_package_of_the_source_is_installed():
+    """A folder of modules missing from pyproject's package list would be missing from a plain install."""
+    import tomllib
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "orchestrator").rglob("__init__.py")}
+    assert found - listed == set()
