@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Optional
 
 from rich.console import Console
@@ -11,7 +12,6 @@ from orchestrator.core import inventory
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory
 from orchestrator.core.state import LabFiles, current_lab
-
 
 out = Console(highlight=False)
 
@@ -37,3 +37,14 @@ def resolve_inventory(path: Optional[str]) -> Inventory:
 
 def warn(line: str) -> None:
     err.print(f"Warning: {line}", style="yellow", markup=False, soft_wrap=True)
+
+
+def run_showing_output(transport, node, argv: list[str], **kwargs):
+    """Run `argv` on `node` with its output shown as it comes; where stdout is no file (a lesson capturing a
+    step's output), shown when it ends."""
+    if hasattr(sys.stdout, "buffer") and hasattr(sys.stderr, "buffer"):
+        return transport.run(node, argv, check=False, stream=(sys.stdout.buffer, sys.stderr.buffer), **kwargs)
+    result = transport.run(node, argv, check=False, **kwargs)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result

@@ -11,7 +11,7 @@ import sys
 from rich.table import Table
 
 from orchestrator import pipeline
-from orchestrator.cli.common import err, out, progress, resolve_inventory
+from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output
 from orchestrator.cli.output import print_reports, print_table
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.state import LabFiles, current_lab
@@ -170,22 +170,32 @@ def cmd_controller(args) -> int:
 
 
 def cmd_exec(args) -> int:
+    """`lab exec NODE -- CMD`, `lab exec node/NODE -- CMD`, or kubectl's `lab exec POD [-n NS] -- CMD` (the lab
+    finds the pod's node); `--pod POD` still works with a node."""
     command = args.command
     if not command:
         raise InputError("lab exec: no command given; write it after --, e.g. lab exec node1 -- ip route")
     inv = resolve_inventory(args.inventory)
-    node = inv.node(args.node)
-    if args.pod:
-        pod = LabFiles.of(inv.name).read_objects()["pods"].get(f"{args.namespace}/{args.pod}")
+    target, pod_name = args.node, args.pod
+    nodes = {n.name for n in inv.nodes}
+    if target.startswith("node/"):
+        target = target[len("node/"):]
+    elif not pod_name and target not in nodes:
+        pod_name, target = target, None
+    pod = None
+    if pod_name:
+        pod = LabFiles.of(inv.name).read_objects()["pods"].get(f"{args.namespace}/{pod_name}")
         if pod is None:
-            raise InputError(f"no pod {args.pod!r} in namespace {args.namespace!r}; see `lab get pods -A`")
-        if pod["node"] != node.name:
-            raise InputError(f"pod {args.pod} runs on {pod['node']}, not {node.name}; "
-                             f"use `lab exec {pod['node']} --pod {args.pod} -- ...`")
+            raise InputError(f'Error from server (NotFound): pods "{pod_name}" not found in namespace '
+                             f"{args.namespace!r} (nor is it a node: {', '.join(sorted(nodes))}); see `lab get pods -A`")
+        if target is not None and pod["node"] != target:
+            raise InputError(f"pod {pod_name} runs on {pod['node']}, not {target}; "
+                             f"use `lab exec {pod_name} -n {args.namespace} -- ...`")
+        target = pod["node"]
         command = ["ip", "netns", "exec", pod["netns"], *command]
+    node = inv.node(target)
     with Transport([node]) as transport:
-        result = transport.run(node, command, check=False, timeout=args.timeout,
-                               stream=(sys.stdout.buffer, sys.stderr.buffer))
+        result = run_showing_output(transport, node, command, timeout=args.timeout)
     return result.exit_code
 
 

@@ -184,10 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("-n", "--namespace", default="default")
 
-    p = command("exec", cmd_exec, "run a command on a node over SSH; exits with the command's exit code",
-                "lab exec node1 -- ip route\nlab exec node2 -- sh -c 'ip -br link | grep eth0'")
-    p.add_argument("node", help="node name")
-    p.add_argument("--pod", help="run the command inside this pod's network namespace")
+    p = command("exec", cmd_exec, "run a command on a node, or inside a pod's network namespace on its node, over "
+                "SSH; exits with the command's exit code",
+                "lab exec node1 -- ip route\nlab exec node2 -- sh -c 'ip -br link | grep eth0'\n"
+                "lab exec web-7d9f-x2k4q -- ip addr\nlab exec backend -n shop -- curl -s http://10.244.1.3/\n"
+                "lab exec node/node1 -- hostname")
+    p.add_argument("node", metavar="NODE|node/NODE|POD", help="a node, or a pod (in -n NAMESPACE)")
+    p.add_argument("--pod", help="run the command inside this pod's network namespace (on NODE)")
     p.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default: default)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before giving up (default: inventory's)")
     p.add_argument("command", nargs="*", help="the command and its arguments, after --")

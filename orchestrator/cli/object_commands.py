@@ -8,7 +8,7 @@ import sys
 
 from orchestrator import pipeline
 from orchestrator.agent import cni as cni_runtime
-from orchestrator.cli.common import err, out, progress, resolve_inventory, warn
+from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output, warn
 from orchestrator.cli.output import (describe_netpol, describe_service, endpoints_json, endpoints_table,
         namespace_table, netpol_json, netpol_table, node_json, node_table, pod_json, pod_table, print_described,
         print_table, service_json, service_table)
@@ -81,8 +81,7 @@ def cmd_cni(args) -> int:
     argv = agent_argv(inv.name, "cni", args.command_verb, "--conf", "-", "--netns", netns, "--id", args.id,
                       "--ifname", args.ifname)
     with Transport([node]) as transport:
-        result = transport.run(node, argv, stdin=text, check=False,
-                               stream=(sys.stdout.buffer, sys.stderr.buffer))
+        result = run_showing_output(transport, node, argv, stdin=text)
     return result.exit_code
 
 

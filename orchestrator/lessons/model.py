@@ -234,6 +234,7 @@ def lesson_context(lesson: Lesson, inv: Inventory, objects: dict, facts: dict[st
                     "dns_ip": str(dns_ip(cluster.service_cidr)), "domain": cluster.dns_domain,
                     "proxy_mode": cluster.proxy_mode, "overlay": cluster.overlay.backend},
         "deployed": bool(objects.get("subnets")),
+        "manifests": str(resources.files(PACKAGE).joinpath("manifests")),  # the YAML lessons apply
         "pods": sorted(objects.get("pods", {}).values(), key=lambda p: (p["namespace"], p["name"])),
     }
     for i, node in enumerate(inv.nodes[:max(lesson.nodes, 1)], start=1):
