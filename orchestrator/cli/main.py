@@ -15,7 +15,7 @@ from orchestrator.cli.common import err
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
         cmd_graph, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
 from orchestrator.cli.object_commands import RESOURCE_ALIASES, cmd_apply, cmd_cni, cmd_delete, cmd_describe, cmd_get
-from orchestrator.cli.study_commands import cmd_break, cmd_fix, cmd_play, cmd_verify
+from orchestrator.cli.study_commands import cmd_break, cmd_fix, cmd_play, cmd_trace, cmd_verify
 from orchestrator.core.errors import LabError
 from orchestrator.core.transport import NodeError
 
@@ -175,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("run",))
     p.add_argument("--interval", type=float, default=0.5, help="seconds between checks (default 0.5)")
     p.add_argument("--once", action="store_true", help="sync once and exit")
+
+    p = command("trace", cmd_trace, "follow one real packet through the kernels it crosses: every chain and rule "
+                "(service DNAT, NetworkPolicy, masquerade), the route, and what decided",
+                "lab trace frontend backend -n shop\nlab trace x/a svc/nginx:80\nlab trace y/b x/a:81 --udp\n"
+                "lab trace node/node1 web-abc12\nlab trace outside node/node2:30080")
+    p.add_argument("source", metavar="SRC", help="a pod (NAME in -n NS, or NS/NAME), node/NAME or outside")
+    p.add_argument("destination", metavar="DST[:PORT]", help="a pod, svc/NAME, node/NAME, outside or an address; "
+                                                              "port 80 unless given")
+    p.add_argument("--udp", action="store_true", help="a UDP datagram instead of a TCP connection")
+    p.add_argument("-n", "--namespace", default="default")
 
     p = command("describe", cmd_describe, "show one service, its endpoints or a network policy, like kubectl describe",
                 "lab describe svc nginx\nlab describe ep nginx\nlab describe svc kube-dns -n kube-system\n"

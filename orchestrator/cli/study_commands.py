@@ -12,6 +12,7 @@ from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 from orchestrator.lessons import model as lessons
 from orchestrator.lessons.player import Player
+from orchestrator.verify import kernel_trace
 
 
 def cmd_verify(args) -> int:
@@ -116,3 +117,18 @@ def cmd_play(args) -> int:
     out.print(f"lesson {lesson.id}: {len(outcome.checks_failed)} of "
               f"{len(outcome.checks_failed) + outcome.checks_passed} checks failed", style="red", markup=False)
     return 1
+
+
+def cmd_trace(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    objects = LabFiles.of(inv.name).read_objects()
+    dst, _, port = args.destination.rpartition(":") if ":" in args.destination else (args.destination, "", "80")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InputError(f"lab trace: {args.destination!r}: the port after ':' is not a number from 1 to 65535; "
+                         "write e.g. web:80")
+    with LabFiles.of(inv.name).lock(), Transport(inv.nodes) as transport:
+        lines = kernel_trace.trace(inv, transport, objects, args.source, dst, int(port),
+                                   "udp" if args.udp else "tcp", args.namespace)
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    return 0

@@ -84,6 +84,26 @@ def test_default_deny_then_an_allow_from_one_pod_of_another_namespace(netpol):
     assert not any(label.split(" -> ")[1].startswith(("y/", "z/")) for label in cut)
 
 
+def test_lab_trace_follows_a_real_packet_to_the_rule_that_decided(netpol):
+    denied = lab_cli("trace", "-i", netpol.inventory_path, "y/a", "x/a", check=True).stdout
+    assert "NetworkPolicy says: blocked: ingress of x/a is isolated by x/allow-yb-to-a, x/default-deny-ingress" in denied
+    assert "by lab-policy ingress (default deny ingress)" in denied and "result: no answer" in denied
+    allowed = lab_cli("trace", "-i", netpol.inventory_path, "y/b", "x/a:80", check=True).stdout
+    assert "lab-policy ingress" in allowed and 'return comment "x/allow-yb-to-a ingress rule 1"' in allowed
+    assert "result: answered: a; passed every chain" in allowed
+    apply(netpol, "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: y}\n"
+                  "spec: {selector: {pod: c}, ports: [{port: 8080, targetPort: 80}]}\n")
+    through = lab_cli("trace", "-i", netpol.inventory_path, "z/a", "svc/y/web:8080", check=True).stdout
+    ip = next(p["status"]["podIP"] for p in json.loads(lab_cli("get", "pods", "-n", "y", "-o", "json", "-i",
+                                                                netpol.inventory_path, check=True).stdout)["items"]
+              if p["metadata"]["name"] == "c")
+    assert f"dnat to {ip}:80" in through and "result: answered: c" in through
+    assert all("lab-trace" not in t.stdout for t in [netpol.transport.run(n.name, ["nft", "list", "tables"])
+                                                      for n in netpol.inventory.nodes])
+    apply(netpol, "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: y}\nspec: {ports: [{port: 80}]}\n",
+          verb="delete")
+
+
 def test_a_new_pod_is_in_the_sets_that_isolate_it_when_apply_returns(netpol):
     apply(netpol, """
 apiVersion: v1

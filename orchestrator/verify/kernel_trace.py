@@ -1,0 +1,181 @@
+"""`lab trace SRC DST[:PORT]`: one real packet, followed through the real kernels it crosses.
+
+A table of the lab's own (`ip lab-trace`, hooked before everything else in prerouting and output) sets
+nftrace on the packets from SRC to DST's port on every node; `nft monitor trace` on every node prints each
+chain and rule they pass (iptables-nft rules included: kube-proxy's KUBE-* chains, LAB-MASQ, portmap) and the
+verdict; `ip route get` says where the source node sends it, and conntrack shows the NAT it got. The trace
+table is removed at the end, also after a failure. Parsing and the summary are pure; `trace` does the rest.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import Optional
+
+from orchestrator.core.errors import InputError
+from orchestrator.core.model import Inventory
+from orchestrator.core.script import cmd
+from orchestrator.core.transport import Transport
+from orchestrator.layers.pods.namespaces import namespace_labels
+from orchestrator.layers.policy.plan import pod_endpoint, policies, verdict
+from orchestrator.verify.checks import OUTSIDE
+from orchestrator.verify.probes import probe_source
+
+TABLE = "lab-trace"
+OUTSIDE_ADDRESS = "203.0.113.10"
+MONITOR_SECONDS = 4
+LINE = re.compile(r"^trace id (?P<id>\S+) (?P<family>\w+) (?P<table>\S+) (?P<chain>\S+) (?P<what>.*)$")
+
+
+@dataclass(frozen=True)
+class End:
+    """One end of the trace: what the user named, its address, and (for a source) where it sends from."""
+
+    label: str
+    ip: str
+    source: str = ""  # for probe_source: "pod:ns/name", "node:NAME", or "outside"
+    pod: Optional[dict] = None
+    ports: tuple = ()  # a Service's target ports: what the packet's port becomes after DNAT
+
+
+@dataclass(frozen=True)
+class Hop:
+    node: str
+    packet: str  # the trace id: one per packet (a DNAT or a decapsulation keeps it; another node has its own)
+    table: str
+    chain: str
+    rule: str
+    verdict: str
+
+    def line(self) -> str:
+        where = f"{self.table} {self.chain}"
+        return f"{where:<40} {self.verdict:<18} {self.rule}".rstrip()
+
+
+def resolve(spec: str, inv: Inventory, objects: dict, namespace: str, as_source: bool) -> End:
+    """A pod (NAME in -n NS, or NS/NAME), svc/NAME, node/NAME, outside, or (as destination) an address."""
+    pods = objects["pods"]
+    if spec == OUTSIDE:
+        if inv.emulated is None:
+            raise InputError("lab trace: this lab has no outside host (only emulated and VM labs do)")
+        return End(OUTSIDE, OUTSIDE_ADDRESS, OUTSIDE)
+    if spec.startswith("node/"):
+        node = inv.node(spec[len("node/"):])
+        return End(spec, str(node.address), f"node:{node.name}")
+    if spec.startswith(("svc/", "service/")):
+        name = spec.split("/", 1)[1]
+        ns, _, name = name.rpartition("/") if "/" in name else (namespace, "", name)
+        service = objects["services"].get(f"{ns}/{name}")
+        if service is None or as_source:
+            raise InputError(f'lab trace: Error from server (NotFound): services "{name}" not found in namespace '
+                             f"{ns!r}" if service is None else "lab trace: a Service is no source; name a pod")
+        targets = tuple(sorted({int(e["port"]) for eps in objects.get("endpoints", {}).get(f"{ns}/{name}", {}).values()
+                                for e in eps}))
+        return End(spec, service["cluster_ip"], ports=targets)
+    ns, _, name = spec.rpartition("/") if "/" in spec else (namespace, "", spec)
+    pod = pods.get(f"{ns}/{name}")
+    if pod is not None:
+        return End(f"{ns}/{name}", pod["ip"], f"pod:{ns}/{name}", pod)
+    if not as_source:
+        try:
+            return End(spec, str(ip_address(spec)))
+        except ValueError:
+            pass
+    raise InputError(f'lab trace: Error from server (NotFound): pods "{name}" not found in namespace {ns!r}; '
+                     "name a pod, svc/NAME, node/NAME or outside")
+
+
+def trace_table(src: str, dst_ports: tuple, protocol: str) -> str:
+    """`nft -f` input: the lab-trace table, marking the new packets from `src` to those ports."""
+    ports = ", ".join(str(p) for p in dst_ports)
+    first = " tcp flags syn" if protocol == "tcp" else ""
+    match = f"ip saddr {src} meta l4proto {protocol} th dport {{ {ports} }}{first} meta nftrace set 1"
+    return (f"table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n"
+            f"  chain pre {{ type filter hook prerouting priority -350; {match}; }}\n"
+            f"  chain out {{ type filter hook output priority -350; {match}; }}\n}}\n")
+
+
+def parse_trace(node: str, text: str) -> list[Hop]:
+    """The hops of `nft monitor trace` output (the lab-trace table's own lines left out)."""
+    hops = []
+    for line in text.splitlines():
+        m = LINE.match(line.strip())
+        if not m or m["table"] == TABLE:
+            continue
+        what = m["what"]
+        if what.startswith("packet: "):
+            hops.append(Hop(node, m["id"], m["table"], m["chain"], what[len("packet: "):], "packet"))
+        elif what.startswith("rule "):
+            rule, _, verdict_text = what[len("rule "):].rpartition(" (verdict ")
+            hops.append(Hop(node, m["id"], m["table"], m["chain"], rule, verdict_text.rstrip(")")))
+        elif what.startswith(("verdict ", "policy ")):
+            hops.append(Hop(node, m["id"], m["table"], m["chain"], "", what))
+    return hops
+
+
+def decision(hops: list[Hop]) -> str:
+    """Where the packet's fate was sealed: the first drop or reject, else how far it got."""
+    for hop in hops:
+        if any(word in hop.verdict for word in ("drop", "reject")) or "reject" in hop.rule:
+            comment = re.search(r'comment "([^"]*)"', hop.rule)
+            return (f"DROPPED on {hop.node} by {hop.table} {hop.chain}"
+                    + (f" ({comment.group(1)})" if comment else f": {hop.rule}"))
+    nodes = list(dict.fromkeys(h.node for h in hops))
+    return f"passed every chain on {', '.join(nodes)}" if hops else "no packet seen"
+
+
+def summary(hops: list[Hop]) -> list[str]:
+    """Per node, per packet: the chains it went through, the rule that decided in each, and the verdicts."""
+    lines = []
+    for node in dict.fromkeys(h.node for h in hops):
+        lines.append(f"{node}:")
+        for packet in dict.fromkeys(h.packet for h in hops if h.node == node):
+            mine = [h for h in hops if h.node == node and h.packet == packet]
+            head = next((h.rule for h in mine if h.verdict == "packet"), "")
+            fields = dict(re.findall(r"(iif|oif|saddr|daddr|sport|dport) \"?([^\" ]+)\"?", head))
+            lines.append(f"  packet {packet}: in {fields.get('iif', '?')}, {fields.get('saddr', '?')} -> "
+                         f"{fields.get('daddr', '?')}:{fields.get('dport', '?')}")
+            lines += [f"    {h.line()}" for h in mine if h.verdict != "packet"]
+    return lines
+
+
+def trace(inv: Inventory, transport: Transport, objects: dict, src_spec: str, dst_spec: str, port: int,
+          protocol: str, namespace: str) -> list[str]:
+    """Send one packet from SRC to DST:PORT with tracing on every node; the report, line by line."""
+    src = resolve(src_spec, inv, objects, namespace, as_source=True)
+    dst = resolve(dst_spec, inv, objects, namespace, as_source=False)
+    ports = tuple(sorted({port, *dst.ports}))
+    report = [f"lab trace {src.label} ({src.ip}) -> {dst.label} ({dst.ip}):{port}/{protocol.upper()}"]
+    if src.pod and dst.pod and objects.get("policies"):
+        said = verdict(pod_endpoint(src.pod), pod_endpoint(dst.pod), port, protocol.upper(), policies(objects),
+                       namespace_labels(objects))
+        report.append(f"NetworkPolicy says: {'allowed' if said.allowed else 'blocked'}: {said.reason}")
+    if src.pod:
+        route = transport.run(src.pod["node"], ["ip", "route", "get", dst.ip, "from", src.ip, "iif", "cni0"],
+                              check=False)
+        report.append(f"route on {src.pod['node']}: {(route.stdout or route.stderr).strip().splitlines()[0]}")
+    text = trace_table(src.ip, ports, protocol)
+    nodes = list(inv.nodes)
+    try:
+        transport.run_all(lambda node: transport.run(node, ["nft", "-f", "-"], stdin=text), nodes).raise_on_failure()
+        hops, reply = [], None
+        with ThreadPoolExecutor(max_workers=len(nodes) + 1) as pool:
+            monitors = {n.name: pool.submit(transport.run, n, ["timeout", str(MONITOR_SECONDS), "nft", "monitor",
+                                                                "trace"], check=False) for n in nodes}
+            time.sleep(1.0)  # `nft monitor` subscribes within milliseconds of starting; SSH takes the rest
+            target = {"proto": protocol, "host": dst.ip, "port": port, "path": "/hostname"}
+            reply = probe_source(inv, objects, transport, src.source, [target])[0]
+            for name, future in monitors.items():
+                hops += parse_trace(name, future.result().stdout)
+    finally:
+        transport.run_all(lambda node: transport.run(node, ["sh", "-c", cmd("nft", "delete", "table", "ip", TABLE)
+                                                           + " 2>/dev/null; true"]), nodes)
+    report += summary(hops)
+    answer = f"answered: {reply.get('reply', '')[:60]}" if reply and reply.get("ok") else \
+        f"no answer ({reply.get('error') if reply else 'not sent'})"
+    report.append(f"result: {answer}; {decision(hops)}")
+    return report
