@@ -32,12 +32,14 @@ PODS, POLICIES, NAMESPACES = 1000, 200, 20
 
 
 def objects(pods: int = PODS) -> dict:
-    """Pods spread over 20 namespaces, labelled app=a<i % 50>, tier=t<i % 7>; 200 policies of 4 shapes."""
+    """Pods spread over 20 namespaces, labelled app=a<i % 50>, tier=t<i % 7>, group=g<namespace>; 200 policies
+    of 4 rule shapes, 10 per namespace, each selecting its namespace's group: a pod is selected by 10."""
     found = {"pods": {}, "namespaces": {f"n{k}": {"name": f"n{k}", "labels": {"team": f"t{k % 4}"}, "created": "t"}
                                         for k in range(NAMESPACES)}}
     for i in range(pods):
         ns = f"n{i % NAMESPACES}"
-        found["pods"][f"{ns}/p{i}"] = {"namespace": ns, "name": f"p{i}", "labels": {"app": f"a{i % 50}", "tier": f"t{i % 7}"},
+        found["pods"][f"{ns}/p{i}"] = {"namespace": ns, "name": f"p{i}", "labels": {"app": f"a{i % 50}", "tier": f"t{i % 7}",
+                                                                                       "group": ns},
                                        "ip": f"10.244.{i // 250}.{i % 250 + 2}", "node": f"node{i % 2 + 1}",
                                        "ports": [{"name": "http", "container_port": 80, "protocol": "TCP"}]}
     docs = []
@@ -53,7 +55,7 @@ def objects(pods: int = PODS) -> dict:
         ][j % 4]
         docs.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                      "metadata": {"name": f"np{j}", "namespace": ns},
-                     "spec": {"podSelector": {"matchLabels": {"app": f"a{j % 50}"}}, "ingress": [rule]}})
+                     "spec": {"podSelector": {"matchLabels": {"group": ns}}, "ingress": [rule]}})
     apply_policies(load_text("\n---\n".join(json.dumps(d) for d in docs), "bench"), found, "t")
     return found
 
@@ -83,8 +85,8 @@ def kernel_figures() -> list[str]:
     try:
         text = nft_table_text(table, TABLE)
         loads = [nft_in(namespace, text) for _ in range(3)]
-        # one new pod that 10 policies select (app=a7 is selected by policies 7, 57, 107, 157 ... and peers)
-        data["pods"]["n7/new"] = {"namespace": "n7", "name": "new", "labels": {"app": "a7", "tier": "t0"},
+        # one new pod that 10 policies select (those of its namespace), and a peer of others
+        data["pods"]["n7/new"] = {"namespace": "n7", "name": "new", "labels": {"app": "a7", "tier": "t0", "group": "n7"},
                                   "ip": "10.244.9.9", "node": "node1", "ports": []}
         grown = render_policy(data)
         changed = sum(1 for name in grown["sets"] if grown["sets"][name][1] != table["sets"][name][1])
