@@ -25,6 +25,8 @@ def policy_sync(desired, loaded, force: bool, dry_run: bool) -> tuple:
         if exists:
             load(f"delete table ip {TABLE}\n")
             deleted.append(f"nft/{TABLE}")
+            if force and loaded is None:  # `lab fix`: a table no policy asked for
+                repaired.append(f"nft/{TABLE}")
         return None, written, deleted, repaired
     reload = force or not (loaded and exists and nft_same_shape(desired, loaded))
     if not reload:

@@ -78,6 +78,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                 f"overlay between {src['node']} and {dst['node']}: node routes" + \
                 (", VXLAN neighbour and FDB entries" if inv.cluster.overlay.backend == "vxlan" else "")
             show = f"lab exec {src['node']} -- bridge link show" if same else overlay_show.replace("NODE", src["node"])
+            show += f"; lab trace {src['namespace']}/{src['name']} {dst['namespace']}/{dst['name']}"
             for proto in ("tcp", "udp"):
                 target = {"proto": proto, "host": dst["ip"], "port": dst["tcp"][0] if dst["tcp"] else 80}
                 if proto == "tcp":

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from orchestrator.agent.contract import node_lib
+from orchestrator.agent.contract import POLICY_TABLE, node_lib
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.script import heredoc, quote
@@ -95,6 +95,20 @@ def break_dns(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
     return f"stopped DNS pod {pod['namespace']}/{pod['name']} on {pod['node']} (its dnsmasq)"
 
 
+def break_stray_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+    """A policy rule on one node that no NetworkPolicy explains (as a plugin that crashed mid-update leaves)."""
+    pods = sorted((p for p in files.read_objects()["pods"].values() if p["node"] == node.name
+                   and p.get("role", "server") == "server" and p.get("ip")), key=lambda p: p["key"])
+    if not pods:
+        raise InputError(f"fault stray-policy needs a pod on {node.name}; apply examples/nginx.yaml")
+    pod = pods[0]
+    t.run(node, ["nft", "-f", "-"], stdin=(
+        f"table ip {POLICY_TABLE} {{ chain forward {{ type filter hook forward priority filter; policy accept; }} }}\n"
+        f"insert rule ip {POLICY_TABLE} forward ip daddr {pod['ip']} drop\n"))
+    return (f"left a stray rule on {node.name}: ip {POLICY_TABLE} forward drops everything to "
+            f"{pod['namespace']}/{pod['name']} ({pod['ip']}), which no NetworkPolicy says")
+
+
 def break_mtu(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
     t.run(node, ["ip", "link", "set", "cni0", "mtu", "1000"])
     return f"dropped {node.name}'s cni0 MTU to 1000: larger packets to its pods no longer fit"
@@ -109,6 +123,9 @@ FAULTS = {f.name: f for f in (
           frozenset({"pod-to-service", "hairpin"}), break_sep),
     Fault("dns-pod", "stop one of the two DNS pods", "dns", frozenset({"dns"}), break_dns),
     Fault("mtu", "drop a node's cni0 MTU: large packets to its pods are lost", "mtu", frozenset({"mtu"}), break_mtu),
+    Fault("stray-policy", "leave a policy rule no NetworkPolicy explains: a pod on a node gets nothing", "pod-to-pod",
+          frozenset({"pod-to-pod", "pod-to-service", "hairpin", "dns", "node-to-pod", "mtu", "nodeport", "hostport",
+                     "egress"}), break_stray_policy),
 )}
 
 

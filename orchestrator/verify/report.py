@@ -97,31 +97,43 @@ def verify(inv: Inventory, junit: Optional[str] = None,
     return outcomes, collector, time.perf_counter() - start
 
 
-def matrix_table(outcomes: list[Outcome]) -> Optional[Table]:
-    """The pod x pod matrix. With NetworkPolicies, a cell reads as upstream's netpol tests print it: `.` allowed,
-    `X` blocked (TCP and UDP apart when they differ, as `.X`); a wrong cell is red and says why."""
-    cells: dict[tuple[str, str], list[Outcome]] = {}
+def matrix_cells(outcomes: list[Outcome]) -> tuple[list[str], dict, bool]:
+    """The pod x pod matrix as data: its names, (row, col) -> (mark, failed outcomes), and whether NetworkPolicy
+    shapes it. A mark reads as upstream's netpol tests print it: `.` allowed, `X` blocked (`.X` when TCP and UDP
+    differ); without policies every cell is allowed and shows a tick."""
+    found: dict[tuple[str, str], list[Outcome]] = {}
     for o in outcomes:
         if o.check.family == "pod-to-pod":
-            cells.setdefault((o.check.row, o.check.col), []).append(o)
-    names = sorted({r for r, _ in cells})
+            found.setdefault((o.check.row, o.check.col), []).append(o)
+    names = sorted({name for key in found for name in key})
+    policies = any(o.check.want == ("closed",) or "NetworkPolicy" in o.check.layer for c in found.values() for o in c)
+    cells = {}
+    for key, group in found.items():
+        group = sorted(group, key=lambda o: o.check.target.get("proto", ""))
+        marks = "".join(dict.fromkeys("X" if o.check.want == ("closed",) else "." for o in group))
+        cells[key] = (marks if policies else "✔", [o for o in group if not o.ok])
+    return names, cells, policies
+
+
+def matrix_title(policies: bool) -> str:
+    return "pod to pod (HTTP and UDP, source IP preserved)" + (": . allowed, X blocked by NetworkPolicy"
+                                                                if policies else "")
+
+
+def matrix_table(outcomes: list[Outcome]) -> Optional[Table]:
+    """The pod x pod matrix for the terminal; a wrong cell is red and says why."""
+    names, cells, policies = matrix_cells(outcomes)
     if not names or len(names) > MATRIX_LIMIT:
         return None
-    policies = any(o.check.want == ("closed",) or "NetworkPolicy" in o.check.layer for c in cells.values() for o in c)
-    title = "pod to pod (HTTP and UDP, source IP preserved)" + (": . allowed, X blocked by NetworkPolicy"
-                                                                if policies else "")
-    table = Table(title=title, title_justify="left")
+    table = Table(title=matrix_title(policies), title_justify="left")
     table.add_column("from \\ to")
     for name in names:
         table.add_column(name, overflow="fold")
     for row in names:
         values = []
         for col in names:
-            found = sorted(cells.get((row, col), []), key=lambda o: o.check.target.get("proto", ""))
-            bad = [o for o in found if not o.ok]
-            marks = "".join(dict.fromkeys("X" if o.check.want == ("closed",) else "." for o in found))
-            shown = marks if policies else "✔"
-            values.append(f"[green]{shown}[/]" if not bad else f"[red]✘ {shown}: " + "; ".join(
+            mark, bad = cells.get((row, col), ("", []))
+            values.append(f"[green]{mark}[/]" if not bad else f"[red]✘ {mark}: " + "; ".join(
                 sorted({o.reason for o in bad})) + "[/]")
         table.add_row(row, *values)
     return table
@@ -163,18 +175,15 @@ def print_report(console: Console, outcomes: list[Outcome], collector: _Collecto
 def outcomes_html(title: str, outcomes: list[Outcome], collector: _Collector) -> str:
     """The pod x pod matrix, the families and every failure as one HTML page."""
     esc = html.escape
-    cells: dict[tuple[str, str], list[Outcome]] = {}
-    for o in outcomes:
-        if o.check.family == "pod-to-pod":
-            cells.setdefault((o.check.row, o.check.col), []).append(o)
-    names = sorted({r for r, _ in cells})
+    names, cells, policies = matrix_cells(outcomes)
     rows = []
     for row in names:
         tds = []
         for col in names:
-            bad = [o for o in cells.get((row, col), []) if not o.ok]
-            tds.append("<td class=ok>&#10004;</td>" if not bad else
-                       f"<td class=bad title='{esc(bad[0].check.layer)}'>&#10008; "
+            mark, bad = cells.get((row, col), ("", []))
+            shown = "&#10004;" if mark == "✔" else esc(mark)
+            tds.append(f"<td class=ok>{shown}</td>" if not bad else
+                       f"<td class=bad title='{esc(bad[0].check.layer)}'>&#10008; {shown}: "
                        f"{esc('; '.join(sorted({o.reason for o in bad})))}</td>")
         rows.append(f"<tr><th>{esc(row)}</th>{''.join(tds)}</tr>")
     families = Counter(o.check.family for o in outcomes)
@@ -187,7 +196,7 @@ def outcomes_html(title: str, outcomes: list[Outcome], collector: _Collector) ->
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
             "body{font-family:sans-serif} table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ccc;"
             "padding:3px 6px;font-size:13px} .ok{color:#1a7f37} .bad{color:#c62828}</style></head><body>"
-            f"<h1>{esc(title)}</h1><h2>pod to pod (HTTP and UDP, source IP preserved)</h2><table><tr><th>from \\ to</th>"
+            f"<h1>{esc(title)}</h1><h2>{esc(matrix_title(policies))}</h2><table><tr><th>from \\ to</th>"
             f"{''.join(f'<th>{esc(n)}</th>' for n in names)}</tr>{''.join(rows)}</table>"
             f"<h2>checks</h2><table><tr><th>family</th><th>passed</th><th>failed</th></tr>{family_rows}</table>"
             f"<h2>failures</h2><ul>{failures or '<li>none</li>'}</ul></body></html>\n")
@@ -200,4 +209,12 @@ def outcomes_json(outcomes: list[Outcome], collector: _Collector) -> str:
                     "reason": o.reason, "layer": o.check.layer, "show": o.check.show, "retried": o.retried}
                    for o in outcomes],
         "suite_failures": [{"test": n, "message": m} for n, m in collector.failed],
+        "matrix": matrix_json(outcomes),
     }, indent=2)
+
+
+def matrix_json(outcomes: list[Outcome]) -> dict:
+    """from -> to -> {"expect": "." | "X" | ".X", "ok": bool}: the truth table and how the kernel kept it."""
+    names, cells, _ = matrix_cells(outcomes)
+    return {row: {col: {"expect": cells[(row, col)][0].replace("✔", "."), "ok": not cells[(row, col)][1]}
+                  for col in names if (row, col) in cells} for row in names}

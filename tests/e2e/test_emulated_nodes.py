@@ -144,7 +144,11 @@ def test_lab_up_again_is_a_no_op(lab3):
 
 
 def test_unknown_command_target_is_a_clear_error(lab3):
-    proc = lab_cli("exec", "-i", lab3.inventory_path, "node9", "--", "true")
+    proc = lab_cli("exec", "-i", lab3.inventory_path, "node9", "--", "true")  # neither a node nor a pod
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("lab: error: Error from server (NotFound): pods \"node9\" not found in namespace "
+                                   "'default' (nor is it a node: node1, node2, node3); see `lab get pods -A`")
+    proc = lab_cli("exec", "-i", lab3.inventory_path, "node/node9", "--", "true")
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"lab: error: {lab3.inventory_path}: no node named 'node9'; " \
                                   "nodes are: node1, node2, node3"
