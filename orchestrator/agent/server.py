@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
+
+
+def access_log(client, what: str) -> None:
+    """One line per request on stdout (the pod's log, `lab logs POD`): when, who, what."""
+    sys.stdout.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {client[0]}:{client[1]} {what}\n")
+    sys.stdout.flush()
 
 
 def serve(name: str, tcp_ports, udp_ports) -> None:
@@ -42,6 +49,9 @@ def serve(name: str, tcp_ports, udp_ports) -> None:
             self.end_headers()
             self.wfile.write(data)
 
+        def log_request(self, code="-", size="-"):
+            access_log(self.client_address, f"{self.command} {self.path} {code}")
+
         def log_message(self, *args):
             pass
 
@@ -50,6 +60,7 @@ def serve(name: str, tcp_ports, udp_ports) -> None:
             data, sock = self.request
             reply = f"hostname={name} clientip={self.client_address[0]} echo=".encode() + data
             sock.sendto(reply, self.client_address)
+            access_log(self.client_address, f"UDP {len(data)} bytes")
 
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.request_queue_size = 1024  # socketserver's default backlog of 5 drops SYNs under load

@@ -14,7 +14,8 @@ from orchestrator import __version__
 from orchestrator.cli.common import err
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
         cmd_graph, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
-from orchestrator.cli.object_commands import RESOURCE_ALIASES, cmd_apply, cmd_cni, cmd_delete, cmd_describe, cmd_get
+from orchestrator.cli.object_commands import cmd_apply, cmd_cni, cmd_delete, cmd_describe, cmd_get, cmd_logs
+from orchestrator.cli.resources import ALIASES
 from orchestrator.cli.study_commands import cmd_break, cmd_fix, cmd_play, cmd_trace, cmd_verify
 from orchestrator.core.errors import LabError
 from orchestrator.core.transport import NodeError
@@ -122,14 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--id", default="cni-lab", help="CNI_CONTAINERID")
     c.add_argument("--ifname", default="eth0", help="CNI_IFNAME")
 
-    p = command("get", cmd_get, "list pods, nodes, services, endpoints, namespaces or network policies, like "
-                "kubectl get", "lab get pods\nlab get pods -o wide\nlab get pods -A -o json\nlab get nodes\n"
-                "lab get svc\nlab get ep\nlab get svc nginx -o json\nlab get ns\nlab get netpol -A")
-    p.add_argument("resource", choices=sorted(RESOURCE_ALIASES), metavar="pods|nodes|svc|ep|ns|netpol")
+    p = command("get", cmd_get, "list objects like kubectl get: pods (po), nodes (no), services (svc), endpoints "
+                "(ep), deployments (deploy), namespaces (ns), networkpolicies (netpol), all; several with commas",
+                "lab get pods\nlab get pods -o wide\nlab get po -A -l app=nginx\nlab get deploy,svc\nlab get all -A\n"
+                "lab get pods --field-selector spec.nodeName=node1\nlab get svc nginx -o yaml\nlab get pods -o name\n"
+                "lab get pods -o jsonpath='{.items[*].status.podIP}'\nlab get ns --show-labels\nlab get netpol -A")
+    p.add_argument("resource", metavar="KIND[,KIND...]")
     p.add_argument("names", nargs="*", help="only these")
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("-A", "--all-namespaces", action="store_true")
-    p.add_argument("-o", "--output", choices=("wide", "json"))
+    p.add_argument("-l", "--selector", help="label selector: app=web,tier!=db, 'env in (a,b)', key, !key")
+    p.add_argument("--field-selector", help="e.g. spec.nodeName=node1, metadata.name!=x")
+    p.add_argument("--show-labels", action="store_true", help="a LABELS column")
+    p.add_argument("-o", "--output", metavar="wide|json|yaml|name|jsonpath=...")
 
     p = command("verify", cmd_verify, "check the whole lab: pod to pod without NAT, services, DNS, NodePort, "
                 "hostPort, egress, MTU; exit code 0 only when everything passes",
@@ -186,13 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--udp", action="store_true", help="a UDP datagram instead of a TCP connection")
     p.add_argument("-n", "--namespace", default="default")
 
-    p = command("describe", cmd_describe, "show one service, its endpoints or a network policy, like kubectl describe",
+    p = command("describe", cmd_describe, "show one object in kubectl describe's layout: a pod, node, deployment, "
+                "namespace, service, its endpoints, or a network policy",
+                "lab describe pod web-7d9f-x2k4q\nlab describe node node1\nlab describe deploy nginx\n"
                 "lab describe svc nginx\nlab describe ep nginx\nlab describe svc kube-dns -n kube-system\n"
-                "lab describe netpol default-deny-ingress -n x")
-    p.add_argument("resource", choices=("svc", "service", "services", "ep", "endpoints", "netpol", "networkpolicy",
-                                        "networkpolicies"))
+                "lab describe netpol default-deny-ingress -n x\nlab describe ns x")
+    p.add_argument("resource", choices=sorted(ALIASES), metavar="KIND")
     p.add_argument("name")
     p.add_argument("-n", "--namespace", default="default")
+
+    p = command("logs", cmd_logs, "a pod's log: its server's access log (when, from which address, what)",
+                "lab logs web-7d9f-x2k4q\nlab logs a -n x --tail 5\nlab logs a -n x -f")
+    p.add_argument("pod")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--tail", type=int, default=100, help="the last N lines (default 100)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C ends)")
 
     p = command("exec", cmd_exec, "run a command on a node, or inside a pod's network namespace on its node, over "
                 "SSH; exits with the command's exit code",

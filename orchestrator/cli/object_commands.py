@@ -3,23 +3,25 @@ CNI plugins by hand)."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 from orchestrator import pipeline
 from orchestrator.agent import cni as cni_runtime
+from orchestrator.agent.contract import node_lib
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output, warn
-from orchestrator.cli.output import (describe_netpol, describe_service, endpoints_json, endpoints_table,
-        namespace_table, netpol_json, netpol_table, node_json, node_table, pod_json, pod_table, print_described,
-        print_table, service_json, service_table)
+from orchestrator.cli.describe import (describe_deployment, describe_namespace, describe_netpol, describe_node,
+                                       describe_pod, describe_service, print_described)
+from orchestrator.cli.output import print_table
+from orchestrator.cli.resources import ALIASES, KINDS, field_filter, kinds_of, render_docs, select
 from orchestrator.core import manifests as manifests_mod
 from orchestrator.core.agent import agent_argv
-from orchestrator.core.errors import InputError
+from orchestrator.core.errors import InputError, LabError
+from orchestrator.core.manifests import fmt_labels
 from orchestrator.core.model import Inventory
+from orchestrator.core.policy_spec import selector_from_text
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 from orchestrator.layers.nodes.facts import conflist_path
-from orchestrator.layers.pods.namespaces import namespace_labels
 
 
 def apply_manifests(args, action) -> int:
@@ -45,19 +47,37 @@ def cmd_delete(args) -> int:
 def cmd_describe(args) -> int:
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
-    key = f"{args.namespace}/{args.name}"
-    if RESOURCE_ALIASES[args.resource] == "netpol":
-        record = objects.get("policies", {}).get(key)
-        if record is None:
-            raise InputError(f'Error from server (NotFound): networkpolicies.networking.k8s.io "{args.name}" not '
-                             f"found in namespace {args.namespace!r}; see `lab get netpol -A`")
-        print_described(describe_netpol(record))
-        return 0
-    service = objects["services"].get(key)
-    if service is None:
-        raise InputError(f"no service {args.name!r} in namespace {args.namespace!r}; see `lab get svc -A`")
-    print_described(describe_service(service, objects, as_endpoints=RESOURCE_ALIASES[args.resource] == "ep"))
+    kind = KINDS[ALIASES[args.resource]]
+    namespace = args.namespace if kind.namespaced else None
+    records = select(kind, inv, objects, [args.name], namespace, None, lambda doc: True)
+    if not records:
+        where = f" in namespace {args.namespace!r}" if kind.namespaced else ""
+        raise LabError(f'Error from server (NotFound): {kind.name} "{args.name}" not found{where}; '
+                       f"see `lab get {kind.name}{' -A' if kind.namespaced else ''}`")
+    record = records[0]
+    lines = {"pods": lambda: describe_pod(record, inv),
+             "nodes": lambda: describe_node(record["node"], objects),
+             "deployments": lambda: describe_deployment(record),
+             "namespaces": lambda: describe_namespace(record["name"], record["labels"]),
+             "services": lambda: describe_service(record, objects, as_endpoints=False),
+             "endpoints": lambda: describe_service(record, objects, as_endpoints=True),
+             "networkpolicies": lambda: describe_netpol(record)}[kind.name]()
+    print_described(lines)
     return 0
+
+
+def cmd_logs(args) -> int:
+    """The pod server's access log: who connected, from which address, asking what."""
+    inv = resolve_inventory(args.inventory)
+    pod = LabFiles.of(inv.name).read_objects()["pods"].get(f"{args.namespace}/{args.pod}")
+    if pod is None:
+        raise LabError(f'Error from server (NotFound): pods "{args.pod}" not found in namespace {args.namespace!r}')
+    log = f"{node_lib(inv.name)}/pods/{pod['key']}.log"
+    node = inv.node(pod["node"])
+    with Transport([node]) as transport:
+        result = run_showing_output(transport, node, ["tail", "-n", str(args.tail), *(["-F"] if args.follow else []),
+                                                      log])
+    return result.exit_code
 
 
 def cmd_cni(args) -> int:
@@ -111,61 +131,47 @@ def cni_check(inv: Inventory, objects: dict, args) -> int:
     return 1 if failed else 0
 
 
-RESOURCE_ALIASES = {"pods": "pods", "pod": "pods", "po": "pods", "nodes": "nodes", "node": "nodes", "no": "nodes",
-                    "services": "svc", "service": "svc", "svc": "svc", "endpoints": "ep", "ep": "ep",
-                    "namespaces": "ns", "namespace": "ns", "ns": "ns",
-                    "networkpolicies": "netpol", "networkpolicy": "netpol", "netpol": "netpol"}
-
-
-def print_list(docs: list[dict], single: bool) -> None:
-    """-o json: the one object asked for by name, else a kubectl List."""
-    print(json.dumps(docs[0] if single and len(docs) == 1 else {"apiVersion": "v1", "kind": "List", "items": docs},
-                     indent=2))
 
 
 def cmd_get(args) -> int:
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
-    resource = RESOURCE_ALIASES[args.resource]
-    wide = args.output == "wide"
-    if resource == "nodes":
-        if args.output == "json":
-            print_list([node_json(n, objects) for n in inv.nodes], single=False)
-        else:
-            print_table(*node_table(inv, objects))
+    kinds = kinds_of(args.resource)
+    output = args.output or ""
+    if output not in ("", "wide", "json", "yaml", "name") and not output.startswith("jsonpath="):
+        raise InputError(f"-o {output}: unknown output format; use wide, json, yaml, name or jsonpath=TEMPLATE")
+    labels = selector_from_text(args.selector) if args.selector else None
+    namespace = None if args.all_namespaces else args.namespace
+    found = [(kind, select(kind, inv, objects, args.names, namespace, labels, field_filter(args.field_selector)))
+             for kind in kinds]
+    if args.names:
+        missing = [(kind, name) for kind, records in found for name in args.names
+                   if name not in {r["name"] for r in records}]
+        if missing:
+            kind, name = missing[0]
+            raise LabError(f'Error from server (NotFound): {kind.name} "{name}" not found')
+    if output in ("json", "yaml") or output.startswith("jsonpath="):
+        print(render_docs([kind.to_json(r, inv, objects) for kind, records in found for r in records],
+                          single=bool(args.names) and len(kinds) == 1, output=output))
         return 0
-    if resource == "ns":
-        spaces = namespace_labels(objects)
-        if args.output == "json":
-            print_list([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "labels": labels}}
-                        for n, labels in sorted(spaces.items()) if not args.names or n in args.names],
-                       single=bool(args.names))
-        else:
-            print_table(*namespace_table({n: l for n, l in spaces.items() if not args.names or n in args.names},
-                                         objects))
+    if output == "name":
+        for kind, records in found:
+            for r in records:
+                print(f"{kind.ref}/{r['name']}")
         return 0
-    if resource == "pods":
-        items = sorted(((p["namespace"], p["name"]), p) for p in objects["pods"].values())
-    elif resource == "netpol":
-        items = sorted(objects.get("policies", {}).items())
-    else:
-        items = sorted(objects["services"].items())
-    items = [(k, o) for k, o in items if (args.all_namespaces or o["namespace"] == args.namespace)
-             and (not args.names or o["name"] in args.names)]
-    if args.output == "json":
-        as_json = {"pods": lambda k, o: pod_json(o, inv), "svc": lambda k, o: service_json(o),
-                   "ep": lambda k, o: endpoints_json(o, objects, k), "netpol": lambda k, o: netpol_json(o)}[resource]
-        print_list([as_json(k, o) for k, o in items], single=bool(args.names))
+    if not any(records for _, records in found):
+        err.print(f"No resources found in {'any' if namespace is None else namespace} namespace.")
         return 0
-    if not items:
-        err.print(f"No resources found in {'any' if args.all_namespaces else args.namespace} namespace.")
-        return 0
-    if resource == "pods":
-        print_table(*pod_table([o for _, o in items], args.all_namespaces, wide))
-    elif resource == "svc":
-        print_table(*service_table(items, args.all_namespaces, wide))
-    elif resource == "netpol":
-        print_table(*netpol_table([o for _, o in items], args.all_namespaces))
-    else:
-        print_table(*endpoints_table(items, objects, args.all_namespaces))
+    shown = [(kind, records) for kind, records in found if records]
+    for i, (kind, records) in enumerate(shown):
+        columns, rows = kind.table(records, inv, objects, namespace is None and kind.namespaced, output == "wide")
+        if args.show_labels:
+            columns, rows = columns + ["LABELS"], [row + [fmt_labels(r["labels"]) or "<none>"]
+                                                   for row, r in zip(rows, records)]
+        if len(kinds) > 1:  # kubectl names each object with its kind when it lists several kinds
+            at = columns.index("NAME")
+            rows = [row[:at] + [f"{kind.ref}/{row[at]}"] + row[at + 1:] for row in rows]
+        print_table(columns, rows)
+        if i < len(shown) - 1:
+            print()
     return 0

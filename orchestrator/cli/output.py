@@ -11,7 +11,7 @@ from rich.text import Text
 from orchestrator.cli.common import err, out
 from orchestrator.core.manifests import fmt_labels
 from orchestrator.core.model import Inventory
-from orchestrator.core.policy_spec import parse_policy_spec, parse_selector
+from orchestrator.core.policy_spec import parse_selector
 
 
 def age(created: str) -> str:
@@ -153,36 +153,6 @@ def endpoints_table(items: list[tuple[str, dict]], objects: dict, all_namespaces
                                                    age(s["created"])] for k, s in items])
 
 
-def describe_service(s: dict, objects: dict, as_endpoints: bool) -> list[tuple[str, str]]:
-    """`kubectl describe svc` (or `describe ep`) as (label, value) lines."""
-    key = f"{s['namespace']}/{s['name']}"
-    labels = fmt_labels(s["labels"]).replace(",", "\n" + " " * 19) or "<none>"
-    lines = [("Name:", s["name"]), ("Namespace:", s["namespace"]), ("Labels:", labels), ("Annotations:", "<none>")]
-    if not as_endpoints:
-        lines += [("Selector:", fmt_labels(s["selector"]) or "<none>"), ("Type:", s["type"]), ("IP:", s["cluster_ip"])]
-        for port in s["ports"]:
-            eps = objects["endpoints"].get(key, {}).get(port["name"] or "", [])
-            lines += [("Port:", f"{port['name'] or '<unset>'} {port['port']}/{port['protocol']}"),
-                      ("TargetPort:", f"{port['target_port']}/{port['protocol']}")]
-            if port.get("node_port"):
-                lines.append(("NodePort:", f"{port['name'] or '<unset>'} {port['node_port']}/{port['protocol']}"))
-            lines.append(("Endpoints:", ",".join(f"{e['ip']}:{e['port']}" for e in eps) or "<none>"))
-        return lines + [("Session Affinity:", s["session_affinity"]), ("Events:", "<none>")]
-    lines.append(("Subsets:", ""))
-    for port in s["ports"]:
-        eps = objects["endpoints"].get(key, {}).get(port["name"] or "", [])
-        lines += [("  Addresses:", ",".join(e["ip"] for e in eps) or "<none>"), ("  NotReadyAddresses:", "<none>"),
-                  ("  Ports:", ""), ("    Name", "Port  Protocol"), ("    ----", "----  --------"),
-                  (f"    {port['name'] or '<unset>'}", f"{eps[0]['port'] if eps else port['target_port']}     "
-                                                       f"{port['protocol']}")]
-    return lines + [("Events:", "<none>")]
-
-
-def print_described(lines: list[tuple[str, str]]) -> None:
-    for label, value in lines:
-        print(f"{label:<18} {value}".rstrip())
-
-
 def namespace_table(namespaces: dict, objects: dict) -> tuple[list, list]:
     """`kubectl get ns` columns and rows (the built-in namespaces are as old as the lab's first object)."""
     created = objects.get("namespaces", {})
@@ -196,50 +166,6 @@ def netpol_table(records: list[dict], all_namespaces: bool) -> tuple[list, list]
     return (lead + ["NAME", "POD-SELECTOR", "AGE"],
             [([r["namespace"]] if lead else []) + [r["name"], parse_selector(r["spec"].get("podSelector"), "", "")
                                                    .text(), age(r["created"])] for r in records])
-
-
-def describe_peers(peers, word: str) -> list[tuple[str, str]]:
-    if peers is None:
-        return [(f"    {word}:", f"<any> (traffic not restricted by {'source' if word == 'From' else 'destination'})")]
-    lines = []
-    for peer in peers:
-        lines.append((f"    {word}:", ""))
-        if peer.ip_block is not None:
-            lines += [("      IPBlock:", ""), ("        CIDR:", str(peer.ip_block.cidr)),
-                      ("        Except:", ", ".join(str(e) for e in peer.ip_block.excepts))]
-        if peer.namespace_selector is not None:
-            lines.append(("      NamespaceSelector:", peer.namespace_selector.text()))
-        if peer.pod_selector is not None:
-            lines.append(("      PodSelector:", peer.pod_selector.text()))
-    return lines
-
-
-def describe_netpol(record: dict) -> list[tuple[str, str]]:
-    """`kubectl describe netpol` as (label, value) lines."""
-    spec = parse_policy_spec(record["spec"], f"networkpolicy {record['namespace']}/{record['name']}")
-    lines = [("Name:", record["name"]), ("Namespace:", record["namespace"]), ("Created on:", record["created"]),
-             ("Labels:", fmt_labels(record.get("labels", {})) or "<none>"), ("Annotations:", "<none>"), ("Spec:", ""),
-             ("  PodSelector:", spec.pod_selector.text().replace("<none>", "<none> (Allowing the specific traffic "
-                                                                           "to all pods in this namespace)"))]
-    for direction, rules, word in (("Ingress", spec.ingress, "From"), ("Egress", spec.egress, "To")):
-        if direction not in spec.policy_types:
-            lines.append((f"  Not affecting {direction.lower()} traffic", ""))
-            continue
-        lines.append((f"  Allowing {direction.lower()} traffic:", ""))
-        if not rules:
-            lines.append(("    <none> (Selected pods are isolated for " + direction.lower() + " connectivity)", ""))
-        for i, rule in enumerate(rules):
-            if i:
-                lines.append(("    ----------", ""))
-            if rule.ports is None:
-                lines.append(("    To Port:", "<any> (traffic allowed to all ports)"))
-            for port in rule.ports or ():
-                number = port.port if port.port is not None else "<any>"
-                ranged = f"-{port.end_port}" if port.end_port else ""
-                lines.append(("    To Port:", f"{number}{ranged}/{port.protocol}"))
-            lines += describe_peers(rule.peers, word)
-    lines.append(("  Policy Types:", ", ".join(spec.policy_types)))
-    return lines
 
 
 def netpol_json(record: dict) -> dict:

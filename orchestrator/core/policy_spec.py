@@ -8,6 +8,7 @@ below it) and what the lab cannot enforce (SCTP: its pods serve TCP and UDP only
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_network
 from typing import Optional, Union
@@ -195,3 +196,36 @@ def parse_policy_spec(spec: dict, source: str) -> PolicySpec:
                       policy_types=tuple(dict.fromkeys(types)),
                       ingress=parse_rules(spec.get("ingress"), source, "spec.ingress", "from"),
                       egress=parse_rules(spec.get("egress"), source, "spec.egress", "to"))
+
+
+SELECTOR_TERM = re.compile(r"^\s*(?:(?P<not>!)\s*(?P<absent>[^\s,=!()]+)"
+                           r"|(?P<key>[^\s,=!()]+)\s*(?:(?P<op>==|=|!=)\s*(?P<value>[^\s,=!()]*)"
+                           r"|\s+(?P<set>in|notin)\s*\((?P<values>[^)]*)\))?)\s*(?:,|$)")
+
+
+def selector_from_text(text: str) -> Selector:
+    """kubectl's -l/--selector: `app=web,tier!=db`, `env in (a,b)`, `env notin (c)`, `key`, `!key`; or an
+    InputError saying where it stops being one."""
+    labels, requirements, rest = [], [], text.strip()
+    while rest:
+        m = SELECTOR_TERM.match(rest)
+        if not m or not m.group(0).strip():
+            raise InputError(f"-l {text}: cannot read the selector from {rest!r}; write e.g. app=web,tier!=db or "
+                             "'env in (a,b)'")
+        if m["absent"]:
+            requirements.append(Requirement(m["absent"], "DoesNotExist"))
+        elif m["set"]:
+            values = tuple(v.strip() for v in m["values"].split(",") if v.strip())
+            requirements.append(Requirement(m["key"], "In" if m["set"] == "in" else "NotIn", values))
+        elif m["op"] == "!=":
+            requirements.append(Requirement(m["key"], "NotIn", (m["value"],)))
+        elif m["op"]:
+            labels.append((m["key"], m["value"]))
+        else:
+            requirements.append(Requirement(m["key"], "Exists"))
+        rest = rest[m.end():].strip()
+    for key, value in labels + [(r.key, v) for r in requirements for v in r.values or ("",)]:
+        problem = label_problem(key, value)
+        if problem:
+            raise InputError(f"-l {text}: {problem}; write e.g. app=web")
+    return Selector(tuple(sorted(labels)), tuple(requirements))

@@ -103,7 +103,7 @@ def break_stray_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node
         raise InputError(f"fault stray-policy needs a pod on {node.name}; apply examples/nginx.yaml")
     pod = pods[0]
     t.run(node, ["nft", "-f", "-"], stdin=(
-        f"table ip {POLICY_TABLE} {{ chain forward {{ type filter hook forward priority filter; policy accept; }} }}\n"
+        f"table ip {POLICY_TABLE} {{\n  chain forward {{ type filter hook forward priority filter; policy accept; }}\n}}\n"
         f"insert rule ip {POLICY_TABLE} forward ip daddr {pod['ip']} drop\n"))
     return (f"left a stray rule on {node.name}: ip {POLICY_TABLE} forward drops everything to "
             f"{pod['namespace']}/{pod['name']} ({pod['ip']}), which no NetworkPolicy says")

@@ -143,6 +143,15 @@ def summary(hops: list[Hop]) -> list[str]:
     return lines
 
 
+def conntrack_lines(inv: Inventory, transport: Transport, src: End, protocol: str) -> list[str]:
+    """The connection tracking entries of the source's address on the node it sends from: the NAT it got."""
+    node = src.pod["node"] if src.pod else src.source.partition(":")[2] if src.source.startswith("node:") else None
+    if node is None:
+        return []
+    found = transport.run(node, ["conntrack", "-L", "-s", src.ip, "-p", protocol], check=False).stdout.splitlines()
+    return [f"conntrack on {node}:"] + [f"  {line}" for line in found[-4:]] if found else []
+
+
 def trace(inv: Inventory, transport: Transport, objects: dict, src_spec: str, dst_spec: str, port: int,
           protocol: str, namespace: str) -> list[str]:
     """Send one packet from SRC to DST:PORT with tracing on every node; the report, line by line."""
@@ -175,6 +184,7 @@ def trace(inv: Inventory, transport: Transport, objects: dict, src_spec: str, ds
         transport.run_all(lambda node: transport.run(node, ["sh", "-c", cmd("nft", "delete", "table", "ip", TABLE)
                                                            + " 2>/dev/null; true"]), nodes)
     report += summary(hops)
+    report += conntrack_lines(inv, transport, src, protocol)
     answer = f"answered: {reply.get('reply', '')[:60]}" if reply and reply.get("ok") else \
         f"no answer ({reply.get('error') if reply else 'not sent'})"
     report.append(f"result: {answer}; {decision(hops)}")

@@ -13,7 +13,7 @@ PURE = ("orchestrator.core.errors", "orchestrator.core.model", "orchestrator.cor
         "orchestrator.core.manifests", "orchestrator.core.ipam", "orchestrator.core.render",
         "orchestrator.core.script", "orchestrator.core.names", "orchestrator.core.policy_spec",
         "orchestrator.core.schema", "orchestrator.layers.nodes.facts", "orchestrator.layers.pods.namespaces",
-        "orchestrator.layers.policy.enforcement", "orchestrator.layers.nodes.boot",
+        "orchestrator.layers.policy.enforcement", "orchestrator.layers.policy.trace", "orchestrator.layers.nodes.boot",
         "orchestrator.layers.nodes.packages", "orchestrator.layers.services.iptables", "orchestrator.lessons.model",
         "orchestrator.layers.services.nftables", "orchestrator.layers.services.trace")
 SIDE_EFFECTS = ("orchestrator.core.transport", "orchestrator.core.agent", "orchestrator.core.state",

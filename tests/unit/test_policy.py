@@ -202,3 +202,39 @@ def test_objects_need_their_namespace_and_a_namespace_gets_its_name_label():
                                          'namespaces "team" not found'):
         require_namespaces(policy_in_team, {})
     require_namespaces([ns, *policy_in_team], {})  # applied together: fine
+
+
+def kernel_allows(table, src: dict, dst: dict, port: int, protocol: str) -> bool:
+    """The rendered table, traced on paper on the source's node and then the destination's (one node when they
+    share it), as the packet crosses their forward hooks."""
+    from orchestrator.layers.policy.trace import PolicyPacket, judge
+    if src["node"] == dst["node"]:
+        hops = [("cni0", "cni0")]
+    else:
+        hops = [("cni0", "flannel.1"), ("flannel.1", "cni0")]
+    return all(judge(table, PolicyPacket(src["ip"], dst["ip"], protocol.lower(), port, iif, oif))[0]
+               for iif, oif in hops)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("port, protocol", [(80, "TCP"), (81, "UDP")])
+def test_the_rendered_table_traced_on_paper_agrees_with_the_semantics(case, port, protocol):
+    text, _ = CASES[case]
+    objects = with_policies(cluster(), text) if text else cluster()
+    table = render_policy(objects)
+    expected = matrix(objects, port, protocol)
+    pods = objects["pods"]
+    traced = {(s, d): s == d or kernel_allows(table, pods[s], pods[d], port, protocol) for s, d in expected}
+    assert traced == expected
+
+
+def test_named_ports_and_ranges_traced_on_paper():
+    from orchestrator.layers.policy.trace import PolicyPacket, judge
+    objects = with_policies(cluster(), policy("named", "x", {"podSelector": {"matchLabels": {"pod": "a"}},
+                                                             "ingress": [{"ports": [{"port": "serve-81-tcp"},
+                                                                                    {"port": 90, "endPort": 99}]}]}))
+    table = render_policy(objects)
+    into_a = lambda port, proto="tcp": judge(table, PolicyPacket("10.244.2.10", "10.244.1.10", proto, port,  # noqa: E731
+                                                                 "flannel.1", "cni0"))
+    assert into_a(81)[0] and into_a(95)[0] and not into_a(80)[0] and not into_a(81, "udp")[0]
+    assert into_a(80)[1] == "default deny ingress" and into_a(81)[1] == "x/named ingress rule 1"

@@ -1,0 +1,54 @@
+"""lab get's kubectl habits, the pure parts: label selectors, field selectors, kinds and short names, jsonpath."""
+
+import pytest
+
+from orchestrator.cli.resources import field_filter, jsonpath, kinds_of, render_docs
+from orchestrator.core.errors import InputError
+from orchestrator.core.policy_spec import selector_from_text
+
+
+@pytest.mark.parametrize("text, labels, matches", [
+    ("app=web", {"app": "web"}, True),
+    ("app==web,tier!=db", {"app": "web", "tier": "db"}, False),
+    ("tier!=db", {}, True),  # a missing key is "not db"
+    ("env in (a, b)", {"env": "b"}, True),
+    ("env notin (a,b)", {"env": "c"}, True),
+    ("env", {"env": ""}, True),
+    ("!env", {"env": "x"}, False),
+])
+def test_label_selectors_as_kubectl_reads_them(text, labels, matches):
+    assert selector_from_text(text).matches(labels) is matches
+
+
+def test_bad_selectors_are_one_line_errors():
+    for text in ("app=(", "a b", "-bad=x"):
+        with pytest.raises(InputError) as caught:
+            selector_from_text(text)
+        assert str(caught.value).startswith(f"-l {text}:") and "\n" not in str(caught.value)
+
+
+def test_kinds_short_names_lists_and_all():
+    assert [k.name for k in kinds_of("po,svc")] == ["pods", "services"]
+    assert [k.name for k in kinds_of("all")] == ["pods", "services", "deployments"]
+    assert [k.ref for k in kinds_of("deploy,netpol,ns,no,ep")] == [
+        "deployment.apps", "networkpolicy.networking.k8s.io", "namespace", "node", "endpoints"]
+    with pytest.raises(InputError, match='the server doesn\'t have a resource type "foo"'):
+        kinds_of("pods,foo")
+
+
+def test_field_selectors_read_the_json_form():
+    pod = {"metadata": {"name": "a", "namespace": "x"}, "spec": {"nodeName": "node1"}}
+    assert field_filter("spec.nodeName=node1")(pod) and not field_filter("spec.nodeName!=node1")(pod)
+    assert field_filter("metadata.name==a,metadata.namespace=x")(pod) and field_filter(None)(pod)
+    with pytest.raises(InputError, match="is not FIELD=VALUE"):
+        field_filter("spec.nodeName")
+
+
+def test_outputs_one_object_or_a_list_as_json_yaml_or_jsonpath():
+    docs = [{"kind": "Pod", "metadata": {"name": "a"}, "status": {"podIP": "10.244.0.2"}},
+            {"kind": "Pod", "metadata": {"name": "b"}, "status": {"podIP": "10.244.1.2"}}]
+    assert render_docs(docs, single=False, output="jsonpath={.items[*].status.podIP}") == "10.244.0.2 10.244.1.2"
+    assert render_docs(docs[:1], single=True, output="yaml").startswith("kind: Pod\nmetadata:\n  name: a")
+    assert '"kind": "List"' in render_docs(docs, single=False, output="json")
+    with pytest.raises(InputError, match="range"):
+        jsonpath("{range .items[*]}{.metadata.name}{end}", {})
