@@ -20,8 +20,9 @@ from orchestrator.agent.contract import CNI_PATH, conf_digest
 from orchestrator.core.agent import agent_command, agent_files
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.ipam import lease_subnets
-from orchestrator.core.manifests import Manifest
+from orchestrator.core.manifests import Manifest, load_text
 from orchestrator.core.model import Inventory, Node, dns_ip
+from orchestrator.core.names import label_problem
 from orchestrator.core.script import Change, render_script
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import NodeError, Transport
@@ -32,8 +33,9 @@ from orchestrator.layers.nodes.facts import NodeFacts, conflist_path
 from orchestrator.layers.podnet import changes as podnet
 from orchestrator.layers.podnet.plan import plan_node
 from orchestrator.layers.pods import apply as pods_mod
-from orchestrator.layers.pods.namespaces import apply_namespaces, drop_namespace, refuse_built_in, require_namespaces
-from orchestrator.layers.pods.plan import plan_apply, plan_delete, schedule
+from orchestrator.layers.pods.namespaces import (BUILT_IN_NAMESPACES, apply_namespaces, drop_namespace,
+        refuse_built_in, require_namespaces)
+from orchestrator.layers.pods.plan import PodChanges, plan_apply, plan_delete, schedule
 from orchestrator.layers.policy.enforcement import policy_sets
 from orchestrator.layers.policy.plan import apply_policies, delete_policies
 from orchestrator.layers.services import apply as services_mod
@@ -246,7 +248,7 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     for m in manifests:
         if m.kind == "Deployment":
             objects["deployments"][m.key] = {"replicas": m.replicas, "selector": m.selector,
-                                             "template_hash": m.template.digest()}
+                                             "template_hash": m.template.digest(), "manifest": m.raw}
     failures = []
     if objects.get("policies", {}) != before:
         progress("loading the NetworkPolicy rules before the pods")
@@ -295,3 +297,58 @@ def delete_manifests(inv: Inventory, transport: Transport, files: LabFiles, mani
     if failures:
         raise LabError("\n".join(failures))
     return changes.results + results
+
+
+def relabel(inv: Inventory, transport: Transport, files: LabFiles, kind: str, key: str,
+            changes: dict[str, Optional[str]], overwrite: bool) -> str:
+    """`lab label pod|ns NAME k=v k2-`: change the labels of a pod or a namespace (None removes a key), then
+    bring Service endpoints and NetworkPolicy sets up to them. kubectl's result line."""
+    objects = files.read_objects()
+    if kind == "namespace":
+        spaces = objects.setdefault("namespaces", {})
+        if key not in spaces and key not in BUILT_IN_NAMESPACES:
+            raise LabError(f'Error from server (NotFound): namespaces "{key}" not found')
+        record = spaces.setdefault(key, {"name": key, "labels": {}, "created": pods_mod.now()})
+    else:
+        record = objects["pods"].get(key)
+        if record is None:
+            raise LabError(f'Error from server (NotFound): pods "{key.split("/", 1)[1]}" not found in namespace '
+                           f"{key.split('/', 1)[0]!r}")
+    labels = dict(record["labels"])
+    for label, value in changes.items():
+        if value is None:
+            labels.pop(label, None)
+            continue
+        if label in labels and labels[label] != value and not overwrite:
+            raise InputError(f"'{label}' already has a value ({labels[label]}), and --overwrite is false")
+        problem = label_problem(label, value)
+        if problem:
+            raise InputError(f"{label}={value}: {problem}")
+        labels[label] = value
+    if labels == record["labels"]:
+        return f"{kind}/{key.rsplit('/', 1)[-1]} not labeled"
+    record["labels"] = labels
+    failures = sync_failures(inv, transport, objects)
+    files.write_objects(objects)
+    if failures:
+        raise LabError("\n".join(failures))
+    return f"{kind}/{key.rsplit('/', 1)[-1]} labeled"
+
+
+def restart_deployment(inv: Inventory, transport: Transport, files: LabFiles, key: str,
+                       progress: Callable[[str], None] = lambda line: None) -> str:
+    """`lab rollout restart deploy NAME`: new pods (new names, new IPs) for the old ones; endpoints follow."""
+    objects = files.read_objects()
+    deployment = objects["deployments"].get(key)
+    if deployment is None:
+        raise LabError(f'Error from server (NotFound): deployments.apps "{key.split("/", 1)[1]}" not found')
+    if "manifest" not in deployment:
+        raise InputError(f"deployment {key} was applied before the lab kept manifests; `lab apply` it once again")
+    old = [p for p in objects["pods"].values() if p.get("owner") == f"Deployment/{key}"]
+    progress(f"{len(old)} pod(s) to replace")
+    failures = pods_mod.apply_pod_changes(inv, transport, objects, PodChanges(delete=old))
+    files.write_objects(objects)
+    if failures:
+        raise LabError("\n".join(failures))
+    apply_manifests(inv, transport, files, load_text(json.dumps(deployment["manifest"]), f"deployment {key}"), progress)
+    return f"deployment.apps/{key.split('/', 1)[1]} restarted"

@@ -12,6 +12,9 @@ from typing import Optional
 
 from orchestrator import __version__
 from orchestrator.cli.common import err
+from orchestrator.cli.completion import install as install_completion
+from orchestrator.cli.completion import shell_code
+from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_rollout, cmd_run, cmd_scale
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
         cmd_graph, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
 from orchestrator.cli.object_commands import cmd_apply, cmd_cni, cmd_delete, cmd_describe, cmd_get, cmd_logs
@@ -94,14 +97,74 @@ def build_parser() -> argparse.ArgumentParser:
                 "per node; installs nothing")
     p.add_argument("--dry-run", action="store_true", help="show what would be installed and how; install nothing")
 
-    for name, func, text, example in (
-            ("apply", cmd_apply, "create or update pods from Kubernetes YAML (Pod, Deployment, Service)",
-             "lab apply -f examples/nginx.yaml\nlab apply -f examples/\ncat pod.yaml | lab apply -f -"),
-            ("delete", cmd_delete, "delete what Kubernetes YAML names (and a Deployment's pods)",
-             "lab delete -f examples/nginx.yaml")):
-        p = command(name, func, text, example)
-        p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
-                       help="a manifest file, a folder of them, or - for stdin (repeatable)")
+    p = command("apply", cmd_apply, "create or update objects from Kubernetes YAML (Pod, Deployment, Service, "
+                "Namespace, NetworkPolicy)", "lab apply -f examples/nginx.yaml\nlab apply -f examples/\n"
+                "cat pod.yaml | lab apply -f -")
+    p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
+                   help="a manifest file, a folder of them, or - for stdin (repeatable)")
+    p = command("delete", cmd_delete, "delete what Kubernetes YAML names, or KIND NAME... (a Deployment with its "
+                "pods, a Namespace with everything in it)",
+                "lab delete -f examples/nginx.yaml\nlab delete pod web\nlab delete deploy nginx\nlab delete ns shop")
+    p.add_argument("-f", "--filename", action="append", metavar="FILE",
+                   help="a manifest file, a folder of them, or - for stdin (repeatable)")
+    p.add_argument("kind", nargs="?", metavar="KIND", help="pod, deploy, svc, ns or netpol (without -f)")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("-n", "--namespace", default="default")
+
+    def dry_run(p):
+        p.add_argument("--dry-run", choices=("client", "none"), default="none",
+                       help="client: print the object (to edit and apply), change nothing")
+        p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+        p.add_argument("-n", "--namespace", default="default")
+
+    p = command("run", cmd_run, "run one pod (kubectl run)", "lab run web --port 80\n"
+                "lab run web --labels app=web,tier=front --port 80 --dry-run=client -o yaml > web.yaml")
+    p.add_argument("name")
+    p.add_argument("--image", default="nginx", help="recorded; the lab's own server runs in the pod")
+    p.add_argument("--labels", help="KEY=VALUE,... (default run=NAME)")
+    p.add_argument("--port", type=int, help="the container port")
+    dry_run(p)
+    p = command("create", cmd_create, "create a deployment (kubectl create deployment)",
+                "lab create deployment web --replicas 3 --port 80\n"
+                "lab create deployment web --replicas 2 --dry-run=client -o yaml")
+    p.add_argument("what", choices=("deployment", "deploy"))
+    p.add_argument("name")
+    p.add_argument("--image", default="nginx", help="recorded; the lab's own server runs in the pods")
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--port", type=int, help="the container port")
+    dry_run(p)
+    p = command("expose", cmd_expose, "a Service for a deployment's or a pod's pods (kubectl expose)",
+                "lab expose deploy web --port 80\nlab expose deploy web --port 8080 --target-port 80 --type NodePort\n"
+                "lab expose pod web --port 80 --dry-run=client -o yaml")
+    p.add_argument("kind", metavar="deploy|pod")
+    p.add_argument("name")
+    p.add_argument("--port", type=int, help="the Service's port (default: the pods' container port)")
+    p.add_argument("--target-port", type=int)
+    p.add_argument("--type", choices=("ClusterIP", "NodePort"), default="ClusterIP")
+    p.add_argument("--name", dest="service_name", help="the Service's name (default: the deployment's or pod's)")
+    dry_run(p)
+    p = command("scale", cmd_scale, "change a deployment's replicas (kubectl scale)",
+                "lab scale deploy web --replicas 5")
+    p.add_argument("kind", choices=("deploy", "deployment", "deployments"))
+    p.add_argument("name")
+    p.add_argument("--replicas", type=int, required=True)
+    dry_run(p)
+    p = command("label", cmd_label, "add, change (--overwrite) or remove (KEY-) labels of a pod or a namespace",
+                "lab label pod web tier=front\nlab label ns shop team=shop\nlab label pod web tier-")
+    p.add_argument("kind", metavar="pod|ns")
+    p.add_argument("name")
+    p.add_argument("labels", nargs="+", metavar="KEY=VALUE|KEY-")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-n", "--namespace", default="default")
+    p = command("completion", cmd_completion, "shell completion: commands, options, kinds and the lab's names",
+                "eval \"$(lab completion bash)\"     # in ~/.bashrc\nlab completion zsh > \"${fpath[1]}/_lab\"")
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p = command("rollout", cmd_rollout, "new pods for a deployment: new names, new IPs; endpoints follow "
+                "(kubectl rollout restart)", "lab rollout restart deploy web")
+    p.add_argument("action", choices=("restart",))
+    p.add_argument("kind", metavar="deploy")
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace", default="default")
 
     p = command("cni", cmd_cni, "CNI by hand: CHECK the pods' attachments, or run ADD/DEL/CHECK/VERSION "
                 "with a config of your own on a node",
@@ -253,11 +316,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cmd_completion(args) -> int:
+    print(shell_code(args.shell))
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after the first `--` is a remote command, passed on word for word.
     remote = argv[argv.index("--") + 1:] if "--" in argv else None
-    args = build_parser().parse_args(argv[:argv.index("--")] if remote is not None else argv)
+    parser = build_parser()
+    install_completion(parser)  # answers the shell and exits when it asks; a no-op otherwise
+    args = parser.parse_args(argv[:argv.index("--")] if remote is not None else argv)
     if remote is not None:
         args.command = remote
     args.run_cli = main  # lessons run `lab` commands as steps

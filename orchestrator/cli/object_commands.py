@@ -10,7 +10,8 @@ from orchestrator.agent import cni as cni_runtime
 from orchestrator.agent.contract import node_lib
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output, warn
 from orchestrator.cli.describe import (describe_deployment, describe_namespace, describe_netpol, describe_node,
-                                       describe_pod, describe_service, print_described)
+        describe_pod, describe_service, print_described)
+from orchestrator.cli.imperative import cmd_delete_named
 from orchestrator.cli.output import print_table
 from orchestrator.cli.resources import ALIASES, KINDS, field_filter, kinds_of, render_docs, select
 from orchestrator.core import manifests as manifests_mod
@@ -41,7 +42,13 @@ def cmd_apply(args) -> int:
 
 
 def cmd_delete(args) -> int:
-    return apply_manifests(args, pipeline.delete_manifests)
+    if args.filename and args.kind:
+        raise InputError("lab delete: give -f FILE or KIND NAME..., not both")
+    if args.filename:
+        return apply_manifests(args, pipeline.delete_manifests)
+    if not (args.kind and args.names):
+        raise InputError("lab delete: give -f FILE, or KIND NAME... (e.g. lab delete pod web)")
+    return cmd_delete_named(args)
 
 
 def cmd_describe(args) -> int:

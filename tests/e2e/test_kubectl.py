@@ -2,6 +2,9 @@
 output; describe of each kind; exec into a pod by its name; a pod's log. On an emulated 2-node lab."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +91,35 @@ def test_exec_finds_the_pods_node_and_logs_show_who_connected(kube):
     assert f" {front}:" in log and "GET /hostname 200" in log
 
 
+def test_imperative_commands_write_the_yaml_a_student_would(kube):
+    printed = yaml.safe_load(lab(kube, "create", "deployment", "api", "--replicas", "2", "--port", "80",
+                                 "--dry-run=client", "-o", "yaml").stdout)
+    assert printed["kind"] == "Deployment" and printed["spec"]["replicas"] == 2
+    assert lab(kube, "get", "deploy", "api", check=False).returncode != 0  # a dry run changes nothing
+    assert lab(kube, "create", "deployment", "api", "--replicas", "2", "--port", "80").stdout.strip() == \
+        "deployment.apps/api created"
+    assert lab(kube, "expose", "deploy", "api", "--port", "8080", "--target-port", "80").stdout.strip() == \
+        "service/api exposed"
+    assert lab(kube, "scale", "deploy", "api", "--replicas", "3").stdout.strip() == "deployment.apps/api scaled"
+    before = set(lab(kube, "get", "pods", "-l", "app=api", "-o", "name").stdout.split())
+    assert len(before) == 3
+    lab(kube, "rollout", "restart", "deploy", "api")
+    after = set(lab(kube, "get", "pods", "-l", "app=api", "-o", "name").stdout.split())
+    assert len(after) == 3 and not before & after  # new pods, new names
+    ips = lab(kube, "get", "pods", "-l", "app=api", "-o", "jsonpath={.items[*].status.podIP}").stdout.split()
+    endpoints = lab(kube, "get", "ep", "api").stdout
+    assert all(f"{ip}:80" in endpoints for ip in ips)  # the endpoints followed
+    client = lab(kube, "run", "client", "--labels", "app=client", "--port", "80").stdout.strip()
+    assert client == "pod/client created"
+    assert lab(kube, "label", "pod", "client", "tier=x").stdout.strip() == "pod/client labeled"
+    refused = lab(kube, "label", "pod", "client", "tier=y", check=False)
+    assert refused.returncode == 2 and "--overwrite is false" in refused.stderr
+    assert "app=client,tier=x" in lab(kube, "get", "pod", "client", "--show-labels").stdout
+    for kind, name in (("pod", "client"), ("deploy", "api"), ("svc", "api")):
+        assert lab(kube, "delete", kind, name).stdout.strip().endswith("deleted")
+    assert lab(kube, "get", "pods", "-l", "app in (api,client)", "-o", "name").stdout == ""
+
+
 @pytest.mark.parametrize("args, message", [
     (("get", "pods", "nope"), 'lab: error: Error from server (NotFound): pods "nope" not found'),
     (("get", "widgets"), 'the server doesn\'t have a resource type "widgets"'),
@@ -98,3 +130,20 @@ def test_exec_finds_the_pods_node_and_logs_show_who_connected(kube):
 def test_mistakes_get_kubectl_like_one_line_errors(kube, args, message):
     proc = lab(kube, *args, check=False)
     assert proc.returncode != 0 and message in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def complete(line: str, tmp_path) -> list[str]:
+    """What the shell would get for `line` with the cursor at its end (argcomplete's protocol)."""
+    out = tmp_path / "completion"
+    env = dict(os.environ, COMP_LINE=line, COMP_POINT=str(len(line)), _ARGCOMPLETE="1",
+               _ARGCOMPLETE_STDOUT_FILENAME=str(out))
+    subprocess.run([sys.executable, "-m", "orchestrator.cli"], env=env, check=True, capture_output=True)
+    return sorted(out.read_text().split("\v"))
+
+
+def test_completion_offers_commands_kinds_and_the_labs_names(kube, tmp_path):
+    assert [c.strip() for c in complete("lab rollo", tmp_path)] == ["rollout"]
+    assert "deploy" in [c.strip() for c in complete("lab get de", tmp_path)]
+    assert complete(f"lab exec -i {kube.inventory_path} -n shop fr", tmp_path)[0].startswith("front")
+    assert complete(f"lab logs -i {kube.inventory_path} -n shop ba", tmp_path)[0].startswith("back")
+    assert "complete" in lab_cli("completion", "bash", check=True).stdout

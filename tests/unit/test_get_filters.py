@@ -52,3 +52,10 @@ def test_outputs_one_object_or_a_list_as_json_yaml_or_jsonpath():
     assert '"kind": "List"' in render_docs(docs, single=False, output="json")
     with pytest.raises(InputError, match="range"):
         jsonpath("{range .items[*]}{.metadata.name}{end}", {})
+
+
+def test_kinds_complete_also_inside_a_comma_list():
+    from orchestrator.cli.completion import kinds
+    assert kinds("netp") == ["netpol"]
+    assert kinds("deploy,sv") == ["deploy,svc"]
+    assert "all" in kinds("a")

@@ -1,0 +1,164 @@
+"""kubectl's imperative commands: run, create deployment, expose, scale, label, delete KIND NAME and rollout
+restart. Each writes the YAML a student would write and applies it as `lab apply` does, or with
+`--dry-run=client -o yaml` prints it to edit, as on the exam."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from orchestrator import pipeline
+from orchestrator.cli.common import out, progress, resolve_inventory, warn
+from orchestrator.cli.resources import ALIASES
+from orchestrator.core.errors import InputError, LabError
+from orchestrator.core.manifests import Manifest, parse
+from orchestrator.core.state import LabFiles
+from orchestrator.core.transport import Transport
+
+KIND_OF = {"pods": "Pod", "deployments": "Deployment", "services": "Service", "namespaces": "Namespace",
+           "networkpolicies": "NetworkPolicy"}
+
+
+def container(name: str, image: str, port) -> dict:
+    return {"name": name, "image": image, **({"ports": [{"containerPort": port}]} if port else {})}
+
+
+def pod_doc(name: str, namespace: str, image: str, labels: dict, port) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"containers": [container(name, image, port)]}}
+
+
+def deployment_doc(name: str, namespace: str, image: str, replicas: int, port) -> dict:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [container(name.split(".")[0], image, port)]}}}}
+
+
+def service_doc(name: str, namespace: str, selector: dict, port: int, target, kind: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"type": kind, "selector": selector,
+                     "ports": [{"port": port, "targetPort": target or port, "protocol": "TCP"}]}}
+
+
+def labels_of(text) -> dict:
+    labels = {}
+    for pair in filter(None, (text or "").split(",")):
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise InputError(f"--labels {text}: {pair!r} is not KEY=VALUE; write e.g. app=web,tier=front")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def apply_doc(args, doc: dict) -> int:
+    """Print the object (--dry-run=client) or apply it; the checks are `lab apply`'s either way."""
+    source = f"lab {args.command_name}"
+    manifest = parse(doc, source, warn)
+    if args.dry_run == "client":
+        print(json.dumps(doc, indent=2) if args.output == "json" else yaml.safe_dump(doc, sort_keys=False), end="")
+        return 0
+    inv = resolve_inventory(args.inventory)
+    files = LabFiles.of(inv.name)
+    with files.lock(), Transport(inv.nodes) as transport:
+        lines = pipeline.apply_manifests(inv, transport, files, [manifest], progress)
+    verb = {"expose": " exposed", "scale": " scaled"}.get(args.command_name)
+    for line in lines:
+        out.print(line.replace(" created", verb).replace(" configured", verb) if verb else line, markup=False,
+                  highlight=False)
+    return 0
+
+
+def cmd_run(args) -> int:
+    return apply_doc(args, pod_doc(args.name, args.namespace, args.image,
+                                   labels_of(args.labels) or {"run": args.name}, args.port))
+
+
+def cmd_create(args) -> int:
+    return apply_doc(args, deployment_doc(args.name, args.namespace, args.image, args.replicas, args.port))
+
+
+def cmd_expose(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    objects = LabFiles.of(inv.name).read_objects()
+    kind = ALIASES.get(args.kind)
+    key = f"{args.namespace}/{args.name}"
+    if kind == "deployments" and key in objects["deployments"]:
+        selector = objects["deployments"][key]["selector"]
+        owned = [p for p in objects["pods"].values() if p.get("owner") == f"Deployment/{key}"]
+    elif kind == "pods" and key in objects["pods"]:
+        selector, owned = objects["pods"][key]["labels"], [objects["pods"][key]]
+    else:
+        raise LabError(f'Error from server (NotFound): {kind or args.kind} "{args.name}" not found in namespace '
+                       f"{args.namespace!r}")
+    port = args.port or next((p["container_port"] for pod in owned for p in pod.get("ports", [])), None)
+    if port is None:
+        raise InputError(f"lab expose: {args.kind}/{args.name} has no container port; give --port N")
+    return apply_doc(args, service_doc(args.service_name or args.name, args.namespace, selector, port,
+                                       args.target_port, args.type))
+
+
+def cmd_scale(args) -> int:
+    inv = resolve_inventory(args.inventory)
+    record = LabFiles.of(inv.name).read_objects()["deployments"].get(f"{args.namespace}/{args.name}")
+    if record is None:
+        raise LabError(f'Error from server (NotFound): deployments.apps "{args.name}" not found')
+    if "manifest" not in record:
+        raise InputError(f"deployment {args.name} was applied before the lab kept manifests; `lab apply` it once "
+                         "again")
+    doc = json.loads(json.dumps(record["manifest"]))
+    doc["spec"]["replicas"] = args.replicas
+    return apply_doc(args, doc)
+
+
+def cmd_label(args) -> int:
+    kind = {"pods": "pod", "namespaces": "namespace"}.get(ALIASES.get(args.kind, ""))
+    if kind is None:
+        raise InputError(f"lab label: {args.kind!r}: the lab labels pods and namespaces; write lab label pod NAME k=v")
+    changes = {}
+    for word in args.labels:
+        if word.endswith("-"):
+            changes[word[:-1]] = None
+        else:
+            key, eq, value = word.partition("=")
+            if not eq:
+                raise InputError(f"lab label: {word!r} is neither KEY=VALUE nor KEY- (to remove it)")
+            changes[key] = value
+    inv = resolve_inventory(args.inventory)
+    files = LabFiles.of(inv.name)
+    key = args.name if kind == "namespace" else f"{args.namespace}/{args.name}"
+    with files.lock(), Transport(inv.nodes) as transport:
+        out.print(pipeline.relabel(inv, transport, files, kind, key, changes, args.overwrite), markup=False)
+    return 0
+
+
+def cmd_delete_named(args) -> int:
+    """`lab delete KIND NAME...` (kubectl's form): what `lab delete -f` does for those objects."""
+    kind = KIND_OF.get(ALIASES.get(args.kind, ""))
+    if kind is None:
+        raise InputError(f"lab delete: {args.kind!r}: the lab deletes pods, deployments, services, namespaces and "
+                         "networkpolicies")
+    namespace = "" if kind == "Namespace" else args.namespace
+    manifests = [Manifest(kind, name, namespace, f"lab delete {args.kind} {name}", {}) for name in args.names]
+    inv = resolve_inventory(args.inventory)
+    files = LabFiles.of(inv.name)
+    with files.lock(), Transport(inv.nodes) as transport:
+        lines = pipeline.delete_manifests(inv, transport, files, manifests, progress)
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
+    return 0 if not any(line.endswith("not found") for line in lines) else 1
+
+
+def cmd_rollout(args) -> int:
+    if ALIASES.get(args.kind) != "deployments":
+        raise InputError(f"lab rollout restart: {args.kind!r}: the lab restarts deployments; write "
+                         "lab rollout restart deploy NAME")
+    inv = resolve_inventory(args.inventory)
+    files = LabFiles.of(inv.name)
+    with files.lock(), Transport(inv.nodes) as transport:
+        out.print(pipeline.restart_deployment(inv, transport, files, f"{args.namespace}/{args.name}", progress),
+                  markup=False)
+    return 0
