@@ -35,7 +35,8 @@ def pod_json(pod: dict, inv: Inventory) -> dict:
                      "labels": pod["labels"], "creationTimestamp": pod["created"],
                      **({"ownerReferences": [{"kind": pod["owner"].split("/")[0],
                                               "name": pod["owner"].rsplit("/", 1)[1]}]} if pod.get("owner") else {})},
-        "spec": {"nodeName": pod["node"], "containers": [{"name": "server", "ports": [
+        "spec": {"nodeName": pod["node"], **({"nodeSelector": pod["node_selector"]} if pod.get("node_selector") else {}),
+                 "containers": [{"name": "server", **({"image": pod["image"]} if pod.get("image") else {}), "ports": [
             {k: v for k, v in {"containerPort": p["container_port"], "protocol": p["protocol"],
                                "hostPort": p["host_port"], "name": p["name"]}.items() if v is not None}
             for p in pod["ports"]]}]},

@@ -35,15 +35,17 @@ def deployment_records(inv: Inventory, objects: dict) -> list[dict]:
         pods = [p for p in objects["pods"].values() if p.get("owner") == f"Deployment/{key}"]
         records.append({"namespace": namespace, "name": name, "labels": dict(d["selector"]), "replicas": d["replicas"],
                         "ready": sum(1 for p in pods if p.get("ip")), "selector": d["selector"],
-                        "created": min((p["created"] for p in pods), default="")})
+                        "created": min((p["created"] for p in pods), default=""), "manifest": d.get("manifest")})
     return records
 
 
 def deployment_json(d: dict, inv: Inventory, objects: dict) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": d["name"], "namespace": d["namespace"], "labels": d["labels"]},
-            "spec": {"replicas": d["replicas"], "selector": {"matchLabels": d["selector"]}},
-            "status": {"replicas": d["replicas"], "readyReplicas": d["ready"], "availableReplicas": d["ready"]}}
+    """The Deployment as applied (so `-o yaml` goes back through `lab apply -f -` unchanged), and its status."""
+    applied = d["manifest"] or {"apiVersion": "apps/v1", "kind": "Deployment",
+                                "metadata": {"name": d["name"], "namespace": d["namespace"], "labels": d["labels"]},
+                                "spec": {"replicas": d["replicas"], "selector": {"matchLabels": d["selector"]}}}
+    return {**applied, "status": {"replicas": d["replicas"], "readyReplicas": d["ready"],
+                                  "availableReplicas": d["ready"]}}
 
 
 def deployment_table(records, inv, objects, all_namespaces: bool, wide: bool) -> tuple[list, list]:

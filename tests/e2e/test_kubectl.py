@@ -74,6 +74,14 @@ def test_every_output_format(kube):
     assert ips == [p["status"]["podIP"] for p in listed] and len(ips) == 2
 
 
+def test_yaml_goes_back_through_apply_unchanged(kube):
+    for kind, name in (("pod", "front"), ("svc", "nginx"), ("deploy", "nginx")):
+        namespace = "shop" if kind == "pod" else "default"
+        text = lab(kube, "get", kind, name, "-n", namespace, "-o", "yaml").stdout
+        applied = lab_cli("apply", "-i", kube.inventory_path, "-f", "-", input=text, check=True).stdout
+        assert applied.strip().endswith("unchanged"), applied
+
+
 def test_describe_each_kind(kube):
     pod = lab(kube, "describe", "pod", "front", "-n", "shop").stdout
     assert "Node:              node1/" in pod and "Port:          80/TCP (http)" in pod

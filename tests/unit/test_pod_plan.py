@@ -97,3 +97,25 @@ def test_pod_namespaces_of_different_pods_never_collide_and_stay_short():
     assert pod_netns("lab", "default", "web").startswith("lab-default-web-")
     longest = pod_netns("abcdefghij", "n" * 63, "p" * 253)
     assert len(longest) <= 63 and longest != pod_netns("abcdefghij", "n" * 63, "p" * 252)
+
+
+def bare_pod(node_name=None):
+    spec = {"containers": [{"name": "c", "image": "x"}], **({"nodeName": node_name} if node_name else {})}
+    return parse({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo"}, "spec": spec}, "p.yaml", print)
+
+
+def test_a_pod_given_back_with_the_node_it_runs_on_is_unchanged():
+    """`lab get pod -o yaml` writes the scheduler's nodeName; applying that again is the same pod."""
+    objects = empty()
+    applied(objects, bare_pod())
+    node = objects["pods"]["default/solo"]["node"]
+    assert plan_apply(CLUSTER, [bare_pod(node)], objects, "t").results == ["pod/solo unchanged"]
+    other = next(n.name for n in NODES if n.name != node)
+    assert plan_apply(CLUSTER, [bare_pod(other)], objects, "t").results == ["pod/solo configured"]
+
+
+def test_a_deployment_record_with_its_manifest_is_unchanged_when_applied_again():
+    objects = empty()
+    applied(objects, deployment())
+    objects["deployments"]["default/web"]["manifest"] = {"kept": "for scale and rollout restart"}
+    assert plan_apply(CLUSTER, [deployment()], objects, "t").results == ["deployment.apps/web unchanged"]

@@ -11,7 +11,7 @@ import hashlib
 import random
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from orchestrator.core.errors import InputError
@@ -53,7 +53,7 @@ def new_pod(cluster: Cluster, name: str, namespace: str, template: PodTemplate, 
     lab = cluster.name
     return {
         "name": name, "namespace": namespace, "key": f"{namespace}_{name}", "uid": uuid.uuid4().hex,
-        "labels": dict(template.labels), "owner": owner, "template_hash": template.digest(),
+        "labels": dict(template.labels), "owner": owner, "template_hash": template.digest(), "image": template.image,
         "node": template.node_name, "node_selector": dict(template.node_selector), "ip": None,
         "netns": pod_netns(lab, namespace, name), "tcp": tcp, "udp": udp,
         "port_mappings": [{"hostPort": p.host_port, "containerPort": p.container_port,
@@ -77,7 +77,10 @@ def plan_apply(cluster: Cluster, manifests: list[Manifest], objects: dict, now: 
             if old and old.get("owner"):
                 raise InputError(f"{m.source}: metadata.name: pod {key} belongs to {old['owner']}; give the pod "
                                  "another name")
-            if old and old["template_hash"] == m.template.digest():
+            # a nodeName that names the node the pod runs on is the scheduler's choice written back (as in
+            # `lab get pod -o yaml`): the same pod
+            unplaced = replace(m.template, node_name=None) if m.template.node_name == (old or {}).get("node") else None
+            if old and old["template_hash"] in (m.template.digest(), unplaced and unplaced.digest()):
                 changes.results.append(f"{m.ref} unchanged")
                 continue
             if old:
@@ -97,7 +100,8 @@ def plan_apply(cluster: Cluster, manifests: list[Manifest], objects: dict, now: 
                 changes.create.append(new_pod(cluster, name, m.namespace, m.template, owner, now))
             old = objects["deployments"].get(m.key)
             state = {"replicas": m.replicas, "selector": m.selector, "template_hash": digest}
-            verb = "created" if old is None else ("unchanged" if old == state else "configured")
+            verb = "created" if old is None else \
+                ("unchanged" if {k: old.get(k) for k in state} == state else "configured")
             changes.results.append(f"{m.ref} {verb}")
     return changes
 
