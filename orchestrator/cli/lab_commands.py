@@ -173,7 +173,7 @@ def cmd_exec(args) -> int:
     """`lab exec NODE -- CMD`, `lab exec node/NODE -- CMD`, or kubectl's `lab exec POD [-n NS] -- CMD` (the lab
     finds the pod's node); `--pod POD` still works with a node."""
     command = args.command
-    if not command:
+    if not command and not args.interactive:
         raise InputError("lab exec: no command given; write it after --, e.g. lab exec node1 -- ip route")
     inv = resolve_inventory(args.inventory)
     target, pod_name = args.node, args.pod
@@ -192,8 +192,10 @@ def cmd_exec(args) -> int:
             raise InputError(f"pod {pod_name} runs on {pod['node']}, not {target}; "
                              f"use `lab exec {pod_name} -n {args.namespace} -- ...`")
         target = pod["node"]
-        command = ["ip", "netns", "exec", pod["netns"], *command]
+        command = ["ip", "netns", "exec", pod["netns"], *(command or ["sh"])]
     node = inv.node(target)
+    if args.interactive:  # a terminal: the OpenSSH client, as `lab ssh`
+        return exec_ssh(node, ["sudo", "-n", *command] if command and node.ssh.sudo else command, tty=True)
     with Transport([node]) as transport:
         result = run_showing_output(transport, node, command, timeout=args.timeout)
     return result.exit_code
@@ -201,11 +203,16 @@ def cmd_exec(args) -> int:
 
 def cmd_ssh(args) -> int:
     inv = resolve_inventory(args.inventory)
-    node = inv.node(args.node)
+    return exec_ssh(inv.node(args.node), args.command)
+
+
+def exec_ssh(node, command: list[str], tty: bool = False) -> int:
+    """Become the OpenSSH client to `node` (host key pinned), with a terminal when `tty`."""
     if shutil.which("ssh") is None:
         raise LabError("ssh (the OpenSSH client) is not installed: install openssh-client")
     ssh = node.ssh
-    argv = ["ssh", "-p", str(ssh.port), *ssh.openssh_options(), f"{ssh.user}@{node.ssh_host}", *args.command]
+    argv = ["ssh", *(["-t"] if tty else []), "-p", str(ssh.port), *ssh.openssh_options(), f"{ssh.user}@{node.ssh_host}",
+            *command]
     sys.stdout.flush()
     os.execvp("ssh", argv)
     return 0  # not reached

@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--selector", help="label selector: app=web,tier!=db, 'env in (a,b)', key, !key")
     p.add_argument("--field-selector", help="e.g. spec.nodeName=node1, metadata.name!=x")
     p.add_argument("--show-labels", action="store_true", help="a LABELS column")
+    p.add_argument("-w", "--watch", action="store_true", help="then a line for every object that comes or changes")
     p.add_argument("-o", "--output", metavar="wide|json|yaml|name|jsonpath=...")
 
     p = command("verify", cmd_verify, "check the whole lab: pod to pod without NAT, services, DNS, NodePort, "
@@ -278,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "lab exec node/node1 -- hostname")
     p.add_argument("node", metavar="NODE|node/NODE|POD", help="a node, or a pod (in -n NAMESPACE)")
     p.add_argument("--pod", help="run the command inside this pod's network namespace (on NODE)")
+    p.add_argument("-t", "--tty", "--interactive", dest="interactive", action="store_true",
+                   help="an interactive terminal (kubectl's -it; a shell when no command is given)")
     p.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default: default)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before giving up (default: inventory's)")
     p.add_argument("command", nargs="*", help="the command and its arguments, after --")
@@ -323,6 +326,9 @@ def cmd_completion(args) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["exec"]:  # kubectl's -it: here -i is the inventory, so it becomes --tty
+        end = argv.index("--") if "--" in argv else len(argv)
+        argv = [("--tty" if word in ("-it", "-ti") and i < end else word) for i, word in enumerate(argv)]
     # Everything after the first `--` is a remote command, passed on word for word.
     remote = argv[argv.index("--") + 1:] if "--" in argv else None
     parser = build_parser()

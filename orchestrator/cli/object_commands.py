@@ -4,6 +4,7 @@ CNI plugins by hand)."""
 from __future__ import annotations
 
 import sys
+import time
 
 from orchestrator import pipeline
 from orchestrator.agent import cni as cni_runtime
@@ -142,16 +143,23 @@ def cni_check(inv: Inventory, objects: dict, args) -> int:
 
 def cmd_get(args) -> int:
     inv = resolve_inventory(args.inventory)
-    objects = LabFiles.of(inv.name).read_objects()
     kinds = kinds_of(args.resource)
     output = args.output or ""
     if output not in ("", "wide", "json", "yaml", "name") and not output.startswith("jsonpath="):
         raise InputError(f"-o {output}: unknown output format; use wide, json, yaml, name or jsonpath=TEMPLATE")
+    if args.watch and output not in ("", "wide"):
+        raise InputError("-w: watching prints tables; drop -o or use -o wide")
     labels = selector_from_text(args.selector) if args.selector else None
     namespace = None if args.all_namespaces else args.namespace
-    found = [(kind, select(kind, inv, objects, args.names, namespace, labels, field_filter(args.field_selector)))
-             for kind in kinds]
-    if args.names:
+    files = LabFiles.of(inv.name)
+
+    def listed(objects):
+        return [(kind, select(kind, inv, objects, args.names, namespace, labels, field_filter(args.field_selector)))
+                for kind in kinds]
+
+    objects = files.read_objects()
+    found = listed(objects)
+    if args.names and not args.watch:
         missing = [(kind, name) for kind, records in found for name in args.names
                    if name not in {r["name"] for r in records}]
         if missing:
@@ -166,19 +174,44 @@ def cmd_get(args) -> int:
             for r in records:
                 print(f"{kind.ref}/{r['name']}")
         return 0
-    if not any(records for _, records in found):
+    tables = [table_of(args, inv, objects, kind, records, len(kinds) > 1, namespace)
+              for kind, records in found if records]
+    if not tables:
         err.print(f"No resources found in {'any' if namespace is None else namespace} namespace.")
-        return 0
-    shown = [(kind, records) for kind, records in found if records]
-    for i, (kind, records) in enumerate(shown):
-        columns, rows = kind.table(records, inv, objects, namespace is None and kind.namespaced, output == "wide")
-        if args.show_labels:
-            columns, rows = columns + ["LABELS"], [row + [fmt_labels(r["labels"]) or "<none>"]
-                                                   for row, r in zip(rows, records)]
-        if len(kinds) > 1:  # kubectl names each object with its kind when it lists several kinds
-            at = columns.index("NAME")
-            rows = [row[:at] + [f"{kind.ref}/{row[at]}"] + row[at + 1:] for row in rows]
+    for i, (columns, rows) in enumerate(tables):
         print_table(columns, rows)
-        if i < len(shown) - 1:
+        if i < len(tables) - 1:
             print()
+    if args.watch:
+        watch(args, inv, files, listed, namespace, tables, len(kinds) > 1)
     return 0
+
+
+def table_of(args, inv, objects, kind, records, several: bool, namespace) -> tuple[list, list]:
+    """One kind's table, with --show-labels, and each name prefixed with its kind when several are listed."""
+    columns, rows = kind.table(records, inv, objects, namespace is None and kind.namespaced, args.output == "wide")
+    if args.show_labels:
+        columns, rows = columns + ["LABELS"], [row + [fmt_labels(r["labels"]) or "<none>"]
+                                               for row, r in zip(rows, records)]
+    if several:
+        at = columns.index("NAME")
+        rows = [row[:at] + [f"{kind.ref}/{row[at]}"] + row[at + 1:] for row in rows]
+    return columns, rows
+
+
+def watch(args, inv, files, listed, namespace, tables, several: bool) -> None:
+    """-w: after the table, a line for every object that comes or changes (the lab's objects, read each second),
+    until Ctrl-C. AGE is left out of the comparison: it changes by itself."""
+    def key(columns, row):
+        return tuple(v for c, v in zip(columns, row) if c != "AGE")
+
+    seen = {key(columns, row) for columns, rows in tables for row in rows}
+    while True:
+        time.sleep(1.0)
+        objects = files.read_objects()
+        for kind, records in listed(objects):
+            columns, rows = table_of(args, inv, objects, kind, records, several, namespace)
+            for row in rows:
+                if key(columns, row) not in seen:
+                    seen.add(key(columns, row))
+                    print("   ".join(str(v) for v in row), flush=True)

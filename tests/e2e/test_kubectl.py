@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from .conftest import running_lab
-from .labtools import lab_cli
+from .labtools import lab_cli, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PODS = """
@@ -72,6 +72,30 @@ def test_every_output_format(kube):
     ips = lab(kube, "get", "pods", "-n", "shop", "-o", "jsonpath={.items[*].status.podIP}").stdout.split()
     listed = json.loads(lab(kube, "get", "pods", "-n", "shop", "-o", "json").stdout)["items"]
     assert ips == [p["status"]["podIP"] for p in listed] and len(ips) == 2
+
+
+def test_exec_it_runs_inside_the_pod_through_the_openssh_client(kube):
+    front = json.loads(lab(kube, "get", "pod", "front", "-n", "shop", "-o", "json").stdout)["status"]["podIP"]
+    proc = lab_cli("exec", "-i", kube.inventory_path, "front", "-n", "shop", "-it", "--", "ip", "-4", "-o", "addr",
+                   "show", "eth0", input="", check=True)  # no terminal here: ssh says so and runs it anyway
+    assert f"inet {front}/" in proc.stdout
+
+
+def test_get_watch_prints_a_line_for_a_pod_that_comes(kube):
+    import threading
+    watcher = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "get", "pods", "-n", "shop", "-w", "-i",
+                                kube.inventory_path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        assert wait_for(lambda: any(line.startswith("front") for line in lines))  # the table first
+        lab(kube, "run", "late", "-n", "shop", "--port", "80")
+        assert wait_for(lambda: any(line.startswith("late ") for line in lines))
+    finally:
+        watcher.terminate()
+        watcher.wait()
+        lab(kube, "delete", "pod", "late", "-n", "shop")
 
 
 def test_yaml_goes_back_through_apply_unchanged(kube):
