@@ -21,7 +21,7 @@ demo: setup
 	$(VENV)/lab status
 	$(VENV)/lab deploy
 	$(VENV)/lab apply -f examples/
-	$(VENV)/lab get nodes
+	$(VENV)/lab get nodes -o wide
 	$(VENV)/lab get pods -o wide
 	$(VENV)/lab get svc -A
 	$(VENV)/lab describe svc nginx

@@ -8,6 +8,7 @@ import datetime
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator import __version__
 from orchestrator.cli.common import err, out
 from orchestrator.core.manifests import fmt_labels
 from orchestrator.core.model import Inventory
@@ -115,12 +116,14 @@ def node_json(node, objects: dict) -> dict:
             "status": {"addresses": [{"type": "InternalIP", "address": str(node.address)}]}}
 
 
-def node_table(inv: Inventory, objects: dict) -> tuple[list, list]:
-    """`kubectl get nodes` columns and rows (a node is Ready once it has a pod subnet)."""
+def node_table(inv: Inventory, objects: dict, wide: bool = False) -> tuple[list, list]:
+    """`kubectl get nodes [-o wide]` columns and rows (a node is Ready once it has a pod subnet). The lab has no
+    kubelet: VERSION is the lab's, AGE unknown; -o wide adds the pod CIDR, which is what a student looks for."""
     subnets = objects["subnets"]
-    return (["NAME", "STATUS", "INTERNAL-IP", "POD-CIDR"],
-            [[n.name, "Ready" if subnets.get(n.name) else "NotReady", str(n.address), subnets.get(n.name) or "<none>"]
-             for n in inv.nodes])
+    columns = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP", "EXTERNAL-IP", "POD-CIDR"] if wide else [])
+    return columns, [[n.name, "Ready" if subnets.get(n.name) else "NotReady", "<none>", "<unknown>",
+                      f"cluster-lab-{__version__}"] + ([str(n.address), "<none>", subnets.get(n.name) or "<none>"]
+                                                       if wide else []) for n in inv.nodes]
 
 
 def pod_table(pods: list[dict], all_namespaces: bool, wide: bool) -> tuple[list, list]:

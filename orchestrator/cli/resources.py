@@ -77,8 +77,8 @@ KINDS = {k.name: k for k in (
     Kind("nodes", "node", False,
          lambda inv, o: [{"name": n.name, "namespace": "", "labels": n.labels, "node": n} for n in inv.nodes],
          lambda r, inv, o: node_json(r["node"], o),
-         lambda r, inv, o, a, w: (node_table(inv, o)[0], [row for row in node_table(inv, o)[1]
-                                                          if row[0] in {x["name"] for x in r}])),
+         lambda r, inv, o, a, w: (node_table(inv, o, w)[0], [row for row in node_table(inv, o, w)[1]
+                                                             if row[0] in {x["name"] for x in r}])),
     Kind("namespaces", "namespace", False,
          lambda inv, o: [{"name": n, "namespace": "", "labels": labels} for n, labels in sorted(namespace_labels(o).items())],
          lambda r, inv, o: {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": r["name"], "labels": r["labels"]}},

@@ -59,3 +59,23 @@ def test_kinds_complete_also_inside_a_comma_list():
     assert kinds("netp") == ["netpol"]
     assert kinds("deploy,sv") == ["deploy,svc"]
     assert "all" in kinds("a")
+
+
+def test_default_columns_are_kubectls():
+    """The headers kubectl prints for the same kinds (kubectl get ... on a cluster), in its order."""
+    from pathlib import Path
+    from orchestrator.cli.output import (endpoints_table, namespace_table, netpol_table, node_table, pod_table,
+                                         service_table)
+    from orchestrator.cli.resources import deployment_table
+    from orchestrator.core import inventory
+    inv = inventory.parse("cluster: {name: demo}\nnodes: [{name: n1, address: 198.18.0.11}]\n", "i.yaml", Path("."))
+    objects = {"subnets": {}, "pods": {}, "services": {}, "endpoints": {}}
+    assert pod_table([], False, False)[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert pod_table([], True, True)[0] == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE",
+                                            "NOMINATED NODE", "READINESS GATES"]
+    assert service_table([], False, False)[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert endpoints_table([], objects, False)[0] == ["NAME", "ENDPOINTS", "AGE"]
+    assert deployment_table([], inv, objects, False, False)[0] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert namespace_table({}, objects)[0] == ["NAME", "STATUS", "AGE"]
+    assert netpol_table([], False)[0] == ["NAME", "POD-SELECTOR", "AGE"]
+    assert node_table(inv, objects)[0] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
