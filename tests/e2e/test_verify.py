@@ -130,12 +130,14 @@ def test_expectations_as_data(verified, tmp_path):
     wrong_closed = expectations(tmp_path, [
         {"from": {"pod": "mapped"}, "to": {"service": "nginx"}, "port": 80, "expect": "closed"}])
     code, report = verify_json(verified, "--expect", wrong_closed)
-    assert code == 1 and failing_families(report) == {"expect"}
+    assert code == 1 and failing_families(report) == {"expect"}, [
+        f"{c['label']}: {c['reason']}" for c in report["checks"] if not c["ok"]]
     assert [c["reason"] for c in report["checks"] if not c["ok"]] == ["open: it answered"]
     wrong_open = expectations(tmp_path, [
         {"from": {"pod": "mapped"}, "to": {"pod": "mapped"}, "port": 81, "expect": "open"}])
     code, report = verify_json(verified, "--expect", wrong_open)
-    assert code == 1 and failing_families(report) == {"expect"}
+    assert code == 1 and failing_families(report) == {"expect"}, [
+        f"{c['label']}: {c['reason']}" for c in report["checks"] if not c["ok"]]
 
 
 def test_bad_expectations_are_one_clear_line(verified, tmp_path):
