@@ -3,6 +3,8 @@ and the names of the current lab's pods, nodes, services and deployments."""
 
 from __future__ import annotations
 
+import argparse
+
 import argcomplete
 
 from orchestrator.cli.common import resolve_inventory
@@ -62,11 +64,13 @@ def install(parser) -> None:
     argcomplete.autocomplete(parser)
 
 
-def walk(parser):
+def walk(parser: argparse.ArgumentParser):
+    """Every argument of `parser` and of its subcommands."""
     for action in parser._actions:
         yield action
-        for sub in (getattr(action, "choices", None) or {}).values() if hasattr(action, "_name_parser_map") else ():
-            yield from walk(sub)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from walk(sub)
 
 
 def shell_code(shell: str) -> str:
