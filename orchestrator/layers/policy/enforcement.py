@@ -26,11 +26,11 @@ from ipaddress import IPv4Network, collapse_addresses, ip_network
 from typing import Optional
 
 from orchestrator.agent.contract import POLICY_TABLE
+from orchestrator.layers.podnet.plan import BRIDGE
 from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.policy.plan import Endpoint, Policy, peer_matches, pod_endpoint, policies, selects
 
 TABLE = POLICY_TABLE
-BRIDGE = "cni0"
 ADDRESSES = "type ipv4_addr"
 PREFIXES = "type ipv4_addr; flags interval"
 NAMED = "type ipv4_addr . inet_proto . inet_service"
