@@ -215,6 +215,17 @@ def parse_all(target: str, warn: Warn) -> list[Manifest]:
 
 
 def parse(data: Any, source: str, warn: Warn) -> Manifest:
+    """One manifest, checked by the lab's own rules and by Kubernetes' schema (for the kinds the lab read
+    first, after its own more precise messages)."""
+    manifest = parse_checked(data, source, warn)
+    if manifest.kind not in SCHEMA_CHECKED:
+        problem = schema_error(data, source)
+        if problem:
+            raise problem
+    return manifest
+
+
+def parse_checked(data: Any, source: str, warn: Warn) -> Manifest:
     doc = Doc(data, "", source)
     kind = doc.data.get("kind")
     if kind not in KINDS:

@@ -1,8 +1,11 @@
-"""Kubernetes' own schemas (the kubernetes-validate package, the OpenAPI of every built-in kind) turned into
-the lab's one-line errors: file and document, the field's path, what is wrong, and where to read more."""
+"""Kubernetes' own schemas (the OpenAPI of every built-in kind, as the kubernetes-validate package ships them)
+turned into the lab's one-line errors: file and document, the field's path, what is wrong, and where to read
+more. One validator per kind, built once: checking a document then costs a fraction of a millisecond."""
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Any, Optional
 
 from orchestrator.core.errors import InputError, field_error
@@ -23,20 +26,36 @@ def explain_path(kind: str, path) -> str:
     return ".".join([kind.lower(), *(str(p) for p in path if not isinstance(p, int))])
 
 
+@lru_cache(maxsize=None)
+def validator(kind: str, api_version: str):
+    """The strict (no unknown fields) validator of one kind, or None when the schemas have no such kind."""
+    import jsonschema  # kubernetes-validate's own dependencies; loaded only when a manifest is read
+    from kubernetes_validate import utils
+    from referencing import Registry, Resource
+    version = [v for v in utils.all_versions() if utils.major_minor(v) <= KUBERNETES_VERSION][-1]
+    folder = f"kubernetes-json-schema/v{version}-local-strict"
+    group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)  # networking.k8s.io/v1 -> networking-v1
+    try:
+        schema = utils.schema_contents(f"{folder}/{kind.lower()}-{group}.json", KUBERNETES_VERSION)
+    except FileNotFoundError:
+        return None
+    definitions = utils.schema_contents(f"{folder}/_definitions.json", KUBERNETES_VERSION)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
 def schema_error(data: Any, source: str) -> Optional[InputError]:
     """The first way `data` breaks its kind's schema (unknown fields included), or None."""
-    import kubernetes_validate  # loads its schemas lazily; only manifests of the kinds that use it pay for it
-
-    try:
-        kubernetes_validate.validate(data, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        path = list(exc.path)
-        problem = exc.message
-        if "Additional properties are not allowed" in problem:
-            unexpected = problem.split("(", 1)[-1].split(" was unexpected")[0].split(" were unexpected")[0]
-            problem = f"unknown field {unexpected}"
-        return field_error(source, field_path(path), problem,
-                           f"see `kubectl explain {explain_path(data.get('kind', ''), path)}`")
-    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as exc:
-        return field_error(source, "apiVersion", f"no schema for it ({exc})", "check apiVersion and kind")
-    return None
+    check = validator(str(data.get("kind")), str(data.get("apiVersion")))
+    if check is None:
+        return field_error(source, "apiVersion", f"Kubernetes {KUBERNETES_VERSION} has no {data.get('kind')} in "
+                                                 f"{data.get('apiVersion')}", "check apiVersion and kind")
+    error = next(iter(check.iter_errors(data)), None)
+    if error is None:
+        return None
+    path = list(error.absolute_path)
+    problem = error.message
+    if "Additional properties are not allowed" in problem:
+        unexpected = problem.split("(", 1)[-1].split(" was unexpected")[0].split(" were unexpected")[0]
+        problem = f"unknown field {unexpected}"
+    return field_error(source, field_path(path), problem, f"see `kubectl explain {explain_path(data['kind'], path)}`")

@@ -124,3 +124,19 @@ def test_folders_and_lists(tmp_path):
 def test_kubernetes_label_syntax_is_accepted(tmp_path):
     [deployment] = parse_text(tmp_path, LABELS_OK)
     assert deployment.template.labels == {"app": "web", "app.kubernetes.io/name": "web", "empty": "", "v": "1.2_x-Y"}
+
+
+def test_every_kind_is_also_held_to_kubernetes_schema():
+    """What the lab's own checks do not look at, Kubernetes' schema still refuses: one line, the field, where to
+    read about it."""
+    from orchestrator.core.manifests import parse
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "lables": {"app": "p"}},
+           "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    with pytest.raises(InputError) as caught:
+        parse(pod, "pod.yaml", print)
+    assert str(caught.value) == ("pod.yaml: metadata: unknown field 'lables'; "
+                                 "see `kubectl explain pod.metadata`")
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "annotations": {"owner": 7}},
+               "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}
+    with pytest.raises(InputError, match=r"s.yaml: metadata.annotations.owner: 7 is not of type 'string'"):
+        parse(service, "s.yaml", print)
