@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from orchestrator.cli.common import out, resolve_inventory
+from orchestrator.cli.common import err, out, resolve_inventory
 from orchestrator.cli.lab_commands import run_deploy
 from orchestrator.core.errors import InputError
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
+from orchestrator.layers.policy.plan import selectors_matching_nothing
 from orchestrator.lessons import model as lessons
 from orchestrator.lessons.player import Player
 from orchestrator.verify import kernel_trace
@@ -26,6 +27,9 @@ def cmd_verify(args) -> int:
         ok = all(o.ok for o in outcomes) and not collector.failed
     else:
         ok = report.print_report(out, outcomes, collector, seconds)
+        for note in selectors_matching_nothing(LabFiles.of(inv.name).read_objects()):
+            err.print(f"note: {note} (a typo? `lab get pods -A --show-labels`)", style="yellow", markup=False,
+                      soft_wrap=True)
     return 0 if ok else 1
 
 

@@ -238,3 +238,15 @@ def test_named_ports_and_ranges_traced_on_paper():
                                                                  "flannel.1", "cni0"))
     assert into_a(81)[0] and into_a(95)[0] and not into_a(80)[0] and not into_a(81, "udp")[0]
     assert into_a(80)[1] == "default deny ingress" and into_a(81)[1] == "x/named ingress rule 1"
+
+
+def test_selectors_that_match_no_pod_are_named_a_typo_shows_up():
+    from orchestrator.layers.policy.plan import selectors_matching_nothing
+    typo = policy("allow", "x", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [
+        {"podSelector": {"matchLabels": {"pod": "bb"}}}, {"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]})
+    assert selectors_matching_nothing(with_policies(cluster(), typo)) == [
+        "x/allow: ingress rule 1, peer 1 (podSelector pod=bb) matches no pod"]
+    nobody = policy("deny", "x", {"podSelector": {"matchLabels": {"pod": "zz"}}, "policyTypes": ["Ingress"]})
+    assert selectors_matching_nothing(with_policies(cluster(), nobody)) == [
+        "x/deny: spec.podSelector pod=zz selects no pod of namespace x"]
+    assert selectors_matching_nothing(with_policies(cluster(), CASES["ipBlock with except"][0])) == []

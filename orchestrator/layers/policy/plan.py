@@ -20,6 +20,7 @@ from ipaddress import IPv4Address, ip_address
 from typing import Optional
 
 from orchestrator.core.policy_spec import Peer, PolicyPort, PolicySpec, Rule, parse_policy_spec
+from orchestrator.layers.pods.namespaces import namespace_labels
 
 
 @dataclass(frozen=True)
@@ -183,3 +184,24 @@ class Judge:
         """Whether some policy isolates `pod` in `direction` ("Ingress" or "Egress")."""
         me = pod_endpoint(pod)
         return any(direction in p.spec.policy_types and selects(p, me) for p in self.policies)
+
+
+def selectors_matching_nothing(objects: dict) -> list[str]:
+    """Selectors of the lab's policies that match no pod now: often a typo (app=ngnix), sometimes pods still to
+    come. `lab verify` prints them as notes: a typo'd selector is obeyed to the letter, so the matrix alone shows
+    only its effect."""
+    pods = [pod_endpoint(p) for p in objects["pods"].values() if p.get("ip")]
+    namespaces = namespace_labels(objects)
+    notes = []
+    for policy in policies(objects):
+        if not any(selects(policy, p) for p in pods):
+            notes.append(f"{policy.key}: spec.podSelector {policy.spec.pod_selector.text()} selects no pod of "
+                         f"namespace {policy.namespace}")
+        for direction, rules in (("ingress", policy.spec.ingress), ("egress", policy.spec.egress)):
+            for i, rule in enumerate(rules):
+                for j, peer in enumerate(rule.peers or ()):
+                    if peer.ip_block is None and not any(peer_matches(peer, policy, p, namespaces) for p in pods):
+                        what = " and ".join(f"{name} {sel.text()}" for name, sel in (
+                            ("namespaceSelector", peer.namespace_selector), ("podSelector", peer.pod_selector)) if sel)
+                        notes.append(f"{policy.key}: {direction} rule {i + 1}, peer {j + 1} ({what}) matches no pod")
+    return notes
