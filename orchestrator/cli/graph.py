@@ -13,6 +13,7 @@ from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.model import Inventory
 from orchestrator.core.render import render
 from orchestrator.layers.overlay.plan import vxlan_device
+from orchestrator.providers.emulated_plan import OUTSIDE_HOST
 
 
 FORMATS = ("svg", "png", "html", "dot")
@@ -43,7 +44,7 @@ def topology_dot(inv: Inventory, objects: dict) -> str:
     return render("cli/topology.dot.j2", title=f"lab {inv.name}: pods {inv.cluster.cluster_cidr}, services "
                                            f"{inv.cluster.service_cidr}, {overlay.backend}",
                   nodes=nodes, tunnels=tunnels, tunnel_label="VXLAN" if overlay.backend == "vxlan" else "route",
-                  services=services, outside="203.0.113.10" if inv.emulated else None)
+                  services=services, outside=str(OUTSIDE_HOST) if inv.emulated else None)
 
 
 def write_graph(inv: Inventory, objects: dict, path: str) -> str:

@@ -57,7 +57,7 @@ def cmd_describe(args) -> int:
     objects = LabFiles.of(inv.name).read_objects()
     kind = KINDS[ALIASES[args.resource]]
     namespace = args.namespace if kind.namespaced else None
-    records = select(kind, inv, objects, [args.name], namespace, None, lambda doc: True)
+    records = select(kind, inv, objects, [args.name], namespace, None)
     if not records:
         where = f" in namespace {args.namespace!r}" if kind.namespaced else ""
         raise LabError(f'Error from server (NotFound): {kind.name} "{args.name}" not found{where}; '

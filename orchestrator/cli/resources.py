@@ -110,10 +110,15 @@ def field_value(doc: dict, path: str):
     return value
 
 
+def every(doc: dict) -> bool:
+    """The field filter without --field-selector: `select` then builds no JSON at all."""
+    return True
+
+
 def field_filter(text: Optional[str]) -> Callable[[dict], bool]:
     """--field-selector metadata.name=x,spec.nodeName!=node1 over the -o json form of each object."""
     if not text:
-        return lambda doc: True
+        return every
     terms = []
     for term in text.split(","):
         path, op, value = term.partition("!=") if "!=" in term else term.partition("==") if "==" in term \
@@ -126,12 +131,12 @@ def field_filter(text: Optional[str]) -> Callable[[dict], bool]:
 
 
 def select(kind: Kind, inv: Inventory, objects: dict, names: list[str], namespace: Optional[str],
-           labels: Optional[Selector], fields: Callable[[dict], bool]) -> list[dict]:
+           labels: Optional[Selector], fields: Callable[[dict], bool] = every) -> list[dict]:
     """The records of `kind` that pass every filter (namespace None: all namespaces)."""
     return [r for r in kind.items(inv, objects)
             if (not kind.namespaced or namespace is None or r["namespace"] == namespace)
             and (not names or r["name"] in names) and (labels is None or labels.matches(r["labels"]))
-            and fields(kind.to_json(r, inv, objects))]
+            and (fields is every or fields(kind.to_json(r, inv, objects)))]
 
 
 def jsonpath(template: str, doc) -> str:

@@ -19,6 +19,7 @@ from orchestrator.core.state import LabFiles
 # RFC 2544's benchmarking range: reserved, never routed on the internet; one /24 per lab.
 UNDERLAY_POOL = IPv4Network("198.18.0.0/15")
 OUTSIDE_NET = IPv4Network("203.0.113.0/24")  # TEST-NET-3, inside the lab's "outside" namespace only
+OUTSIDE_HOST = OUTSIDE_NET[10]  # the "outside" host egress tests talk to
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class LabLayout:
     @property
     def outside_address(self) -> IPv4Address:
         """The "outside" host egress tests talk to."""
-        return OUTSIDE_NET[10]
+        return OUTSIDE_HOST
 
     @property
     def infra_namespaces(self) -> tuple[str, ...]:

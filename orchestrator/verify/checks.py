@@ -21,6 +21,7 @@ from orchestrator.layers.overlay.plan import vxlan_device
 from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.policy.plan import Judge
 from orchestrator.layers.services.nftables import TABLE as NFT_TABLE
+from orchestrator.providers.emulated_plan import OUTSIDE_HOST
 
 
 OUTSIDE = "outside"
@@ -179,7 +180,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                 layer="MTU: pod eth0, cni0 and the overlay device must agree",
                 show=f"lab exec {node} -- ip -br link"))
     if inv.emulated is not None:
-        outside = "203.0.113.10"
+        outside = str(OUTSIDE_HOST)
         for node, src in sorted(by_node.items()):
             checks.append(Check(
                 id=f"egress/{pod_label(src)}->outside", family="egress", source=f"pod:{src['namespace']}/{src['name']}",

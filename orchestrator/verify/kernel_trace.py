@@ -22,11 +22,12 @@ from orchestrator.core.script import cmd
 from orchestrator.core.transport import Transport
 from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.policy.plan import pod_endpoint, policies, verdict
+from orchestrator.providers.emulated_plan import OUTSIDE_HOST
 from orchestrator.verify.checks import OUTSIDE
 from orchestrator.verify.probes import probe_source
 
+
 TABLE = "lab-trace"
-OUTSIDE_ADDRESS = "203.0.113.10"
 MONITOR_SECONDS = 4
 LINE = re.compile(r"^trace id (?P<id>\S+) (?P<family>\w+) (?P<table>\S+) (?P<chain>\S+) (?P<what>.*)$")
 
@@ -62,7 +63,7 @@ def resolve(spec: str, inv: Inventory, objects: dict, namespace: str, as_source:
     if spec == OUTSIDE:
         if inv.emulated is None:
             raise InputError("lab trace: this lab has no outside host (only emulated and VM labs do)")
-        return End(OUTSIDE, OUTSIDE_ADDRESS, OUTSIDE)
+        return End(OUTSIDE, str(OUTSIDE_HOST), OUTSIDE)
     if spec.startswith("node/"):
         node = inv.node(spec[len("node/"):])
         return End(spec, str(node.address), f"node:{node.name}")
