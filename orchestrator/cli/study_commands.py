@@ -62,6 +62,10 @@ def cmd_break(args) -> int:
 
 
 def cmd_fix(args) -> int:
+    from orchestrator.verify import faults
+    inv = resolve_inventory(args.inventory)
+    for line in faults.undo_policy_faults(inv, LabFiles.of(inv.name)):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     return run_deploy(args, force=True)
 
 

@@ -72,6 +72,11 @@ class LabFiles:
         """JSON of the service rules the controller last sent the nodes (digests), for partial syncs."""
         return self.root / "sent-rules.json"
 
+    @property
+    def broken_objects(self) -> Path:
+        """JSON of the NetworkPolicies `lab break` applied and what the lab meant instead (until `lab fix`)."""
+        return self.root / "broken-objects.json"
+
     def read_objects(self) -> dict[str, Any]:
         try:
             data = json.loads(self.objects.read_text())

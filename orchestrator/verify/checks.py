@@ -61,13 +61,17 @@ def pod_label(pod: dict) -> str:
     return name if pod["namespace"] == "default" else f"{pod['namespace']}/{name}"
 
 
-def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = None) -> list[Check]:
-    """Every check for the lab's current pods and services."""
+def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = None,
+                intended: Optional[dict] = None) -> list[Check]:
+    """Every check for the lab's current pods and services. `intended`: the objects with the policies the lab
+    meant to have, where `lab break` applied wrong ones (policy_faults.intended_objects); pod pairs are judged
+    by those."""
     lab = inv.name
     pods = sorted((p for p in objects["pods"].values() if p.get("ip") and p.get("role", "server") == "server"),
                   key=lambda p: (p["node"], p["namespace"], p["name"]))
     checks: list[Check] = []
     judge = Judge(objects, namespace_labels(objects))
+    meant_judge = Judge(intended, namespace_labels(intended)) if intended is not None else judge
     vx = vxlan_device(inv.cluster.overlay.vni)
     overlay_show = (f"lab exec NODE -- sh -c 'ip route; bridge fdb show dev {vx}; ip neigh show dev {vx}'"
                     if inv.cluster.overlay.backend == "vxlan" else "lab exec NODE -- ip route")
@@ -89,7 +93,10 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                     source=f"pod:{src['namespace']}/{src['name']}", target=target, want=("reply", src["ip"]),
                     label=f"{pod_label(src)} -> {pod_label(dst)} {proto.upper()}", layer=layer, show=show,
                     row=pod_label(src), col=pod_label(dst))
-                checks.append(policy_expectation(check, judge.pods(src, dst, target["port"], proto.upper()), src, dst))
+                verdict = judge.pods(src, dst, target["port"], proto.upper())
+                meant = meant_judge.pods(src, dst, target["port"], proto.upper())
+                checks.append(policy_expectation(check, verdict, src, dst) if allows(meant) == allows(verdict)
+                              else against_intent(check, verdict, meant, src, dst))
     by_node: dict[str, dict] = {}
     for pod in pods:
         by_node.setdefault(pod["node"], pod)
@@ -205,16 +212,38 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
     return [c for c in checks if not judged_elsewhere(c, objects, judge)]
 
 
+def allows(verdict) -> bool:
+    return verdict is None or verdict.allowed
+
+
+def policy_show(verdict, src: dict, dst: dict) -> str:
+    """The commands that show the policies and the rules of the side that decided."""
+    side = dst if verdict.direction != "egress" else src
+    return f"lab describe netpol -n {side['namespace']}; lab exec {side['node']} -- nft list table ip lab-policy"
+
+
 def policy_expectation(check: Check, verdict, src: dict, dst: dict) -> Check:
     """A pod-to-pod check as the NetworkPolicies make it: refused (and why) or allowed (and by which)."""
     if verdict is None:
         return check
-    show = (f"lab describe netpol -n {dst['namespace'] if verdict.direction != 'egress' else src['namespace']}; "
-            f"lab exec {dst['node'] if verdict.direction != 'egress' else src['node']} -- nft list table ip lab-policy")
+    show = policy_show(verdict, src, dst)
     if verdict.allowed:
         return replace(check, layer=f"{check.layer}; NetworkPolicy: {verdict.reason}", show=f"{check.show}; {show}")
     return replace(check, want=("closed",), label=f"{check.label} blocked", layer=f"NetworkPolicy: {verdict.reason}",
                    show=show)
+
+
+def against_intent(check: Check, verdict, meant, src: dict, dst: dict) -> Check:
+    """A pod-to-pod check where the policies the lab has and those it meant (before `lab break` applied a wrong
+    one) disagree: it wants what was meant, and names the policy that decides now."""
+    trace = f"lab trace {src['namespace']}/{src['name']} {dst['namespace']}/{dst['name']}"
+    if allows(meant):
+        return replace(check, layer=f"NetworkPolicy: {verdict.reason}; it was meant to be allowed (before "
+                                    "`lab break`)", show=f"{policy_show(verdict, src, dst)}; {trace}")
+    now = verdict.reason if verdict is not None else "no policy isolates either end"
+    return replace(check, want=("closed",), label=f"{check.label} blocked",
+                   layer=f"NetworkPolicy: {now}; it was meant to be blocked (before `lab break`): {meant.reason}",
+                   show=f"{policy_show(meant, src, dst)}; {trace}")
 
 
 def judged_elsewhere(check: Check, objects: dict, judge) -> bool:

@@ -2,20 +2,23 @@
 
 Each fault says which check family it must trip and which families it may trip besides (anything
 whose traffic crosses the broken part). The break is real: a kernel entry deleted, a config changed
-the way people get it wrong, a process stopped.
+the way people get it wrong, a process stopped, or a NetworkPolicy written wrong (policy_faults.py:
+those are recorded with what the lab meant, for `lab verify`, and deleted by `lab fix`).
 """
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from typing import Callable
 
 from orchestrator.agent.contract import POLICY_TABLE, node_lib
 from orchestrator.core.errors import InputError
+from orchestrator.core.manifests import parse
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.script import heredoc, quote
-from orchestrator.core.state import LabFiles
+from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.core.transport import Transport
 from orchestrator.layers.nodes.facts import conflist_path
 from orchestrator.layers.overlay.plan import vtep_mac, vxlan_device
@@ -24,6 +27,8 @@ from orchestrator.layers.services import apply as services_mod
 from orchestrator.layers.services.iptables import sep_chain, svc_chain
 from orchestrator.layers.services.nftables import TABLE
 from orchestrator.layers.services.plan import Endpoint
+from orchestrator.pipeline import apply_manifests, delete_manifests
+from orchestrator.verify import policy_faults
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,36 @@ def break_stray_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node
             f"{pod['namespace']}/{pod['name']} ({pod['ip']}), which no NetworkPolicy says")
 
 
+def broken_objects(files: LabFiles) -> list[dict]:
+    """The policies faults applied, each with what the lab meant instead (policy_faults.PolicyBreak.record)."""
+    try:
+        return json.loads(files.broken_objects.read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def policy_fault(name: str) -> Callable:
+    def inject_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+        wrong = policy_faults.BREAKS[name](files.read_objects(), node.name)
+        manifest = parse(wrong.document, f"lab break {name}", lambda warning: None)
+        apply_manifests(inv, t, files, [manifest])
+        atomic_write(files.broken_objects, json.dumps(broken_objects(files) + [wrong.record(name)], indent=2))
+        return wrong.summary
+    return inject_policy
+
+
+def undo_policy_faults(inv: Inventory, files: LabFiles) -> list[str]:
+    """Delete the policies faults applied (`lab fix`); kubectl's lines, each saying which fault it was."""
+    records = broken_objects(files)
+    if not records:
+        return []
+    manifests = [parse(r["document"], f"lab break {r['fault']}", lambda warning: None) for r in records]
+    with files.lock(), Transport(inv.nodes) as transport:
+        lines = delete_manifests(inv, transport, files, manifests)
+    files.broken_objects.unlink(missing_ok=True)
+    return [f"{line} (`lab break {r['fault']}` applied it)" for line, r in zip(lines, records)]
+
+
 def break_mtu(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
     t.run(node, ["ip", "link", "set", "cni0", "mtu", "1000"])
     return f"dropped {node.name}'s cni0 MTU to 1000: larger packets to its pods no longer fit"
@@ -126,6 +161,10 @@ FAULTS = {f.name: f for f in (
     Fault("stray-policy", "leave a policy rule no NetworkPolicy explains: a pod on a node gets nothing", "pod-to-pod",
           frozenset({"pod-to-pod", "pod-to-service", "hairpin", "dns", "node-to-pod", "mtu", "nodeport", "hostport",
                      "egress"}), break_stray_policy),
+    Fault("deny-all", "apply a default-deny NetworkPolicy nobody meant to leave: a namespace's pods get nothing",
+          "pod-to-pod", frozenset({"pod-to-pod"}), policy_fault("deny-all")),
+    Fault("selector-typo", "apply a NetworkPolicy with a typo in a selector: the pods it should admit are refused",
+          "pod-to-pod", frozenset({"pod-to-pod"}), policy_fault("selector-typo")),
 )}
 
 
@@ -144,7 +183,20 @@ def inject(name: str, inv: Inventory, files: LabFiles, node_name: str | None = N
 def pick_random(inv: Inventory, files: LabFiles, rng: random.Random | None = None) -> tuple[str, str]:
     """A fault that applies to this lab and a node to inject it on, chosen at random (for study)."""
     rng = rng or random.Random()
-    usable = [name for name in FAULTS
-              if not (name == "vxlan-fdb" and inv.cluster.overlay.backend != "vxlan")
-              and not (name == "kube-sep" and not sep_candidates(files.read_objects()))]
+    objects = files.read_objects()
+    usable = [name for name in FAULTS if applies(name, inv, objects)]
     return rng.choice(usable), rng.choice(inv.nodes).name
+
+
+def applies(name: str, inv: Inventory, objects: dict) -> bool:
+    """Whether fault `name` can be injected into this lab as it is."""
+    if name == "vxlan-fdb":
+        return inv.cluster.overlay.backend == "vxlan"
+    if name == "kube-sep":
+        return bool(sep_candidates(objects))
+    if name in policy_faults.BREAKS:
+        try:
+            policy_faults.BREAKS[name](objects, inv.nodes[0].name)
+        except InputError:
+            return False
+    return True

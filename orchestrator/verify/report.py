@@ -23,6 +23,8 @@ from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 from orchestrator.verify import suite
 from orchestrator.verify.checks import Outcome, plan_checks
+from orchestrator.verify.faults import broken_objects
+from orchestrator.verify.policy_faults import intended_objects
 from orchestrator.verify.probes import outside_server, run_checks
 
 
@@ -78,11 +80,13 @@ def verify(inv: Inventory, junit: Optional[str] = None,
            expect: Optional[str] = None) -> tuple[list[Outcome], _Collector, float]:
     """Run the built-in suite (and the expectations) against the lab; return outcomes, suite results, time."""
     start = time.perf_counter()
-    objects = LabFiles.of(inv.name).read_objects()
+    files = LabFiles.of(inv.name)
+    objects = files.read_objects()
     if not objects["subnets"]:
         raise InputError(f"lab {inv.name} has no pod network yet: run `lab deploy` (and `lab apply`) first")
+    intended = intended_objects(objects, broken_objects(files))
     try:
-        checks = plan_checks(inv, objects, load_expectations(expect))
+        checks = plan_checks(inv, objects, load_expectations(expect), intended)
     except InputError as exc:
         raise InputError(f"{expect}: {exc}") from None
     with Transport(inv.nodes) as transport, outside_server(inv):
@@ -165,10 +169,14 @@ def print_report(console: Console, outcomes: list[Outcome], collector: _Collecto
     if retried:
         console.print(f"({retried} check(s) timed out once and were probed again)", style="yellow", markup=False)
     ok = not failed and not collector.failed
-    console.print(f"{'all passed' if ok else 'FAILED'}: {len(outcomes) - sum(failed.values())}/{len(outcomes)} "
-                  f"checks ({probes} probes) and {collector.passed - (len(outcomes) - sum(failed.values()))} "
-                  f"checks inside pods and nodes, in {seconds:.1f} s",
-                  style="green" if ok else "red", markup=False, highlight=False)
+    inside_passed = collector.passed - (len(outcomes) - sum(failed.values()))
+    if ok:
+        line = (f"all passed: {len(outcomes)}/{len(outcomes)} checks ({probes} probes) and {inside_passed} checks "
+                f"inside pods and nodes")
+    else:
+        line = (f"FAILED: {sum(failed.values())} of {len(outcomes)} checks ({probes} probes) and "
+                f"{len(collector.failed)} of {inside_passed + len(collector.failed)} checks inside pods and nodes")
+    console.print(f"{line}, in {seconds:.1f} s", style="green" if ok else "red", markup=False, highlight=False)
     return ok
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.verify.faults import FAULTS
+from orchestrator.verify.policy_faults import BREAKS as POLICY_FAULTS
 from .labtools import lab_cli
 from .test_pod_network import apply
 
@@ -88,10 +89,43 @@ def test_each_fault_fails_its_family_and_fix_repairs_it(verified, fault):
         fixed = lab_cli("fix", "-i", verified.inventory_path, check=True).stdout
     code, report = verify_json(verified)
     assert code == 0, [c["label"] + ": " + c["reason"] for c in report["checks"] if not c["ok"]]
-    assert "changed" in fixed and "no changes" not in fixed, fixed  # it says what it repaired
+    if fault in POLICY_FAULTS:  # it deletes the policy it applied, and says so
+        assert "deleted (`lab break" in fixed and not lab_cli("get", "netpol", "-A", "-i", verified.inventory_path,
+                                                               check=True).stdout.strip(), fixed
+    else:
+        assert "changed" in fixed and "no changes" not in fixed, fixed  # it says what it repaired
     if fault == "kube-sep":
         repaired = fixed.split("repaired ", 1)[1].split()
         assert {name.rstrip(",")[:13] for name in repaired} == {"nat/KUBE-SEP-", "nat/KUBE-SVC-"}, fixed
+
+
+def test_a_selector_typo_is_diagnosed_by_verify_and_trace_and_the_users_own_repair_passes(verified):
+    broke = lab_cli("break", "selector-typo", "-i", verified.inventory_path, check=True).stdout
+    try:
+        policy = broke.split("applied NetworkPolicy ", 1)[1].split(":")[0]
+        namespace, name = policy.split("/")
+        proc = lab_cli("verify", "-i", verified.inventory_path)
+        assert proc.returncode == 1
+        assert "matches no pod" in proc.stderr and "(podSelector app=mapepd)" in proc.stderr, proc.stderr
+        _, report = verify_json(verified)
+        wrong = [c for c in report["checks"] if not c["ok"]]
+        assert wrong and all(c["family"] == "pod-to-pod" and policy in c["layer"] and "meant to be allowed"
+                             in c["layer"] for c in wrong)
+        assert {c["label"].split(" -> ")[0] for c in wrong} == {"mapped"}  # only the client the policy meant
+        assert f"FAILED: {len(wrong)} of {len(report['checks'])} checks" in proc.stdout, proc.stdout
+        target = report["checks"][[c["ok"] for c in report["checks"]].index(False)]["show"].split("lab trace ")[1]
+        traced = lab_cli("trace", *target.split(";")[0].split(), "-i", verified.inventory_path, check=True).stdout
+        assert policy in traced and "DROPPED" in traced, traced
+        # the user corrects the selector in the policy, as a student would: the lab passes, the policy stays
+        manifest = json.loads(lab_cli("get", "netpol", name, "-n", namespace, "-o", "json", "-i",
+                                      verified.inventory_path, check=True).stdout)
+        manifest["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app"] = "mapped"
+        lab_cli("apply", "-f", "-", "-i", verified.inventory_path, input=json.dumps(manifest), check=True)
+        code, report = verify_json(verified)
+        assert code == 0, [c["label"] + ": " + c["reason"] for c in report["checks"] if not c["ok"]]
+    finally:
+        lab_cli("fix", "-i", verified.inventory_path, check=True)
+    assert not lab_cli("get", "netpol", "-A", "-i", verified.inventory_path, check=True).stdout.strip()
 
 
 def test_fix_on_a_sound_lab_changes_nothing(verified):
