@@ -172,7 +172,8 @@ def start_cluster_dns(inv: Inventory, transport: Transport, files: LabFiles,
 
 def destroy(inv: Inventory, transport: Transport, files: LabFiles,
             progress: Callable[[str], None] = lambda line: None) -> list[NodeReport]:
-    """Remove everything deploy and the pods made on every node; forget the lab's pods and leases.
+    """Remove everything deploy and the pods made on every node; forget the lab's leases and what `lab apply` made
+    (pods, services, namespaces, policies).
     Pods go first (CNI DEL undoes what the plugins did); the rest is planned from what is left."""
     lab = inv.name
     progress(f"reading {len(inv.nodes)} node(s)")
@@ -207,8 +208,10 @@ def destroy(inv: Inventory, transport: Transport, files: LabFiles,
         objects = files.read_objects()
         objects["pods"], objects["subnets"], objects["deployments"] = {}, {}, {}
         objects["services"], objects["endpoints"], objects["boots"] = {}, {}, {}
+        objects["policies"], objects["namespaces"] = {}, {}
         files.write_objects(objects)
         files.sent_rules.unlink(missing_ok=True)  # the nodes hold no service rules any more
+        files.broken_objects.unlink(missing_ok=True)  # nor the policies `lab break` applied
     return [reports[n.name] for n in inv.nodes]
 
 

@@ -126,8 +126,12 @@ def policy_fault(name: str) -> Callable:
     def inject_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
         wrong = policy_faults.BREAKS[name](files.read_objects(), node.name)
         manifest = parse(wrong.document, f"lab break {name}", lambda warning: None)
-        apply_manifests(inv, t, files, [manifest])
-        atomic_write(files.broken_objects, json.dumps(broken_objects(files) + [wrong.record(name)], indent=2))
+        try:
+            apply_manifests(inv, t, files, [manifest])
+        finally:  # recorded whenever it was stored, also when a node failed: `lab fix` deletes it then too
+            if wrong.key in files.read_objects().get("policies", {}):
+                atomic_write(files.broken_objects, json.dumps(broken_objects(files) + [wrong.record(name)],
+                                                              indent=2))
         return wrong.summary
     return inject_policy
 

@@ -3,7 +3,8 @@
 A table of the lab's own (`ip lab-trace`, hooked before everything else in prerouting and output) sets
 nftrace on the packets from SRC to DST's port on every node; `nft monitor trace` on every node prints each
 chain and rule they pass (iptables-nft rules included: kube-proxy's KUBE-* chains, LAB-MASQ, portmap) and the
-verdict; `ip route get` says where the source node sends it, and conntrack shows the NAT it got. The trace
+verdict; `ip route get` says where the source node sends it, and conntrack shows the NAT it got. A pod end is shown
+with its veth and bridge (the node's end of its eth0). The trace
 table is removed at the end, also after a failure. Parsing and the summary are pure; `trace` does the rest.
 """
 
@@ -144,6 +145,25 @@ def summary(hops: list[Hop]) -> list[str]:
     return lines
 
 
+def wiring(pod: dict, link_line: str, leaving: bool) -> str:
+    """How a pod hangs on its node, from `ip -o link` of the host end of its eth0: veth and bridge, in the
+    packet's direction."""
+    m = re.match(r"\d+: (?P<veth>[^@:]+)[@:].*?(?: master (?P<bridge>\S+))?(?: state |$)", link_line.strip())
+    if not m:
+        return f"{pod['namespace']}/{pod['name']}: eth0 ({pod['ip']}) on {pod['node']}"
+    veth, bridge = m["veth"], m["bridge"] or "no bridge"
+    if leaving:
+        return f"from {pod['namespace']}/{pod['name']} eth0 ({pod['ip']}) -> {veth} on {pod['node']} -> {bridge}"
+    return f"to {bridge} on {pod['node']} -> {veth} -> {pod['namespace']}/{pod['name']} eth0 ({pod['ip']})"
+
+
+def host_end(transport: Transport, pod: dict) -> str:
+    """`ip -o link` of the node's end of the pod's veth pair (found by eth0's peer index), or ''."""
+    script = (f"i=$({cmd('ip', 'netns', 'exec', pod['netns'], 'cat', '/sys/class/net/eth0/iflink')}) && "
+              "ip -o link show | grep \"^$i: \"")
+    return transport.run(pod["node"], ["sh", "-c", script], check=False).stdout
+
+
 def conntrack_lines(inv: Inventory, transport: Transport, src: End, protocol: str) -> list[str]:
     """The connection tracking entries of the source's address on the node it sends from: the NAT it got."""
     node = src.pod["node"] if src.pod else src.source.partition(":")[2] if src.source.startswith("node:") else None
@@ -164,6 +184,9 @@ def trace(inv: Inventory, transport: Transport, objects: dict, src_spec: str, ds
         said = verdict(pod_endpoint(src.pod), pod_endpoint(dst.pod), port, protocol.upper(), policies(objects),
                        namespace_labels(objects))
         report.append(f"NetworkPolicy says: {'allowed' if said.allowed else 'blocked'}: {said.reason}")
+    for end, leaving in ((src, True), (dst, False)):
+        if end.pod:
+            report.append(wiring(end.pod, host_end(transport, end.pod), leaving))
     if src.pod:
         route = transport.run(src.pod["node"], ["ip", "route", "get", dst.ip, "from", src.ip, "iif", "cni0"],
                               check=False)

@@ -3,10 +3,12 @@ on 2 nodes), policies applied, changed and deleted, and `lab verify` probing the
 lab's own evaluator, with both service backends. The kernel decides here, not the evaluator: a wrong cell fails."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from orchestrator.layers.pods.namespaces import BUILT_IN_NAMESPACES
 from .conftest import running_lab
 from .labtools import copy_inventory, lab_cli
 
@@ -88,6 +90,14 @@ def test_lab_trace_follows_a_real_packet_to_the_rule_that_decided(netpol):
     denied = lab_cli("trace", "-i", netpol.inventory_path, "y/a", "x/a", check=True).stdout
     assert "NetworkPolicy says: blocked: ingress of x/a is isolated by x/allow-yb-to-a, x/default-deny-ingress" in denied
     assert "by lab-policy ingress (default deny ingress)" in denied and "result: no answer" in denied
+    pods = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in json.loads(lab_cli(
+        "get", "pods", "-A", "-o", "json", "-i", netpol.inventory_path, check=True).stdout)["items"]}
+    links = {node.name: netpol.transport.run(node.name, ["ip", "-o", "link", "show", "master", "cni0"]).stdout
+             for node in netpol.inventory.nodes}
+    for key, direction in (("y/a", "from"), ("x/a", "to")):
+        line = next(line for line in denied.splitlines() if line.startswith(direction) and key in line)
+        veth = re.search(r"(veth\w+)", line).group(1)  # the node's end of the pod's eth0, on its bridge
+        assert f"{veth}@" in links[pods[key]["spec"]["nodeName"]] and "cni0" in line, line
     allowed = lab_cli("trace", "-i", netpol.inventory_path, "y/b", "x/a:80", check=True).stdout
     assert "lab-policy ingress" in allowed and 'return comment "x/allow-yb-to-a ingress rule 1"' in allowed
     assert "result: answered: a; passed every chain" in allowed
@@ -162,3 +172,15 @@ def test_removing_every_policy_returns_to_allow_all_and_leaves_no_table(netpol):
         lab_cli("delete", "-i", netpol.inventory_path, "-f", str(EXAMPLES / name), check=True)
     assert policy_tables(netpol) == [0, 0]
     assert blocked(verify(netpol)) == set()
+
+
+def test_destroy_removes_the_table_and_forgets_policies_and_namespaces(netpol):
+    lab_cli("apply", "-i", netpol.inventory_path, "-f", str(EXAMPLES / "deny-ingress-x.yaml"), check=True)
+    assert policy_tables(netpol) == [1, 1]
+    lab_cli("destroy", "-i", netpol.inventory_path, check=True)
+    assert policy_tables(netpol) == [0, 0]
+    for kind in ("netpol", "pods"):
+        assert not lab_cli("get", kind, "-A", "-i", netpol.inventory_path, check=True).stdout.strip()
+    names = [line.split()[0] for line in lab_cli("get", "ns", "-i", netpol.inventory_path,
+                                                  check=True).stdout.splitlines()[1:]]
+    assert sorted(names) == sorted(BUILT_IN_NAMESPACES)  # x, y and z are forgotten

@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator.core import inventory
 from orchestrator.core.errors import InputError
-from orchestrator.verify.kernel_trace import decision, parse_trace, resolve, summary, trace_table
+from orchestrator.verify.kernel_trace import decision, parse_trace, resolve, summary, trace_table, wiring
 
 DENIED = (Path(__file__).with_name("data") / "nft_trace_denied.txt").read_text()
 INV = inventory.parse("""
@@ -55,3 +55,14 @@ def test_ends_are_pods_services_nodes_the_outside_or_addresses():
         resolve("nope", INV, OBJECTS, "default", True)
     with pytest.raises(InputError, match="a Service is no source"):
         resolve("svc/web", INV, OBJECTS, "default", True)
+
+
+def test_a_pod_end_is_its_eth0_its_veth_and_the_bridge_in_the_packets_direction():
+    pod = {"namespace": "default", "name": "client", "ip": "10.244.1.4", "node": "node2"}
+    link = ("7: veth5d3f1a2b@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue master cni0 state UP "
+            "mode DEFAULT group default \\    link/ether 6e:1f:00:aa:bb:cc brd ff:ff:ff:ff:ff:ff link-netns demo-x")
+    assert wiring(pod, link, leaving=True) == \
+        "from default/client eth0 (10.244.1.4) -> veth5d3f1a2b on node2 -> cni0"
+    assert wiring(pod, link, leaving=False) == \
+        "to cni0 on node2 -> veth5d3f1a2b -> default/client eth0 (10.244.1.4)"
+    assert wiring(pod, "", leaving=True) == "default/client: eth0 (10.244.1.4) on node2"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -153,6 +154,9 @@ def test_networkpolicy_is_enforced_by_the_vms_kernels(vms):
     assert [c for c in report["checks"] if not c["ok"]] == []
     blocked = {c["label"] for c in report["checks"] if c["label"].endswith("blocked")}
     assert {"y/a -> x/a TCP blocked", "y/b -> x/a UDP blocked"} <= blocked and "y/b -> x/a TCP blocked" not in blocked
+    traced = cli(vms, "trace", "y/a", "x/a").stdout  # nftrace and `nft monitor trace` on Debian's own kernel
+    assert "DROPPED on" in traced and "by lab-policy ingress (default deny ingress)" in traced, traced
+    assert re.search(r"^from y/a eth0 \(\S+\) -> veth\w+ on \S+ -> cni0$", traced, re.M), traced
 
 
 def wait_for_new_boot(vms, node: str, old_boot: str) -> None:
