@@ -3,9 +3,9 @@
 A table of the lab's own (`ip lab-trace`, hooked before everything else in prerouting and output) sets
 nftrace on the packets from SRC to DST's port on every node; `nft monitor trace` on every node prints each
 chain and rule they pass (iptables-nft rules included: kube-proxy's KUBE-* chains, LAB-MASQ, portmap) and the
-verdict; `ip route get` says where the source node sends it, and conntrack shows the NAT it got. A pod end is shown
-with its veth and bridge (the node's end of its eth0). The trace
-table is removed at the end, also after a failure. Parsing and the summary are pure; `trace` does the rest.
+verdict; `ip route get` says where the source node sends it, and conntrack shows the NAT it got. A pod end is
+shown with the node's end of its eth0 (the veth) and the bridge. The trace table is removed at the end, also
+after a failure. Parsing and the summary are pure; `trace` does the rest.
 """
 
 from __future__ import annotations
