@@ -113,8 +113,8 @@ def test_a_selector_typo_is_diagnosed_by_verify_and_trace_and_the_users_own_repa
                              in c["layer"] for c in wrong)
         assert {c["label"].split(" -> ")[0] for c in wrong} == {"mapped"}  # only the client the policy meant
         assert f"FAILED: {len(wrong)} of {len(report['checks'])} checks" in proc.stdout, proc.stdout
-        target = report["checks"][[c["ok"] for c in report["checks"]].index(False)]["show"].split("lab trace ")[1]
-        traced = lab_cli("trace", *target.split(";")[0].split(), "-i", verified.inventory_path, check=True).stdout
+        pair = wrong[0]["show"].split("lab trace ")[1].split(";")[0].split()  # the trace each failure suggests
+        traced = lab_cli("trace", *pair, "-i", verified.inventory_path, check=True).stdout
         assert policy in traced and "DROPPED" in traced, traced
         # the user corrects the selector in the policy, as a student would: the lab passes, the policy stays
         manifest = json.loads(lab_cli("get", "netpol", name, "-n", namespace, "-o", "json", "-i",
@@ -123,6 +123,7 @@ def test_a_selector_typo_is_diagnosed_by_verify_and_trace_and_the_users_own_repa
         lab_cli("apply", "-f", "-", "-i", verified.inventory_path, input=json.dumps(manifest), check=True)
         code, report = verify_json(verified)
         assert code == 0, [c["label"] + ": " + c["reason"] for c in report["checks"] if not c["ok"]]
+        assert name in lab_cli("get", "netpol", "-n", namespace, "-i", verified.inventory_path, check=True).stdout
     finally:
         lab_cli("fix", "-i", verified.inventory_path, check=True)
     assert not lab_cli("get", "netpol", "-A", "-i", verified.inventory_path, check=True).stdout.strip()
