@@ -98,7 +98,7 @@ def probe_round(inv: Inventory, objects: dict, transport: Transport, checks: lis
 
 @contextlib.contextmanager
 def outside_server(inv: Inventory) -> Iterator[None]:
-    """An HTTP server on the emulated lab's outside host (203.0.113.10:80) for the egress checks."""
+    """An HTTP server on the emulated lab's outside host (OUTSIDE_HOST:80) for the egress checks."""
     if inv.emulated is None:
         yield
         return
@@ -106,7 +106,8 @@ def outside_server(inv: Inventory) -> Iterator[None]:
                                "--name", "outside", "--tcp", "80")], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        wait_listening({"pid": server.pid, "tcp": [80]}, seconds=3)
+        if not wait_listening({"pid": server.pid, "tcp": [80]}):
+            raise LabError(f"the outside host's server did not start (lab {inv.name}: `lab up` makes it again)")
         yield
     finally:
         server.terminate()
