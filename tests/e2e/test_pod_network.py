@@ -10,10 +10,10 @@ import subprocess
 
 import pytest
 
-from orchestrator.agent.pods import wait_listening
 from orchestrator.core.agent import local_agent_argv
 from orchestrator.layers.overlay.plan import vtep_mac
 from orchestrator.layers.pods.plan import pod_netns
+from orchestrator.verify import probes
 from .labtools import copy_inventory, lab_cli, node_snapshot, wait_for
 
 AGENT_ON_NODE = "/var/lib/cluster-lab/{lab}/agent.pyz"
@@ -174,16 +174,9 @@ def test_dry_run_shows_changes_and_changes_nothing(net):
 
 @pytest.fixture
 def outside_server(net):
-    """The lab's outside host (its own namespace, 203.0.113.10) serving HTTP on port 80."""
-    server = subprocess.Popen(["ip", "netns", "exec", f"{net.name}-outside", *local_agent_argv("serve",
-                               "--name", "outside", "--tcp", "80")], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        assert wait_listening({"pid": server.pid, "tcp": [80]}, seconds=10)
-        yield server
-    finally:
-        server.terminate()
-        server.wait()
+    """The lab's outside host (its own namespace, 203.0.113.10) serving HTTP on port 80, as `lab verify` runs it."""
+    with probes.outside_server(net.inventory):
+        yield
 
 
 def outside_probe(net, targets: list[dict]) -> list[dict]:
