@@ -15,7 +15,7 @@ from typing import Callable
 
 from orchestrator.agent.contract import POLICY_TABLE, node_lib
 from orchestrator.core.errors import InputError
-from orchestrator.core.manifests import parse
+from orchestrator.core.manifests import Manifest, parse
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.script import heredoc, quote
 from orchestrator.core.state import LabFiles, atomic_write
@@ -122,12 +122,16 @@ def broken_objects(files: LabFiles) -> list[dict]:
         return []
 
 
+def fault_manifest(document: dict, fault: str) -> Manifest:
+    """The NetworkPolicy a fault applies, read as `lab apply` reads one."""
+    return parse(document, f"lab break {fault}", lambda warning: None)
+
+
 def policy_fault(name: str) -> Callable:
     def inject_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
         wrong = policy_faults.BREAKS[name](files.read_objects(), node.name)
-        manifest = parse(wrong.document, f"lab break {name}", lambda warning: None)
         try:
-            apply_manifests(inv, t, files, [manifest])
+            apply_manifests(inv, t, files, [fault_manifest(wrong.document, name)])
         finally:  # recorded whenever it was stored, also when a node failed: `lab fix` deletes it then too
             if wrong.key in files.read_objects().get("policies", {}):
                 atomic_write(files.broken_objects, json.dumps(broken_objects(files) + [wrong.record(name)],
@@ -141,7 +145,7 @@ def undo_policy_faults(inv: Inventory, files: LabFiles) -> list[str]:
     records = broken_objects(files)
     if not records:
         return []
-    manifests = [parse(r["document"], f"lab break {r['fault']}", lambda warning: None) for r in records]
+    manifests = [fault_manifest(r["document"], r["fault"]) for r in records]
     with files.lock(), Transport(inv.nodes) as transport:
         lines = delete_manifests(inv, transport, files, manifests)
     files.broken_objects.unlink(missing_ok=True)
