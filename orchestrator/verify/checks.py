@@ -71,7 +71,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                   key=lambda p: (p["node"], p["namespace"], p["name"]))
     checks: list[Check] = []
     judge = Judge(objects, namespace_labels(objects))
-    meant_judge = Judge(intended, namespace_labels(intended)) if intended is not None else judge
+    meant_judge = Judge(intended, namespace_labels(intended)) if intended is not None else None
     vx = vxlan_device(inv.cluster.overlay.vni)
     overlay_show = (f"lab exec NODE -- sh -c 'ip route; bridge fdb show dev {vx}; ip neigh show dev {vx}'"
                     if inv.cluster.overlay.backend == "vxlan" else "lab exec NODE -- ip route")
@@ -94,7 +94,7 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
                     label=f"{pod_label(src)} -> {pod_label(dst)} {proto.upper()}", layer=layer, show=show,
                     row=pod_label(src), col=pod_label(dst))
                 verdict = judge.pods(src, dst, target["port"], proto.upper())
-                meant = meant_judge.pods(src, dst, target["port"], proto.upper())
+                meant = meant_judge.pods(src, dst, target["port"], proto.upper()) if meant_judge is not None else verdict
                 checks.append(policy_expectation(check, verdict, src, dst) if allows(meant) == allows(verdict)
                               else against_intent(check, verdict, meant, src, dst))
     by_node: dict[str, dict] = {}
