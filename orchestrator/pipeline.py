@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from ipaddress import ip_network
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from orchestrator.agent.contract import CNI_PATH, conf_digest
 from orchestrator.core.agent import agent_command, agent_files
@@ -22,6 +22,7 @@ from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.ipam import lease_subnets
 from orchestrator.core.manifests import Manifest, load_text
 from orchestrator.core.model import Inventory, Node, dns_ip
+from orchestrator.core.objects import LabObjects, Namespace, Pod, applied, split_key
 from orchestrator.core.names import label_problem
 from orchestrator.core.script import Change, render_script
 from orchestrator.core.state import LabFiles
@@ -35,7 +36,7 @@ from orchestrator.layers.podnet.plan import plan_node
 from orchestrator.layers.pods import apply as pods_mod
 from orchestrator.layers.pods.namespaces import (BUILT_IN_NAMESPACES, apply_namespaces, drop_namespace,
         refuse_built_in, require_namespaces)
-from orchestrator.layers.pods.plan import PodChanges, plan_apply, plan_delete, schedule
+from orchestrator.layers.pods.plan import PodChanges, deployment_record, plan_apply, plan_delete, schedule
 from orchestrator.layers.policy.enforcement import policy_sets
 from orchestrator.layers.policy.plan import apply_policies, delete_policies
 from orchestrator.layers.services import apply as services_mod
@@ -104,11 +105,11 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
     objects = files.read_objects()
     try:
         subnets = lease_subnets(inv.cluster.cluster_cidr, inv.cluster.node_subnet_size, [n.name for n in inv.nodes],
-                                {k: ip_network(v) for k, v in objects["subnets"].items()})
+                                {k: ip_network(v) for k, v in objects.subnets.items()})
     except ValueError as exc:
         raise InputError(f"{inv.source}: cluster.cluster_cidr: {exc}; use a larger cluster_cidr") from None
-    if not dry_run and {k: str(v) for k, v in subnets.items()} != objects["subnets"]:
-        objects["subnets"] = {k: str(v) for k, v in subnets.items()}
+    if not dry_run and {k: str(v) for k, v in subnets.items()} != objects.subnets:
+        objects.subnets = {k: str(v) for k, v in subnets.items()}
         files.write_objects(objects)
     planned: dict[str, list] = {}
     reattach: dict[str, list] = {}
@@ -131,8 +132,8 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         lost[node.name] = pods_mod.lost_pods(objects, node.name, state)
         if lost[node.name]:
             reports[node.name].changes.append(f"restore {len(lost[node.name])} pod(s) whose network namespace is "
-                                              f"gone: {', '.join(p['key'] for p in lost[node.name])}")
-        if objects["boots"].get(node.name, state.boot_id) != state.boot_id:
+                                              f"gone: {', '.join(p.key for p in lost[node.name])}")
+        if objects.boots.get(node.name, state.boot_id) != state.boot_id:
             reports[node.name].changes.insert(0, "booted again since the last deploy")
         digest = conf_digest(json.loads(net.conflist))
         stale = sorted(k for k, d in state.pod_confs.items() if d and d != digest)
@@ -205,18 +206,14 @@ def destroy(inv: Inventory, transport: Transport, files: LabFiles,
     progress(f"removing the lab from {sum(1 for c in planned.values() if c)} node(s)")
     apply_changes(transport, inv, planned, reports, "removed")
     if all(r.status != "failed" for r in reports.values()):
-        objects = files.read_objects()
-        objects["pods"], objects["subnets"], objects["deployments"] = {}, {}, {}
-        objects["services"], objects["endpoints"], objects["boots"] = {}, {}, {}
-        objects["policies"], objects["namespaces"] = {}, {}
-        files.write_objects(objects)
+        files.write_objects(LabObjects())
         files.sent_rules.unlink(missing_ok=True)  # the nodes hold no service rules any more
         files.broken_objects.unlink(missing_ok=True)  # nor the policies `lab break` applied
     return [reports[n.name] for n in inv.nodes]
 
 
-def require_network(inv: Inventory, objects: dict) -> None:
-    missing = [n.name for n in inv.nodes if n.name not in objects["subnets"]]
+def require_network(inv: Inventory, objects: LabObjects) -> None:
+    missing = [n.name for n in inv.nodes if n.name not in objects.subnets]
     if missing:
         raise InputError(f"no pod network on {', '.join(missing)} yet: run `lab deploy` first")
 
@@ -234,12 +231,12 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     stamp = pods_mod.now()
     changes = plan_apply(inv.cluster, manifests, objects, stamp)
     deleted = {id(p) for p in changes.delete}
-    staying = [p for p in objects["pods"].values() if id(p) not in deleted]
+    staying = [p for p in objects.pods.values() if id(p) not in deleted]
     schedule(changes.create, list(inv.nodes), staying)
-    services = dict(objects["services"])
+    services = dict(objects.services)
     book = AddressBook(services, inv.cluster.service_cidr)
     namespaces = apply_namespaces(manifests, objects, stamp)
-    before = dict(objects.get("policies", {}))
+    before = dict(objects.policies)
     results = apply_policies(manifests, objects, stamp)
     for m in manifests:
         if m.kind == "Service":
@@ -247,20 +244,19 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
             record = service_record(m, old, book, stamp)
             check_target_ports(record, m.source, staying + changes.create)
             services[m.key] = record
-            results.append(f"{m.ref} {'created' if old is None else 'unchanged' if old == record else 'configured'}")
+            results.append(f"{m.ref} {applied(old, old == record)}")
     for m in manifests:
         if m.kind == "Deployment":
-            objects["deployments"][m.key] = {"replicas": m.replicas, "selector": m.selector,
-                                             "template_hash": m.template.digest(), "manifest": m.raw}
+            objects.deployments[m.key] = deployment_record(m)
     failures = []
-    if objects.get("policies", {}) != before:
+    if objects.policies != before:
         progress("loading the NetworkPolicy rules before the pods")
         failures += sync_failures(inv, transport, objects)
     if changes.create or changes.delete:
         progress(f"{len(changes.create)} pod(s) to create, {len(changes.delete)} to delete")
     failures += pods_mod.apply_pod_changes(inv, transport, objects, changes, lambda pod: policy_sets(objects, pod))
-    if resync or changes.create or changes.delete or services != objects["services"]:
-        objects["services"] = services
+    if resync or changes.create or changes.delete or services != objects.services:
+        objects.services = services
         failures += sync_failures(inv, transport, objects)
     files.write_objects(objects)
     if failures:
@@ -268,7 +264,7 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     return namespaces + changes.results + results
 
 
-def sync_failures(inv: Inventory, transport: Transport, objects: dict) -> list[str]:
+def sync_failures(inv: Inventory, transport: Transport, objects: LabObjects) -> list[str]:
     """Sync the rules to every node; the failures, one line each."""
     return [str(e) for e in services_mod.sync_rules(inv, transport, objects).failures.values()]
 
@@ -283,12 +279,12 @@ def delete_manifests(inv: Inventory, transport: Transport, files: LabFiles, mani
     results = delete_policies(manifests, objects)
     for m in manifests:
         if m.kind == "Deployment":
-            objects["deployments"].pop(m.key, None)
+            objects.deployments.pop(m.key, None)
         elif m.kind == "Service":
-            existed = objects["services"].pop(m.key, None) is not None
+            existed = objects.services.pop(m.key, None) is not None
             results.append(f"service/{m.name} {'deleted' if existed else 'not found'}")
         elif m.kind == "Namespace":
-            existed = m.name in objects.get("namespaces", {})
+            existed = m.name in objects.namespaces
             doomed = {id(p) for p in changes.delete}
             changes.delete += [p for p in drop_namespace(objects, m.name) if id(p) not in doomed]
             results.append(f"namespace/{m.name} {'deleted' if existed else 'not found'}")
@@ -307,17 +303,18 @@ def relabel(inv: Inventory, transport: Transport, files: LabFiles, kind: str, ke
     """`lab label pod|ns NAME k=v k2-`: change the labels of a pod or a namespace (None removes a key), then
     bring Service endpoints and NetworkPolicy sets up to them. kubectl's result line."""
     objects = files.read_objects()
+    record: Union[Namespace, Pod]
     if kind == "namespace":
-        spaces = objects.setdefault("namespaces", {})
-        if key not in spaces and key not in BUILT_IN_NAMESPACES:
+        if key not in objects.namespaces and key not in BUILT_IN_NAMESPACES:
             raise LabError(f'Error from server (NotFound): namespaces "{key}" not found')
-        record = spaces.setdefault(key, {"name": key, "labels": {}, "created": pods_mod.now()})
+        record = objects.namespaces.setdefault(key, Namespace(key, {}, pods_mod.now()))
     else:
-        record = objects["pods"].get(key)
-        if record is None:
-            raise LabError(f'Error from server (NotFound): pods "{key.split("/", 1)[1]}" not found in namespace '
-                           f"{key.split('/', 1)[0]!r}")
-    labels = dict(record["labels"])
+        pod = objects.pods.get(key)
+        if pod is None:
+            namespace, name = split_key(key)
+            raise LabError(f'Error from server (NotFound): pods "{name}" not found in namespace {namespace!r}')
+        record = pod
+    labels = dict(record.labels)
     for label, value in changes.items():
         if value is None:
             labels.pop(label, None)
@@ -328,9 +325,9 @@ def relabel(inv: Inventory, transport: Transport, files: LabFiles, kind: str, ke
         if problem:
             raise InputError(f"{label}={value}: {problem}")
         labels[label] = value
-    if labels == record["labels"]:
+    if labels == record.labels:
         return f"{kind}/{key.rsplit('/', 1)[-1]} not labeled"
-    record["labels"] = labels
+    record.labels = labels
     failures = sync_failures(inv, transport, objects)
     files.write_objects(objects)
     if failures:
@@ -342,16 +339,16 @@ def restart_deployment(inv: Inventory, transport: Transport, files: LabFiles, ke
                        progress: Callable[[str], None] = lambda line: None) -> str:
     """`lab rollout restart deploy NAME`: new pods (new names, new IPs) for the old ones; endpoints follow."""
     objects = files.read_objects()
-    deployment = objects["deployments"].get(key)
+    deployment = objects.deployments.get(key)
     if deployment is None:
-        raise LabError(f'Error from server (NotFound): deployments.apps "{key.split("/", 1)[1]}" not found')
-    if "manifest" not in deployment:
+        raise LabError(f'Error from server (NotFound): deployments.apps "{split_key(key)[1]}" not found')
+    if not deployment.manifest:
         raise InputError(f"deployment {key} was applied before the lab kept manifests; `lab apply` it once again")
-    old = [p for p in objects["pods"].values() if p.get("owner") == f"Deployment/{key}"]
+    old = objects.pods_of(deployment.owner)
     progress(f"{len(old)} pod(s) to replace")
     failures = pods_mod.apply_pod_changes(inv, transport, objects, PodChanges(delete=old))
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
-    apply_manifests(inv, transport, files, load_text(json.dumps(deployment["manifest"]), f"deployment {key}"), progress)
+    apply_manifests(inv, transport, files, load_text(json.dumps(deployment.manifest), f"deployment {key}"), progress)
     return f"deployment.apps/{key.split('/', 1)[1]} restarted"

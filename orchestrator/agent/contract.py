@@ -54,3 +54,9 @@ WHOLE_TABLE_READ_FACTOR = 300
 def table_header(table: str, named: int, chains_in_table: int) -> list:
     """The first lines of an iptables-restore block for `table` that names `named` chains."""
     return [f"*{table}"] + (["-S"] if named ** 2 > WHOLE_TABLE_READ_FACTOR * chains_in_table else [])
+
+
+def pod_node_key(namespace: str, name: str) -> str:
+    """A pod's name in its node's files and in the agent's answers (no '/': it names files). Namespaces and
+    pod names hold no '_', so it stands for one pod only."""
+    return f"{namespace}_{name}"

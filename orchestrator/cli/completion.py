@@ -10,6 +10,7 @@ import argcomplete
 from orchestrator.cli.common import resolve_inventory
 from orchestrator.cli.resources import ALIASES, KINDS
 from orchestrator.core.errors import LabError
+from orchestrator.core.objects import LabObjects
 from orchestrator.core.state import LabFiles
 
 
@@ -18,7 +19,7 @@ def lab_objects(parsed_args):
     try:
         inv = resolve_inventory(getattr(parsed_args, "inventory", None))
     except LabError:
-        return None, {}
+        return None, LabObjects()
     return inv, LabFiles.of(inv.name).read_objects()
 
 
@@ -38,7 +39,7 @@ def names(prefix: str, parsed_args, **kwargs) -> list[str]:
     kind = KINDS.get(ALIASES.get(getattr(parsed_args, "resource", None) or getattr(parsed_args, "kind", None)
                                  or "pods", "pods"), KINDS["pods"])
     namespace = getattr(parsed_args, "namespace", "default")
-    found = [r["name"] for r in kind.items(inv, objects) if not kind.namespaced or r["namespace"] == namespace]
+    found = [r.name for r in kind.items(inv, objects) if not kind.namespaced or r.namespace == namespace]
     return [n for n in found if n.startswith(prefix)]
 
 
@@ -47,8 +48,7 @@ def nodes_and_pods(prefix: str, parsed_args, **kwargs) -> list[str]:
     if inv is None:
         return []
     namespace = getattr(parsed_args, "namespace", "default")
-    found = [n.name for n in inv.nodes] + [p["name"] for p in objects.get("pods", {}).values()
-                                          if p["namespace"] == namespace]
+    found = [n.name for n in inv.nodes] + [p.name for p in objects.pods.values() if p.namespace == namespace]
     return [n for n in found if n.startswith(prefix)]
 
 

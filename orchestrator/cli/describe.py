@@ -4,31 +4,32 @@ and network policies."""
 from __future__ import annotations
 
 from orchestrator.core.manifests import fmt_labels
+from orchestrator.core.objects import LabObjects, NetworkPolicy, Pod, Service
 from orchestrator.core.policy_spec import parse_policy_spec
 
 
-def describe_service(s: dict, objects: dict, as_endpoints: bool) -> list[tuple[str, str]]:
+def describe_service(s: Service, objects: LabObjects, as_endpoints: bool) -> list[tuple[str, str]]:
     """`kubectl describe svc` (or `describe ep`) as (label, value) lines."""
-    key = f"{s['namespace']}/{s['name']}"
-    labels = fmt_labels(s["labels"]).replace(",", "\n" + " " * 19) or "<none>"
-    lines = [("Name:", s["name"]), ("Namespace:", s["namespace"]), ("Labels:", labels), ("Annotations:", "<none>")]
+    key = s.key
+    labels = fmt_labels(s.labels).replace(",", "\n" + " " * 19) or "<none>"
+    lines = [("Name:", s.name), ("Namespace:", s.namespace), ("Labels:", labels), ("Annotations:", "<none>")]
     if not as_endpoints:
-        lines += [("Selector:", fmt_labels(s["selector"]) or "<none>"), ("Type:", s["type"]), ("IP:", s["cluster_ip"])]
-        for port in s["ports"]:
-            eps = objects["endpoints"].get(key, {}).get(port["name"] or "", [])
-            lines += [("Port:", f"{port['name'] or '<unset>'} {port['port']}/{port['protocol']}"),
-                      ("TargetPort:", f"{port['target_port']}/{port['protocol']}")]
-            if port.get("node_port"):
-                lines.append(("NodePort:", f"{port['name'] or '<unset>'} {port['node_port']}/{port['protocol']}"))
-            lines.append(("Endpoints:", ",".join(f"{e['ip']}:{e['port']}" for e in eps) or "<none>"))
-        return lines + [("Session Affinity:", s["session_affinity"]), ("Events:", "<none>")]
+        lines += [("Selector:", fmt_labels(s.selector) or "<none>"), ("Type:", s.type), ("IP:", s.cluster_ip)]
+        for port in s.ports:
+            eps = objects.endpoints.get(key, {}).get(port.name or "", [])
+            lines += [("Port:", f"{port.name or '<unset>'} {port.port}/{port.protocol}"),
+                      ("TargetPort:", f"{port.target_port}/{port.protocol}")]
+            if port.node_port:
+                lines.append(("NodePort:", f"{port.name or '<unset>'} {port.node_port}/{port.protocol}"))
+            lines.append(("Endpoints:", ",".join(e.address for e in eps) or "<none>"))
+        return lines + [("Session Affinity:", s.session_affinity), ("Events:", "<none>")]
     lines.append(("Subsets:", ""))
-    for port in s["ports"]:
-        eps = objects["endpoints"].get(key, {}).get(port["name"] or "", [])
-        lines += [("  Addresses:", ",".join(e["ip"] for e in eps) or "<none>"), ("  NotReadyAddresses:", "<none>"),
+    for port in s.ports:
+        eps = objects.endpoints.get(key, {}).get(port.name or "", [])
+        lines += [("  Addresses:", ",".join(e.ip for e in eps) or "<none>"), ("  NotReadyAddresses:", "<none>"),
                   ("  Ports:", ""), ("    Name", "Port  Protocol"), ("    ----", "----  --------"),
-                  (f"    {port['name'] or '<unset>'}", f"{eps[0]['port'] if eps else port['target_port']}     "
-                                                       f"{port['protocol']}")]
+                  (f"    {port.name or '<unset>'}", f"{eps[0].port if eps else port.target_port}     "
+                                                    f"{port.protocol}")]
     return lines + [("Events:", "<none>")]
 
 
@@ -53,11 +54,11 @@ def describe_peers(peers, word: str) -> list[tuple[str, str]]:
     return lines
 
 
-def describe_netpol(record: dict) -> list[tuple[str, str]]:
+def describe_netpol(record: NetworkPolicy) -> list[tuple[str, str]]:
     """`kubectl describe netpol` as (label, value) lines."""
-    spec = parse_policy_spec(record["spec"], f"networkpolicy {record['namespace']}/{record['name']}")
-    lines = [("Name:", record["name"]), ("Namespace:", record["namespace"]), ("Created on:", record["created"]),
-             ("Labels:", fmt_labels(record.get("labels", {})) or "<none>"), ("Annotations:", "<none>"), ("Spec:", ""),
+    spec = parse_policy_spec(record.spec, f"networkpolicy {record.namespace}/{record.name}")
+    lines = [("Name:", record.name), ("Namespace:", record.namespace), ("Created on:", record.created),
+             ("Labels:", fmt_labels(record.labels) or "<none>"), ("Annotations:", "<none>"), ("Spec:", ""),
              ("  PodSelector:", spec.pod_selector.text().replace("<none>", "<none> (Allowing the specific traffic "
                                                                            "to all pods in this namespace)"))]
     for direction, rules, word in (("Ingress", spec.ingress, "From"), ("Egress", spec.egress, "To")):
@@ -81,49 +82,47 @@ def describe_netpol(record: dict) -> list[tuple[str, str]]:
     return lines
 
 
-def describe_pod(pod: dict, inv) -> list[tuple[str, str]]:
+def describe_pod(pod: Pod, inv) -> list[tuple[str, str]]:
     """`kubectl describe pod` as (label, value) lines."""
-    node = next((n for n in inv.nodes if n.name == pod["node"]), None)
-    lines = [("Name:", pod["name"]), ("Namespace:", pod["namespace"]),
-             ("Node:", f"{pod['node']}/{node.address}" if node else pod["node"]), ("Start Time:", pod["created"]),
-             ("Labels:", fmt_labels(pod["labels"]).replace(",", "\n" + " " * 19) or "<none>"),
-             ("Annotations:", "<none>"), ("Status:", "Running"), ("IP:", pod.get("ip") or "<none>"),
-             ("IPs:", ""), ("  IP:", pod.get("ip") or "<none>")]
-    if pod.get("owner"):
-        lines.append(("Controlled By:", f"{pod['owner'].split('/', 1)[0]}/{pod['owner'].rsplit('/', 1)[1]}"))
+    node = next((n for n in inv.nodes if n.name == pod.node), None)
+    lines = [("Name:", pod.name), ("Namespace:", pod.namespace),
+             ("Node:", f"{pod.node}/{node.address}" if node else pod.node), ("Start Time:", pod.created),
+             ("Labels:", fmt_labels(pod.labels).replace(",", "\n" + " " * 19) or "<none>"),
+             ("Annotations:", "<none>"), ("Status:", "Running"), ("IP:", pod.ip or "<none>"),
+             ("IPs:", ""), ("  IP:", pod.ip or "<none>")]
+    if pod.owner:
+        lines.append(("Controlled By:", f"{pod.owner.split('/', 1)[0]}/{pod.owner.rsplit('/', 1)[1]}"))
     lines += [("Containers:", ""), ("  server:", ""), ("    Image:", "cluster-lab's pod server (the image is not run)")]
-    for port in pod.get("ports", []):
-        lines.append(("    Port:", f"{port['container_port']}/{port['protocol']}"
-                                    + (f" ({port['name']})" if port.get("name") else "")))
-        if port.get("host_port"):
-            lines.append(("    Host Port:", f"{port['host_port']}/{port['protocol']}"))
+    for port in pod.ports:
+        lines.append(("    Port:", f"{port.container_port}/{port.protocol}" + (f" ({port.name})" if port.name else "")))
+        if port.host_port:
+            lines.append(("    Host Port:", f"{port.host_port}/{port.protocol}"))
     lines += [("    State:", "Running"), ("    Ready:", "True"),
-              ("Network:", f"netns {pod['netns']} on {pod['node']}"), ("Events:", "<none>")]
+              ("Network:", f"netns {pod.netns} on {pod.node}"), ("Events:", "<none>")]
     return lines
 
 
-def describe_node(node, objects: dict) -> list[tuple[str, str]]:
+def describe_node(node, objects: LabObjects) -> list[tuple[str, str]]:
     """`kubectl describe node` as (label, value) lines: addresses, pod CIDR and the pods on it."""
-    subnet = objects["subnets"].get(node.name)
-    pods = sorted((p for p in objects["pods"].values() if p["node"] == node.name),
-                  key=lambda p: (p["namespace"], p["name"]))
+    subnet = objects.subnets.get(node.name)
+    pods = sorted((p for p in objects.pods.values() if p.node == node.name), key=lambda p: (p.namespace, p.name))
     lines = [("Name:", node.name), ("Roles:", "<none>"), ("Labels:", fmt_labels(node.labels) or "<none>"),
              ("Addresses:", ""), ("  InternalIP:", str(node.address)), ("  Hostname:", node.name),
              ("PodCIDR:", subnet or "<none>"), ("PodCIDRs:", subnet or "<none>"),
              ("Ready:", "True" if subnet else "False (no pod network: run `lab deploy`)"),
              ("Non-terminated Pods:", f"({len(pods)} in total)"), ("  Namespace", "Name  IP")]
-    lines += [(f"  {p['namespace']}", f"{p['name']}  {p.get('ip') or '<none>'}") for p in pods]
+    lines += [(f"  {p.namespace}", f"{p.name}  {p.ip or '<none>'}") for p in pods]
     return lines + [("Events:", "<none>")]
 
 
-def describe_deployment(record: dict) -> list[tuple[str, str]]:
-    """`kubectl describe deploy` as (label, value) lines."""
-    n, ready = record["replicas"], record["ready"]
-    return [("Name:", record["name"]), ("Namespace:", record["namespace"]),
-            ("CreationTimestamp:", record["created"] or "<unknown>"), ("Selector:", fmt_labels(record["selector"])),
+def describe_deployment(record) -> list[tuple[str, str]]:
+    """`kubectl describe deploy` as (label, value) lines (`record`: a cli.resources.DeploymentRecord)."""
+    n, ready = record.replicas, record.ready
+    return [("Name:", record.name), ("Namespace:", record.namespace),
+            ("CreationTimestamp:", record.created or "<unknown>"), ("Selector:", fmt_labels(record.selector)),
             ("Replicas:", f"{n} desired | {n} updated | {n} total | {ready} available | {n - ready} unavailable"),
             ("StrategyType:", "Recreate (the lab's pods are made again when the template changes)"),
-            ("Pod Template:", ""), ("  Labels:", fmt_labels(record["selector"])), ("Events:", "<none>")]
+            ("Pod Template:", ""), ("  Labels:", fmt_labels(record.selector)), ("Events:", "<none>")]
 
 
 def describe_namespace(name: str, labels: dict) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.model import Inventory
+from orchestrator.core.objects import LabObjects, key_of
 from orchestrator.core.render import render
 from orchestrator.layers.overlay.plan import vxlan_device
 from orchestrator.providers.emulated_plan import OUTSIDE_HOST
@@ -19,14 +20,13 @@ from orchestrator.providers.emulated_plan import OUTSIDE_HOST
 FORMATS = ("svg", "png", "html", "dot")
 
 
-def topology_dot(inv: Inventory, objects: dict) -> str:
+def topology_dot(inv: Inventory, objects: LabObjects) -> str:
     """The DOT text of the lab's topology (pure)."""
     overlay = inv.cluster.overlay
     nodes = []
     for node in inv.nodes:
-        subnet = objects["subnets"].get(node.name)
-        pods = sorted((dict(p, key=f"{p['namespace']}/{p['name']}") for p in objects["pods"].values()
-                       if p["node"] == node.name), key=lambda p: p["key"])
+        subnet = objects.subnets.get(node.name)
+        pods = sorted((p for p in objects.pods.values() if p.node == node.name), key=lambda p: p.key)
         nodes.append({"name": node.name, "address": node.address, "subnet": subnet or "none (not deployed)",
                       "gateway": ip_network(subnet)[1] if subnet else "-", "pods": pods,
                       "overlay_label": (f"{vxlan_device(overlay.vni)}\nVNI {overlay.vni}, UDP {overlay.port}"
@@ -34,12 +34,11 @@ def topology_dot(inv: Inventory, objects: dict) -> str:
     names = [n["name"] for n in nodes]
     tunnels = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     services = []
-    for key, s in sorted(objects["services"].items()):
-        eps = {f"{s['namespace']}/{e['pod']}" for port in objects.get("endpoints", {}).get(key, {}).values()
-               for e in port}
-        ports = ",".join(f"{p['port']}/{p['protocol']}" + (f" (node {p['node_port']})" if p.get("node_port") else "")
-                         for p in s["ports"])
-        services.append({"key": key, "name": key, "cluster_ip": s["cluster_ip"], "ports": ports,
+    for key, s in sorted(objects.services.items()):
+        eps = {key_of(s.namespace, e.pod) for port in objects.endpoints.get(key, {}).values() for e in port}
+        ports = ",".join(f"{p.port}/{p.protocol}" + (f" (node {p.node_port})" if p.node_port else "")
+                         for p in s.ports)
+        services.append({"key": key, "name": key, "cluster_ip": s.cluster_ip, "ports": ports,
                          "endpoints": sorted(eps)})
     return render("cli/topology.dot.j2", title=f"lab {inv.name}: pods {inv.cluster.cluster_cidr}, services "
                                            f"{inv.cluster.service_cidr}, {overlay.backend}",
@@ -47,7 +46,7 @@ def topology_dot(inv: Inventory, objects: dict) -> str:
                   services=services, outside=str(OUTSIDE_HOST) if inv.emulated else None)
 
 
-def write_graph(inv: Inventory, objects: dict, path: str) -> str:
+def write_graph(inv: Inventory, objects: LabObjects, path: str) -> str:
     """Render the topology to `path`; the format comes from its suffix (svg, png, html, dot)."""
     fmt = Path(path).suffix.lstrip(".").lower()
     if fmt not in FORMATS:

@@ -13,6 +13,7 @@ from orchestrator.cli.common import out, progress, resolve_inventory, warn
 from orchestrator.cli.resources import ALIASES
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.manifests import Manifest, parse
+from orchestrator.core.objects import key_of
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 
@@ -85,16 +86,16 @@ def cmd_expose(args) -> int:
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
     kind = ALIASES.get(args.kind)
-    key = f"{args.namespace}/{args.name}"
-    if kind == "deployments" and key in objects["deployments"]:
-        selector = objects["deployments"][key]["selector"]
-        owned = [p for p in objects["pods"].values() if p.get("owner") == f"Deployment/{key}"]
-    elif kind == "pods" and key in objects["pods"]:
-        selector, owned = objects["pods"][key]["labels"], [objects["pods"][key]]
+    key = key_of(args.namespace, args.name)
+    if kind == "deployments" and key in objects.deployments:
+        selector = objects.deployments[key].selector
+        owned = objects.pods_of(objects.deployments[key].owner)
+    elif kind == "pods" and key in objects.pods:
+        selector, owned = objects.pods[key].labels, [objects.pods[key]]
     else:
         raise LabError(f'Error from server (NotFound): {kind or args.kind} "{args.name}" not found in namespace '
                        f"{args.namespace!r}")
-    port = args.port or next((p["container_port"] for pod in owned for p in pod.get("ports", [])), None)
+    port = args.port or next((p.container_port for pod in owned for p in pod.ports), None)
     if port is None:
         raise InputError(f"lab expose: {args.kind}/{args.name} has no container port; give --port N")
     return apply_doc(args, service_doc(args.service_name or args.name, args.namespace, selector, port,
@@ -103,13 +104,13 @@ def cmd_expose(args) -> int:
 
 def cmd_scale(args) -> int:
     inv = resolve_inventory(args.inventory)
-    record = LabFiles.of(inv.name).read_objects()["deployments"].get(f"{args.namespace}/{args.name}")
+    record = LabFiles.of(inv.name).read_objects().deployments.get(key_of(args.namespace, args.name))
     if record is None:
         raise LabError(f'Error from server (NotFound): deployments.apps "{args.name}" not found')
-    if "manifest" not in record:
+    if not record.manifest:
         raise InputError(f"deployment {args.name} was applied before the lab kept manifests; `lab apply` it once "
                          "again")
-    doc = json.loads(json.dumps(record["manifest"]))
+    doc = json.loads(json.dumps(record.manifest))
     doc["spec"]["replicas"] = args.replicas
     return apply_doc(args, doc)
 
@@ -129,7 +130,7 @@ def cmd_label(args) -> int:
             changes[key] = value
     inv = resolve_inventory(args.inventory)
     files = LabFiles.of(inv.name)
-    key = args.name if kind == "namespace" else f"{args.namespace}/{args.name}"
+    key = args.name if kind == "namespace" else key_of(args.namespace, args.name)
     with files.lock(), Transport(inv.nodes) as transport:
         out.print(pipeline.relabel(inv, transport, files, kind, key, changes, args.overwrite), markup=False)
     return 0
@@ -159,6 +160,6 @@ def cmd_rollout(args) -> int:
     inv = resolve_inventory(args.inventory)
     files = LabFiles.of(inv.name)
     with files.lock(), Transport(inv.nodes) as transport:
-        out.print(pipeline.restart_deployment(inv, transport, files, f"{args.namespace}/{args.name}", progress),
+        out.print(pipeline.restart_deployment(inv, transport, files, key_of(args.namespace, args.name), progress),
                   markup=False)
     return 0

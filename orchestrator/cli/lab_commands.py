@@ -14,6 +14,7 @@ from orchestrator import pipeline
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output
 from orchestrator.cli.output import print_reports, print_table
 from orchestrator.core.errors import InputError, LabError
+from orchestrator.core.objects import key_of
 from orchestrator.core.state import LabFiles, current_lab
 from orchestrator.core.transport import Transport
 from orchestrator.layers.nodes.facts import CNI_PLUGINS
@@ -184,15 +185,15 @@ def cmd_exec(args) -> int:
         pod_name, target = target, None
     pod = None
     if pod_name:
-        pod = LabFiles.of(inv.name).read_objects()["pods"].get(f"{args.namespace}/{pod_name}")
+        pod = LabFiles.of(inv.name).read_objects().pods.get(key_of(args.namespace, pod_name))
         if pod is None:
             raise InputError(f'Error from server (NotFound): pods "{pod_name}" not found in namespace '
                              f"{args.namespace!r} (nor is it a node: {', '.join(sorted(nodes))}); see `lab get pods -A`")
-        if target is not None and pod["node"] != target:
-            raise InputError(f"pod {pod_name} runs on {pod['node']}, not {target}; "
+        if target is not None and pod.node != target:
+            raise InputError(f"pod {pod_name} runs on {pod.node}, not {target}; "
                              f"use `lab exec {pod_name} -n {args.namespace} -- ...`")
-        target = pod["node"]
-        command = ["ip", "netns", "exec", pod["netns"], *(command or ["sh"])]
+        target = pod.node
+        command = ["ip", "netns", "exec", pod.netns, *(command or ["sh"])]
     node = inv.node(target)
     if args.interactive:  # a terminal: the OpenSSH client, as `lab ssh`
         return exec_ssh(node, ["sudo", "-n", *command] if command and node.ssh.sudo else command, tty=True)

@@ -20,6 +20,7 @@ from orchestrator.core.agent import agent_argv
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.manifests import fmt_labels
 from orchestrator.core.model import Inventory
+from orchestrator.core.objects import LabObjects, key_of
 from orchestrator.core.policy_spec import selector_from_text
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
@@ -64,9 +65,9 @@ def cmd_describe(args) -> int:
                        f"see `lab get {kind.name}{' -A' if kind.namespaced else ''}`")
     record = records[0]
     lines = {"pods": lambda: describe_pod(record, inv),
-             "nodes": lambda: describe_node(record["node"], objects),
+             "nodes": lambda: describe_node(record.node, objects),
              "deployments": lambda: describe_deployment(record),
-             "namespaces": lambda: describe_namespace(record["name"], record["labels"]),
+             "namespaces": lambda: describe_namespace(record.name, record.labels),
              "services": lambda: describe_service(record, objects, as_endpoints=False),
              "endpoints": lambda: describe_service(record, objects, as_endpoints=True),
              "networkpolicies": lambda: describe_netpol(record)}[kind.name]()
@@ -77,11 +78,11 @@ def cmd_describe(args) -> int:
 def cmd_logs(args) -> int:
     """The pod server's access log: who connected, from which address, asking what."""
     inv = resolve_inventory(args.inventory)
-    pod = LabFiles.of(inv.name).read_objects()["pods"].get(f"{args.namespace}/{args.pod}")
+    pod = LabFiles.of(inv.name).read_objects().pods.get(key_of(args.namespace, args.pod))
     if pod is None:
         raise LabError(f'Error from server (NotFound): pods "{args.pod}" not found in namespace {args.namespace!r}')
-    log = f"{node_lib(inv.name)}/pods/{pod['key']}.log"
-    node = inv.node(pod["node"])
+    log = f"{node_lib(inv.name)}/pods/{pod.node_key}.log"
+    node = inv.node(pod.node)
     with Transport([node]) as transport:
         result = run_showing_output(transport, node, ["tail", "-n", str(args.tail), *(["-F"] if args.follow else []),
                                                       log])
@@ -103,7 +104,7 @@ def cmd_cni(args) -> int:
     except cni_runtime.CniError as exc:
         raise InputError(str(exc)) from None
     node = inv.node(args.node)
-    if node.name not in objects["subnets"]:
+    if node.name not in objects.subnets:
         raise InputError(f"{node.name} has no pod network yet: run `lab deploy` first")
     netns = args.netns if args.netns.startswith("/") else f"/run/netns/{args.netns}"
     argv = agent_argv(inv.name, "cni", args.command_verb, "--conf", "-", "--netns", netns, "--id", args.id,
@@ -113,18 +114,18 @@ def cmd_cni(args) -> int:
     return result.exit_code
 
 
-def cni_check(inv: Inventory, objects: dict, args) -> int:
+def cni_check(inv: Inventory, objects: LabObjects, args) -> int:
     """CNI CHECK for every (or the named) pod, through the plugins that attached it."""
-    pods = [p for p in objects["pods"].values() if (args.all_namespaces or p["namespace"] == args.namespace)
-            and (not args.names or p["name"] in args.names)]
+    pods = [p for p in objects.pods.values() if (args.all_namespaces or p.namespace == args.namespace)
+            and (not args.names or p.name in args.names)]
 
     def check_node(node):
-        return {p["name"]: transport.run(node, agent_argv(
-            inv.name, "cni", "CHECK", "--conf", conflist_path(inv.name), "--netns", f"/run/netns/{p['netns']}",
-            "--id", p["uid"], "--ifname", "eth0"), check=False) for p in pods if p["node"] == node.name}
+        return {p.name: transport.run(node, agent_argv(
+            inv.name, "cni", "CHECK", "--conf", conflist_path(inv.name), "--netns", f"/run/netns/{p.netns}",
+            "--id", p.uid, "--ifname", "eth0"), check=False) for p in pods if p.node == node.name}
 
     with Transport(inv.nodes) as transport:
-        results = transport.run_all(check_node, [n for n in inv.nodes if any(p["node"] == n.name for p in pods)])
+        results = transport.run_all(check_node, [n for n in inv.nodes if any(p.node == n.name for p in pods)])
     rows, failed = [], 0
     for node, outcome in results.items():
         if isinstance(outcome, BaseException):
@@ -161,7 +162,7 @@ def cmd_get(args) -> int:
     found = listed(objects)
     if args.names and not args.watch:
         missing = [(kind, name) for kind, records in found for name in args.names
-                   if name not in {r["name"] for r in records}]
+                   if name not in {r.name for r in records}]
         if missing:
             kind, name = missing[0]
             raise LabError(f'Error from server (NotFound): {kind.name} "{name}" not found')
@@ -172,7 +173,7 @@ def cmd_get(args) -> int:
     if output == "name":
         for kind, records in found:
             for r in records:
-                print(f"{kind.ref}/{r['name']}")
+                print(f"{kind.ref}/{r.name}")
         return 0
     tables = [table_of(args, inv, objects, kind, records, len(kinds) > 1, namespace)
               for kind, records in found if records]
@@ -191,7 +192,7 @@ def table_of(args, inv, objects, kind, records, several: bool, namespace) -> tup
     """One kind's table, with --show-labels, and each name prefixed with its kind when several are listed."""
     columns, rows = kind.table(records, inv, objects, namespace is None and kind.namespaced, args.output == "wide")
     if args.show_labels:
-        columns, rows = columns + ["LABELS"], [row + [fmt_labels(r["labels"]) or "<none>"]
+        columns, rows = columns + ["LABELS"], [row + [fmt_labels(r.labels) or "<none>"]
                                                for row, r in zip(rows, records)]
     if several:
         at = columns.index("NAME")

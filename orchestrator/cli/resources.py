@@ -13,7 +13,8 @@ from orchestrator.cli.output import (age, endpoints_json, endpoints_table, names
                                      node_json, node_table, pod_json, pod_table, service_json, service_table)
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import fmt_labels
-from orchestrator.core.model import Inventory
+from orchestrator.core.model import Inventory, Node
+from orchestrator.core.objects import LabObjects
 from orchestrator.core.policy_spec import Selector
 from orchestrator.layers.pods.namespaces import namespace_labels
 
@@ -23,66 +24,97 @@ class Kind:
     name: str  # kubectl's plural
     ref: str  # what -o name prints before the name: pod, service, deployment.apps, ...
     namespaced: bool
-    items: Callable  # (inv, objects) -> list of records: dicts with namespace, name, labels
+    items: Callable  # (inv, objects) -> list of records, each with .namespace, .name and .labels
     to_json: Callable  # (record, inv, objects) -> the object as kubectl -o json prints it
     table: Callable  # (records, inv, objects, all_namespaces, wide) -> (columns, rows)
 
 
-def deployment_records(inv: Inventory, objects: dict) -> list[dict]:
+@dataclass
+class DeploymentRecord:
+    """A Deployment as `lab get` and `lab describe` show it: with how many of its pods are ready, and since when."""
+
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    replicas: int
+    ready: int
+    selector: dict[str, str]
+    created: str
+    manifest: dict
+
+
+@dataclass
+class NodeRecord:
+    """A node as `lab get nodes` lists it."""
+
+    name: str
+    labels: dict[str, str]
+    node: Node
+    namespace: str = ""
+
+
+@dataclass
+class NamespaceRecord:
+    """A namespace as `lab get ns` lists it (built in, applied, or named by an object)."""
+
+    name: str
+    labels: dict[str, str]
+    namespace: str = ""
+
+
+def deployment_records(inv: Inventory, objects: LabObjects) -> list[DeploymentRecord]:
     records = []
-    for key, d in sorted(objects["deployments"].items()):
-        namespace, name = key.split("/", 1)
-        pods = [p for p in objects["pods"].values() if p.get("owner") == f"Deployment/{key}"]
-        records.append({"namespace": namespace, "name": name, "labels": dict(d["selector"]), "replicas": d["replicas"],
-                        "ready": sum(1 for p in pods if p.get("ip")), "selector": d["selector"],
-                        "created": min((p["created"] for p in pods), default=""), "manifest": d.get("manifest")})
+    for _, d in sorted(objects.deployments.items()):
+        pods = objects.pods_of(d.owner)
+        records.append(DeploymentRecord(namespace=d.namespace, name=d.name, labels=dict(d.selector),
+                                        replicas=d.replicas, ready=sum(1 for p in pods if p.ip), selector=d.selector,
+                                        created=min((p.created for p in pods), default=""), manifest=d.manifest))
     return records
 
 
-def deployment_json(d: dict, inv: Inventory, objects: dict) -> dict:
+def deployment_json(d: DeploymentRecord, inv: Inventory, objects: LabObjects) -> dict:
     """The Deployment as applied (so `-o yaml` goes back through `lab apply -f -` unchanged), and its status."""
-    applied = d["manifest"] or {"apiVersion": "apps/v1", "kind": "Deployment",
-                                "metadata": {"name": d["name"], "namespace": d["namespace"], "labels": d["labels"]},
-                                "spec": {"replicas": d["replicas"], "selector": {"matchLabels": d["selector"]}}}
-    return {**applied, "status": {"replicas": d["replicas"], "readyReplicas": d["ready"],
-                                  "availableReplicas": d["ready"]}}
+    applied = d.manifest or {"apiVersion": "apps/v1", "kind": "Deployment",
+                             "metadata": {"name": d.name, "namespace": d.namespace, "labels": d.labels},
+                             "spec": {"replicas": d.replicas, "selector": {"matchLabels": d.selector}}}
+    return {**applied, "status": {"replicas": d.replicas, "readyReplicas": d.ready, "availableReplicas": d.ready}}
 
 
 def deployment_table(records, inv, objects, all_namespaces: bool, wide: bool) -> tuple[list, list]:
     lead = ["NAMESPACE"] if all_namespaces else []
     columns = lead + ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] + (["SELECTOR"] if wide else [])
-    return columns, [([d["namespace"]] if lead else []) + [d["name"], f"{d['ready']}/{d['replicas']}",
-                     str(d["replicas"]), str(d["ready"]), age(d["created"]) if d["created"] else "<unknown>"]
-                     + ([fmt_labels(d["selector"])] if wide else []) for d in records]
+    return columns, [([d.namespace] if lead else []) + [d.name, f"{d.ready}/{d.replicas}",
+                     str(d.replicas), str(d.ready), age(d.created) if d.created else "<unknown>"]
+                     + ([fmt_labels(d.selector)] if wide else []) for d in records]
 
 
-def sorted_values(mapping: dict) -> list[dict]:
+def sorted_values(mapping: dict) -> list:
     return [v for _, v in sorted(mapping.items())]
 
 
 KINDS = {k.name: k for k in (
-    Kind("pods", "pod", True, lambda inv, o: sorted(o["pods"].values(), key=lambda p: (p["namespace"], p["name"])),
+    Kind("pods", "pod", True, lambda inv, o: sorted(o.pods.values(), key=lambda p: (p.namespace, p.name)),
          lambda p, inv, o: pod_json(p, inv),
          lambda r, inv, o, a, w: pod_table(r, a, w)),
-    Kind("services", "service", True, lambda inv, o: sorted_values(o["services"]),
+    Kind("services", "service", True, lambda inv, o: sorted_values(o.services),
          lambda s, inv, o: service_json(s),
-         lambda r, inv, o, a, w: service_table([(f"{s['namespace']}/{s['name']}", s) for s in r], a, w)),
-    Kind("endpoints", "endpoints", True, lambda inv, o: sorted_values(o["services"]),
-         lambda s, inv, o: endpoints_json(s, o, f"{s['namespace']}/{s['name']}"),
-         lambda r, inv, o, a, w: endpoints_table([(f"{s['namespace']}/{s['name']}", s) for s in r], o, a)),
+         lambda r, inv, o, a, w: service_table([(s.key, s) for s in r], a, w)),
+    Kind("endpoints", "endpoints", True, lambda inv, o: sorted_values(o.services),
+         lambda s, inv, o: endpoints_json(s, o, s.key),
+         lambda r, inv, o, a, w: endpoints_table([(s.key, s) for s in r], o, a)),
     Kind("deployments", "deployment.apps", True, deployment_records, deployment_json, deployment_table),
     Kind("networkpolicies", "networkpolicy.networking.k8s.io", True,
-         lambda inv, o: sorted_values(o.get("policies", {})), lambda r, inv, o: netpol_json(r),
+         lambda inv, o: sorted_values(o.policies), lambda r, inv, o: netpol_json(r),
          lambda r, inv, o, a, w: netpol_table(r, a)),
     Kind("nodes", "node", False,
-         lambda inv, o: [{"name": n.name, "namespace": "", "labels": n.labels, "node": n} for n in inv.nodes],
-         lambda r, inv, o: node_json(r["node"], o),
+         lambda inv, o: [NodeRecord(n.name, n.labels, n) for n in inv.nodes],
+         lambda r, inv, o: node_json(r.node, o),
          lambda r, inv, o, a, w: (node_table(inv, o, w)[0], [row for row in node_table(inv, o, w)[1]
-                                                             if row[0] in {x["name"] for x in r}])),
+                                                             if row[0] in {x.name for x in r}])),
     Kind("namespaces", "namespace", False,
-         lambda inv, o: [{"name": n, "namespace": "", "labels": labels} for n, labels in sorted(namespace_labels(o).items())],
-         lambda r, inv, o: {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": r["name"], "labels": r["labels"]}},
-         lambda r, inv, o, a, w: namespace_table({x["name"]: x["labels"] for x in r}, o)),
+         lambda inv, o: [NamespaceRecord(n, labels) for n, labels in sorted(namespace_labels(o).items())],
+         lambda r, inv, o: {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": r.name, "labels": r.labels}},
+         lambda r, inv, o, a, w: namespace_table({x.name: x.labels for x in r}, o)),
 )}
 ALIASES = {"pod": "pods", "po": "pods", "service": "services", "svc": "services", "ep": "endpoints",
            "deployment": "deployments", "deploy": "deployments", "deployment.apps": "deployments",
@@ -130,12 +162,12 @@ def field_filter(text: Optional[str]) -> Callable[[dict], bool]:
     return lambda doc: all((str(field_value(doc, path) or "") == value) != negate for path, negate, value in terms)
 
 
-def select(kind: Kind, inv: Inventory, objects: dict, names: list[str], namespace: Optional[str],
-           labels: Optional[Selector], fields: Callable[[dict], bool] = every) -> list[dict]:
+def select(kind: Kind, inv: Inventory, objects: LabObjects, names: list[str], namespace: Optional[str],
+           labels: Optional[Selector], fields: Callable[[dict], bool] = every) -> list:
     """The records of `kind` that pass every filter (namespace None: all namespaces)."""
     return [r for r in kind.items(inv, objects)
-            if (not kind.namespaced or namespace is None or r["namespace"] == namespace)
-            and (not names or r["name"] in names) and (labels is None or labels.matches(r["labels"]))
+            if (not kind.namespaced or namespace is None or r.namespace == namespace)
+            and (not names or r.name in names) and (labels is None or labels.matches(r.labels))
             and (fields is every or fields(kind.to_json(r, inv, objects)))]
 
 

@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import yaml
 
@@ -79,7 +79,7 @@ class ServicePort:
     name: Optional[str]
     protocol: str
     port: int
-    target_port: Any  # a number, or the name of a containerPort
+    target_port: Union[int, str]  # a number, or the name of a containerPort
     node_port: Optional[int] = None
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from orchestrator.core.objects import LabObjects
+
 
 def state_root() -> Path:
     """Where labs keep their files: $LAB_STATE_DIR, else `.lab` in the current directory."""
@@ -77,18 +79,17 @@ class LabFiles:
         """JSON of the NetworkPolicies `lab break` applied and what the lab meant instead (until `lab fix`)."""
         return self.root / "broken-objects.json"
 
-    def read_objects(self) -> dict[str, Any]:
+    def read_objects(self) -> LabObjects:
+        """The lab's objects; a missing or unreadable file reads as none (it is a cache of the nodes' state)."""
         try:
             data = json.loads(self.objects.read_text())
         except (OSError, ValueError):
             data = {}
-        for key in ("subnets", "pods", "deployments", "services", "endpoints", "boots"):
-            data.setdefault(key, {})
-        return data
+        return LabObjects.from_json(data)
 
-    def write_objects(self, data: dict[str, Any]) -> None:
+    def write_objects(self, objects: LabObjects) -> None:
         self.create()
-        atomic_write(self.objects, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        atomic_write(self.objects, json.dumps(objects.to_json(), indent=2, sort_keys=True) + "\n")
 
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node

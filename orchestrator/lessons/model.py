@@ -20,6 +20,7 @@ import yaml
 from orchestrator.core.errors import InputError, field_error, yaml_error
 from orchestrator.core.inventory import Section
 from orchestrator.core.model import Inventory, dns_ip
+from orchestrator.core.objects import LabObjects
 
 
 PACKAGE = "orchestrator.playbooks"
@@ -214,7 +215,7 @@ def _template(text: str) -> jinja2.Template:
     return template_environment().from_string(text)  # each lesson text is compiled once, rendered often
 
 
-def lesson_context(lesson: Lesson, inv: Inventory, objects: dict, facts: dict[str, str]) -> dict[str, Any]:
+def lesson_context(lesson: Lesson, inv: Inventory, objects: LabObjects, facts: dict[str, str]) -> dict[str, Any]:
     """The values a lesson's templates see: lab, node1..N, cluster, deployed, pods, its vars and facts."""
     if len(inv.nodes) < lesson.nodes:
         raise InputError(f"lesson {lesson.id} needs {lesson.nodes} nodes; {inv.source} has {len(inv.nodes)}: "
@@ -233,13 +234,13 @@ def lesson_context(lesson: Lesson, inv: Inventory, objects: dict, facts: dict[st
         "cluster": {"cidr": str(cluster.cluster_cidr), "service_cidr": str(cluster.service_cidr),
                     "dns_ip": str(dns_ip(cluster.service_cidr)), "domain": cluster.dns_domain,
                     "proxy_mode": cluster.proxy_mode, "overlay": cluster.overlay.backend},
-        "deployed": bool(objects.get("subnets")),
+        "deployed": bool(objects.subnets),
         "manifests": str(resources.files(PACKAGE).joinpath("manifests")),  # the YAML lessons apply
-        "pods": sorted(objects.get("pods", {}).values(), key=lambda p: (p["namespace"], p["name"])),
+        "pods": sorted(objects.pods.values(), key=lambda p: (p.namespace, p.name)),
     }
     for i, node in enumerate(inv.nodes[:max(lesson.nodes, 1)], start=1):
         ctx[f"node{i}"] = {"name": node.name, "address": str(node.address),
-                           "subnet": objects.get("subnets", {}).get(node.name)}
+                           "subnet": objects.subnets.get(node.name)}
     ctx.update(facts)
     for key, text in lesson.vars.items():  # in order, so a var may use the ones before it
         ctx[key] = render(text, ctx)
@@ -254,11 +255,11 @@ def step_applies(step: Step, ctx: dict[str, Any]) -> bool:
     return not step.when or bool(template_environment().compile_expression(step.when)(ctx))
 
 
-def missing_needs(lesson: Lesson, objects: dict) -> list[str]:
+def missing_needs(lesson: Lesson, objects: LabObjects) -> list[str]:
     """What the lab still lacks for this lesson, as the commands that provide it."""
     missing = []
-    if "deployed" in lesson.needs and not objects.get("subnets"):
+    if "deployed" in lesson.needs and not objects.subnets:
         missing.append("lab deploy")
-    if "pods" in lesson.needs and not any(p["namespace"] != "kube-system" for p in objects.get("pods", {}).values()):
+    if "pods" in lesson.needs and not any(p.namespace != "kube-system" for p in objects.pods.values()):
         missing.append("lab apply -f examples/")
     return missing

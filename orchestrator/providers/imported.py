@@ -220,7 +220,7 @@ def run(args, resolve_inventory: Callable[[Optional[str]], Inventory], notice: N
     action = args.inventory_command
     if action == "export":
         inv = resolve_inventory(args.inventory)
-        text = ansible_inventory(inv, LabFiles.of(inv.name).read_objects()["subnets"])
+        text = ansible_inventory(inv, LabFiles.of(inv.name).read_objects().subnets)
         if args.output:
             atomic_write(Path(args.output), text, mode=0o644)
             notice(f"wrote {args.output}: {len(inv.nodes)} nodes of lab {inv.name}")

@@ -16,6 +16,7 @@ from typing import Optional
 from orchestrator.agent.contract import node_lib
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory
+from orchestrator.core.objects import LabObjects, Pod, key_of
 from orchestrator.layers.nodes.facts import conflist_path
 from orchestrator.layers.overlay.plan import vxlan_device
 from orchestrator.layers.pods.namespaces import namespace_labels
@@ -52,23 +53,23 @@ class Outcome:
     retried: bool = False  # probed a second time after a timeout
 
 
-def pod_label(pod: dict) -> str:
+def pod_label(pod: Pod) -> str:
     """A short name for tables: a Deployment's pod loses its template hash (nginx-5ppfl)."""
-    name = pod["name"]
-    owner = (pod.get("owner") or "").rsplit("/", 1)[-1]
+    name = pod.name
+    owner = (pod.owner or "").rsplit("/", 1)[-1]
     if owner and name.startswith(owner + "-") and name.count("-") >= 2:
         name = f"{owner}-{name.rsplit('-', 1)[1]}"
-    return name if pod["namespace"] == "default" else f"{pod['namespace']}/{name}"
+    return name if pod.namespace == "default" else f"{pod.namespace}/{name}"
 
 
-def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = None,
-                intended: Optional[dict] = None) -> list[Check]:
+def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list] = None,
+                intended: Optional[LabObjects] = None) -> list[Check]:
     """Every check for the lab's current pods and services. `intended`: the objects with the policies the lab
     meant to have, where `lab break` applied wrong ones (policy_faults.intended_objects); pod pairs are judged
     by those."""
     lab = inv.name
-    pods = sorted((p for p in objects["pods"].values() if p.get("ip") and p.get("role", "server") == "server"),
-                  key=lambda p: (p["node"], p["namespace"], p["name"]))
+    pods = sorted((p for p in objects.pods.values() if p.ip and p.role == "server"),
+                  key=lambda p: (p.node, p.namespace, p.name))
     checks: list[Check] = []
     judge = Judge(objects, namespace_labels(objects))
     meant_judge = Judge(intended, namespace_labels(intended)) if intended is not None else None
@@ -78,136 +79,136 @@ def plan_checks(inv: Inventory, objects: dict, expectations: Optional[list] = No
     for index, src in enumerate(pods):
         # each source starts with a different target, so that not every source probes the same pod at once
         for dst in pods[index:] + pods[:index]:
-            same = src["node"] == dst["node"]
+            same = src.node == dst.node
             layer = "CNI bridge cni0 on the node" if same else \
-                f"overlay between {src['node']} and {dst['node']}: node routes" + \
+                f"overlay between {src.node} and {dst.node}: node routes" + \
                 (", VXLAN neighbour and FDB entries" if inv.cluster.overlay.backend == "vxlan" else "")
-            show = f"lab exec {src['node']} -- bridge link show" if same else overlay_show.replace("NODE", src["node"])
-            show += f"; lab trace {src['namespace']}/{src['name']} {dst['namespace']}/{dst['name']}"
+            show = f"lab exec {src.node} -- bridge link show" if same else overlay_show.replace("NODE", src.node)
+            show += f"; lab trace {src.key} {dst.key}"
             for proto in ("tcp", "udp"):
-                target = {"proto": proto, "host": dst["ip"], "port": dst["tcp"][0] if dst["tcp"] else 80}
+                target = {"proto": proto, "host": dst.ip, "port": dst.tcp[0] if dst.tcp else 80}
                 if proto == "tcp":
                     target["path"] = "/clientip"
                 check = Check(
                     id=f"pod-to-pod/{pod_label(src)}->{pod_label(dst)}/{proto}", family="pod-to-pod",
-                    source=f"pod:{src['namespace']}/{src['name']}", target=target, want=("reply", src["ip"]),
+                    source=f"pod:{src.key}", target=target, want=("reply", src.ip),
                     label=f"{pod_label(src)} -> {pod_label(dst)} {proto.upper()}", layer=layer, show=show,
                     row=pod_label(src), col=pod_label(dst))
                 verdict = judge.pods(src, dst, target["port"], proto.upper())
                 meant = meant_judge.pods(src, dst, target["port"], proto.upper()) if meant_judge is not None else verdict
                 checks.append(policy_expectation(check, verdict, src, dst) if allows(meant) == allows(verdict)
                               else against_intent(check, verdict, meant, src, dst))
-    by_node: dict[str, dict] = {}
+    by_node: dict[str, Pod] = {}
     for pod in pods:
-        by_node.setdefault(pod["node"], pod)
-    services = objects["services"]
-    endpoints = objects.get("endpoints", {})
-    dns_pods = tuple(k for k, p in objects["pods"].items() if p.get("role") == "dns")
+        by_node.setdefault(pod.node, pod)
+    services = objects.services
+    endpoints = objects.endpoints
+    dns_pods = tuple(k for k, p in objects.pods.items() if p.role == "dns")
+    roles = {k: p.role for k, p in objects.pods.items()}
     proxy_show = (f"lab exec NODE -- nft list table ip {NFT_TABLE}" if inv.cluster.proxy_mode == "nftables"
                   else "lab exec NODE -- iptables -t nat -S KUBE-SERVICES")
     for key in sorted(services):
         service = services[key]
-        for port in service["ports"]:
-            eps = endpoints.get(key, {}).get(port["name"] or "", [])
-            proto = port["protocol"].lower()
-            name = f"{key}:{port['port']}/{port['protocol']}"
-            target = {"proto": proto, "host": service["cluster_ip"], "port": port["port"]}
+        for port in service.ports:
+            eps = endpoints.get(key, {}).get(port.name or "", [])
+            proto = port.protocol.lower()
+            name = f"{key}:{port.port}/{port.protocol}"
+            target = {"proto": proto, "host": service.cluster_ip, "port": port.port}
             if proto == "tcp":
                 target["path"] = "/hostname"
             if not eps:
                 for node, src in sorted(by_node.items()):
                     checks.append(Check(
                         id=f"no-endpoints/{pod_label(src)}->{name}", family="no-endpoints",
-                        source=f"pod:{src['namespace']}/{src['name']}", target=dict(target, path="/"),
+                        source=f"pod:{src.key}", target=dict(target, path="/"),
                         want=("refused",), label=f"{pod_label(src)} -> {name} (no endpoints): refused at once",
                         layer="the REJECT rule for services without endpoints",
                         show=proxy_show.replace("NODE", node).replace("-t nat -S KUBE-SERVICES",
                                                                       "-S KUBE-SERVICES")))
                 continue
-            servers = [e for e in eps if objects["pods"].get(f"{service['namespace']}/{e['pod']}", {})
-                       .get("role", "server") == "server"]
-            if len(servers) != len(eps) or service["session_affinity"] == "ClientIP":
+            servers = [e for e in eps if roles.get(key_of(service.namespace, e.pod), "server") == "server"]
+            if len(servers) != len(eps) or service.session_affinity == "ClientIP":
                 continue  # DNS pods answer DNS, not the probe; affinity pins a client on purpose
-            names = tuple(sorted(e["pod"] for e in eps))
-            members = tuple(f"{service['namespace']}/{e['pod']}" for e in eps)
+            names = tuple(sorted(e.pod for e in eps))
+            members = tuple(key_of(service.namespace, e.pod) for e in eps)
             for node, src in sorted(by_node.items()):
                 checks.append(Check(
                     id=f"pod-to-service/{pod_label(src)}->{name}", family="pod-to-service",
-                    source=f"pod:{src['namespace']}/{src['name']}", target=target, want=("covers", names),
+                    source=f"pod:{src.key}", target=target, want=("covers", names),
                     count=10 * len(eps), label=f"{pod_label(src)} -> {name}: every endpoint answers", reaches=members,
                     layer=f"service rules for {key} on {node}", show=proxy_show.replace("NODE", node)))
-            member = next((p for p in pods if p["name"] == eps[0]["pod"] and p["namespace"] == service["namespace"]),
+            member = next((p for p in pods if p.name == eps[0].pod and p.namespace == service.namespace),
                           None)
             if member and proto == "tcp":
                 checks.append(Check(
                     id=f"hairpin/{pod_label(member)}->{name}", family="hairpin",
-                    source=f"pod:{member['namespace']}/{member['name']}", target=target,
-                    want=("contains", member["name"]), count=12 * len(eps), reaches=members,
+                    source=f"pod:{member.key}", target=target,
+                    want=("contains", member.name), count=12 * len(eps), reaches=members,
                     label=f"{pod_label(member)} reaches itself through {name}",
                     layer="hairpin: cni0 hairpinMode and the hairpin masquerade mark",
-                    show=f"lab exec {member['node']} -- bridge -d link show"))
-                dns_name = service["name"] if member["namespace"] == service["namespace"] else \
-                    f"{service['name']}.{service['namespace']}"
-                for host in (dns_name, f"{service['name']}.{service['namespace']}.svc.{inv.cluster.dns_domain}"):
+                    show=f"lab exec {member.node} -- bridge -d link show"))
+                dns_name = service.name if member.namespace == service.namespace else \
+                    f"{service.name}.{service.namespace}"
+                for host in (dns_name, f"{service.name}.{service.namespace}.svc.{inv.cluster.dns_domain}"):
                     checks.append(Check(
                         id=f"dns/{pod_label(member)}->{host}", family="dns",
-                        source=f"pod:{member['namespace']}/{member['name']}", target=dict(target, host=host),
-                        want=("ok",), count=12, label=f"{pod_label(member)} -> http://{host}:{port['port']}",
+                        source=f"pod:{member.key}", target=dict(target, host=host),
+                        want=("ok",), count=12, label=f"{pod_label(member)} -> http://{host}:{port.port}",
                         reaches=members + dns_pods,
                         layer="cluster DNS: kube-dns endpoints and its records",
-                        show=f"lab get ep kube-dns -n kube-system; lab exec {member['node']} -- cat "
+                        show=f"lab get ep kube-dns -n kube-system; lab exec {member.node} -- cat "
                              f"{node_lib(lab)}/dns/hosts"))
-            if port.get("node_port"):
+            if port.node_port:
                 for node in inv.nodes:
                     checks.append(Check(
                         id=f"nodeport/{node.name}->{name}", family="nodeport", source=f"node:{node.name}",
-                        target=dict(target, host=str(inv.nodes[0].address), port=port["node_port"]),
-                        want=("ok",), label=f"{node.name} -> {inv.nodes[0].name}:{port['node_port']} ({name})",
+                        target=dict(target, host=str(inv.nodes[0].address), port=port.node_port),
+                        want=("ok",), label=f"{node.name} -> {inv.nodes[0].name}:{port.node_port} ({name})",
                         reaches=members,
                         layer="NodePort rules (KUBE-NODEPORTS)", show=proxy_show.replace("NODE", inv.nodes[0].name)))
     for node in inv.nodes:
-        other = next((p for p in pods if p["node"] != node.name), None)
+        other = next((p for p in pods if p.node != node.name), None)
         if other:
             checks.append(Check(
                 id=f"node-to-pod/{node.name}->{pod_label(other)}", family="node-to-pod", source=f"node:{node.name}",
-                target={"proto": "tcp", "host": other["ip"], "port": other["tcp"][0], "path": "/hostname"},
-                want=("reply", other["name"]), label=f"{node.name} -> {pod_label(other)} ({other['node']})",
-                reaches=(f"{other['namespace']}/{other['name']}",),
-                layer=f"route from {node.name} to {other['node']}'s pod subnet",
+                target={"proto": "tcp", "host": other.ip, "port": other.tcp[0], "path": "/hostname"},
+                want=("reply", other.name), label=f"{node.name} -> {pod_label(other)} ({other.node})",
+                reaches=(other.key,),
+                layer=f"route from {node.name} to {other.node}'s pod subnet",
                 show=overlay_show.replace("NODE", node.name)))
     for node, src in sorted(by_node.items()):
-        far = next((p for p in pods if p["node"] != node), None)
+        far = next((p for p in pods if p.node != node), None)
         if far:
             size = inv.cluster.overlay.pod_mtu(1500) - 28
             checks.append(Check(
-                id=f"mtu/{pod_label(src)}->{pod_label(far)}", family="mtu", source=f"pod:{src['namespace']}/{src['name']}",
-                target={"proto": "ping", "host": far["ip"], "size": size},
+                id=f"mtu/{pod_label(src)}->{pod_label(far)}", family="mtu", source=f"pod:{src.key}",
+                target={"proto": "ping", "host": far.ip, "size": size},
                 want=("ok",), label=f"{pod_label(src)} -> {pod_label(far)}: {size + 28}-byte packets, don't fragment",
-                reaches=(f"{far['namespace']}/{far['name']}",),
+                reaches=(far.key,),
                 layer="MTU: pod eth0, cni0 and the overlay device must agree",
                 show=f"lab exec {node} -- ip -br link"))
     if inv.emulated is not None:
         outside = str(OUTSIDE_HOST)
         for node, src in sorted(by_node.items()):
             checks.append(Check(
-                id=f"egress/{pod_label(src)}->outside", family="egress", source=f"pod:{src['namespace']}/{src['name']}",
+                id=f"egress/{pod_label(src)}->outside", family="egress", source=f"pod:{src.key}",
                 target={"proto": "tcp", "host": outside, "port": 80, "path": "/clientip"},
                 want=("reply", str(inv.node(node).address)),
                 label=f"{pod_label(src)} -> outside {outside}: seen as {node}'s address",
                 layer="masquerade of traffic leaving the cluster (LAB-MASQ)",
                 show=f"lab exec {node} -- iptables -t nat -S LAB-MASQ; lab exec {node} -- cat {conflist_path(lab)}"))
         for pod in pods:
-            for mapping in pod.get("port_mappings", []):
-                if mapping["protocol"] == "tcp":
+            for mapping in pod.port_mappings:
+                if mapping.protocol == "tcp":
                     checks.append(Check(
-                        id=f"hostport/outside->{pod_label(pod)}:{mapping['hostPort']}", family="hostport",
-                        source=OUTSIDE, target={"proto": "tcp", "host": str(inv.node(pod["node"]).address),
-                                                "port": mapping["hostPort"], "path": "/hostname"},
-                        reaches=(f"{pod['namespace']}/{pod['name']}",),
-                        want=("reply", pod["name"]), label=f"outside -> {pod['node']}:{mapping['hostPort']} -> "
+                        id=f"hostport/outside->{pod_label(pod)}:{mapping.host_port}", family="hostport",
+                        source=OUTSIDE, target={"proto": "tcp", "host": str(inv.node(pod.node).address),
+                                                "port": mapping.host_port, "path": "/hostname"},
+                        reaches=(pod.key,),
+                        want=("reply", pod.name), label=f"outside -> {pod.node}:{mapping.host_port} -> "
                                                            f"{pod_label(pod)}",
                         layer="hostPort mapping (portmap's CNI-HOSTPORT-DNAT)",
-                        show=f"lab exec {pod['node']} -- iptables -t nat -S CNI-HOSTPORT-DNAT"))
+                        show=f"lab exec {pod.node} -- iptables -t nat -S CNI-HOSTPORT-DNAT"))
     checks += expectation_checks(inv, objects, expectations or [])
     return [c for c in checks if not judged_elsewhere(c, objects, judge)]
 
@@ -216,13 +217,13 @@ def allows(verdict) -> bool:
     return verdict is None or verdict.allowed
 
 
-def policy_show(verdict, src: dict, dst: dict) -> str:
+def policy_show(verdict, src: Pod, dst: Pod) -> str:
     """The commands that show the policies and the rules of the side that decided."""
     side = dst if verdict.direction != "egress" else src
-    return f"lab describe netpol -n {side['namespace']}; lab exec {side['node']} -- nft list table ip lab-policy"
+    return f"lab describe netpol -n {side.namespace}; lab exec {side.node} -- nft list table ip lab-policy"
 
 
-def policy_expectation(check: Check, verdict, src: dict, dst: dict) -> Check:
+def policy_expectation(check: Check, verdict, src: Pod, dst: Pod) -> Check:
     """A pod-to-pod check as the NetworkPolicies make it: refused (and why) or allowed (and by which)."""
     if verdict is None:
         return check
@@ -233,10 +234,10 @@ def policy_expectation(check: Check, verdict, src: dict, dst: dict) -> Check:
                    show=show)
 
 
-def against_intent(check: Check, verdict, meant, src: dict, dst: dict) -> Check:
+def against_intent(check: Check, verdict, meant, src: Pod, dst: Pod) -> Check:
     """A pod-to-pod check where the policies the lab has and those it meant (before `lab break` applied a wrong
     one) disagree: it wants what was meant, and names the policy that decides now."""
-    trace = f"lab trace {src['namespace']}/{src['name']} {dst['namespace']}/{dst['name']}"
+    trace = f"lab trace {src.key} {dst.key}"
     if allows(meant):
         return replace(check, layer=f"NetworkPolicy: {verdict.reason}; it was meant to be allowed (before "
                                     "`lab break`)", show=f"{policy_show(verdict, src, dst)}; {trace}")
@@ -246,13 +247,13 @@ def against_intent(check: Check, verdict, meant, src: dict, dst: dict) -> Check:
                    show=f"{policy_show(meant, src, dst)}; {trace}")
 
 
-def judged_elsewhere(check: Check, objects: dict, judge) -> bool:
+def judged_elsewhere(check: Check, objects: LabObjects, judge) -> bool:
     """Checks besides the pod matrix whose source a NetworkPolicy isolates for egress, or whose traffic must get
     into a pod isolated for ingress: the matrix judges those pods (a service, DNS, the outside or a node
     would each need the policy's view as well)."""
     if not judge or check.family in ("pod-to-pod", "expect"):
         return False
-    pods = objects["pods"]
+    pods = objects.pods
     source = pods.get(check.source[len("pod:"):]) if check.source.startswith("pod:") else None
     return bool(source and judge.isolated(source, "Egress")) or any(
         judge.isolated(pods[key], "Ingress") for key in check.reaches if key in pods)
@@ -298,10 +299,10 @@ def answerer(reply: str) -> str:
 EXPECT_KEYS = ("from", "to", "port", "proto", "expect")
 
 
-def expectation_checks(inv: Inventory, objects: dict, items: list) -> list[Check]:
+def expectation_checks(inv: Inventory, objects: LabObjects, items: list) -> list[Check]:
     """netassert-style expectations: from (pod/selector/node/outside) to (pod/service/address) port: open|closed."""
     checks = []
-    pods = objects["pods"]
+    pods = objects.pods
     for i, item in enumerate(items):
         where = f"expectations[{i}]"
         if not isinstance(item, dict) or set(item) - set(EXPECT_KEYS) or not {"from", "to", "port", "expect"} <= set(item):
@@ -321,7 +322,7 @@ def expectation_checks(inv: Inventory, objects: dict, items: list) -> list[Check
     return checks
 
 
-def expectation_sources(inv: Inventory, pods: dict, spec, where: str) -> list[tuple[str, str]]:
+def expectation_sources(inv: Inventory, pods: dict[str, Pod], spec, where: str) -> list[tuple[str, str]]:
     if spec == "outside" or (isinstance(spec, dict) and spec.get("outside")):
         return [(OUTSIDE, "outside")]
     if not isinstance(spec, dict) or len(spec) != 1:
@@ -338,14 +339,14 @@ def expectation_sources(inv: Inventory, pods: dict, spec, where: str) -> list[tu
         return [(f"pod:{key}", name)]
     if kind == "selector":
         k, _, v = str(value).partition("=")
-        matched = [p for p in pods.values() if p["labels"].get(k) == v]
+        matched = [p for p in pods.values() if p.labels.get(k) == v]
         if not matched:
             raise InputError(f"{where}.from.selector: {value} matches no pod")
-        return [(f"pod:{p['namespace']}/{p['name']}", p["name"]) for p in matched]
+        return [(f"pod:{p.key}", p.name) for p in matched]
     raise InputError(f"{where}.from: unknown {kind!r}; use pod, selector, node or outside")
 
 
-def expectation_target(objects: dict, spec, where: str) -> str:
+def expectation_target(objects: LabObjects, spec, where: str) -> str:
     if not isinstance(spec, dict) or len(spec) != 1:
         raise InputError(f"{where}.to: give one of pod: NAME, service: NAME, address: IP")
     (kind, value), = spec.items()
@@ -353,8 +354,8 @@ def expectation_target(objects: dict, spec, where: str) -> str:
         return str(value)
     ns, _, name = str(value).rpartition("/")
     key = f"{ns or 'default'}/{name}"
-    if kind == "pod" and key in objects["pods"]:
-        return objects["pods"][key]["ip"]
-    if kind == "service" and key in objects["services"]:
-        return objects["services"][key]["cluster_ip"]
+    if kind == "pod" and key in objects.pods:
+        return objects.pods[key].ip
+    if kind == "service" and key in objects.services:
+        return objects.services[key].cluster_ip
     raise InputError(f"{where}.to.{kind}: no {kind} {key}; see lab get {'pods' if kind == 'pod' else 'svc'} -A")

@@ -17,6 +17,7 @@ from orchestrator.agent.contract import POLICY_TABLE, node_lib
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import Manifest, parse
 from orchestrator.core.model import Inventory, Node
+from orchestrator.core.objects import LabObjects, Service
 from orchestrator.core.script import heredoc, quote
 from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.core.transport import Transport
@@ -26,7 +27,6 @@ from orchestrator.layers.pods.apply import reattach
 from orchestrator.layers.services import apply as services_mod
 from orchestrator.layers.services.iptables import sep_chain, svc_chain
 from orchestrator.layers.services.nftables import TABLE
-from orchestrator.layers.services.plan import Endpoint
 from orchestrator.pipeline import apply_manifests, delete_manifests
 from orchestrator.verify import policy_faults
 
@@ -62,10 +62,10 @@ def break_ipmasq(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer
             f"{len(report)} pod(s): their traffic to other nodes is now masqueraded")
 
 
-def sep_candidates(objects: dict) -> list[tuple[str, dict]]:
+def sep_candidates(objects: LabObjects) -> list[tuple[str, Service]]:
     """Services (not the cluster's own) whose first port has 2 or more endpoints: one can lose one."""
-    return [(k, s) for k, s in sorted(objects["services"].items()) if not k.startswith("kube-system/")
-            and len(objects["endpoints"].get(k, {}).get(s["ports"][0]["name"] or "", [])) >= 2]
+    return [(k, s) for k, s in sorted(objects.services.items()) if not k.startswith("kube-system/")
+            and len(objects.endpoints.get(k, {}).get(s.ports[0].name or "", [])) >= 2]
 
 
 def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
@@ -74,44 +74,44 @@ def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
     if not candidates:
         raise InputError("fault kube-sep needs a service with 2 or more endpoints; apply examples/nginx.yaml")
     key, service = candidates[0]
-    port = service["ports"][0]
-    first = objects["endpoints"][key][port["name"] or ""][0]
+    port = service.ports[0]
+    first = objects.endpoints[key][port.name or ""][0]
     if inv.cluster.proxy_mode == "nftables":
-        element = f"{service['cluster_ip']} . {port['protocol'].lower()} . {port['port']} . 0"
+        element = f"{service.cluster_ip} . {port.protocol.lower()} . {port.port} . 0"
         t.run(node, ["nft", "delete", "element", "ip", TABLE, "backends", "{", element, "}"])
-        return f"deleted {node.name}'s backend {element} ({first['ip']}:{first['port']} of {key})"
+        return f"deleted {node.name}'s backend {element} ({first.address} of {key})"
     svc = svc_chain(service, port)
-    sep = sep_chain(service, port, Endpoint(first["ip"], first["port"], first["node"], first["pod"]))
+    sep = sep_chain(service, port, first)
     rules = t.run(node, ["iptables", "-t", "nat", "-S", svc]).stdout.splitlines()
     jump = next(r for r in rules if r.endswith(f"-j {sep}"))
     removal = f"*nat\n{jump.replace('-A ', '-D ', 1)}\n-F {sep}\n-X {sep}\nCOMMIT\n"  # iptables-save's own quoting
     t.run(node, ["bash", "-c", heredoc("iptables-restore --noflush", removal)])
-    return f"removed {node.name}'s chain {sep} ({first['ip']}:{first['port']} of {key}) and its jump in {svc}"
+    return f"removed {node.name}'s chain {sep} ({first.address} of {key}) and its jump in {svc}"
 
 
 def break_dns(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
     objects = files.read_objects()
-    dns = sorted((p for p in objects["pods"].values() if p.get("role") == "dns"), key=lambda p: p["name"])
+    dns = sorted((p for p in objects.pods.values() if p.role == "dns"), key=lambda p: p.name)
     if not dns:
         raise InputError("fault dns-pod needs the cluster DNS: run `lab deploy`")
     pod = dns[0]
-    record = f"{node_lib(inv.name)}/pods/{pod['namespace']}_{pod['name']}.json"
-    t.run(pod["node"], ["sh", "-c", f"kill $(sed -n 's/.*\"pid\": \\([0-9]*\\).*/\\1/p' {quote(record)})"])
-    return f"stopped DNS pod {pod['namespace']}/{pod['name']} on {pod['node']} (its dnsmasq)"
+    record = f"{node_lib(inv.name)}/pods/{pod.node_key}.json"
+    t.run(pod.node, ["sh", "-c", f"kill $(sed -n 's/.*\"pid\": \\([0-9]*\\).*/\\1/p' {quote(record)})"])
+    return f"stopped DNS pod {pod.key} on {pod.node} (its dnsmasq)"
 
 
 def break_stray_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
     """A policy rule on one node that no NetworkPolicy explains (as a plugin that crashed mid-update leaves)."""
-    pods = sorted((p for p in files.read_objects()["pods"].values() if p["node"] == node.name
-                   and p.get("role", "server") == "server" and p.get("ip")), key=lambda p: p["key"])
+    pods = sorted((p for p in files.read_objects().pods.values() if p.node == node.name
+                   and p.role == "server" and p.ip), key=lambda p: p.node_key)
     if not pods:
         raise InputError(f"fault stray-policy needs a pod on {node.name}; apply examples/nginx.yaml")
     pod = pods[0]
     t.run(node, ["nft", "-f", "-"], stdin=(
         f"table ip {POLICY_TABLE} {{\n  chain forward {{ type filter hook forward priority filter; policy accept; }}\n}}\n"
-        f"insert rule ip {POLICY_TABLE} forward ip daddr {pod['ip']} drop\n"))
+        f"insert rule ip {POLICY_TABLE} forward ip daddr {pod.ip} drop\n"))
     return (f"left a stray rule on {node.name}: ip {POLICY_TABLE} forward drops everything to "
-            f"{pod['namespace']}/{pod['name']} ({pod['ip']}), which no NetworkPolicy says")
+            f"{pod.key} ({pod.ip}), which no NetworkPolicy says")
 
 
 def broken_objects(files: LabFiles) -> list[dict]:
@@ -133,7 +133,7 @@ def policy_fault(name: str) -> Callable:
         try:
             apply_manifests(inv, t, files, [fault_manifest(wrong.document, name)])
         finally:  # recorded whenever it was stored, also when a node failed: `lab fix` deletes it then too
-            if wrong.key in files.read_objects().get("policies", {}):
+            if wrong.key in files.read_objects().policies:
                 atomic_write(files.broken_objects, json.dumps(broken_objects(files) + [wrong.record(name)],
                                                               indent=2))
         return wrong.summary
@@ -196,7 +196,7 @@ def pick_random(inv: Inventory, files: LabFiles, rng: random.Random | None = Non
     return rng.choice(usable), rng.choice(inv.nodes).name
 
 
-def applies(name: str, inv: Inventory, objects: dict) -> bool:
+def applies(name: str, inv: Inventory, objects: LabObjects) -> bool:
     """Whether fault `name` can be injected into this lab as it is."""
     if name == "vxlan-fdb":
         return inv.cluster.overlay.backend == "vxlan"

@@ -5,7 +5,7 @@ says become). A pod host is the same SSH connection to the pod's node, with ever
 inside the pod's network namespace (`ip netns exec`), so `host.addr(...)`, `host.socket(...)`,
 `host.interface("eth0")`, `host.run(...)` and the other testinfra modules work inside a pod:
 
-    >>> pod = pod_host(transport, inv, objects["pods"]["default/web-1"])
+    >>> pod = pod_host(transport, inv, objects.pods["default/web-1"])
     >>> pod.interface("eth0").addresses
     ['10.244.1.2', ...]
 """
@@ -18,6 +18,7 @@ import testinfra.host
 from testinfra.backend.base import BaseBackend, CommandResult
 
 from orchestrator.core.model import Inventory, Node
+from orchestrator.core.objects import Pod
 from orchestrator.core.transport import Transport
 
 
@@ -62,7 +63,6 @@ def node_host(transport: Transport, node: Node) -> testinfra.host.Host:
     return make_host(LabBackend(transport, node))
 
 
-def pod_host(transport: Transport, inv: Inventory, pod: dict) -> testinfra.host.Host:
+def pod_host(transport: Transport, inv: Inventory, pod: Pod) -> testinfra.host.Host:
     """A testinfra host whose commands run inside `pod` (a record of the lab's pods)."""
-    return make_host(LabBackend(transport, inv.node(pod["node"]), netns=pod["netns"],
-                                label=f"{pod['namespace']}/{pod['name']}"))
+    return make_host(LabBackend(transport, inv.node(pod.node), netns=pod.netns, label=pod.key))

@@ -19,6 +19,7 @@ from typing import Optional
 
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory
+from orchestrator.core.objects import LabObjects, Pod, key_of
 from orchestrator.core.script import cmd
 from orchestrator.core.transport import Transport
 from orchestrator.layers.pods.namespaces import namespace_labels
@@ -40,7 +41,7 @@ class End:
     label: str
     ip: str
     source: str = ""  # for probe_source: "pod:ns/name", "node:NAME", or "outside"
-    pod: Optional[dict] = None
+    pod: Optional[Pod] = None
     ports: tuple = ()  # a Service's target ports: what the packet's port becomes after DNAT
 
 
@@ -58,9 +59,9 @@ class Hop:
         return f"{where:<40} {self.verdict:<18} {self.rule}".rstrip()
 
 
-def resolve(spec: str, inv: Inventory, objects: dict, namespace: str, as_source: bool) -> End:
+def resolve(spec: str, inv: Inventory, objects: LabObjects, namespace: str, as_source: bool) -> End:
     """A pod (NAME in -n NS, or NS/NAME), svc/NAME, node/NAME, outside, or (as destination) an address."""
-    pods = objects["pods"]
+    pods = objects.pods
     if spec == OUTSIDE:
         if inv.emulated is None:
             raise InputError("lab trace: this lab has no outside host (only emulated and VM labs do)")
@@ -71,17 +72,17 @@ def resolve(spec: str, inv: Inventory, objects: dict, namespace: str, as_source:
     if spec.startswith(("svc/", "service/")):
         name = spec.split("/", 1)[1]
         ns, _, name = name.rpartition("/") if "/" in name else (namespace, "", name)
-        service = objects["services"].get(f"{ns}/{name}")
+        service = objects.services.get(key_of(ns, name))
         if service is None or as_source:
             raise InputError(f'lab trace: Error from server (NotFound): services "{name}" not found in namespace '
                              f"{ns!r}" if service is None else "lab trace: a Service is no source; name a pod")
-        targets = tuple(sorted({int(e["port"]) for eps in objects.get("endpoints", {}).get(f"{ns}/{name}", {}).values()
+        targets = tuple(sorted({int(e.port) for eps in objects.endpoints.get(key_of(ns, name), {}).values()
                                 for e in eps}))
-        return End(spec, service["cluster_ip"], ports=targets)
+        return End(spec, service.cluster_ip, ports=targets)
     ns, _, name = spec.rpartition("/") if "/" in spec else (namespace, "", spec)
-    pod = pods.get(f"{ns}/{name}")
+    pod = pods.get(key_of(ns, name))
     if pod is not None:
-        return End(f"{ns}/{name}", pod["ip"], f"pod:{ns}/{name}", pod)
+        return End(pod.key, pod.ip, f"pod:{pod.key}", pod)
     if not as_source:
         try:
             return End(spec, str(ip_address(spec)))
@@ -145,42 +146,42 @@ def summary(hops: list[Hop]) -> list[str]:
     return lines
 
 
-def wiring(pod: dict, link_line: str, leaving: bool) -> str:
+def wiring(pod: Pod, link_line: str, leaving: bool) -> str:
     """How a pod hangs on its node, from `ip -o link` of the host end of its eth0: veth and bridge, in the
     packet's direction."""
     m = re.match(r"\d+: (?P<veth>[^@:]+)[@:].*?(?: master (?P<bridge>\S+))?(?: state |$)", link_line.strip())
     if not m:
-        return f"{pod['namespace']}/{pod['name']}: eth0 ({pod['ip']}) on {pod['node']}"
+        return f"{pod.key}: eth0 ({pod.ip}) on {pod.node}"
     veth, bridge = m["veth"], m["bridge"] or "no bridge"
     if leaving:
-        return f"from {pod['namespace']}/{pod['name']} eth0 ({pod['ip']}) -> {veth} on {pod['node']} -> {bridge}"
-    return f"to {bridge} on {pod['node']} -> {veth} -> {pod['namespace']}/{pod['name']} eth0 ({pod['ip']})"
+        return f"from {pod.key} eth0 ({pod.ip}) -> {veth} on {pod.node} -> {bridge}"
+    return f"to {bridge} on {pod.node} -> {veth} -> {pod.key} eth0 ({pod.ip})"
 
 
-def host_end(transport: Transport, pod: dict) -> str:
+def host_end(transport: Transport, pod: Pod) -> str:
     """`ip -o link` of the node's end of the pod's veth pair (found by eth0's peer index), or ''."""
-    script = (f"i=$({cmd('ip', 'netns', 'exec', pod['netns'], 'cat', '/sys/class/net/eth0/iflink')}) && "
+    script = (f"i=$({cmd('ip', 'netns', 'exec', pod.netns, 'cat', '/sys/class/net/eth0/iflink')}) && "
               "ip -o link show | grep \"^$i: \"")
-    return transport.run(pod["node"], ["sh", "-c", script], check=False).stdout
+    return transport.run(pod.node, ["sh", "-c", script], check=False).stdout
 
 
 def conntrack_lines(inv: Inventory, transport: Transport, src: End, protocol: str) -> list[str]:
     """The connection tracking entries of the source's address on the node it sends from: the NAT it got."""
-    node = src.pod["node"] if src.pod else src.source.partition(":")[2] if src.source.startswith("node:") else None
+    node = src.pod.node if src.pod else src.source.partition(":")[2] if src.source.startswith("node:") else None
     if node is None:
         return []
     found = transport.run(node, ["conntrack", "-L", "-s", src.ip, "-p", protocol], check=False).stdout.splitlines()
     return [f"conntrack on {node}:"] + [f"  {line}" for line in found[-4:]] if found else []
 
 
-def trace(inv: Inventory, transport: Transport, objects: dict, src_spec: str, dst_spec: str, port: int,
+def trace(inv: Inventory, transport: Transport, objects: LabObjects, src_spec: str, dst_spec: str, port: int,
           protocol: str, namespace: str) -> list[str]:
     """Send one packet from SRC to DST:PORT with tracing on every node; the report, line by line."""
     src = resolve(src_spec, inv, objects, namespace, as_source=True)
     dst = resolve(dst_spec, inv, objects, namespace, as_source=False)
     ports = tuple(sorted({port, *dst.ports}))
     report = [f"lab trace {src.label} ({src.ip}) -> {dst.label} ({dst.ip}):{port}/{protocol.upper()}"]
-    if src.pod and dst.pod and objects.get("policies"):
+    if src.pod and dst.pod and objects.policies:
         said = verdict(pod_endpoint(src.pod), pod_endpoint(dst.pod), port, protocol.upper(), policies(objects),
                        namespace_labels(objects))
         report.append(f"NetworkPolicy says: {'allowed' if said.allowed else 'blocked'}: {said.reason}")
@@ -188,9 +189,9 @@ def trace(inv: Inventory, transport: Transport, objects: dict, src_spec: str, ds
         if end.pod:
             report.append(wiring(end.pod, host_end(transport, end.pod), leaving))
     if src.pod:
-        route = transport.run(src.pod["node"], ["ip", "route", "get", dst.ip, "from", src.ip, "iif", "cni0"],
+        route = transport.run(src.pod.node, ["ip", "route", "get", dst.ip, "from", src.ip, "iif", "cni0"],
                               check=False)
-        report.append(f"route on {src.pod['node']}: {(route.stdout or route.stderr).strip().splitlines()[0]}")
+        report.append(f"route on {src.pod.node}: {(route.stdout or route.stderr).strip().splitlines()[0]}")
     text = trace_table(src.ip, ports, protocol)
     nodes = list(inv.nodes)
     try:

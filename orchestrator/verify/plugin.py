@@ -18,6 +18,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.core.model import Inventory
+from orchestrator.core.objects import LabObjects, key_of
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 from orchestrator.verify.hosts import node_host, pod_host
@@ -41,7 +42,7 @@ def lab_transport(lab_inventory):
 
 
 @pytest.fixture(scope="session")
-def lab_objects(lab_inventory) -> dict:
+def lab_objects(lab_inventory) -> LabObjects:
     return LabFiles.of(lab_inventory.name).read_objects()
 
 
@@ -52,13 +53,13 @@ def lab_nodes(lab_inventory, lab_transport) -> dict:
 
 @pytest.fixture(scope="session")
 def lab_pods(lab_inventory, lab_transport, lab_objects) -> dict:
-    return {key: pod_host(lab_transport, lab_inventory, pod) for key, pod in sorted(lab_objects["pods"].items())}
+    return {key: pod_host(lab_transport, lab_inventory, pod) for key, pod in sorted(lab_objects.pods.items())}
 
 
 @pytest.fixture(scope="session")
 def lab_pod(lab_pods):
     def find(name: str, namespace: str = "default"):
-        key = f"{namespace}/{name}"
+        key = key_of(namespace, name)
         if key not in lab_pods:
             pytest.fail(f"no pod {key} in the lab; pods are: {', '.join(lab_pods) or 'none'}")
         return lab_pods[key]

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from orchestrator.core.errors import InputError
+from orchestrator.core.objects import LabObjects, NetworkPolicy, Pod, key_of, split_key
 
 
 @dataclass(frozen=True)
@@ -26,27 +27,27 @@ class PolicyBreak:
 
     @property
     def key(self) -> str:
-        return f"{self.document['metadata']['namespace']}/{self.document['metadata']['name']}"
+        return key_of(self.document["metadata"]["namespace"], self.document["metadata"]["name"])
 
     def record(self, fault: str) -> dict:
         """What `lab fix` and `lab verify` read back later."""
         return {"fault": fault, "key": self.key, "meant": self.meant, "document": self.document}
 
 
-def server_pods(objects: dict, node: str) -> list[dict]:
+def server_pods(objects: LabObjects, node: str) -> list[Pod]:
     """The lab's server pods with an address: a Service's endpoints first (what a policy usually guards), then
     those on `node` (the user's `lab break --node`)."""
-    served = {f"{key.split('/')[0]}/{e['pod']}" for key, ports in objects.get("endpoints", {}).items()
+    served = {key_of(split_key(key)[0], e.pod) for key, ports in objects.endpoints.items()
               for eps in ports.values() for e in eps}
-    pods = [p for p in objects["pods"].values() if p.get("ip") and p.get("role", "server") == "server"]
-    return sorted(pods, key=lambda p: (p["key"] not in served, p["node"] != node, p["namespace"], p["name"]))
+    pods = [p for p in objects.pods.values() if p.ip and p.role == "server"]
+    return sorted(pods, key=lambda p: (p.key not in served, p.node != node, p.namespace, p.name))
 
 
-def free_name(objects: dict, namespace: str, name: str) -> str:
+def free_name(objects: LabObjects, namespace: str, name: str) -> str:
     """`name`, or `name-2`, `name-3`...: the first no policy of `namespace` has."""
-    taken = set(objects.get("policies", {}))
+    taken = set(objects.policies)
     candidate, n = name, 1
-    while f"{namespace}/{candidate}" in taken:
+    while key_of(namespace, candidate) in taken:
         n += 1
         candidate = f"{name}-{n}"
     return candidate
@@ -71,12 +72,12 @@ def typo(value: str) -> str:
     return value + value[-1:] if value else "x"
 
 
-def deny_all(objects: dict, node: str) -> PolicyBreak:
+def deny_all(objects: LabObjects, node: str) -> PolicyBreak:
     """A default deny for ingress, left in a namespace with servers (as after an exercise): nothing gets in."""
     pods = server_pods(objects, node)
     if not pods:
         raise InputError("fault deny-all needs a pod; apply examples/nginx.yaml")
-    namespace = pods[0]["namespace"]
+    namespace = pods[0].namespace
     name = free_name(objects, namespace, "default-deny-ingress")
     document = policy_document(namespace, name, {"podSelector": {}, "policyTypes": ["Ingress"]})
     return PolicyBreak(document, None, f"applied NetworkPolicy {namespace}/{name}, a default deny for ingress "
@@ -84,29 +85,29 @@ def deny_all(objects: dict, node: str) -> PolicyBreak:
                                        "connections any more")
 
 
-def selector_typo(objects: dict, node: str) -> PolicyBreak:
+def selector_typo(objects: LabObjects, node: str) -> PolicyBreak:
     """A policy that lets one app's pods into another's, with a typo in the peer's selector: it isolates the
     servers and admits nobody."""
     pods = server_pods(objects, node)
     for server in pods:
         for client in pods:
-            if client["namespace"] != server["namespace"]:
+            if client.namespace != server.namespace:
                 continue
             target = distinct_label(server, client)
             source = distinct_label(client, server)
             if target and source:
-                return typo_break(objects, server["namespace"], target, source)
+                return typo_break(objects, server.namespace, target, source)
     raise InputError("fault selector-typo needs two pods with different labels in one namespace; apply "
                      "examples/nginx.yaml and run `lab run client --image=busybox`")
 
 
-def distinct_label(pod: dict, other: dict) -> Optional[tuple[str, str]]:
+def distinct_label(pod: Pod, other: Pod) -> Optional[tuple[str, str]]:
     """A label of `pod` that `other` lacks, `app` first: selecting by it picks `pod` and not `other`."""
-    labels = sorted(pod.get("labels", {}).items(), key=lambda kv: (kv[0] != "app", kv[0]))
-    return next(((k, v) for k, v in labels if other.get("labels", {}).get(k) != v and v), None)
+    labels = sorted(pod.labels.items(), key=lambda kv: (kv[0] != "app", kv[0]))
+    return next(((k, v) for k, v in labels if other.labels.get(k) != v and v), None)
 
 
-def typo_break(objects: dict, namespace: str, target: tuple[str, str], source: tuple[str, str]) -> PolicyBreak:
+def typo_break(objects: LabObjects, namespace: str, target: tuple[str, str], source: tuple[str, str]) -> PolicyBreak:
     (tk, tv), (sk, sv) = target, source
     name = free_name(objects, namespace, f"{dns_name(tv)}-allow-{dns_name(sv)}")
     meant = {"podSelector": {"matchLabels": {tk: tv}}, "policyTypes": ["Ingress"],
@@ -118,20 +119,18 @@ def typo_break(objects: dict, namespace: str, target: tuple[str, str], source: t
                        f"{tk}={tv}, but its peer selector says {sk}={typo(sv)}")
 
 
-def intended_objects(objects: dict, records: list[dict]) -> Optional[dict]:
+def intended_objects(objects: LabObjects, records: list[dict]) -> Optional[LabObjects]:
     """The lab's objects with each policy a fault applied as the lab meant it (or gone); None when no fault
     applied any."""
     if not records:
         return None
-    meant = copy.copy(objects)
-    meant["policies"] = dict(objects.get("policies", {}))
+    meant = replace(objects, policies=dict(objects.policies))
     for record in records:
-        namespace, _, name = record["key"].partition("/")
+        namespace, name = split_key(record["key"])
         if record["meant"] is None:
-            meant["policies"].pop(record["key"], None)
+            meant.policies.pop(record["key"], None)
         else:
-            meant["policies"][record["key"]] = {"name": name, "namespace": namespace, "labels": {},
-                                                "spec": record["meant"], "created": ""}
+            meant.policies[record["key"]] = NetworkPolicy(name=name, namespace=namespace, spec=record["meant"])
     return meant
 
 

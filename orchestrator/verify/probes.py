@@ -14,6 +14,7 @@ from orchestrator.agent.pods import wait_listening
 from orchestrator.core.agent import agent_argv, local_agent_argv
 from orchestrator.core.errors import LabError
 from orchestrator.core.model import Inventory
+from orchestrator.core.objects import LabObjects
 from orchestrator.core.transport import Transport
 from orchestrator.verify.checks import Check, OUTSIDE, Outcome, evaluate
 
@@ -21,7 +22,7 @@ from orchestrator.verify.checks import Check, OUTSIDE, Outcome, evaluate
 PROBE_TIMEOUT = 2.0
 
 
-def probe_source(inv: Inventory, objects: dict, transport: Transport, source: str, targets: list) -> list:
+def probe_source(inv: Inventory, objects: LabObjects, transport: Transport, source: str, targets: list) -> list:
     payload = json.dumps(targets)
     probe = ["probe", "--timeout", str(PROBE_TIMEOUT)]
     if source == OUTSIDE:
@@ -32,12 +33,12 @@ def probe_source(inv: Inventory, objects: dict, transport: Transport, source: st
     if kind == "node":
         argv, node = agent_argv(inv.name, *probe), name
     else:
-        pod = objects["pods"][name]
-        argv, node = ["ip", "netns", "exec", pod["netns"], *agent_argv(inv.name, *probe)], pod["node"]
+        pod = objects.pods[name]
+        argv, node = ["ip", "netns", "exec", pod.netns, *agent_argv(inv.name, *probe)], pod.node
     return json.loads(transport.run(node, argv, stdin=payload, timeout=PROBE_TIMEOUT * 4 + 30).stdout)
 
 
-def run_checks(inv: Inventory, objects: dict, transport: Transport, checks: list[Check]) -> list[Outcome]:
+def run_checks(inv: Inventory, objects: LabObjects, transport: Transport, checks: list[Check]) -> list[Outcome]:
     """Probe every check's target(s), batched per source; return the outcomes in check order. A check that
     failed by timeout only (a connection lost while something converges) is probed once more, half a
     second later; a broken path fails again."""
@@ -53,7 +54,7 @@ def run_checks(inv: Inventory, objects: dict, transport: Transport, checks: list
     return outcomes
 
 
-def source_groups(objects: dict, sources) -> dict[str, list[str]]:
+def source_groups(objects: LabObjects, sources) -> dict[str, list[str]]:
     """The sources by node (the node and its pods; the outside host alone), probed one group after the
     other. On one machine all namespaces share the kernel's ARP table, capped by the root namespace's
     gc_thresh3 (1024 entries, not ours to change): all pairs of 100 pods need more neighbour entries than
@@ -61,12 +62,12 @@ def source_groups(objects: dict, sources) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for source in sources:
         kind, _, name = source.partition(":")
-        node = name if kind == "node" else objects["pods"][name]["node"] if kind == "pod" else source
+        node = name if kind == "node" else objects.pods[name].node if kind == "pod" else source
         groups.setdefault(node, []).append(source)
     return groups
 
 
-def probe_round(inv: Inventory, objects: dict, transport: Transport, checks: list[Check]) -> list[Outcome]:
+def probe_round(inv: Inventory, objects: LabObjects, transport: Transport, checks: list[Check]) -> list[Outcome]:
     by_source: dict[str, list[Check]] = {}
     for check in checks:
         by_source.setdefault(check.source, []).append(check)

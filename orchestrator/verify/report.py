@@ -82,7 +82,7 @@ def verify(inv: Inventory, junit: Optional[str] = None,
     start = time.perf_counter()
     files = LabFiles.of(inv.name)
     objects = files.read_objects()
-    if not objects["subnets"]:
+    if not objects.subnets:
         raise InputError(f"lab {inv.name} has no pod network yet: run `lab deploy` (and `lab apply`) first")
     intended = intended_objects(objects, broken_objects(files))
     try:

@@ -21,7 +21,7 @@ def test_pods_use_the_cluster_dns(lab_pods, lab_objects, lab_inventory):
     from orchestrator.core.model import dns_ip
     nameserver = f"nameserver {dns_ip(lab_inventory.cluster.service_cidr)}"
     for key, pod in lab_pods.items():
-        if lab_objects["pods"][key].get("role") == "server":
+        if lab_objects.pods[key].role == "server":
             assert pod.file("/etc/resolv.conf").contains(nameserver), f"{key}: /etc/resolv.conf lacks {nameserver}"
 
 
@@ -32,12 +32,12 @@ def test_pod_interfaces_have_the_mtu_of_their_node_network(lab_pods, lab_nodes, 
     wanted = {name: json.loads(node.file(conflist_path(lab_inventory.name)).content_string)["plugins"][0]["mtu"]
               for name, node in lab_nodes.items()}
     for key, pod in lab_pods.items():
-        record = lab_objects["pods"][key]
-        if record.get("role") != "server":
+        record = lab_objects.pods[key]
+        if record.role != "server":
             continue
         mtu = int(pod.file("/sys/class/net/eth0/mtu").content_string)
-        assert mtu == wanted[record["node"]], f"{key}: eth0 MTU {mtu}, the CNI config says {wanted[record['node']]}"
-        assert record["ip"] in pod.interface("eth0").addresses, f"{key}: eth0 lacks {record['ip']}"
+        assert mtu == wanted[record.node], f"{key}: eth0 MTU {mtu}, the CNI config says {wanted[record.node]}"
+        assert record.ip in pod.interface("eth0").addresses, f"{key}: eth0 lacks {record.ip}"
 
 
 def test_nodes_forward_packets(lab_nodes):

@@ -188,7 +188,7 @@ def test_a_users_own_pytest_file_runs_testinfra_inside_a_pod(verified, tmp_path)
     test.write_text('''
 def test_inside_a_pod(lab_pod, lab_objects):
     pod = lab_pod("mapped")
-    ip = lab_objects["pods"]["default/mapped"]["ip"]
+    ip = lab_objects.pods["default/mapped"].ip
     assert pod.interface("eth0").exists and ip in pod.interface("eth0").addresses
     assert pod.socket("tcp://0.0.0.0:80").is_listening
     assert pod.run("hostname -I").stdout.split() == [ip]

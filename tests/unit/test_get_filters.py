@@ -68,8 +68,9 @@ def test_default_columns_are_kubectls():
                                          service_table)
     from orchestrator.cli.resources import deployment_table
     from orchestrator.core import inventory
+    from orchestrator.core.objects import LabObjects
     inv = inventory.parse("cluster: {name: demo}\nnodes: [{name: n1, address: 198.18.0.11}]\n", "i.yaml", Path("."))
-    objects = {"subnets": {}, "pods": {}, "services": {}, "endpoints": {}}
+    objects = LabObjects()
     assert pod_table([], False, False)[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert pod_table([], True, True)[0] == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE",
                                             "NOMINATED NODE", "READINESS GATES"]

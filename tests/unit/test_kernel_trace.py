@@ -7,6 +7,7 @@ import pytest
 
 from orchestrator.core import inventory
 from orchestrator.core.errors import InputError
+from orchestrator.core.objects import LabObjects, Pod
 from orchestrator.verify.kernel_trace import decision, parse_trace, resolve, summary, trace_table, wiring
 
 DENIED = (Path(__file__).with_name("data") / "nft_trace_denied.txt").read_text()
@@ -17,12 +18,12 @@ nodes:
   - {name: node1, address: 198.18.0.11}
   - {name: node2, address: 198.18.0.12}
 """, "demo.yaml", Path("."))
-OBJECTS = {
+OBJECTS = LabObjects.from_json({
     "pods": {"x/a": {"namespace": "x", "name": "a", "ip": "10.244.0.3", "node": "node1", "labels": {}},
              "default/web": {"namespace": "default", "name": "web", "ip": "10.244.1.5", "node": "node2", "labels": {}}},
-    "services": {"default/web": {"cluster_ip": "10.96.0.7"}},
-    "endpoints": {"default/web": {"": [{"ip": "10.244.1.5", "port": 8080}]}},
-}
+    "services": {"default/web": {"namespace": "default", "name": "web", "cluster_ip": "10.96.0.7"}},
+    "endpoints": {"default/web": {"": [{"ip": "10.244.1.5", "port": 8080, "node": "node2", "pod": "web"}]}},
+})
 
 
 def test_the_trace_table_marks_only_new_packets_of_the_source_to_the_ports():
@@ -58,7 +59,7 @@ def test_ends_are_pods_services_nodes_the_outside_or_addresses():
 
 
 def test_a_pod_end_is_its_eth0_its_veth_and_the_bridge_in_the_packets_direction():
-    pod = {"namespace": "default", "name": "client", "ip": "10.244.1.4", "node": "node2"}
+    pod = Pod(namespace="default", name="client", ip="10.244.1.4", node="node2")
     link = ("7: veth5d3f1a2b@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue master cni0 state UP "
             "mode DEFAULT group default \\    link/ether 6e:1f:00:aa:bb:cc brd ff:ff:ff:ff:ff:ff link-netns demo-x")
     assert wiring(pod, link, leaving=True) == \

@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Cluster, Inventory, Node, Ssh
+from orchestrator.core.objects import LabObjects
 from orchestrator.lessons import model as lessons
 
 
@@ -22,8 +23,9 @@ def inventory(nodes: int = 3, **cluster) -> Inventory:
                            for i in range(1, nodes + 1)))
 
 
-DEPLOYED = {"subnets": {"node1": "10.244.0.0/24", "node2": "10.244.1.0/24", "node3": "10.244.2.0/24"},
-            "pods": {"default/web-1": {"name": "web-1", "namespace": "default", "node": "node1"}}}
+DEPLOYED = LabObjects.from_json({
+    "subnets": {"node1": "10.244.0.0/24", "node2": "10.244.1.0/24", "node3": "10.244.2.0/24"},
+    "pods": {"default/web-1": {"name": "web-1", "namespace": "default", "node": "node1"}}})
 
 
 def test_the_talks_lessons_ship_in_order():
@@ -44,7 +46,7 @@ def test_every_lesson_renders_for_a_lab_and_checks_what_it_teaches(lesson):
 
 
 def test_lesson_names_carry_the_lab_name():
-    ctx = lessons.lesson_context(lessons.find("04"), inventory(), {}, {})
+    ctx = lessons.lesson_context(lessons.find("04"), inventory(), LabObjects(), {})
     assert ctx["net1"] == "demo-l04-net1"
     assert lessons.render("ip netns add {{ net1 }} on {{ node1.name }} {{ node1.address }}", ctx) == \
         "ip netns add demo-l04-net1 on node1 198.18.0.11"
@@ -64,23 +66,23 @@ def test_steps_that_need_a_deployed_lab_are_skipped_without_one():
     lesson = lessons.find("08")
     last = lesson.steps[-1]
     assert last.when == "deployed"
-    assert not lessons.step_applies(last, lessons.lesson_context(lesson, inventory(), {}, {}))
+    assert not lessons.step_applies(last, lessons.lesson_context(lesson, inventory(), LabObjects(), {}))
     assert lessons.step_applies(last, lessons.lesson_context(lesson, inventory(), DEPLOYED, {}))
 
 
 def test_a_lesson_needing_pods_says_what_to_run():
-    assert lessons.missing_needs(lessons.find("13"), {}) == ["lab deploy", "lab apply -f examples/"]
+    assert lessons.missing_needs(lessons.find("13"), LabObjects()) == ["lab deploy", "lab apply -f examples/"]
     assert lessons.missing_needs(lessons.find("13"), DEPLOYED) == []
 
 
 def test_a_lesson_needs_enough_nodes():
     with pytest.raises(InputError, match="needs 2 nodes.*lab up --nodes 2"):
-        lessons.lesson_context(lessons.find("05"), inventory(nodes=1), {}, {})
+        lessons.lesson_context(lessons.find("05"), inventory(nodes=1), LabObjects(), {})
 
 
 def test_a_lesson_refuses_to_run_on_addresses_the_lab_uses():
     with pytest.raises(InputError, match="10.200.4.0/24.*overlaps the lab's cluster_cidr"):
-        lessons.lesson_context(lessons.find("04"), inventory(cluster_cidr=IPv4Network("10.200.0.0/16")), {}, {})
+        lessons.lesson_context(lessons.find("04"), inventory(cluster_cidr=IPv4Network("10.200.0.0/16")), LabObjects(), {})
 
 
 GOOD = """

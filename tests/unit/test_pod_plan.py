@@ -8,7 +8,8 @@ import pytest
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import parse
 from orchestrator.core.model import Cluster, Node, Ssh
-from orchestrator.layers.pods.plan import plan_apply, plan_delete, schedule
+from orchestrator.core.objects import LabObjects, Pod, PortMapping
+from orchestrator.layers.pods.plan import deployment_record, plan_apply, plan_delete, schedule
 
 
 CLUSTER = Cluster(name="lab")
@@ -24,19 +25,20 @@ def deployment(replicas=3, label="web", **extra_spec):
 
 
 def empty():
-    return {"pods": {}, "deployments": {}, "services": {}, "subnets": {}}
+    return LabObjects()
 
 
 def applied(objects, manifest, now="2026-01-01T00:00:00Z"):
     """Apply `manifest` to `objects` as the applier would (pods get an IP; nothing fails)."""
     changes = plan_apply(CLUSTER, [manifest], objects, now, random.Random(1))
-    schedule(changes.create, NODES, [p for p in objects["pods"].values() if p not in changes.delete])
+    schedule(changes.create, NODES, [p for p in objects.pods.values() if p not in changes.delete])
     for pod in changes.delete:
-        del objects["pods"][f"{pod['namespace']}/{pod['name']}"]
+        del objects.pods[pod.key]
     for pod in changes.create:
-        objects["pods"][f"{pod['namespace']}/{pod['name']}"] = dict(pod, ip="10.244.0.9")
-    objects["deployments"][manifest.key] = {"replicas": manifest.replicas, "selector": manifest.selector,
-                                            "template_hash": manifest.template.digest()}
+        pod.ip = "10.244.0.9"
+        objects.pods[pod.key] = pod
+    if manifest.kind == "Deployment":
+        objects.deployments[manifest.key] = deployment_record(manifest)
     return changes
 
 
@@ -44,12 +46,12 @@ def test_deployment_pods_are_named_like_kubernetes_and_spread():
     objects = empty()
     changes = applied(objects, deployment(replicas=5))
     assert changes.results == ["deployment.apps/web created"]
-    names = [p["name"] for p in changes.create]
+    names = [p.name for p in changes.create]
     digest = deployment().template.digest()
     assert all(n.startswith(f"web-{digest}-") and len(n.split("-")[-1]) == 5 for n in names)
     assert len(set(names)) == 5
-    assert [p["node"] for p in changes.create] == ["node1", "node2", "node3", "node1", "node2"]
-    assert all(p["netns"].startswith(f"lab-default-{p['name']}-") and p["owner"] == "Deployment/default/web"
+    assert [p.node for p in changes.create] == ["node1", "node2", "node3", "node1", "node2"]
+    assert all(p.netns.startswith(f"lab-default-{p.name}-") and p.owner == "Deployment/default/web"
                for p in changes.create)
 
 
@@ -61,11 +63,11 @@ def test_reapplying_converges():
     down = applied(objects, deployment(replicas=1))
     assert (len(down.create), len(down.delete), down.results) == (0, 2, ["deployment.apps/web configured"])
     zero = applied(objects, deployment(replicas=0))
-    assert len(zero.delete) == 1 and objects["pods"] == {}
+    assert len(zero.delete) == 1 and objects.pods == {}
     # a new template replaces every pod
     applied(objects, deployment(replicas=2))
     relabel = applied(objects, deployment(replicas=2, nodeSelector={"zone": "b"}))
-    assert len(relabel.delete) == 2 and [p["node"] for p in relabel.create] == ["node3", "node3"]
+    assert len(relabel.delete) == 2 and [p.node for p in relabel.create] == ["node3", "node3"]
 
 
 def test_delete_removes_a_deployments_pods():
@@ -76,16 +78,15 @@ def test_delete_removes_a_deployments_pods():
 
 
 def test_host_ports_never_collide_on_a_node():
-    pods = [{"name": f"p{i}", "namespace": "default", "node": None, "node_selector": {},
-             "port_mappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]} for i in range(4)]
+    pods = [Pod(f"p{i}", "default", port_mappings=[PortMapping(8080, 80, "tcp")]) for i in range(4)]
     with pytest.raises(InputError, match="cannot be scheduled: no node has hostPort 8080/TCP free"):
         schedule(pods, NODES, [])
     schedule(pods[:3], NODES, [])
-    assert sorted(p["node"] for p in pods[:3]) == ["node1", "node2", "node3"]
+    assert sorted(p.node for p in pods[:3]) == ["node1", "node2", "node3"]
 
 
 def test_unknown_node_name_is_a_clear_error():
-    pod = {"name": "p", "namespace": "default", "node": "node9", "node_selector": {}, "port_mappings": []}
+    pod = Pod("p", "default", node="node9")
     with pytest.raises(InputError, match="nodeName 'node9' is not a node of the lab"):
         schedule([pod], NODES, [])
 
@@ -108,7 +109,7 @@ def test_a_pod_given_back_with_the_node_it_runs_on_is_unchanged():
     """`lab get pod -o yaml` writes the scheduler's nodeName; applying that again is the same pod."""
     objects = empty()
     applied(objects, bare_pod())
-    node = objects["pods"]["default/solo"]["node"]
+    node = objects.pods["default/solo"].node
     assert plan_apply(CLUSTER, [bare_pod(node)], objects, "t").results == ["pod/solo unchanged"]
     other = next(n.name for n in NODES if n.name != node)
     assert plan_apply(CLUSTER, [bare_pod(other)], objects, "t").results == ["pod/solo configured"]
@@ -117,5 +118,5 @@ def test_a_pod_given_back_with_the_node_it_runs_on_is_unchanged():
 def test_a_deployment_record_with_its_manifest_is_unchanged_when_applied_again():
     objects = empty()
     applied(objects, deployment())
-    objects["deployments"]["default/web"]["manifest"] = {"kept": "for scale and rollout restart"}
+    objects.deployments["default/web"].manifest = {"kept": "for scale and rollout restart"}
     assert plan_apply(CLUSTER, [deployment()], objects, "t").results == ["deployment.apps/web unchanged"]

@@ -5,35 +5,38 @@ import pytest
 import yaml
 
 from orchestrator.core.errors import InputError
-from orchestrator.core.manifests import load_text
+from dataclasses import replace
+
+from orchestrator.core.manifests import ContainerPort, load_text
+from orchestrator.core.objects import LabObjects, Namespace, Pod
 from orchestrator.layers.pods.namespaces import namespace_labels, require_namespaces
 from orchestrator.layers.policy.enforcement import policy_id, policy_sets, render_policy
 from orchestrator.layers.policy.plan import apply_policies, pod_endpoint, policies, verdict
 
 NAMESPACES = ("x", "y", "z")
 PODS = ("a", "b", "c")
-PORTS = [{"name": f"serve-{n}-{p.lower()}", "container_port": n, "protocol": p} for n in (80, 81) for p in ("TCP", "UDP")]
+PORTS = [ContainerPort(n, p, name=f"serve-{n}-{p.lower()}") for n in (80, 81) for p in ("TCP", "UDP")]
 
 
-def cluster() -> dict:
+def cluster() -> LabObjects:
     """The upstream e2e cluster: 3 namespaces labelled ns=<name>, 3 pods each labelled pod=<name>."""
     pods = {}
     for i, ns in enumerate(NAMESPACES):
         for j, name in enumerate(PODS):
-            pods[f"{ns}/{name}"] = {"namespace": ns, "name": name, "labels": {"pod": name},
-                                    "ip": f"10.244.{i + 1}.{j + 10}", "node": f"node{j + 1}", "ports": PORTS}
-    return {"pods": pods, "namespaces": {ns: {"name": ns, "labels": {"ns": ns}, "created": "t"} for ns in NAMESPACES}}
+            pods[f"{ns}/{name}"] = Pod(name, ns, labels={"pod": name}, ip=f"10.244.{i + 1}.{j + 10}",
+                                       node=f"node{j + 1}", ports=list(PORTS))
+    return LabObjects(pods=pods, namespaces={ns: Namespace(ns, {"ns": ns}, "t") for ns in NAMESPACES})
 
 
-def with_policies(objects: dict, text: str) -> dict:
+def with_policies(objects: LabObjects, text: str) -> LabObjects:
     apply_policies(load_text(text, "policy.yaml"), objects, "t")
     return objects
 
 
-def matrix(objects: dict, port: int = 80, protocol: str = "TCP") -> dict:
+def matrix(objects: LabObjects, port: int = 80, protocol: str = "TCP") -> dict:
     """(from, to) -> allowed, for every pair of pods (a pod to itself too, as upstream probes it)."""
     found, spaces = policies(objects), namespace_labels(objects)
-    eps = {key: pod_endpoint(p) for key, p in objects["pods"].items()}
+    eps = {key: pod_endpoint(p) for key, p in objects.pods.items()}
     return {(s, d): verdict(eps[s], eps[d], port, protocol, found, spaces).allowed for s in eps for d in eps}
 
 
@@ -112,7 +115,7 @@ def test_ports_by_number_range_and_name_and_protocol():
 def test_a_verdict_names_the_policy_and_the_direction():
     objects = with_policies(cluster(), CASES["allow from pod b in namespace y (one peer: AND)"][0])
     found, spaces = policies(objects), namespace_labels(objects)
-    eps = {k: pod_endpoint(p) for k, p in objects["pods"].items()}
+    eps = {k: pod_endpoint(p) for k, p in objects.pods.items()}
     allowed = verdict(eps["y/b"], eps["x/a"], 80, "TCP", found, spaces)
     assert allowed.allowed and allowed.reason == "allowed by x/and (ingress rule 1)"
     denied = verdict(eps["z/b"], eps["x/a"], 80, "TCP", found, spaces)
@@ -145,19 +148,19 @@ def test_the_table_holds_the_selected_pods_the_peers_and_a_default_deny():
 def test_a_new_pod_changes_set_elements_only_and_goes_into_its_sets_first():
     objects = with_policies(cluster(), CASES["deny all ingress in x"][0])
     before = render_policy(objects)
-    new = {"namespace": "x", "name": "d", "labels": {"pod": "d"}, "ip": "10.244.1.20", "node": "node1", "ports": []}
+    new = Pod("d", "x", labels={"pod": "d"}, ip="10.244.1.20", node="node1")
     assert policy_sets(objects, new) == sorted([f"{policy_id(policies(objects)[0])}-pods", "ingress-isolated"])
-    objects["pods"]["x/d"] = new
+    objects.pods["x/d"] = new
     after = render_policy(objects)
     assert after["chains"] == before["chains"]
     assert {k: v[0] for k, v in after["sets"].items()} == {k: v[0] for k, v in before["sets"].items()}
     assert "10.244.1.20" in after["sets"]["ingress-isolated"][1]
-    assert policy_sets(objects, dict(new, namespace="y")) == []
+    assert policy_sets(objects, replace(new, namespace="y")) == []
 
 
 def test_no_policy_no_table():
     assert render_policy(cluster()) is None
-    assert policy_sets(cluster(), cluster()["pods"]["x/a"]) == []
+    assert policy_sets(cluster(), cluster().pods["x/a"]) == []
 
 
 BAD = {
@@ -200,19 +203,19 @@ def test_objects_need_their_namespace_and_a_namespace_gets_its_name_label():
     policy_in_team = load_text(policy("p", "team", {"podSelector": {}}), "p.yaml")
     with pytest.raises(InputError, match='p.yaml.*: metadata.namespace: Error from server \\(NotFound\\): '
                                          'namespaces "team" not found'):
-        require_namespaces(policy_in_team, {})
-    require_namespaces([ns, *policy_in_team], {})  # applied together: fine
+        require_namespaces(policy_in_team, LabObjects())
+    require_namespaces([ns, *policy_in_team], LabObjects())  # applied together: fine
 
 
 def kernel_allows(table, src: dict, dst: dict, port: int, protocol: str) -> bool:
     """The rendered table, traced on paper on the source's node and then the destination's (one node when they
     share it), as the packet crosses their forward hooks."""
     from orchestrator.layers.policy.trace import PolicyPacket, judge
-    if src["node"] == dst["node"]:
+    if src.node == dst.node:
         hops = [("cni0", "cni0")]
     else:
         hops = [("cni0", "flannel.1"), ("flannel.1", "cni0")]
-    return all(judge(table, PolicyPacket(src["ip"], dst["ip"], protocol.lower(), port, iif, oif))[0]
+    return all(judge(table, PolicyPacket(src.ip, dst.ip, protocol.lower(), port, iif, oif))[0]
                for iif, oif in hops)
 
 
@@ -223,7 +226,7 @@ def test_the_rendered_table_traced_on_paper_agrees_with_the_semantics(case, port
     objects = with_policies(cluster(), text) if text else cluster()
     table = render_policy(objects)
     expected = matrix(objects, port, protocol)
-    pods = objects["pods"]
+    pods = objects.pods
     traced = {(s, d): s == d or kernel_allows(table, pods[s], pods[d], port, protocol) for s, d in expected}
     assert traced == expected
 

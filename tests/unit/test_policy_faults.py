@@ -10,6 +10,7 @@ import pytest
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import parse
 from orchestrator.core.model import Cluster, Inventory, Node, Ssh
+from orchestrator.core.objects import Endpoint, LabObjects, Pod
 from orchestrator.layers.policy.plan import apply_policies, selectors_matching_nothing
 from orchestrator.verify.checks import plan_checks
 from orchestrator.verify.policy_faults import deny_all, intended_objects, selector_typo, typo
@@ -18,24 +19,25 @@ INV = Inventory("lab.yaml", Cluster("demo"), tuple(
     Node(f"node{i}", IPv4Address(f"198.18.0.{10 + i}"), f"198.18.0.{10 + i}", Ssh()) for i in (1, 2)))
 
 
-def pod(name: str, app: str, node: str, ip: str, namespace: str = "default") -> dict:
-    return {"name": name, "namespace": namespace, "labels": {"app": app}, "node": node, "ip": ip, "tcp": [80],
-            "key": f"{namespace}/{name}"}
+def pod(name: str, app: str, node: str, ip: str, namespace: str = "default") -> Pod:
+    return Pod(name=name, namespace=namespace, labels={"app": app}, node=node, ip=ip, tcp=[80])
 
 
-def lab() -> dict:
+def lab() -> LabObjects:
     pods = [pod("web-1", "nginx", "node1", "10.244.0.2"), pod("web-2", "nginx", "node2", "10.244.1.2"),
             pod("client", "client", "node1", "10.244.0.3"), pod("other", "other", "node2", "10.244.1.3")]
-    return {"subnets": {"node1": "10.244.0.0/24", "node2": "10.244.1.0/24"}, "services": {},
-            "endpoints": {"default/web": {"": [{"pod": "web-1"}, {"pod": "web-2"}]}}, "pods": {p["key"]: p for p in pods}}
+    return LabObjects(subnets={"node1": "10.244.0.0/24", "node2": "10.244.1.0/24"},
+                      endpoints={"default/web": {"": [Endpoint("10.244.0.2", 80, "node1", "web-1"),
+                                                      Endpoint("10.244.1.2", 80, "node2", "web-2")]}},
+                      pods={p.key: p for p in pods})
 
 
-def applied(objects: dict, wrong) -> dict:
+def applied(objects: LabObjects, wrong) -> LabObjects:
     apply_policies([parse(wrong.document, "lab break", lambda w: None)], objects, "t")
     return objects
 
 
-def cells(objects: dict, intended: dict | None) -> dict:
+def cells(objects: LabObjects, intended: LabObjects | None) -> dict:
     """(from, to) -> what the TCP check of that pair wants: 'open' or 'closed'."""
     def app(name: str) -> str:
         return name.split("/")[-1].split("-")[0]
@@ -79,10 +81,10 @@ def test_once_the_user_corrects_the_selector_the_intent_and_the_policies_agree()
     wrong = selector_typo(objects, "node1")
     objects = applied(objects, wrong)
     records = [wrong.record("selector-typo")]
-    objects["policies"][wrong.key]["spec"] = wrong.meant
+    objects.policies[wrong.key].spec = wrong.meant
     assert wants(cells(objects, intended_objects(objects, records))) == wants(cells(objects, None))
     # deleting the policy instead opens nginx to every pod, which the lab did not mean either
-    del objects["policies"][wrong.key]
+    del objects.policies[wrong.key]
     held = cells(objects, intended_objects(objects, records))
     assert wants(held)[("other", "web")] == "closed" and "meant to be blocked" in held[("other", "web")].layer
 
@@ -93,7 +95,7 @@ def test_a_stray_default_deny_is_meant_away_and_every_pair_into_its_namespace_is
     assert wrong.key == "default/default-deny-ingress" and wrong.meant is None
     objects = applied(objects, wrong)
     intended = intended_objects(objects, [wrong.record("deny-all")])
-    assert "policies" in intended and wrong.key not in intended["policies"] and wrong.key in objects["policies"]
+    assert wrong.key not in intended.policies and wrong.key in objects.policies
     assert set(wants(cells(objects, intended)).values()) == {"open"}
     assert wants(cells(objects, None))[("client", "web")] == "closed"  # judged by its policies alone
     # a second one does not collide with the first
@@ -102,10 +104,10 @@ def test_a_stray_default_deny_is_meant_away_and_every_pair_into_its_namespace_is
 
 def test_faults_say_what_they_need_when_the_lab_has_too_few_pods():
     objects = lab()
-    objects["pods"] = {k: p for k, p in objects["pods"].items() if p["labels"]["app"] == "nginx"}
+    objects.pods = {k: p for k, p in objects.pods.items() if p.labels["app"] == "nginx"}
     with pytest.raises(InputError, match="two pods with different labels in one namespace"):
         selector_typo(objects, "node1")
-    objects["pods"] = {}
+    objects.pods = {}
     with pytest.raises(InputError, match="needs a pod; apply examples/nginx.yaml"):
         deny_all(objects, "node1")
 

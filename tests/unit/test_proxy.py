@@ -1,5 +1,6 @@
 """kube-proxy-style rules: names as on real clusters, the whole rendered set pinned, partial sync."""
 
+from dataclasses import replace
 import json
 from ipaddress import IPv4Network as Net
 from pathlib import Path
@@ -16,7 +17,9 @@ from orchestrator.core.transport import FleetResult
 from orchestrator.layers.services.apply import SentRules, chain_digests, change_request, generation_of, push_rules
 from orchestrator.layers.services.iptables import JUMPS, render_iptables, svc_chain
 from orchestrator.layers.services.nftables import render_nft
-from orchestrator.layers.services.plan import AddressBook, Endpoint, dns_records, endpoints, service_record
+from orchestrator.core.manifests import ServicePort
+from orchestrator.core.objects import Endpoint, Pod, Service
+from orchestrator.layers.services.plan import AddressBook, dns_records, endpoints, service_record
 
 
 DATA = Path(__file__).with_name("data")
@@ -28,7 +31,7 @@ def talk_nginx():
     """The talk's service and endpoints: 10.101.186.205 in front of three pods."""
     (m,) = [x for x in load_text((REPO / "examples" / "nginx.yaml").read_text(), "nginx.yaml") if x.kind == "Service"]
     record = service_record(m, None, AddressBook({}, CIDR), "2026-01-01T00:00:00Z")
-    record["cluster_ip"] = "10.101.186.205"
+    record.cluster_ip = "10.101.186.205"
     eps = [Endpoint("10.233.1.4", 80, "node1", "a"), Endpoint("10.233.2.3", 80, "node2", "b"),
            Endpoint("10.233.3.2", 80, "node3", "c")]
     return {"default/nginx": record}, {"default/nginx": {"": eps}}
@@ -42,7 +45,7 @@ def talk_nginx():
 ])
 def test_chain_names_are_the_ones_real_clusters_have(key, port, proto, expected):
     namespace, name = key.split("/")
-    assert svc_chain({"namespace": namespace, "name": name}, {"name": port, "protocol": proto}) == expected
+    assert svc_chain(Service(name, namespace, "10.96.0.2"), ServicePort(port, proto, 443, 443)) == expected
 
 
 def render_text(tables) -> str:
@@ -292,8 +295,8 @@ def shapes_rules() -> dict:
     book, services = AddressBook({}, CIDR), {}
     for m in load_text((DATA / "shapes.yaml").read_text(), "shapes.yaml"):
         services[m.key] = service_record(m, None, book, "now")
-    pods = {f"default/web-{i}": {"name": f"web-{i}", "namespace": "default", "labels": {"app": "web"},
-                                 "ip": f"10.233.{i}.5", "node": f"node{i}", "ports": []} for i in (1, 2, 3)}
+    pods = {f"default/web-{i}": Pod(f"web-{i}", "default", labels={"app": "web"}, ip=f"10.233.{i}.5", node=f"node{i}")
+            for i in (1, 2, 3)}
     eps = {key: endpoints(service, pods) for key, service in services.items()}
     return render_iptables(services, eps, Net("10.233.0.0/16"))
 
@@ -318,22 +321,22 @@ def test_missing_chains_are_rewritten_even_when_unchanged():
 
 
 def test_endpoints_use_named_target_ports_and_skip_pods_without_them():
-    service = {"namespace": "default", "name": "s", "selector": {"app": "x"},
-               "ports": [{"name": "http", "protocol": "TCP", "port": 80, "target_port": "web"}]}
-    pods = {
+    service = Service.from_json({"namespace": "default", "name": "s", "cluster_ip": "10.96.0.2", "selector": {"app": "x"},
+                                 "ports": [{"name": "http", "protocol": "TCP", "port": 80, "target_port": "web"}]})
+    pods = {key: Pod.from_json(pod) for key, pod in {
         "default/a": {"name": "a", "namespace": "default", "labels": {"app": "x"}, "ip": "10.244.0.5", "node": "n1",
                       "ports": [{"name": "web", "protocol": "TCP", "container_port": 8080}]},
         "default/b": {"name": "b", "namespace": "default", "labels": {"app": "x"}, "ip": "10.244.0.6", "node": "n1",
                       "ports": []},
         "other/c": {"name": "c", "namespace": "other", "labels": {"app": "x"}, "ip": "10.244.0.7", "node": "n1",
                     "ports": [{"name": "web", "protocol": "TCP", "container_port": 8080}]},
-    }
+    }.items()}
     assert [e.address for e in endpoints(service, pods)["http"]] == ["10.244.0.5:8080"]
 
 
 def test_dns_records():
-    services = {"default/nginx": {"name": "nginx", "namespace": "default", "cluster_ip": "10.96.0.2"}}
-    pods = {"default/p": {"name": "p", "namespace": "default", "ip": "10.244.1.4"}}
+    services = {"default/nginx": Service("nginx", "default", "10.96.0.2")}
+    pods = {"default/p": Pod("p", "default", ip="10.244.1.4")}
     assert dns_records(services, pods, "cluster.local") == [
         ("10.244.1.4", "10-244-1-4.default.pod.cluster.local"), ("10.96.0.2", "nginx.default.svc.cluster.local")]
 
@@ -345,7 +348,7 @@ from orchestrator.agent.nftables import nft_element_changes, nft_same_shape, nft
 
 def test_nft_has_no_chain_per_service():
     services, eps = talk_nginx()
-    many = {f"default/s{i}": dict(services["default/nginx"], name=f"s{i}", cluster_ip=f"10.96.1.{i}")
+    many = {f"default/s{i}": replace(services["default/nginx"], name=f"s{i}", cluster_ip=f"10.96.1.{i}")
             for i in range(1, 50)}
     many_eps = {k: eps["default/nginx"] for k in many}
     desired = render_nft(many, many_eps, Net("10.233.0.0/16"))

@@ -1,5 +1,6 @@
 """ClusterIP and NodePort allocation (pure): kept, asked for, or the lowest free one; clear errors."""
 
+from dataclasses import replace
 from ipaddress import IPv4Network as Net
 
 import pytest
@@ -33,12 +34,12 @@ def record_all(text: str, services: dict, cidr: Net = CIDR) -> dict:
 
 def test_addresses_are_the_lowest_free_ones_skipping_reserved_and_kept_on_reapply():
     services = record_all(services_yaml(3, "NodePort"), {})
-    assert [s["cluster_ip"] for s in services.values()] == ["10.96.0.2", "10.96.0.3", "10.96.0.4"]
-    assert [s["ports"][0]["node_port"] for s in services.values()] == [30000, 30001, 30002]
-    again = record_all(services_yaml(3, "NodePort"), {k: dict(v) for k, v in services.items()})
+    assert [s.cluster_ip for s in services.values()] == ["10.96.0.2", "10.96.0.3", "10.96.0.4"]
+    assert [s.ports[0].node_port for s in services.values()] == [30000, 30001, 30002]
+    again = record_all(services_yaml(3, "NodePort"), {k: replace(v) for k, v in services.items()})
     assert again == services
     many = record_all(services_yaml(10), {})
-    assert "10.96.0.10" not in [s["cluster_ip"] for s in many.values()]  # the cluster DNS address
+    assert "10.96.0.10" not in [s.cluster_ip for s in many.values()]  # the cluster DNS address
 
 
 def test_a_freed_address_is_the_next_one_given():
@@ -76,7 +77,7 @@ spec:
   ports: [{name: a, port: 80}, {name: b, port: 81, nodePort: 30000}]
 """
     record = record_all(two, {})["default/two"]
-    assert [p["node_port"] for p in record["ports"]] == [30001, 30000]  # a does not take b's port
+    assert [p.node_port for p in record.ports] == [30001, 30000]  # a does not take b's port
     with pytest.raises(InputError, match=r"spec.ports\[1\].nodePort: 30000 is given to another port of this service"):
         record_all(two.replace("{name: a, port: 80}", "{name: a, port: 80, nodePort: 30000}"), {})
 
@@ -86,6 +87,6 @@ def test_reapplying_services_keeps_their_addresses_and_new_ones_get_the_lowest_f
     del services["default/s1"]  # frees 10.96.0.3 and 30001
     mixed = services_yaml(6, "NodePort")  # s0, s2, s3 exist; s1, s4, s5 are new
     again = record_all(mixed, services)
-    assert {k: (s["cluster_ip"], s["ports"][0]["node_port"]) for k, s in again.items()} == {
+    assert {k: (s.cluster_ip, s.ports[0].node_port) for k, s in again.items()} == {
         "default/s0": ("10.96.0.2", 30000), "default/s1": ("10.96.0.3", 30001), "default/s2": ("10.96.0.4", 30002),
         "default/s3": ("10.96.0.5", 30003), "default/s4": ("10.96.0.6", 30004), "default/s5": ("10.96.0.7", 30005)}

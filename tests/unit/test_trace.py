@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.core import inventory
 from orchestrator.core.manifests import load_text
+from orchestrator.core.objects import Pod
 from orchestrator.layers.nodes.facts import NodeFacts
 from orchestrator.layers.podnet.plan import chain_jumps, plan_node
 from orchestrator.layers.services.iptables import JUMPS, render_iptables
@@ -28,8 +29,8 @@ def lab_objects():
     book, services = AddressBook({}, Net("10.96.0.0/12")), {}
     for m in load_text((DATA / "shapes.yaml").read_text(), "shapes.yaml"):
         services[m.key] = service_record(m, None, book, "now")
-    pods = {f"default/web-{i}": {"name": f"web-{i}", "namespace": "default", "labels": {"app": "web"}, "ip": ip,
-                                 "node": node, "ports": []} for i, (ip, node) in enumerate(WEB.items())}
+    pods = {f"default/web-{i}": Pod(f"web-{i}", "default", labels={"app": "web"}, ip=ip, node=node)
+            for i, (ip, node) in enumerate(WEB.items())}
     return services, {key: endpoints(service, pods) for key, service in services.items()}
 
 
@@ -66,7 +67,7 @@ def trace(backend: str, **packet) -> list[Ending]:
 
 
 def cluster_ip(name: str) -> str:
-    return SERVICES[f"default/{name}"]["cluster_ip"]
+    return SERVICES[f"default/{name}"].cluster_ip
 
 
 def summary(endings: list[Ending]) -> list[tuple]:

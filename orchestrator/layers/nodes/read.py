@@ -54,6 +54,6 @@ def preflight(inv: Inventory, node: Node, state: NodeState) -> NodeFacts:
 def remember_boots(files: LabFiles, boots: dict[str, str]) -> None:
     """Record each node's boot ID: the next deploy says which nodes booted again in between."""
     objects = files.read_objects()
-    if any(objects["boots"].get(name) != boot for name, boot in boots.items() if boot):
-        objects["boots"].update((name, boot) for name, boot in boots.items() if boot)
+    if any(objects.boots.get(name) != boot for name, boot in boots.items() if boot):
+        objects.boots.update((name, boot) for name, boot in boots.items() if boot)
         files.write_objects(objects)

@@ -4,46 +4,46 @@ from __future__ import annotations
 
 import datetime
 import json
+from dataclasses import replace
 from typing import Callable
 
 from orchestrator.agent.contract import CNI_PATH
 from orchestrator.core.agent import agent_argv
 from orchestrator.core.model import Inventory
+from orchestrator.core.objects import LabObjects, Pod
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 from orchestrator.layers.nodes.facts import NodeState, conflist_path
 from orchestrator.layers.pods.plan import PodChanges
 
 
-# "ip": None for a new pod; a pod made again (deploy restoring it) asks for the IP it had
-AGENT_SPEC_KEYS = ("key", "name", "netns", "tcp", "udp", "port_mappings", "role", "dns_domain", "resolv_conf", "ip")
-
-
-def agent_pod(pod: dict) -> dict:
-    spec = {k: pod.get(k) for k in AGENT_SPEC_KEYS}
-    spec["id"] = pod["uid"]
-    return spec
+def agent_pod(pod: Pod) -> dict:
+    """The pod as the agent's pods-apply takes it. "ip": None for a new pod; a pod made again (deploy
+    restoring it) asks for the IP it had."""
+    return {"key": pod.node_key, "id": pod.uid, "name": pod.name, "netns": pod.netns, "tcp": pod.tcp,
+            "udp": pod.udp, "port_mappings": [m.to_cni() for m in pod.port_mappings], "role": pod.role,
+            "dns_domain": pod.dns_domain, "resolv_conf": pod.resolv_conf, "ip": pod.ip}
 
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def apply_pod_changes(inv: Inventory, transport: Transport, objects: dict, changes: PodChanges,
-                      isolation: Callable[[dict], list] = lambda pod: []) -> list[str]:
+def apply_pod_changes(inv: Inventory, transport: Transport, objects: LabObjects, changes: PodChanges,
+                      isolation: Callable[[Pod], list] = lambda pod: []) -> list[str]:
     """Delete and create pods per `changes` on their nodes; record the outcome in `objects` (the caller
     writes them). `isolation(pod)`: the NetworkPolicy sets a new pod goes into before its server starts.
     Returns the failures, one line each (the other pods' changes still happen)."""
-    by_node: dict[str, dict] = {}
+    by_node: dict[str, dict[str, list[Pod]]] = {}
     for pod in changes.delete:
-        by_node.setdefault(pod["node"], {"delete": [], "add": []})["delete"].append(pod)
+        by_node.setdefault(pod.node or "", {"delete": [], "add": []})["delete"].append(pod)
     for pod in changes.create:
-        by_node.setdefault(pod["node"], {"delete": [], "add": []})["add"].append(pod)
+        by_node.setdefault(pod.node or "", {"delete": [], "add": []})["add"].append(pod)
     known = {n.name for n in inv.nodes}
     failures = []
     for name in sorted(set(by_node) - known):  # pods on a node that left the inventory: forget them
         for pod in by_node.pop(name)["delete"]:
-            objects["pods"].pop(f"{pod['namespace']}/{pod['name']}", None)
+            objects.pods.pop(pod.key, None)
 
     def on_node(node):
         work = by_node[node.name]
@@ -60,24 +60,25 @@ def apply_pod_changes(inv: Inventory, transport: Transport, objects: dict, chang
             failures.append(str(outcome))
             continue
         for pod in work["delete"]:
-            objects["pods"].pop(f"{pod['namespace']}/{pod['name']}", None)
+            objects.pods.pop(pod.key, None)
         for pod in work["add"]:
-            got = outcome["added"].get(pod["key"], {})
+            got = outcome["added"].get(pod.node_key, {})
             if "error" in got:
-                failures.append(f"{node_name}: pod {pod['namespace']}/{pod['name']}: {got['error']}")
+                failures.append(f"{node_name}: pod {pod.key}: {got['error']}")
                 continue
-            objects["pods"][f"{pod['namespace']}/{pod['name']}"] = dict(pod, ip=got["ip"])
+            objects.pods[pod.key] = replace(pod, ip=got["ip"])
     return failures
 
 
-def lost_pods(objects: dict, node: str, state: NodeState) -> list[dict]:
+def lost_pods(objects: LabObjects, node: str, state: NodeState) -> list[Pod]:
     """The lab's pods on `node` that the node lacks or holds without their network namespace (after a reboot,
     or when the node lost its state), in name order."""
-    return sorted((p for p in objects["pods"].values()
-                   if p["node"] == node and state.pods.get(p["key"]) in (None, "gone")), key=lambda p: p["key"])
+    return sorted((p for p in objects.pods.values()
+                   if p.node == node and state.pods.get(p.node_key) in (None, "gone")), key=lambda p: p.node_key)
 
 
-def restore_pods(inv: Inventory, transport: Transport, files: LabFiles, lost: dict[str, list], reports: dict) -> None:
+def restore_pods(inv: Inventory, transport: Transport, files: LabFiles, lost: dict[str, list[Pod]],
+                 reports: dict) -> None:
     """Create the `lost` pods again on the nodes that did not fail, each asking for the IP it had; record their
     IPs (another one where that was taken), which the service sync then uses."""
     pods = [pod for name, pods in lost.items() if reports[name].status != "failed" for pod in pods]
@@ -102,11 +103,12 @@ def reattach(inv: Inventory, transport: Transport, files: LabFiles, nodes: list)
     results = transport.run_all(lambda node: json.loads(transport.run(
         node, agent_argv(inv.name, "pods-reattach", "--conf", conflist_path(inv.name))).stdout), nodes)
     objects = files.read_objects()
+    by_node_key = {p.node_key: p for p in objects.pods.values()}
     for outcome in results.values():
         for key, got in ({} if isinstance(outcome, BaseException) else outcome).items():
-            pod = objects["pods"].get(key.replace("_", "/", 1))
+            pod = by_node_key.get(key)
             if pod and "ip" in got:
-                pod["ip"] = got["ip"]
+                pod.ip = got["ip"]
     files.write_objects(objects)
     return results
 

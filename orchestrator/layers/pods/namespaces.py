@@ -6,19 +6,20 @@ from __future__ import annotations
 
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import NAMESPACE_NAME_LABEL, Manifest
+from orchestrator.core.objects import LabObjects, Namespace, Pod, applied, split_key
 
 BUILT_IN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
-def namespace_labels(objects: dict) -> dict[str, dict]:
+def namespace_labels(objects: LabObjects) -> dict[str, dict]:
     """Every namespace the lab knows (the built-in ones, those applied) -> its labels."""
     found = {name: {NAMESPACE_NAME_LABEL: name} for name in BUILT_IN_NAMESPACES}
-    for name, record in objects.get("namespaces", {}).items():
-        found[name] = {**record.get("labels", {}), NAMESPACE_NAME_LABEL: name}
+    for name, record in objects.namespaces.items():
+        found[name] = {**record.labels, NAMESPACE_NAME_LABEL: name}
     return found
 
 
-def require_namespaces(manifests: list[Manifest], objects: dict) -> None:
+def require_namespaces(manifests: list[Manifest], objects: LabObjects) -> None:
     """Every namespaced object goes into a namespace that exists or is applied along with it (kubectl says
     NotFound otherwise)."""
     known = set(namespace_labels(objects)) | {m.name for m in manifests if m.kind == "Namespace"}
@@ -29,16 +30,15 @@ def require_namespaces(manifests: list[Manifest], objects: dict) -> None:
                              "it in the same file)")
 
 
-def apply_namespaces(manifests: list[Manifest], objects: dict, stamp: str) -> list[str]:
+def apply_namespaces(manifests: list[Manifest], objects: LabObjects, stamp: str) -> list[str]:
     """Record the Namespace manifests; kubectl's result lines."""
     results = []
-    spaces = objects.setdefault("namespaces", {})
     for m in manifests:
         if m.kind == "Namespace":
-            old = spaces.get(m.name)
-            record = {"name": m.name, "labels": m.labels, "created": old["created"] if old else stamp}
-            spaces[m.name] = record
-            results.append(f"{m.ref} {'created' if old is None else 'unchanged' if old == record else 'configured'}")
+            old = objects.namespaces.get(m.name)
+            record = Namespace(m.name, dict(m.labels), old.created if old else stamp)
+            objects.namespaces[m.name] = record
+            results.append(f"{m.ref} {applied(old, old == record)}")
     return results
 
 
@@ -49,11 +49,11 @@ def refuse_built_in(manifests: list[Manifest]) -> None:
                              "delete the objects in it instead")
 
 
-def drop_namespace(objects: dict, name: str) -> list[dict]:
+def drop_namespace(objects: LabObjects, name: str) -> list[Pod]:
     """Forget namespace `name` and the Deployments, Services and NetworkPolicies in it; return its pods,
     which the caller deletes on their nodes."""
-    objects.get("namespaces", {}).pop(name, None)
-    for kind in ("deployments", "services", "endpoints", "policies"):
-        for key in [k for k in objects.get(kind, {}) if k.split("/", 1)[0] == name]:
-            del objects[kind][key]
-    return [p for p in objects["pods"].values() if p["namespace"] == name]
+    objects.namespaces.pop(name, None)
+    for kept in (objects.deployments, objects.services, objects.endpoints, objects.policies):
+        for key in [k for k in kept if split_key(k)[0] == name]:
+            del kept[key]
+    return [p for p in objects.pods.values() if p.namespace == name]

@@ -17,6 +17,7 @@ from typing import Optional
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import Manifest, PodTemplate, fmt_labels
 from orchestrator.core.model import Cluster, Node, dns_ip
+from orchestrator.core.objects import Deployment, LabObjects, Pod, PortMapping, applied
 
 
 SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' alphabet for generated name suffixes
@@ -24,9 +25,9 @@ SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' alphabet for gene
 
 @dataclass
 class PodChanges:
-    create: list = field(default_factory=list)  # new pod records (node chosen, no IP yet)
-    delete: list = field(default_factory=list)  # existing pod records
-    results: list = field(default_factory=list)  # kubectl-style lines: "deployment.apps/nginx created"
+    create: list[Pod] = field(default_factory=list)  # new pods (node chosen, no IP yet)
+    delete: list[Pod] = field(default_factory=list)  # existing pods
+    results: list[str] = field(default_factory=list)  # kubectl-style lines: "deployment.apps/nginx created"
 
 
 NETNS_READABLE = 40  # characters of "<namespace>-<name>" kept in a pod's network namespace name
@@ -48,39 +49,41 @@ def resolv_conf(namespace: str, cluster: Cluster) -> str:
 
 
 def new_pod(cluster: Cluster, name: str, namespace: str, template: PodTemplate, owner: Optional[str],
-            now: str) -> dict:
+            now: str) -> Pod:
     tcp, udp = template.served_ports()
-    lab = cluster.name
-    return {
-        "name": name, "namespace": namespace, "key": f"{namespace}_{name}", "uid": uuid.uuid4().hex,
-        "labels": dict(template.labels), "owner": owner, "template_hash": template.digest(), "image": template.image,
-        "node": template.node_name, "node_selector": dict(template.node_selector), "ip": None,
-        "netns": pod_netns(lab, namespace, name), "tcp": tcp, "udp": udp,
-        "port_mappings": [{"hostPort": p.host_port, "containerPort": p.container_port,
-                           "protocol": p.protocol.lower()} for p in template.ports if p.host_port],
-        "ports": [p.__dict__ for p in template.ports], "created": now,
-        "role": "dns" if "dnsmasq" in template.image else "server", "dns_domain": cluster.dns_domain,
-        "resolv_conf": resolv_conf(namespace, cluster),
-    }
+    return Pod(
+        name=name, namespace=namespace, uid=uuid.uuid4().hex, labels=dict(template.labels), owner=owner,
+        template_hash=template.digest(), image=template.image, node=template.node_name,
+        node_selector=dict(template.node_selector), netns=pod_netns(cluster.name, namespace, name), tcp=tcp, udp=udp,
+        port_mappings=[PortMapping(p.host_port, p.container_port, p.protocol.lower())
+                       for p in template.ports if p.host_port],
+        ports=list(template.ports), created=now, role="dns" if "dnsmasq" in template.image else "server",
+        dns_domain=cluster.dns_domain, resolv_conf=resolv_conf(namespace, cluster))
 
 
-def plan_apply(cluster: Cluster, manifests: list[Manifest], objects: dict, now: str,
+def deployment_record(m: Manifest) -> Deployment:
+    """What the lab keeps of Deployment `m`."""
+    assert m.template is not None
+    return Deployment(m.name, m.namespace, m.replicas, dict(m.selector), m.template.digest(), m.raw)
+
+
+def plan_apply(cluster: Cluster, manifests: list[Manifest], objects: LabObjects, now: str,
                rng: Optional[random.Random] = None) -> PodChanges:
     """The pod changes that make `objects` (the lab's pods and deployments) match `manifests`."""
     rng = rng or random.Random()
-    pods = objects["pods"]
+    pods = objects.pods
     changes = PodChanges()
     for m in manifests:
         if m.kind == "Pod":
-            key = f"{m.namespace}/{m.name}"
-            old = pods.get(key)
-            if old and old.get("owner"):
-                raise InputError(f"{m.source}: metadata.name: pod {key} belongs to {old['owner']}; give the pod "
+            assert m.template is not None
+            old = pods.get(m.key)
+            if old and old.owner:
+                raise InputError(f"{m.source}: metadata.name: pod {m.key} belongs to {old.owner}; give the pod "
                                  "another name")
             # a nodeName that names the node the pod runs on is the scheduler's choice written back (as in
             # `lab get pod -o yaml`): the same pod
-            unplaced = replace(m.template, node_name=None) if m.template.node_name == (old or {}).get("node") else None
-            if old and old["template_hash"] in (m.template.digest(), unplaced and unplaced.digest()):
+            unplaced = replace(m.template, node_name=None) if old and m.template.node_name == old.node else None
+            if old and old.template_hash in (m.template.digest(), unplaced and unplaced.digest()):
                 changes.results.append(f"{m.ref} unchanged")
                 continue
             if old:
@@ -88,38 +91,37 @@ def plan_apply(cluster: Cluster, manifests: list[Manifest], objects: dict, now: 
             changes.create.append(new_pod(cluster, m.name, m.namespace, m.template, None, now))
             changes.results.append(f"{m.ref} {'configured' if old else 'created'}")
         elif m.kind == "Deployment":
-            owner = f"Deployment/{m.key}"
-            digest = m.template.digest()
-            owned = sorted((p for p in pods.values() if p.get("owner") == owner), key=lambda p: p["created"])
-            keep = [p for p in owned if p["template_hash"] == digest][: m.replicas]
+            assert m.template is not None
+            wanted = deployment_record(m)
+            digest = wanted.template_hash
+            owned = sorted(objects.pods_of(wanted.owner), key=lambda p: p.created)
+            keep = [p for p in owned if p.template_hash == digest][: m.replicas]
             changes.delete += [p for p in owned if p not in keep]
-            taken = {p["name"] for p in pods.values()}
+            taken = {p.name for p in pods.values()}
             for _ in range(m.replicas - len(keep)):
                 name = unique_name(f"{m.name}-{digest}", taken, rng)
                 taken.add(name)
-                changes.create.append(new_pod(cluster, name, m.namespace, m.template, owner, now))
-            old = objects["deployments"].get(m.key)
-            state = {"replicas": m.replicas, "selector": m.selector, "template_hash": digest}
-            verb = "created" if old is None else \
-                ("unchanged" if {k: old.get(k) for k in state} == state else "configured")
-            changes.results.append(f"{m.ref} {verb}")
+                changes.create.append(new_pod(cluster, name, m.namespace, m.template, wanted.owner, now))
+            old_deployment = objects.deployments.get(m.key)
+            same = old_deployment is not None and (old_deployment.replicas, old_deployment.selector,
+                                                   old_deployment.template_hash) == (m.replicas, m.selector, digest)
+            changes.results.append(f"{m.ref} {applied(old_deployment, same)}")
     return changes
 
 
-def plan_delete(manifests: list[Manifest], objects: dict) -> PodChanges:
+def plan_delete(manifests: list[Manifest], objects: LabObjects) -> PodChanges:
     changes = PodChanges()
     for m in manifests:
         if m.kind == "Pod":
-            pod = objects["pods"].get(m.key)
-            if pod and not pod.get("owner"):
+            pod = objects.pods.get(m.key)
+            if pod and not pod.owner:
                 changes.delete.append(pod)
                 changes.results.append(f'{m.ref} deleted')
             else:
                 changes.results.append(f"{m.ref} not found")
         elif m.kind == "Deployment":
-            owner = f"Deployment/{m.key}"
-            changes.delete += [p for p in objects["pods"].values() if p.get("owner") == owner]
-            changes.results.append(f"{m.ref} {'deleted' if m.key in objects['deployments'] else 'not found'}")
+            changes.delete += objects.pods_of(f"Deployment/{m.key}")
+            changes.results.append(f"{m.ref} {'deleted' if m.key in objects.deployments else 'not found'}")
     return changes
 
 
@@ -130,33 +132,33 @@ def unique_name(prefix: str, taken: set, rng: random.Random) -> str:
             return name
 
 
-def schedule(new_pods: list[dict], nodes: list[Node], staying: list[dict]) -> None:
+def schedule(new_pods: list[Pod], nodes: list[Node], staying: list[Pod]) -> None:
     """Put each new pod on the node with the fewest pods that may run it (nodeName, nodeSelector, free
-    hostPorts); ties go to the first node in the inventory. Sets each pod's "node"."""
-    counts = Counter(p["node"] for p in staying)
-    host_ports = {(p["node"], m["hostPort"], m["protocol"]) for p in staying for m in p.get("port_mappings", [])}
+    hostPorts); ties go to the first node in the inventory. Sets each pod's node."""
+    counts = Counter(p.node for p in staying)
+    host_ports = {(p.node, m.host_port, m.protocol) for p in staying for m in p.port_mappings}
     for pod in new_pods:
         fits = []
         for node in nodes:
-            if pod["node"] and pod["node"] != node.name:
+            if pod.node and pod.node != node.name:
                 continue
-            if any(node.labels.get(k) != v for k, v in pod.get("node_selector", {}).items()):
+            if any(node.labels.get(k) != v for k, v in pod.node_selector.items()):
                 continue
-            if any((node.name, m["hostPort"], m["protocol"]) in host_ports for m in pod["port_mappings"]):
+            if any((node.name, m.host_port, m.protocol) in host_ports for m in pod.port_mappings):
                 continue
             fits.append(node)
         if not fits:
-            if pod["node"] and pod["node"] not in {n.name for n in nodes}:
-                why = f"nodeName {pod['node']!r} is not a node of the lab"
+            if pod.node and pod.node not in {n.name for n in nodes}:
+                why = f"nodeName {pod.node!r} is not a node of the lab"
             else:
-                wanted = [f"nodeName {pod['node']}"] if pod["node"] else []
-                wanted += [f"nodeSelector {fmt_labels(pod['node_selector'])}"] if pod["node_selector"] else []
-                ports = ", ".join(f"{m['hostPort']}/{m['protocol'].upper()}" for m in pod["port_mappings"])
+                wanted = [f"nodeName {pod.node}"] if pod.node else []
+                wanted += [f"nodeSelector {fmt_labels(pod.node_selector)}"] if pod.node_selector else []
+                ports = ", ".join(f"{m.host_port}/{m.protocol.upper()}" for m in pod.port_mappings)
                 why = (f"no node {'with ' + ' and '.join(wanted) + ' ' if wanted else ''}has "
                        f"{'hostPort ' + ports + ' free' if ports else 'room'}")
-            raise InputError(f"pod {pod['namespace']}/{pod['name']}: cannot be scheduled: {why}; change the "
+            raise InputError(f"pod {pod.key}: cannot be scheduled: {why}; change the "
                              "pod's nodeName, nodeSelector or hostPort")
         chosen = min(fits, key=lambda n: counts[n.name])
-        pod["node"] = chosen.name
+        pod.node = chosen.name
         counts[chosen.name] += 1
-        host_ports |= {(chosen.name, m["hostPort"], m["protocol"]) for m in pod["port_mappings"]}
+        host_ports |= {(chosen.name, m.host_port, m.protocol) for m in pod.port_mappings}

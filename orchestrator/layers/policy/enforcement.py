@@ -26,6 +26,7 @@ from ipaddress import IPv4Network, collapse_addresses, ip_network
 from typing import Optional
 
 from orchestrator.agent.contract import POLICY_TABLE
+from orchestrator.core.objects import LabObjects, Pod
 from orchestrator.layers.podnet.plan import BRIDGE
 from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.policy.plan import Endpoint, Policy, peer_matches, pod_endpoint, policies, selects
@@ -86,14 +87,14 @@ def port_clauses(rule, direction_pods: list[Endpoint], set_prefix: str, sets: di
     return clauses
 
 
-def render_policy(objects: dict) -> Optional[dict]:
+def render_policy(objects: LabObjects) -> Optional[dict]:
     """The lab-policy table for the lab's objects ({"sets": {name: (declaration, elements)}, "chains": {name:
     [lines]}}, the shape the node agent loads), or None when there is no NetworkPolicy."""
     found = policies(objects)
     if not found:
         return None
     namespaces = namespace_labels(objects)
-    pods = [pod_endpoint(p) for p in objects["pods"].values() if p.get("ip")]
+    pods = [pod_endpoint(p) for p in objects.pods.values() if p.ip]
     sets: dict = {}
     chains: dict = {"egress": [], "ingress": []}
     isolated = {"egress": set(), "ingress": set()}
@@ -128,15 +129,15 @@ def render_policy(objects: dict) -> Optional[dict]:
     return {"table": TABLE, "sets": sets, "chains": chains}
 
 
-def policy_sets(objects: dict, pod: dict) -> list[str]:
+def policy_sets(objects: LabObjects, pod: Pod) -> list[str]:
     """The address sets a new pod belongs to that isolate it or name it as selected: the node agent adds it
     to them before its server starts. (Sets where it is someone else's peer follow with the next sync:
     until then it is refused there, never let through.)"""
     found = policies(objects)
     if not found:
         return []
-    me = Endpoint(ip=ip_network("0.0.0.0/32").network_address, namespace=pod["namespace"], name=pod["name"],
-                  labels=tuple(sorted(pod["labels"].items())))
+    me = Endpoint(ip=ip_network("0.0.0.0/32").network_address, namespace=pod.namespace, name=pod.name,
+                  labels=tuple(sorted(pod.labels.items())))
     names = set()
     for policy in found:
         if selects(policy, me):

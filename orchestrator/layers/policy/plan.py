@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 from typing import Optional
 
+from orchestrator.core.manifests import Manifest
+from orchestrator.core.objects import LabObjects, NetworkPolicy, Pod, applied
 from orchestrator.core.policy_spec import Peer, PolicyPort, PolicySpec, Rule, parse_policy_spec
 from orchestrator.layers.pods.namespaces import namespace_labels
 
@@ -60,16 +62,17 @@ class Verdict:
     direction: str = ""  # "egress" or "ingress": which side decided a denial
 
 
-def policies(objects: dict) -> list[Policy]:
+def policies(objects: LabObjects) -> list[Policy]:
     """The lab's NetworkPolicies, in name order (parsed again from what `lab apply` stored)."""
-    return [Policy(r["namespace"], r["name"], parse_policy_spec(r["spec"], f"networkpolicy {key}"))
-            for key, r in sorted(objects.get("policies", {}).items())]
+    return [Policy(r.namespace, r.name, parse_policy_spec(r.spec, f"networkpolicy {key}"))
+            for key, r in sorted(objects.policies.items())]
 
 
-def pod_endpoint(pod: dict) -> Endpoint:
-    ports = tuple((p.get("name"), p.get("protocol", "TCP"), p.get("container_port")) for p in pod.get("ports", []))
-    return Endpoint(ip_address(pod["ip"]), pod["namespace"], pod["name"], tuple(sorted(pod["labels"].items())),
-                    ports, pod.get("node"))
+def pod_endpoint(pod: Pod) -> Endpoint:
+    """A running pod (it has an IP) as one end of a connection."""
+    assert pod.ip is not None, pod.key
+    ports = tuple((p.name, p.protocol, p.container_port) for p in pod.ports)
+    return Endpoint(ip_address(pod.ip), pod.namespace, pod.name, tuple(sorted(pod.labels.items())), ports, pod.node)
 
 
 def selects(policy: Policy, pod: Endpoint) -> bool:
@@ -144,53 +147,50 @@ def verdict(source: Endpoint, destination: Endpoint, number: int, protocol: str,
     return Verdict(True, "; ".join(r for r in reasons if r) or "no policy isolates either end")
 
 
-def apply_policies(manifests, objects: dict, stamp: str) -> list[str]:
+def apply_policies(manifests: list[Manifest], objects: LabObjects, stamp: str) -> list[str]:
     """Record the NetworkPolicy manifests (their spec as written, read again by `policies`); kubectl's lines."""
     results = []
-    stored = objects.setdefault("policies", {})
     for m in manifests:
         if m.kind == "NetworkPolicy":
-            old = stored.get(m.key)
-            record = {"name": m.name, "namespace": m.namespace, "labels": m.labels, "spec": m.raw["spec"],
-                      "created": old["created"] if old else stamp}
-            stored[m.key] = record
-            results.append(f"{m.ref} {'created' if old is None else 'unchanged' if old == record else 'configured'}")
+            old = objects.policies.get(m.key)
+            record = NetworkPolicy(m.name, m.namespace, dict(m.labels), m.raw["spec"], old.created if old else stamp)
+            objects.policies[m.key] = record
+            results.append(f"{m.ref} {applied(old, old == record)}")
     return results
 
 
-def delete_policies(manifests, objects: dict) -> list[str]:
-    stored = objects.setdefault("policies", {})
-    return [f"{m.ref} {'deleted' if stored.pop(m.key, None) is not None else 'not found'}"
+def delete_policies(manifests: list[Manifest], objects: LabObjects) -> list[str]:
+    return [f"{m.ref} {'deleted' if objects.policies.pop(m.key, None) is not None else 'not found'}"
             for m in manifests if m.kind == "NetworkPolicy"]
 
 
 class Judge:
     """The verdicts of the lab's current policies, for `lab verify`: None everywhere when there are none."""
 
-    def __init__(self, objects: dict, namespaces: dict):
+    def __init__(self, objects: LabObjects, namespaces: dict):
         self.policies = policies(objects)
         self.namespaces = namespaces
 
     def __bool__(self) -> bool:
         return bool(self.policies)
 
-    def pods(self, source: dict, destination: dict, number: int, protocol: str) -> Optional[Verdict]:
+    def pods(self, source: Pod, destination: Pod, number: int, protocol: str) -> Optional[Verdict]:
         if not self.policies:
             return None
         return verdict(pod_endpoint(source), pod_endpoint(destination), number, protocol, self.policies,
                        self.namespaces)
 
-    def isolated(self, pod: dict, direction: str) -> bool:
+    def isolated(self, pod: Pod, direction: str) -> bool:
         """Whether some policy isolates `pod` in `direction` ("Ingress" or "Egress")."""
         me = pod_endpoint(pod)
         return any(direction in p.spec.policy_types and selects(p, me) for p in self.policies)
 
 
-def selectors_matching_nothing(objects: dict) -> list[str]:
+def selectors_matching_nothing(objects: LabObjects) -> list[str]:
     """Selectors of the lab's policies that match no pod now: often a typo (app=ngnix), sometimes pods still to
     come. `lab verify` prints them as notes: a typo'd selector is obeyed to the letter, so the matrix alone shows
     only its effect."""
-    pods = [pod_endpoint(p) for p in objects["pods"].values() if p.get("ip")]
+    pods = [pod_endpoint(p) for p in objects.pods.values() if p.ip]
     namespaces = namespace_labels(objects)
     notes = []
     for policy in policies(objects):

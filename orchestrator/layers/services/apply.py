@@ -18,12 +18,13 @@ from typing import Callable, Iterable, Optional
 from orchestrator.agent.contract import chain_digest
 from orchestrator.core.agent import agent_argv
 from orchestrator.core.model import Inventory, Node
+from orchestrator.core.objects import Endpoints, LabObjects, Service
 from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.core.transport import FleetResult, Transport
 from orchestrator.layers.policy.enforcement import render_policy
 from orchestrator.layers.services.iptables import JUMPS, render_iptables
 from orchestrator.layers.services.nftables import render_nft
-from orchestrator.layers.services.plan import dns_records, endpoints
+from orchestrator.layers.services.plan import all_endpoints, dns_records
 
 
 # How often the running controller has every node read its rules back and repair what was changed by
@@ -31,20 +32,20 @@ from orchestrator.layers.services.plan import dns_records, endpoints
 VERIFY_EVERY = 30.0
 
 
-def stale_udp_endpoints(old: dict, new: dict, services: dict) -> list[str]:
+def stale_udp_endpoints(old: Endpoints, new: Endpoints, services: dict[str, Service]) -> list[str]:
     """IPs of UDP endpoints that went away: their conntrack entries must go too."""
-    stale = set()
+    stale: set[str] = set()
     for key, ports in old.items():
         service = services.get(key)
-        udp_ports = {p["name"] or "" for p in (service or {}).get("ports", []) if p["protocol"] == "UDP"}
+        udp_ports = {p.name or "" for p in (service.ports if service else []) if p.protocol == "UDP"}
         for port, eps in ports.items():
             if service is None or port in udp_ports:
-                gone = {e["ip"] for e in eps} - {e["ip"] for e in new.get(key, {}).get(port, [])}
+                gone = {e.ip for e in eps} - {e.ip for e in new.get(key, {}).get(port, [])}
                 stale |= gone
     return sorted(stale)
 
 
-def rules_request(backend: str, services: dict, eps: dict, cluster_cidr: IPv4Network) -> dict:
+def rules_request(backend: str, services: dict[str, Service], eps: Endpoints, cluster_cidr: IPv4Network) -> dict:
     """The service rules part of a node agent's proxy-sync request, for the cluster's proxy mode."""
     request = {"backend": backend, "jumps": [list(j) for j in JUMPS]}
     if backend == "nftables":
@@ -130,26 +131,26 @@ def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict,
     return results
 
 
-def sync_request(inv: Inventory, objects: dict, lost: set, force: bool = False, verify: bool = False) -> tuple:
+def sync_request(inv: Inventory, objects: LabObjects, lost: set, force: bool = False,
+                 verify: bool = False) -> tuple[dict, Endpoints]:
     """The whole proxy-sync request for the lab's objects (the pods of `lost` nodes are not ready), and the
-    endpoints it stands for, as stored in the objects."""
-    services = objects["services"]
-    ready = {k: p for k, p in objects["pods"].items() if p["node"] not in lost}
-    eps = {key: endpoints(service, ready) for key, service in services.items()}
-    stored = {key: {port: [e.__dict__ for e in lst] for port, lst in ports.items()} for key, ports in eps.items()}
+    endpoints it stands for."""
+    services = objects.services
+    ready = {k: p for k, p in objects.pods.items() if p.node not in lost}
+    eps = all_endpoints(services, ready)
     request = rules_request(inv.cluster.proxy_mode, services, eps, inv.cluster.cluster_cidr)
     request.update({
         "force": force,
         "verify": verify,
-        "stale_udp": stale_udp_endpoints(objects.get("endpoints", {}), stored, services),
-        "dns_hosts": "".join(f"{ip} {name}\n" for ip, name in dns_records(services, objects["pods"],
+        "stale_udp": stale_udp_endpoints(objects.endpoints, eps, services),
+        "dns_hosts": "".join(f"{ip} {name}\n" for ip, name in dns_records(services, objects.pods,
                                                                          inv.cluster.dns_domain)),
         "policy": render_policy(objects),  # NetworkPolicy rides the same sync: one atomic load per node
     })
-    return request, stored
+    return request, eps
 
 
-def sync_rules(inv: Inventory, transport: Transport, objects: dict, lost_nodes: Iterable[str] = (),
+def sync_rules(inv: Inventory, transport: Transport, objects: LabObjects, lost_nodes: Iterable[str] = (),
          force: bool = False, verify: bool = False) -> FleetResult:
     """Recompute endpoints and rules from `objects`; push them to every node (but `lost_nodes`, whose pods
     are not ready either). Nodes write only what changed since the last sync; with `verify` they first
@@ -162,11 +163,11 @@ def sync_rules(inv: Inventory, transport: Transport, objects: dict, lost_nodes: 
     sent = SentRules.read(ledger)
     results = push_rules(transport, inv.name, [n for n in inv.nodes if n.name not in lost], request, sent)
     sent.write(ledger)
-    objects["endpoints"] = stored
+    objects.endpoints = stored
     return results
 
 
-def preview(inv: Inventory, transport: Transport, objects: dict, nodes: Iterable[Node]) -> FleetResult:
+def preview(inv: Inventory, transport: Transport, objects: LabObjects, nodes: Iterable[Node]) -> FleetResult:
     """What a sync would write and delete on `nodes`, changing nothing. A node whose agent predates
     `--dry-run` refuses the option: its answer is an exception, never a load."""
     request, _ = sync_request(inv, objects, set())
@@ -202,8 +203,8 @@ def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once:
                     files.write_objects(objects)
                     seen_mtime = files.objects.stat().st_mtime_ns
                 lost = now_lost
-                ready = sum(len(e) for ports in objects["endpoints"].values() for e in ports.values())
-                report(f"synced {len(objects['services'])} service(s), {ready} endpoint(s) to "
+                ready = sum(len(e) for ports in objects.endpoints.values() for e in ports.values())
+                report(f"synced {len(objects.services)} service(s), {ready} endpoint(s) to "
                        f"{len(inv.nodes) - len(lost)} node(s)" + (f"; failed: {'; '.join(failures)}" if failures else ""))
             if once or (stop and stop()):
                 return

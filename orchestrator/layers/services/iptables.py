@@ -13,7 +13,8 @@ import base64
 import hashlib
 from ipaddress import IPv4Network
 
-from orchestrator.layers.services.plan import Endpoint
+from orchestrator.core.manifests import ServicePort
+from orchestrator.core.objects import Endpoint, Endpoints, Service
 
 
 MASQ_MARK = "0x4000"
@@ -38,21 +39,21 @@ def port_proto_hash(text: str) -> str:
     return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
 
 
-def service_port_name(service: dict, port: dict) -> str:
+def service_port_name(service: Service, port: ServicePort) -> str:
     """kube-proxy's ServicePortName: "ns/name" plus ":port-name" when the port has a name."""
-    return f"{service['namespace']}/{service['name']}" + (f":{port['name']}" if port["name"] else "")
+    return service.key + (f":{port.name}" if port.name else "")
 
 
-def svc_chain(service: dict, port: dict) -> str:
-    return "KUBE-SVC-" + port_proto_hash(service_port_name(service, port) + port["protocol"].lower())
+def svc_chain(service: Service, port: ServicePort) -> str:
+    return "KUBE-SVC-" + port_proto_hash(service_port_name(service, port) + port.protocol.lower())
 
 
-def ext_chain(service: dict, port: dict) -> str:
-    return "KUBE-EXT-" + port_proto_hash(service_port_name(service, port) + port["protocol"].lower())
+def ext_chain(service: Service, port: ServicePort) -> str:
+    return "KUBE-EXT-" + port_proto_hash(service_port_name(service, port) + port.protocol.lower())
 
 
-def sep_chain(service: dict, port: dict, endpoint: Endpoint) -> str:
-    return "KUBE-SEP-" + port_proto_hash(service_port_name(service, port) + port["protocol"].lower()
+def sep_chain(service: Service, port: ServicePort, endpoint: Endpoint) -> str:
+    return "KUBE-SEP-" + port_proto_hash(service_port_name(service, port) + port.protocol.lower()
                                          + endpoint.address)
 
 
@@ -64,7 +65,7 @@ def probability(n: int, i: int) -> str:
     return f"{scaled / 0x80000000:.11f}"
 
 
-def render_iptables(services: dict, endpoints: dict, cluster_cidr: IPv4Network) -> dict:
+def render_iptables(services: dict[str, Service], endpoints: Endpoints, cluster_cidr: IPv4Network) -> dict:
     """(table, chain) -> rules for every service port; `endpoints` maps service key -> port name -> list."""
     nat: dict[str, list[str]] = {chain: [] for chain in NAT_BASE}
     filt: dict[str, list[str]] = {chain: [] for chain in FILTER_BASE}
@@ -78,31 +79,31 @@ def render_iptables(services: dict, endpoints: dict, cluster_cidr: IPv4Network) 
     ]
     for key in sorted(services):
         service = services[key]
-        for port in service["ports"]:
+        for port in service.ports:
             name = service_port_name(service, port)
-            proto = port["protocol"].lower()
-            cip = service["cluster_ip"]
-            eps = endpoints.get(key, {}).get(port["name"] or "", [])
+            proto = port.protocol.lower()
+            cip = service.cluster_ip
+            eps = endpoints.get(key, {}).get(port.name or "", [])
             match = f"-d {cip}/32 -p {proto}"
             if not eps:
                 filt["KUBE-SERVICES"].append(
                     f'-A KUBE-SERVICES {match} -m comment --comment "{name} has no endpoints" -m {proto} '
-                    f"--dport {port['port']} -j REJECT --reject-with icmp-port-unreachable")
-                if port.get("node_port"):
+                    f"--dport {port.port} -j REJECT --reject-with icmp-port-unreachable")
+                if port.node_port:
                     filt["KUBE-EXTERNAL-SERVICES"].append(
                         f'-A KUBE-EXTERNAL-SERVICES -p {proto} -m comment --comment "{name} has no endpoints" '
-                        f"-m addrtype --dst-type LOCAL -m {proto} --dport {port['node_port']} "
+                        f"-m addrtype --dst-type LOCAL -m {proto} --dport {port.node_port} "
                         "-j REJECT --reject-with icmp-port-unreachable")
                 continue
             svc = svc_chain(service, port)
             nat["KUBE-SERVICES"].append(f'-A KUBE-SERVICES {match} -m comment --comment "{name} cluster IP" '
-                                        f"-m {proto} --dport {port['port']} -j {svc}")
+                                        f"-m {proto} --dport {port.port} -j {svc}")
             rules = [f'-A {svc} ! -s {cluster_cidr} {match} -m comment --comment "{name} cluster IP" '
-                     f"-m {proto} --dport {port['port']} -j KUBE-MARK-MASQ"]
-            affinity = service["session_affinity"] == "ClientIP"
+                     f"-m {proto} --dport {port.port} -j KUBE-MARK-MASQ"]
+            affinity = service.session_affinity == "ClientIP"
             if affinity:
                 rules += [f'-A {svc} -m comment --comment "{name} -> {ep.address}" -m recent --rcheck --seconds '
-                          f"{service['affinity_timeout']} --reap --name {sep_chain(service, port, ep)} "
+                          f"{service.affinity_timeout} --reap --name {sep_chain(service, port, ep)} "
                           f"--mask 255.255.255.255 --rsource -j {sep_chain(service, port, ep)}" for ep in eps]
             for i, ep in enumerate(eps):
                 sep = sep_chain(service, port, ep)
@@ -114,10 +115,10 @@ def render_iptables(services: dict, endpoints: dict, cluster_cidr: IPv4Network) 
                             f'-A {sep} -p {proto} -m comment --comment "{name}"{remember} -m {proto} '
                             f"-j DNAT --to-destination {ep.address}"]
             nat[svc] = rules
-            if port.get("node_port"):
+            if port.node_port:
                 ext = ext_chain(service, port)
                 nat["KUBE-NODEPORTS"].append(f'-A KUBE-NODEPORTS -p {proto} -m comment --comment "{name}" '
-                                             f"-m {proto} --dport {port['node_port']} -j {ext}")
+                                             f"-m {proto} --dport {port.node_port} -j {ext}")
                 nat[ext] = [f'-A {ext} -m comment --comment "masquerade traffic for {name} external destinations" '
                             "-j KUBE-MARK-MASQ",
                             f"-A {ext} -j {svc}"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from orchestrator.agent.contract import NFT_TABLE
+from orchestrator.core.objects import Endpoints, Service
 from orchestrator.layers.services.iptables import MASQ_MARK, port_proto_hash, service_port_name
 
 
@@ -30,7 +31,7 @@ def _chain_name(prefix: str, text: str) -> str:
     return f"{prefix}-{port_proto_hash(text)[:12].lower()}"
 
 
-def render_nft(services: dict, endpoints: dict, cluster_cidr: IPv4Network) -> dict:
+def render_nft(services: dict[str, Service], endpoints: Endpoints, cluster_cidr: IPv4Network) -> dict:
     """{"chains": {name: [lines]}, "sets": {name: [declaration, [elements]]}} for the lab-proxy table."""
     service_ips, backends, nodeports, nodeport_backends = {}, {}, {}, {}
     no_endpoints, no_endpoint_nodeports, hairpin, external = {}, {}, set(), set()
@@ -58,11 +59,11 @@ def render_nft(services: dict, endpoints: dict, cluster_cidr: IPv4Network) -> di
     affinity_sets: dict[str, int] = {}
     for key in sorted(services):
         service = services[key]
-        for port in service["ports"]:
-            proto = port["protocol"].lower()
-            vip = f"{service['cluster_ip']} . {proto} . {port['port']}"
-            np = f"{proto} . {port['node_port']}" if port.get("node_port") else None
-            eps = endpoints.get(key, {}).get(port["name"] or "", [])
+        for port in service.ports:
+            proto = port.protocol.lower()
+            vip = f"{service.cluster_ip} . {proto} . {port.port}"
+            np = f"{proto} . {port.node_port}" if port.node_port else None
+            eps = endpoints.get(key, {}).get(port.name or "", [])
             if not eps:
                 no_endpoints[vip] = "goto reject-packet"
                 if np:
@@ -70,13 +71,13 @@ def render_nft(services: dict, endpoints: dict, cluster_cidr: IPv4Network) -> di
                 continue
             external.add(vip)
             hairpin.update(f"{ep.ip} . {ep.ip}" for ep in eps)
-            if service["session_affinity"] == "ClientIP":
+            if service.session_affinity == "ClientIP":
                 name = service_port_name(service, port) + proto
                 svc = _chain_name("svc", name)
                 picks = []
                 for i, ep in enumerate(eps):
                     ep_chain = _chain_name("ep", name + ep.address)
-                    affinity_sets[f"{ep_chain}-clients"] = service["affinity_timeout"]
+                    affinity_sets[f"{ep_chain}-clients"] = service.affinity_timeout
                     chains[ep_chain] = [f"update @{ep_chain}-clients {{ ip saddr }}",
                                         f"meta l4proto {proto} dnat to {ep.address}"]
                     picks.append(f"{i} : goto {ep_chain}")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Optional
 
 from orchestrator.core.errors import InputError
-from orchestrator.core.manifests import Manifest, fmt_labels
+from orchestrator.core.manifests import Manifest, ServicePort, fmt_labels
 from orchestrator.core.model import dns_ip
+from orchestrator.core.objects import Endpoint, Endpoints, Pod, Service
 
 
 NODE_PORTS = range(30000, 32768)
@@ -20,28 +21,16 @@ def reserved_ips(service_cidr: IPv4Network) -> set:
     return {service_cidr[0], service_cidr[1], service_cidr[-1], dns_ip(service_cidr)}
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    ip: str
-    port: int
-    node: str
-    pod: str
-
-    @property
-    def address(self) -> str:
-        return f"{self.ip}:{self.port}"
-
-
 class AddressBook:
     """The ClusterIPs and NodePorts the services hold, kept current while many services are recorded in one
     pass: lookups are dictionary lookups and the lowest free address is found from a cursor, so recording
     10,000 services is linear, not a scan of every service per service."""
 
-    def __init__(self, services: dict, service_cidr: IPv4Network):
+    def __init__(self, services: dict[str, Service], service_cidr: IPv4Network):
         self.cidr = service_cidr
         self.reserved = reserved_ips(service_cidr)
-        self.ips = {v["cluster_ip"]: k for k, v in services.items()}
-        self.node_ports = {p["node_port"]: k for k, v in services.items() for p in v["ports"] if p.get("node_port")}
+        self.ips = {v.cluster_ip: k for k, v in services.items()}
+        self.node_ports = {p.node_port: k for k, v in services.items() for p in v.ports if p.node_port}
         self._ip_cursor = int(service_cidr.network_address)
         self._port_cursor = NODE_PORTS.start
 
@@ -74,25 +63,26 @@ class AddressBook:
             port += 1
         return port if port < NODE_PORTS.stop else None
 
-    def hold(self, key: str, old: Optional[dict], record: dict) -> None:
+    def hold(self, key: str, old: Optional[Service], record: Service) -> None:
         """`key` now holds what `record` names, and no longer what `old` named but `record` does not."""
-        kept_ports = {p["node_port"] for p in record["ports"]}
-        for ip in [old["cluster_ip"]] if old and old["cluster_ip"] != record["cluster_ip"] else []:
+        kept_ports = {p.node_port for p in record.ports}
+        for ip in [old.cluster_ip] if old and old.cluster_ip != record.cluster_ip else []:
             if self.ips.get(ip) == key:
                 del self.ips[ip]
                 self._ip_cursor = min(self._ip_cursor, int(IPv4Address(ip)))
-        for port in [p["node_port"] for p in (old or {}).get("ports", []) if p.get("node_port") not in kept_ports]:
+        for port in [p.node_port for p in (old.ports if old else []) if p.node_port and p.node_port not in kept_ports]:
             if self.node_ports.get(port) == key:
                 del self.node_ports[port]
                 self._port_cursor = min(self._port_cursor, port)
-        self.ips[record["cluster_ip"]] = key
-        self.node_ports.update((p["node_port"], key) for p in record["ports"] if p["node_port"])
+        self.ips[record.cluster_ip] = key
+        self.node_ports.update((p.node_port, key) for p in record.ports if p.node_port)
 
 
-def service_record(m: Manifest, old: Optional[dict], book: AddressBook, now: str) -> dict:
+def service_record(m: Manifest, old: Optional[Service], book: AddressBook, now: str) -> Service:
     """The stored form of Service `m` (`old`: its stored form so far), with its ClusterIP and NodePorts kept,
     taken as asked, or allocated from `book`, which then holds them."""
     spec = m.service
+    assert spec is not None
     service_cidr = book.cidr
     if spec.cluster_ip:
         try:
@@ -110,14 +100,15 @@ def service_record(m: Manifest, old: Optional[dict], book: AddressBook, now: str
             raise InputError(f"{m.source}: spec.clusterIP: {wanted} is reserved; give another address or leave it out")
         cluster_ip = str(wanted)
     elif old:
-        cluster_ip = old["cluster_ip"]
+        cluster_ip = old.cluster_ip
     else:
-        cluster_ip = book.free_ip()
-        if cluster_ip is None:
+        free = book.free_ip()
+        if free is None:
             raise InputError(f"{m.source}: no free address left in the service CIDR {service_cidr}")
-    old_ports = {(p["port"], p["protocol"]): p.get("node_port") for p in (old or {}).get("ports", [])}
+        cluster_ip = free
+    old_ports = {(p.port, p.protocol): p.node_port for p in (old.ports if old else [])}
     # NodePorts asked for (or kept) first, so that allocating the others cannot take one of them
-    node_ports: list = [None] * len(spec.ports)
+    node_ports: list[Optional[int]] = [None] * len(spec.ports)
     if spec.type == "NodePort":
         for i, p in enumerate(spec.ports):
             node_port = p.node_port or old_ports.get((p.port, p.protocol))
@@ -136,60 +127,57 @@ def service_record(m: Manifest, old: Optional[dict], book: AddressBook, now: str
             if node_ports[i] is None:
                 raise InputError(f"{m.source}: spec.ports[{i}]: no free NodePort left in 30000-32767; delete a "
                                  "NodePort service or use type ClusterIP")
-    ports = [{"name": p.name, "protocol": p.protocol, "port": p.port, "target_port": p.target_port,
-              "node_port": node_port} for p, node_port in zip(spec.ports, node_ports)]
-    record = {"name": m.name, "namespace": m.namespace, "type": spec.type, "cluster_ip": cluster_ip, "ports": ports,
-              "selector": dict(m.selector), "session_affinity": spec.session_affinity,
-              "affinity_timeout": spec.affinity_timeout, "labels": dict(m.labels),
-              "created": (old or {}).get("created", now)}
+    ports = [replace(p, node_port=node_port) for p, node_port in zip(spec.ports, node_ports)]
+    record = Service(name=m.name, namespace=m.namespace, type=spec.type, cluster_ip=cluster_ip, ports=ports,
+                     selector=dict(m.selector), session_affinity=spec.session_affinity,
+                     affinity_timeout=spec.affinity_timeout, labels=dict(m.labels), created=old.created if old else now)
     book.hold(m.key, old, record)
     return record
 
 
-def selected(service: dict, pod: dict) -> bool:
+def selected(service: Service, pod: Pod) -> bool:
     """Does the service's selector pick `pod`? (An empty selector picks none: no managed endpoints.)"""
-    return (bool(service["selector"]) and pod["namespace"] == service["namespace"]
-            and all(pod["labels"].get(k) == v for k, v in service["selector"].items()))
+    return (bool(service.selector) and pod.namespace == service.namespace
+            and all(pod.labels.get(k) == v for k, v in service.selector.items()))
 
 
-def target_port(port: dict, pod: dict) -> Optional[int]:
+def target_port(port: ServicePort, pod: Pod) -> Optional[int]:
     """The pod's port for a service port: the number, or the containerPort named so (None: not declared)."""
-    target = port["target_port"]
-    if isinstance(target, int):
-        return target
-    for p in pod.get("ports", []):
-        if p.get("name") == target and p["protocol"] == port["protocol"]:
-            return p["container_port"]
-    return None
+    if isinstance(port.target_port, int):
+        return port.target_port
+    return pod.port_named(port.target_port, port.protocol)
 
 
-def endpoints(service: dict, pods: dict) -> dict:
+def endpoints(service: Service, pods: dict[str, Pod]) -> dict[str, list[Endpoint]]:
     """Per service port name ("" when unnamed): the ready endpoints, ordered by address."""
     result = {}
-    for port in service["ports"]:
+    for port in service.ports:
         eps = []
         for pod in pods.values():
-            if pod.get("ip") and selected(service, pod):
+            if pod.ip and selected(service, pod):
                 number = target_port(port, pod)
                 if number is not None:
-                    eps.append(Endpoint(pod["ip"], number, pod["node"], pod["name"]))
-        result[port["name"] or ""] = sorted(eps, key=lambda e: tuple(int(x) for x in e.ip.split(".")) + (e.port,))
+                    eps.append(Endpoint(pod.ip, number, pod.node, pod.name))
+        result[port.name or ""] = sorted(eps, key=lambda e: tuple(int(x) for x in e.ip.split(".")) + (e.port,))
     return result
 
 
-def check_target_ports(service: dict, source: str, candidates: list[dict]) -> None:
+def all_endpoints(services: dict[str, Service], pods: dict[str, Pod]) -> Endpoints:
+    return {key: endpoints(service, pods) for key, service in services.items()}
+
+
+def check_target_ports(service: Service, source: str, candidates: list[Pod]) -> None:
     """A named targetPort must be declared by some pod the selector picks (when it picks any)."""
     picked = [p for p in candidates if selected(service, p)]
-    for i, port in enumerate(service["ports"]):
-        if isinstance(port["target_port"], str) and picked and all(target_port(port, p) is None for p in picked):
+    for i, port in enumerate(service.ports):
+        if isinstance(port.target_port, str) and picked and all(target_port(port, p) is None for p in picked):
             raise InputError(f"{source}: spec.ports[{i}].targetPort: no container of the pods selected by "
-                             f"{fmt_labels(service['selector'])} declares a port named {port['target_port']!r}; "
+                             f"{fmt_labels(service.selector)} declares a port named {port.target_port!r}; "
                              "name the containerPort so, or give a number")
 
 
-def dns_records(services: dict, pods: dict, domain: str) -> list[tuple[str, str]]:
+def dns_records(services: dict[str, Service], pods: dict[str, Pod], domain: str) -> list[tuple[str, str]]:
     """(address, name) for every service (<svc>.<ns>.svc.<domain>) and pod (<a-b-c-d>.<ns>.pod.<domain>)."""
-    records = [(s["cluster_ip"], f"{s['name']}.{s['namespace']}.svc.{domain}") for s in services.values()]
-    records += [(p["ip"], f"{p['ip'].replace('.', '-')}.{p['namespace']}.pod.{domain}")
-                for p in pods.values() if p.get("ip")]
+    records = [(s.cluster_ip, f"{s.name}.{s.namespace}.svc.{domain}") for s in services.values()]
+    records += [(p.ip, f"{p.ip.replace('.', '-')}.{p.namespace}.pod.{domain}") for p in pods.values() if p.ip]
     return sorted(records)
