@@ -20,27 +20,28 @@ from orchestrator.agent.contract import CNI_PATH, conf_digest
 from orchestrator.core.agent import agent_command, agent_files
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.ipam import lease_subnets
-from orchestrator.core.manifests import Manifest, load_text
+from orchestrator import kinds
+from orchestrator.core.manifests import Manifest
 from orchestrator.core.model import Inventory, Node, dns_ip
-from orchestrator.core.objects import LabObjects, Namespace, Pod, applied, split_key
+from orchestrator.core.objects import LabObjects, Namespace, Pod, split_key
 from orchestrator.core.names import label_problem
 from orchestrator.core.script import Change, render_script
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import NodeError, Transport
-from orchestrator.layers.dns.plan import cluster_dns_manifests
+from orchestrator.layers.dns.plan import cluster_dns_yaml
 from orchestrator.layers.nodes import read as node_read
 from orchestrator.layers.nodes import boot
 from orchestrator.layers.nodes.facts import NodeFacts, conflist_path
 from orchestrator.layers.podnet import changes as podnet
 from orchestrator.layers.podnet.plan import plan_node
 from orchestrator.layers.pods import apply as pods_mod
-from orchestrator.layers.pods.namespaces import (BUILT_IN_NAMESPACES, apply_namespaces, drop_namespace,
-        refuse_built_in, require_namespaces)
-from orchestrator.layers.pods.plan import PodChanges, deployment_record, plan_apply, plan_delete, schedule
+from orchestrator.layers.pods.namespaces import BUILT_IN_NAMESPACES, require_namespaces
+from orchestrator.layers.pods.plan import PodChanges
 from orchestrator.layers.policy.enforcement import policy_sets
-from orchestrator.layers.policy.plan import apply_policies, delete_policies
 from orchestrator.layers.services import apply as services_mod
-from orchestrator.layers.services.plan import AddressBook, check_target_ports, service_record
+from orchestrator.kinds.deployment import DEPLOYMENT
+from orchestrator.kinds.namespace import NAMESPACE
+from orchestrator.kinds.pod import POD
 
 
 @dataclass
@@ -166,7 +167,7 @@ def start_cluster_dns(inv: Inventory, transport: Transport, files: LabFiles,
                       progress: Callable[[str], None]) -> None:
     """Apply the built-in kube-dns Service and Deployment (a no-op when they are there). deploy has just
     synced the service rules: they are synced again only when this changes something."""
-    results = apply_manifests(inv, transport, files, cluster_dns_manifests(inv.cluster), resync=False)
+    results = apply_manifests(inv, transport, files, kinds.load_text(*cluster_dns_yaml(inv.cluster)), resync=False)
     if any(not line.endswith("unchanged") for line in results):
         progress(f"cluster DNS: kube-system/kube-dns at {dns_ip(inv.cluster.service_cidr)}, 2 dnsmasq pods")
 
@@ -220,48 +221,34 @@ def require_network(inv: Inventory, objects: LabObjects) -> None:
 
 def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest],
                     progress: Callable[[str], None] = lambda line: None, resync: bool = True) -> list[str]:
-    """Make the lab's namespaces, policies, pods and services match `manifests`; return kubectl-style result
-    lines. Everything is validated before anything changes on a node. When policies change, their rules are
-    loaded before any new pod starts (which then goes into the sets that isolate it before its server starts);
-    the service rules are synced after; with `resync` False (the caller has just synced them) only when
-    something changed."""
+    """Make the lab's objects match `manifests`; return kubectl-style result lines. Everything is validated and
+    planned before anything changes on a node. When policies change, their rules are loaded before any new pod
+    starts (which then goes into the sets that isolate it before its server starts); the service rules are
+    synced after; with `resync` False (the caller has just synced them) only when something changed."""
     objects = files.read_objects()
     require_network(inv, objects)
     require_namespaces(manifests, objects)
-    stamp = pods_mod.now()
-    changes = plan_apply(inv.cluster, manifests, objects, stamp)
-    deleted = {id(p) for p in changes.delete}
-    staying = [p for p in objects.pods.values() if id(p) not in deleted]
-    schedule(changes.create, list(inv.nodes), staying)
-    services = dict(objects.services)
-    book = AddressBook(services, inv.cluster.service_cidr)
-    namespaces = apply_namespaces(manifests, objects, stamp)
-    before = dict(objects.policies)
-    results = apply_policies(manifests, objects, stamp)
-    for m in manifests:
-        if m.kind == "Service":
-            old = services.get(m.key)
-            record = service_record(m, old, book, stamp)
-            check_target_ports(record, m.source, staying + changes.create)
-            services[m.key] = record
-            results.append(f"{m.ref} {applied(old, old == record)}")
-    for m in manifests:
-        if m.kind == "Deployment":
-            objects.deployments[m.key] = deployment_record(m)
+    policies_before, services_before = dict(objects.policies), dict(objects.services)
+    plan, results = kinds.plan(inv.cluster, list(inv.nodes), objects, manifests, pods_mod.now())
     failures = []
-    if objects.policies != before:
+    if objects.policies != policies_before:
         progress("loading the NetworkPolicy rules before the pods")
         failures += sync_failures(inv, transport, objects)
-    if changes.create or changes.delete:
-        progress(f"{len(changes.create)} pod(s) to create, {len(changes.delete)} to delete")
-    failures += pods_mod.apply_pod_changes(inv, transport, objects, changes, lambda pod: policy_sets(objects, pod))
-    if resync or changes.create or changes.delete or services != objects.services:
-        objects.services = services
+    failures += carry_out(inv, transport, objects, plan.pods, progress)
+    if resync or plan.pods.create or plan.pods.delete or objects.services != services_before:
         failures += sync_failures(inv, transport, objects)
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
-    return namespaces + changes.results + results
+    return results
+
+
+def carry_out(inv: Inventory, transport: Transport, objects: LabObjects, changes: PodChanges,
+              progress: Callable[[str], None]) -> list[str]:
+    """Delete and create the pods of a plan on their nodes; the failures, one line each."""
+    if changes.create or changes.delete:
+        progress(f"{len(changes.create)} pod(s) to create, {len(changes.delete)} to delete")
+    return pods_mod.apply_pod_changes(inv, transport, objects, changes, lambda pod: policy_sets(objects, pod))
 
 
 def sync_failures(inv: Inventory, transport: Transport, objects: LabObjects) -> list[str]:
@@ -271,31 +258,16 @@ def sync_failures(inv: Inventory, transport: Transport, objects: LabObjects) -> 
 
 def delete_manifests(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest],
                      progress: Callable[[str], None] = lambda line: None) -> list[str]:
-    """Delete what `manifests` name (a Deployment with its pods, a Namespace with everything in it); return
-    kubectl-style result lines."""
-    refuse_built_in(manifests)
+    """Delete what `manifests` name (with what each takes along: a Deployment its pods, a Namespace everything in
+    it); return kubectl-style result lines."""
     objects = files.read_objects()
-    changes = plan_delete(manifests, objects)
-    results = delete_policies(manifests, objects)
-    for m in manifests:
-        if m.kind == "Deployment":
-            objects.deployments.pop(m.key, None)
-        elif m.kind == "Service":
-            existed = objects.services.pop(m.key, None) is not None
-            results.append(f"service/{m.name} {'deleted' if existed else 'not found'}")
-        elif m.kind == "Namespace":
-            existed = m.name in objects.namespaces
-            doomed = {id(p) for p in changes.delete}
-            changes.delete += [p for p in drop_namespace(objects, m.name) if id(p) not in doomed]
-            results.append(f"namespace/{m.name} {'deleted' if existed else 'not found'}")
-    if changes.delete:
-        progress(f"{len(changes.delete)} pod(s) to delete")
-    failures = pods_mod.apply_pod_changes(inv, transport, objects, changes)
+    plan, results = kinds.plan(inv.cluster, list(inv.nodes), objects, manifests, pods_mod.now(), deleting=True)
+    failures = carry_out(inv, transport, objects, plan.pods, progress)
     failures += sync_failures(inv, transport, objects)
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
-    return changes.results + results
+    return results
 
 
 def relabel(inv: Inventory, transport: Transport, files: LabFiles, kind: str, key: str,
@@ -306,13 +278,13 @@ def relabel(inv: Inventory, transport: Transport, files: LabFiles, kind: str, ke
     record: Union[Namespace, Pod]
     if kind == "namespace":
         if key not in objects.namespaces and key not in BUILT_IN_NAMESPACES:
-            raise LabError(f'Error from server (NotFound): namespaces "{key}" not found')
+            raise LabError(NAMESPACE.not_found(key))
         record = objects.namespaces.setdefault(key, Namespace(key, {}, pods_mod.now()))
     else:
         pod = objects.pods.get(key)
         if pod is None:
             namespace, name = split_key(key)
-            raise LabError(f'Error from server (NotFound): pods "{name}" not found in namespace {namespace!r}')
+            raise LabError(POD.not_found(name, namespace))
         record = pod
     labels = dict(record.labels)
     for label, value in changes.items():
@@ -341,7 +313,7 @@ def restart_deployment(inv: Inventory, transport: Transport, files: LabFiles, ke
     objects = files.read_objects()
     deployment = objects.deployments.get(key)
     if deployment is None:
-        raise LabError(f'Error from server (NotFound): deployments.apps "{split_key(key)[1]}" not found')
+        raise LabError(DEPLOYMENT.not_found(split_key(key)[1]))
     if not deployment.manifest:
         raise InputError(f"deployment {key} was applied before the lab kept manifests; `lab apply` it once again")
     old = objects.pods_of(deployment.owner)
@@ -350,5 +322,6 @@ def restart_deployment(inv: Inventory, transport: Transport, files: LabFiles, ke
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
-    apply_manifests(inv, transport, files, load_text(json.dumps(deployment.manifest), f"deployment {key}"), progress)
+    apply_manifests(inv, transport, files, kinds.load_text(json.dumps(deployment.manifest), f"deployment {key}"),
+                    progress)
     return f"deployment.apps/{key.split('/', 1)[1]} restarted"

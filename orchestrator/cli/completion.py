@@ -8,7 +8,9 @@ import argparse
 import argcomplete
 
 from orchestrator.cli.common import resolve_inventory
-from orchestrator.cli.resources import ALIASES, KINDS
+from orchestrator.cli.resources import get_names
+from orchestrator.kinds import by_name
+from orchestrator.kinds.pod import POD
 from orchestrator.core.errors import LabError
 from orchestrator.core.objects import LabObjects
 from orchestrator.core.state import LabFiles
@@ -24,7 +26,7 @@ def lab_objects(parsed_args):
 
 
 def kinds(prefix: str, **kwargs) -> list[str]:
-    words = sorted(set(ALIASES) | {"all"})
+    words = sorted(set(get_names()) | {"all"})
     if "," in prefix:  # a list of kinds: complete its last word
         head, _, last = prefix.rpartition(",")
         return [f"{head},{w}" for w in words if w.startswith(last)]
@@ -36,8 +38,7 @@ def names(prefix: str, parsed_args, **kwargs) -> list[str]:
     inv, objects = lab_objects(parsed_args)
     if inv is None:
         return []
-    kind = KINDS.get(ALIASES.get(getattr(parsed_args, "resource", None) or getattr(parsed_args, "kind", None)
-                                 or "pods", "pods"), KINDS["pods"])
+    kind = by_name(getattr(parsed_args, "resource", None) or getattr(parsed_args, "kind", None) or "pods") or POD
     namespace = getattr(parsed_args, "namespace", "default")
     found = [r.name for r in kind.items(inv, objects) if not kind.namespaced or r.namespace == namespace]
     return [n for n in found if n.startswith(prefix)]

@@ -10,15 +10,14 @@ import yaml
 
 from orchestrator import pipeline
 from orchestrator.cli.common import out, progress, resolve_inventory, warn
-from orchestrator.cli.resources import ALIASES
+from orchestrator import kinds
 from orchestrator.core.errors import InputError, LabError
-from orchestrator.core.manifests import Manifest, parse
 from orchestrator.core.objects import key_of
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
-
-KIND_OF = {"pods": "Pod", "deployments": "Deployment", "services": "Service", "namespaces": "Namespace",
-           "networkpolicies": "NetworkPolicy"}
+from orchestrator.kinds.deployment import DEPLOYMENT
+from orchestrator.kinds.namespace import NAMESPACE
+from orchestrator.kinds.pod import POD
 
 
 def container(name: str, image: str, port) -> dict:
@@ -58,7 +57,7 @@ def labels_of(text) -> dict:
 def apply_doc(args, doc: dict) -> int:
     """Print the object (--dry-run=client) or apply it; the checks are `lab apply`'s either way."""
     source = f"lab {args.command_name}"
-    manifest = parse(doc, source, warn)
+    manifest = kinds.parse(doc, source, warn)
     if args.dry_run == "client":
         print(json.dumps(doc, indent=2) if args.output == "json" else yaml.safe_dump(doc, sort_keys=False), end="")
         return 0
@@ -85,16 +84,18 @@ def cmd_create(args) -> int:
 def cmd_expose(args) -> int:
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
-    kind = ALIASES.get(args.kind)
+    kind = kinds.by_name(args.kind)
     key = key_of(args.namespace, args.name)
-    if kind == "deployments" and key in objects.deployments:
+    if kind is DEPLOYMENT and key in objects.deployments:
         selector = objects.deployments[key].selector
         owned = objects.pods_of(objects.deployments[key].owner)
-    elif kind == "pods" and key in objects.pods:
+    elif kind is POD and key in objects.pods:
         selector, owned = objects.pods[key].labels, [objects.pods[key]]
+    elif kind in (DEPLOYMENT, POD):
+        raise LabError(kind.not_found(args.name, args.namespace))
     else:
-        raise LabError(f'Error from server (NotFound): {kind or args.kind} "{args.name}" not found in namespace '
-                       f"{args.namespace!r}")
+        raise InputError(f"lab expose: {args.kind!r}: the lab exposes deployments and pods; write "
+                         "lab expose deploy NAME --port 80")
     port = args.port or next((p.container_port for pod in owned for p in pod.ports), None)
     if port is None:
         raise InputError(f"lab expose: {args.kind}/{args.name} has no container port; give --port N")
@@ -106,7 +107,7 @@ def cmd_scale(args) -> int:
     inv = resolve_inventory(args.inventory)
     record = LabFiles.of(inv.name).read_objects().deployments.get(key_of(args.namespace, args.name))
     if record is None:
-        raise LabError(f'Error from server (NotFound): deployments.apps "{args.name}" not found')
+        raise LabError(DEPLOYMENT.not_found(args.name))
     if not record.manifest:
         raise InputError(f"deployment {args.name} was applied before the lab kept manifests; `lab apply` it once "
                          "again")
@@ -116,7 +117,8 @@ def cmd_scale(args) -> int:
 
 
 def cmd_label(args) -> int:
-    kind = {"pods": "pod", "namespaces": "namespace"}.get(ALIASES.get(args.kind, ""))
+    found = kinds.by_name(args.kind)
+    kind = "pod" if found is POD else "namespace" if found is NAMESPACE else None
     if kind is None:
         raise InputError(f"lab label: {args.kind!r}: the lab labels pods and namespaces; write lab label pod NAME k=v")
     changes = {}
@@ -138,12 +140,12 @@ def cmd_label(args) -> int:
 
 def cmd_delete_named(args) -> int:
     """`lab delete KIND NAME...` (kubectl's form): what `lab delete -f` does for those objects."""
-    kind = KIND_OF.get(ALIASES.get(args.kind, ""))
-    if kind is None:
-        raise InputError(f"lab delete: {args.kind!r}: the lab deletes pods, deployments, services, namespaces and "
-                         "networkpolicies")
-    namespace = "" if kind == "Namespace" else args.namespace
-    manifests = [Manifest(kind, name, namespace, f"lab delete {args.kind} {name}", {}) for name in args.names]
+    kind = kinds.by_name(args.kind)
+    if kind is None or kind.forget is None:
+        deletable = ", ".join(k.resource for k in kinds.KINDS.values() if k.forget is not None)
+        raise InputError(f"lab delete: {args.kind!r}: the lab deletes {deletable}")
+    manifests = [kinds.manifest(kind.kind, name, args.namespace, f"lab delete {args.kind} {name}")
+                 for name in args.names]
     inv = resolve_inventory(args.inventory)
     files = LabFiles.of(inv.name)
     with files.lock(), Transport(inv.nodes) as transport:
@@ -154,7 +156,7 @@ def cmd_delete_named(args) -> int:
 
 
 def cmd_rollout(args) -> int:
-    if ALIASES.get(args.kind) != "deployments":
+    if kinds.by_name(args.kind) is not DEPLOYMENT:
         raise InputError(f"lab rollout restart: {args.kind!r}: the lab restarts deployments; write "
                          "lab rollout restart deploy NAME")
     inv = resolve_inventory(args.inventory)

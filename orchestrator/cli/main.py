@@ -18,7 +18,7 @@ from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_r
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
         cmd_graph, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
 from orchestrator.cli.object_commands import cmd_apply, cmd_cni, cmd_delete, cmd_describe, cmd_get, cmd_logs
-from orchestrator.cli.resources import ALIASES
+from orchestrator.kinds import KINDS
 from orchestrator.cli.study_commands import cmd_break, cmd_fix, cmd_play, cmd_trace, cmd_verify
 from orchestrator.core.errors import LabError
 from orchestrator.core.transport import NodeError
@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "lab describe pod web-7d9f-x2k4q\nlab describe node node1\nlab describe deploy nginx\n"
                 "lab describe svc nginx\nlab describe ep nginx\nlab describe svc kube-dns -n kube-system\n"
                 "lab describe netpol default-deny-ingress -n x\nlab describe ns x")
-    p.add_argument("resource", choices=sorted(ALIASES), metavar="KIND")
+    p.add_argument("resource", choices=sorted(n for k in KINDS.values() if k.describe for n in k.names), metavar="KIND")
     p.add_argument("name")
     p.add_argument("-n", "--namespace", default="default")
 

@@ -6,16 +6,13 @@ from __future__ import annotations
 import sys
 import time
 
-from orchestrator import pipeline
+from orchestrator import kinds, pipeline
 from orchestrator.agent import cni as cni_runtime
 from orchestrator.agent.contract import node_lib
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output, warn
-from orchestrator.cli.describe import (describe_deployment, describe_namespace, describe_netpol, describe_node,
-        describe_pod, describe_service, print_described)
 from orchestrator.cli.imperative import cmd_delete_named
-from orchestrator.cli.output import print_table
-from orchestrator.cli.resources import ALIASES, KINDS, field_filter, kinds_of, render_docs, select
-from orchestrator.core import manifests as manifests_mod
+from orchestrator.cli.output import print_described, print_table
+from orchestrator.cli.resources import field_filter, kinds_of, render_docs, select
 from orchestrator.core.agent import agent_argv
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.manifests import fmt_labels
@@ -24,13 +21,14 @@ from orchestrator.core.objects import LabObjects, key_of
 from orchestrator.core.policy_spec import selector_from_text
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
+from orchestrator.kinds.pod import POD
 from orchestrator.layers.nodes.facts import conflist_path
 
 
 def apply_manifests(args, action) -> int:
     """Parse every -f target first (bad input changes nothing), then `action` under the lab's lock."""
     inv = resolve_inventory(args.inventory)
-    manifests = [m for target in args.filename for m in manifests_mod.parse_all(target, warn)]
+    manifests = [m for target in args.filename for m in kinds.parse_all(target, warn)]
     files = LabFiles.of(inv.name)
     with files.lock(), Transport(inv.nodes) as transport:
         lines = action(inv, transport, files, manifests, progress)
@@ -56,22 +54,14 @@ def cmd_delete(args) -> int:
 def cmd_describe(args) -> int:
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
-    kind = KINDS[ALIASES[args.resource]]
+    kind = kinds.by_name(args.resource)
+    assert kind is not None and kind.describe is not None  # the argument's choices
     namespace = args.namespace if kind.namespaced else None
-    records = select(kind, inv, objects, [args.name], namespace, None)
-    if not records:
-        where = f" in namespace {args.namespace!r}" if kind.namespaced else ""
-        raise LabError(f'Error from server (NotFound): {kind.name} "{args.name}" not found{where}; '
-                       f"see `lab get {kind.name}{' -A' if kind.namespaced else ''}`")
-    record = records[0]
-    lines = {"pods": lambda: describe_pod(record, inv),
-             "nodes": lambda: describe_node(record.node, objects),
-             "deployments": lambda: describe_deployment(record),
-             "namespaces": lambda: describe_namespace(record.name, record.labels),
-             "services": lambda: describe_service(record, objects, as_endpoints=False),
-             "endpoints": lambda: describe_service(record, objects, as_endpoints=True),
-             "networkpolicies": lambda: describe_netpol(record)}[kind.name]()
-    print_described(lines)
+    found = select(kind, inv, objects, [args.name], namespace, None)
+    if not found:
+        raise LabError(f"{kind.not_found(args.name, args.namespace)}; "
+                       f"see `lab get {kind.resource}{' -A' if kind.namespaced else ''}`")
+    print_described(kind.describe(found[0], inv, objects))
     return 0
 
 
@@ -80,7 +70,7 @@ def cmd_logs(args) -> int:
     inv = resolve_inventory(args.inventory)
     pod = LabFiles.of(inv.name).read_objects().pods.get(key_of(args.namespace, args.pod))
     if pod is None:
-        raise LabError(f'Error from server (NotFound): pods "{args.pod}" not found in namespace {args.namespace!r}')
+        raise LabError(POD.not_found(args.pod, args.namespace))
     log = f"{node_lib(inv.name)}/pods/{pod.node_key}.log"
     node = inv.node(pod.node)
     with Transport([node]) as transport:
@@ -165,7 +155,7 @@ def cmd_get(args) -> int:
                    if name not in {r.name for r in records}]
         if missing:
             kind, name = missing[0]
-            raise LabError(f'Error from server (NotFound): {kind.name} "{name}" not found')
+            raise LabError(kind.not_found(name))
     if output in ("json", "yaml") or output.startswith("jsonpath="):
         print(render_docs([kind.to_json(r, inv, objects) for kind, records in found for r in records],
                           single=bool(args.names) and len(kinds) == 1, output=output))
@@ -190,6 +180,7 @@ def cmd_get(args) -> int:
 
 def table_of(args, inv, objects, kind, records, several: bool, namespace) -> tuple[list, list]:
     """One kind's table, with --show-labels, and each name prefixed with its kind when several are listed."""
+    assert kind.table is not None
     columns, rows = kind.table(records, inv, objects, namespace is None and kind.namespaced, args.output == "wide")
     if args.show_labels:
         columns, rows = columns + ["LABELS"], [row + [fmt_labels(r.labels) or "<none>"]

@@ -1,137 +1,36 @@
-"""The kinds `lab get` knows, kubectl's way: names and short names, how each lists, filters (namespace, names,
--l label selector, --field-selector) and prints (table, wide, json, yaml, name, jsonpath)."""
+"""`lab get`, kubectl's way, over the kind registry (orchestrator/kinds/): kinds by any of their names, comma
+lists and `all`; filters (namespace, names, -l label selector, --field-selector); json, yaml, name, jsonpath."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import yaml
 
-from orchestrator.cli.output import (age, endpoints_json, endpoints_table, namespace_table, netpol_json, netpol_table,
-                                     node_json, node_table, pod_json, pod_table, service_json, service_table)
 from orchestrator.core.errors import InputError
-from orchestrator.core.manifests import fmt_labels
-from orchestrator.core.model import Inventory, Node
+from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects
 from orchestrator.core.policy_spec import Selector
-from orchestrator.layers.pods.namespaces import namespace_labels
+from orchestrator.kinds import KINDS, Item, Kind, by_name
 
 
-@dataclass(frozen=True)
-class Kind:
-    name: str  # kubectl's plural
-    ref: str  # what -o name prints before the name: pod, service, deployment.apps, ...
-    namespaced: bool
-    items: Callable  # (inv, objects) -> list of records, each with .namespace, .name and .labels
-    to_json: Callable  # (record, inv, objects) -> the object as kubectl -o json prints it
-    table: Callable  # (records, inv, objects, all_namespaces, wide) -> (columns, rows)
-
-
-@dataclass
-class DeploymentRecord:
-    """A Deployment as `lab get` and `lab describe` show it: with how many of its pods are ready, and since when."""
-
-    namespace: str
-    name: str
-    labels: dict[str, str]
-    replicas: int
-    ready: int
-    selector: dict[str, str]
-    created: str
-    manifest: dict
-
-
-@dataclass
-class NodeRecord:
-    """A node as `lab get nodes` lists it."""
-
-    name: str
-    labels: dict[str, str]
-    node: Node
-    namespace: str = ""
-
-
-@dataclass
-class NamespaceRecord:
-    """A namespace as `lab get ns` lists it (built in, applied, or named by an object)."""
-
-    name: str
-    labels: dict[str, str]
-    namespace: str = ""
-
-
-def deployment_records(inv: Inventory, objects: LabObjects) -> list[DeploymentRecord]:
-    records = []
-    for _, d in sorted(objects.deployments.items()):
-        pods = objects.pods_of(d.owner)
-        records.append(DeploymentRecord(namespace=d.namespace, name=d.name, labels=dict(d.selector),
-                                        replicas=d.replicas, ready=sum(1 for p in pods if p.ip), selector=d.selector,
-                                        created=min((p.created for p in pods), default=""), manifest=d.manifest))
-    return records
-
-
-def deployment_json(d: DeploymentRecord, inv: Inventory, objects: LabObjects) -> dict:
-    """The Deployment as applied (so `-o yaml` goes back through `lab apply -f -` unchanged), and its status."""
-    applied = d.manifest or {"apiVersion": "apps/v1", "kind": "Deployment",
-                             "metadata": {"name": d.name, "namespace": d.namespace, "labels": d.labels},
-                             "spec": {"replicas": d.replicas, "selector": {"matchLabels": d.selector}}}
-    return {**applied, "status": {"replicas": d.replicas, "readyReplicas": d.ready, "availableReplicas": d.ready}}
-
-
-def deployment_table(records, inv, objects, all_namespaces: bool, wide: bool) -> tuple[list, list]:
-    lead = ["NAMESPACE"] if all_namespaces else []
-    columns = lead + ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] + (["SELECTOR"] if wide else [])
-    return columns, [([d.namespace] if lead else []) + [d.name, f"{d.ready}/{d.replicas}",
-                     str(d.replicas), str(d.ready), age(d.created) if d.created else "<unknown>"]
-                     + ([fmt_labels(d.selector)] if wide else []) for d in records]
-
-
-def sorted_values(mapping: dict) -> list:
-    return [v for _, v in sorted(mapping.items())]
-
-
-KINDS = {k.name: k for k in (
-    Kind("pods", "pod", True, lambda inv, o: sorted(o.pods.values(), key=lambda p: (p.namespace, p.name)),
-         lambda p, inv, o: pod_json(p, inv),
-         lambda r, inv, o, a, w: pod_table(r, a, w)),
-    Kind("services", "service", True, lambda inv, o: sorted_values(o.services),
-         lambda s, inv, o: service_json(s),
-         lambda r, inv, o, a, w: service_table([(s.key, s) for s in r], a, w)),
-    Kind("endpoints", "endpoints", True, lambda inv, o: sorted_values(o.services),
-         lambda s, inv, o: endpoints_json(s, o, s.key),
-         lambda r, inv, o, a, w: endpoints_table([(s.key, s) for s in r], o, a)),
-    Kind("deployments", "deployment.apps", True, deployment_records, deployment_json, deployment_table),
-    Kind("networkpolicies", "networkpolicy.networking.k8s.io", True,
-         lambda inv, o: sorted_values(o.policies), lambda r, inv, o: netpol_json(r),
-         lambda r, inv, o, a, w: netpol_table(r, a)),
-    Kind("nodes", "node", False,
-         lambda inv, o: [NodeRecord(n.name, n.labels, n) for n in inv.nodes],
-         lambda r, inv, o: node_json(r.node, o),
-         lambda r, inv, o, a, w: (node_table(inv, o, w)[0], [row for row in node_table(inv, o, w)[1]
-                                                             if row[0] in {x.name for x in r}])),
-    Kind("namespaces", "namespace", False,
-         lambda inv, o: [NamespaceRecord(n, labels) for n, labels in sorted(namespace_labels(o).items())],
-         lambda r, inv, o: {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": r.name, "labels": r.labels}},
-         lambda r, inv, o, a, w: namespace_table({x.name: x.labels for x in r}, o)),
-)}
-ALIASES = {"pod": "pods", "po": "pods", "service": "services", "svc": "services", "ep": "endpoints",
-           "deployment": "deployments", "deploy": "deployments", "deployment.apps": "deployments",
-           "networkpolicy": "networkpolicies", "netpol": "networkpolicies", "node": "nodes", "no": "nodes",
-           "namespace": "namespaces", "ns": "namespaces", **{name: name for name in KINDS}}
-ALL = ("pods", "services", "deployments")  # what `lab get all` shows, as kubectl's `all` category does
+def get_names() -> dict[str, Kind]:
+    """Every name `lab get` takes for a kind (pods, pod, po, deploy, ...), and the kind."""
+    return {name: kind for kind in KINDS.values() for name in kind.names}
 
 
 def kinds_of(text: str) -> list[Kind]:
     """`pods`, `po,svc`, `all`: the kinds, or kubectl's error for one it does not know."""
-    found = []
+    found: list[Kind] = []
     for word in text.split(","):
-        names = ALL if word == "all" else (ALIASES.get(word.lower()),)
-        if names == (None,):
+        kind = by_name(word)
+        if word != "all" and kind is None:
             raise InputError(f'the server doesn\'t have a resource type "{word}"; use one of: '
-                             f"{', '.join(sorted(set(ALIASES)))}, all")
-        found += [KINDS[n] for n in names if KINDS[n] not in found]
+                             f"{', '.join(sorted(get_names()))}, all")
+        found += [k for k in (sorted((k for k in KINDS.values() if k.in_all), key=lambda k: k.in_all)
+                              if word == "all" else [kind])
+                  if k is not None and k not in found]
     return found
 
 
@@ -163,8 +62,8 @@ def field_filter(text: Optional[str]) -> Callable[[dict], bool]:
 
 
 def select(kind: Kind, inv: Inventory, objects: LabObjects, names: list[str], namespace: Optional[str],
-           labels: Optional[Selector], fields: Callable[[dict], bool] = every) -> list:
-    """The records of `kind` that pass every filter (namespace None: all namespaces)."""
+           labels: Optional[Selector], fields: Callable[[dict], bool] = every) -> list[Item]:
+    """The objects of `kind` that pass every filter (namespace None: all namespaces)."""
     return [r for r in kind.items(inv, objects)
             if (not kind.namespaced or namespace is None or r.namespace == namespace)
             and (not names or r.name in names) and (labels is None or labels.matches(r.labels))

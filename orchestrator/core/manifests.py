@@ -1,5 +1,6 @@
-"""Kubernetes YAML in (Pod, Deployment, Service, Namespace, NetworkPolicy), validated objects out, or one
-precise error. Namespaces and NetworkPolicies are checked against Kubernetes' own schema first (core/schema.py).
+"""Kubernetes YAML as validated objects, or one precise error: the parts every kind's parser shares (documents,
+the `Doc` reader, metadata, pod templates, service specs). Which kinds exist, and how each is parsed, is the kind
+registry's (orchestrator/kinds/): a kind module declares its parser there.
 
 The lab runs its own small server in every pod instead of the image, so fields about images,
 commands, resources or volumes are accepted with a warning (ignoring them is safe); fields that would
@@ -20,18 +21,12 @@ import yaml
 
 from orchestrator.core.errors import InputError, field_error, yaml_error
 from orchestrator.core.inventory import did_you_mean
-from orchestrator.core.names import DNS_LABEL, DNS_SUBDOMAIN, label_problem
-from orchestrator.core.policy_spec import PolicySpec, parse_policy_spec
-from orchestrator.core.schema import schema_error
+from orchestrator.core.names import label_problem
+from orchestrator.core.policy_spec import PolicySpec
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
 
 
-KINDS = {"Pod": "v1", "Deployment": "apps/v1", "Service": "v1", "Namespace": "v1",
-         "NetworkPolicy": "networking.k8s.io/v1"}
-SCHEMA_CHECKED = ("Namespace", "NetworkPolicy")
-REFS = {"Deployment": "deployment.apps", "Pod": "pod", "Service": "service", "Namespace": "namespace",
-        "NetworkPolicy": "networkpolicy.networking.k8s.io"}
 PROTOCOLS = ("TCP", "UDP")
 # Pod spec fields that only concern what runs in the container: the lab's own server runs instead.
 IGNORED_CONTAINER_FIELDS = {"image", "imagePullPolicy", "command", "args", "env", "envFrom", "resources",
@@ -105,15 +100,17 @@ class Manifest:
     raw: dict = field(default_factory=dict, hash=False, compare=False)
     service: Optional[ServiceSpec] = None  # Service
     policy: Optional[PolicySpec] = None  # NetworkPolicy
+    resource: str = ""  # kubectl's name of the kind in result lines: deployment.apps, pod, service
+    spec: Any = field(default=None, hash=False, compare=False)  # a registered kind's own parsed spec
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
     @property
     def ref(self) -> str:
         """kubectl's way of naming it: deployment.apps/nginx, pod/x, service/y."""
-        return REFS[self.kind] + "/" + self.name
+        return f"{self.resource}/{self.name}"
 
 
 Warn = Callable[[str], None]
@@ -194,92 +191,6 @@ def load_documents(target: str) -> list[tuple[str, Any]]:
             else:
                 documents.append((f"{source} (document {index + 1})" if len(docs) > 1 else source, doc))
     return documents
-
-
-def load_text(text: str, source: str) -> list[Manifest]:
-    """Manifests from YAML text the lab ships (templates); warnings are not expected there."""
-    return [parse(doc, source, lambda line: None) for doc in yaml.safe_load_all(text) if doc is not None]
-
-
-def parse_all(target: str, warn: Warn) -> list[Manifest]:
-    """Every manifest in `target`, validated; duplicates (same kind, namespace, name) are an error."""
-    manifests = [parse(doc, source, warn) for source, doc in load_documents(target)]
-    seen: dict[tuple, str] = {}
-    for m in manifests:
-        key = (m.kind, m.namespace, m.name)
-        if key in seen:
-            raise InputError(f"{m.source}: metadata.name: {m.kind} {m.key} is also defined in {seen[key]}; "
-                             "give each object its own name")
-        seen[key] = m.source
-    return manifests
-
-
-def parse(data: Any, source: str, warn: Warn) -> Manifest:
-    """One manifest, checked by the lab's own rules and by Kubernetes' schema (for the kinds the lab read
-    first, after its own more precise messages)."""
-    manifest = parse_checked(data, source, warn)
-    if manifest.kind not in SCHEMA_CHECKED:
-        problem = schema_error(data, source)
-        if problem:
-            raise problem
-    return manifest
-
-
-def parse_checked(data: Any, source: str, warn: Warn) -> Manifest:
-    doc = Doc(data, "", source)
-    kind = doc.data.get("kind")
-    if kind not in KINDS:
-        raise doc.error("kind", f"{kind!r} is not supported{did_you_mean(str(kind), KINDS)}",
-                        f"the lab understands: {', '.join(KINDS)}")
-    api = doc.data.get("apiVersion")
-    if api != KINDS[kind]:
-        raise doc.error("apiVersion", f"{api!r} is not the apiVersion of a {kind}", f"write apiVersion: {KINDS[kind]}")
-    if kind in SCHEMA_CHECKED:
-        problem = schema_error(data, source)
-        if problem:
-            raise problem
-    meta = doc.sub("metadata", required=True)
-    name = meta.data.get("name")
-    if not isinstance(name, str) or not (DNS_LABEL if kind in ("Service", "Namespace") else DNS_SUBDOMAIN).match(name):
-        raise meta.error(meta.path("name"), f"{name!r} is not a valid {kind} name",
-                         "use lowercase letters, digits and '-', starting and ending with a letter or digit")
-    if kind == "Deployment" and len(name) > 47:
-        raise meta.error(meta.path("name"), f"{name!r} is longer than 47 characters",
-                         "shorten it: pod names add a hash and a suffix to it")
-    namespace = meta.data.get("namespace") or "default"
-    if not isinstance(namespace, str) or not DNS_LABEL.match(namespace):
-        raise meta.error(meta.path("namespace"), f"{namespace!r} is not a valid namespace",
-                         "use lowercase letters, digits and '-'")
-    labels = meta.labels("labels")
-    if kind == "Namespace":
-        return Manifest(kind, name, "", source, {**labels, NAMESPACE_NAME_LABEL: name}, raw=data)
-    spec = doc.sub("spec", required=True)
-    if kind == "NetworkPolicy":
-        return Manifest(kind, name, namespace, source, labels, raw=data, policy=parse_policy_spec(spec.data, source))
-    if kind == "Pod":
-        return Manifest(kind, name, namespace, source, labels, template=pod_template(spec, labels, warn), raw=data)
-    if kind == "Deployment":
-        replicas = spec.integer("replicas", 1, 0, 1000)
-        selector = spec.sub("selector", required=True)
-        match = selector.labels("matchLabels")
-        if not match:
-            raise selector.error(selector.path("matchLabels"), "missing or empty",
-                                 "select the template's pods, e.g. `matchLabels: {app: nginx}`")
-        if selector.data.get("matchExpressions"):
-            raise selector.error(selector.path("matchExpressions"), "not supported", "use matchLabels")
-        template = spec.sub("template", required=True)
-        template_labels = template.sub("metadata").labels("labels")
-        mismatch = {k: v for k, v in match.items() if template_labels.get(k) != v}
-        if mismatch:
-            raise selector.error(selector.path("matchLabels"),
-                                 f"selector {fmt_labels(match)} does not match the template's labels "
-                                 f"{fmt_labels(template_labels) or '(none)'}",
-                                 "give spec.template.metadata.labels every label of the selector")
-        return Manifest(kind, name, namespace, source, labels,
-                        template=pod_template(template.sub("spec", required=True), template_labels, warn),
-                        replicas=replicas, selector=match, raw=data)
-    return Manifest(kind, name, namespace, source, labels, selector=spec.labels("selector"), raw=data,
-                    service=service_spec(spec))
 
 
 SERVICE_TYPES = ("ClusterIP", "NodePort")

@@ -230,6 +230,13 @@ class LabObjects:
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     policies: dict[str, NetworkPolicy] = field(default_factory=dict)
     boots: dict[str, str] = field(default_factory=dict)  # node -> boot ID
+    # the objects of kinds registered beyond these (orchestrator/kinds/): kind -> key -> the record's JSON, which
+    # the kind's own module reads and writes
+    extra: dict[str, dict[str, dict]] = field(default_factory=dict)
+
+    def kept(self, kind: str) -> dict[str, dict]:
+        """The records of registered kind `kind`, as JSON, by key (made empty on first use)."""
+        return self.extra.setdefault(kind, {})
 
     def pods_of(self, owner: str) -> list[Pod]:
         return [p for p in self.pods.values() if p.owner == owner]
@@ -244,6 +251,7 @@ class LabObjects:
             "policies": {k: v.to_json() for k, v in self.policies.items()},
             "endpoints": {k: {port: [asdict(e) for e in eps] for port, eps in ports.items()}
                           for k, ports in self.endpoints.items()},
+            "extra": {kind: dict(records) for kind, records in self.extra.items() if records},
         }
 
     @classmethod
@@ -269,4 +277,5 @@ class LabObjects:
             policies={k: NetworkPolicy.from_json(v) for k, v in section("policies").items()},
             endpoints={k: {port: [Endpoint(**known_fields(Endpoint, e)) for e in eps] for port, eps in ports.items()}
                        for k, ports in section("endpoints").items()},
+            extra={kind: dict(records) for kind, records in section("extra").items() if isinstance(records, dict)},
         )

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from orchestrator.agent.contract import POLICY_TABLE, node_lib
+from orchestrator import kinds
 from orchestrator.core.errors import InputError
-from orchestrator.core.manifests import Manifest, parse
+from orchestrator.core.manifests import Manifest
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import LabObjects, Service
 from orchestrator.core.script import heredoc, quote
@@ -124,7 +125,7 @@ def broken_objects(files: LabFiles) -> list[dict]:
 
 def fault_manifest(document: dict, fault: str) -> Manifest:
     """The NetworkPolicy a fault applies, read as `lab apply` reads one."""
-    return parse(document, f"lab break {fault}", lambda warning: None)
+    return kinds.parse(document, f"lab break {fault}", lambda warning: None)
 
 
 def policy_fault(name: str) -> Callable:

@@ -28,8 +28,8 @@ def test_bad_selectors_are_one_line_errors():
 
 
 def test_kinds_short_names_lists_and_all():
-    assert [k.name for k in kinds_of("po,svc")] == ["pods", "services"]
-    assert [k.name for k in kinds_of("all")] == ["pods", "services", "deployments"]
+    assert [k.resource for k in kinds_of("po,svc")] == ["pods", "services"]
+    assert [k.resource for k in kinds_of("all")] == ["pods", "services", "deployments"]
     assert [k.ref for k in kinds_of("deploy,netpol,ns,no,ep")] == [
         "deployment.apps", "networkpolicy.networking.k8s.io", "namespace", "node", "endpoints"]
     with pytest.raises(InputError, match='the server doesn\'t have a resource type "foo"'):
@@ -64,19 +64,22 @@ def test_kinds_complete_also_inside_a_comma_list():
 def test_default_columns_are_kubectls():
     """The headers kubectl prints for the same kinds (kubectl get ... on a cluster), in its order."""
     from pathlib import Path
-    from orchestrator.cli.output import (endpoints_table, namespace_table, netpol_table, node_table, pod_table,
-                                         service_table)
-    from orchestrator.cli.resources import deployment_table
     from orchestrator.core import inventory
     from orchestrator.core.objects import LabObjects
+    from orchestrator.kinds import by_name
     inv = inventory.parse("cluster: {name: demo}\nnodes: [{name: n1, address: 198.18.0.11}]\n", "i.yaml", Path("."))
     objects = LabObjects()
-    assert pod_table([], False, False)[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
-    assert pod_table([], True, True)[0] == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE",
-                                            "NOMINATED NODE", "READINESS GATES"]
-    assert service_table([], False, False)[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
-    assert endpoints_table([], objects, False)[0] == ["NAME", "ENDPOINTS", "AGE"]
-    assert deployment_table([], inv, objects, False, False)[0] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
-    assert namespace_table({}, objects)[0] == ["NAME", "STATUS", "AGE"]
-    assert netpol_table([], False)[0] == ["NAME", "POD-SELECTOR", "AGE"]
-    assert node_table(inv, objects)[0] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+
+    def headers(kind: str, all_namespaces=False, wide=False) -> list:
+        table = by_name(kind).table
+        return table([], inv, objects, all_namespaces, wide)[0]
+
+    assert headers("pods") == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert headers("pods", True, True) == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE",
+                                           "NOMINATED NODE", "READINESS GATES"]
+    assert headers("svc") == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert headers("ep") == ["NAME", "ENDPOINTS", "AGE"]
+    assert headers("deploy") == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert headers("ns") == ["NAME", "STATUS", "AGE"]
+    assert headers("netpol") == ["NAME", "POD-SELECTOR", "AGE"]
+    assert headers("nodes") == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]

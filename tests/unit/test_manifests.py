@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core.errors import InputError
-from orchestrator.core.manifests import load_documents, parse_all
+from orchestrator.core.manifests import load_documents
+from orchestrator.kinds import parse_all
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,7 +130,7 @@ def test_kubernetes_label_syntax_is_accepted(tmp_path):
 def test_every_kind_is_also_held_to_kubernetes_schema():
     """What the lab's own checks do not look at, Kubernetes' schema still refuses: one line, the field, where to
     read about it."""
-    from orchestrator.core.manifests import parse
+    from orchestrator.kinds import parse
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "lables": {"app": "p"}},
            "spec": {"containers": [{"name": "c", "image": "x"}]}}
     with pytest.raises(InputError) as caught:

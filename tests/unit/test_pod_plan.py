@@ -1,15 +1,16 @@
 """Reconciling Deployments and Pods, and spreading pods over nodes (pure)."""
 
 import random
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 import pytest
 
 from orchestrator.core.errors import InputError
-from orchestrator.core.manifests import parse
 from orchestrator.core.model import Cluster, Node, Ssh
 from orchestrator.core.objects import LabObjects, Pod, PortMapping
-from orchestrator.layers.pods.plan import deployment_record, plan_apply, plan_delete, schedule
+from orchestrator.kinds import parse, plan
+from orchestrator.layers.pods.plan import schedule
 
 
 CLUSTER = Cluster(name="lab")
@@ -28,17 +29,27 @@ def empty():
     return LabObjects()
 
 
-def applied(objects, manifest, now="2026-01-01T00:00:00Z"):
-    """Apply `manifest` to `objects` as the applier would (pods get an IP; nothing fails)."""
-    changes = plan_apply(CLUSTER, [manifest], objects, now, random.Random(1))
-    schedule(changes.create, NODES, [p for p in objects.pods.values() if p not in changes.delete])
+@dataclass
+class Planned:
+    create: list
+    delete: list
+    results: list
+
+
+def planned(objects, manifest, now="2026-01-01T00:00:00Z", deleting=False) -> Planned:
+    """What `lab apply` (or `lab delete`) of `manifest` plans, through the kind registry."""
+    done, lines = plan(CLUSTER, NODES, objects, [manifest], now, deleting=deleting, rng=random.Random(1))
+    return Planned(done.pods.create, done.pods.delete, lines)
+
+
+def applied(objects, manifest, now="2026-01-01T00:00:00Z") -> Planned:
+    """Apply `manifest` to `objects` as the pipeline would (pods get an IP; nothing fails)."""
+    changes = planned(objects, manifest, now)
     for pod in changes.delete:
         del objects.pods[pod.key]
     for pod in changes.create:
         pod.ip = "10.244.0.9"
         objects.pods[pod.key] = pod
-    if manifest.kind == "Deployment":
-        objects.deployments[manifest.key] = deployment_record(manifest)
     return changes
 
 
@@ -73,7 +84,7 @@ def test_reapplying_converges():
 def test_delete_removes_a_deployments_pods():
     objects = empty()
     applied(objects, deployment(replicas=2))
-    changes = plan_delete([deployment()], objects)
+    changes = planned(objects, deployment(), deleting=True)
     assert len(changes.delete) == 2 and changes.results == ["deployment.apps/web deleted"]
 
 
@@ -110,13 +121,13 @@ def test_a_pod_given_back_with_the_node_it_runs_on_is_unchanged():
     objects = empty()
     applied(objects, bare_pod())
     node = objects.pods["default/solo"].node
-    assert plan_apply(CLUSTER, [bare_pod(node)], objects, "t").results == ["pod/solo unchanged"]
+    assert planned(objects, bare_pod(node)).results == ["pod/solo unchanged"]
     other = next(n.name for n in NODES if n.name != node)
-    assert plan_apply(CLUSTER, [bare_pod(other)], objects, "t").results == ["pod/solo configured"]
+    assert planned(objects, bare_pod(other)).results == ["pod/solo configured"]
 
 
 def test_a_deployment_record_with_its_manifest_is_unchanged_when_applied_again():
     objects = empty()
     applied(objects, deployment())
     objects.deployments["default/web"].manifest = {"kept": "for scale and rollout restart"}
-    assert plan_apply(CLUSTER, [deployment()], objects, "t").results == ["deployment.apps/web unchanged"]
+    assert planned(objects, deployment()).results == ["deployment.apps/web unchanged"]

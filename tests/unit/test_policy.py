@@ -7,11 +7,13 @@ import yaml
 from orchestrator.core.errors import InputError
 from dataclasses import replace
 
-from orchestrator.core.manifests import ContainerPort, load_text
+from orchestrator.core.manifests import ContainerPort
+from orchestrator.core.model import Cluster
+from orchestrator.kinds import load_text, plan
 from orchestrator.core.objects import LabObjects, Namespace, Pod
 from orchestrator.layers.pods.namespaces import namespace_labels, require_namespaces
 from orchestrator.layers.policy.enforcement import policy_id, policy_sets, render_policy
-from orchestrator.layers.policy.plan import apply_policies, pod_endpoint, policies, verdict
+from orchestrator.layers.policy.plan import pod_endpoint, policies, verdict
 
 NAMESPACES = ("x", "y", "z")
 PODS = ("a", "b", "c")
@@ -29,7 +31,7 @@ def cluster() -> LabObjects:
 
 
 def with_policies(objects: LabObjects, text: str) -> LabObjects:
-    apply_policies(load_text(text, "policy.yaml"), objects, "t")
+    plan(Cluster(name="lab"), [], objects, load_text(text, "policy.yaml"), "t")
     return objects
 
 

@@ -8,10 +8,10 @@ from ipaddress import IPv4Address
 import pytest
 
 from orchestrator.core.errors import InputError
-from orchestrator.core.manifests import parse
 from orchestrator.core.model import Cluster, Inventory, Node, Ssh
 from orchestrator.core.objects import Endpoint, LabObjects, Pod
-from orchestrator.layers.policy.plan import apply_policies, selectors_matching_nothing
+from orchestrator.kinds import parse, plan
+from orchestrator.layers.policy.plan import selectors_matching_nothing
 from orchestrator.verify.checks import plan_checks
 from orchestrator.verify.policy_faults import deny_all, intended_objects, selector_typo, typo
 
@@ -33,7 +33,7 @@ def lab() -> LabObjects:
 
 
 def applied(objects: LabObjects, wrong) -> LabObjects:
-    apply_policies([parse(wrong.document, "lab break", lambda w: None)], objects, "t")
+    plan(Cluster(name="lab"), [], objects, [parse(wrong.document, "lab break", lambda w: None)], "t")
     return objects
 
 

@@ -12,7 +12,7 @@ from orchestrator.agent.contract import table_header
 from orchestrator.agent.host import boot_id
 from orchestrator.agent.iptables import drifted, restore_input, saved_chains, trusted_chains, wanted_digests
 from orchestrator.agent.proxy import proxy_sync
-from orchestrator.core.manifests import load_text
+from orchestrator.kinds import load_text
 from orchestrator.core.transport import FleetResult
 from orchestrator.layers.services.apply import SentRules, chain_digests, change_request, generation_of, push_rules
 from orchestrator.layers.services.iptables import JUMPS, render_iptables, svc_chain

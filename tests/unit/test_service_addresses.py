@@ -6,7 +6,7 @@ from ipaddress import IPv4Network as Net
 import pytest
 
 from orchestrator.core.errors import InputError
-from orchestrator.core.manifests import load_text
+from orchestrator.kinds import load_text
 from orchestrator.layers.services.plan import AddressBook, service_record
 
 

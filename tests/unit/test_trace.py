@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core import inventory
-from orchestrator.core.manifests import load_text
+from orchestrator.kinds import load_text
 from orchestrator.core.objects import Pod
 from orchestrator.layers.nodes.facts import NodeFacts
 from orchestrator.layers.podnet.plan import chain_jumps, plan_node

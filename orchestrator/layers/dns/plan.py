@@ -5,7 +5,6 @@ the node agent writes in the same sync as the service rules, so a name and its r
 
 from __future__ import annotations
 
-from orchestrator.core.manifests import Manifest, load_text
 from orchestrator.core.model import Cluster, dns_ip
 from orchestrator.core.render import render
 
@@ -13,6 +12,6 @@ from orchestrator.core.render import render
 TEMPLATE = "dns/kube-dns.yaml.j2"
 
 
-def cluster_dns_manifests(cluster: Cluster) -> list[Manifest]:
-    """The kube-system/kube-dns Service and Deployment of `cluster`."""
-    return load_text(render(TEMPLATE, dns_ip=dns_ip(cluster.service_cidr)), f"templates/{TEMPLATE}")
+def cluster_dns_yaml(cluster: Cluster) -> tuple[str, str]:
+    """The kube-system/kube-dns Service and Deployment of `cluster`, as YAML, and where it comes from."""
+    return render(TEMPLATE, dns_ip=dns_ip(cluster.service_cidr)), f"templates/{TEMPLATE}"

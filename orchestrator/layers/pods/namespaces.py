@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import NAMESPACE_NAME_LABEL, Manifest
-from orchestrator.core.objects import LabObjects, Namespace, Pod, applied, split_key
+from orchestrator.core.objects import LabObjects, Pod
 
 BUILT_IN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -30,30 +30,11 @@ def require_namespaces(manifests: list[Manifest], objects: LabObjects) -> None:
                              "it in the same file)")
 
 
-def apply_namespaces(manifests: list[Manifest], objects: LabObjects, stamp: str) -> list[str]:
-    """Record the Namespace manifests; kubectl's result lines."""
-    results = []
-    for m in manifests:
-        if m.kind == "Namespace":
-            old = objects.namespaces.get(m.name)
-            record = Namespace(m.name, dict(m.labels), old.created if old else stamp)
-            objects.namespaces[m.name] = record
-            results.append(f"{m.ref} {applied(old, old == record)}")
-    return results
-
-
-def refuse_built_in(manifests: list[Manifest]) -> None:
-    for m in manifests:
-        if m.kind == "Namespace" and m.name in BUILT_IN_NAMESPACES:
-            raise InputError(f"{m.source}: metadata.name: namespace {m.name!r} is built in and cannot be deleted; "
-                             "delete the objects in it instead")
-
-
 def drop_namespace(objects: LabObjects, name: str) -> list[Pod]:
-    """Forget namespace `name` and the Deployments, Services and NetworkPolicies in it; return its pods,
-    which the caller deletes on their nodes."""
+    """Forget namespace `name` and everything in it (Deployments, Services, NetworkPolicies and the objects of
+    other namespaced kinds); return its pods, which the caller deletes on their nodes."""
     objects.namespaces.pop(name, None)
-    for kept in (objects.deployments, objects.services, objects.endpoints, objects.policies):
-        for key in [k for k in kept if split_key(k)[0] == name]:
+    for kept in (objects.deployments, objects.services, objects.endpoints, objects.policies, *objects.extra.values()):
+        for key in [k for k in kept if k.startswith(f"{name}/")]:
             del kept[key]
     return [p for p in objects.pods.values() if p.namespace == name]

@@ -27,7 +27,6 @@ SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' alphabet for gene
 class PodChanges:
     create: list[Pod] = field(default_factory=list)  # new pods (node chosen, no IP yet)
     delete: list[Pod] = field(default_factory=list)  # existing pods
-    results: list[str] = field(default_factory=list)  # kubectl-style lines: "deployment.apps/nginx created"
 
 
 NETNS_READABLE = 40  # characters of "<namespace>-<name>" kept in a pod's network namespace name
@@ -67,62 +66,56 @@ def deployment_record(m: Manifest) -> Deployment:
     return Deployment(m.name, m.namespace, m.replicas, dict(m.selector), m.template.digest(), m.raw)
 
 
-def plan_apply(cluster: Cluster, manifests: list[Manifest], objects: LabObjects, now: str,
-               rng: Optional[random.Random] = None) -> PodChanges:
-    """The pod changes that make `objects` (the lab's pods and deployments) match `manifests`."""
-    rng = rng or random.Random()
-    pods = objects.pods
-    changes = PodChanges()
-    for m in manifests:
-        if m.kind == "Pod":
-            assert m.template is not None
-            old = pods.get(m.key)
-            if old and old.owner:
-                raise InputError(f"{m.source}: metadata.name: pod {m.key} belongs to {old.owner}; give the pod "
-                                 "another name")
-            # a nodeName that names the node the pod runs on is the scheduler's choice written back (as in
-            # `lab get pod -o yaml`): the same pod
-            unplaced = replace(m.template, node_name=None) if old and m.template.node_name == old.node else None
-            if old and old.template_hash in (m.template.digest(), unplaced and unplaced.digest()):
-                changes.results.append(f"{m.ref} unchanged")
-                continue
-            if old:
-                changes.delete.append(old)
-            changes.create.append(new_pod(cluster, m.name, m.namespace, m.template, None, now))
-            changes.results.append(f"{m.ref} {'configured' if old else 'created'}")
-        elif m.kind == "Deployment":
-            assert m.template is not None
-            wanted = deployment_record(m)
-            digest = wanted.template_hash
-            owned = sorted(objects.pods_of(wanted.owner), key=lambda p: p.created)
-            keep = [p for p in owned if p.template_hash == digest][: m.replicas]
-            changes.delete += [p for p in owned if p not in keep]
-            taken = {p.name for p in pods.values()}
-            for _ in range(m.replicas - len(keep)):
-                name = unique_name(f"{m.name}-{digest}", taken, rng)
-                taken.add(name)
-                changes.create.append(new_pod(cluster, name, m.namespace, m.template, wanted.owner, now))
-            old_deployment = objects.deployments.get(m.key)
-            same = old_deployment is not None and (old_deployment.replicas, old_deployment.selector,
-                                                   old_deployment.template_hash) == (m.replicas, m.selector, digest)
-            changes.results.append(f"{m.ref} {applied(old_deployment, same)}")
-    return changes
+def plan_pod(cluster: Cluster, m: Manifest, objects: LabObjects, changes: PodChanges, now: str) -> str:
+    """Add to `changes` what makes bare Pod `m` run as written; kubectl's word for it."""
+    assert m.template is not None
+    old = objects.pods.get(m.key)
+    if old and old.owner:
+        raise InputError(f"{m.source}: metadata.name: pod {m.key} belongs to {old.owner}; give the pod another name")
+    # a nodeName that names the node the pod runs on is the scheduler's choice written back (as in
+    # `lab get pod -o yaml`): the same pod
+    unplaced = replace(m.template, node_name=None) if old and m.template.node_name == old.node else None
+    if old and old.template_hash in (m.template.digest(), unplaced and unplaced.digest()):
+        return "unchanged"
+    if old:
+        changes.delete.append(old)
+    changes.create.append(new_pod(cluster, m.name, m.namespace, m.template, None, now))
+    return applied(old, False)
 
 
-def plan_delete(manifests: list[Manifest], objects: LabObjects) -> PodChanges:
-    changes = PodChanges()
-    for m in manifests:
-        if m.kind == "Pod":
-            pod = objects.pods.get(m.key)
-            if pod and not pod.owner:
-                changes.delete.append(pod)
-                changes.results.append(f'{m.ref} deleted')
-            else:
-                changes.results.append(f"{m.ref} not found")
-        elif m.kind == "Deployment":
-            changes.delete += objects.pods_of(f"Deployment/{m.key}")
-            changes.results.append(f"{m.ref} {'deleted' if m.key in objects.deployments else 'not found'}")
-    return changes
+def plan_deployment(cluster: Cluster, m: Manifest, objects: LabObjects, changes: PodChanges, now: str,
+                    rng: random.Random) -> str:
+    """Add to `changes` what gives Deployment `m` its replicas of its template: pods of the current template
+    are kept (oldest first), the rest deleted, the missing ones created; kubectl's word for it."""
+    assert m.template is not None
+    wanted = deployment_record(m)
+    owned = sorted(objects.pods_of(wanted.owner), key=lambda p: p.created)
+    keep = [p for p in owned if p.template_hash == wanted.template_hash][: m.replicas]
+    changes.delete += [p for p in owned if p not in keep]
+    taken = {p.name for p in objects.pods.values()} | {p.name for p in changes.create}
+    for _ in range(m.replicas - len(keep)):
+        name = unique_name(f"{m.name}-{wanted.template_hash}", taken, rng)
+        taken.add(name)
+        changes.create.append(new_pod(cluster, name, m.namespace, m.template, wanted.owner, now))
+    old = objects.deployments.get(m.key)
+    same = old is not None and (old.replicas, old.selector, old.template_hash) == \
+        (wanted.replicas, wanted.selector, wanted.template_hash)
+    return applied(old, same)
+
+
+def unplan_pod(m: Manifest, objects: LabObjects, changes: PodChanges) -> str:
+    """Add bare Pod `m` to the pods `changes` deletes; kubectl's word for it."""
+    pod = objects.pods.get(m.key)
+    if pod is None or pod.owner:
+        return "not found"
+    changes.delete.append(pod)
+    return "deleted"
+
+
+def unplan_deployment(m: Manifest, objects: LabObjects, changes: PodChanges) -> str:
+    """Add the pods of Deployment `m` to the pods `changes` deletes; kubectl's word for it."""
+    changes.delete += objects.pods_of(f"Deployment/{m.key}")
+    return "deleted" if m.key in objects.deployments else "not found"
 
 
 def unique_name(prefix: str, taken: set, rng: random.Random) -> str:

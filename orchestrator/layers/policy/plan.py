@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 from typing import Optional
 
-from orchestrator.core.manifests import Manifest
-from orchestrator.core.objects import LabObjects, NetworkPolicy, Pod, applied
+from orchestrator.core.objects import LabObjects, Pod
 from orchestrator.core.policy_spec import Peer, PolicyPort, PolicySpec, Rule, parse_policy_spec
 from orchestrator.layers.pods.namespaces import namespace_labels
 
@@ -145,23 +144,6 @@ def verdict(source: Endpoint, destination: Endpoint, number: int, protocol: str,
             return into
         reasons.append(into.reason if into else "")
     return Verdict(True, "; ".join(r for r in reasons if r) or "no policy isolates either end")
-
-
-def apply_policies(manifests: list[Manifest], objects: LabObjects, stamp: str) -> list[str]:
-    """Record the NetworkPolicy manifests (their spec as written, read again by `policies`); kubectl's lines."""
-    results = []
-    for m in manifests:
-        if m.kind == "NetworkPolicy":
-            old = objects.policies.get(m.key)
-            record = NetworkPolicy(m.name, m.namespace, dict(m.labels), m.raw["spec"], old.created if old else stamp)
-            objects.policies[m.key] = record
-            results.append(f"{m.ref} {applied(old, old == record)}")
-    return results
-
-
-def delete_policies(manifests: list[Manifest], objects: LabObjects) -> list[str]:
-    return [f"{m.ref} {'deleted' if objects.policies.pop(m.key, None) is not None else 'not found'}"
-            for m in manifests if m.kind == "NetworkPolicy"]
 
 
 class Judge:

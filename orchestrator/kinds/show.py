@@ -1,0 +1,34 @@
+"""What every kind's `get` and `describe` share: kubectl's AGE and its ways of printing labels."""
+
+from __future__ import annotations
+
+import datetime
+
+from orchestrator.core.manifests import fmt_labels
+
+
+def age(created: str) -> str:
+    """kubectl's AGE: 45s, 2m4s, 3h, 2d."""
+    then = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    seconds = max(0, int((datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 600:
+        return f"{seconds // 60}m{seconds % 60}s"
+    if seconds < 3 * 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h" if seconds < 2 * 86400 else f"{seconds // 86400}d"
+
+
+def described_labels(labels: dict) -> str:
+    """Labels as `kubectl describe` prints them: one per line, aligned under the first."""
+    return fmt_labels(labels).replace(",", "\n" + " " * 19) or "<none>"
+
+
+def lead(namespace: str, all_namespaces: bool) -> list[str]:
+    """The NAMESPACE cell a row starts with when every namespace is listed."""
+    return [namespace] if all_namespaces else []
+
+
+def lead_columns(all_namespaces: bool) -> list[str]:
+    return ["NAMESPACE"] if all_namespaces else []

@@ -1,0 +1,71 @@
+"""A kind the lab does not ship, added as one module, as the edge kinds will be: a ConfigMap (data: string to
+string), kept with the lab's objects and shown by `lab get cm` and `lab describe cm`. Importing it registers it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from orchestrator.core.manifests import Doc, Manifest, Warn
+from orchestrator.core.model import Inventory
+from orchestrator.core.objects import LabObjects, applied
+from orchestrator.kinds.registry import Item, Kind, Plan, register
+from orchestrator.kinds.show import age, lead, lead_columns
+
+
+@dataclass
+class ConfigMap:
+    name: str
+    namespace: str
+    data: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+
+def parse(doc: Doc, head: Manifest, warn: Warn) -> Manifest:
+    data = doc.data.get("data") or {}
+    if not isinstance(data, dict):
+        raise doc.error("data", "expected a mapping of key: value", "write e.g. `data: {color: blue}`")
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise doc.error(f"data.{key}", f"{value!r} is not a string", "quote the value")
+    return replace(head, spec=dict(data))
+
+
+def record(m: Manifest, plan: Plan) -> str:
+    kept = plan.objects.kept("ConfigMap")
+    old = kept.get(m.key)
+    new = ConfigMap(m.name, m.namespace, m.spec, dict(m.labels), old["created"] if old else plan.stamp)
+    kept[m.key] = asdict(new)
+    return applied(old, old == kept[m.key])
+
+
+def forget(m: Manifest, plan: Plan) -> str:
+    return "deleted" if plan.objects.kept("ConfigMap").pop(m.key, None) is not None else "not found"
+
+
+def items(inv: Inventory, objects: LabObjects) -> list[Item]:
+    found = [ConfigMap(**record) for _, record in sorted(objects.kept("ConfigMap").items())]
+    return [Item(c.name, c.namespace, c.labels, c) for c in found]
+
+
+def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict:
+    c: ConfigMap = item.record
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": c.name, "namespace": c.namespace},
+            "data": c.data}
+
+
+def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces: bool,
+          wide: bool) -> tuple[list[str], list[list[str]]]:
+    return (lead_columns(all_namespaces) + ["NAME", "DATA", "AGE"],
+            [lead(i.namespace, all_namespaces) + [i.name, str(len(i.record.data)), age(i.record.created)]
+             for i in found])
+
+
+def describe(item: Item, inv: Inventory, objects: LabObjects) -> list[tuple[str, str]]:
+    c: ConfigMap = item.record
+    return [("Name:", c.name), ("Namespace:", c.namespace), ("Data", ""), ("====", "")] + \
+        [(f"{key}:", value) for key, value in sorted(c.data.items())]
+
+
+CONFIGMAP = register(Kind("ConfigMap", "configmaps", "configmap", short_names=("cm",), parse=parse, record=record,
+                          forget=forget, items=items, to_json=to_json, table=table, describe=describe))

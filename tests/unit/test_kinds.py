@@ -1,0 +1,149 @@
+"""The kind registry: a kind added as one module goes through `lab apply`, `get`, `describe` and `delete` like the
+built-in ones; and the pipeline, driven through the registry against nodes that answer as the agent does."""
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from orchestrator import kinds, pipeline
+from orchestrator.cli.resources import kinds_of, select
+from orchestrator.core import inventory
+from orchestrator.core.errors import InputError
+from orchestrator.core.state import LabFiles
+from orchestrator.core.transport import FleetResult
+
+REPO = Path(__file__).resolve().parents[2]
+INVENTORY = "cluster: {name: demo}\nnodes: [{name: node1, address: 198.18.0.11}, {name: node2, address: 198.18.0.12}]\n"
+CONFIGMAPS = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: colors, namespace: team}
+data: {sky: blue}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+"""
+
+
+class Nodes:
+    """Nodes whose agent answers pods-apply (an address per new pod) and proxy-sync (nothing to change), and
+    that remember the verbs they were sent."""
+
+    def __init__(self):
+        self.verbs: list[tuple[str, str]] = []
+        self.next_ip = 2
+
+    def run(self, node, argv, stdin=None, **kwargs):
+        verb = argv[2]
+        self.verbs.append((node.name, verb))
+        if verb == "pods-apply":
+            added = {}
+            for pod in json.loads(stdin)["add"]:
+                added[pod["key"]] = {"ip": f"10.244.{node.name[-1]}.{self.next_ip}"}
+                self.next_ip += 1
+            return SimpleNamespace(stdout=json.dumps({"added": added, "deleted": {}}))
+        return SimpleNamespace(stdout=json.dumps({"written": [], "deleted": []}))
+
+    def run_all(self, action, nodes=None):
+        return FleetResult((node.name, action(node)) for node in nodes)
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    """A lab with a pod network on two nodes (as after `lab deploy`), its files in tmp_path."""
+    monkeypatch.setenv("LAB_STATE_DIR", str(tmp_path))
+    inv = inventory.parse(INVENTORY, "inventory.yaml", tmp_path)
+    files = LabFiles.of("demo")
+    objects = files.read_objects()
+    objects.subnets = {"node1": "10.244.1.0/24", "node2": "10.244.2.0/24"}
+    files.write_objects(objects)
+    return SimpleNamespace(inv=inv, files=files, nodes=Nodes())
+
+
+@pytest.fixture
+def configmaps():
+    """The ConfigMap kind of tests/unit/configmap_kind.py, registered by importing that one module."""
+    module = importlib.import_module("tests.unit.configmap_kind")
+    yield module.CONFIGMAP
+    kinds.registry.unregister(module.CONFIGMAP)
+    sys.modules.pop("tests.unit.configmap_kind")
+
+
+def manifests(text: str, tmp_path: Path) -> list:
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    return kinds.parse_all(str(path), lambda line: None)
+
+
+def test_a_kind_added_as_one_module_is_applied_listed_described_and_deleted(lab, configmaps, tmp_path):
+    assert kinds.by_name("cm") is configmaps and kinds_of("configmaps,po") == [configmaps, kinds.by_name("pods")]
+    applied = manifests(CONFIGMAPS, tmp_path)
+    lines = pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, applied)
+    assert lines == ["configmap/colors created", "namespace/team created"]  # in the file's order
+    assert pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, applied) == ["configmap/colors unchanged",
+                                                                                "namespace/team unchanged"]
+    objects = lab.files.read_objects()
+    (found,) = select(configmaps, lab.inv, objects, ["colors"], "team", None)
+    assert configmaps.to_json(found, lab.inv, objects)["data"] == {"sky": "blue"}
+    assert configmaps.table([found], lab.inv, objects, False, False)[1][0][:2] == ["colors", "1"]
+    assert ("sky:", "blue") in configmaps.describe(found, lab.inv, objects)
+    assert configmaps.not_found("nope", "team") == 'Error from server (NotFound): configmaps "nope" not found in ' \
+                                                   "namespace 'team'"
+    # deleting the namespace takes the ConfigMap along, as it takes pods and services
+    (namespace,) = [m for m in applied if m.kind == "Namespace"]
+    assert pipeline.delete_manifests(lab.inv, lab.nodes, lab.files, [namespace]) == ["namespace/team deleted"]
+    assert select(configmaps, lab.inv, lab.files.read_objects(), [], None, None) == []
+
+
+def test_a_registered_kinds_own_checks_and_unknown_kinds_are_one_line_errors(configmaps, tmp_path):
+    with pytest.raises(InputError, match=r"m.yaml: data.sky: 3 is not a string; quote the value"):
+        manifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {sky: 3}\n", tmp_path)
+    with pytest.raises(InputError, match=r"kind: 'Secret' is not supported \(did you mean 'Service'\?\); the lab "
+                                         r"understands: Pod, Deployment, Service, Namespace, NetworkPolicy, ConfigMap"):
+        manifests("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n", tmp_path)
+
+
+def test_a_name_taken_by_another_kind_cannot_be_registered():
+    with pytest.raises(ValueError, match="po"):
+        kinds.register(kinds.Kind("Potato", "potatoes", "potato", short_names=("po",)))
+
+
+def test_apply_creates_pods_before_it_syncs_rules_and_a_second_apply_changes_nothing(lab, tmp_path):
+    nginx = kinds.parse_all(str(REPO / "examples" / "nginx.yaml"), lambda line: None)
+    lines = pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, nginx)
+    assert lines == ["deployment.apps/nginx created", "service/nginx created"]
+    assert [verb for _, verb in lab.nodes.verbs] == ["pods-apply", "pods-apply", "proxy-sync", "proxy-sync"]
+    objects = lab.files.read_objects()
+    assert sorted(p.node for p in objects.pods.values()) == ["node1", "node1", "node2"]
+    assert all(p.ip and p.ip.startswith(f"10.244.{p.node[-1]}.") for p in objects.pods.values())
+    assert {e.ip for e in objects.endpoints["default/nginx"][""]} == {p.ip for p in objects.pods.values()}
+    lab.nodes.verbs.clear()
+    assert pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, nginx) == ["deployment.apps/nginx unchanged",
+                                                                              "service/nginx unchanged"]
+    assert "pods-apply" not in {verb for _, verb in lab.nodes.verbs}
+
+
+def test_a_plan_that_cannot_be_carried_out_changes_nothing(lab, tmp_path):
+    """An unschedulable pod is refused while planning: no node is sent anything and the lab's file stays."""
+    before = lab.files.objects.read_text()
+    pod = manifests("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  nodeName: node9\n"
+                    "  containers: [{name: c, image: x}]\n", tmp_path)
+    with pytest.raises(InputError, match="nodeName 'node9' is not a node of the lab"):
+        pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, pod)
+    assert lab.nodes.verbs == [] and lab.files.objects.read_text() == before
+
+
+def test_deleting_a_deployment_deletes_its_pods_and_a_missing_one_is_not_found(lab, tmp_path):
+    nginx = kinds.parse_all(str(REPO / "examples" / "nginx.yaml"), lambda line: None)
+    pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, nginx)
+    deployment = kinds.manifest("Deployment", "nginx", "default", "lab delete deploy nginx")
+    assert pipeline.delete_manifests(lab.inv, lab.nodes, lab.files, [deployment]) == ["deployment.apps/nginx deleted"]
+    objects = lab.files.read_objects()
+    assert objects.pods == {} and objects.deployments == {} and objects.endpoints["default/nginx"] == {"": []}
+    assert pipeline.delete_manifests(lab.inv, lab.nodes, lab.files, [deployment]) == [
+        "deployment.apps/nginx not found"]
