@@ -8,7 +8,7 @@ from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import load_documents, parse_all
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def parse_text(tmp_path, text, warnings=None):
