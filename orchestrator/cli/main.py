@@ -249,12 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("trace", cmd_trace, "follow one real packet through the kernels it crosses: every chain and rule "
                 "(service DNAT, NetworkPolicy, masquerade), the route, and what decided",
                 "lab trace frontend backend -n shop\nlab trace x/a svc/nginx:80\nlab trace y/b x/a:81 --udp\n"
-                "lab trace node/node1 web-abc12\nlab trace outside node/node2:30080")
+                "lab trace node/node1 web-abc12\nlab trace outside node/node2:30080\nlab trace x/a svc/nginx --explain")
     p.add_argument("source", metavar="SRC", help="a pod (NAME in -n NS, or NS/NAME), node/NAME or outside")
     p.add_argument("destination", metavar="DST[:PORT]", help="a pod, svc/NAME, node/NAME, outside or an address; "
                                                               "port 80 unless given")
     p.add_argument("--udp", action="store_true", help="a UDP datagram instead of a TCP connection")
     p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--explain", action="store_true", help="also the path the lab's rendered rules predict, on paper "
+                   "(each endpoint and its chance, the rules that decided, NetworkPolicy's verdict)")
 
     p = command("describe", cmd_describe, "show one object in kubectl describe's layout: a pod, node, deployment, "
                 "namespace, service, its endpoints, or a network policy",

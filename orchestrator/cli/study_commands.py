@@ -127,6 +127,14 @@ def cmd_play(args) -> int:
     return 1
 
 
+def explain_trace(inv, objects: dict, source: str, destination: str, port: int, protocol: str,
+                  namespace: str) -> list[str]:
+    from orchestrator.verify.paper_trace import explain
+    src = kernel_trace.resolve(source, inv, objects, namespace, as_source=True)
+    dst = kernel_trace.resolve(destination, inv, objects, namespace, as_source=False)
+    return explain(inv, objects, src, dst, port, protocol)
+
+
 def cmd_trace(args) -> int:
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
@@ -137,6 +145,8 @@ def cmd_trace(args) -> int:
     with LabFiles.of(inv.name).lock(), Transport(inv.nodes) as transport:
         lines = kernel_trace.trace(inv, transport, objects, args.source, dst, int(port),
                                    "udp" if args.udp else "tcp", args.namespace)
+    if args.explain:  # beside the kernel's trace: what the rendered rules predict
+        lines += explain_trace(inv, objects, args.source, dst, int(port), "udp" if args.udp else "tcp", args.namespace)
     for line in lines:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     return 0

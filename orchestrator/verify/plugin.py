@@ -11,9 +11,17 @@
 Fixtures: `lab_inventory`, `lab_nodes` (node name -> host), `lab_pods` ("namespace/name" -> host),
 `lab_pod` (a function: lab_pod("web-1") or lab_pod("web-1", namespace="team")). The lab is the one
 of --lab-inventory, else $LAB_INVENTORY, else the lab brought up last.
+
+A program that runs pytest itself over a lab it already holds (`lab verify` does) hands the plugin a
+`LabSession`: `pytest.main(args, plugins=[LabSession(inventory, transport, outcomes)])`. The fixtures then
+use that inventory and that open transport (one SSH connection per node for the whole run), and tests read
+the session with `lab_session(config)` (or the `lab_session` fixture).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import pytest
 
@@ -24,6 +32,27 @@ from orchestrator.core.transport import Transport
 from orchestrator.verify.hosts import node_host, pod_host
 
 
+@dataclass
+class LabSession:
+    """A lab run shared with the plugin: the inventory, its open transport (the caller closes it) and what
+    the caller found before pytest started (`lab verify`: the reachability outcomes, one test each)."""
+
+    inventory: Inventory
+    transport: Transport
+    outcomes: Sequence[Any] = ()
+
+    def pytest_configure(self, config) -> None:
+        config.stash[SESSION_KEY] = self
+
+
+SESSION_KEY = pytest.StashKey[LabSession]()
+
+
+def lab_session(config) -> Optional[LabSession]:
+    """The `LabSession` the program running pytest registered, or None (plain `pytest`)."""
+    return config.stash.get(SESSION_KEY, None)
+
+
 def pytest_addoption(parser):
     parser.addoption("--lab-inventory", default=None, metavar="FILE",
                      help="cluster-lab: the lab's inventory (default: $LAB_INVENTORY, else the lab brought up last)")
@@ -31,12 +60,24 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def lab_inventory(request) -> Inventory:
+    session = lab_session(request.config)
+    if session is not None:
+        return session.inventory
     from orchestrator.cli.common import resolve_inventory  # the CLI's rules for finding the lab
     return resolve_inventory(request.config.getoption("--lab-inventory"))
 
 
+@pytest.fixture(scope="session", name="lab_session")
+def lab_session_fixture(request) -> Optional[LabSession]:
+    return lab_session(request.config)
+
+
 @pytest.fixture(scope="session")
-def lab_transport(lab_inventory):
+def lab_transport(request, lab_inventory):
+    session = lab_session(request.config)
+    if session is not None:
+        yield session.transport
+        return
     with Transport(lab_inventory.nodes) as transport:
         yield transport
 

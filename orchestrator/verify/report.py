@@ -24,6 +24,7 @@ from orchestrator.core.transport import Transport
 from orchestrator.verify import suite
 from orchestrator.verify.checks import Outcome, plan_checks
 from orchestrator.verify.faults import broken_objects
+from orchestrator.verify.plugin import LabSession
 from orchestrator.verify.policy_faults import intended_objects
 from orchestrator.verify.probes import outside_server, run_checks
 
@@ -32,15 +33,11 @@ MATRIX_LIMIT = 12  # pods; beyond, the pod x pod matrix is summarised
 
 
 class _Collector:
-    """In-process pytest plugin: hands the outcomes to the suite, collects the test results."""
+    """In-process pytest plugin: collects the suite's test results."""
 
-    def __init__(self, outcomes: list[Outcome]):
-        self.outcomes = outcomes
+    def __init__(self):
         self.failed: list[tuple[str, str]] = []
         self.passed = 0
-
-    def pytest_configure(self, config):
-        config._lab_outcomes = self.outcomes
 
     def pytest_runtest_logreport(self, report):
         if report.when == "call":
@@ -89,15 +86,16 @@ def verify(inv: Inventory, junit: Optional[str] = None,
         checks = plan_checks(inv, objects, load_expectations(expect), intended)
     except InputError as exc:
         raise InputError(f"{expect}: {exc}") from None
-    with Transport(inv.nodes) as transport, outside_server(inv):
-        outcomes = run_checks(inv, objects, transport, checks)
-    collector = _Collector(outcomes)
+    collector = _Collector()
     args = [suite.__file__, "-q", "-p", "no:cacheprovider", "-c", "/dev/null", "--rootdir",
-            str(Path(suite.__file__).parent), "--lab-inventory", inv.source, "-W", "ignore"]
+            str(Path(suite.__file__).parent), "-W", "ignore"]
     if junit:
         args += ["--junitxml", junit]
-    with contextlib.redirect_stdout(io.StringIO()):
-        pytest.main(args, plugins=[collector])
+    with Transport(inv.nodes) as transport:  # one transport: the probes and the suite's testinfra hosts
+        with outside_server(inv):
+            outcomes = run_checks(inv, objects, transport, checks)
+        with contextlib.redirect_stdout(io.StringIO()):
+            pytest.main(args, plugins=[LabSession(inv, transport, outcomes), collector])
     return outcomes, collector, time.perf_counter() - start
 
 

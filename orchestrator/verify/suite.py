@@ -1,14 +1,17 @@
 """The built-in reachability suite, run by `lab verify` through pytest (so --junit comes from pytest).
 
 The probes have run before pytest starts (batched: one command per source); each check is one test
-here. The testinfra checks look inside pods and nodes through the lab's pytest fixtures.
+here. The testinfra checks look inside pods and nodes through the lab's pytest fixtures, over the
+transport `lab verify` probed with (its `LabSession`).
 """
 
+from orchestrator.verify.plugin import lab_session
 
 
 def pytest_generate_tests(metafunc):
     if "outcome" in metafunc.fixturenames:
-        outcomes = metafunc.config._lab_outcomes
+        session = lab_session(metafunc.config)
+        outcomes = list(session.outcomes) if session is not None else []
         metafunc.parametrize("outcome", outcomes, ids=[o.check.id for o in outcomes])
 
 

@@ -114,6 +114,30 @@ def test_lab_trace_follows_a_real_packet_to_the_rule_that_decided(netpol):
           verb="delete")
 
 
+def test_lab_trace_explain_puts_the_rendered_rules_path_beside_the_kernels(netpol):
+    """The paper trace agrees with the kernel's: the pod a Service DNATs to, and the drop of a denied pair."""
+    apply(netpol, "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: y}\n"
+                  "spec: {selector: {pod: c}, ports: [{port: 8080, targetPort: 80}]}\n")
+    try:
+        ip = next(p["status"]["podIP"] for p in json.loads(lab_cli("get", "pods", "-n", "y", "-o", "json", "-i",
+                                                                    netpol.inventory_path, check=True).stdout)["items"]
+                  if p["metadata"]["name"] == "c")
+        through = lab_cli("trace", "-i", netpol.inventory_path, "z/a", "svc/y/web:8080", "--explain",
+                          check=True).stdout
+        kernel, _, paper = through.partition("on paper (the rules the lab renders, ")
+        assert f"dnat to {ip}:80" in kernel and "result: answered: c" in kernel, through
+        assert f"  100%: DNAT to {ip}:80" in paper.splitlines() and "dropped" not in paper, through
+    finally:
+        apply(netpol, "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: y}\n"
+                      "spec: {ports: [{port: 80}]}\n", verb="delete")
+    denied = lab_cli("trace", "-i", netpol.inventory_path, "y/a", "x/a", "--explain", check=True).stdout
+    kernel, _, paper = denied.partition("on paper (the rules the lab renders, ")
+    x_node = next(line for line in kernel.splitlines() if line.startswith("to cni0 on ")).split()[3]
+    assert f"DROPPED on {x_node} by lab-policy ingress (default deny ingress)" in kernel, denied
+    assert f"NetworkPolicy: dropped on {x_node} by lab-policy forward (default deny ingress)" in paper, denied
+    assert "on paper" not in lab_cli("trace", "-i", netpol.inventory_path, "y/a", "x/a", check=True).stdout
+
+
 def test_a_new_pod_is_in_the_sets_that_isolate_it_when_apply_returns(netpol):
     apply(netpol, """
 apiVersion: v1

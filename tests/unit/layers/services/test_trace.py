@@ -18,7 +18,7 @@ from orchestrator.layers.services.plan import AddressBook, endpoints, service_re
 from orchestrator.layers.services.trace import Ending, Packet, TraceError, parse_iptables, trace_iptables, trace_nft
 
 
-DATA = Path(__file__).with_name("data")
+DATA = Path(__file__).resolve().parents[2] / "data"
 PODS = Net("10.244.0.0/16")
 NODE1 = "198.18.0.11"
 WEB = {f"10.244.{i}.5": f"node{i + 1}" for i in (0, 1, 2)}  # the web pods; 10.244.0.5 runs on node1

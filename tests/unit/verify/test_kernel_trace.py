@@ -10,7 +10,7 @@ from orchestrator.core.errors import InputError
 from orchestrator.core.objects import LabObjects, Pod
 from orchestrator.verify.kernel_trace import decision, parse_trace, resolve, summary, trace_table, wiring
 
-DENIED = (Path(__file__).with_name("data") / "nft_trace_denied.txt").read_text()
+DENIED = (Path(__file__).resolve().parents[1] / "data" / "nft_trace_denied.txt").read_text()
 INV = inventory.parse("""
 cluster: {name: demo}
 emulated: {}

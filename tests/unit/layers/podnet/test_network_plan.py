@@ -14,7 +14,7 @@ from orchestrator.layers.podnet import changes as diff
 from orchestrator.layers.podnet.plan import masquerade_rules, plan_node
 
 
-DATA = Path(__file__).with_name("data")
+DATA = Path(__file__).resolve().parents[2] / "data"
 SUBNETS = {"node1": Net("10.244.0.0/24"), "node2": Net("10.244.1.0/24"), "node3": Net("10.244.2.0/24")}
 FACTS = {name: NodeFacts("eth0", 1500) for name in SUBNETS}
 

@@ -9,7 +9,7 @@ from orchestrator.core.manifests import load_documents
 from orchestrator.kinds import parse_all
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def parse_text(tmp_path, text, warnings=None):

@@ -22,8 +22,8 @@ from orchestrator.core.objects import Endpoint, Pod, Service
 from orchestrator.layers.services.plan import AddressBook, dns_records, endpoints, service_record
 
 
-DATA = Path(__file__).with_name("data")
-REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parents[2] / "data"
+REPO = Path(__file__).resolve().parents[4]
 CIDR = Net("10.96.0.0/12")
 
 
