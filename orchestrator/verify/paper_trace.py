@@ -13,12 +13,13 @@ from ipaddress import ip_network
 from typing import TYPE_CHECKING, Optional
 
 from orchestrator.core.model import Inventory
+from orchestrator.core.objects import LabObjects
 from orchestrator.layers.podnet.plan import chain_jumps, masquerade_rules
 from orchestrator.layers.policy.enforcement import render_policy
 from orchestrator.layers.policy.trace import PolicyPacket, judge
 from orchestrator.layers.services.iptables import JUMPS, render_iptables
 from orchestrator.layers.services.nftables import render_nft
-from orchestrator.layers.services.plan import endpoints
+from orchestrator.layers.services.plan import all_endpoints
 from orchestrator.layers.services.trace import Ending, Packet, TraceError, parse_iptables, trace_iptables, trace_nft
 
 if TYPE_CHECKING:
@@ -27,14 +28,13 @@ if TYPE_CHECKING:
 BRIDGE, OVERLAY, UPLINK = "cni0", "overlay", "uplink"  # the policy table tells only the bridge from the rest
 
 
-def node_iptables(inv: Inventory, objects: dict, node: str) -> dict:
+def node_iptables(inv: Inventory, objects: LabObjects, node: str) -> dict:
     """What `node` holds with the iptables backend, as parse_iptables reads iptables-save: the service chains,
     the lab's masquerade and forward chains, and the built-in chains' jumps to them (the lab's own first in
     POSTROUTING, as the node agent inserts it)."""
     cluster = inv.cluster
-    eps = {key: endpoints(service, objects["pods"]) for key, service in objects["services"].items()}
-    tables = render_iptables(objects["services"], eps, cluster.cluster_cidr)
-    subnet = objects["subnets"].get(node)
+    tables = render_iptables(objects.services, all_endpoints(objects.services, objects.pods), cluster.cluster_cidr)
+    subnet = objects.subnets.get(node)
     if subnet is not None:
         for (table, chain), rules in masquerade_rules(cluster, ip_network(subnet)).items():
             tables.setdefault(table, {})[chain] = list(rules)
@@ -52,16 +52,16 @@ def node_iptables(inv: Inventory, objects: dict, node: str) -> dict:
     return parse_iptables(text)
 
 
-def entry(inv: Inventory, objects: dict, src: "End", dst: "End") -> tuple[Optional[str], str]:
+def entry(inv: Inventory, objects: LabObjects, src: "End", dst: "End") -> tuple[Optional[str], str]:
     """The node the packet first crosses, and the hook it enters there (None when the rules cannot say)."""
     if src.pod:
-        return src.pod["node"], "PREROUTING"
+        return src.pod.node, "PREROUTING"
     if src.source.startswith("node:"):
         return src.source.partition(":")[2], "OUTPUT"
     for node in inv.nodes:  # from outside: the node it is sent to
         if str(node.address) == dst.ip:
             return node.name, "PREROUTING"
-    return (dst.pod["node"], "PREROUTING") if dst.pod else (None, "PREROUTING")
+    return (dst.pod.node, "PREROUTING") if dst.pod else (None, "PREROUTING")
 
 
 def forward_hops(src: "End", node: str, hook: str, dst_node: str) -> list[tuple[str, str, str]]:
@@ -74,15 +74,15 @@ def forward_hops(src: "End", node: str, hook: str, dst_node: str) -> list[tuple[
     return [(node, first_in, OVERLAY), (dst_node, OVERLAY, BRIDGE)]
 
 
-def policy_line(objects: dict, policy: Optional[dict], src: "End", source_ip: str, ending: Ending,
+def policy_line(objects: LabObjects, policy: Optional[dict], src: "End", source_ip: str, ending: Ending,
                 node: str, hook: str, protocol: str) -> Optional[str]:
     """What the lab-policy table does to one ending that reaches a pod, or None (no policy, or no pod)."""
     ip, _, port = ending.destination.rpartition(":")
-    pod = next((p for p in objects["pods"].values() if p.get("ip") == ip), None)
+    pod = next((p for p in objects.pods.values() if p.ip == ip), None)
     if policy is None or pod is None or ending.verdict == "REJECT":
         return None
     reasons = []
-    for where, iif, oif in forward_hops(src, node, hook, pod["node"]):
+    for where, iif, oif in forward_hops(src, node, hook, str(pod.node)):
         allowed, why = judge(policy, PolicyPacket(source_ip, ip, protocol, int(port), iif, oif))
         if not allowed:
             return f"NetworkPolicy: dropped on {where} by lab-policy forward ({why})"
@@ -90,7 +90,7 @@ def policy_line(objects: dict, policy: Optional[dict], src: "End", source_ip: st
     return f"NetworkPolicy: let through ({'; '.join(reasons)})" if reasons else None
 
 
-def explain(inv: Inventory, objects: dict, src: "End", dst: "End", port: int, protocol: str) -> list[str]:
+def explain(inv: Inventory, objects: LabObjects, src: "End", dst: "End", port: int, protocol: str) -> list[str]:
     """The report's lines: each way the packet ends by the rendered rules, its chance, the rules that decided."""
     node, hook = entry(inv, objects, src, dst)
     backend = inv.cluster.proxy_mode
@@ -99,13 +99,13 @@ def explain(inv: Inventory, objects: dict, src: "End", dst: "End", port: int, pr
         return [head, f"  which node {dst.ip} is reached through from {src.label} is not in the rules; "
                       "trace to node/NAME:PORT to see a NodePort"]
     me = inv.node(node)
-    subnet = objects["subnets"].get(node)
+    subnet = objects.subnets.get(node)
     local = {str(me.address)} | ({str(next(ip_network(subnet).hosts()))} if subnet else set())  # + the bridge
     packet = Packet(src.ip, dst.ip, port, protocol, hook, frozenset(local))
     try:
         if backend == "nftables":
-            eps = {key: endpoints(service, objects["pods"]) for key, service in objects["services"].items()}
-            endings = trace_nft(render_nft(objects["services"], eps, inv.cluster.cluster_cidr), packet)
+            eps = all_endpoints(objects.services, objects.pods)
+            endings = trace_nft(render_nft(objects.services, eps, inv.cluster.cluster_cidr), packet)
         else:
             endings = trace_iptables(node_iptables(inv, objects, node), packet)
     except TraceError as exc:

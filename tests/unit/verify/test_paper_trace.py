@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core import inventory
-from orchestrator.core.manifests import load_text
-from orchestrator.layers.policy.plan import apply_policies
+from orchestrator.core.objects import LabObjects, Pod
+from orchestrator.kinds import load_text, plan
 from orchestrator.layers.services.plan import AddressBook, service_record
 from orchestrator.verify.kernel_trace import resolve
 from orchestrator.verify.paper_trace import explain
@@ -25,17 +25,16 @@ def lab(proxy_mode: str, policy: bool):
     inv = inventory.parse(f"cluster: {{name: demo, proxy_mode: {proxy_mode}}}\nnodes:\n"
                           "  - {name: node1, address: 198.18.0.11}\n  - {name: node2, address: 198.18.0.12}\n",
                           "demo.yaml", Path("."))
-    pods = {f"default/{name}": {"name": name, "namespace": "default", "labels": {"app": "web", "idx": name[-1]},
-                                "ip": ip, "node": node, "ports": []} for name, (ip, node) in WEB.items()}
-    pods["default/client"] = {"name": "client", "namespace": "default", "labels": {"app": "client"},
-                              "ip": "10.244.0.9", "node": "node1", "ports": []}
+    pods = {f"default/{name}": Pod(name, "default", labels={"app": "web", "idx": name[-1]}, ip=ip, node=node)
+            for name, (ip, node) in WEB.items()}
+    pods["default/client"] = Pod("client", "default", labels={"app": "client"}, ip="10.244.0.9", node="node1")
     [svc] = load_text("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
                       "spec: {selector: {app: web}, ports: [{port: 8080, targetPort: 80}]}\n", "web.yaml")
-    objects = {"pods": pods, "services": {svc.key: service_record(svc, None, AddressBook({}, Net("10.96.0.0/12")),
-                                                                   "now")},
-               "subnets": {"node1": "10.244.0.0/24", "node2": "10.244.1.0/24"}, "namespaces": {}}
+    objects = LabObjects(pods=pods, services={svc.key: service_record(svc, None, AddressBook({}, Net("10.96.0.0/12")),
+                                                                       "now")},
+                         subnets={"node1": "10.244.0.0/24", "node2": "10.244.1.0/24"})
     if policy:
-        apply_policies(load_text(DENY_WEB_1, "deny.yaml"), objects, "now")
+        plan(inv.cluster, list(inv.nodes), objects, load_text(DENY_WEB_1, "deny.yaml"), "now")
     return inv, objects
 
 
@@ -49,7 +48,7 @@ def test_a_service_packet_ends_at_each_endpoint_by_chance_and_policy_drops_one(p
     inv, objects = lab(proxy_mode, policy=True)
     lines = paper(inv, objects, "client", "svc/web", 8080)
     assert lines[0] == f"on paper (the rules the lab renders, {proxy_mode}):"
-    cluster_ip = objects["services"]["default/web"]["cluster_ip"]
+    cluster_ip = objects.services["default/web"].cluster_ip
     assert lines[1] == f"  enters node1 (PREROUTING): 10.244.0.9 -> {cluster_ip}:8080/TCP"
     endings = [i for i, line in enumerate(lines) if line.startswith("  50%")]
     assert [lines[i] for i in endings] == ["  50%: DNAT to 10.244.0.5:80", "  50%: DNAT to 10.244.1.5:80"]

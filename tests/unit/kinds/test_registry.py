@@ -16,7 +16,7 @@ from orchestrator.core.errors import InputError
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import FleetResult
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 INVENTORY = "cluster: {name: demo}\nnodes: [{name: node1, address: 198.18.0.11}, {name: node2, address: 198.18.0.12}]\n"
 CONFIGMAPS = """
 apiVersion: v1
@@ -67,11 +67,11 @@ def lab(tmp_path, monkeypatch):
 
 @pytest.fixture
 def configmaps():
-    """The ConfigMap kind of tests/unit/configmap_kind.py, registered by importing that one module."""
-    module = importlib.import_module("tests.unit.configmap_kind")
+    """The ConfigMap kind of tests.unit.kinds.configmap_kind.py, registered by importing that one module."""
+    module = importlib.import_module("tests.unit.kinds.configmap_kind")
     yield module.CONFIGMAP
     kinds.registry.unregister(module.CONFIGMAP)
-    sys.modules.pop("tests.unit.configmap_kind")
+    sys.modules.pop("tests.unit.kinds.configmap_kind")
 
 
 def manifests(text: str, tmp_path: Path) -> list:
