@@ -8,6 +8,8 @@ from pathlib import Path
 from orchestrator.cli.common import err, out, resolve_inventory
 from orchestrator.cli.lab_commands import run_deploy
 from orchestrator.core.errors import InputError
+from orchestrator.core.model import Inventory
+from orchestrator.core.objects import LabObjects
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 from orchestrator.layers.policy.plan import selectors_matching_nothing
@@ -127,7 +129,7 @@ def cmd_play(args) -> int:
     return 1
 
 
-def explain_trace(inv, objects: dict, source: str, destination: str, port: int, protocol: str,
+def explain_trace(inv: Inventory, objects: LabObjects, source: str, destination: str, port: int, protocol: str,
                   namespace: str) -> list[str]:
     from orchestrator.verify.paper_trace import explain
     src = kernel_trace.resolve(source, inv, objects, namespace, as_source=True)
