@@ -8,7 +8,7 @@ import time
 
 from orchestrator import pipeline
 from orchestrator.agent import cni as cni_runtime
-from orchestrator.agent.contract import node_lib
+from orchestrator.agent.contract import pod_log_path
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output, warn
 from orchestrator.cli.describe import (describe_deployment, describe_namespace, describe_netpol, describe_node,
         describe_pod, describe_service, print_described)
@@ -80,7 +80,7 @@ def cmd_logs(args) -> int:
     pod = LabFiles.of(inv.name).read_objects()["pods"].get(f"{args.namespace}/{args.pod}")
     if pod is None:
         raise LabError(f'Error from server (NotFound): pods "{args.pod}" not found in namespace {args.namespace!r}')
-    log = f"{node_lib(inv.name)}/pods/{pod['key']}.log"
+    log = pod_log_path(inv.name, pod["key"])
     node = inv.node(pod["node"])
     with Transport([node]) as transport:
         result = run_showing_output(transport, node, ["tail", "-n", str(args.tail), *(["-F"] if args.follow else []),
