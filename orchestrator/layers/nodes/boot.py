@@ -134,7 +134,8 @@ def persistence_teardown(state: NodeState, lab: str) -> list[Change]:
     changes = []
     if MODULES_LOADED in state.files:
         changes.append(Change("unload the kernel modules the lab loaded", (
-            pipe(cmd("tac", modules_loaded_path(lab)), 'while read -r m; do modprobe -r "$m" 2>/dev/null || true; done'),)))
+            pipe(cmd("tac", modules_loaded_path(lab)),
+                 'while read -r m; do modprobe -r "$m" 2>/dev/null || true; done'),)))
     if state.etc_files or state.unit_enabled:
         lines = [cmd("rm", "-f", *etc_files(lab))]
         if state.systemd:
