@@ -25,7 +25,7 @@ from orchestrator.core.manifests import Manifest
 from orchestrator.core.model import Inventory, Node, dns_ip
 from orchestrator.core.objects import LabObjects, Namespace, Pod, split_key
 from orchestrator.core.names import label_problem
-from orchestrator.core.script import Change, render_script
+from orchestrator.core.script import Change, quiet, render_script
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import NodeError, Transport
 from orchestrator.layers.dns.plan import cluster_dns_yaml
@@ -127,7 +127,7 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         stopped = sorted(key for key, value in state.pods.items() if value == "stopped")
         if stopped:
             changes.append(Change(f"restart the servers of {len(stopped)} pod(s): {', '.join(stopped)}",
-                                       (agent_command(inv.name, "pods-ensure") + " >/dev/null",)))
+                                       (quiet(agent_command(inv.name, "pods-ensure")),)))
         planned[node.name] = changes
         reports[node.name].changes = [c.what for c in changes]
         lost[node.name] = pods_mod.lost_pods(objects, node.name, state)
@@ -191,8 +191,8 @@ def destroy(inv: Inventory, transport: Transport, files: LabFiles,
         if state.pods or pod_netns:
             with_pods[node.name] = [Change(
                 f"remove {max(len(state.pods), len(pod_netns))} pod(s)",
-                (agent_command(lab, "pods-purge", "--lab", lab, "--conf", conflist_path(lab), "--cni-path",
-                               state.cni_dir or CNI_PATH) + " >/dev/null",))]
+                (quiet(agent_command(lab, "pods-purge", "--lab", lab, "--conf", conflist_path(lab), "--cni-path",
+                                     state.cni_dir or CNI_PATH)),))]
     if with_pods:
         progress(f"removing the pods on {len(with_pods)} node(s)")
         apply_changes(transport, inv, with_pods, reports, "removed")

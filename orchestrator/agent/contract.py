@@ -56,6 +56,52 @@ def table_header(table: str, named: int, chains_in_table: int) -> list:
     return [f"*{table}"] + (["-S"] if named ** 2 > WHOLE_TABLE_READ_FACTOR * chains_in_table else [])
 
 
+# The lab's folder on a node, file by file: named here only, for the controller and the agent alike (each
+# relative name is the agent's view from its folder; each function the controller's, by lab name).
+PODS_DIR = "pods"  # one <key>.json record and one <key>.log per pod (key: <namespace>_<name>)
+DNS_HOSTS = "dns/hosts"  # the cluster DNS records the DNS pods' dnsmasq reads
+RULES_REQUEST = "rules/request.json"  # the last whole proxy-sync request (restored after a boot)
+RULES_JOURNAL = "rules/journal"  # the change requests since, one JSON line each
+MODULES_LOADED = "modules.loaded"  # the kernel modules the lab loaded (lab destroy unloads them)
+SYSCTL_SAVED = "sysctl.orig"  # the sysctl values before the lab set them (lab destroy puts them back)
+DIRS_CREATED = "dirs.created"  # the CNI folders the lab created (lab destroy removes only those)
+
+
+def lab_file(lab: str, rel: str) -> str:
+    """The file `rel` (relative to the lab's folder) of lab `lab` on a node."""
+    return f"{node_lib(lab)}/{rel}"
+
+
+def pod_record_path(lab: str, key: str) -> str:
+    """The agent's record of pod `key` (netns, IP, server PID, ...) on its node."""
+    return lab_file(lab, f"{PODS_DIR}/{key}.json")
+
+
+def pod_log_path(lab: str, key: str) -> str:
+    """The log of pod `key`'s server on its node."""
+    return lab_file(lab, f"{PODS_DIR}/{key}.log")
+
+
+def dns_hosts_path(lab: str) -> str:
+    return lab_file(lab, DNS_HOSTS)
+
+
+def rules_request_path(lab: str) -> str:
+    return lab_file(lab, RULES_REQUEST)
+
+
+def rules_journal(lab: str) -> str:
+    return lab_file(lab, RULES_JOURNAL)
+
+
+def modules_loaded_path(lab: str) -> str:
+    return lab_file(lab, MODULES_LOADED)
+
+
+def sysctl_saved_path(lab: str) -> str:
+    return lab_file(lab, SYSCTL_SAVED)
+
+
 def pod_node_key(namespace: str, name: str) -> str:
     """A pod's name in its node's files and in the agent's answers (no '/': it names files). Namespaces and
     pod names hold no '_', so it stands for one pod only."""

@@ -8,7 +8,7 @@ import time
 
 from orchestrator import kinds, pipeline
 from orchestrator.agent import cni as cni_runtime
-from orchestrator.agent.contract import node_lib
+from orchestrator.agent.contract import pod_log_path
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output, warn
 from orchestrator.cli.imperative import cmd_delete_named
 from orchestrator.cli.output import print_described, print_table
@@ -71,7 +71,7 @@ def cmd_logs(args) -> int:
     pod = LabFiles.of(inv.name).read_objects().pods.get(key_of(args.namespace, args.pod))
     if pod is None:
         raise LabError(POD.not_found(args.pod, args.namespace))
-    log = f"{node_lib(inv.name)}/pods/{pod.node_key}.log"
+    log = pod_log_path(inv.name, pod.node_key)
     node = inv.node(pod.node)
     with Transport([node]) as transport:
         result = run_showing_output(transport, node, ["tail", "-n", str(args.tail), *(["-F"] if args.follow else []),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import shlex
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,25 @@ def quote_argv(argv: Iterable[object]) -> str:
 def cmd(*argv: object) -> str:
     """cmd("ip", "link", "del", name): the same, as a call."""
     return quote_argv(argv)
+
+
+def pipe(*commands: str) -> str:
+    """pipe(cmd("tac", path), loop): each command's output into the next one's input."""
+    return " | ".join(commands)
+
+
+def redirect(command: str, *, stdout: Optional[str] = None, append: Optional[str] = None,
+             stderr: Optional[str] = None) -> str:
+    """`command` with its output written to (or appended to) a file, its errors to another, each path quoted."""
+    for operator, path in ((">", stdout), (">>", append), ("2>", stderr)):
+        if path is not None:
+            command = f"{command} {operator} {quote(path)}"
+    return command
+
+
+def quiet(command: str) -> str:
+    """`command` with its output thrown away (its errors still show, and its exit status counts)."""
+    return redirect(command, stdout="/dev/null")
 
 
 def heredoc(command: str, text: str, marker: str = "LAB_RULES") -> str:

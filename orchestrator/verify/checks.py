@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from orchestrator.agent.contract import node_lib
+from orchestrator.agent.contract import dns_hosts_path
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects, Pod, key_of
@@ -157,7 +157,7 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                         reaches=members + dns_pods,
                         layer="cluster DNS: kube-dns endpoints and its records",
                         show=f"lab get ep kube-dns -n kube-system; lab exec {member.node} -- cat "
-                             f"{node_lib(lab)}/dns/hosts"))
+                             f"{dns_hosts_path(lab)}"))
             if port.node_port:
                 for node in inv.nodes:
                     checks.append(Check(

@@ -13,13 +13,13 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from orchestrator.agent.contract import POLICY_TABLE, node_lib
 from orchestrator import kinds
+from orchestrator.agent.contract import POLICY_TABLE, pod_record_path
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import Manifest
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import LabObjects, Service
-from orchestrator.core.script import heredoc, quote
+from orchestrator.core.script import heredoc
 from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.core.transport import Transport
 from orchestrator.layers.nodes.facts import conflist_path
@@ -90,14 +90,18 @@ def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
     return f"removed {node.name}'s chain {sep} ({first.address} of {key}) and its jump in {svc}"
 
 
+# Stops the server a pod record (argv[1], the agent's JSON) names, as `kill` does: python3 is on every node (the
+# agent runs with it), and it reads the record as JSON instead of matching its text.
+STOP_POD_SERVER = "import json, os, signal, sys; os.kill(int(json.load(open(sys.argv[1]))['pid']), signal.SIGTERM)"
+
+
 def break_dns(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
     objects = files.read_objects()
     dns = sorted((p for p in objects.pods.values() if p.role == "dns"), key=lambda p: p.name)
     if not dns:
         raise InputError("fault dns-pod needs the cluster DNS: run `lab deploy`")
     pod = dns[0]
-    record = f"{node_lib(inv.name)}/pods/{pod.node_key}.json"
-    t.run(pod.node, ["sh", "-c", f"kill $(sed -n 's/.*\"pid\": \\([0-9]*\\).*/\\1/p' {quote(record)})"])
+    t.run(pod.node, ["python3", "-c", STOP_POD_SERVER, pod_record_path(inv.name, pod.node_key)])
     return f"stopped DNS pod {pod.key} on {pod.node} (its dnsmasq)"
 
 

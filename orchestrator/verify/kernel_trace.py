@@ -20,7 +20,6 @@ from typing import Optional
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects, Pod, key_of
-from orchestrator.core.script import cmd
 from orchestrator.core.transport import Transport
 from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.policy.plan import pod_endpoint, policies, verdict
@@ -160,9 +159,13 @@ def wiring(pod: Pod, link_line: str, leaving: bool) -> str:
 
 def host_end(transport: Transport, pod: Pod) -> str:
     """`ip -o link` of the node's end of the pod's veth pair (found by eth0's peer index), or ''."""
-    script = (f"i=$({cmd('ip', 'netns', 'exec', pod.netns, 'cat', '/sys/class/net/eth0/iflink')}) && "
-              "ip -o link show | grep \"^$i: \"")
-    return transport.run(pod.node, ["sh", "-c", script], check=False).stdout
+    peer = transport.run(pod.node, ["ip", "netns", "exec", pod.netns, "cat", "/sys/class/net/eth0/iflink"],
+                         check=False)
+    index = peer.stdout.strip()
+    if not peer.ok or not index:
+        return ""
+    links = transport.run(pod.node, ["ip", "-o", "link", "show"], check=False).stdout.splitlines()
+    return "".join(line + "\n" for line in links if line.startswith(index + ": "))
 
 
 def conntrack_lines(inv: Inventory, transport: Transport, src: End, protocol: str) -> list[str]:
@@ -206,8 +209,8 @@ def trace(inv: Inventory, transport: Transport, objects: LabObjects, src_spec: s
             for name, future in monitors.items():
                 hops += parse_trace(name, future.result().stdout)
     finally:
-        transport.run_all(lambda node: transport.run(node, ["sh", "-c", cmd("nft", "delete", "table", "ip", TABLE)
-                                                           + " 2>/dev/null; true"]), nodes)
+        transport.run_all(lambda node: transport.run(node, ["nft", "delete", "table", "ip", TABLE], check=False),
+                          nodes)
     report += summary(hops)
     report += conntrack_lines(inv, transport, src, protocol)
     answer = f"answered: {reply.get('reply', '')[:60]}" if reply and reply.get("ok") else \

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from orchestrator.agent.contract import pod_record_path
 from orchestrator.core.agent import local_agent_argv
 from orchestrator.layers.overlay.plan import vtep_mac
 from orchestrator.layers.pods.plan import pod_netns
@@ -225,8 +226,7 @@ def test_a_stopped_pod_server_is_restarted_by_deploy(net):
     victim = pods(net, "web")[0]
     node = victim["spec"]["nodeName"]
     key = f"default_{victim['metadata']['name']}"
-    pid = net.transport.run(node, ["sh", "-c", f"sed -n 's/.*\"pid\": \\([0-9]*\\).*/\\1/p' "
-                                               f"/var/lib/cluster-lab/{net.name}/pods/{key}.json"]).stdout.strip()
+    pid = str(json.loads(net.transport.run(node, ["cat", pod_record_path(net.name, key)]).stdout)["pid"])
     net.transport.run(node, ["kill", pid])
     assert wait_for(lambda: net.transport.run(node, ["kill", "-0", pid], check=False).exit_code != 0)
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)

@@ -16,10 +16,10 @@ import hashlib
 
 from typing import Union
 
-from orchestrator.agent.contract import agent_path, node_lib
+from orchestrator.agent.contract import MODULES_LOADED, agent_path, lab_file, modules_loaded_path, node_lib
 from orchestrator.core.model import Cluster
 from orchestrator.core.render import render
-from orchestrator.core.script import Change, cmd, write_file
+from orchestrator.core.script import Change, cmd, pipe, redirect, write_file
 from orchestrator.layers.nodes.facts import NodeState
 
 
@@ -95,7 +95,7 @@ def sha256(content: Union[str, bytes]) -> str:
 
 def file_changes(state: NodeState, lab: str, files: dict[str, tuple]) -> list[Change]:
     """Install the files the lab keeps in its node folder that differ: relative path -> (content, sha256, mode)."""
-    return [Change(f"install {node_lib(lab)}/{rel}", write_file(f"{node_lib(lab)}/{rel}", content, mode))
+    return [Change(f"install {lab_file(lab, rel)}", write_file(lab_file(lab, rel), content, mode))
             for rel, (content, digest, mode) in sorted(files.items()) if state.files.get(rel) != digest]
 
 
@@ -110,10 +110,9 @@ def module_changes(cluster: Cluster, state: NodeState) -> list[Change]:
     loadable = [m for m in kernel_modules(cluster) if state.modules.get(m) == "loadable"]
     if not loadable:
         return []
-    loaded = f"{node_lib(cluster.name)}/modules.loaded"
     return [Change(f"load kernel module{'s' if len(loadable) > 1 else ''} {', '.join(loadable)}",
                         (cmd("modprobe", "-a", *loadable), cmd("mkdir", "-p", node_lib(cluster.name)),
-                         f"printf '%s\\n' {' '.join(loadable)} >> {loaded}"))]
+                         redirect(cmd("printf", "%s\\n", *loadable), append=modules_loaded_path(cluster.name))))]
 
 
 def persistence_changes(cluster: Cluster, state: NodeState, sysctls: dict, conflist: str) -> list[Change]:
@@ -133,10 +132,10 @@ def persistence_teardown(state: NodeState, lab: str) -> list[Change]:
     """Remove what persistence_changes wrote and unload the modules the lab loaded (those still in use by
     something else stay)."""
     changes = []
-    loaded = f"{node_lib(lab)}/modules.loaded"
-    if "modules.loaded" in state.files:
+    if MODULES_LOADED in state.files:
         changes.append(Change("unload the kernel modules the lab loaded", (
-            f"tac {loaded} | while read -r m; do modprobe -r \"$m\" 2>/dev/null || true; done",)))
+            pipe(cmd("tac", modules_loaded_path(lab)),
+                 'while read -r m; do modprobe -r "$m" 2>/dev/null || true; done'),)))
     if state.etc_files or state.unit_enabled:
         lines = [cmd("rm", "-f", *etc_files(lab))]
         if state.systemd:

@@ -3,7 +3,7 @@ checks before planning (`preflight`), and the boot IDs deploy remembers."""
 
 from __future__ import annotations
 
-from orchestrator.agent.contract import AGENT_FILE, node_lib
+from orchestrator.agent.contract import AGENT_FILE, PODS_DIR, lab_file, node_lib
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.render import render
 from orchestrator.core.state import LabFiles
@@ -17,7 +17,7 @@ from orchestrator.layers.nodes.facts import (CNI_CONF_DIR, CNI_DIRS, CNI_PLUGINS
 def facts_script(lab: str, vni: int = 1) -> str:
     return render("nodes/node-facts.sh.j2", tools=REQUIRED_TOOLS + OTHER_TOOLS, kernel_features=KERNEL_FEATURES,
                   plugins=CNI_PLUGINS, cni_dirs=CNI_DIRS, sysctls=list(SYSCTLS),
-                  conf_dir=CNI_CONF_DIR, conflist=conflist_path(lab), lib=node_lib(lab),
+                  conf_dir=CNI_CONF_DIR, conflist=conflist_path(lab), lib=node_lib(lab), pods_dir=lab_file(lab, PODS_DIR),
                   modules=sorted(KNOWN_MODULES.items()), etc_files=etc_files(lab), unit_link=unit_link(lab),
                   agent_file=AGENT_FILE)
 
