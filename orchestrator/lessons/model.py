@@ -131,7 +131,8 @@ def parse_lesson(source: str, text: str) -> Lesson:
         try:
             networks.append(ip_network(str(net)))
         except ValueError:
-            raise field_error(source, f"networks[{i}]", f"{net!r} is not a network", "write it as 10.200.4.0/24")
+            raise field_error(source, f"networks[{i}]", f"{net!r} is not a network",
+                              "write it as 10.200.4.0/24") from None
     steps = []
     for i, raw in enumerate(top.items("steps")):
         f = _section(source, f"steps[{i}]", raw, {"title", "explain", "on", "run", "check", "when", "transient"})
@@ -168,14 +169,14 @@ def _check_templates(source: str, lesson: Lesson) -> None:
         try:
             env.parse(text)
         except jinja2.TemplateSyntaxError as exc:
-            raise field_error(source, where, f"template error: {exc.message}", "fix the {{ ... }} expression")
+            raise field_error(source, where, f"template error: {exc.message}", "fix the {{ ... }} expression") from None
     for i, step in enumerate(lesson.steps):
         if step.when:
             try:
                 env.compile_expression(step.when)
             except jinja2.TemplateSyntaxError as exc:
                 raise field_error(source, f"steps[{i}].when", f"expression error: {exc.message}",
-                                  "write a Jinja expression, e.g. deployed")
+                                  "write a Jinja expression, e.g. deployed") from None
 
 
 def lesson_files() -> dict[str, Any]:

@@ -196,7 +196,7 @@ class Player:
         for role, node in self.nodes.items():
             keys = list(self.lesson.sysctls)
             before = self.transport.run(node, ["sysctl", "-n", *keys]).stdout.splitlines()
-            saved[role] = dict(zip(keys, before))
+            saved[role] = dict(zip(keys, before, strict=True))
         atomic_write(self._sysctl_file(), json.dumps(saved))
         settings = [f"{k}={v}" for k, v in self.lesson.sysctls.items()]
         for node in self.nodes.values():

@@ -104,7 +104,7 @@ def pin_host_keys(hosts: Sequence[SshHost], known: KnownHosts, notice: Notice, h
     else:
         with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
             keys = list(pool.map(lambda host: fetch_host_key(host, known), hosts))
-    for host, key in zip(hosts, keys):
+    for host, key in zip(hosts, keys, strict=True):
         pin_one(host, key, known, notice, how_to_check)
 
 

@@ -91,7 +91,7 @@ def resolve_host(config: paramiko.SSHConfig, alias: str, source: str, cwd: Path)
     check_node_name(alias, where)
     try:
         found = config.lookup(alias)
-    except Exception as exc:  # paramiko raises several kinds here (canonicalization, Match exec)
+    except Exception as exc:  # noqa: BLE001 - paramiko raises several kinds here (canonicalization, Match exec)
         raise InputError(f"{where}: cannot resolve it ({exc}); fix the Host block") from None
     if found.get("proxycommand"):
         raise InputError(f"{where}: ProxyCommand is not supported; use ProxyJump [user@]host[:port] instead")

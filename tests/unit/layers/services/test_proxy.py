@@ -208,7 +208,7 @@ class FakeAgents:
         for node in nodes:
             try:
                 results[node.name] = action(node)
-            except Exception as exc:  # as Transport.run_all collects them
+            except Exception as exc:  # noqa: BLE001 - as Transport.run_all collects them
                 results[node.name] = exc
         return results
 
