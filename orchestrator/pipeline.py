@@ -124,9 +124,9 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         changes = (boot.file_changes(state, inv.name, {**agent_files(), **podnet.network_files(net, inv.cluster)})
                    + boot.module_changes(inv.cluster, state) + podnet.network_changes(net, state, inv.cluster)
                    + boot.persistence_changes(inv.cluster, state, net.sysctls, net.conflist_path))
-        stopped = sorted(key for key, value in state.pods.items() if value == "stopped")
+        stopped = [key for key, value in state.pods.items() if value == "stopped"]
         if stopped:
-            changes.append(Change(f"restart the servers of {len(stopped)} pod(s): {', '.join(stopped)}",
+            changes.append(Change(f"restart the servers of {len(stopped)} pod(s): {pod_names(stopped, objects)}",
                                        (quiet(agent_command(inv.name, "pods-ensure")),)))
         planned[node.name] = changes
         reports[node.name].changes = [c.what for c in changes]
@@ -141,7 +141,7 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         if stale:
             reattach[node.name] = stale
             reports[node.name].changes.append(f"re-attach {len(stale)} pod(s) set up with another CNI config: "
-                                              f"{', '.join(stale)}")
+                                              f"{pod_names(stale, objects)}")
         if reports[node.name].changes:
             reports[node.name].status = "would change" if dry_run else "changing"
     if not dry_run:
@@ -161,6 +161,13 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         if report.status == "changing":  # what it reports was done without a script (a new boot seen)
             report.status = "changed"
     return [reports[n.name] for n in inv.nodes]
+
+
+def pod_names(node_keys: list[str], objects: LabObjects) -> str:
+    """The pods a node names by its keys, as the user names them (namespace/name), sorted; a pod the lab does not
+    know keeps the node's name for it."""
+    known = {p.node_key: p.key for p in objects.pods.values()}
+    return ", ".join(sorted(known.get(key, key) for key in node_keys))
 
 
 def start_cluster_dns(inv: Inventory, transport: Transport, files: LabFiles,

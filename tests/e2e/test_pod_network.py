@@ -230,13 +230,13 @@ def test_a_stopped_pod_server_is_restarted_by_deploy(net):
     net.transport.run(node, ["kill", pid])
     assert wait_for(lambda: net.transport.run(node, ["kill", "-0", pid], check=False).exit_code != 0)
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
-    assert f"restart the servers of 1 pod(s): {key}" in proc.stdout
+    assert f"restart the servers of 1 pod(s): default/{victim['metadata']['name']}" in proc.stdout
     assert all_pairs_failures(net, "after restart") == []
 
 
 def test_pods_whose_namespaces_are_gone_are_restored_by_deploy(net):
     victim = pods(net, "web")[0]
-    node, key = victim["spec"]["nodeName"], f"default_{victim['metadata']['name']}"
+    node, key = victim["spec"]["nodeName"], f"default/{victim['metadata']['name']}"
     net.transport.run(node, ["ip", "netns", "del", pod_netns(net.name, "default", victim["metadata"]["name"])])
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
     assert f"{node}: restore 1 pod(s) whose network namespace is gone: {key}" in proc.stdout
