@@ -12,7 +12,8 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional
+from collections.abc import Iterable
+from typing import Any, Literal, Optional, overload
 
 import yaml
 
@@ -36,7 +37,7 @@ EMULATED_KEYS = ("nodes", "node_prefix", "underlay_mtu", "sudo_user", "provider"
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
-def did_you_mean(word: str, choices) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean X?)' for the closest choice, or ''."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -72,6 +73,15 @@ class Section:
         value = self.data.get(key)
         return default if value is None else value
 
+    @overload
+    def string(self, key: str, default: str, *, required: bool = False) -> str: ...
+
+    @overload
+    def string(self, key: str, default: None = None, *, required: Literal[True]) -> str: ...
+
+    @overload
+    def string(self, key: str, default: Optional[str] = None, *, required: bool = False) -> Optional[str]: ...
+
     def string(self, key: str, default: Optional[str] = None, *, required: bool = False) -> Optional[str]:
         value = self.data.get(key)
         if value is None:
@@ -102,7 +112,7 @@ class Section:
                              "give e.g. 10")
         return float(value)
 
-    def items(self, key: str) -> list:
+    def items(self, key: str) -> list[Any]:
         """A list (empty when missing)."""
         value = self.data.get(key)
         if value is None:
@@ -135,7 +145,7 @@ class Section:
             net = ipaddress.ip_network(text, strict=False)
         except ValueError:
             raise self.error(self.path(key), f"{text!r} is not a CIDR", "write it like 10.244.0.0/16") from None
-        if net.version != 4:
+        if not isinstance(net, ipaddress.IPv4Network):
             raise self.error(self.path(key), f"{text} is IPv6", "only IPv4 is supported; give an IPv4 CIDR")
         if str(net) != text and "/" in text:
             raise self.error(self.path(key), f"{text} has host bits set", f"did you mean {net}?")
@@ -150,7 +160,7 @@ class Section:
         except ValueError:
             raise self.error(self.path(key), f"{text!r} is not an IP address",
                              "give the node's IPv4 address, e.g. 192.168.56.11") from None
-        if addr.version != 4:
+        if not isinstance(addr, ipaddress.IPv4Address):
             raise self.error(self.path(key), f"{text} is IPv6", "only IPv4 is supported; give an IPv4 address")
         return addr
 
@@ -176,7 +186,7 @@ class Section:
         return Section(self.data.get(key), self.path(key), self.source, self.base_dir, allowed)
 
 
-def load(path: os.PathLike | str) -> Inventory:
+def load(path: os.PathLike[str] | str) -> Inventory:
     """Read and validate the inventory at `path`."""
     source = str(path)
     try:

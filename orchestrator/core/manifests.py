@@ -15,7 +15,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union, overload
 
 import yaml
 
@@ -50,11 +50,11 @@ class ContainerPort:
 
 @dataclass(frozen=True)
 class PodTemplate:
-    labels: dict = field(hash=False)
+    labels: dict[str, str] = field(hash=False)
     ports: tuple[ContainerPort, ...]
     image: str = ""  # the first container's; an image named *dnsmasq* runs the real dnsmasq
     node_name: Optional[str] = None
-    node_selector: dict = field(default_factory=dict, hash=False)
+    node_selector: dict[str, str] = field(default_factory=dict, hash=False)
 
     def digest(self) -> str:
         """A short hash of the template, like Kubernetes' pod-template-hash."""
@@ -81,7 +81,7 @@ class ServicePort:
 @dataclass(frozen=True)
 class ServiceSpec:
     type: str = "ClusterIP"
-    ports: tuple = ()
+    ports: tuple[ServicePort, ...] = ()
     cluster_ip: Optional[str] = None
     session_affinity: str = "None"
     affinity_timeout: int = 10800
@@ -93,11 +93,11 @@ class Manifest:
     name: str
     namespace: str
     source: str  # "file.yaml (document 2)" for messages
-    labels: dict = field(hash=False)
+    labels: dict[str, str] = field(hash=False)
     template: Optional[PodTemplate] = None  # Pod, Deployment
     replicas: int = 1  # Deployment
-    selector: dict = field(default_factory=dict, hash=False)  # Deployment matchLabels, Service selector
-    raw: dict = field(default_factory=dict, hash=False, compare=False)
+    selector: dict[str, str] = field(default_factory=dict, hash=False)  # Deployment matchLabels, Service selector
+    raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     service: Optional[ServiceSpec] = None  # Service
     policy: Optional[PolicySpec] = None  # NetworkPolicy
     resource: str = ""  # kubectl's name of the kind in result lines: deployment.apps, pod, service
@@ -140,7 +140,7 @@ class Doc:
             value = {}
         return Doc(value, self.path(key), self.source)
 
-    def labels(self, key: str) -> dict:
+    def labels(self, key: str) -> dict[str, str]:
         value = self.data.get(key) or {}
         if not isinstance(value, dict) or not all(isinstance(v, (str, int, float, bool)) for v in value.values()):
             raise self.error(self.path(key), "expected a mapping of label: value", "write e.g. `app: nginx`")
@@ -151,6 +151,12 @@ class Doc:
                 raise self.error(f"{self.path(key)}.{k}", problem, "write e.g. `app: nginx` or "
                                                                   "`app.kubernetes.io/name: web`")
         return labels
+
+    @overload
+    def integer(self, key: str, default: int, low: int, high: int) -> int: ...
+
+    @overload
+    def integer(self, key: str, default: Optional[int], low: int, high: int) -> Optional[int]: ...
 
     def integer(self, key: str, default: Optional[int], low: int, high: int) -> Optional[int]:
         value = self.data.get(key)
@@ -246,11 +252,11 @@ def service_spec(spec: Doc) -> ServiceSpec:
     return ServiceSpec(kind, tuple(ports), str(cluster_ip) if cluster_ip else None, affinity, timeout)
 
 
-def fmt_labels(labels: dict) -> str:
+def fmt_labels(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def pod_template(spec: Doc, labels: dict, warn: Warn) -> PodTemplate:
+def pod_template(spec: Doc, labels: dict[str, str], warn: Warn) -> PodTemplate:
     for key in spec.data:
         if key not in POD_FIELDS:
             raise spec.error(spec.path(key), f"not supported{did_you_mean(key, POD_FIELDS)}",
@@ -261,7 +267,7 @@ def pod_template(spec: Doc, labels: dict, warn: Warn) -> PodTemplate:
     if not isinstance(containers, list) or not containers:
         raise spec.error(spec.path("containers"), "missing or empty", "list at least one container")
     ports: list[ContainerPort] = []
-    seen_host: set = set()
+    seen_host: set[tuple[int, str]] = set()
     for i, raw in enumerate(containers):
         c = Doc(raw, spec.path(f"containers[{i}]"), spec.source)
         if not c.data.get("name"):

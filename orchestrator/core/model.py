@@ -102,7 +102,7 @@ class Node:
     address: IPv4Address  # the node's address on the cluster network (overlay endpoints, host-gw routes)
     ssh_host: str  # where SSH connects to; the address unless the inventory says otherwise
     ssh: Ssh
-    labels: dict = field(default_factory=dict, hash=False, compare=False)
+    labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def applied(old: object, same: bool) -> str:
     return "created" if old is None else "unchanged" if same else "configured"
 
 
-def known_fields(cls: type, data: dict) -> dict:
+def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """The entries of `data` that are fields of `cls` (a file written by a newer lab may hold more)."""
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in data.items() if k in names}
@@ -45,7 +45,7 @@ class PortMapping:
     container_port: int
     protocol: str = "tcp"
 
-    def to_cni(self) -> dict:
+    def to_cni(self) -> dict[str, Union[int, str]]:
         return {"hostPort": self.host_port, "containerPort": self.container_port, "protocol": self.protocol}
 
 
@@ -86,11 +86,11 @@ class Pod:
         """The number of this pod's containerPort called `name` for `protocol`, if it declares one."""
         return next((p.container_port for p in self.ports if p.name == name and p.protocol == protocol), None)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Pod":
+    def from_json(cls, data: dict[str, Any]) -> "Pod":
         values = known_fields(cls, data)
         values["port_mappings"] = [PortMapping(m.get("host_port", m.get("hostPort")),
                                                m.get("container_port", m.get("containerPort")),
@@ -110,7 +110,7 @@ class Deployment:
     replicas: int = 1
     selector: dict[str, str] = field(default_factory=dict)
     template_hash: str = ""
-    manifest: dict = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -121,11 +121,11 @@ class Deployment:
         """What its pods name as their owner."""
         return f"Deployment/{self.key}"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Deployment":
+    def from_json(cls, data: dict[str, Any]) -> "Deployment":
         return cls(**known_fields(cls, data))
 
 
@@ -148,11 +148,11 @@ class Service:
     def key(self) -> str:
         return key_of(self.namespace, self.name)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Service":
+    def from_json(cls, data: dict[str, Any]) -> "Service":
         values = known_fields(cls, data)
         values["ports"] = [ServicePort(**known_fields(ServicePort, p)) for p in values.get("ports") or []]
         return cls(**values)
@@ -184,11 +184,11 @@ class Namespace:
     labels: dict[str, str] = field(default_factory=dict)
     created: str = ""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Namespace":
+    def from_json(cls, data: dict[str, Any]) -> "Namespace":
         return cls(**known_fields(cls, data))
 
 
@@ -199,18 +199,18 @@ class NetworkPolicy:
     name: str
     namespace: str
     labels: dict[str, str] = field(default_factory=dict)
-    spec: dict = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)
     created: str = ""
 
     @property
     def key(self) -> str:
         return key_of(self.namespace, self.name)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "NetworkPolicy":
+    def from_json(cls, data: dict[str, Any]) -> "NetworkPolicy":
         return cls(**known_fields(cls, data))
 
 
@@ -232,9 +232,9 @@ class LabObjects:
     boots: dict[str, str] = field(default_factory=dict)  # node -> boot ID
     # the objects of kinds registered beyond these (orchestrator/kinds/): kind -> key -> the record's JSON, which
     # the kind's own module reads and writes
-    extra: dict[str, dict[str, dict]] = field(default_factory=dict)
+    extra: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
-    def kept(self, kind: str) -> dict[str, dict]:
+    def kept(self, kind: str) -> dict[str, dict[str, Any]]:
         """The records of registered kind `kind`, as JSON, by key (made empty on first use)."""
         return self.extra.setdefault(kind, {})
 
@@ -259,7 +259,7 @@ class LabObjects:
         """The objects in `data` (a parsed objects.json); anything missing or not a mapping reads as empty."""
         data = data if isinstance(data, dict) else {}
 
-        def section(name: str) -> dict:
+        def section(name: str) -> dict[str, Any]:
             value = data.get(name)
             return value if isinstance(value, dict) else {}
 

@@ -9,9 +9,10 @@ below it) and what the lab cannot enforce (SCTP: its pods serve TCP and UDP only
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_network
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from orchestrator.core.errors import InputError, field_error
 from orchestrator.core.names import label_problem
@@ -26,7 +27,7 @@ class Requirement:
     operator: str
     values: tuple[str, ...] = ()
 
-    def matches(self, labels: dict) -> bool:
+    def matches(self, labels: Mapping[str, str]) -> bool:
         if self.operator == "In":
             return labels.get(self.key) in self.values
         if self.operator == "NotIn":
@@ -41,7 +42,7 @@ class Selector:
     match_labels: tuple[tuple[str, str], ...] = ()
     requirements: tuple[Requirement, ...] = ()
 
-    def matches(self, labels: dict) -> bool:
+    def matches(self, labels: Mapping[str, str]) -> bool:
         return (all(labels.get(k) == v for k, v in self.match_labels)
                 and all(r.matches(labels) for r in self.requirements))
 
@@ -93,9 +94,9 @@ class PolicySpec:
     egress: tuple[Rule, ...] = ()
 
 
-def parse_selector(data, source: str, where: str) -> Selector:
+def parse_selector(data: Any, source: str, where: str) -> Selector:
     data = data or {}
-    requirements = []
+    requirements: list[Requirement] = []
     for i, expr in enumerate(data.get("matchExpressions") or []):
         at = f"{where}.matchExpressions[{i}]"
         op, values = expr.get("operator"), tuple(str(v) for v in expr.get("values") or ())
@@ -115,24 +116,24 @@ def parse_selector(data, source: str, where: str) -> Selector:
     return Selector(labels, tuple(requirements))
 
 
-def parse_network(text, source: str, where: str) -> IPv4Network:
+def parse_network(text: Any, source: str, where: str) -> IPv4Network:
     try:
         network = ip_network(str(text))
     except ValueError:
         raise field_error(source, where, f"{text!r} is not an IPv4 CIDR with its host bits zero",
                           "write e.g. 10.0.0.0/8") from None
-    if network.version != 4:
+    if not isinstance(network, IPv4Network):
         raise field_error(source, where, f"{text} is IPv6; the lab is IPv4 only", "use an IPv4 CIDR")
     return network
 
 
-def parse_peer(data: dict, source: str, where: str) -> Peer:
+def parse_peer(data: dict[str, Any], source: str, where: str) -> Peer:
     if "ipBlock" in data:
         if "podSelector" in data or "namespaceSelector" in data:
             raise field_error(source, where, "ipBlock goes alone in a peer",
                               "make the ipBlock a peer of its own (a separate `- ipBlock:` entry)")
         cidr = parse_network(data["ipBlock"].get("cidr"), source, f"{where}.ipBlock.cidr")
-        excepts = []
+        excepts: list[IPv4Network] = []
         for i, text in enumerate(data["ipBlock"].get("except") or []):
             net = parse_network(text, source, f"{where}.ipBlock.except[{i}]")
             if not (net.subnet_of(cidr) and net != cidr):
@@ -149,7 +150,7 @@ def parse_peer(data: dict, source: str, where: str) -> Peer:
     return Peer(pod_selector=pods, namespace_selector=namespaces)
 
 
-def parse_port(data: dict, source: str, where: str) -> PolicyPort:
+def parse_port(data: dict[str, Any], source: str, where: str) -> PolicyPort:
     protocol = data.get("protocol", "TCP")
     if protocol == "SCTP":
         raise field_error(source, f"{where}.protocol", "SCTP: the lab's pods serve TCP and UDP only",
@@ -171,8 +172,8 @@ def parse_port(data: dict, source: str, where: str) -> PolicyPort:
     return PolicyPort(protocol, port, end)
 
 
-def parse_rules(items, source: str, where: str, peers_key: str) -> tuple[Rule, ...]:
-    rules = []
+def parse_rules(items: Optional[list[Any]], source: str, where: str, peers_key: str) -> tuple[Rule, ...]:
+    rules: list[Rule] = []
     for i, item in enumerate(items or []):
         at = f"{where}[{i}]"
         peers = tuple(parse_peer(p, source, f"{at}.{peers_key}[{j}]") for j, p in enumerate(item.get(peers_key) or []))
@@ -181,7 +182,7 @@ def parse_rules(items, source: str, where: str, peers_key: str) -> tuple[Rule, .
     return tuple(rules)
 
 
-def parse_policy_spec(spec: dict, source: str) -> PolicySpec:
+def parse_policy_spec(spec: dict[str, Any], source: str) -> PolicySpec:
     """A NetworkPolicy's spec (already schema-checked), or the InputError of its first problem."""
     types = spec.get("policyTypes")
     if types is None:  # the API server's default
@@ -206,7 +207,9 @@ SELECTOR_TERM = re.compile(r"^\s*(?:(?P<not>!)\s*(?P<absent>[^\s,=!()]+)"
 def selector_from_text(text: str) -> Selector:
     """kubectl's -l/--selector: `app=web,tier!=db`, `env in (a,b)`, `env notin (c)`, `key`, `!key`; or an
     InputError saying where it stops being one."""
-    labels, requirements, rest = [], [], text.strip()
+    labels: list[tuple[str, str]] = []
+    requirements: list[Requirement] = []
+    rest = text.strip()
     while rest:
         m = SELECTOR_TERM.match(rest)
         if not m or not m.group(0).strip():

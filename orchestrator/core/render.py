@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
+from typing import Any, Optional
 
 import jinja2
 
@@ -16,14 +18,15 @@ def resource_text(package: str, name: str) -> str:
 
 
 class _PackageLoader(jinja2.BaseLoader):
-    def get_source(self, environment, template):
+    def get_source(self, environment: jinja2.Environment,
+                   template: str) -> tuple[str, Optional[str], Optional[Callable[[], bool]]]:
         try:
             return resource_text("orchestrator.templates", template), None, lambda: True
         except FileNotFoundError:
             raise jinja2.TemplateNotFound(template) from None
 
 
-def dot_quote(value) -> str:
+def dot_quote(value: object) -> str:
     """A graphviz double-quoted string: quotes and backslashes escaped, newlines as centred line breaks."""
     text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{text}"'
@@ -38,6 +41,6 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render(template: str, **values) -> str:
+def render(template: str, **values: Any) -> str:
     """Render `templates/<template>` with `values`; a missing value is an error, not an empty string."""
     return environment().get_template(template).render(**values)

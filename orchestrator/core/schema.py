@@ -5,15 +5,19 @@ more. One validator per kind, built once: checking a document then costs a fract
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from orchestrator.core.errors import InputError, field_error
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 KUBERNETES_VERSION = "1.35"  # the release the CKA follows
 
 
-def field_path(path) -> str:
+def field_path(path: Iterable[str | int]) -> str:
     """spec.ingress[0].ports[1].endPort from a jsonschema path."""
     out = ""
     for part in path:
@@ -21,13 +25,13 @@ def field_path(path) -> str:
     return out or "document"
 
 
-def explain_path(kind: str, path) -> str:
+def explain_path(kind: str, path: Iterable[str | int]) -> str:
     """The `kubectl explain` argument for a field: networkpolicy.spec.ingress.ports.endPort."""
     return ".".join([kind.lower(), *(str(p) for p in path if not isinstance(p, int))])
 
 
 @lru_cache(maxsize=None)
-def validator(kind: str, api_version: str):
+def validator(kind: str, api_version: str) -> Optional[Validator]:
     """The strict (no unknown fields) validator of one kind, or None when the schemas have no such kind."""
     import jsonschema  # kubernetes-validate's own dependencies; loaded only when a manifest is read
     from kubernetes_validate import utils

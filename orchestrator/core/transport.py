@@ -22,7 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, BinaryIO, Callable, Iterable, Optional, Sequence, Union
 
 import fabric
 import paramiko
@@ -97,7 +97,7 @@ class NodeConnection:
 
     def _new_connection(self, host: str, user: str, port: int, ssh: Ssh,
                         gateway: Optional[fabric.Connection] = None) -> fabric.Connection:
-        auth = {"look_for_keys": ssh.key is None, "allow_agent": ssh.key is None}
+        auth: dict[str, Union[bool, str]] = {"look_for_keys": ssh.key is None, "allow_agent": ssh.key is None}
         if ssh.key is not None:
             auth["key_filename"] = str(ssh.key)
         # An empty SSHConfig: the inventory is the whole truth, ~/.ssh/config does not change behaviour.
@@ -208,8 +208,9 @@ class NodeConnection:
                 self._conn = None
 
 
-class FleetResult(dict):
-    """Node name -> Result or the exception that node raised, in inventory order."""
+class FleetResult(dict[str, Any]):
+    """Node name -> Result (or whatever the action returned) or the exception that node raised, in inventory
+    order."""
 
     @property
     def failures(self) -> dict[str, BaseException]:
@@ -237,7 +238,7 @@ class Transport:
     def __enter__(self) -> "Transport":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def command_line(self, node: Node, argv: Command) -> str:
@@ -262,7 +263,7 @@ class Transport:
             raise CommandFailed(result)
         return result
 
-    def script(self, node: Union[str, Node], text: str, **kwargs) -> Result:
+    def script(self, node: Union[str, Node], text: str, **kwargs: Any) -> Result:
         """Run a shell script (rendered by the lab, values quoted by the template) on `node`."""
         return self.run(node, ["sh", "-ec", text], **kwargs)
 
@@ -285,7 +286,7 @@ class Transport:
             results[name] = exc if exc is not None else future.result()
         return results
 
-    def run_everywhere(self, argv: Command, nodes: Optional[Iterable[Node]] = None, **kwargs) -> FleetResult:
+    def run_everywhere(self, argv: Command, nodes: Optional[Iterable[Node]] = None, **kwargs: Any) -> FleetResult:
         """Run the same `argv` on every node in parallel (check=False: see each Result's exit code)."""
         kwargs.setdefault("check", False)
         return self.run_all(lambda node: self.run(node, argv, **kwargs), nodes)
