@@ -33,19 +33,18 @@ def trusted_chains(loaded: dict, jumps: list) -> dict:
     return present
 
 
-def wanted_digests(request: dict, loaded: dict) -> dict:
-    """table -> chain -> digest of the whole rule set a request asks for: all its chains, or, for a change
-    request (one with a "base"), the loaded chains with the request's chains replaced and its removals gone."""
+def wanted_digests(tables: dict, loaded: dict, change: bool = False, removed: dict = None) -> dict:
+    """table -> chain -> digest of the whole rule set a request asks for: all its chains (`tables`), or, for a
+    change request, the loaded chains with the request's chains replaced and its `removed` ones gone."""
     wanted: dict = {}
-    if "base" in request:
+    if change:
         wanted = {table: dict(chains) for table, chains in loaded.items()}
-        for table, chains in request.get("removed", {}).items():
+        for table, chains in (removed or {}).items():
             for chain in chains:
                 wanted.get(table, {}).pop(chain, None)
-    for table, chains in request["tables"].items():
+    for table, chains in tables.items():
         wanted.setdefault(table, {}).update((chain, chain_digest(rules)) for chain, rules in chains.items())
     return wanted
-
 
 
 def drifted_chains(want: dict, rules: dict, have: dict) -> list:

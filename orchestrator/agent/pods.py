@@ -14,7 +14,7 @@ import time
 from .cni import CniError, LOOPBACK_CONF, cni, load_conf, run
 from .contract import AGENT_FILE, conf_digest
 from .policy import isolate_new_pod
-from .host import alive, boot_id
+from .host import alive, boot_id, write_atomically
 
 
 def pod_file(lib: str, key: str) -> str:
@@ -104,16 +104,14 @@ def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
         if pod.get("resolv_conf"):
             folder = f"/etc/netns/{pod['netns']}"  # `ip netns exec` mounts it over /etc/resolv.conf
             os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, "resolv.conf"), "w") as handle:
-                handle.write(pod["resolv_conf"])
+            write_atomically(os.path.join(folder, "resolv.conf"), pod["resolv_conf"])
         os.makedirs(os.path.join(lib, "pods"), exist_ok=True)
         record = dict(pod, ip=ip, conf=conf_digest(conf), boot=boot_id())
         isolate_new_pod(ip, pod.get("policy_sets") or [])
         record["pid"] = start_server(lib, record)
         if not wait_listening(record):
             raise CniError(f"the pod server of {pod['key']} did not start (see {lib}/pods/{pod['key']}.log)")
-        with open(pod_file(lib, pod["key"]), "w") as handle:
-            json.dump(record, handle)
+        write_atomically(pod_file(lib, pod["key"]), json.dumps(record))
         return {"ip": ip, "pid": record["pid"]}
     except Exception:
         pod_del(lib, conf, cni_path, pod)
@@ -190,8 +188,7 @@ def pods_ensure(lib: str) -> dict:
             record["pid"], record["boot"] = start_server(lib, record), boot_id()
             record["restarts"] = record.get("restarts", 0) + 1
             state = "restarted" if wait_listening(record) else "failed"
-            with open(pod_file(lib, record["key"]), "w") as handle:
-                json.dump(record, handle)
+            write_atomically(pod_file(lib, record["key"]), json.dumps(record))
         report[record["key"]] = {"state": state, "ip": record.get("ip"), "restarts": record.get("restarts", 0)}
     return report
 
@@ -214,8 +211,7 @@ def pods_reattach(lib: str, conf: dict, cni_path: str) -> dict:
             continue
         record["ip"] = next(i["address"].split("/")[0] for i in result.get("ips", []) if "." in i["address"])
         record["conf"] = digest
-        with open(pod_file(lib, record["key"]), "w") as handle:
-            json.dump(record, handle)
+        write_atomically(pod_file(lib, record["key"]), json.dumps(record))
         report[record["key"]] = {"ip": record["ip"]}
     if report:
         flush_caches(lib)

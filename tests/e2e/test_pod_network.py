@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from orchestrator.core.agent import local_agent_argv
+from orchestrator.agent.contract import Probe
+from orchestrator.core.agent import call, call_local
 from orchestrator.layers.overlay.plan import vtep_mac
 from orchestrator.layers.pods.plan import pod_netns
 from orchestrator.verify import probes
@@ -70,10 +71,8 @@ def pods(lab, *selector: str) -> list[dict]:
 def probe_from(lab, pod: dict, targets: list[dict]) -> list[dict]:
     """Run the agent's probe inside `pod` (one SSH command, all targets at once)."""
     netns = pod_netns(lab.name, pod["metadata"]["namespace"], pod["metadata"]["name"])
-    out = lab.transport.run(pod["spec"]["nodeName"], ["ip", "netns", "exec", netns, "python3",
-                                                      AGENT_ON_NODE.format(lab=lab.name), "probe"],
-                            stdin=json.dumps(targets)).stdout
-    return json.loads(out)
+    return call(lab.transport, pod["spec"]["nodeName"], lab.name, Probe(targets=targets),
+                ("ip", "netns", "exec", netns)).results
 
 
 def all_pairs_failures(lab, backend: str) -> list[str]:
@@ -180,9 +179,7 @@ def outside_server(net):
 
 
 def outside_probe(net, targets: list[dict]) -> list[dict]:
-    out = subprocess.run(["ip", "netns", "exec", f"{net.name}-outside", *local_agent_argv("probe")],
-                         input=json.dumps(targets), capture_output=True, text=True, check=True).stdout
-    return json.loads(out)
+    return call_local(Probe(targets=targets), ("ip", "netns", "exec", f"{net.name}-outside")).results
 
 
 def test_traffic_to_the_outside_is_masqueraded_to_the_node_address(net, outside_server):

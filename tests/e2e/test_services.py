@@ -13,10 +13,12 @@ import pytest
 
 from types import SimpleNamespace
 
+from orchestrator.agent.contract import Probe
+from orchestrator.core.agent import call
 from orchestrator.layers.pods.plan import pod_netns
 from orchestrator.layers.services.iptables import JUMPS
 from .labtools import copy_inventory, lab_cli, unique_lab_name, wait_for
-from .test_pod_network import AGENT_ON_NODE, apply, outside_probe, pods, probe_from
+from .test_pod_network import apply, outside_probe, pods, probe_from
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -264,9 +266,8 @@ def test_a_change_lands_even_where_rules_were_changed_by_hand(svc):
         svc.transport.run("node1", ["nft", "delete", "element", "ip", "lab-proxy", "backends", "{", key, "}"])
     apply(svc, TRUST.split("---")[2], verb="delete")  # trust-b goes: a partial sync on every node
     target = {"proto": "tcp", "host": service(svc, "trust")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
-    replies = svc.transport.run("node1", ["python3", AGENT_ON_NODE.format(lab=svc.name), "probe"],
-                                stdin=json.dumps([target] * 5)).stdout
-    assert all(r["ok"] and "trust-a" in r["reply"] for r in json.loads(replies)), replies
+    replies = call(svc.transport, "node1", svc.name, Probe(targets=[target] * 5)).results
+    assert all(r["ok"] and "trust-a" in r["reply"] for r in replies), replies
     apply(svc, TRUST, verb="delete")
 
 
