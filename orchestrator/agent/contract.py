@@ -38,6 +38,25 @@ def conf_digest(conf: dict) -> str:
     return hashlib.sha256(json.dumps(conf, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# The lab's iptables-restore --noflush input is built here only, by both sides: the agent's service chains
+# (agent/iptables.py) and the node scripts' pod network chains (layers/podnet/changes.py).
+
+def chain_block(table: str, write: dict, drop=(), chains_in_table: int = 0, then=()) -> str:
+    """iptables-restore --noflush input for `table`, one commit: declare (hence empty) and fill the chains of
+    `write` (chain -> rules, iptables-save form), delete the chains of `drop`, then the lines `then` (jumps)."""
+    lines = table_header(table, len(write) + len(drop), chains_in_table)
+    lines += [f":{c} - [0:0]" for c in [*write, *drop]]
+    lines += [rule for rules in write.values() for rule in rules]
+    lines += [f"-X {c}" for c in drop]
+    return "\n".join(lines + list(then) + ["COMMIT"])
+
+
+def insert_first(rule: str) -> str:
+    """A rule in iptables-save form (`-A CHAIN ...`) inserted as its chain's first rule instead."""
+    chain = rule.split()[1]
+    return rule.replace("-A ", "-I ", 1).replace(f" {chain} ", f" {chain} 1 ", 1)
+
+
 def removal_block(table: str, jumps: list, chains: list, chains_in_table: int) -> str:
     """iptables-restore input for `table` that deletes the rules `jumps` (iptables-save form), then empties and
     deletes `chains`: one load, where a command per chain would read the whole ruleset each time."""

@@ -41,13 +41,15 @@ def heredoc(command: str, text: str, marker: str = "LAB_RULES") -> str:
 
 
 def write_file(path: str, content: Union[str, bytes], mode: str = "0644") -> tuple[str, ...]:
-    """Shell lines writing `content` to `path` atomically (bytes go through base64)."""
-    tmp = path + ".lab-tmp"
+    """Shell lines writing `content` to `path` atomically and durably, as core/state.atomic_write does on this
+    machine: a temporary file, synced, renamed over `path`, then the folder synced (bytes go through base64)."""
+    tmp, folder = path + ".lab-tmp", path.rsplit("/", 1)[0]
     if isinstance(content, bytes):
         write = f"printf '%s' {quote(base64.b64encode(content).decode())} | base64 -d > {quote(tmp)}"
     else:
         write = f"printf '%s' {quote(content)} > {quote(tmp)}"
-    return (cmd("mkdir", "-p", path.rsplit("/", 1)[0]), write, cmd("chmod", mode, tmp), cmd("mv", "-f", tmp, path))
+    return (cmd("mkdir", "-p", folder), write, cmd("chmod", mode, tmp), cmd("sync", tmp), cmd("mv", "-f", tmp, path),
+            cmd("sync", folder))
 
 
 def remember_missing(folders: Iterable[str], record: str) -> str:

@@ -266,12 +266,6 @@ class Transport:
         """Run a shell script (rendered by the lab, values quoted by the template) on `node`."""
         return self.run(node, ["sh", "-ec", text], **kwargs)
 
-    def put(self, node: Union[str, Node], path: str, data: Union[str, bytes], mode: str = "0644") -> Result:
-        """Write `data` to `path` on `node` atomically (temp file + rename), creating the folder."""
-        writer = ('set -e; mkdir -p "$(dirname "$1")"; tmp="$1.lab-tmp"; cat > "$tmp"; '
-                  'chmod "$2" "$tmp"; mv -f "$tmp" "$1"')
-        return self.run(node, ["sh", "-c", writer, "lab-put", path, mode], stdin=data)
-
     def run_all(self, action: Callable[[Node], object], nodes: Optional[Iterable[Node]] = None) -> FleetResult:
         """Call `action(node)` for every node in parallel; collect each return value or exception."""
         targets = list(nodes) if nodes is not None else list(self.nodes.values())

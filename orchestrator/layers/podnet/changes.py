@@ -10,7 +10,7 @@ import hashlib
 from ipaddress import IPv4Network
 from typing import Iterable, Optional
 
-from orchestrator.agent.contract import NFT_TABLE, POLICY_TABLE, node_lib, removal_block
+from orchestrator.agent.contract import NFT_TABLE, POLICY_TABLE, chain_block, insert_first, node_lib, removal_block
 from orchestrator.core.model import Cluster
 from orchestrator.core.script import Change, cmd, heredoc, quote, remember_missing, render_script, write_file
 from orchestrator.layers.nodes.facts import NodeState, conflist_path
@@ -31,7 +31,7 @@ def sysctl_changes(net: NodeNetwork, state: NodeState, lab: str) -> list[Change]
         old = state.sysctls.get(key, "")
         if old != value:
             # Remember the value the node had, once, so `lab destroy` can put it back.
-            keep = f"grep -q {quote('^' + key + '=')} {saved} 2>/dev/null || echo {quote(f'{key}={old}')} >> {saved}"
+            keep = f"{cmd('grep', '-q', f'^{key}=', saved)} 2>/dev/null || echo {quote(f'{key}={old}')} >> {quote(saved)}"
             changes.append(Change(f"set {key}={value} (was {old or 'unset'})",
                                   (cmd("mkdir", "-p", node_lib(lab)), keep, cmd("sysctl", "-qw", f"{key}={value}"))))
     return changes
@@ -39,23 +39,25 @@ def sysctl_changes(net: NodeNetwork, state: NodeState, lab: str) -> list[Change]
 
 def rule_changes(net: NodeNetwork, state: NodeState) -> list[Change]:
     """One atomic iptables-restore --noflush for every lab chain that differs (declaring a chain flushes
-    only that chain), plus the jumps from the built-in chains that are missing."""
-    tables: dict[str, list[str]] = {}
+    only that chain), plus the jumps from the built-in chains that are missing. The input is built by the
+    agent contract's chain_block, as the agent builds its service chains': one way to write lab chains."""
+    write: dict[str, dict[str, list[str]]] = {}
+    jumps: dict[str, list[str]] = {}
     changed = []
     for (table, chain), lines in net.rules.items():
         if state.chain(table, chain) != list(lines):
-            tables.setdefault(table, []).extend([f":{chain} - [0:0]", *lines])
+            write.setdefault(table, {})[chain] = list(lines)
             changed.append(chain)
     for (table, builtin), jump in net.jumps.items():
         if jump not in (state.chain(table, builtin) or []):
             # POSTROUTING: first, so pod-to-pod RETURNs before any MASQUERADE the node has. FORWARD: last,
             # after kube-proxy's REJECT for services without endpoints (which the pod ACCEPTs would skip).
-            line = jump if builtin == "FORWARD" else jump.replace(f"-A {builtin} ", f"-I {builtin} 1 ", 1)
-            tables.setdefault(table, []).append(line)
+            jumps.setdefault(table, []).append(jump if builtin == "FORWARD" else insert_first(jump))
             changed.append(f"jump {builtin} -> {jump.rsplit(' ', 1)[-1]}")
-    if not tables:
+    if not changed:
         return []
-    body = "".join(f"*{table}\n" + "\n".join(lines) + "\nCOMMIT\n" for table, lines in sorted(tables.items()))
+    body = "\n".join(chain_block(table, write.get(table, {}), then=jumps.get(table, []))
+                     for table in sorted(set(write) | set(jumps)))
     return [Change(f"load rules: {', '.join(changed)}", (heredoc("iptables-restore --noflush", body),))]
 
 
@@ -113,15 +115,15 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
     changes += before_files
     if state.files:
         lib = node_lib(lab)
-        saved = f"{lib}/sysctl.orig"
+        saved = quote(f"{lib}/sysctl.orig")
         changes.append(Change(f"restore sysctls and remove {lib}", (
             f"if [ -f {saved} ]; then while IFS== read -r k v; do [ -n \"$v\" ] && sysctl -qw \"$k=$v\"; done < {saved}; fi",
-            f"created=$(cat {lib}/{CREATED_DIRS} 2>/dev/null || true)",
+            f"created=$({cmd('cat', f'{lib}/{CREATED_DIRS}')} 2>/dev/null || true)",
             cmd("rm", "-rf", lib, f"/var/lib/cni/networks/{lab}"),
             f"rm -f /var/lib/cni/results/{quote(lab)}-*",
             # CNI's shared folders and ours go only when empty: another network may use them; the CNI
             # folders the machine did not have before the lab, too.
-            f"rmdir {lib.rsplit('/', 1)[0]} /var/lib/cni/networks /var/lib/cni/results 2>/dev/null || true",
+            f"{cmd('rmdir', lib.rsplit('/', 1)[0], '/var/lib/cni/networks', '/var/lib/cni/results')} 2>/dev/null || true",
             'for d in $created; do rmdir "$d" 2>/dev/null || true; done')))
     return changes
 
