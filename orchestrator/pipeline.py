@@ -187,7 +187,7 @@ def destroy(inv: Inventory, transport: Transport, files: LabFiles,
             continue
         pod_netns = [ns for ns in state.netns if ns.startswith(f"{lab}-")]
         if state.pods or pod_netns:
-            with_pods[node.name] = [Change(
+            with_pods[node.name] = boot.file_changes(state, lab, agent_files()) + [Change(  # this protocol's agent
                 f"remove {max(len(state.pods), len(pod_netns))} pod(s)",
                 (agent_command(lab, PodsPurge(lab, conflist_path(lab), state.cni_dir or CNI_PATH)) + " >/dev/null",))]
     if with_pods:

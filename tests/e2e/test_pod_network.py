@@ -3,15 +3,18 @@ to the outside. Tests run in file order: deploy, traffic, changes to the lab, th
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
+import zipfile
 
 import pytest
 
-from orchestrator.agent.contract import Probe
-from orchestrator.core.agent import call, call_local
+from orchestrator.agent.contract import PROTOCOL, FlushCaches, Probe
+from orchestrator.core.agent import agent_zipapp, call, call_local
+from orchestrator.core.transport import NodeError
 from orchestrator.layers.overlay.plan import vtep_mac
 from orchestrator.layers.pods.plan import pod_netns
 from orchestrator.verify import probes
@@ -229,6 +232,33 @@ def test_a_stopped_pod_server_is_restarted_by_deploy(net):
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
     assert f"restart the servers of 1 pod(s): {key}" in proc.stdout
     assert all_pairs_failures(net, "after restart") == []
+
+
+def agent_of_protocol(protocol: int) -> bytes:
+    """The lab's agent.pyz with another protocol number: what a node holds after the lab's code moved on."""
+    old, out = zipfile.ZipFile(io.BytesIO(agent_zipapp())), io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info in old.infolist():
+            text = old.read(info).decode()
+            if info.filename.endswith("/contract.py"):
+                assert f"\nPROTOCOL = {PROTOCOL}\n" in text
+                text = text.replace(f"\nPROTOCOL = {PROTOCOL}\n", f"\nPROTOCOL = {protocol}\n")
+            archive.writestr(info, text)
+    return out.getvalue()
+
+
+def test_an_agent_of_another_protocol_is_refused_then_replaced_by_deploy(net):
+    path = AGENT_ON_NODE.format(lab=net.name)
+    net.transport.put("node1", path, agent_of_protocol(PROTOCOL - 1), "0755")
+    with pytest.raises(NodeError) as refused:  # never misread: the agent refuses the request unread
+        call(net.transport, "node1", net.name, FlushCaches())
+    assert str(refused.value) == (f"node1: its node agent does not speak protocol {PROTOCOL}: "
+                                  "`lab deploy` installs the lab's agent")
+    proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
+    assert f"install /var/lib/cluster-lab/{net.name}/agent.pyz" in proc.stdout
+    assert call(net.transport, "node1", net.name, FlushCaches()).failed is False
+    assert all_pairs_failures(net, "after the agent was replaced") == []
+    assert "no changes" in lab_cli("deploy", "-i", net.inventory_path, check=True).stdout
 
 
 def test_pods_whose_namespaces_are_gone_are_restored_by_deploy(net):
