@@ -41,10 +41,12 @@ def conf_digest(conf: dict) -> str:
 # The lab's iptables-restore --noflush input is built here only, by both sides: the agent's service chains
 # (agent/iptables.py) and the node scripts' pod network chains (layers/podnet/changes.py).
 
-def chain_block(table: str, write: dict, drop=(), chains_in_table: int = 0, then=()) -> str:
+def chain_block(table: str, write: dict, drop=(), chains_in_table=None, then=()) -> str:
     """iptables-restore --noflush input for `table`, one commit: declare (hence empty) and fill the chains of
-    `write` (chain -> rules, iptables-save form), delete the chains of `drop`, then the lines `then` (jumps)."""
-    lines = table_header(table, len(write) + len(drop), chains_in_table)
+    `write` (chain -> rules, iptables-save form), delete the chains of `drop`, then the lines `then` (jumps).
+    With `chains_in_table` (how many the table holds), a load naming many chains starts with a whole-table
+    read (table_header); without, never (after that read iptables-nft does not make missing built-in chains)."""
+    lines = [f"*{table}"] if chains_in_table is None else table_header(table, len(write) + len(drop), chains_in_table)
     lines += [f":{c} - [0:0]" for c in [*write, *drop]]
     lines += [rule for rules in write.values() for rule in rules]
     lines += [f"-X {c}" for c in drop]

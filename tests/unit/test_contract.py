@@ -102,3 +102,10 @@ def test_the_dns_hosts_file_is_written_only_when_the_records_change(tmp_path):
 def test_a_change_request_never_reaches_the_nftables_backend():
     with pytest.raises(Resync):
         sync_nftables(Sync(dry_run=True), ProxySync(backend="nftables", base="g1"), {})
+
+
+def test_the_node_scripts_rule_loads_never_start_with_a_whole_table_read():
+    """After a read-only -S, iptables-nft does not make the built-in chains a fresh node lacks."""
+    from orchestrator.agent.contract import chain_block
+    text = chain_block("nat", {f"C{i}": [f"-A C{i} -j RETURN"] for i in range(50)}, then=["-I POSTROUTING 1 -j C0"])
+    assert text.splitlines()[:2] == ["*nat", ":C0 - [0:0]"] and text.endswith("COMMIT")
