@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_network
 from typing import Callable, Optional, Union
 
-from orchestrator.agent.contract import CNI_PATH, conf_digest
+from orchestrator.agent.contract import CNI_PATH, PodsEnsure, PodsPurge, conf_digest
 from orchestrator.core.agent import agent_command, agent_files
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.ipam import lease_subnets
@@ -127,7 +127,7 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
         stopped = [key for key, value in state.pods.items() if value == "stopped"]
         if stopped:
             changes.append(Change(f"restart the servers of {len(stopped)} pod(s): {pod_names(stopped, objects)}",
-                                       (quiet(agent_command(inv.name, "pods-ensure")),)))
+                                       (quiet(agent_command(inv.name, PodsEnsure())),)))
         planned[node.name] = changes
         reports[node.name].changes = [c.what for c in changes]
         lost[node.name] = pods_mod.lost_pods(objects, node.name, state)
@@ -196,10 +196,9 @@ def destroy(inv: Inventory, transport: Transport, files: LabFiles,
             continue
         pod_netns = [ns for ns in state.netns if ns.startswith(f"{lab}-")]
         if state.pods or pod_netns:
-            with_pods[node.name] = [Change(
+            with_pods[node.name] = boot.file_changes(state, lab, agent_files()) + [Change(  # this protocol's agent
                 f"remove {max(len(state.pods), len(pod_netns))} pod(s)",
-                (quiet(agent_command(lab, "pods-purge", "--lab", lab, "--conf", conflist_path(lab), "--cni-path",
-                                     state.cni_dir or CNI_PATH)),))]
+                (quiet(agent_command(lab, PodsPurge(lab, conflist_path(lab), state.cni_dir or CNI_PATH))),))]
     if with_pods:
         progress(f"removing the pods on {len(with_pods)} node(s)")
         apply_changes(transport, inv, with_pods, reports, "removed")

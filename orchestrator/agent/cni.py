@@ -8,6 +8,8 @@ import os
 import re
 import subprocess
 
+from .host import write_atomically
+
 
 CACHE_DIR = "/var/lib/cni/results"
 
@@ -134,12 +136,9 @@ def cni(command: str, conf: dict, container_id: str, netns: str, ifname: str, cn
             except CniError:
                 pass
             raise
-        os.makedirs(cache_dir, exist_ok=True)
-        with open(cache + ".tmp", "w") as handle:
-            json.dump({"kind": "cniCacheV1", "containerId": container_id, "ifName": ifname,
-                       "networkName": conf["name"], "config": conf, "capabilityArgs": runtime_config,
-                       "result": result}, handle)
-        os.replace(cache + ".tmp", cache)
+        write_atomically(cache, json.dumps({"kind": "cniCacheV1", "containerId": container_id, "ifName": ifname,
+                                            "networkName": conf["name"], "config": conf,
+                                            "capabilityArgs": runtime_config, "result": result}))
         return result
     cached = None
     try:

@@ -7,7 +7,7 @@ import re
 import subprocess
 
 from .cni import CniError
-from .contract import chain_digest, removal_block, table_header
+from .contract import chain_block, chain_digest, insert_first, removal_block
 
 
 def saved_chains(iptables_save: str) -> dict:
@@ -33,19 +33,18 @@ def trusted_chains(loaded: dict, jumps: list) -> dict:
     return present
 
 
-def wanted_digests(request: dict, loaded: dict) -> dict:
-    """table -> chain -> digest of the whole rule set a request asks for: all its chains, or, for a change
-    request (one with a "base"), the loaded chains with the request's chains replaced and its removals gone."""
+def wanted_digests(tables: dict, loaded: dict, change: bool = False, removed: dict = None) -> dict:
+    """table -> chain -> digest of the whole rule set a request asks for: all its chains (`tables`), or, for a
+    change request, the loaded chains with the request's chains replaced and its `removed` ones gone."""
     wanted: dict = {}
-    if "base" in request:
+    if change:
         wanted = {table: dict(chains) for table, chains in loaded.items()}
-        for table, chains in request.get("removed", {}).items():
+        for table, chains in (removed or {}).items():
             for chain in chains:
                 wanted.get(table, {}).pop(chain, None)
-    for table, chains in request["tables"].items():
+    for table, chains in tables.items():
         wanted.setdefault(table, {}).update((chain, chain_digest(rules)) for chain, rules in chains.items())
     return wanted
-
 
 
 def drifted_chains(want: dict, rules: dict, have: dict) -> list:
@@ -68,17 +67,11 @@ def restore_input(wanted: dict, rules: dict, loaded: dict, present: dict, jumps:
         drop = [c for c in loaded.get(table, {}) if c not in want and c in have]
         missing = [j for t, builtin, j in jumps if t == table and j not in have.get(builtin, [])]
         if write or drop:
-            lines = table_header(table, len(write) + len(drop), len(have))
-            lines += [f":{c} - [0:0]" for c in write + drop]
-            lines += [rule for c in write for rule in rules[table][c]]
-            lines += [f"-X {c}" for c in drop]
-            parts.append("\n".join(lines + ["COMMIT"]))
+            parts.append(chain_block(table, {c: rules[table][c] for c in write}, drop, len(have)))
         if missing:
             # a block of its own, committed after the chains exist: after a read-only -S, iptables-nft does
             # not create a built-in chain the kernel lacks (it makes them as rules need them) and fails
-            lines = [f"*{table}"]
-            lines += [j.replace("-A ", "-I ", 1).replace(f" {j.split()[1]} ", f" {j.split()[1]} 1 ", 1) for j in missing]
-            parts.append("\n".join(lines + ["COMMIT"]))
+            parts.append(chain_block(table, {}, then=[insert_first(j) for j in missing]))
         written += [f"{table}/{c}" for c in write]
         deleted += [f"{table}/{c}" for c in drop]
     return ("\n".join(parts) + "\n" if parts else ""), written, deleted

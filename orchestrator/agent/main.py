@@ -3,12 +3,16 @@
 Installed by `lab deploy` as /var/lib/cluster-lab/<lab>/agent.pyz (a zipapp of this package) and run over
 SSH. Standard library only (Python 3.7+), so any node with python3 can run it.
 
+  --protocol N VERB                          a verb of contract.VERBS: its request (JSON) on stdin, one
+                                              answer (JSON: changed, failed, msg and the verb's payload) on
+                                              stdout; a protocol other than contract.PROTOCOL is refused
+                                              before the request is read (exit contract.REFUSED)
   cni ADD|DEL|CHECK|VERSION --conf FILE ...   run a CNI network config (list) the way a runtime does:
                                               CNI_* environment, config on stdin, results chained as
                                               prevResult, the result cached for DEL/CHECK, DEL after a
-                                              failed ADD
-  pods-add / pods-del / pods-ensure           pods as network namespaces (JSON on stdin, JSON out)
-  restore --conf FILE                         after a boot: the network, service rules and pods, once
+                                              failed ADD (answers as the CNI spec says)
+  restore --conf FILE                         after a boot (the boot unit): the network, service rules and
+                                              pods, once
   serve --name POD --tcp 80 --udp 80          the built-in pod server: HTTP /hostname /clientip /echo,
                                               and a UDP echo that names the pod and the client
 """
@@ -21,7 +25,8 @@ import os
 import sys
 
 from .cni import CniError, cni, load_conf
-from .contract import CNI_PATH
+from .contract import (CNI_PATH, PROTOCOL, REFUSED, VERBS, Answer, ContractError, FlushAnswer, PodsAnswer,
+                       PodsApplyAnswer, ProbeAnswer, refusal)
 from .pods import flush_caches, pod_add, pod_del, pods_ensure, pods_purge, pods_reattach
 from .probes import probe
 from .proxy import proxy_sync
@@ -29,8 +34,72 @@ from .restore import restore
 from .server import serve
 
 
+def pods_apply(lib: str, request) -> PodsApplyAnswer:
+    conf = load_conf(open(request.conflist).read(), request.conflist)
+    answer = PodsApplyAnswer()
+    for pods, done, action in ((request.delete, answer.deleted, pod_del), (request.add, answer.added, pod_add)):
+        for pod in pods:
+            try:
+                done[pod["key"]] = action(lib, conf, request.cni_path, pod)
+            except CniError as exc:
+                done[pod["key"]] = {"error": str(exc), "code": exc.code}
+    answer.changed = bool(answer.deleted or answer.added)
+    return answer
+
+
+def pods_ensure_verb(lib: str, request) -> PodsAnswer:
+    pods = pods_ensure(lib)
+    return PodsAnswer(changed=any(p["state"] != "running" for p in pods.values()), pods=pods)
+
+
+def pods_reattach_verb(lib: str, request) -> PodsAnswer:
+    pods = pods_reattach(lib, load_conf(open(request.conflist).read(), request.conflist), request.cni_path)
+    return PodsAnswer(changed=bool(pods), pods=pods)
+
+
+def pods_purge_verb(lib: str, request) -> PodsAnswer:
+    conf = load_conf(open(request.conflist).read(), request.conflist) if os.path.exists(request.conflist) else None
+    pods = pods_purge(lib, request.lab, conf, request.cni_path)
+    return PodsAnswer(changed=bool(pods), pods=pods)
+
+
+HANDLERS = {
+    "pods-apply": pods_apply,
+    "pods-ensure": pods_ensure_verb,
+    "pods-reattach": pods_reattach_verb,
+    "pods-purge": pods_purge_verb,
+    "flush-caches": lambda lib, request: FlushAnswer(pods=flush_caches(lib)),
+    "probe": lambda lib, request: ProbeAnswer(results=probe(request.targets, request.timeout)),
+    "proxy-sync": proxy_sync,
+}
+
+
+def answer(reply: Answer, code: int = 0) -> int:
+    """Print `reply`; a failure's message goes to stderr too, as one line."""
+    print(reply.to_json())
+    if reply.failed:
+        print(f"node agent: {reply.msg}", file=sys.stderr)
+        return code or 1
+    return code
+
+
+def run_verb(lib: str, verb: str, protocol, stdin) -> int:
+    """Answer one request of the contract, read from `stdin`, or refuse it when it is in another protocol."""
+    if protocol != PROTOCOL:
+        return answer(refusal(protocol), REFUSED)
+    try:
+        request = VERBS[verb].from_json(stdin.read() or "{}")
+        return answer(HANDLERS[verb](lib, request))
+    except CniError as exc:
+        code = f" (CNI error code {exc.code})" if exc.code != 999 else ""
+        return answer(Answer(failed=True, msg=f"{verb}: {exc}{code}"))
+    except (ContractError, OSError) as exc:
+        return answer(Answer(failed=True, msg=f"{verb}: {exc}"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="agent.pyz")
+    parser.add_argument("--protocol", type=int, help="the contract's protocol the caller speaks")
     sub = parser.add_subparsers(dest="verb", required=True)
     c = sub.add_parser("cni")
     c.add_argument("command", choices=["ADD", "DEL", "CHECK", "VERSION"])
@@ -40,28 +109,21 @@ def main(argv=None) -> int:
     c.add_argument("--ifname", default="eth0")
     c.add_argument("--cni-path", default=CNI_PATH)
     c.add_argument("--runtime-config", default="{}")
-    for verb in ("pods-apply", "pods-ensure", "flush-caches"):
+    for verb in VERBS:
         sub.add_parser(verb)
-    sync = sub.add_parser("proxy-sync")
-    sync.add_argument("--dry-run", action="store_true", help="only say what would be written and deleted")
-    reattach = sub.add_parser("pods-reattach")
-    reattach.add_argument("--conf", required=True)
-    reattach.add_argument("--cni-path", default=CNI_PATH)
     rest = sub.add_parser("restore")
     rest.add_argument("--conf", required=True)
     rest.add_argument("--cni-path", default=CNI_PATH)
-    purge = sub.add_parser("pods-purge")
-    purge.add_argument("--lab", required=True)
-    purge.add_argument("--conf", required=True)
-    purge.add_argument("--cni-path", default=CNI_PATH)
-    pr = sub.add_parser("probe")
-    pr.add_argument("--timeout", type=float, default=2.0)
     s = sub.add_parser("serve")
     s.add_argument("--name", required=True)
     s.add_argument("--tcp", type=int, action="append", default=[])
     s.add_argument("--udp", type=int, action="append", default=[])
     args = parser.parse_args(argv)
     lib = os.path.dirname(os.path.abspath(sys.argv[0]))  # the lab's folder on the node, which holds agent.pyz
+    if args.verb in VERBS:
+        return run_verb(lib, args.verb, args.protocol, sys.stdin)
+    if args.protocol is not None and args.protocol != PROTOCOL:
+        return answer(refusal(args.protocol), REFUSED)
     try:
         if args.verb == "serve":
             serve(args.name, args.tcp, args.udp)
@@ -72,43 +134,11 @@ def main(argv=None) -> int:
             if result is not None:
                 print(json.dumps(result, indent=2))
             return 0
-        if args.verb == "probe":
-            print(json.dumps(probe(json.load(sys.stdin), args.timeout)))
-            return 0
-        if args.verb == "flush-caches":
-            print(json.dumps({"pods": flush_caches(lib)}))
-            return 0
-        if args.verb == "pods-ensure":
-            print(json.dumps(pods_ensure(lib)))
-            return 0
-        if args.verb == "proxy-sync":
-            print(json.dumps(proxy_sync(lib, json.load(sys.stdin), dry_run=args.dry_run)))
-            return 0
-        if args.verb == "pods-reattach":
-            print(json.dumps(pods_reattach(lib, load_conf(open(args.conf).read(), args.conf), args.cni_path)))
-            return 0
-        if args.verb == "restore":
-            report = restore(lib, args.conf, args.cni_path)
-            print(json.dumps(report))
-            for line in report["errors"]:
-                print(f"node agent: restore: {line}", file=sys.stderr)
-            return 1 if report["errors"] else 0
-        if args.verb == "pods-purge":
-            conf = load_conf(open(args.conf).read(), args.conf) if os.path.exists(args.conf) else None
-            print(json.dumps(pods_purge(lib, args.lab, conf, args.cni_path)))
-            return 0
-        # pods-apply: {"conflist": PATH, "cni_path": DIRS, "delete": [pod...], "add": [pod...]}
-        request = json.load(sys.stdin)
-        conf = load_conf(open(request["conflist"]).read(), request["conflist"])
-        report = {"deleted": {}, "added": {}}
-        for verb, done, action in (("delete", "deleted", pod_del), ("add", "added", pod_add)):
-            for pod in request.get(verb, []):
-                try:
-                    report[done][pod["key"]] = action(lib, conf, request["cni_path"], pod)
-                except CniError as exc:
-                    report[done][pod["key"]] = {"error": str(exc), "code": exc.code}
-        print(json.dumps(report))
-        return 0
+        report = restore(lib, args.conf, args.cni_path)
+        print(report.to_json())
+        for line in report.errors:
+            print(f"node agent: restore: {line}", file=sys.stderr)
+        return 1 if report.errors else 0
     except CniError as exc:
         code = f" (CNI error code {exc.code})" if exc.code != 999 else ""
         print(f"node agent: {exc}{code}", file=sys.stderr)

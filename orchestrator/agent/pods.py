@@ -12,13 +12,17 @@ import sys
 import time
 
 from .cni import CniError, LOOPBACK_CONF, cni, load_conf, run
-from .contract import AGENT_FILE, conf_digest
+from .contract import AGENT_FILE, DNS_HOSTS, PODS_DIR, conf_digest
 from .policy import isolate_new_pod
-from .host import alive, boot_id
+from .host import alive, boot_id, write_atomically
 
 
 def pod_file(lib: str, key: str) -> str:
-    return os.path.join(lib, "pods", key + ".json")
+    return os.path.join(lib, PODS_DIR, key + ".json")
+
+
+def pod_log(lib: str, key: str) -> str:
+    return os.path.join(lib, PODS_DIR, key + ".log")
 
 
 def server_running(record: dict) -> bool:
@@ -41,7 +45,7 @@ def start_server(lib: str, pod: dict) -> int:
     """Start the pod's server inside its network namespace, detached from this SSH session: the real
     dnsmasq for DNS pods (records in <lib>/dns/hosts), the built-in server for every other pod."""
     if pod.get("role") == "dns":
-        hosts = os.path.join(lib, "dns", "hosts")
+        hosts = os.path.join(lib, DNS_HOSTS)
         os.makedirs(os.path.dirname(hosts), exist_ok=True)
         if not os.path.exists(hosts):
             open(hosts, "a").close()
@@ -54,7 +58,7 @@ def start_server(lib: str, pod: dict) -> int:
             args += ["--tcp", str(port)]
         for port in pod.get("udp", []):
             args += ["--udp", str(port)]
-    log = open(os.path.join(lib, "pods", pod["key"] + ".log"), "ab")
+    log = open(pod_log(lib, pod["key"]), "ab")
     proc = subprocess.Popen(["ip", "netns", "exec", pod["netns"], *args], stdin=subprocess.DEVNULL, stdout=log,
                             stderr=log, start_new_session=True)
     log.close()
@@ -104,16 +108,14 @@ def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
         if pod.get("resolv_conf"):
             folder = f"/etc/netns/{pod['netns']}"  # `ip netns exec` mounts it over /etc/resolv.conf
             os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, "resolv.conf"), "w") as handle:
-                handle.write(pod["resolv_conf"])
-        os.makedirs(os.path.join(lib, "pods"), exist_ok=True)
+            write_atomically(os.path.join(folder, "resolv.conf"), pod["resolv_conf"])
+        os.makedirs(os.path.join(lib, PODS_DIR), exist_ok=True)
         record = dict(pod, ip=ip, conf=conf_digest(conf), boot=boot_id())
         isolate_new_pod(ip, pod.get("policy_sets") or [])
         record["pid"] = start_server(lib, record)
         if not wait_listening(record):
             raise CniError(f"the pod server of {pod['key']} did not start (see {lib}/pods/{pod['key']}.log)")
-        with open(pod_file(lib, pod["key"]), "w") as handle:
-            json.dump(record, handle)
+        write_atomically(pod_file(lib, pod["key"]), json.dumps(record))
         return {"ip": ip, "pid": record["pid"]}
     except Exception:
         pod_del(lib, conf, cni_path, pod)
@@ -158,7 +160,7 @@ def pod_del(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
             errors.append(str(exc))
     if os.path.exists(netns_path):
         subprocess.run(["ip", "netns", "del", pod["netns"]], stderr=subprocess.DEVNULL)
-    for path in (pod_file(lib, pod["key"]), os.path.join(lib, "pods", pod["key"] + ".log"),
+    for path in (pod_file(lib, pod["key"]), pod_log(lib, pod["key"]),
                  f"/etc/netns/{pod['netns']}/resolv.conf"):
         try:
             os.unlink(path)
@@ -172,7 +174,7 @@ def pod_del(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
 
 
 def pod_records(lib: str) -> list:
-    folder = os.path.join(lib, "pods")
+    folder = os.path.join(lib, PODS_DIR)
     records = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name.endswith(".json"):
@@ -190,8 +192,7 @@ def pods_ensure(lib: str) -> dict:
             record["pid"], record["boot"] = start_server(lib, record), boot_id()
             record["restarts"] = record.get("restarts", 0) + 1
             state = "restarted" if wait_listening(record) else "failed"
-            with open(pod_file(lib, record["key"]), "w") as handle:
-                json.dump(record, handle)
+            write_atomically(pod_file(lib, record["key"]), json.dumps(record))
         report[record["key"]] = {"state": state, "ip": record.get("ip"), "restarts": record.get("restarts", 0)}
     return report
 
@@ -214,8 +215,7 @@ def pods_reattach(lib: str, conf: dict, cni_path: str) -> dict:
             continue
         record["ip"] = next(i["address"].split("/")[0] for i in result.get("ips", []) if "." in i["address"])
         record["conf"] = digest
-        with open(pod_file(lib, record["key"]), "w") as handle:
-            json.dump(record, handle)
+        write_atomically(pod_file(lib, record["key"]), json.dumps(record))
         report[record["key"]] = {"ip": record["ip"]}
     if report:
         flush_caches(lib)

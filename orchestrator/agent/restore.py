@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 from .cni import CniError, load_conf, run
-from .contract import CNI_PATH
+from .contract import BOOT_SCRIPT, CNI_PATH, RestoreAnswer
 from .host import boot_id, write_atomically
 from .pods import pod_add, pod_records
 from .proxy import proxy_sync, stored_request
 
 
-def restore(lib: str, conf_path: str, cni_path: str = CNI_PATH) -> dict:
+def restore(lib: str, conf_path: str, cni_path: str = CNI_PATH) -> RestoreAnswer:
     """After a boot, bring back what the kernel forgot, once per boot: the network (the script deploy left
     in <lib>/boot), the service rules this node held, then the pods (namespace, CNI ADD with the same
     container ID, server). Each part is tried even when one before it failed."""
@@ -20,11 +20,11 @@ def restore(lib: str, conf_path: str, cni_path: str = CNI_PATH) -> dict:
     try:
         with open(stamp) as handle:
             if handle.read().strip() == boot:
-                return {"boot": boot, "restored": [], "errors": []}
+                return RestoreAnswer(boot=boot)
     except OSError:
         pass
     restored, errors = [], []
-    script = os.path.join(lib, "boot", "network.sh")
+    script = os.path.join(lib, BOOT_SCRIPT)
     if os.path.exists(script):
         try:
             run("bash", script)
@@ -33,8 +33,9 @@ def restore(lib: str, conf_path: str, cni_path: str = CNI_PATH) -> dict:
             errors.append(f"network: {exc}")
     request = stored_request(lib)
     if request:
+        request.verify = True  # the kernel forgot what was loaded before the boot
         try:
-            proxy_sync(lib, dict(request, verify=True))
+            proxy_sync(lib, request)
             restored.append("service rules")
         except CniError as exc:
             errors.append(f"service rules: {exc}")
@@ -51,4 +52,5 @@ def restore(lib: str, conf_path: str, cni_path: str = CNI_PATH) -> dict:
         except (CniError, OSError) as exc:
             errors.append(f"pod {record['key']}: {exc}")
     write_atomically(stamp, boot + "\n")
-    return {"boot": boot, "restored": restored, "errors": errors}
+    return RestoreAnswer(changed=bool(restored), failed=bool(errors), msg="; ".join(errors), boot=boot,
+                         restored=restored, errors=errors)

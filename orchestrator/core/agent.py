@@ -1,18 +1,27 @@
-"""The node agent as the controller sees it: the zipapp `lab deploy` installs on a node, where it is, and its
-command lines. The only code that builds agent calls; pipeline, layers and verify all use it."""
+"""The node agent as the controller sees it: the zipapp `lab deploy` installs on a node, where it is, its
+command lines, and its verbs: a request of agent/contract.py sent, its answer parsed into the contract's
+type. The only code that builds agent calls; pipeline, layers and verify all use it.
+
+The protocol is checked once per connection, by `lab deploy`: the node's facts hold agent.pyz's digest,
+and an agent that differs from this controller's (another protocol among them) is replaced before any
+verb is sent. Commands that do not deploy (apply, the controller, verify) meet an agent that speaks
+another protocol as one NodeError asking for `lab deploy`: the agent refuses the request unread."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 import sys
 import zipfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from orchestrator.agent.contract import AGENT_FILE, agent_path
-from orchestrator.core.script import quote_argv
+from orchestrator.agent.contract import AGENT_FILE, PROTOCOL, REFUSED, Answer, ContractError, Request, agent_path
+from orchestrator.core.errors import LabError
+from orchestrator.core.script import cmd, pipe
+from orchestrator.core.transport import NodeError, Transport
 
 
 PACKAGE = "labagent"  # the agent package's name inside the zipapp
@@ -44,17 +53,52 @@ def agent_files() -> dict[str, tuple[bytes, str, str]]:
 
 
 def agent_argv(lab: str, *args: str) -> list[str]:
-    """The agent's command line on a node, e.g. agent_argv("demo", "proxy-sync")."""
-    return ["python3", agent_path(lab), *args]
+    """The agent's command line on a node, e.g. agent_argv("demo", "cni", "CHECK", ...): it names the
+    protocol, so that an agent speaking another one refuses (an agent from before protocols has no
+    --protocol option and refuses too)."""
+    return ["python3", agent_path(lab), "--protocol", str(PROTOCOL), *args]
 
 
-def agent_command(lab: str, *args: str) -> str:
-    """The same, quoted for a shell script."""
-    return quote_argv(agent_argv(lab, *args))
+def agent_command(lab: str, request: Request) -> str:
+    """`request` sent to the agent in a shell script: its JSON piped into the agent's command line."""
+    return pipe(cmd("printf", "%s", request.to_json()), cmd(*agent_argv(lab, request.VERB)))
+
+
+def parse_answer(request: Request, code: int, stdout: str, stderr: str) -> Answer:
+    """The agent's answer to `request` as the contract's type; a refusal, a failure or an answer that is
+    not the contract's raises a LabError of one line."""
+    if code == REFUSED or (code == 2 and "--protocol" in stderr):  # an agent without --protocol: from before them
+        raise LabError(f"its node agent does not speak protocol {PROTOCOL}: `lab deploy` installs the lab's agent")
+    try:
+        reply = request.ANSWER.from_json(stdout)
+    except ContractError as exc:
+        last = (stderr.strip() or stdout.strip() or "no output").splitlines()[-1]
+        raise LabError(f"{request.VERB}: exited {code}: {last}" if code else f"{request.VERB}: {exc}") from None
+    if reply.failed or code:
+        raise LabError(reply.msg or f"{request.VERB}: exited {code}")
+    return reply
+
+
+def call(transport: Transport, node, lab: str, request: Request, prefix: tuple = (), timeout=None) -> Answer:
+    """Send `request` to the agent of lab `lab` on `node` (run under `prefix`, e.g. `ip netns exec POD`); its
+    answer, or a NodeError naming the node."""
+    result = transport.run(node, [*prefix, *agent_argv(lab, request.VERB)], stdin=request.to_json(), check=False,
+                           timeout=timeout)
+    try:
+        return parse_answer(request, result.exit_code, result.stdout, result.stderr)
+    except LabError as exc:
+        raise NodeError(result.node, str(exc)) from None
 
 
 def local_agent_argv(*args: str) -> list[str]:
     """The agent run on this machine from the source tree (the lab's outside host serves and probes with it)."""
     source = str(Path(__file__).resolve().parents[2])
     return [sys.executable, "-c", f"import sys; sys.path.insert(0, {source!r}); "
-            "from orchestrator.agent.main import main; sys.exit(main())", *args]
+            "from orchestrator.agent.main import main; sys.exit(main())", "--protocol", str(PROTOCOL), *args]
+
+
+def call_local(request: Request, prefix: tuple = ()) -> Answer:
+    """Send `request` to the agent run on this machine (under `prefix`)."""
+    proc = subprocess.run([*prefix, *local_agent_argv(request.VERB)], input=request.to_json(), capture_output=True,
+                          text=True)
+    return parse_answer(request, proc.returncode, proc.stdout, proc.stderr)

@@ -52,6 +52,42 @@ def quiet(command: str) -> str:
     return redirect(command, stdout="/dev/null")
 
 
+def either(command: str, otherwise: str) -> str:
+    """`otherwise` runs when `command` fails."""
+    return f"{command} || {otherwise}"
+
+
+def allow_failure(command: str) -> str:
+    """`command` whose failure (and its complaint) does not stop the script: for what may already be gone."""
+    return either(redirect(command, stderr="/dev/null"), "true")
+
+
+def remove_glob(folder: str, prefix: str) -> str:
+    """Remove the files of `folder` whose names start with `prefix` (both quoted; only the * is a pattern)."""
+    return f"rm -f {quote(folder)}/{quote(prefix)}*"
+
+
+def read_words(variable: str, path: str) -> str:
+    """Set shell variable `variable` to the words of file `path` (empty when there is no such file)."""
+    if not variable.isidentifier():
+        raise ValueError(f"{variable!r} is not a shell variable name")
+    return f"{variable}=$({allow_failure(cmd('cat', path))})"
+
+
+def rmdir_each(variable: str) -> str:
+    """Remove each folder named in shell variable `variable` (see read_words) that is empty; others stay."""
+    if not variable.isidentifier():
+        raise ValueError(f"{variable!r} is not a shell variable name")
+    remove = allow_failure('rmdir "$d"')
+    return f"for d in ${variable}; do {remove}; done"
+
+
+def restore_sysctls(path: str) -> str:
+    """Set again every `key=value` line of file `path` (values the lab saved before it changed them)."""
+    return (f"if [ -f {quote(path)} ]; then while IFS== read -r k v; do [ -n \"$v\" ] && sysctl -qw \"$k=$v\"; "
+            f"done < {quote(path)}; fi")
+
+
 def heredoc(command: str, text: str, marker: str = "LAB_RULES") -> str:
     """`command` reading `text` from a quoted here-document (nothing in it is expanded)."""
     if f"\n{marker}\n" in f"\n{text}\n":
@@ -60,13 +96,15 @@ def heredoc(command: str, text: str, marker: str = "LAB_RULES") -> str:
 
 
 def write_file(path: str, content: Union[str, bytes], mode: str = "0644") -> tuple[str, ...]:
-    """Shell lines writing `content` to `path` atomically (bytes go through base64)."""
-    tmp = path + ".lab-tmp"
+    """Shell lines writing `content` to `path` atomically and durably, as core/state.atomic_write does on this
+    machine: a temporary file, synced, renamed over `path`, then the folder synced (bytes go through base64)."""
+    tmp, folder = path + ".lab-tmp", path.rsplit("/", 1)[0]
     if isinstance(content, bytes):
         write = f"printf '%s' {quote(base64.b64encode(content).decode())} | base64 -d > {quote(tmp)}"
     else:
         write = f"printf '%s' {quote(content)} > {quote(tmp)}"
-    return (cmd("mkdir", "-p", path.rsplit("/", 1)[0]), write, cmd("chmod", mode, tmp), cmd("mv", "-f", tmp, path))
+    return (cmd("mkdir", "-p", folder), write, cmd("chmod", mode, tmp), cmd("sync", tmp), cmd("mv", "-f", tmp, path),
+            cmd("sync", folder))
 
 
 def remember_missing(folders: Iterable[str], record: str) -> str:

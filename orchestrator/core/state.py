@@ -20,7 +20,9 @@ def state_root() -> Path:
 
 
 def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
-    """Write `data` to `path` so that readers see the old or the new file, never half of one."""
+    """The controller's one durable write: `data` to a temporary file, fsynced, renamed over `path`, then the
+    folder fsynced, so that readers (and a machine after a power cut) see the old file or the new one,
+    never half of one or an empty one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -34,6 +36,11 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 @dataclass(frozen=True)

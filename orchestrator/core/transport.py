@@ -29,6 +29,7 @@ import paramiko
 
 from orchestrator.core.errors import LabError
 from orchestrator.core.model import Node, Ssh, split_jump
+from orchestrator.core.script import write_file
 
 
 # paramiko logs a node that hangs up from its transport thread, tracebacks and all, through logging's
@@ -268,10 +269,8 @@ class Transport:
         return self.run(node, ["sh", "-ec", text], **kwargs)
 
     def put(self, node: Union[str, Node], path: str, data: Union[str, bytes], mode: str = "0644") -> Result:
-        """Write `data` to `path` on `node` atomically (temp file + rename), creating the folder."""
-        writer = ('set -e; mkdir -p "$(dirname "$1")"; tmp="$1.lab-tmp"; cat > "$tmp"; '
-                  'chmod "$2" "$tmp"; mv -f "$tmp" "$1"')
-        return self.run(node, ["sh", "-c", writer, "lab-put", path, mode], stdin=data)
+        """Write `data` to `path` on `node` atomically and durably, creating the folder (core/script.write_file)."""
+        return self.script(node, "\n".join(write_file(path, data, mode)))
 
     def run_all(self, action: Callable[[Node], object], nodes: Optional[Iterable[Node]] = None) -> FleetResult:
         """Call `action(node)` for every node in parallel; collect each return value or exception."""

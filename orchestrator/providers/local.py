@@ -58,11 +58,8 @@ def generate_key(path: Path, comment: str) -> str:
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                            serialization.PublicFormat.OpenSSH).decode() + f" {comment}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private)
-    path.with_suffix(".pub").write_text(public + "\n")
+    atomic_write(path, private, mode=0o600)
+    atomic_write(path.with_suffix(".pub"), public + "\n", mode=0o644)
     return public
 
 

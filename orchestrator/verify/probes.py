@@ -4,14 +4,14 @@ targets at once, the sources in parallel, then a verdict per check."""
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 from orchestrator.agent.pods import wait_listening
-from orchestrator.core.agent import agent_argv, local_agent_argv
+from orchestrator.agent.contract import FlushCaches, Probe
+from orchestrator.core.agent import call, call_local, local_agent_argv
 from orchestrator.core.errors import LabError
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects
@@ -23,19 +23,15 @@ PROBE_TIMEOUT = 2.0
 
 
 def probe_source(inv: Inventory, objects: LabObjects, transport: Transport, source: str, targets: list) -> list:
-    payload = json.dumps(targets)
-    probe = ["probe", "--timeout", str(PROBE_TIMEOUT)]
+    request = Probe(targets=targets, timeout=PROBE_TIMEOUT)
     if source == OUTSIDE:
-        out = subprocess.run(["ip", "netns", "exec", f"{inv.name}-outside", *local_agent_argv(*probe)],
-                             input=payload, capture_output=True, text=True, check=True).stdout
-        return json.loads(out)
+        return call_local(request, ("ip", "netns", "exec", f"{inv.name}-outside")).results
     kind, _, name = source.partition(":")
     if kind == "node":
-        argv, node = agent_argv(inv.name, *probe), name
-    else:
-        pod = objects.pods[name]
-        argv, node = ["ip", "netns", "exec", pod.netns, *agent_argv(inv.name, *probe)], pod.node
-    return json.loads(transport.run(node, argv, stdin=payload, timeout=PROBE_TIMEOUT * 4 + 30).stdout)
+        return call(transport, name, inv.name, request, timeout=PROBE_TIMEOUT * 4 + 30).results
+    pod = objects.pods[name]
+    return call(transport, pod.node, inv.name, request, ("ip", "netns", "exec", pod.netns),
+                timeout=PROBE_TIMEOUT * 4 + 30).results
 
 
 def run_checks(inv: Inventory, objects: LabObjects, transport: Transport, checks: list[Check]) -> list[Outcome]:
@@ -87,7 +83,7 @@ def probe_round(inv: Inventory, objects: LabObjects, transport: Transport, check
                 # Emulated nodes share this machine's ARP table (see source_groups): the neighbours this
                 # node's pods just learned are forgotten before the next node's pods probe.
                 with contextlib.suppress(LabError):  # a node that does not answer: its checks say so
-                    transport.run(node, agent_argv(inv.name, "flush-caches"), check=False)
+                    call(transport, node, inv.name, FlushCaches())
     outcomes = {}
     for source, group in by_source.items():
         position = 0

@@ -3,15 +3,18 @@ to the outside. Tests run in file order: deploy, traffic, changes to the lab, th
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
+import zipfile
 
 import pytest
 
-from orchestrator.agent.contract import pod_record_path
-from orchestrator.core.agent import local_agent_argv
+from orchestrator.agent.contract import PROTOCOL, FlushCaches, Probe, pod_record_path
+from orchestrator.core.agent import agent_zipapp, call, call_local
+from orchestrator.core.transport import NodeError
 from orchestrator.layers.overlay.plan import vtep_mac
 from orchestrator.layers.pods.plan import pod_netns
 from orchestrator.verify import probes
@@ -71,10 +74,8 @@ def pods(lab, *selector: str) -> list[dict]:
 def probe_from(lab, pod: dict, targets: list[dict]) -> list[dict]:
     """Run the agent's probe inside `pod` (one SSH command, all targets at once)."""
     netns = pod_netns(lab.name, pod["metadata"]["namespace"], pod["metadata"]["name"])
-    out = lab.transport.run(pod["spec"]["nodeName"], ["ip", "netns", "exec", netns, "python3",
-                                                      AGENT_ON_NODE.format(lab=lab.name), "probe"],
-                            stdin=json.dumps(targets)).stdout
-    return json.loads(out)
+    return call(lab.transport, pod["spec"]["nodeName"], lab.name, Probe(targets=targets),
+                ("ip", "netns", "exec", netns)).results
 
 
 def all_pairs_failures(lab, backend: str) -> list[str]:
@@ -181,9 +182,7 @@ def outside_server(net):
 
 
 def outside_probe(net, targets: list[dict]) -> list[dict]:
-    out = subprocess.run(["ip", "netns", "exec", f"{net.name}-outside", *local_agent_argv("probe")],
-                         input=json.dumps(targets), capture_output=True, text=True, check=True).stdout
-    return json.loads(out)
+    return call_local(Probe(targets=targets), ("ip", "netns", "exec", f"{net.name}-outside")).results
 
 
 def test_traffic_to_the_outside_is_masqueraded_to_the_node_address(net, outside_server):
@@ -232,6 +231,33 @@ def test_a_stopped_pod_server_is_restarted_by_deploy(net):
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
     assert f"restart the servers of 1 pod(s): default/{victim['metadata']['name']}" in proc.stdout
     assert all_pairs_failures(net, "after restart") == []
+
+
+def agent_of_protocol(protocol: int) -> bytes:
+    """The lab's agent.pyz with another protocol number: what a node holds after the lab's code moved on."""
+    old, out = zipfile.ZipFile(io.BytesIO(agent_zipapp())), io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info in old.infolist():
+            text = old.read(info).decode()
+            if info.filename.endswith("/contract.py"):
+                assert f"\nPROTOCOL = {PROTOCOL}\n" in text
+                text = text.replace(f"\nPROTOCOL = {PROTOCOL}\n", f"\nPROTOCOL = {protocol}\n")
+            archive.writestr(info, text)
+    return out.getvalue()
+
+
+def test_an_agent_of_another_protocol_is_refused_then_replaced_by_deploy(net):
+    path = AGENT_ON_NODE.format(lab=net.name)
+    net.transport.put("node1", path, agent_of_protocol(PROTOCOL - 1), "0755")
+    with pytest.raises(NodeError) as refused:  # never misread: the agent refuses the request unread
+        call(net.transport, "node1", net.name, FlushCaches())
+    assert str(refused.value) == (f"node1: its node agent does not speak protocol {PROTOCOL}: "
+                                  "`lab deploy` installs the lab's agent")
+    proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
+    assert f"install /var/lib/cluster-lab/{net.name}/agent.pyz" in proc.stdout
+    assert call(net.transport, "node1", net.name, FlushCaches()).failed is False
+    assert all_pairs_failures(net, "after the agent was replaced") == []
+    assert "no changes" in lab_cli("deploy", "-i", net.inventory_path, check=True).stdout
 
 
 def test_pods_whose_namespaces_are_gone_are_restored_by_deploy(net):

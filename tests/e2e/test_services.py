@@ -13,10 +13,12 @@ import pytest
 
 from types import SimpleNamespace
 
+from orchestrator.agent.contract import Probe
+from orchestrator.core.agent import call
 from orchestrator.layers.pods.plan import pod_netns
 from orchestrator.layers.services.iptables import JUMPS
 from .labtools import copy_inventory, lab_cli, unique_lab_name, wait_for
-from .test_pod_network import AGENT_ON_NODE, apply, outside_probe, pods, probe_from
+from .test_pod_network import apply, outside_probe, pods, probe_from
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -264,9 +266,8 @@ def test_a_change_lands_even_where_rules_were_changed_by_hand(svc):
         svc.transport.run("node1", ["nft", "delete", "element", "ip", "lab-proxy", "backends", "{", key, "}"])
     apply(svc, TRUST.split("---")[2], verb="delete")  # trust-b goes: a partial sync on every node
     target = {"proto": "tcp", "host": service(svc, "trust")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}
-    replies = svc.transport.run("node1", ["python3", AGENT_ON_NODE.format(lab=svc.name), "probe"],
-                                stdin=json.dumps([target] * 5)).stdout
-    assert all(r["ok"] and "trust-a" in r["reply"] for r in json.loads(replies)), replies
+    replies = call(svc.transport, "node1", svc.name, Probe(targets=[target] * 5)).results
+    assert all(r["ok"] and "trust-a" in r["reply"] for r in replies), replies
     apply(svc, TRUST, verb="delete")
 
 
@@ -334,10 +335,10 @@ from orchestrator.agent.cni import run
 from orchestrator.agent.iptables import load_rules, restore_input, saved_chains
 from orchestrator.layers.services.apply import chain_digests
 from orchestrator.layers.services.iptables import JUMPS, render_iptables
-from orchestrator.layers.services.plan import Endpoint
-port = {"name": None, "protocol": "TCP", "port": 80, "target_port": 80, "node_port": None}
-services = {f"bulk/s{i}": {"name": f"s{i}", "namespace": "bulk", "cluster_ip": f"10.96.{i // 200}.{i % 200 + 2}",
-                           "ports": [port], "selector": {}, "session_affinity": "None"} for i in range(200)}
+from orchestrator.core.manifests import ServicePort
+from orchestrator.core.objects import Endpoint, Service
+port = ServicePort(None, "TCP", 80, 80)
+services = {f"bulk/s{i}": Service(f"s{i}", "bulk", f"10.96.{i // 200}.{i % 200 + 2}", ports=[port]) for i in range(200)}
 eps = {key: {"": [Endpoint(f"10.244.0.{n}", 80, "node1", f"p{n}") for n in (2, 3, 4)]} for key in services}
 rules = render_iptables(services, eps, IPv4Network("10.244.0.0/16"))
 text, written, _ = restore_input(chain_digests(rules), rules, {}, saved_chains(run("iptables-save")),
@@ -428,29 +429,34 @@ def test_the_controller_drops_the_pods_of_a_lost_node_and_takes_them_back(svc):
     controller = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "controller", "run", "--interval", "0.3",
                                    "-i", svc.inventory_path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                   text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    frozen = []
     try:
-        # its first report comes after its first sync: it is connected to every node; now freeze everything
-        # node3 runs, its sessions too
-        first = controller.stdout.readline()
-        assert first.startswith("synced "), first
-        frozen = [int(p) for p in subprocess.run(["ip", "netns", "pids", f"{svc.name}-node3"], capture_output=True,
-                                                 text=True).stdout.split()]
-        for pid in frozen:  # node3 stops answering: its sshd and sessions freeze
-            os.kill(pid, signal.SIGSTOP)
-        assert wait_for(lambda: not set(on_node3) & set(endpoints_of(svc, "nginx")), interval=0.2), \
-            "the lost node's pods stayed in the endpoints"
-        nginx_ip = service(svc, "nginx")["spec"]["clusterIP"]
-        src = [p for p in pods(svc, "nginx") if p["spec"]["nodeName"] == "node1"][0]
-        replies = probe_from(svc, src, [{"proto": "tcp", "host": nginx_ip, "port": 80, "path": "/clientip"}] * 30)
-        assert all(r["ok"] for r in replies)
+        frozen: list = []
+        try:
+            # its first report comes after its first sync: it is connected to every node; now freeze everything
+            # node3 runs, its sessions too
+            first = controller.stdout.readline()
+            assert first.startswith("synced "), first
+            frozen = [int(p) for p in subprocess.run(["ip", "netns", "pids", f"{svc.name}-node3"],
+                                                     capture_output=True, text=True).stdout.split()]
+            for pid in frozen:  # node3 stops answering: its sshd and sessions freeze
+                os.kill(pid, signal.SIGSTOP)
+            assert wait_for(lambda: not set(on_node3) & set(endpoints_of(svc, "nginx")), interval=0.2), \
+                "the lost node's pods stayed in the endpoints"
+            nginx_ip = service(svc, "nginx")["spec"]["clusterIP"]
+            src = [p for p in pods(svc, "nginx") if p["spec"]["nodeName"] == "node1"][0]
+            replies = probe_from(svc, src, [{"proto": "tcp", "host": nginx_ip, "port": 80, "path": "/clientip"}] * 30)
+            assert all(r["ok"] for r in replies)
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        assert wait_for(lambda: set(on_node3) <= set(endpoints_of(svc, "nginx")), interval=0.2), \
+            "the node's pods did not rejoin the endpoints"
+        controller.send_signal(signal.SIGINT)
+        output = first + controller.communicate(timeout=30)[0]
     finally:
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
-    assert wait_for(lambda: set(on_node3) <= set(endpoints_of(svc, "nginx")), interval=0.2), \
-        "the node's pods did not rejoin the endpoints"
-    controller.send_signal(signal.SIGINT)
-    output = first + controller.communicate(timeout=10)[0]
+        if controller.poll() is None:  # it must not go on syncing the labs of the tests after this one
+            controller.kill()
+            controller.wait()
     assert "node node3 is not answering" in output and "node node3 answers again" in output
 
 

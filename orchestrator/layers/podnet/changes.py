@@ -10,9 +10,11 @@ import hashlib
 from ipaddress import IPv4Network
 from typing import Iterable, Optional
 
-from orchestrator.agent.contract import NFT_TABLE, POLICY_TABLE, node_lib, removal_block
+from orchestrator.agent.contract import (BOOT_SCRIPT, DIRS_CREATED, NFT_TABLE, POLICY_TABLE, chain_block, insert_first,
+                                         lab_file, node_lib, removal_block, sysctl_saved_path)
 from orchestrator.core.model import Cluster
-from orchestrator.core.script import Change, cmd, heredoc, quote, remember_missing, render_script, write_file
+from orchestrator.core.script import (Change, allow_failure, cmd, either, heredoc, read_words, redirect, remember_missing,
+                                      remove_glob, render_script, restore_sysctls, rmdir_each, write_file)
 from orchestrator.layers.nodes.facts import NodeState, conflist_path
 from orchestrator.layers.overlay.plan import overlay_changes, overlay_teardown
 from orchestrator.layers.podnet.plan import BRIDGE, FORWARD_CHAIN, MASQ_CHAIN, NodeNetwork
@@ -20,18 +22,17 @@ from orchestrator.layers.podnet.plan import BRIDGE, FORWARD_CHAIN, MASQ_CHAIN, N
 
 # The CNI folders a fresh machine may lack, deepest first: `lab destroy` removes those the lab made.
 CNI_DIRS = ("/etc/cni/net.d", "/etc/cni", "/var/lib/cni")
-CREATED_DIRS = "dirs.created"  # below the lab's node folder
-BOOT_SCRIPT = "boot/network.sh"  # below the lab's node folder
 
 
 def sysctl_changes(net: NodeNetwork, state: NodeState, lab: str) -> list[Change]:
     changes = []
-    saved = f"{node_lib(lab)}/sysctl.orig"
+    saved = sysctl_saved_path(lab)
     for key, value in net.sysctls.items():
         old = state.sysctls.get(key, "")
         if old != value:
             # Remember the value the node had, once, so `lab destroy` can put it back.
-            keep = f"grep -q {quote('^' + key + '=')} {saved} 2>/dev/null || echo {quote(f'{key}={old}')} >> {saved}"
+            keep = either(redirect(cmd("grep", "-q", f"^{key}=", saved), stderr="/dev/null"),
+                          redirect(cmd("echo", f"{key}={old}"), append=saved))
             changes.append(Change(f"set {key}={value} (was {old or 'unset'})",
                                   (cmd("mkdir", "-p", node_lib(lab)), keep, cmd("sysctl", "-qw", f"{key}={value}"))))
     return changes
@@ -39,23 +40,25 @@ def sysctl_changes(net: NodeNetwork, state: NodeState, lab: str) -> list[Change]
 
 def rule_changes(net: NodeNetwork, state: NodeState) -> list[Change]:
     """One atomic iptables-restore --noflush for every lab chain that differs (declaring a chain flushes
-    only that chain), plus the jumps from the built-in chains that are missing."""
-    tables: dict[str, list[str]] = {}
+    only that chain), plus the jumps from the built-in chains that are missing. The input is built by the
+    agent contract's chain_block, as the agent builds its service chains': one way to write lab chains."""
+    write: dict[str, dict[str, list[str]]] = {}
+    jumps: dict[str, list[str]] = {}
     changed = []
     for (table, chain), lines in net.rules.items():
         if state.chain(table, chain) != list(lines):
-            tables.setdefault(table, []).extend([f":{chain} - [0:0]", *lines])
+            write.setdefault(table, {})[chain] = list(lines)
             changed.append(chain)
     for (table, builtin), jump in net.jumps.items():
         if jump not in (state.chain(table, builtin) or []):
             # POSTROUTING: first, so pod-to-pod RETURNs before any MASQUERADE the node has. FORWARD: last,
             # after kube-proxy's REJECT for services without endpoints (which the pod ACCEPTs would skip).
-            line = jump if builtin == "FORWARD" else jump.replace(f"-A {builtin} ", f"-I {builtin} 1 ", 1)
-            tables.setdefault(table, []).append(line)
+            jumps.setdefault(table, []).append(jump if builtin == "FORWARD" else insert_first(jump))
             changed.append(f"jump {builtin} -> {jump.rsplit(' ', 1)[-1]}")
-    if not tables:
+    if not changed:
         return []
-    body = "".join(f"*{table}\n" + "\n".join(lines) + "\nCOMMIT\n" for table, lines in sorted(tables.items()))
+    body = "\n".join(chain_block(table, write.get(table, {}), then=jumps.get(table, []))
+                     for table in sorted(set(write) | set(jumps)))
     return [Change(f"load rules: {', '.join(changed)}", (heredoc("iptables-restore --noflush", body),))]
 
 
@@ -64,7 +67,7 @@ def network_changes(net: NodeNetwork, state: NodeState, cluster: Cluster) -> lis
     changes = sysctl_changes(net, state, cluster.name)
     if state.conflist != net.conflist.strip():
         changes.append(Change(f"write CNI config {net.conflist_path} (subnet {net.subnet}, MTU {net.pod_mtu})",
-                              (remember_missing(CNI_DIRS, f"{node_lib(cluster.name)}/{CREATED_DIRS}"),
+                              (remember_missing(CNI_DIRS, lab_file(cluster.name, DIRS_CREATED)),
                                *write_file(net.conflist_path, net.conflist))))
     bridge = state.link(BRIDGE)
     if bridge is not None and bridge.get("mtu") != net.pod_mtu:
@@ -113,16 +116,15 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
     changes += before_files
     if state.files:
         lib = node_lib(lab)
-        saved = f"{lib}/sysctl.orig"
         changes.append(Change(f"restore sysctls and remove {lib}", (
-            f"if [ -f {saved} ]; then while IFS== read -r k v; do [ -n \"$v\" ] && sysctl -qw \"$k=$v\"; done < {saved}; fi",
-            f"created=$(cat {lib}/{CREATED_DIRS} 2>/dev/null || true)",
+            restore_sysctls(sysctl_saved_path(lab)),
+            read_words("created", lab_file(lab, DIRS_CREATED)),
             cmd("rm", "-rf", lib, f"/var/lib/cni/networks/{lab}"),
-            f"rm -f /var/lib/cni/results/{quote(lab)}-*",
+            remove_glob("/var/lib/cni/results", f"{lab}-"),
             # CNI's shared folders and ours go only when empty: another network may use them; the CNI
             # folders the machine did not have before the lab, too.
-            f"rmdir {lib.rsplit('/', 1)[0]} /var/lib/cni/networks /var/lib/cni/results 2>/dev/null || true",
-            'for d in $created; do rmdir "$d" 2>/dev/null || true; done')))
+            allow_failure(cmd("rmdir", lib.rsplit("/", 1)[0], "/var/lib/cni/networks", "/var/lib/cni/results")),
+            rmdir_each("created"))))
     return changes
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime
-import json
 from dataclasses import replace
 from typing import Callable
 
-from orchestrator.agent.contract import CNI_PATH
-from orchestrator.core.agent import agent_argv
+from orchestrator.agent.contract import PodsApply, PodsReattach
+from orchestrator.core.agent import call
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects, Pod
 from orchestrator.core.state import LabFiles
@@ -47,11 +46,9 @@ def apply_pod_changes(inv: Inventory, transport: Transport, objects: LabObjects,
 
     def on_node(node):
         work = by_node[node.name]
-        request = {"conflist": conflist_path(inv.name), "cni_path": CNI_PATH,
-                   "delete": [agent_pod(p) for p in work["delete"]],
-                   "add": [dict(agent_pod(p), policy_sets=isolation(p)) for p in work["add"]]}
-        return json.loads(transport.run(node, agent_argv(inv.name, "pods-apply"),
-                                        stdin=json.dumps(request)).stdout)
+        request = PodsApply(conflist=conflist_path(inv.name), delete=[agent_pod(p) for p in work["delete"]],
+                            add=[dict(agent_pod(p), policy_sets=isolation(p)) for p in work["add"]])
+        return call(transport, node, inv.name, request)
 
     results = transport.run_all(on_node, [n for n in inv.nodes if n.name in by_node])
     for node_name, outcome in results.items():
@@ -62,7 +59,7 @@ def apply_pod_changes(inv: Inventory, transport: Transport, objects: LabObjects,
         for pod in work["delete"]:
             objects.pods.pop(pod.key, None)
         for pod in work["add"]:
-            got = outcome["added"].get(pod.node_key, {})
+            got = outcome.added.get(pod.node_key, {})
             if "error" in got:
                 failures.append(f"{node_name}: pod {pod.key}: {got['error']}")
                 continue
@@ -100,8 +97,8 @@ def reattach(inv: Inventory, transport: Transport, files: LabFiles, nodes: list)
     """Re-attach the pods of `nodes` set up with an older CNI config (as after `ipMasq: true`): DEL with
     the old config, ADD with the node's current one; record their new IPs. Returns, per node, its pods'
     results ({key: {"ip"} or {"error"}}) or the node's exception."""
-    results = transport.run_all(lambda node: json.loads(transport.run(
-        node, agent_argv(inv.name, "pods-reattach", "--conf", conflist_path(inv.name))).stdout), nodes)
+    request = PodsReattach(conflist=conflist_path(inv.name))
+    results = transport.run_all(lambda node: call(transport, node, inv.name, request).pods, nodes)
     objects = files.read_objects()
     by_node_key = {p.node_key: p for p in objects.pods.values()}
     for outcome in results.values():

@@ -15,8 +15,8 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from orchestrator.agent.contract import chain_digest
-from orchestrator.core.agent import agent_argv
+from orchestrator.agent.contract import FlushCaches, ProxySync, SyncAnswer, chain_digest
+from orchestrator.core.agent import call
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import Endpoints, LabObjects, Service
 from orchestrator.core.state import LabFiles, atomic_write
@@ -102,32 +102,30 @@ def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict,
     """Send every node in `nodes` the proxy-sync `request`, and update `sent`: with iptables, a node that
     holds what was sent last gets only the changes; the others, and a node that answers it holds something
     else, get everything. Returns each node's answer or exception; a failing node keeps its previous rules."""
-    argv = agent_argv(lab, "proxy-sync")
     change, base, generation = None, sent.generation, ""
     if request["backend"] == "iptables":
         digests = chain_digests(request["tables"])
         generation = generation_of(digests)
         request = {**request, "generation": generation}
         if base and not (request.get("force") or request.get("verify")):
-            change = json.dumps(change_request(request, digests, sent))
+            change = ProxySync.from_dict(change_request(request, digests, sent))
         sent.generation, sent.digests = generation, digests
     else:
         sent.generation, sent.digests = "", {}
     changed_only = {n.name for n in nodes if change and sent.nodes.get(n.name) == base}
-    full = json.dumps(request) if len(changed_only) < len(nodes) else None
+    whole = ProxySync.from_dict(request)
 
-    def push(node: Node) -> dict:
+    def push(node: Node) -> SyncAnswer:
         if node.name not in changed_only:
-            return json.loads(transport.run(node, argv, stdin=full).stdout)
-        answer = json.loads(transport.run(node, argv, stdin=change).stdout)
-        if answer.get("resync"):
-            answer = json.loads(transport.run(node, argv, stdin=json.dumps({**request, "verify": True})).stdout)
+            return call(transport, node, lab, whole)
+        answer = call(transport, node, lab, change)
+        if answer.resync:
+            answer = call(transport, node, lab, ProxySync.from_dict({**request, "verify": True}))
         return answer
 
     results = transport.run_all(push, nodes)
-    # a node holds this generation when it says so (an agent from before generations says nothing)
     sent.nodes = {name: generation for name, answer in results.items()
-                  if not isinstance(answer, BaseException) and generation and answer.get("generation") == generation}
+                  if not isinstance(answer, BaseException) and generation and answer.generation == generation}
     return results
 
 
@@ -168,12 +166,10 @@ def sync_rules(inv: Inventory, transport: Transport, objects: LabObjects, lost_n
 
 
 def preview(inv: Inventory, transport: Transport, objects: LabObjects, nodes: Iterable[Node]) -> FleetResult:
-    """What a sync would write and delete on `nodes`, changing nothing. A node whose agent predates
-    `--dry-run` refuses the option: its answer is an exception, never a load."""
+    """What a sync would write and delete on `nodes`, changing nothing."""
     request, _ = sync_request(inv, objects, set())
-    payload = json.dumps(request)
-    argv = agent_argv(inv.name, "proxy-sync", "--dry-run")
-    return transport.run_all(lambda node: json.loads(transport.run(node, argv, stdin=payload).stdout), nodes)
+    dry_run = ProxySync.from_dict({**request, "dry_run": True})
+    return transport.run_all(lambda node: call(transport, node, inv.name, dry_run), nodes)
 
 
 def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once: bool = False,
@@ -211,19 +207,19 @@ def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once:
             time.sleep(interval)
 
 
-def report_line(answer: dict, dry_run: bool = False) -> Optional[str]:
+def report_line(answer: SyncAnswer, dry_run: bool = False) -> Optional[str]:
     """A node's proxy-sync answer as one line of its report, or None when nothing changes."""
-    names = answer["written"] + answer["deleted"]
+    names = answer.written + answer.deleted
     if not names:
         return None
     written, removed = ("to write", "to remove") if dry_run else ("written", "removed")
-    return (f"service rules: {len(answer['written'])} {written}, {len(answer['deleted'])} {removed}"
+    return (f"service rules: {len(answer.written)} {written}, {len(answer.deleted)} {removed}"
             + (f" ({', '.join(names)})" if len(names) <= 4 else ""))
 
 
 def preview_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: dict, nodes: list) -> None:
     """For --dry-run: note in `reports` what a sync would write and delete on `nodes`. A node without the
-    lab's agent, or with one too old for --dry-run (deploy replaces it), cannot say: nothing is noted."""
+    lab's agent, or with one of another protocol (deploy replaces it), cannot say: nothing is noted."""
     for name, answer in preview(inv, transport, files.read_objects(), nodes).items():
         line = None if isinstance(answer, BaseException) else report_line(answer, dry_run=True)
         if line:
@@ -236,7 +232,7 @@ def sync_service_rules(inv: Inventory, transport: Transport, files: LabFiles, re
     switch of proxy_mode, say) or, with `force` (`lab fix`: caches flushed, everything reloaded), what the
     reload repaired."""
     if force:
-        transport.run_all(lambda node: transport.run(node, agent_argv(inv.name, "flush-caches")))
+        transport.run_all(lambda node: call(transport, node, inv.name, FlushCaches()))
     objects = files.read_objects()
     answers = sync_rules(inv, transport, objects, force=force)
     files.write_objects(objects)
@@ -246,7 +242,7 @@ def sync_service_rules(inv: Inventory, transport: Transport, files: LabFiles, re
             report.status, report.error = "failed", str(answer)
             continue
         if force:
-            line = f"service rules reloaded; repaired {', '.join(answer['repaired'])}" if answer.get("repaired") else None
+            line = f"service rules reloaded; repaired {', '.join(answer.repaired)}" if answer.repaired else None
         else:
             line = report_line(answer)
         if line:

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from orchestrator.agent.cni import CniError, check_arguments, load_conf, plugin_config
+from orchestrator.agent.contract import ProxySync
 from orchestrator.agent.probes import probe_one
 
 
@@ -73,34 +74,33 @@ def test_the_rules_a_node_holds_are_kept_whole_then_as_a_journal_of_changes(tmp_
     whole = {"backend": "iptables", "jumps": jumps, "generation": "g1", "dns_hosts": "x", "stale_udp": ["y"],
              "tables": {"nat": {"KUBE-SERVICES": ["-A KUBE-SERVICES -j KUBE-SVC-A"], "KUBE-SVC-A": ["-A a"],
                                 "KUBE-SVC-B": ["-A b"]}}}
-    store_rules(lib, whole)
-    assert stored_request(lib) == {"backend": "iptables", "jumps": jumps, "generation": "g1", "tables": whole["tables"]}
+    store_rules(lib, ProxySync.from_dict(whole))
+    assert stored_request(lib) == ProxySync(backend="iptables", jumps=jumps, generation="g1", tables=whole["tables"])
     change = {"base": "g1", "generation": "g2", "jumps": jumps, "removed": {"nat": ["KUBE-SVC-B"]},
               "tables": {"nat": {"KUBE-SVC-A": ["-A a2"], "KUBE-SVC-C": ["-A c"]}}}
-    store_rules(lib, change)
+    store_rules(lib, ProxySync.from_dict(change))
     assert (tmp_path / "rules" / "journal").read_text().count("\n") == 1
     held = stored_request(lib)
-    assert held["generation"] == "g2"
-    assert held["tables"]["nat"] == {"KUBE-SERVICES": ["-A KUBE-SERVICES -j KUBE-SVC-A"], "KUBE-SVC-A": ["-A a2"],
+    assert held.generation == "g2"
+    assert held.tables["nat"] == {"KUBE-SERVICES": ["-A KUBE-SERVICES -j KUBE-SVC-A"], "KUBE-SVC-A": ["-A a2"],
                                      "KUBE-SVC-C": ["-A c"]}
     with open(tmp_path / "rules" / "journal", "a") as handle:
         handle.write('{"tables": {"nat": {"KUBE-SVC-D"')  # cut short by a power loss
     assert stored_request(lib) == held
-    store_rules(lib, whole)  # a whole request starts the store again
-    assert stored_request(lib)["tables"] == whole["tables"] and (tmp_path / "rules" / "journal").read_text() == ""
+    store_rules(lib, ProxySync.from_dict(whole))  # a whole request starts the store again
+    assert stored_request(lib).tables == whole["tables"] and (tmp_path / "rules" / "journal").read_text() == ""
 
 
 def test_a_journal_that_outgrows_the_whole_request_is_folded_into_it(tmp_path):
     from orchestrator.agent.proxy import store_rules, stored_request
     lib = str(tmp_path)
-    store_rules(lib, {"backend": "iptables", "jumps": [], "generation": "g0", "tables": {"nat": {"C": ["-A C x"]}}})
+    store_rules(lib, ProxySync(backend="iptables", jumps=[], generation="g0", tables={"nat": {"C": ["-A C x"]}}))
     for n in range(1, 40):
-        store_rules(lib, {"base": f"g{n - 1}", "generation": f"g{n}", "jumps": [],
-                          "tables": {"nat": {"C": [f"-A C {n}"]}}})
+        store_rules(lib, ProxySync(base=f"g{n - 1}", generation=f"g{n}", jumps=[], tables={"nat": {"C": [f"-A C {n}"]}}))
     journal = (tmp_path / "rules" / "journal").stat().st_size
     assert journal <= (tmp_path / "rules" / "request.json").stat().st_size
-    assert stored_request(lib) == {"backend": "iptables", "jumps": [], "generation": "g39",
-                                   "tables": {"nat": {"C": ["-A C 39"]}}}
+    assert stored_request(lib) == ProxySync(backend="iptables", jumps=[], generation="g39",
+                                            tables={"nat": {"C": ["-A C 39"]}})
 
 
 def test_a_recorded_pod_server_counts_only_while_it_is_that_server_in_this_boot():

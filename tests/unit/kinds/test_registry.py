@@ -2,7 +2,6 @@
 built-in ones; and the pipeline, driven through the registry against nodes that answer as the agent does."""
 
 import importlib
-import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,11 +9,12 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator import kinds, pipeline
+from orchestrator.agent.contract import VERBS, PodsApply
 from orchestrator.cli.resources import kinds_of, select
 from orchestrator.core import inventory
 from orchestrator.core.errors import InputError
 from orchestrator.core.state import LabFiles
-from orchestrator.core.transport import FleetResult
+from orchestrator.core.transport import FleetResult, Result
 
 REPO = Path(__file__).resolve().parents[3]
 INVENTORY = "cluster: {name: demo}\nnodes: [{name: node1, address: 198.18.0.11}, {name: node2, address: 198.18.0.12}]\n"
@@ -31,23 +31,22 @@ metadata: {name: team}
 
 
 class Nodes:
-    """Nodes whose agent answers pods-apply (an address per new pod) and proxy-sync (nothing to change), and
-    that remember the verbs they were sent."""
+    """Nodes whose agent answers as the contract says: pods-apply gives each new pod an address, proxy-sync has
+    nothing to change; they remember the verbs they were sent."""
 
     def __init__(self):
         self.verbs: list[tuple[str, str]] = []
         self.next_ip = 2
 
     def run(self, node, argv, stdin=None, **kwargs):
-        verb = argv[2]
-        self.verbs.append((node.name, verb))
-        if verb == "pods-apply":
-            added = {}
-            for pod in json.loads(stdin)["add"]:
-                added[pod["key"]] = {"ip": f"10.244.{node.name[-1]}.{self.next_ip}"}
+        request = VERBS[argv[-1]].from_json(stdin)
+        self.verbs.append((node.name, request.VERB))
+        answer = request.ANSWER()
+        if isinstance(request, PodsApply):
+            for pod in request.add:
+                answer.added[pod["key"]] = {"ip": f"10.244.{node.name[-1]}.{self.next_ip}"}
                 self.next_ip += 1
-            return SimpleNamespace(stdout=json.dumps({"added": added, "deleted": {}}))
-        return SimpleNamespace(stdout=json.dumps({"written": [], "deleted": []}))
+        return Result(node.name, " ".join(argv), 0, answer.to_json(), "")
 
     def run_all(self, action, nodes=None):
         return FleetResult((node.name, action(node)) for node in nodes)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.agent.contract import table_header
+from orchestrator.agent.contract import ProxySync, SyncAnswer, table_header
 from orchestrator.agent.host import boot_id
 from orchestrator.agent.iptables import drifted, restore_input, saved_chains, trusted_chains, wanted_digests
 from orchestrator.agent.proxy import proxy_sync
@@ -106,7 +106,7 @@ def test_a_change_request_carries_only_what_changed_and_rebuilds_the_whole_set_o
     assert change["tables"] == {"nat": {"KUBE-SVC-2CMXP7HKUVJN7L6M": after["nat"]["KUBE-SVC-2CMXP7HKUVJN7L6M"]}}
     assert [c for cs in change["removed"].values() for c in cs] == [
         c for c in before["nat"] if c not in after["nat"]]
-    assert wanted_digests(change, sent.digests) == chain_digests(after)  # what the node will hold
+    assert wanted_digests(change["tables"], sent.digests, True, change["removed"]) == chain_digests(after)  # what the node will hold
     unchanged = change_request({"backend": "iptables", "tables": before}, chain_digests(before), sent)
     assert unchanged["tables"] == {} and unchanged["removed"] == {}
 
@@ -122,8 +122,8 @@ def test_a_change_request_for_a_node_holding_something_else_asks_for_everything(
             "iptables": {"nat": {"KUBE-SERVICES": "0000000000000000"}}, "generation": state["generation"],
             "boot": boot_id() if state["same_boot"] else "another boot"}))
     before = sorted(tmp_path.iterdir())
-    request = {"backend": "iptables", "jumps": [], "tables": {}, "base": "0123456789abcdef", "generation": "x"}
-    assert proxy_sync(str(tmp_path), request) == {"resync": True}
+    request = ProxySync(backend="iptables", jumps=[], tables={}, base="0123456789abcdef", generation="x")
+    assert proxy_sync(str(tmp_path), request) == SyncAnswer(resync=True)
     assert sorted(tmp_path.iterdir()) == before  # nothing loaded, nothing written
 
 
@@ -172,14 +172,14 @@ def test_a_dry_run_says_what_a_sync_would_change_and_changes_nothing(tmp_path, r
                "stale_udp": ["10.233.3.2"], "dns_hosts": "10.96.0.20 x\n",
                **({"tables": render_iptables(services, one_less, Net("10.233.0.0/16"))} if backend == "iptables"
                   else {"nft": render_nft(services, one_less, Net("10.233.0.0/16"))})}
-    answer = proxy_sync(str(tmp_path), request, dry_run=True)
-    assert answer["dry_run"]
+    answer = proxy_sync(str(tmp_path), ProxySync.from_dict(dict(request, dry_run=True)))
+    assert answer.dry_run
     if expect_written is not None:
-        assert answer["written"] == expect_written
+        assert answer.written == expect_written
     if isinstance(expect_deleted, int):
-        assert len(answer["deleted"]) == expect_deleted
+        assert len(answer.deleted) == expect_deleted
     elif expect_deleted is not None:
-        assert answer["deleted"] == expect_deleted
+        assert answer.deleted == expect_deleted
     assert [p.name for p in tmp_path.iterdir()] == ["proxy.json"] and (tmp_path / "proxy.json").read_text() == state
 
 
@@ -187,21 +187,19 @@ class FakeAgents:
     """Nodes whose agents hold a generation, answer as proxy-sync does, and ask for everything when a change
     builds on another one; `failing` nodes fail. Records what each node was sent."""
 
-    def __init__(self, held: dict, failing=(), old_agent=()):
-        self.held, self.failing, self.old_agent, self.sent = dict(held), set(failing), set(old_agent), {}
+    def __init__(self, held: dict, failing=()):
+        self.held, self.failing, self.sent = dict(held), set(failing), {}
 
-    def run(self, node, argv, stdin):
-        request = json.loads(stdin)
-        self.sent.setdefault(node.name, []).append("change" if "base" in request else "full")
+    def run(self, node, argv, stdin, check=True, timeout=None):
+        request = ProxySync.from_json(stdin)
+        self.sent.setdefault(node.name, []).append("change" if request.base else "full")
         if node.name in self.failing:
             raise RuntimeError(f"{node.name}: iptables-restore failed")
-        if "base" in request and self.held.get(node.name) != request["base"]:
-            return SimpleNamespace(stdout=json.dumps({"resync": True}))
-        self.held[node.name] = request.get("generation")
-        answer = {"written": [], "deleted": []}
-        if node.name not in self.old_agent:
-            answer["generation"] = request.get("generation")
-        return SimpleNamespace(stdout=json.dumps(answer))
+        answer = SyncAnswer(resync=True)
+        if not request.base or self.held.get(node.name) == request.base:
+            self.held[node.name] = request.generation
+            answer = SyncAnswer(generation=request.generation)
+        return SimpleNamespace(node=node.name, exit_code=0, stdout=answer.to_json(), stderr="")
 
     def run_all(self, action, nodes):
         results = FleetResult()
@@ -220,9 +218,9 @@ def test_push_sends_changes_only_to_nodes_holding_what_was_sent_last():
     services, eps = talk_nginx()
     first = {"backend": "iptables", "jumps": [], "tables": render_iptables(services, eps, Net("10.233.0.0/16"))}
     sent = SentRules()
-    agents = FakeAgents({}, old_agent={"node4"})
-    push_rules(agents, "demo", NODES, first, sent)
-    assert sent.nodes == {n: sent.generation for n in ("node1", "node2", "node3")}  # node4 cannot say what it holds
+    agents = FakeAgents({})
+    push_rules(agents, "demo", NODES[:3], first, sent)
+    assert sent.nodes == {n: sent.generation for n in ("node1", "node2", "node3")}  # node4 was not there
     one_less = {"default/nginx": {"": eps["default/nginx"][""][:2]}}
     second = {**first, "tables": render_iptables(services, one_less, Net("10.233.0.0/16"))}
     agents.held["node2"] = "something else"  # e.g. another controller wrote it
@@ -231,10 +229,10 @@ def test_push_sends_changes_only_to_nodes_holding_what_was_sent_last():
     results = push_rules(agents, "demo", NODES, second, sent)
     assert agents.sent == {"node1": ["change"], "node2": ["change", "full"], "node3": ["change"], "node4": ["full"]}
     assert set(results.failures) == {"node3"}
-    assert set(sent.nodes) == {"node1", "node2"}  # node3 failed: it gets everything next time
+    assert set(sent.nodes) == {"node1", "node2", "node4"}  # node3 failed: it gets everything next time
     agents.sent, agents.failing = {}, set()
     push_rules(agents, "demo", NODES, second, sent)
-    assert agents.sent == {"node1": ["change"], "node2": ["change"], "node3": ["full"], "node4": ["full"]}
+    assert agents.sent == {"node1": ["change"], "node2": ["change"], "node3": ["full"], "node4": ["change"]}
 
 
 def test_switching_to_nftables_forgets_what_was_sent():
