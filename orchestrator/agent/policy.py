@@ -53,4 +53,5 @@ def isolate_new_pod(ip: str, sets: list) -> None:
     text = "".join(f"add element ip {TABLE} {name} {{ {ip} }}\n" for name in sets)
     proc = subprocess.run(["nft", "-f", "-"], input=text.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if proc.returncode != 0 and nft_table_exists(TABLE, "forward"):
-        raise CniError(f"cannot put the pod into its NetworkPolicy sets: {proc.stderr.decode(errors='replace').strip()}")
+        problem = proc.stderr.decode(errors="replace").strip()
+        raise CniError(f"cannot put the pod into its NetworkPolicy sets: {problem}")

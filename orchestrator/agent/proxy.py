@@ -16,7 +16,8 @@ from .cni import CniError, run
 from .contract import DNS_HOSTS, PROXY_STATE, RULES_JOURNAL, RULES_REQUEST, STORED_FIELDS, ProxySync, SyncAnswer
 from .host import boot_id, write_atomically
 from .iptables import drifted, iptables_removal, load_rules, restore_input, saved_chains, trusted_chains, wanted_digests
-from .nftables import NFT_TABLE, load_nft, nft_drifted, nft_element_changes, nft_same_shape, nft_table_exists, nft_table_text
+from .nftables import (NFT_TABLE, load_nft, nft_drifted, nft_element_changes, nft_same_shape, nft_table_exists,
+                       nft_table_text)
 from .pods import pod_records, server_running
 from .policy import policy_sync
 

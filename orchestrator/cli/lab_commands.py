@@ -188,7 +188,8 @@ def cmd_exec(args) -> int:
         pod = LabFiles.of(inv.name).read_objects().pods.get(key_of(args.namespace, pod_name))
         if pod is None:
             raise InputError(f'Error from server (NotFound): pods "{pod_name}" not found in namespace '
-                             f"{args.namespace!r} (nor is it a node: {', '.join(sorted(nodes))}); see `lab get pods -A`")
+                             f"{args.namespace!r} (nor is it a node: {', '.join(sorted(nodes))}); "
+                             "see `lab get pods -A`")
         if target is not None and pod.node != target:
             raise InputError(f"pod {pod_name} runs on {pod.node}, not {target}; "
                              f"use `lab exec {pod_name} -n {args.namespace} -- ...`")

@@ -184,7 +184,7 @@ def table_of(args, inv, objects, kind, records, several: bool, namespace) -> tup
     columns, rows = kind.table(records, inv, objects, namespace is None and kind.namespaced, args.output == "wide")
     if args.show_labels:
         columns, rows = columns + ["LABELS"], [row + [fmt_labels(r.labels) or "<none>"]
-                                               for row, r in zip(rows, records)]
+                                               for row, r in zip(rows, records, strict=True)]
     if several:
         at = columns.index("NAME")
         rows = [row[:at] + [f"{kind.ref}/{row[at]}"] + row[at + 1:] for row in rows]
@@ -195,7 +195,7 @@ def watch(args, inv, files, listed, namespace, tables, several: bool) -> None:
     """-w: after the table, a line for every object that comes or changes (the lab's objects, read each second),
     until Ctrl-C. AGE is left out of the comparison: it changes by itself."""
     def key(columns, row):
-        return tuple(v for c, v in zip(columns, row) if c != "AGE")
+        return tuple(v for c, v in zip(columns, row, strict=True) if c != "AGE")
 
     seen = {key(columns, row) for columns, rows in tables for row in rows}
     while True:

@@ -13,7 +13,7 @@ def print_table(columns: list[str], rows: list[list[str]]) -> None:
     """kubectl's plain column layout (no box), so it reads like the talk's output and greps well."""
     widths = [max(len(str(v)) for v in [c, *(r[i] for r in rows)]) for i, c in enumerate(columns)]
     for row in [columns, *rows]:
-        print("   ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+        print("   ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def print_described(lines: list[tuple[str, str]]) -> None:

@@ -95,7 +95,8 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                     label=f"{pod_label(src)} -> {pod_label(dst)} {proto.upper()}", layer=layer, show=show,
                     row=pod_label(src), col=pod_label(dst))
                 verdict = judge.pods(src, dst, target["port"], proto.upper())
-                meant = meant_judge.pods(src, dst, target["port"], proto.upper()) if meant_judge is not None else verdict
+                meant = (meant_judge.pods(src, dst, target["port"], proto.upper()) if meant_judge is not None
+                         else verdict)
                 checks.append(policy_expectation(check, verdict, src, dst) if allows(meant) == allows(verdict)
                               else against_intent(check, verdict, meant, src, dst))
     by_node: dict[str, Pod] = {}
@@ -305,7 +306,8 @@ def expectation_checks(inv: Inventory, objects: LabObjects, items: list) -> list
     pods = objects.pods
     for i, item in enumerate(items):
         where = f"expectations[{i}]"
-        if not isinstance(item, dict) or set(item) - set(EXPECT_KEYS) or not {"from", "to", "port", "expect"} <= set(item):
+        if (not isinstance(item, dict) or set(item) - set(EXPECT_KEYS)
+                or not {"from", "to", "port", "expect"} <= set(item)):
             raise InputError(f"{where}: give from, to, port and expect (open or closed); proto is optional (tcp)")
         if item["expect"] not in ("open", "closed"):
             raise InputError(f"{where}.expect: {item['expect']!r} is not open or closed; write open or closed")

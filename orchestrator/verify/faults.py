@@ -113,7 +113,8 @@ def break_stray_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node
         raise InputError(f"fault stray-policy needs a pod on {node.name}; apply examples/nginx.yaml")
     pod = pods[0]
     t.run(node, ["nft", "-f", "-"], stdin=(
-        f"table ip {POLICY_TABLE} {{\n  chain forward {{ type filter hook forward priority filter; policy accept; }}\n}}\n"
+        f"table ip {POLICY_TABLE} {{\n"
+        "  chain forward { type filter hook forward priority filter; policy accept; }\n}\n"
         f"insert rule ip {POLICY_TABLE} forward ip daddr {pod.ip} drop\n"))
     return (f"left a stray rule on {node.name}: ip {POLICY_TABLE} forward drops everything to "
             f"{pod.key} ({pod.ip}), which no NetworkPolicy says")
@@ -154,7 +155,7 @@ def undo_policy_faults(inv: Inventory, files: LabFiles) -> list[str]:
     with files.lock(), Transport(inv.nodes) as transport:
         lines = delete_manifests(inv, transport, files, manifests)
     files.broken_objects.unlink(missing_ok=True)
-    return [f"{line} (`lab break {r['fault']}` applied it)" for line, r in zip(lines, records)]
+    return [f"{line} (`lab break {r['fault']}` applied it)" for line, r in zip(lines, records, strict=True)]
 
 
 def break_mtu(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:

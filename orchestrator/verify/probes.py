@@ -78,7 +78,7 @@ def probe_round(inv: Inventory, objects: LabObjects, transport: Transport, check
     replies = {}
     with ThreadPoolExecutor(max_workers=min(16, len(by_source) or 1)) as pool:
         for node, group in source_groups(objects, by_source).items():
-            replies.update(zip(group, pool.map(work, group)))
+            replies.update(zip(group, pool.map(work, group), strict=True))
             if inv.emulated is not None and node in transport.nodes:
                 # Emulated nodes share this machine's ARP table (see source_groups): the neighbours this
                 # node's pods just learned are forgotten before the next node's pods probe.

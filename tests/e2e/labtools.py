@@ -156,7 +156,7 @@ def node_snapshot(transport, node: str) -> dict:
               "cut -d' ' -f1 /proc/modules | grep -E '^(br_netfilter|vxlan)$' | sort; true")
     text = transport.run(node, ["sh", "-c", script]).stdout
     return dict(zip(["links", "routes", "neighbours", "rules", "nft", "files", "netns", "units", "sysctls",
-                     "modules"], text.split("---\n")))
+                     "modules"], text.split("---\n"), strict=False))
 
 
 

@@ -31,7 +31,8 @@ def changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
     found = []
     for node, text in before.items():
         old, new = set(text.splitlines()), set(after[node].splitlines())
-        found += [f"{node}: - {line}" for line in sorted(old - new)] + [f"{node}: + {line}" for line in sorted(new - old)]
+        found += [f"{node}: - {line}" for line in sorted(old - new)]
+        found += [f"{node}: + {line}" for line in sorted(new - old)]
     return found
 
 
@@ -69,7 +70,8 @@ def test_lesson_runs_passes_its_checks_and_cleans_up(lab, lesson):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert f"lesson {lesson}: all" in proc.stdout and "✗" not in proc.stdout
         # it shows what it types: on a node, or to the lab CLI (lesson 12 is all kubectl-style YAML)
-        assert "Step 1/" in proc.stdout and (f"{lab.inventory.nodes[0].name}$ " in proc.stdout or "$ lab " in proc.stdout)
+        prompt = f"{lab.inventory.nodes[0].name}$ "
+        assert "Step 1/" in proc.stdout and (prompt in proc.stdout or "$ lab " in proc.stdout)
         check = play(lab, lesson, "--check")
         assert check.returncode == 0, check.stdout + check.stderr
         again = play(lab, lesson)  # a re-run starts from a clean slate

@@ -89,7 +89,7 @@ def all_pairs_failures(lab, backend: str) -> list[str]:
             {"proto": "tcp", "host": dst["status"]["podIP"], "port": 80, "path": "/clientip"},
             {"proto": "udp", "host": dst["status"]["podIP"], "port": 80})]
         results = probe_from(lab, src, targets)
-        for dst, tcp, udp in zip(everyone, results[0::2], results[1::2]):
+        for dst, tcp, udp in zip(everyone, results[0::2], results[1::2], strict=True):
             pair = f"[{backend}] {src['metadata']['name']} ({src['spec']['nodeName']}) -> " \
                    f"{dst['metadata']['name']} ({dst['spec']['nodeName']})"
             if not tcp["ok"]:

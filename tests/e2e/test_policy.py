@@ -88,7 +88,8 @@ def test_default_deny_then_an_allow_from_one_pod_of_another_namespace(netpol):
 
 def test_lab_trace_follows_a_real_packet_to_the_rule_that_decided(netpol):
     denied = lab_cli("trace", "-i", netpol.inventory_path, "y/a", "x/a", check=True).stdout
-    assert "NetworkPolicy says: blocked: ingress of x/a is isolated by x/allow-yb-to-a, x/default-deny-ingress" in denied
+    assert ("NetworkPolicy says: blocked: ingress of x/a is isolated by x/allow-yb-to-a, x/default-deny-ingress"
+            in denied)
     assert "by lab-policy ingress (default deny ingress)" in denied and "result: no answer" in denied
     pods = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in json.loads(lab_cli(
         "get", "pods", "-A", "-o", "json", "-i", netpol.inventory_path, check=True).stdout)["items"]}

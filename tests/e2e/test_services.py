@@ -4,6 +4,7 @@ kube-proxy-style rules, balancing, NodePort, hairpin, endpoints that follow pods
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -103,8 +104,8 @@ def test_cluster_ip_and_rules_look_like_the_talk(svc):
         return
     rules = svc.transport.run("node1", ["iptables-save", "-t", "nat"]).stdout
     # kube-proxy's own name for default/nginx over tcp, as on the talk's slide
-    assert f'-A KUBE-SERVICES -d {nginx["spec"]["clusterIP"]}/32 -p tcp -m comment --comment "default/nginx cluster IP" ' \
-           "-m tcp --dport 80 -j KUBE-SVC-2CMXP7HKUVJN7L6M" in rules
+    assert (f'-A KUBE-SERVICES -d {nginx["spec"]["clusterIP"]}/32 -p tcp -m comment '
+            '--comment "default/nginx cluster IP" -m tcp --dport 80 -j KUBE-SVC-2CMXP7HKUVJN7L6M') in rules
     balancing = [line for line in rules.splitlines() if line.startswith("-A KUBE-SVC-2CMXP7HKUVJN7L6M -m comment")]
     assert [("0.333333" in b, "0.5000" in b, "statistic" in b) for b in balancing] == \
         [(True, False, True), (False, True, True), (False, False, False)]
@@ -261,8 +262,7 @@ def test_a_change_lands_even_where_rules_were_changed_by_hand(svc):
                                                 f"iptables -t nat -F {sep} && iptables -t nat -X {sep}"])
     else:
         table = svc.transport.run("node1", ["nft", "list", "map", "ip", "lab-proxy", "backends"]).stdout
-        key = next(e.split(" : ")[0].strip(" {,\n\telements=") for e in table.split(",")
-                   if f": {broken} . 80" in e)
+        key = re.search(r"([\d.]+ \. \w+ \. \d+ \. \d+) : " + re.escape(broken) + r" \. 80", table).group(1)
         svc.transport.run("node1", ["nft", "delete", "element", "ip", "lab-proxy", "backends", "{", key, "}"])
     apply(svc, TRUST.split("---")[2], verb="delete")  # trust-b goes: a partial sync on every node
     target = {"proto": "tcp", "host": service(svc, "trust")["spec"]["clusterIP"], "port": 80, "path": "/hostname"}

@@ -140,7 +140,8 @@ def test_bootstrap_dry_run_shows_the_apt_command_for_what_a_node_lacks(sudo_lab,
     proc = lab_cli("bootstrap", "-i", sudo_lab.inventory_path)
     assert proc.returncode == 1
     assert proc.stdout.splitlines() == ["node2: nothing to install"]
-    assert proc.stderr.strip().splitlines()[-1] == ("lab: node1: lacks dnsmasq (command), CNI plugin bridge, CNI plugin host-local, "
+    assert proc.stderr.strip().splitlines()[-1] == ("lab: node1: lacks dnsmasq (command), CNI plugin bridge, "
+                                   "CNI plugin host-local, "
                                    "CNI plugin portmap, CNI plugin loopback, but it is an emulated node running "
                                    "this machine's programs: install containernetworking-plugins dnsmasq-base on "
                                    "this machine (scripts/setup.sh does), not on the node")

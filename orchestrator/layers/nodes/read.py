@@ -17,7 +17,8 @@ from orchestrator.layers.nodes.facts import (CNI_CONF_DIR, CNI_DIRS, CNI_PLUGINS
 def facts_script(lab: str, vni: int = 1) -> str:
     return render("nodes/node-facts.sh.j2", tools=REQUIRED_TOOLS + OTHER_TOOLS, kernel_features=KERNEL_FEATURES,
                   plugins=CNI_PLUGINS, cni_dirs=CNI_DIRS, sysctls=list(SYSCTLS),
-                  conf_dir=CNI_CONF_DIR, conflist=conflist_path(lab), lib=node_lib(lab), pods_dir=lab_file(lab, PODS_DIR),
+                  conf_dir=CNI_CONF_DIR, conflist=conflist_path(lab), lib=node_lib(lab),
+                  pods_dir=lab_file(lab, PODS_DIR),
                   modules=sorted(KNOWN_MODULES.items()), etc_files=etc_files(lab), unit_link=unit_link(lab),
                   agent_file=AGENT_FILE)
 

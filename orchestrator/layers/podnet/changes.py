@@ -13,8 +13,9 @@ from typing import Iterable, Optional
 from orchestrator.agent.contract import (BOOT_SCRIPT, DIRS_CREATED, NFT_TABLE, POLICY_TABLE, chain_block, insert_first,
                                          lab_file, node_lib, removal_block, sysctl_saved_path)
 from orchestrator.core.model import Cluster
-from orchestrator.core.script import (Change, allow_failure, cmd, either, heredoc, read_words, redirect, remember_missing,
-                                      remove_glob, render_script, restore_sysctls, rmdir_each, write_file)
+from orchestrator.core.script import (Change, allow_failure, cmd, either, heredoc, read_words, redirect,
+                                      remember_missing, remove_glob, render_script, restore_sysctls, rmdir_each,
+                                      write_file)
 from orchestrator.layers.nodes.facts import NodeState, conflist_path
 from orchestrator.layers.overlay.plan import overlay_changes, overlay_teardown
 from orchestrator.layers.podnet.plan import BRIDGE, FORWARD_CHAIN, MASQ_CHAIN, NodeNetwork

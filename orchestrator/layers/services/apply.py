@@ -182,7 +182,7 @@ def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once:
     with Transport(inv.nodes) as transport:
         while True:
             probe_timeout = max(interval * 2, 1.0)
-            answers = transport.run_all(lambda node: transport.run(node, ["true"], timeout=probe_timeout))
+            answers = transport.run_all(lambda node, wait=probe_timeout: transport.run(node, ["true"], timeout=wait))
             now_lost = {name for name, answer in answers.items() if isinstance(answer, BaseException)}
             mtime = files.objects.stat().st_mtime_ns if files.objects.exists() else None
             verify = time.monotonic() - verified >= VERIFY_EVERY
@@ -193,15 +193,17 @@ def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once:
                     report(f"node {name} answers again: its pods rejoin the endpoints")
                 with files.lock():
                     objects = files.read_objects()
-                    failures = [str(e) for e in sync_rules(inv, transport, objects, now_lost, verify=verify).failures.values()]
+                    answers = sync_rules(inv, transport, objects, now_lost, verify=verify)
+                    failures = [str(e) for e in answers.failures.values()]
                     if verify:
                         verified = time.monotonic()
                     files.write_objects(objects)
                     seen_mtime = files.objects.stat().st_mtime_ns
                 lost = now_lost
                 ready = sum(len(e) for ports in objects.endpoints.values() for e in ports.values())
+                failed = f"; failed: {'; '.join(failures)}" if failures else ""
                 report(f"synced {len(objects.services)} service(s), {ready} endpoint(s) to "
-                       f"{len(inv.nodes) - len(lost)} node(s)" + (f"; failed: {'; '.join(failures)}" if failures else ""))
+                       f"{len(inv.nodes) - len(lost)} node(s){failed}")
             if once or (stop and stop()):
                 return
             time.sleep(interval)
