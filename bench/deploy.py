@@ -55,7 +55,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 10])
     args = parser.parse_args()
     state = use_private_state()
-    lines = ["| nodes | pods | lab deploy | lab apply (pods) | deploy + pods | no-op re-deploy |", "|---|---|---|---|---|---|"]
+    lines = ["| nodes | pods | lab deploy | lab apply (pods) | deploy + pods | no-op re-deploy |",
+             "|---|---|---|---|---|---|"]
     for n in args.sizes:
         name = f"dep{n}"
         lab("up", "--name", name, "--nodes", str(n))

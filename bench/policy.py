@@ -38,8 +38,8 @@ def objects(pods: int = PODS) -> dict:
                                         for k in range(NAMESPACES)}}
     for i in range(pods):
         ns = f"n{i % NAMESPACES}"
-        found["pods"][f"{ns}/p{i}"] = {"namespace": ns, "name": f"p{i}", "labels": {"app": f"a{i % 50}", "tier": f"t{i % 7}",
-                                                                                       "group": ns},
+        found["pods"][f"{ns}/p{i}"] = {"namespace": ns, "name": f"p{i}",
+                                       "labels": {"app": f"a{i % 50}", "tier": f"t{i % 7}", "group": ns},
                                        "ip": f"10.244.{i // 250}.{i % 250 + 2}", "node": f"node{i % 2 + 1}",
                                        "ports": [{"name": "http", "container_port": 80, "protocol": "TCP"}]}
     docs = []
@@ -86,7 +86,8 @@ def kernel_figures() -> list[str]:
         text = nft_table_text(table, TABLE)
         loads = [nft_in(namespace, text) for _ in range(3)]
         # one new pod that 10 policies select (those of its namespace), and a peer of others
-        data["pods"]["n7/new"] = {"namespace": "n7", "name": "new", "labels": {"app": "a7", "tier": "t0", "group": "n7"},
+        data["pods"]["n7/new"] = {"namespace": "n7", "name": "new",
+                                  "labels": {"app": "a7", "tier": "t0", "group": "n7"},
                                   "ip": "10.244.9.9", "node": "node1", "ports": []}
         grown = render_policy(data)
         changed = sum(1 for name in grown["sets"] if grown["sets"][name][1] != table["sets"][name][1])
@@ -125,19 +126,21 @@ def latency_figures() -> list[str]:
     try:
         lab("deploy", "-i", inventory)
         pods = ("apiVersion: v1\nkind: Namespace\nmetadata: {name: n0, labels: {team: t0}}\n---\n" +
-                "---\n".join(f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {p}, namespace: n0, labels: {{app: {p}}}}}\n"
-                             f"spec: {{nodeName: {node}, containers: [{{name: c, image: x, ports: [{{containerPort: 80}}]}}]}}\n"
+                "---\n".join(f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {p}, namespace: n0, "
+                             f"labels: {{app: {p}}}}}\nspec: {{nodeName: {node}, "
+                             "containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}\n"
                              for p, node in (("client", "node1"), ("server", "node2"))))
         subprocess.run([sys.executable, "-m", "orchestrator.cli", "apply", "-i", inventory, "-f", "-"], input=pods,
                        text=True, check=True, capture_output=True)
         listed = json.loads(subprocess.run([sys.executable, "-m", "orchestrator.cli", "get", "pods", "-n", "n0", "-o",
-                                            "json", "-i", inventory], capture_output=True, text=True, check=True).stdout)
+                                            "json", "-i", inventory],
+                                           capture_output=True, text=True, check=True).stdout)
         server = next(p["status"]["podIP"] for p in listed["items"] if p["metadata"]["name"] == "server")
 
         def median_us() -> float:
-            out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "exec", "client", "-n", "n0", "-i", inventory,
-                                  "--", "python3", "-c", PROBE, server, "300"], capture_output=True, text=True,
-                                 check=True).stdout
+            out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "exec", "client", "-n", "n0",
+                                  "-i", inventory, "--", "python3", "-c", PROBE, server, "300"],
+                                 capture_output=True, text=True, check=True).stdout
             return float(out.strip())
 
         without = median_us()

@@ -126,7 +126,8 @@ def main() -> None:
                     changed[f"bench/s{count // 2}"] = {"": eps[:2]}
                     out, partial = push(t, node, request(backend, services, changed, cidr)[0], sent)
                     first, last = services["bench/s0"]["cluster_ip"], services[f"bench/s{count - 1}"]["cluster_ip"]
-                    latency = t.run(node, ["ip", "netns", "exec", client["netns"], "python3", "-c", CONNECT, first, last])
+                    latency = t.run(node, ["ip", "netns", "exec", client["netns"], "python3", "-c", CONNECT,
+                                           first, last])
                     lat_first, lat_last = (float(x) for x in latency.stdout.split())
                     lines.append(f"| {backend} | {count:,} | {rendered:.2f} s | {full:.2f} s | {partial:.2f} s "
                                  f"({', '.join(out['written'] + out['deleted'])[:60]}) | {lat_first:.3f} ms | "
@@ -147,7 +148,11 @@ def main() -> None:
               "the node loads the element changes), then one iptables-restore --noflush or nft -f. Times include "
               "the controller's digests and the SSH round trip, not the rendering. The node's iptables is "
               "iptables-nft (Debian 12's default).",
-              "iptables-nft-restore keeps the name of every chain a load mentions in a sorted linked list (quadratic: the 10,000-service full load took 58 s, 95 s by hand); a load naming many chains starts with a read-only `-S`, after which it reads the whole table once instead (agent/contract.py: table_header). A one-endpoint change at 10,000 services is ~0.13 s of kernel commit (the table is validated from its base chains), the rest SSH, agent start and digests.",
+              "iptables-nft-restore keeps the name of every chain a load mentions in a sorted linked list "
+              "(quadratic: the 10,000-service full load took 58 s, 95 s by hand); a load naming many chains "
+              "starts with a read-only `-S`, after which it reads the whole table once instead "
+              "(agent/contract.py: table_header). A one-endpoint change at 10,000 services is ~0.13 s of kernel "
+              "commit (the table is validated from its base chains), the rest SSH, agent start and digests.",
               "Aims: full load of 10,000 services under 5 s (iptables) and 2 s (nftables); one-endpoint change "
               "under 0.3 s; nftables latency flat from the first to the last service."]
     record("service rules at scale (bench/services.py)", lines)

@@ -54,9 +54,9 @@ def main() -> None:
             with Transport(inv.nodes) as t:
                 t.run_everywhere(["true"]).raise_on_failure()  # connections opened: time commands only
                 for cmd in COMMANDS:
-                    one = median_seconds(lambda cmd=cmd: t.run(inv.nodes[0], cmd), args.repeat)
+                    one = median_seconds(lambda cmd=cmd, inv=inv: t.run(inv.nodes[0], cmd), args.repeat)
                     parallel = median_seconds(lambda cmd=cmd: t.run_everywhere(cmd).raise_on_failure(), args.repeat)
-                    serial = median_seconds(lambda cmd=cmd: [t.run(node, cmd) for node in inv.nodes], 1)
+                    serial = median_seconds(lambda cmd=cmd, inv=inv: [t.run(node, cmd) for node in inv.nodes], 1)
                     rows.append((" ".join(cmd), one, parallel, serial))
         finally:
             down = lab("down", "--name", name)

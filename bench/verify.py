@@ -67,7 +67,8 @@ def main() -> None:
                 sum(30 for c in report["checks"] if c["family"] in ("pod-to-service", "hairpin"))
             naive = one_call_per_pair(inv_path, 40)
             pairs = sum(1 for c in report["checks"] if c["family"] == "pod-to-pod")
-            lines.append(f"| {n} x {10 * n} | {checks:,} | {failed} | ~{probes:,} | {seconds:.1f} s | {probes / seconds:,.0f} | "
+            lines.append(f"| {n} x {10 * n} | {checks:,} | {failed} | ~{probes:,} | {seconds:.1f} s | "
+                         f"{probes / seconds:,.0f} | "
                          f"{naive * 1000:.0f} ms per pair: {naive * pairs:.0f} s for the {pairs:,} pod-to-pod "
                          f"checks | {naive * pairs / seconds:.0f}x |")
             print(lines[-1], flush=True)

@@ -2,8 +2,8 @@
 
 Each node is a network namespace `<lab>-<node>` whose eth0 is a veth into an underlay bridge; inside
 it, `unshare --mount --uts` gives the node its own hostname and private /run, /etc, /var/lib, /root,
-/home, /tmp and /var/log (see templates/local/node-init.sh.j2), and a real sshd listens on the node's address. So the SSH
-code that drives real VMs is the code the tests run.
+/home, /tmp and /var/log (see templates/local/node-init.sh.j2), and a real sshd listens on the node's
+address. So the SSH code that drives real VMs is the code the tests run.
 
 The underlay bridge lives in a namespace of its own (`<lab>-underlay`), as do a router and an
 "outside" host on TEST-NET-3 for egress tests. The root namespace gets exactly one link, `<lab>-host`,
@@ -170,7 +170,8 @@ class LocalProvider:
             node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             ensure_key(node_dir / "ssh_host_ed25519_key", f"root@{node.name}")
             (node_dir / "sshd_config").write_text(
-                render("local/sshd_config.j2", lab=lay.lab, node=node.name, address=node.address, sudo_user=lay.sudo_user))
+                render("local/sshd_config.j2", lab=lay.lab, node=node.name, address=node.address,
+                       sudo_user=lay.sudo_user))
             with contextlib.suppress(FileNotFoundError):
                 (node_dir / "sshd.pid").unlink()
         self.progress(f"creating {len(nodes)} node namespace(s) and links")

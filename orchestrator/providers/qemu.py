@@ -157,7 +157,8 @@ def memory_problem(count: int, memory: int, available_mib: int) -> Optional[str]
         return None
     most = max(0, (available_mib - MEMORY_RESERVE_MIB) // memory)
     return (f"{count} VMs x {memory} MiB = {wanted} MiB, but this machine has {available_mib} MiB available "
-            f"(and keeps {MEMORY_RESERVE_MIB} MiB for itself); use --memory {max(256, (available_mib - MEMORY_RESERVE_MIB) // max(count, 1))} "
+            f"(and keeps {MEMORY_RESERVE_MIB} MiB for itself); "
+            f"use --memory {max(256, (available_mib - MEMORY_RESERVE_MIB) // max(count, 1))} "
             f"or at most {most} nodes")
 
 

@@ -12,7 +12,8 @@ LAYERS = ("nodes", "overlay", "podnet", "pods", "policy", "services", "dns")  # 
 PURE = ("orchestrator", "orchestrator.core.errors", "orchestrator.core.model", "orchestrator.core.inventory",
         "orchestrator.core.manifests", "orchestrator.core.ipam", "orchestrator.core.render",
         "orchestrator.core.script", "orchestrator.core.names", "orchestrator.core.policy_spec",
-        "orchestrator.core.schema", "orchestrator.core.objects", "orchestrator.layers.nodes.facts", "orchestrator.layers.pods.namespaces",
+        "orchestrator.core.schema", "orchestrator.core.objects", "orchestrator.layers.nodes.facts",
+        "orchestrator.layers.pods.namespaces",
         "orchestrator.layers.policy.enforcement", "orchestrator.layers.policy.trace", "orchestrator.layers.nodes.boot",
         "orchestrator.layers.nodes.packages", "orchestrator.layers.services.iptables", "orchestrator.lessons.model",
         "orchestrator.layers.services.nftables", "orchestrator.layers.services.trace")

@@ -96,7 +96,8 @@ def test_a_journal_that_outgrows_the_whole_request_is_folded_into_it(tmp_path):
     lib = str(tmp_path)
     store_rules(lib, ProxySync(backend="iptables", jumps=[], generation="g0", tables={"nat": {"C": ["-A C x"]}}))
     for n in range(1, 40):
-        store_rules(lib, ProxySync(base=f"g{n - 1}", generation=f"g{n}", jumps=[], tables={"nat": {"C": [f"-A C {n}"]}}))
+        store_rules(lib, ProxySync(base=f"g{n - 1}", generation=f"g{n}", jumps=[],
+                                   tables={"nat": {"C": [f"-A C {n}"]}}))
     journal = (tmp_path / "rules" / "journal").stat().st_size
     assert journal <= (tmp_path / "rules" / "request.json").stat().st_size
     assert stored_request(lib) == ProxySync(backend="iptables", jumps=[], generation="g39",

@@ -82,7 +82,8 @@ def test_a_lesson_needs_enough_nodes():
 
 def test_a_lesson_refuses_to_run_on_addresses_the_lab_uses():
     with pytest.raises(InputError, match="10.200.4.0/24.*overlaps the lab's cluster_cidr"):
-        lessons.lesson_context(lessons.find("04"), inventory(cluster_cidr=IPv4Network("10.200.0.0/16")), LabObjects(), {})
+        lessons.lesson_context(lessons.find("04"), inventory(cluster_cidr=IPv4Network("10.200.0.0/16")),
+                               LabObjects(), {})
 
 
 GOOD = """
@@ -107,8 +108,8 @@ def test_a_bare_on_key_means_the_node_not_yaml_true():
 
 
 @pytest.mark.parametrize("change, message", [
-    (("    run:\n", "    runn:\n"), "p.yaml: steps[0].runn: unknown key (did you mean 'run'?); allowed here: check, explain, on, run, title, "
-                                  "transient, when"),
+    (("    run:\n", "    runn:\n"), "p.yaml: steps[0].runn: unknown key (did you mean 'run'?); "
+                                  "allowed here: check, explain, on, run, title, transient, when"),
     (("on: node2", "on: node3"), "p.yaml: steps[0].run[1].on: 'node3' is not a node of this lesson; use one of: "
                                  "node1, node2 (or raise `nodes:`)"),
     (("nodes: 2", "nodes: 7"), "p.yaml: nodes: 7 is not 1, 2 or 3; say how many nodes the lesson uses"),

@@ -35,7 +35,8 @@ def test_qemu_runs_inside_the_underlay_namespace_with_a_tap_and_no_user_network(
 
 def test_qemu_boots_the_image_kernel_with_an_overlay_and_the_seed_and_survives_a_reboot():
     argv = command()
-    assert argv[argv.index("-kernel") + 1] == "/cache/k/vmlinuz" and argv[argv.index("-initrd") + 1] == "/cache/k/initrd.img"
+    assert argv[argv.index("-kernel") + 1] == "/cache/k/vmlinuz"
+    assert argv[argv.index("-initrd") + 1] == "/cache/k/initrd.img"
     assert "root=/dev/vda" in argv[argv.index("-append") + 1]
     drives = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-drive"]
     assert drives == ["file=/lab/nodes/node1/disk.qcow2,if=virtio,format=qcow2",
@@ -96,7 +97,8 @@ def test_more_memory_than_the_machine_has_is_refused_with_a_way_out():
 
 def test_vms_get_packages_only_from_the_lab_router():
     files = seed_files(LAY, LAY.nodes[0], "K", "P", "A")
-    assert files["/etc/apt/sources.list.d/cluster-lab.list"] == ("deb [trusted=yes] http://198.18.3.254:3142/ ./\n", 0o644)
+    assert files["/etc/apt/sources.list.d/cluster-lab.list"] == (
+        "deb [trusted=yes] http://198.18.3.254:3142/ ./\n", 0o644)
     argv = repo_command(LAY, IMAGE)
     assert argv[:4] == ["ip", "netns", "exec", "vms-router"]
     assert argv[-6:] == ["http.server", "3142", "--bind", "198.18.3.254", "--directory", "/cache/k/debs"]

@@ -65,8 +65,8 @@ def test_a_systemd_node_gets_modules_sysctls_and_an_enabled_boot_unit_once():
         "write /etc/modules-load.d/cluster-lab-demo.conf", "write /etc/sysctl.d/90-cluster-lab-demo.conf",
         "write /etc/systemd/system/cluster-lab-demo.service", "enable cluster-lab-demo.service (runs at every boot)"]
     files = boot.persisted_files(cluster, *persisted(net), systemd=True)
-    assert files["/etc/modules-load.d/cluster-lab-demo.conf"].splitlines()[1:] == ["br_netfilter", "nf_conntrack", "vxlan",
-                                                                               "nf_tables"]
+    assert files["/etc/modules-load.d/cluster-lab-demo.conf"].splitlines()[1:] == ["br_netfilter", "nf_conntrack",
+                                                                               "vxlan", "nf_tables"]
     assert "net.bridge.bridge-nf-call-iptables = 1" in files["/etc/sysctl.d/90-cluster-lab-demo.conf"]
     unit = files["/etc/systemd/system/cluster-lab-demo.service"]
     assert "ExecStart=/usr/bin/env python3 /var/lib/cluster-lab/demo/agent.pyz restore --conf " \
@@ -81,7 +81,8 @@ def test_a_systemd_node_gets_modules_sysctls_and_an_enabled_boot_unit_once():
 def test_a_node_without_systemd_gets_no_unit():
     files = boot.persisted_files(lab().cluster, *persisted(network()), systemd=False)
     assert boot.unit_path("demo") not in files and len(files) == 2
-    assert all("systemctl" not in line for c in boot.persistence_changes(lab().cluster, NodeState(), *persisted(network()))
+    assert all("systemctl" not in line
+               for c in boot.persistence_changes(lab().cluster, NodeState(), *persisted(network()))
                for line in c.lines)
 
 
@@ -102,10 +103,12 @@ def test_destroy_unloads_the_modules_and_removes_the_unit_before_the_lab_folder(
     changes = diff.teardown(state, lab().cluster, None, boot.persistence_teardown(state, "demo"))
     whats = [c.what for c in changes]
     assert whats[-3:-1] == ["unload the kernel modules the lab loaded",
-                            "remove /etc/sysctl.d/90-cluster-lab-demo.conf, /etc/systemd/system/cluster-lab-demo.service"]
+                            "remove /etc/sysctl.d/90-cluster-lab-demo.conf, "
+                            "/etc/systemd/system/cluster-lab-demo.service"]
     assert whats[-1].startswith("restore sysctls and remove /var/lib/cluster-lab/demo")
     removal = changes[-2].lines
-    assert removal[0] == "systemctl disable --quiet cluster-lab-demo.service" and removal[-1] == "systemctl daemon-reload"
+    assert removal[0] == "systemctl disable --quiet cluster-lab-demo.service"
+    assert removal[-1] == "systemctl daemon-reload"
     assert boot.persistence_teardown(NodeState(), "demo") == []
 
 
@@ -126,7 +129,8 @@ def test_a_module_a_node_cannot_load_stops_deploy_on_that_node_with_what_to_do()
     from orchestrator.layers.nodes.facts import CNI_PLUGINS, KERNEL_FEATURES, REQUIRED_TOOLS
     from orchestrator.core.transport import NodeError
     inv = lab()
-    state = NodeState(kernel="6.8.0-31-generic", tools=frozenset([*REQUIRED_TOOLS, *(f"kernel:{k}" for k in KERNEL_FEATURES)]),
+    state = NodeState(kernel="6.8.0-31-generic",
+                      tools=frozenset([*REQUIRED_TOOLS, *(f"kernel:{k}" for k in KERNEL_FEATURES)]),
                       cni_plugins={p: f"/usr/lib/cni/{p}" for p in CNI_PLUGINS},
                       modules={"br_netfilter": "present", "nf_conntrack": "present", "vxlan": "missing"})
     with pytest.raises(NodeError) as error:

@@ -39,7 +39,8 @@ def test_facts_are_parsed():
     assert fresh.cni_plugins["bridge"].endswith("/bridge") and fresh.cni_dir in ("/usr/lib/cni", "/opt/cni/bin")
     assert fresh.device_with_address("198.18.0.11")["ifname"] == "eth0"
     assert fresh.chain("nat", "LAB-MASQ") is None
-    assert deployed.chain("nat", "LAB-MASQ") == list(masquerade_rules(demo().cluster, SUBNETS["node1"])[("nat", "LAB-MASQ")])
+    assert deployed.chain("nat", "LAB-MASQ") == list(
+        masquerade_rules(demo().cluster, SUBNETS["node1"])[("nat", "LAB-MASQ")])
     assert deployed.link("flannel.1")["address"] == vtep_mac("demo", "node1")
     assert set(deployed.pods.values()) == {"running"} and "agent.pyz" in deployed.files
 
@@ -56,8 +57,8 @@ def test_conflist_is_the_bridge_plugin_without_masquerade():
 
 def test_vxlan_peers_follow_flannel():
     net = plan_node(demo(), demo().node("node1"), SUBNETS, FACTS)
-    assert (net.overlay.vtep.device, net.overlay.vtep.vni, net.overlay.vtep.port, str(net.overlay.vtep.address), net.overlay.vtep.mtu) == \
-        ("flannel.1", 1, 8472, "10.244.0.0", 1450)
+    vtep = net.overlay.vtep
+    assert (vtep.device, vtep.vni, vtep.port, str(vtep.address), vtep.mtu) == ("flannel.1", 1, 8472, "10.244.0.0", 1450)
     assert [(str(r.dst), str(r.via), r.dev, r.onlink) for r in net.overlay.routes] == [
         ("10.244.1.0/24", "10.244.1.0", "flannel.1", True), ("10.244.2.0/24", "10.244.2.0", "flannel.1", True)]
     assert [(str(n.address), n.mac) for n in net.overlay.neighbours] == [
@@ -76,7 +77,8 @@ def test_host_gw_is_plain_routes_via_the_node_addresses():
 
 def test_masquerade_only_what_leaves_the_cluster():
     rules = masquerade_rules(demo().cluster, SUBNETS["node1"])[("nat", "LAB-MASQ")]
-    assert rules[0] == '-A LAB-MASQ -s 10.244.0.0/16 -d 10.244.0.0/16 -m comment --comment "pod to pod: no NAT" -j RETURN'
+    assert rules[0] == ('-A LAB-MASQ -s 10.244.0.0/16 -d 10.244.0.0/16 -m comment --comment "pod to pod: no NAT" '
+                        '-j RETURN')
     assert rules[2] == ('-A LAB-MASQ -s 10.244.0.0/16 -m comment --comment "pod to outside: SNAT to the node" '
                         '-j MASQUERADE --random-fully')
 

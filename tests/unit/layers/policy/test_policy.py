@@ -60,7 +60,8 @@ CASES = {
     "deny all egress in x": (policy("deny", "x", {"podSelector": {}, "policyTypes": ["Egress"]}),
                              lambda s, d: not s.startswith("x/")),
     "allow ingress to x from namespace y by label": (
-        policy("from-y", "x", {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]}),
+        policy("from-y", "x", {"podSelector": {}, "ingress": [{"from": [
+            {"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]}),
         lambda s, d: not d.startswith("x/") or s.startswith("y/")),
     "allow from pod b in namespace y (one peer: AND)": (
         policy("and", "x", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [
@@ -71,8 +72,9 @@ CASES = {
             {"namespaceSelector": {"matchLabels": {"ns": "y"}}}, {"podSelector": {"matchLabels": {"pod": "b"}}}]}]}),
         lambda s, d: d != "x/a" or s.startswith("y/") or s == "x/b"),
     "matchExpressions: from pods not b or c": (
-        policy("expr", "x", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [{"namespaceSelector": {},
-            "podSelector": {"matchExpressions": [{"key": "pod", "operator": "NotIn", "values": ["b", "c"]}]}}]}]}),
+        policy("expr", "x", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [
+            {"namespaceSelector": {},
+             "podSelector": {"matchExpressions": [{"key": "pod", "operator": "NotIn", "values": ["b", "c"]}]}}]}]}),
         lambda s, d: d != "x/a" or s.endswith("/a")),
     "ipBlock with except": (
         policy("block", "x", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [
@@ -83,8 +85,10 @@ CASES = {
                              "egress": [{"to": [{"ipBlock": {"cidr": "10.244.3.0/24"}}]}]}),
         lambda s, d: s != "x/a" or d.startswith("z/")),
     "several policies add up": (
-        policy("from-y", "x", {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]})
-        + "---\n" + policy("from-z", "x", {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "z"}}}]}]}),
+        policy("from-y", "x", {"podSelector": {}, "ingress": [{"from": [
+            {"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]})
+        + "---\n" + policy("from-z", "x", {"podSelector": {}, "ingress": [{"from": [
+            {"namespaceSelector": {"matchLabels": {"ns": "z"}}}]}]}),
         lambda s, d: not d.startswith("x/") or not s.startswith("x/")),
     "both directions: x/a may only talk to itself": (
         policy("self", "x", {"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Ingress", "Egress"],
@@ -127,7 +131,8 @@ def test_a_verdict_names_the_policy_and_the_direction():
 
 def test_the_table_holds_the_selected_pods_the_peers_and_a_default_deny():
     objects = with_policies(cluster(), CASES["ipBlock with except"][0] + "---\n" + policy("named", "y", {
-        "podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": "serve-80-udp", "protocol": "UDP"}]}]}))
+        "podSelector": {}, "policyTypes": ["Egress"],
+        "egress": [{"ports": [{"port": "serve-80-udp", "protocol": "UDP"}]}]}))
     table = render_policy(objects)
     x, y = policy_id(policies(objects)[0]), policy_id(policies(objects)[1])
     sets, chains = table["sets"], table["chains"]
@@ -138,7 +143,8 @@ def test_the_table_holds_the_selected_pods_the_peers_and_a_default_deny():
     assert "10.244.2.11/32" not in sets[f"{x}-in0"][1] and "10.244.2.10/32" in sets[f"{x}-in0"][1]
     assert "10.244.128.0/17" in sets[f"{x}-in0"][1] and len(sets[f"{x}-in0"][1]) == 16
     assert sets[f"{y}-eg0-named"][1] == sorted(f"10.244.{i}.{j} . udp . 80" for i in (1, 2, 3) for j in (10, 11, 12))
-    assert chains["ingress"] == [f'ip daddr @{x}-pods ip saddr @{x}-in0 counter return comment "x/block ingress rule 1"',
+    assert chains["ingress"] == [f'ip daddr @{x}-pods ip saddr @{x}-in0 counter return '
+                                 'comment "x/block ingress rule 1"',
                                  'counter drop comment "default deny ingress"']
     assert chains["egress"][0] == (f"ip saddr @{y}-pods ip daddr . meta l4proto . th dport @{y}-eg0-named counter "
                                    f'return comment "y/named egress rule 1"')
@@ -170,7 +176,8 @@ BAD = {
                  "spec.podSelector.matchExpressions[0].operator: 'Inn' is not a selector operator"),
     "values of Exists": ({"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}},
                          "Exists takes no values"),
-    "unknown field": ({"podSelector": {}, "ingres": []}, "spec: unknown field 'ingres'; see `kubectl explain networkpolicy.spec`"),
+    "unknown field": ({"podSelector": {}, "ingres": []},
+                      "spec: unknown field 'ingres'; see `kubectl explain networkpolicy.spec`"),
     "endPort without port": ({"podSelector": {}, "ingress": [{"ports": [{"endPort": 90}]}]},
                              "spec.ingress[0].ports[0].endPort: endPort needs a numeric port"),
     "endPort below port": ({"podSelector": {}, "ingress": [{"ports": [{"port": 90, "endPort": 80}]}]},

@@ -50,7 +50,8 @@ def test_chain_names_are_the_ones_real_clusters_have(key, port, proto, expected)
 
 def render_text(tables) -> str:
     return "".join(f"*{table}\n" + "".join(f":{chain}\n" + "".join(r + "\n" for r in rules)
-                                          for chain, rules in sorted(chains.items())) for table, chains in tables.items())
+                                          for chain, rules in sorted(chains.items()))
+                   for table, chains in tables.items())
 
 
 def test_the_talks_nginx_service_renders_as_pinned():
@@ -106,7 +107,8 @@ def test_a_change_request_carries_only_what_changed_and_rebuilds_the_whole_set_o
     assert change["tables"] == {"nat": {"KUBE-SVC-2CMXP7HKUVJN7L6M": after["nat"]["KUBE-SVC-2CMXP7HKUVJN7L6M"]}}
     assert [c for cs in change["removed"].values() for c in cs] == [
         c for c in before["nat"] if c not in after["nat"]]
-    assert wanted_digests(change["tables"], sent.digests, True, change["removed"]) == chain_digests(after)  # what the node will hold
+    # what the node will hold
+    assert wanted_digests(change["tables"], sent.digests, True, change["removed"]) == chain_digests(after)
     unchanged = change_request({"backend": "iptables", "tables": before}, chain_digests(before), sent)
     assert unchanged["tables"] == {} and unchanged["removed"] == {}
 
@@ -306,7 +308,8 @@ def test_rules_read_back_by_iptables_save_compare_equal_to_the_rendered_ones():
     saved = saved_chains((DATA / "iptables-saved.rules").read_text())
     assert {c for chains in rules.values() for c in chains} >= {"KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES"}
     assert any("--rcheck" in r for chains in rules.values() for rs in chains.values() for r in rs)
-    assert any(c.startswith("KUBE-EXT-") for c in rules["nat"]) and any("-p udp" in r for r in rules["nat"]["KUBE-SERVICES"])
+    assert any(c.startswith("KUBE-EXT-") for c in rules["nat"])
+    assert any("-p udp" in r for r in rules["nat"]["KUBE-SERVICES"])
     assert drifted(chain_digests(rules), rules, saved, [list(j) for j in JUMPS]) == []
 
 
@@ -319,7 +322,8 @@ def test_missing_chains_are_rewritten_even_when_unchanged():
 
 
 def test_endpoints_use_named_target_ports_and_skip_pods_without_them():
-    service = Service.from_json({"namespace": "default", "name": "s", "cluster_ip": "10.96.0.2", "selector": {"app": "x"},
+    service = Service.from_json({"namespace": "default", "name": "s", "cluster_ip": "10.96.0.2",
+                                 "selector": {"app": "x"},
                                  "ports": [{"name": "http", "protocol": "TCP", "port": 80, "target_port": "web"}]})
     pods = {key: Pod.from_json(pod) for key, pod in {
         "default/a": {"name": "a", "namespace": "default", "labels": {"app": "x"}, "ip": "10.244.0.5", "node": "n1",

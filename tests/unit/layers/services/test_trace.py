@@ -1,6 +1,7 @@
-"""Packet-flow tests, as kube-proxy has them: the rules the lab renders, traced packet by packet (layers/services/trace.py).
-Every service shape on both backends: ClusterIP, NodePort to a local and a remote endpoint, no endpoints,
-ClientIP affinity, hairpin, a ClusterIP from outside the cluster CIDR; and the lab's own masquerade."""
+"""Packet-flow tests, as kube-proxy has them: the rules the lab renders, traced packet by packet
+(layers/services/trace.py). Every service shape on both backends: ClusterIP, NodePort to a local and a
+remote endpoint, no endpoints, ClientIP affinity, hairpin, a ClusterIP from outside the cluster CIDR; and
+the lab's own masquerade."""
 
 from ipaddress import IPv4Network as Net
 from pathlib import Path
@@ -53,7 +54,8 @@ def node1_iptables() -> dict:
         tables[table].setdefault(chain, []).insert(0 if chain == "POSTROUTING" else len(tables[table].get(chain, [])),
                                                    jump)
     text = "".join(f"*{t}\n" + "".join(f":{c} - [0:0]\n" for c in chains) +
-                   "".join(r + "\n" for rules in chains.values() for r in rules) + "COMMIT\n" for t, chains in tables.items())
+                   "".join(r + "\n" for rules in chains.values() for r in rules) + "COMMIT\n"
+                   for t, chains in tables.items())
     return parse_iptables(text)
 
 
@@ -126,7 +128,8 @@ def test_client_ip_affinity_sends_a_known_client_to_its_endpoint(backend):
         remembered = next(c for c, rules in IPTABLES["nat"].items() if c.startswith("KUBE-SEP-") and
                           any(chosen in " ".join(r) for r in rules) and any("--set" in r for r in rules))
     else:
-        chain = next(c for c, lines in NFT["chains"].items() if c.startswith("ep-") and f"dnat to {chosen}" in lines[-1])
+        chain = next(c for c, lines in NFT["chains"].items()
+                     if c.startswith("ep-") and f"dnat to {chosen}" in lines[-1])
         remembered = f"{chain}-clients"
     again = trace(backend, src="10.244.1.9", dst=cluster_ip("sticky"), dport=80, recent=frozenset({remembered}))
     assert summary(again) == [(1.0, "DNAT", chosen, False)]
@@ -158,4 +161,5 @@ def test_a_rule_the_tracer_cannot_read_is_an_error_not_a_guess():
     with pytest.raises(TraceError, match="cannot trace option -i"):
         trace_iptables(rules, Packet("10.0.0.1", "10.0.0.2", 80))
     with pytest.raises(TraceError, match="cannot trace the nft rule"):
-        trace_nft({"chains": {"nat-prerouting": ["tcp flags syn drop"]}, "sets": {}}, Packet("10.0.0.1", "10.0.0.2", 80))
+        trace_nft({"chains": {"nat-prerouting": ["tcp flags syn drop"]}, "sets": {}},
+                  Packet("10.0.0.1", "10.0.0.2", 80))
