@@ -15,7 +15,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union, overload
+from typing import Any, Callable, Mapping, Optional, Union, overload
 
 import yaml
 
@@ -252,7 +252,7 @@ def service_spec(spec: Doc) -> ServiceSpec:
     return ServiceSpec(kind, tuple(ports), str(cluster_ip) if cluster_ip else None, affinity, timeout)
 
 
-def fmt_labels(labels: dict[str, str]) -> str:
+def fmt_labels(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from orchestrator.core.errors import field_error
 from orchestrator.core.manifests import Doc, Manifest, Warn, fmt_labels, pod_template
@@ -70,7 +71,7 @@ def items(inv: Inventory, objects: LabObjects) -> list[Item]:
     return found
 
 
-def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict:
+def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
     """The Deployment as applied (so `-o yaml` goes back through `lab apply -f -` unchanged), and its status."""
     view: DeploymentView = item.record
     d = view.deployment

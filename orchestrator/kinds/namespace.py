@@ -4,6 +4,7 @@ one deletes everything in it."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import NAMESPACE_NAME_LABEL, Doc, Manifest, Warn
@@ -40,7 +41,7 @@ def items(inv: Inventory, objects: LabObjects) -> list[Item]:
     return [Item(name, "", labels, name) for name, labels in sorted(namespace_labels(objects).items())]
 
 
-def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict:
+def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": item.name, "labels": item.labels}}
 
 

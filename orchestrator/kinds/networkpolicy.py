@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any, Optional
 
 from orchestrator.core.manifests import Doc, Manifest, Warn, fmt_labels
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects, NetworkPolicy, applied
-from orchestrator.core.policy_spec import parse_policy_spec, parse_selector
+from orchestrator.core.policy_spec import Peer, parse_policy_spec, parse_selector
 from orchestrator.kinds.registry import Item, Kind, Plan, register
 from orchestrator.kinds.show import age, lead, lead_columns
 
@@ -32,7 +33,7 @@ def items(inv: Inventory, objects: LabObjects) -> list[Item]:
     return [Item(p.name, p.namespace, p.labels, p) for _, p in sorted(objects.policies.items())]
 
 
-def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict:
+def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
     policy: NetworkPolicy = item.record
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": policy.name, "namespace": policy.namespace, "labels": policy.labels,
@@ -50,10 +51,10 @@ def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces
     return lead_columns(all_namespaces) + ["NAME", "POD-SELECTOR", "AGE"], rows
 
 
-def describe_peers(peers, word: str) -> list[tuple[str, str]]:
+def describe_peers(peers: Optional[tuple[Peer, ...]], word: str) -> list[tuple[str, str]]:
     if peers is None:
         return [(f"    {word}:", f"<any> (traffic not restricted by {'source' if word == 'From' else 'destination'})")]
-    lines = []
+    lines: list[tuple[str, str]] = []
     for peer in peers:
         lines.append((f"    {word}:", ""))
         if peer.ip_block is not None:

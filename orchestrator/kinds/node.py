@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from orchestrator import __version__
 from orchestrator.core.manifests import fmt_labels
 from orchestrator.core.model import Inventory, Node
@@ -13,7 +15,7 @@ def items(inv: Inventory, objects: LabObjects) -> list[Item]:
     return [Item(n.name, "", n.labels, n) for n in inv.nodes]
 
 
-def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict:
+def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
     node: Node = item.record
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node.name, "labels": node.labels},
             "spec": {"podCIDR": objects.subnets.get(node.name)},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from orchestrator.core.manifests import Doc, Manifest, Warn, pod_template
 from orchestrator.core.model import Inventory
@@ -29,7 +30,7 @@ def items(inv: Inventory, objects: LabObjects) -> list[Item]:
     return [Item(p.name, p.namespace, p.labels, p) for p in pods]
 
 
-def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict:
+def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
     pod: Pod = item.record
     node = next((n for n in inv.nodes if n.name == pod.node), None)
     return {

@@ -79,7 +79,7 @@ class Kind:
     forget: Optional[Callable[[Manifest, Plan], str]] = None  # -> deleted | not found (dependents go too)
     # `lab get` and `lab describe`
     items: Callable[[Inventory, LabObjects], list[Item]] = lambda inv, objects: []
-    to_json: Callable[[Item, Inventory, LabObjects], dict] = lambda item, inv, objects: {}
+    to_json: Callable[[Item, Inventory, LabObjects], dict[str, Any]] = lambda item, inv, objects: {}
     table: Optional[Table] = None
     describe: Optional[Callable[[Item, Inventory, LabObjects], list[tuple[str, str]]]] = None
 
@@ -196,7 +196,7 @@ def parse_all(target: str, warn: Warn) -> list[Manifest]:
     """Every manifest in `target` (a file, a folder, or - for stdin), validated; an object defined twice (same
     kind, namespace, name) is an error."""
     manifests = [parse(doc, source, warn) for source, doc in load_documents(target)]
-    seen: dict[tuple, str] = {}
+    seen: dict[tuple[str, str, str], str] = {}
     for m in manifests:
         key = (m.kind, m.namespace, m.name)
         if key in seen:

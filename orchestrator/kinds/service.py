@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from orchestrator.core.manifests import Doc, Manifest, Warn, fmt_labels, service_spec
 from orchestrator.core.model import Inventory
@@ -48,7 +49,7 @@ def ports_text(service: Service) -> str:
                     for p in service.ports)
 
 
-def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict:
+def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
     s: Service = item.record
     ports = [{k: v for k, v in {"name": p.name, "protocol": p.protocol, "port": p.port,
                                 "targetPort": p.target_port, "nodePort": p.node_port}.items()
@@ -97,7 +98,7 @@ SERVICE = register(Kind("Service", "services", "service", short_names=("svc",), 
 
 # ---- Endpoints: kept by the lab for every Service, never applied ----
 
-def endpoints_json(item: Item, inv: Inventory, objects: LabObjects) -> dict:
+def endpoints_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
     s: Service = item.record
     subsets = []
     for port in s.ports:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 
 from orchestrator.core.manifests import fmt_labels
 
@@ -20,7 +21,7 @@ def age(created: str) -> str:
     return f"{seconds // 3600}h" if seconds < 2 * 86400 else f"{seconds // 86400}d"
 
 
-def described_labels(labels: dict) -> str:
+def described_labels(labels: Mapping[str, str]) -> str:
     """Labels as `kubectl describe` prints them: one per line, aligned under the first."""
     return fmt_labels(labels).replace(",", "\n" + " " * 19) or "<none>"
 
