@@ -24,9 +24,9 @@ class BootstrapReport:
     node: str
     status: str  # nothing to install | would install | installed | failed
     manager: Optional[str] = None
-    packages: tuple = ()
-    commands: list = field(default_factory=list)  # the command lines, as sent to the node
-    notes: list = field(default_factory=list)  # what no package brings
+    packages: tuple[str, ...] = ()
+    commands: list[str] = field(default_factory=list)  # the command lines, as sent to the node
+    notes: list[str] = field(default_factory=list)  # what no package brings
     error: Optional[str] = None
 
 

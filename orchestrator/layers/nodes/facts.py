@@ -40,27 +40,27 @@ class NodeState:
 
     hostname: str = ""
     kernel: str = ""
-    tools: frozenset = frozenset()
-    cni_plugins: dict = field(default_factory=dict)  # plugin -> path
-    addrs: list = field(default_factory=list)  # `ip -j -d addr show`
-    routes: list = field(default_factory=list)  # `ip -j route show table main`
-    neighbours: list = field(default_factory=list)  # `ip -j neigh show nud permanent`
-    fdb: list = field(default_factory=list)  # `bridge -j fdb show`
-    sysctls: dict = field(default_factory=dict)
-    conflists: tuple = ()  # file names in /etc/cni/net.d
+    tools: frozenset[str] = frozenset()
+    cni_plugins: dict[str, str] = field(default_factory=dict)  # plugin -> path
+    addrs: list[dict[str, Any]] = field(default_factory=list)  # `ip -j -d addr show`
+    routes: list[dict[str, Any]] = field(default_factory=list)  # `ip -j route show table main`
+    neighbours: list[dict[str, Any]] = field(default_factory=list)  # `ip -j neigh show nud permanent`
+    fdb: list[dict[str, Any]] = field(default_factory=list)  # `bridge -j fdb show`
+    sysctls: dict[str, str] = field(default_factory=dict)
+    conflists: tuple[str, ...] = ()  # file names in /etc/cni/net.d
     conflist: str = ""  # the lab's own conflist, "" when absent
     iptables: str = ""  # `iptables-save`
-    files: dict = field(default_factory=dict)  # path below the lab's node folder -> sha256
-    pods: dict = field(default_factory=dict)  # pod key -> "running" | "stopped" (its server)
-    pod_confs: dict = field(default_factory=dict)  # pod key -> digest of the CNI config it was attached with
-    netns: tuple = ()  # `ip netns list` names
-    nft_tables: tuple = ()  # `nft list tables` lines, e.g. "table ip lab-proxy"
-    package_managers: tuple = ()  # which of apt-get, dnf the node has
+    files: dict[str, str] = field(default_factory=dict)  # path below the lab's node folder -> sha256
+    pods: dict[str, str] = field(default_factory=dict)  # pod key -> "running" | "stopped" (its server)
+    pod_confs: dict[str, str] = field(default_factory=dict)  # pod key -> digest of the CNI config it was attached with
+    netns: tuple[str, ...] = ()  # `ip netns list` names
+    nft_tables: tuple[str, ...] = ()  # `nft list tables` lines, e.g. "table ip lab-proxy"
+    package_managers: tuple[str, ...] = ()  # which of apt-get, dnf the node has
     os: str = ""  # PRETTY_NAME of /etc/os-release, e.g. "Debian GNU/Linux 12 (bookworm)"
-    modules: dict = field(default_factory=dict)  # kernel module -> "present" | "loadable" | "missing"
+    modules: dict[str, str] = field(default_factory=dict)  # kernel module -> "present" | "loadable" | "missing"
     boot_id: str = ""  # this boot of the node (/proc/sys/kernel/random/boot_id)
     systemd: bool = False  # whether systemd runs the node (it gets the lab's boot unit)
-    etc_files: dict = field(default_factory=dict)  # the lab's files outside its folder: path -> sha256
+    etc_files: dict[str, str] = field(default_factory=dict)  # the lab's files outside its folder: path -> sha256
     unit_enabled: bool = False  # whether the lab's boot unit runs at boot
 
     @property
@@ -85,10 +85,10 @@ class NodeState:
         lacks += [f"CNI plugin {p}" for p in self.missing_plugins]
         return lacks
 
-    def link(self, name: str) -> Optional[dict]:
+    def link(self, name: str) -> Optional[dict[str, Any]]:
         return next((a for a in self.addrs if a.get("ifname") == name), None)
 
-    def device_with_address(self, address: IPv4Address) -> Optional[dict]:
+    def device_with_address(self, address: IPv4Address) -> Optional[dict[str, Any]]:
         """The link holding `address` (a node's underlay device)."""
         for link in self.addrs:
             for info in link.get("addr_info", []):
@@ -98,7 +98,8 @@ class NodeState:
 
     def chains(self, table: str) -> list[str]:
         """Names of the chains of `table`."""
-        names, current = [], None
+        names: list[str] = []
+        current: Optional[str] = None
         for line in self.iptables.splitlines():
             if line.startswith("*"):
                 current = line[1:]

@@ -8,8 +8,8 @@ node has (a NodeState) and return the changes; nothing here touches a node.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, ip_network
-from typing import Optional
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any, Optional
 
 from orchestrator.core.model import Inventory, Node, stable_mac
 from orchestrator.core.script import Change, cmd
@@ -104,7 +104,7 @@ def plan_overlay(inv: Inventory, node: Node, subnets: dict[str, IPv4Network], fa
                    fdb=tuple(sorted(fdb)))
 
 
-def vxlan_link_matches(link: dict, vtep: Vtep) -> bool:
+def vxlan_link_matches(link: dict[str, Any], vtep: Vtep) -> bool:
     data = (link.get("linkinfo") or {}).get("info_data") or {}
     return ((link.get("linkinfo") or {}).get("info_kind") == "vxlan" and data.get("id") == vtep.vni
             and data.get("local") == str(vtep.local) and data.get("port") == vtep.port
@@ -121,6 +121,7 @@ def create_vxlan_lines(v: Vtep) -> tuple[str, ...]:
 def vxlan_changes(overlay: Overlay, state: NodeState) -> list[Change]:
     changes = []
     wanted = overlay.vtep.device if overlay.vtep else None
+    link: Optional[dict[str, Any]]  # each of the node's links, then the VTEP's (None when it has none)
     for link in state.addrs:
         name = link.get("ifname", "")
         if name.startswith(DEVICE_PREFIX) and name != wanted:
@@ -152,16 +153,17 @@ def vxlan_changes(overlay: Overlay, state: NodeState) -> list[Change]:
     return changes
 
 
-def managed_routes(state: NodeState, cluster_cidr: IPv4Network, own: Optional[IPv4Network]) -> dict:
+def managed_routes(state: NodeState, cluster_cidr: IPv4Network,
+                   own: Optional[IPv4Network]) -> dict[IPv4Network, dict[str, Any]]:
     """Routes to other nodes' pod subnets: inside the cluster CIDR, not the node's own subnet, through a gateway
     (the node's own pods are reached on its bridge, with no gateway)."""
-    routes = {}
+    routes: dict[IPv4Network, dict[str, Any]] = {}
     for route in state.routes:
         dst = route.get("dst", "")
         if "/" not in dst and dst != "default":
             dst += "/32"
         try:
-            net = ip_network(dst)
+            net = IPv4Network(dst)  # `ip route show` lists IPv4 routes only
         except ValueError:
             continue
         if net.subnet_of(cluster_cidr) and net != own and route.get("gateway"):

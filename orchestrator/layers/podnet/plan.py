@@ -22,6 +22,9 @@ BRIDGE = "cni0"
 MASQ_CHAIN = "LAB-MASQ"
 FORWARD_CHAIN = "LAB-FORWARD"
 
+ChainRules = dict[tuple[str, str], tuple[str, ...]]  # (table, chain) -> iptables-save lines of that chain
+ChainJumps = dict[tuple[str, str], str]  # (table, builtin chain) -> the rule that jumps to the lab's chain
+
 
 @dataclass(frozen=True)
 class NodeNetwork:
@@ -32,10 +35,10 @@ class NodeNetwork:
     pod_mtu: int
     conflist_path: str
     conflist: str
-    sysctls: dict = field(hash=False)
+    sysctls: dict[str, str] = field(hash=False)
     overlay: Overlay
-    rules: dict = field(hash=False)  # (table, chain) -> iptables-save lines of that chain
-    jumps: dict = field(hash=False)  # (table, builtin chain) -> the rule that jumps to the lab's chain
+    rules: ChainRules = field(hash=False)  # (table, chain) -> iptables-save lines of that chain
+    jumps: ChainJumps = field(hash=False)  # (table, builtin chain) -> the rule that jumps to the lab's chain
 
     @property
     def gateway(self) -> IPv4Address:
@@ -50,7 +53,7 @@ def render_conflist(cluster: Cluster, subnet: IPv4Network, mtu: int) -> str:
     return text
 
 
-def masquerade_rules(cluster: Cluster, subnet: IPv4Network) -> dict:
+def masquerade_rules(cluster: Cluster, subnet: IPv4Network) -> ChainRules:
     """flannel's masquerade rules: pod<->pod never NATed; only cluster -> outside is masqueraded."""
     pods = cluster.cluster_cidr
     return {
@@ -70,7 +73,7 @@ def masquerade_rules(cluster: Cluster, subnet: IPv4Network) -> dict:
     }
 
 
-def chain_jumps() -> dict:
+def chain_jumps() -> ChainJumps:
     return {
         ("nat", "POSTROUTING"): f'-A POSTROUTING -m comment --comment "cluster-lab masquerade" -j {MASQ_CHAIN}',
         ("filter", "FORWARD"): f'-A FORWARD -m comment --comment "cluster-lab pod traffic" -j {FORWARD_CHAIN}',

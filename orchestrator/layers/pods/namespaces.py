@@ -4,6 +4,8 @@ and what deleting a namespace takes with it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import NAMESPACE_NAME_LABEL, Manifest
 from orchestrator.core.objects import LabObjects, Pod
@@ -11,7 +13,7 @@ from orchestrator.core.objects import LabObjects, Pod
 BUILT_IN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
-def namespace_labels(objects: LabObjects) -> dict[str, dict]:
+def namespace_labels(objects: LabObjects) -> dict[str, dict[str, str]]:
     """Every namespace the lab knows (the built-in ones, those applied) -> its labels."""
     found = {name: {NAMESPACE_NAME_LABEL: name} for name in BUILT_IN_NAMESPACES}
     for name, record in objects.namespaces.items():
@@ -34,7 +36,9 @@ def drop_namespace(objects: LabObjects, name: str) -> list[Pod]:
     """Forget namespace `name` and everything in it (Deployments, Services, NetworkPolicies and the objects of
     other namespaced kinds); return its pods, which the caller deletes on their nodes."""
     objects.namespaces.pop(name, None)
-    for kept in (objects.deployments, objects.services, objects.endpoints, objects.policies, *objects.extra.values()):
+    stores: tuple[dict[str, Any], ...] = (objects.deployments, objects.services, objects.endpoints, objects.policies,
+                                          *objects.extra.values())
+    for kept in stores:
         for key in [k for k in kept if k.startswith(f"{name}/")]:
             del kept[key]
     return [p for p in objects.pods.values() if p.namespace == name]

@@ -118,7 +118,7 @@ def unplan_deployment(m: Manifest, objects: LabObjects, changes: PodChanges) -> 
     return "deleted" if m.key in objects.deployments else "not found"
 
 
-def unique_name(prefix: str, taken: set, rng: random.Random) -> str:
+def unique_name(prefix: str, taken: set[str], rng: random.Random) -> str:
     while True:
         name = f"{prefix}-{''.join(rng.choice(SUFFIX_ALPHABET) for _ in range(5))}"
         if name not in taken:

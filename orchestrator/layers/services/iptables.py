@@ -65,7 +65,8 @@ def probability(n: int, i: int) -> str:
     return f"{scaled / 0x80000000:.11f}"
 
 
-def render_iptables(services: dict[str, Service], endpoints: Endpoints, cluster_cidr: IPv4Network) -> dict:
+def render_iptables(services: dict[str, Service], endpoints: Endpoints,
+                    cluster_cidr: IPv4Network) -> dict[str, dict[str, list[str]]]:
     """(table, chain) -> rules for every service port; `endpoints` maps service key -> port name -> list."""
     nat: dict[str, list[str]] = {chain: [] for chain in NAT_BASE}
     filt: dict[str, list[str]] = {chain: [] for chain in FILTER_BASE}

@@ -16,6 +16,7 @@ the node agent turns it into `nft -f` input (agent/nftables.py: nft_table_text /
 from __future__ import annotations
 
 from ipaddress import IPv4Network
+from typing import Any
 
 from orchestrator.agent.contract import NFT_TABLE
 from orchestrator.core.objects import Endpoints, Service
@@ -31,9 +32,10 @@ def _chain_name(prefix: str, text: str) -> str:
     return f"{prefix}-{port_proto_hash(text)[:12].lower()}"
 
 
-def render_nft(services: dict[str, Service], endpoints: Endpoints, cluster_cidr: IPv4Network) -> dict:
+def render_nft(services: dict[str, Service], endpoints: Endpoints, cluster_cidr: IPv4Network) -> dict[str, Any]:
     """{"chains": {name: [lines]}, "sets": {name: [declaration, [elements]]}} for the lab-proxy table."""
     service_ips, backends, nodeports, nodeport_backends = {}, {}, {}, {}
+    hairpin: set[str]  # "<ip> . <ip>" of every endpoint, which may reach itself through its service
     no_endpoints, no_endpoint_nodeports, hairpin, external = {}, {}, set(), set()
     chains: dict[str, list[str]] = {
         "services": [f"ip saddr != {cluster_cidr} {KEY} @service-keys meta mark set meta mark | {MASQ_MARK}",

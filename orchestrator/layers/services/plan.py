@@ -16,7 +16,7 @@ NODE_PORTS = range(30000, 32768)
 DNS_SERVICE = "kube-system/kube-dns"
 
 
-def reserved_ips(service_cidr: IPv4Network) -> set:
+def reserved_ips(service_cidr: IPv4Network) -> set[IPv4Address]:
     """.0 and the broadcast; .1 (the API server's `kubernetes` service on a real cluster); the DNS address."""
     return {service_cidr[0], service_cidr[1], service_cidr[-1], dns_ip(service_cidr)}
 
@@ -54,7 +54,7 @@ class AddressBook:
             self._ip_cursor += 1
         return None
 
-    def free_node_port(self, also_taken: set) -> Optional[int]:
+    def free_node_port(self, also_taken: set[int]) -> Optional[int]:
         """The lowest NodePort nobody holds and not in `also_taken` (ports the service being recorded takes)."""
         while self._port_cursor < NODE_PORTS.stop and self._port_cursor in self.node_ports:
             self._port_cursor += 1
