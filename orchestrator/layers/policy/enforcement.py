@@ -22,11 +22,13 @@ With no policy there is no table at all.
 from __future__ import annotations
 
 import hashlib
-from ipaddress import IPv4Network, collapse_addresses, ip_network
-from typing import Optional
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network, collapse_addresses
+from typing import Any, Optional
 
 from orchestrator.agent.contract import POLICY_TABLE
 from orchestrator.core.objects import LabObjects, Pod
+from orchestrator.core.policy_spec import Peer, Rule
 from orchestrator.layers.podnet.plan import BRIDGE
 from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.policy.plan import Endpoint, Policy, peer_matches, pod_endpoint, policies, selects
@@ -35,6 +37,7 @@ TABLE = POLICY_TABLE
 ADDRESSES = "type ipv4_addr"
 PREFIXES = "type ipv4_addr; flags interval"
 NAMED = "type ipv4_addr . inet_proto . inet_service"
+NftSets = dict[str, tuple[str, list[str]]]  # set name -> (declaration, elements)
 
 
 def policy_id(policy: Policy) -> str:
@@ -42,12 +45,13 @@ def policy_id(policy: Policy) -> str:
     return "p" + hashlib.sha256(policy.key.encode()).hexdigest()[:10]
 
 
-def prefixes(addresses) -> list[str]:
+def prefixes(addresses: Iterable[IPv4Network]) -> list[str]:
     """Non-overlapping prefixes covering `addresses` (nft interval sets refuse overlaps)."""
-    return [str(net) for net in collapse_addresses(ip_network(a) for a in addresses)]
+    return [str(net) for net in collapse_addresses(addresses)]
 
 
-def peer_prefixes(peers, policy: Policy, pods: list[Endpoint], namespaces: dict) -> list[str]:
+def peer_prefixes(peers: tuple[Peer, ...], policy: Policy, pods: list[Endpoint],
+                  namespaces: dict[str, dict[str, str]]) -> list[str]:
     nets: list[IPv4Network] = []
     for peer in peers:
         if peer.ip_block is not None:
@@ -58,7 +62,7 @@ def peer_prefixes(peers, policy: Policy, pods: list[Endpoint], namespaces: dict)
                                       (() if net.subnet_of(cut) else net.address_exclude(cut)))]
             nets += block
         else:
-            nets += [ip_network(p.ip) for p in pods if peer_matches(peer, policy, p, namespaces)]
+            nets += [IPv4Network(p.ip) for p in pods if peer_matches(peer, policy, p, namespaces)]
     return prefixes(nets)
 
 
@@ -67,11 +71,12 @@ def named_elements(port: str, protocol: str, pods: list[Endpoint]) -> list[str]:
                   for name, proto, number in p.ports if name == port and proto == protocol)
 
 
-def port_clauses(rule, direction_pods: list[Endpoint], set_prefix: str, sets: dict) -> list[str]:
+def port_clauses(rule: Rule, direction_pods: list[Endpoint], set_prefix: str, sets: NftSets) -> list[str]:
     """The port part of a rule's nft lines, one per protocol (numbers and ranges) and one per named port."""
     if rule.ports is None:
         return [""]
-    clauses, named = [], []
+    clauses: list[str] = []
+    named: list[list[str]] = []
     for protocol in ("TCP", "UDP"):
         ports = [p for p in rule.ports if p.protocol == protocol]
         numbers = [f"{p.port}" if not p.end_port else f"{p.port}-{p.end_port}" for p in ports
@@ -87,7 +92,7 @@ def port_clauses(rule, direction_pods: list[Endpoint], set_prefix: str, sets: di
     return clauses
 
 
-def render_policy(objects: LabObjects) -> Optional[dict]:
+def render_policy(objects: LabObjects) -> Optional[dict[str, Any]]:
     """The lab-policy table for the lab's objects ({"sets": {name: (declaration, elements)}, "chains": {name:
     [lines]}}, the shape the node agent loads), or None when there is no NetworkPolicy."""
     found = policies(objects)
@@ -95,9 +100,9 @@ def render_policy(objects: LabObjects) -> Optional[dict]:
         return None
     namespaces = namespace_labels(objects)
     pods = [pod_endpoint(p) for p in objects.pods.values() if p.ip]
-    sets: dict = {}
-    chains: dict = {"egress": [], "ingress": []}
-    isolated = {"egress": set(), "ingress": set()}
+    sets: NftSets = {}
+    chains: dict[str, list[str]] = {"egress": [], "ingress": []}
+    isolated: dict[str, set[str]] = {"egress": set(), "ingress": set()}
     for policy in found:
         pid = policy_id(policy)
         selected = [p for p in pods if selects(policy, p)]
@@ -136,9 +141,9 @@ def policy_sets(objects: LabObjects, pod: Pod) -> list[str]:
     found = policies(objects)
     if not found:
         return []
-    me = Endpoint(ip=ip_network("0.0.0.0/32").network_address, namespace=pod.namespace, name=pod.name,
+    me = Endpoint(ip=IPv4Address("0.0.0.0"), namespace=pod.namespace, name=pod.name,
                   labels=tuple(sorted(pod.labels.items())))
-    names = set()
+    names: set[str] = set()
     for policy in found:
         if selects(policy, me):
             names.add(f"{policy_id(policy)}-pods")

@@ -16,7 +16,7 @@ kernel does. `enforcement.py` turns the same semantics into nftables sets and ru
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address
 from typing import Optional
 
 from orchestrator.core.objects import LabObjects, Pod
@@ -42,15 +42,15 @@ class Endpoint:
     ip: IPv4Address
     namespace: Optional[str] = None
     name: str = ""
-    labels: tuple = ()  # (key, value) pairs
-    ports: tuple = ()  # (name, protocol, number) of the pod's containerPorts
+    labels: tuple[tuple[str, str], ...] = ()  # (key, value) pairs
+    ports: tuple[tuple[Optional[str], str, int], ...] = ()  # (name, protocol, number) of the pod's containerPorts
     node: Optional[str] = None
 
     @property
     def is_pod(self) -> bool:
         return self.namespace is not None
 
-    def label_dict(self) -> dict:
+    def label_dict(self) -> dict[str, str]:
         return dict(self.labels)
 
 
@@ -71,17 +71,17 @@ def pod_endpoint(pod: Pod) -> Endpoint:
     """A running pod (it has an IP) as one end of a connection."""
     assert pod.ip is not None, pod.key
     ports = tuple((p.name, p.protocol, p.container_port) for p in pod.ports)
-    return Endpoint(ip_address(pod.ip), pod.namespace, pod.name, tuple(sorted(pod.labels.items())), ports, pod.node)
+    return Endpoint(IPv4Address(pod.ip), pod.namespace, pod.name, tuple(sorted(pod.labels.items())), ports, pod.node)
 
 
 def selects(policy: Policy, pod: Endpoint) -> bool:
     return pod.is_pod and pod.namespace == policy.namespace and policy.spec.pod_selector.matches(pod.label_dict())
 
 
-def peer_matches(peer: Peer, policy: Policy, other: Endpoint, namespaces: dict) -> bool:
+def peer_matches(peer: Peer, policy: Policy, other: Endpoint, namespaces: dict[str, dict[str, str]]) -> bool:
     if peer.ip_block is not None:
         return peer.ip_block.contains(other.ip)
-    if not other.is_pod:
+    if other.namespace is None:  # not a pod (is_pod)
         return False
     if peer.namespace_selector is None:
         in_namespace = other.namespace == policy.namespace
@@ -102,13 +102,13 @@ def port_matches(port: PolicyPort, destination: Endpoint, number: int, protocol:
 
 
 def rule_allows(rule: Rule, policy: Policy, other: Endpoint, destination: Endpoint, number: int, protocol: str,
-                namespaces: dict) -> bool:
+                namespaces: dict[str, dict[str, str]]) -> bool:
     return ((rule.peers is None or any(peer_matches(p, policy, other, namespaces) for p in rule.peers))
             and (rule.ports is None or any(port_matches(p, destination, number, protocol) for p in rule.ports)))
 
 
 def side(direction: str, pod: Endpoint, other: Endpoint, destination: Endpoint, number: int, protocol: str,
-         all_policies: list[Policy], namespaces: dict) -> Optional[Verdict]:
+         all_policies: list[Policy], namespaces: dict[str, dict[str, str]]) -> Optional[Verdict]:
     """None when `pod` is not isolated in `direction`; else whether a rule lets the connection through."""
     typ = direction.capitalize()
     isolating = [p for p in all_policies if typ in p.spec.policy_types and selects(p, pod)]
@@ -125,7 +125,7 @@ def side(direction: str, pod: Endpoint, other: Endpoint, destination: Endpoint, 
 
 
 def verdict(source: Endpoint, destination: Endpoint, number: int, protocol: str, all_policies: list[Policy],
-            namespaces: dict, same_node: bool = False) -> Verdict:
+            namespaces: dict[str, dict[str, str]], same_node: bool = False) -> Verdict:
     """Whether a new connection from `source` to `destination`:`number`/`protocol` is allowed, and why.
     `same_node`: the source is the destination pod's own node (always allowed)."""
     if same_node:
@@ -149,7 +149,7 @@ def verdict(source: Endpoint, destination: Endpoint, number: int, protocol: str,
 class Judge:
     """The verdicts of the lab's current policies, for `lab verify`: None everywhere when there are none."""
 
-    def __init__(self, objects: LabObjects, namespaces: dict):
+    def __init__(self, objects: LabObjects, namespaces: dict[str, dict[str, str]]):
         self.policies = policies(objects)
         self.namespaces = namespaces
 

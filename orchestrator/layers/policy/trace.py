@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
+from typing import Any, Optional
 
 TOKEN = re.compile(r'"[^"]*"|\{[^}]*\}|\S+')
 
@@ -25,7 +26,7 @@ class PolicyPacket:
     oif: str  # "cni0" when it goes to one of them
 
 
-def in_set(table: dict, name: str, value: str) -> bool:
+def in_set(table: dict[str, Any], name: str, value: str) -> bool:
     declaration, elements = table["sets"][name]
     if "interval" in declaration:
         return any(ip_address(value) in ip_network(e) for e in elements)
@@ -40,7 +41,7 @@ def ports_match(spec: str, port: int) -> bool:
     return False
 
 
-def rule_matches(table: dict, words: list[str], packet: PolicyPacket) -> bool:
+def rule_matches(table: dict[str, Any], words: list[str], packet: PolicyPacket) -> bool:
     i = 0
     while i < len(words):
         w = words[i]
@@ -72,7 +73,7 @@ def rule_matches(table: dict, words: list[str], packet: PolicyPacket) -> bool:
     return True
 
 
-def run_chain(table: dict, chain: str, packet: PolicyPacket) -> tuple[str, str]:
+def run_chain(table: dict[str, Any], chain: str, packet: PolicyPacket) -> tuple[str, str]:
     """("accept" | "drop" | "return", the deciding rule's comment) for `packet` through `chain`."""
     decided = ""
     for line in table["chains"][chain]:
@@ -97,7 +98,7 @@ def run_chain(table: dict, chain: str, packet: PolicyPacket) -> tuple[str, str]:
     return "return", decided or f"end of {chain}"
 
 
-def judge(table, packet: PolicyPacket) -> tuple[bool, str]:
+def judge(table: Optional[dict[str, Any]], packet: PolicyPacket) -> tuple[bool, str]:
     """Whether the forward hook of one node lets `packet` through, and the rule that said so."""
     if table is None:
         return True, "no lab-policy table"

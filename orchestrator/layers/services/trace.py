@@ -18,7 +18,7 @@ import re
 import shlex
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_address, ip_network
-from typing import Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
 from orchestrator.core.script import quote
 
@@ -36,8 +36,8 @@ class Packet:
     dport: int
     proto: str = "tcp"
     hook: str = "PREROUTING"  # PREROUTING: it arrives (from a pod or another host); OUTPUT: the node sends it
-    local: frozenset = frozenset()  # the node's own addresses (`addrtype LOCAL`, `fib daddr type local`)
-    recent: frozenset = frozenset()  # ClientIP affinity: the lists/sets that already hold this client
+    local: frozenset[str] = frozenset()  # the node's own addresses (`addrtype LOCAL`, `fib daddr type local`)
+    recent: frozenset[str] = frozenset()  # ClientIP affinity: the lists/sets that already hold this client
     mark: int = 0
 
 
@@ -58,7 +58,7 @@ class _State:
     dst: str
     dport: int
     mark: int
-    path: tuple
+    path: tuple[str, ...]
     dnat: bool = False
     masquerade: bool = False
     verdict: Optional[str] = None  # set once a table's verdict is final (ACCEPT/REJECT/DNAT)
@@ -66,11 +66,13 @@ class _State:
 
 # ---- iptables ---------------------------------------------------------------------------------------------
 
+IptRules = dict[str, dict[str, list[list[str]]]]  # table -> chain -> its rules, each as its words
 
-def parse_iptables(text: str) -> dict:
+
+def parse_iptables(text: str) -> IptRules:
     """table -> chain -> list of rule token lists, from iptables-save (or iptables-restore) text."""
-    tables: dict = {}
-    table = None
+    tables: IptRules = {}
+    table: Optional[dict[str, list[list[str]]]] = None
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("*"):
@@ -83,7 +85,7 @@ def parse_iptables(text: str) -> dict:
     return tables
 
 
-def trace_iptables(rules: dict, packet: Packet) -> list[Ending]:
+def trace_iptables(rules: IptRules, packet: Packet) -> list[Ending]:
     """Every way `packet` ends on a node holding iptables `rules` (as parse_iptables returns them; the
     built-in chains hold the jumps into the lab's chains)."""
     start = _State(1.0, packet.dst, packet.dport, packet.mark, ())
@@ -100,7 +102,11 @@ def trace_iptables(rules: dict, packet: Packet) -> list[Ending]:
     return _endings(done, packet)
 
 
-def _walk(rules: list, follow, state: _State) -> list[_State]:
+Rule = TypeVar("Rule")
+
+
+def _walk(rules: Sequence[Rule], follow: Callable[[Rule, _State], Optional[list[_State]]],
+          state: _State) -> list[_State]:
     """The states in which a packet leaves a chain of `rules` (at its end, or with a verdict). `follow(rule,
     state)` is None when the rule does not match, else the states after it: those without a verdict go
     on with the next rule (a jump that returned, a random branch not taken), the others leave the chain."""
@@ -123,7 +129,7 @@ def _walk(rules: list, follow, state: _State) -> list[_State]:
     return out
 
 
-def _walk_ipt(rules: dict, table: str, chain: str, packet: Packet, state: _State) -> list[_State]:
+def _walk_ipt(rules: IptRules, table: str, chain: str, packet: Packet, state: _State) -> list[_State]:
     """The states in which `packet` leaves `chain` of `table` (returned, or with a final verdict)."""
     def follow(words: list[str], current: _State) -> Optional[list[_State]]:
         chance, matches = _ipt_match(words, packet, current)
@@ -149,6 +155,14 @@ def _option(words: list[str], name: str) -> Optional[tuple[bool, str]]:
     return None
 
 
+def _value(words: list[str], name: str) -> str:
+    """The value of option `name`, which the rule's shape requires (a TraceError names the rule without it)."""
+    option = _option(words, name)
+    if option is None:
+        raise TraceError(f"cannot trace a rule without {name}: {' '.join(words)}")
+    return option[1]
+
+
 def _in_net(address: str, net: str) -> bool:
     return ip_address(address) in ip_network(net, strict=False)
 
@@ -162,6 +176,7 @@ def _ipt_match(words: list[str], packet: Packet, state: _State) -> tuple[float, 
         if word.startswith("-") and word not in known:
             raise TraceError(f"cannot trace option {word} in: {' '.join(words)}")
     checks = []
+    test: Callable[[str], bool]  # whether an option's value lets the packet match
     for name, test in (("-s", lambda v: _in_net(packet.src, v)), ("-d", lambda v: _in_net(state.dst, v)),
                        ("-p", lambda v: v == packet.proto), ("--dport", lambda v: int(v) == state.dport),
                        ("--dst-type", lambda v: v == "LOCAL" and state.dst in packet.local),
@@ -172,11 +187,11 @@ def _ipt_match(words: list[str], packet: Packet, state: _State) -> tuple[float, 
             negated, value = option
             checks.append(test(value) != negated)
     if "--rcheck" in words:
-        checks.append(_option(words, "--name")[1] in packet.recent)
+        checks.append(_value(words, "--name") in packet.recent)
     if not all(checks):
         return 0.0, False
     if "statistic" in words:
-        return float(_option(words, "--probability")[1]), True
+        return float(_value(words, "--probability")), True
     return 1.0, True
 
 
@@ -186,7 +201,7 @@ def _mark_matches(mark: int, spec: str) -> bool:
     return mark & mask_bits == int(value, 16)
 
 
-def _ipt_target(rules: dict, table: str, words: list[str], packet: Packet, state: _State) -> list[_State]:
+def _ipt_target(rules: IptRules, table: str, words: list[str], packet: Packet, state: _State) -> list[_State]:
     target = _option(words, "-j")
     if target is None:
         return [state]
@@ -198,12 +213,12 @@ def _ipt_target(rules: dict, table: str, words: list[str], packet: Packet, state
     if name == "REJECT":
         return [replace(state, verdict="REJECT")]
     if name == "DNAT":
-        ip, _, port = _option(words, "--to-destination")[1].partition(":")
+        ip, _, port = _value(words, "--to-destination").partition(":")
         return [replace(state, dst=ip, dport=int(port or state.dport), dnat=True, verdict="DNAT")]
     if name == "MASQUERADE":
         return [replace(state, masquerade=True, verdict="ACCEPT")]
     if name == "MARK":
-        value, _, mask = _option(words, "--set-xmark")[1].partition("/")
+        value, _, mask = _value(words, "--set-xmark").partition("/")
         mask_bits = int(mask, 16) if mask else 0xFFFFFFFF
         return [replace(state, mark=(state.mark & ~mask_bits) ^ int(value, 16))]
     if name not in rules.get(table, {}):
@@ -232,7 +247,7 @@ KEY = "ip daddr . meta l4proto . th dport"
 NODEPORT_KEY = "meta l4proto . th dport"
 
 
-def trace_nft(table: dict, packet: Packet) -> list[Ending]:
+def trace_nft(table: dict[str, Any], packet: Packet) -> list[Ending]:
     """Every way `packet` ends on a node holding the lab-proxy `table` ({"chains", "sets"}, as render_nft
     returns it and the node agent loads it)."""
     start = _State(1.0, packet.dst, packet.dport, packet.mark, ())
@@ -250,7 +265,8 @@ def trace_nft(table: dict, packet: Packet) -> list[Ending]:
     return _endings(done, packet)
 
 
-def _elements(table: dict, name: str):
+def _elements(table: dict[str, Any], name: str) -> Any:
+    """The elements of set `name`: a list, or for a map a dict of key -> value."""
     return table["sets"][name][1]
 
 
@@ -262,7 +278,7 @@ def _nft_key(key: str, packet: Packet, state: _State) -> str:
     raise TraceError(f"cannot trace the key {key!r}")
 
 
-def _walk_nft(table: dict, chain: str, packet: Packet, state: _State) -> list[_State]:
+def _walk_nft(table: dict[str, Any], chain: str, packet: Packet, state: _State) -> list[_State]:
     """The states in which `packet` leaves `chain` of the lab-proxy table."""
     lines = [line for line in table["chains"].get(chain, []) if not line.startswith("type ")]
     return _walk(lines, lambda line, current: _nft_rule(table, chain, line, packet, current), state)
@@ -272,7 +288,7 @@ def _step(state: _State, chain: str, line: str) -> _State:
     return replace(state, path=state.path + (f"{chain}: {line}",))
 
 
-def _nft_rule(table: dict, chain: str, line: str, packet: Packet, state: _State) -> Optional[list[_State]]:
+def _nft_rule(table: dict[str, Any], chain: str, line: str, packet: Packet, state: _State) -> Optional[list[_State]]:
     """The states after `line` (verdict set when it ends the chain's walk), or None when it does not match."""
     rest = line
     # matches, in the order the lab writes them
@@ -364,7 +380,8 @@ def _nft_rule(table: dict, chain: str, line: str, packet: Packet, state: _State)
     raise TraceError(f"cannot trace the nft rule {chain}: {line}")
 
 
-def _nft_verdict(table: dict, chain: str, line: str, verdict: str, packet: Packet, state: _State) -> list[_State]:
+def _nft_verdict(table: dict[str, Any], chain: str, line: str, verdict: str, packet: Packet,
+                 state: _State) -> list[_State]:
     kind, _, target = verdict.partition(" ")
     if kind not in ("jump", "goto"):
         raise TraceError(f"cannot trace the verdict {verdict!r} in {chain}: {line}")
