@@ -5,12 +5,12 @@ NODES ?= 3
 PROVIDER ?= local
 VENV  := .venv/bin
 
-.PHONY: setup demo test unit down help
+.PHONY: setup demo test unit lint down help
 
 help:
 	@echo "make demo   set up, bring up a $(NODES)-node emulated lab '$(LAB)' and show it"
 	@echo "            (make demo PROVIDER=qemu LAB=vms: the same on real Debian VMs under qemu)"
-	@echo "make test   set up, then run the whole test suite"
+	@echo "make test   set up, then lint (ruff, mypy) and run the whole test suite"
 	@echo "make down   remove the demo lab"
 
 setup:
@@ -40,8 +40,12 @@ demo: setup
 	@echo "  $(VENV)/lab ssh node2                            # a shell on a node"
 	@echo "Remove it with: make down LAB=$(LAB)   (or: $(VENV)/lab down --name $(LAB))"
 
-test: setup
+test: setup lint
 	$(VENV)/python -m pytest
+
+lint: setup
+	$(VENV)/ruff check .
+	$(VENV)/mypy
 
 unit: setup
 	$(VENV)/python -m pytest tests/unit

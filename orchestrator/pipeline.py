@@ -12,8 +12,7 @@ service rules.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from ipaddress import ip_network
+from ipaddress import IPv4Network
 from typing import Callable, Optional, Union
 
 from orchestrator.agent.contract import CNI_PATH, PodsEnsure, PodsPurge, conf_digest
@@ -23,6 +22,7 @@ from orchestrator.core.ipam import lease_subnets
 from orchestrator import kinds
 from orchestrator.core.manifests import Manifest
 from orchestrator.core.model import Inventory, Node, dns_ip
+from orchestrator.core.report import NodeReport, Reports
 from orchestrator.core.objects import LabObjects, Namespace, Pod, split_key
 from orchestrator.core.names import label_problem
 from orchestrator.core.script import Change, quiet, render_script
@@ -44,15 +44,6 @@ from orchestrator.kinds.namespace import NAMESPACE
 from orchestrator.kinds.pod import POD
 
 
-@dataclass
-class NodeReport:
-    node: str
-    status: str  # ok | changed | would change | failed
-    changes: list = field(default_factory=list)
-    error: Optional[str] = None
-    subnet: Optional[str] = None
-
-
 def read_all(inv: Inventory, transport: Transport, nodes=None) -> dict:
     return transport.run_all(lambda node: node_read.read_state(transport, node, inv.name), nodes)
 
@@ -65,7 +56,7 @@ def run_changes(transport: Transport, node: Node, changes: list) -> None:
                       stdin=render_script(changes))
 
 
-def apply_changes(transport: Transport, inv: Inventory, planned: dict[str, list], reports: dict,
+def apply_changes(transport: Transport, inv: Inventory, planned: dict[str, list[Change]], reports: Reports,
                   done_status: str) -> None:
     """Run each node's changes in parallel; record per node changed/failed."""
     busy = [n for n in inv.nodes if planned.get(n.name)]
@@ -106,7 +97,7 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
     objects = files.read_objects()
     try:
         subnets = lease_subnets(inv.cluster.cluster_cidr, inv.cluster.node_subnet_size, [n.name for n in inv.nodes],
-                                {k: ip_network(v) for k, v in objects.subnets.items()})
+                                {k: IPv4Network(v) for k, v in objects.subnets.items()})
     except ValueError as exc:
         raise InputError(f"{inv.source}: cluster.cluster_cidr: {exc}; use a larger cluster_cidr") from None
     if not dry_run and {k: str(v) for k, v in subnets.items()} != objects.subnets:

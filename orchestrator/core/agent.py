@@ -18,10 +18,15 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from typing import Optional, TypeVar, Union
+
 from orchestrator.agent.contract import AGENT_FILE, PROTOCOL, REFUSED, Answer, ContractError, Request, agent_path
 from orchestrator.core.errors import LabError
+from orchestrator.core.model import Node
 from orchestrator.core.script import cmd, pipe
 from orchestrator.core.transport import NodeError, Transport
+
+A = TypeVar("A", bound=Answer)
 
 
 PACKAGE = "labagent"  # the agent package's name inside the zipapp
@@ -59,18 +64,18 @@ def agent_argv(lab: str, *args: str) -> list[str]:
     return ["python3", agent_path(lab), "--protocol", str(PROTOCOL), *args]
 
 
-def agent_command(lab: str, request: Request) -> str:
+def agent_command(lab: str, request: Request[Answer]) -> str:
     """`request` sent to the agent in a shell script: its JSON piped into the agent's command line."""
     return pipe(cmd("printf", "%s", request.to_json()), cmd(*agent_argv(lab, request.VERB)))
 
 
-def parse_answer(request: Request, code: int, stdout: str, stderr: str) -> Answer:
+def parse_answer(request: Request[A], code: int, stdout: str, stderr: str) -> A:
     """The agent's answer to `request` as the contract's type; a refusal, a failure or an answer that is
     not the contract's raises a LabError of one line."""
     if code == REFUSED or (code == 2 and "--protocol" in stderr):  # an agent without --protocol: from before them
         raise LabError(f"its node agent does not speak protocol {PROTOCOL}: `lab deploy` installs the lab's agent")
     try:
-        reply = request.ANSWER.from_json(stdout)
+        reply = request.answer(stdout)
     except ContractError as exc:
         last = (stderr.strip() or stdout.strip() or "no output").splitlines()[-1]
         raise LabError(f"{request.VERB}: exited {code}: {last}" if code else f"{request.VERB}: {exc}") from None
@@ -79,7 +84,8 @@ def parse_answer(request: Request, code: int, stdout: str, stderr: str) -> Answe
     return reply
 
 
-def call(transport: Transport, node, lab: str, request: Request, prefix: tuple = (), timeout=None) -> Answer:
+def call(transport: Transport, node: Union[str, Node], lab: str, request: Request[A], prefix: tuple[str, ...] = (),
+         timeout: Optional[float] = None) -> A:
     """Send `request` to the agent of lab `lab` on `node` (run under `prefix`, e.g. `ip netns exec POD`); its
     answer, or a NodeError naming the node."""
     result = transport.run(node, [*prefix, *agent_argv(lab, request.VERB)], stdin=request.to_json(), check=False,
@@ -97,7 +103,7 @@ def local_agent_argv(*args: str) -> list[str]:
             "from orchestrator.agent.main import main; sys.exit(main())", "--protocol", str(PROTOCOL), *args]
 
 
-def call_local(request: Request, prefix: tuple = ()) -> Answer:
+def call_local(request: Request[A], prefix: tuple[str, ...] = ()) -> A:
     """Send `request` to the agent run on this machine (under `prefix`)."""
     proc = subprocess.run([*prefix, *local_agent_argv(request.VERB)], input=request.to_json(), capture_output=True,
                           text=True)

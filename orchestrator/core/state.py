@@ -110,10 +110,12 @@ class LabFiles:
         os.chmod(self.root, 0o700)
 
     def read_record(self) -> dict[str, Any]:
+        """What the provider recorded; a missing or broken file reads as nothing recorded."""
         try:
-            return json.loads(self.record.read_text())
+            data = json.loads(self.record.read_text())
         except (OSError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}
 
     def write_record(self, data: dict[str, Any]) -> None:
         atomic_write(self.record, json.dumps(data, indent=2, sort_keys=True) + "\n")

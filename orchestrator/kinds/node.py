@@ -27,7 +27,8 @@ def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces
     """`kubectl get nodes [-o wide]` columns and rows (a node is Ready once it has a pod subnet). The lab has no
     kubelet: VERSION is the lab's, AGE unknown; -o wide adds the pod CIDR, which is what a student looks for."""
     subnets = objects.subnets
-    columns = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP", "EXTERNAL-IP", "POD-CIDR"] if wide else [])
+    columns = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    columns += ["INTERNAL-IP", "EXTERNAL-IP", "POD-CIDR"] if wide else []
     rows = []
     for item in found:
         n: Node = item.record

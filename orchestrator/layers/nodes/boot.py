@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from typing import Union
+from typing import Mapping, Union
 
 from orchestrator.agent.contract import MODULES_LOADED, agent_path, lab_file, modules_loaded_path, node_lib
 from orchestrator.core.model import Cluster
@@ -73,7 +73,7 @@ def etc_files(lab: str) -> tuple[str, ...]:
     return modules_conf(lab), sysctl_conf(lab), unit_path(lab)
 
 
-def persisted_files(cluster: Cluster, sysctls: dict, conflist: str, systemd: bool) -> dict[str, str]:
+def persisted_files(cluster: Cluster, sysctls: dict[str, str], conflist: str, systemd: bool) -> dict[str, str]:
     """Path -> text of the files that bring the node back at boot (the unit only where systemd runs):
     `sysctls` to set, and the CNI config the pods are restored with."""
     lab = cluster.name
@@ -93,7 +93,7 @@ def sha256(content: Union[str, bytes]) -> str:
     return hashlib.sha256(content.encode() if isinstance(content, str) else content).hexdigest()
 
 
-def file_changes(state: NodeState, lab: str, files: dict[str, tuple]) -> list[Change]:
+def file_changes(state: NodeState, lab: str, files: Mapping[str, tuple[str | bytes, str, str]]) -> list[Change]:
     """Install the files the lab keeps in its node folder that differ: relative path -> (content, sha256, mode)."""
     return [Change(f"install {lab_file(lab, rel)}", write_file(lab_file(lab, rel), content, mode))
             for rel, (content, digest, mode) in sorted(files.items()) if state.files.get(rel) != digest]
@@ -115,7 +115,7 @@ def module_changes(cluster: Cluster, state: NodeState) -> list[Change]:
                          redirect(cmd("printf", "%s\\n", *loadable), append=modules_loaded_path(cluster.name))))]
 
 
-def persistence_changes(cluster: Cluster, state: NodeState, sysctls: dict, conflist: str) -> list[Change]:
+def persistence_changes(cluster: Cluster, state: NodeState, sysctls: dict[str, str], conflist: str) -> list[Change]:
     """Write the files that bring the node back at boot where they differ; enable the boot unit."""
     lab = cluster.name
     changes = [Change(f"write {path}", write_file(path, text))

@@ -161,7 +161,8 @@ def parse_facts(text: str) -> NodeState:
         sysctls=dict(line.split("=", 1) for line in sections.get("sysctl", []) if "=" in line),
         conflists=tuple(sections.get("conflists", [])), conflist=body("conflist"),
         iptables=body("iptables"), files=files,
-        pods={line.split("=", 1)[0]: line.split("=", 1)[1].split()[0] for line in sections.get("pods", []) if "=" in line},
+        pods={line.split("=", 1)[0]: line.split("=", 1)[1].split()[0] for line in sections.get("pods", [])
+              if "=" in line},
         pod_confs={line.split("=", 1)[0]: line.rsplit("conf=", 1)[1] for line in sections.get("pods", [])
                    if "conf=" in line},
         netns=tuple(sections.get("netns", [])), nft_tables=tuple(sections.get("nft", [])),

@@ -210,8 +210,8 @@ def fdb_changes(overlay: Overlay, state: NodeState) -> list[Change]:
     have = {(f["mac"], f["dst"]) for f in state.fdb if f.get("ifname") == dev and f.get("dst")
             and f["mac"] != "00:00:00:00:00:00"}
     want = {(f.mac, str(f.dst)) for f in overlay.fdb}
-    changes = [Change(f"remove FDB {mac} -> {dst} on {dev}", (cmd("bridge", "fdb", "del", mac, "dev", dev, "dst", dst),))
-               for mac, dst in sorted(have - want)]
+    changes = [Change(f"remove FDB {mac} -> {dst} on {dev}",
+                      (cmd("bridge", "fdb", "del", mac, "dev", dev, "dst", dst),)) for mac, dst in sorted(have - want)]
     changes += [Change(f"FDB {mac} -> {dst} on {dev}",
                        (cmd("bridge", "fdb", "append", mac, "dev", dev, "dst", dst, "self", "permanent"),))
                 for mac, dst in sorted(want - have)]

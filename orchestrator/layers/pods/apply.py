@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable
 
-from orchestrator.agent.contract import PodsApply, PodsReattach
+from orchestrator.agent.contract import PodsApply, PodsApplyAnswer, PodsReattach
 from orchestrator.core.agent import call
-from orchestrator.core.model import Inventory
+from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import LabObjects, Pod
+from orchestrator.core.report import Reports
 from orchestrator.core.state import LabFiles
-from orchestrator.core.transport import Transport
+from orchestrator.core.transport import FleetResult, Transport
 from orchestrator.layers.nodes.facts import NodeState, conflist_path
 from orchestrator.layers.pods.plan import PodChanges
 
 
-def agent_pod(pod: Pod) -> dict:
+def agent_pod(pod: Pod) -> dict[str, Any]:
     """The pod as the agent's pods-apply takes it. "ip": None for a new pod; a pod made again (deploy
     restoring it) asks for the IP it had."""
     return {"key": pod.node_key, "id": pod.uid, "name": pod.name, "netns": pod.netns, "tcp": pod.tcp,
@@ -29,7 +30,7 @@ def now() -> str:
 
 
 def apply_pod_changes(inv: Inventory, transport: Transport, objects: LabObjects, changes: PodChanges,
-                      isolation: Callable[[Pod], list] = lambda pod: []) -> list[str]:
+                      isolation: Callable[[Pod], list[str]] = lambda pod: []) -> list[str]:
     """Delete and create pods per `changes` on their nodes; record the outcome in `objects` (the caller
     writes them). `isolation(pod)`: the NetworkPolicy sets a new pod goes into before its server starts.
     Returns the failures, one line each (the other pods' changes still happen)."""
@@ -44,7 +45,7 @@ def apply_pod_changes(inv: Inventory, transport: Transport, objects: LabObjects,
         for pod in by_node.pop(name)["delete"]:
             objects.pods.pop(pod.key, None)
 
-    def on_node(node):
+    def on_node(node: Node) -> PodsApplyAnswer:
         work = by_node[node.name]
         request = PodsApply(conflist=conflist_path(inv.name), delete=[agent_pod(p) for p in work["delete"]],
                             add=[dict(agent_pod(p), policy_sets=isolation(p)) for p in work["add"]])
@@ -75,7 +76,7 @@ def lost_pods(objects: LabObjects, node: str, state: NodeState) -> list[Pod]:
 
 
 def restore_pods(inv: Inventory, transport: Transport, files: LabFiles, lost: dict[str, list[Pod]],
-                 reports: dict) -> None:
+                 reports: Reports) -> None:
     """Create the `lost` pods again on the nodes that did not fail, each asking for the IP it had; record their
     IPs (another one where that was taken), which the service sync then uses."""
     pods = [pod for name, pods in lost.items() if reports[name].status != "failed" for pod in pods]
@@ -93,7 +94,7 @@ def restore_pods(inv: Inventory, transport: Transport, files: LabFiles, lost: di
             reports[name].status = "changed"
 
 
-def reattach(inv: Inventory, transport: Transport, files: LabFiles, nodes: list) -> dict:
+def reattach(inv: Inventory, transport: Transport, files: LabFiles, nodes: list[Node]) -> FleetResult:
     """Re-attach the pods of `nodes` set up with an older CNI config (as after `ipMasq: true`): DEL with
     the old config, ADD with the node's current one; record their new IPs. Returns, per node, its pods'
     results ({key: {"ip"} or {"error"}}) or the node's exception."""
@@ -110,8 +111,8 @@ def reattach(inv: Inventory, transport: Transport, files: LabFiles, nodes: list)
     return results
 
 
-def reattach_pods(inv: Inventory, transport: Transport, files: LabFiles, stale: dict[str, list],
-                  reports: dict) -> None:
+def reattach_pods(inv: Inventory, transport: Transport, files: LabFiles, stale: dict[str, list[str]],
+                  reports: Reports) -> None:
     """Re-attach the stale pods of the nodes that did not fail (see reattach); report per node."""
     busy = [n for n in inv.nodes if n.name in stale and reports[n.name].status != "failed"]
     if not busy:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from orchestrator.agent.contract import FlushCaches, ProxySync, SyncAnswer, chain_digest
 from orchestrator.core.agent import call
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import Endpoints, LabObjects, Service
+from orchestrator.core.report import Reports
 from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.core.transport import FleetResult, Transport
 from orchestrator.layers.policy.enforcement import render_policy
@@ -45,9 +47,15 @@ def stale_udp_endpoints(old: Endpoints, new: Endpoints, services: dict[str, Serv
     return sorted(stale)
 
 
-def rules_request(backend: str, services: dict[str, Service], eps: Endpoints, cluster_cidr: IPv4Network) -> dict:
+# table -> chain -> its rules (iptables-save form), and table -> chain -> the digest of its rules
+Tables = dict[str, dict[str, list[str]]]
+Digests = dict[str, dict[str, str]]
+
+
+def rules_request(backend: str, services: dict[str, Service], eps: Endpoints,
+                  cluster_cidr: IPv4Network) -> dict[str, Any]:
     """The service rules part of a node agent's proxy-sync request, for the cluster's proxy mode."""
-    request = {"backend": backend, "jumps": [list(j) for j in JUMPS]}
+    request: dict[str, Any] = {"backend": backend, "jumps": [list(j) for j in JUMPS]}
     if backend == "nftables":
         request["nft"] = render_nft(services, eps, cluster_cidr)
     else:
@@ -61,8 +69,8 @@ class SentRules:
     and the generation each node confirmed holding."""
 
     generation: str = ""
-    digests: dict = field(default_factory=dict)
-    nodes: dict = field(default_factory=dict)
+    digests: Digests = field(default_factory=dict)
+    nodes: dict[str, str] = field(default_factory=dict)  # node -> the generation it confirmed
 
     @classmethod
     def read(cls, path: Path) -> "SentRules":
@@ -75,18 +83,18 @@ class SentRules:
         atomic_write(path, json.dumps(asdict(self)))
 
 
-def chain_digests(tables: dict) -> dict:
+def chain_digests(tables: Tables) -> Digests:
     """table -> chain -> digest of a rendered iptables rule set."""
     return {table: {chain: chain_digest(rules) for chain, rules in chains.items()} for table, chains in tables.items()}
 
 
-def generation_of(digests: dict) -> str:
+def generation_of(digests: Digests) -> str:
     """A rule set's generation: the digest of its chain digests. Not sorted: rendering the same rules gives
     the same order, and another order would only cost a full load, never a wrong change."""
     return chain_digest([json.dumps(digests)])
 
 
-def change_request(request: dict, digests: dict, sent: SentRules) -> dict:
+def change_request(request: dict[str, Any], digests: Digests, sent: SentRules) -> dict[str, Any]:
     """The request that turns a node holding `sent` into `request` (whose chain digests are `digests`):
     the chains that differ, the chains that went, and the generation it builds on."""
     before = sent.digests
@@ -98,11 +106,13 @@ def change_request(request: dict, digests: dict, sent: SentRules) -> dict:
             "removed": {t: c for t, c in removed.items() if c}, "base": sent.generation}
 
 
-def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict, sent: SentRules) -> FleetResult:
+def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict[str, Any],
+               sent: SentRules) -> FleetResult:
     """Send every node in `nodes` the proxy-sync `request`, and update `sent`: with iptables, a node that
     holds what was sent last gets only the changes; the others, and a node that answers it holds something
     else, get everything. Returns each node's answer or exception; a failing node keeps its previous rules."""
-    change, base, generation = None, sent.generation, ""
+    change: Optional[ProxySync] = None
+    base, generation = sent.generation, ""
     if request["backend"] == "iptables":
         digests = chain_digests(request["tables"])
         generation = generation_of(digests)
@@ -118,6 +128,7 @@ def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict,
     def push(node: Node) -> SyncAnswer:
         if node.name not in changed_only:
             return call(transport, node, lab, whole)
+        assert change is not None  # a node gets only the changes when there are changes to send
         answer = call(transport, node, lab, change)
         if answer.resync:
             answer = call(transport, node, lab, ProxySync.from_dict({**request, "verify": True}))
@@ -129,8 +140,8 @@ def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict,
     return results
 
 
-def sync_request(inv: Inventory, objects: LabObjects, lost: set, force: bool = False,
-                 verify: bool = False) -> tuple[dict, Endpoints]:
+def sync_request(inv: Inventory, objects: LabObjects, lost: set[str], force: bool = False,
+                 verify: bool = False) -> tuple[dict[str, Any], Endpoints]:
     """The whole proxy-sync request for the lab's objects (the pods of `lost` nodes are not ready), and the
     endpoints it stands for."""
     services = objects.services
@@ -172,17 +183,22 @@ def preview(inv: Inventory, transport: Transport, objects: LabObjects, nodes: It
     return transport.run_all(lambda node: call(transport, node, inv.name, dry_run), nodes)
 
 
+def answers_at_all(transport: Transport, node: Node, timeout: float) -> None:
+    """Whether `node` answers within `timeout` (a NodeError when not)."""
+    transport.run(node, ["true"], timeout=timeout)
+
+
 def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once: bool = False,
                    report: Callable[[str], None] = print, stop: Optional[Callable[[], bool]] = None) -> None:
     """Keep every node's service rules current: re-sync when the lab's objects change (lab apply/delete
     from anywhere) and when a node stops or starts answering (its pods leave or rejoin the endpoints)."""
-    lost: set = set()
+    lost: set[str] = set()
     seen_mtime = None
     verified = 0.0
     with Transport(inv.nodes) as transport:
         while True:
             probe_timeout = max(interval * 2, 1.0)
-            answers = transport.run_all(lambda node, wait=probe_timeout: transport.run(node, ["true"], timeout=wait))
+            answers = transport.run_all(partial(answers_at_all, transport, timeout=probe_timeout))
             now_lost = {name for name, answer in answers.items() if isinstance(answer, BaseException)}
             mtime = files.objects.stat().st_mtime_ns if files.objects.exists() else None
             verify = time.monotonic() - verified >= VERIFY_EVERY
@@ -219,7 +235,8 @@ def report_line(answer: SyncAnswer, dry_run: bool = False) -> Optional[str]:
             + (f" ({', '.join(names)})" if len(names) <= 4 else ""))
 
 
-def preview_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: dict, nodes: list) -> None:
+def preview_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: Reports,
+                          nodes: list[Node]) -> None:
     """For --dry-run: note in `reports` what a sync would write and delete on `nodes`. A node without the
     lab's agent, or with one of another protocol (deploy replaces it), cannot say: nothing is noted."""
     for name, answer in preview(inv, transport, files.read_objects(), nodes).items():
@@ -229,7 +246,7 @@ def preview_service_rules(inv: Inventory, transport: Transport, files: LabFiles,
             reports[name].status = "would change"
 
 
-def sync_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: dict, force: bool) -> None:
+def sync_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: Reports, force: bool) -> None:
     """Bring every node's service rules up to the lab's objects and note it in `reports`: what changed (a
     switch of proxy_mode, say) or, with `force` (`lab fix`: caches flushed, everything reloaded), what the
     reload repaired."""

@@ -127,7 +127,7 @@ def service_record(m: Manifest, old: Optional[Service], book: AddressBook, now: 
             if node_ports[i] is None:
                 raise InputError(f"{m.source}: spec.ports[{i}]: no free NodePort left in 30000-32767; delete a "
                                  "NodePort service or use type ClusterIP")
-    ports = [replace(p, node_port=node_port) for p, node_port in zip(spec.ports, node_ports)]
+    ports = [replace(p, node_port=node_port) for p, node_port in zip(spec.ports, node_ports, strict=True)]
     record = Service(name=m.name, namespace=m.namespace, type=spec.type, cluster_ip=cluster_ip, ports=ports,
                      selector=dict(m.selector), session_affinity=spec.session_affinity,
                      affinity_timeout=spec.affinity_timeout, labels=dict(m.labels), created=old.created if old else now)
