@@ -121,7 +121,7 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
                                        (quiet(agent_command(inv.name, PodsEnsure())),)))
         planned[node.name] = changes
         reports[node.name].changes = [c.what for c in changes]
-        lost[node.name] = pods_mod.lost_pods(objects, node.name, state)
+        lost[node.name] = pods_mod.lost_pods(objects, node.name, state.pods)
         if lost[node.name]:
             reports[node.name].changes.append(f"restore {len(lost[node.name])} pod(s) whose network namespace is "
                                               f"gone: {', '.join(p.key for p in lost[node.name])}")
@@ -227,6 +227,12 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     require_namespaces(manifests, objects)
     policies_before, services_before = dict(objects.policies), dict(objects.services)
     plan, results = kinds.plan(inv.cluster, list(inv.nodes), objects, manifests, pods_mod.now())
+    # level-triggered: what the nodes hold, not what was sent them, decides what is missing
+    held = pods_mod.held_pods(inv, transport, [n for n in inv.nodes if any(p.node == n.name
+                                                                           for p in objects.pods.values())])
+    again = pods_mod.pods_to_make_again(objects, held, plan.pods)
+    plan.pods.create += again
+    results = made_again(manifests, results, again)
     failures = []
     if objects.policies != policies_before:
         progress("loading the NetworkPolicy rules before the pods")
@@ -238,6 +244,14 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     if failures:
         raise LabError("\n".join(failures))
     return results
+
+
+def made_again(manifests: list[Manifest], results: list[str], again: list[Pod]) -> list[str]:
+    """kubectl's result lines, where an object said unchanged whose pods a node lacked (and gets again) says
+    configured: the lab changed something for it."""
+    owners = {p.owner or f"Pod/{p.key}" for p in again}
+    return [line.removesuffix(" unchanged") + " configured" if line.endswith(" unchanged")
+            and f"{m.kind}/{m.key}" in owners else line for m, line in zip(manifests, results, strict=True)]
 
 
 def carry_out(inv: Inventory, transport: Transport, objects: LabObjects, changes: PodChanges,

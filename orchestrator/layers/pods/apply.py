@@ -6,14 +6,14 @@ import datetime
 from dataclasses import replace
 from typing import Any, Callable
 
-from orchestrator.agent.contract import PodsApply, PodsApplyAnswer, PodsReattach
+from orchestrator.agent.contract import PodsApply, PodsApplyAnswer, PodsEnsure, PodsReattach
 from orchestrator.core.agent import call
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import LabObjects, Pod
 from orchestrator.core.report import Reports
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import FleetResult, Transport
-from orchestrator.layers.nodes.facts import NodeState, conflist_path
+from orchestrator.layers.nodes.facts import conflist_path
 from orchestrator.layers.pods.plan import PodChanges
 
 
@@ -68,11 +68,30 @@ def apply_pod_changes(inv: Inventory, transport: Transport, objects: LabObjects,
     return failures
 
 
-def lost_pods(objects: LabObjects, node: str, state: NodeState) -> list[Pod]:
+def lost_pods(objects: LabObjects, node: str, held: dict[str, str]) -> list[Pod]:
     """The lab's pods on `node` that the node lacks or holds without their network namespace (after a reboot,
-    or when the node lost its state), in name order."""
+    or when the node lost its state), in name order. `held`: the node's pods as it reports them, node key ->
+    state (running, stopped, gone, ...)."""
     return sorted((p for p in objects.pods.values()
-                   if p.node == node and state.pods.get(p.node_key) in (None, "gone")), key=lambda p: p.node_key)
+                   if p.node == node and held.get(p.node_key) in (None, "gone")), key=lambda p: p.node_key)
+
+
+def held_pods(inv: Inventory, transport: Transport, nodes: list[Node]) -> FleetResult:
+    """The pods each of `nodes` holds, as it reports them after restarting the pod servers that had stopped
+    (the agent's pods-ensure): node key -> running, restarted, failed or gone; a node that does not answer
+    gives its exception."""
+    def held_by(node: Node) -> dict[str, str]:
+        return {key: str(got.get("state")) for key, got in call(transport, node, inv.name, PodsEnsure()).pods.items()}
+
+    return transport.run_all(held_by, nodes)
+
+
+def pods_to_make_again(objects: LabObjects, held: FleetResult, changes: PodChanges) -> list[Pod]:
+    """The lab's pods that their node, which answered, lacks (a power cut during their creation, a namespace
+    deleted by hand, a record lost): made again with the address they had, unless `changes` deletes them."""
+    doomed = {id(p) for p in changes.delete}
+    return [p for node, pods in held.items() if not isinstance(pods, BaseException)
+            for p in lost_pods(objects, node, pods) if id(p) not in doomed]
 
 
 def restore_pods(inv: Inventory, transport: Transport, files: LabFiles, lost: dict[str, list[Pod]],

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator import kinds, pipeline
-from orchestrator.agent.contract import VERBS, PodsApply
+from orchestrator.agent.contract import VERBS, PodsApply, PodsEnsure
 from orchestrator.cli.resources import kinds_of, select
 from orchestrator.core import inventory
 from orchestrator.core.errors import InputError
@@ -31,21 +31,29 @@ metadata: {name: team}
 
 
 class Nodes:
-    """Nodes whose agent answers as the contract says: pods-apply gives each new pod an address, proxy-sync has
-    nothing to change; they remember the verbs they were sent."""
+    """Nodes whose agent answers as the contract says: pods-apply gives each new pod an address and the node
+    holds it, pods-ensure reports the pods held, proxy-sync has nothing to change; they remember the verbs
+    they were sent."""
 
     def __init__(self):
         self.verbs: list[tuple[str, str]] = []
+        self.held: dict[str, dict[str, str]] = {}  # node -> pod key -> its state
         self.next_ip = 2
 
     def run(self, node, argv, stdin=None, **kwargs):
         request = VERBS[argv[-1]].from_json(stdin)
         self.verbs.append((node.name, request.VERB))
         answer = request.ANSWER()
+        held = self.held.setdefault(node.name, {})
         if isinstance(request, PodsApply):
+            for pod in request.delete:
+                held.pop(pod["key"], None)
             for pod in request.add:
-                answer.added[pod["key"]] = {"ip": f"10.244.{node.name[-1]}.{self.next_ip}"}
+                answer.added[pod["key"]] = {"ip": pod["ip"] or f"10.244.{node.name[-1]}.{self.next_ip}"}
+                held[pod["key"]] = "running"
                 self.next_ip += 1
+        elif isinstance(request, PodsEnsure):
+            answer.pods = {key: {"state": state} for key, state in held.items()}
         return Result(node.name, " ".join(argv), 0, answer.to_json(), "")
 
     def run_all(self, action, nodes=None):
@@ -146,3 +154,21 @@ def test_deleting_a_deployment_deletes_its_pods_and_a_missing_one_is_not_found(l
     assert objects.pods == {} and objects.deployments == {} and objects.endpoints["default/nginx"] == {"": []}
     assert pipeline.delete_manifests(lab.inv, lab.nodes, lab.files, [deployment]) == [
         "deployment.apps/nginx not found"]
+
+
+def test_a_pod_its_node_lost_is_made_again_by_the_next_apply_with_its_address(lab, tmp_path):
+    """Level-triggered: what the node holds decides, not what was sent it. A pod whose node lost it (a power cut,
+    a namespace deleted by hand) comes back with the address it had, and kubectl's word is configured."""
+    nginx = kinds.parse_all(str(REPO / "examples" / "nginx.yaml"), lambda line: None)
+    pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, nginx)
+    victim = next(iter(lab.files.read_objects().pods.values()))
+    lab.nodes.held[victim.node][victim.node_key] = "gone"
+    lab.nodes.verbs.clear()
+    assert pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, nginx) == ["deployment.apps/nginx configured",
+                                                                              "service/nginx unchanged"]
+    assert (victim.node, "pods-apply") in lab.nodes.verbs
+    again = lab.files.read_objects().pods[victim.key]
+    assert again.ip == victim.ip and lab.nodes.held[victim.node][victim.node_key] == "running"
+    lab.nodes.verbs.clear()
+    assert pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, nginx)[0] == "deployment.apps/nginx unchanged"
+    assert "pods-apply" not in {verb for _, verb in lab.nodes.verbs}
