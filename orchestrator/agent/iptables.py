@@ -33,7 +33,7 @@ def trusted_chains(loaded: dict, jumps: list) -> dict:
     return present
 
 
-def wanted_digests(tables: dict, loaded: dict, change: bool = False, removed: dict = None) -> dict:
+def wanted_digests(tables: dict, loaded: dict, change: bool = False, removed: dict | None = None) -> dict:
     """table -> chain -> digest of the whole rule set a request asks for: all its chains (`tables`), or, for a
     change request, the loaded chains with the request's chains replaced and its `removed` ones gone."""
     wanted: dict = {}

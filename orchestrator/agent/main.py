@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any, Callable
 
 from .cni import CniError, cni, load_conf
 from .contract import (CNI_PATH, PROTOCOL, REFUSED, VERBS, Answer, ContractError, FlushAnswer, PodsAnswer,
@@ -63,7 +64,8 @@ def pods_purge_verb(lib: str, request) -> PodsAnswer:
     return PodsAnswer(changed=bool(pods), pods=pods)
 
 
-HANDLERS = {
+# verb -> handler of its request (the request class is VERBS[verb], one per verb)
+HANDLERS: dict[str, Callable[[str, Any], Answer]] = {
     "pods-apply": pods_apply,
     "pods-ensure": pods_ensure_verb,
     "pods-reattach": pods_reattach_verb,

@@ -64,6 +64,7 @@ def nft_element_changes(desired: dict, loaded: dict, table: str = NFT_TABLE) -> 
     out = []
     for name, (_, elements) in sorted(desired["sets"].items()):
         old = loaded["sets"][name][1]
+        new: dict | list  # a map's elements (key -> value) or a set's
         if isinstance(elements, dict):
             gone = sorted(k for k in old if k not in elements or old[k] != elements[k])
             new = {k: v for k, v in elements.items() if old.get(k) != v}

@@ -29,7 +29,7 @@ def server_running(record: dict) -> bool:
     """Whether the pod's server (recorded in `record`) runs: its PID is alive, was started in this boot (after
     a reboot the PID may name any other process) and is still the lab's pod server or dnsmasq."""
     pid = record.get("pid")
-    if not alive(pid) or record.get("boot", boot_id()) != boot_id():
+    if pid is None or not alive(pid) or record.get("boot", boot_id()) != boot_id():
         return False
     try:
         with open(f"/proc/{int(pid)}/cmdline", "rb") as handle:

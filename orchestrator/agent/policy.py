@@ -14,7 +14,9 @@ from .nftables import load_nft, nft_drifted, nft_element_changes, nft_same_shape
 def policy_sync(desired, loaded, force: bool, dry_run: bool) -> tuple:
     """Make the node's lab-policy table `desired` (None: no table). Returns (state to remember, written,
     deleted, repaired)."""
-    written, deleted, repaired = [], [], []
+    written: list[str] = []
+    deleted: list[str] = []
+    repaired: list[str] = []
 
     def load(text: str) -> None:
         if not dry_run:

@@ -138,6 +138,7 @@ def sync_nftables(sync: Sync, request: ProxySync, loaded: dict) -> dict:
     desired = request.nft or {"sets": {}, "chains": {}}
     reload = not (loaded_nft and nft_same_shape(desired, loaded_nft) and sync.table_exists())
     if not reload:
+        assert loaded_nft is not None  # no reload: the table was loaded and keeps its shape
         changes = nft_element_changes(desired, loaded_nft)
         try:
             if changes:

@@ -46,6 +46,7 @@ def restore(lib: str, conf_path: str, cni_path: str = CNI_PATH) -> RestoreAnswer
     for record in pod_records(lib) if conf else []:
         if os.path.exists(f"/run/netns/{record['netns']}"):
             continue
+        assert conf is not None  # pods are restored only with a conf
         try:
             pod_add(lib, conf, cni_path, record)
             restored.append(f"pod {record['key']}")

@@ -64,7 +64,7 @@ def serve(name: str, tcp_ports, udp_ports) -> None:
 
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.request_queue_size = 1024  # socketserver's default backlog of 5 drops SYNs under load
-    servers = [ThreadingHTTPServer(("0.0.0.0", port), Handler) for port in tcp_ports]
+    servers: list[socketserver.BaseServer] = [ThreadingHTTPServer(("0.0.0.0", port), Handler) for port in tcp_ports]
     servers += [socketserver.ThreadingUDPServer(("0.0.0.0", port), Udp) for port in udp_ports]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()

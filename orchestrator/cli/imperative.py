@@ -5,6 +5,7 @@ restart. Each writes the YAML a student would write and applies it as `lab apply
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import yaml
 
@@ -121,7 +122,7 @@ def cmd_label(args) -> int:
     kind = "pod" if found is POD else "namespace" if found is NAMESPACE else None
     if kind is None:
         raise InputError(f"lab label: {args.kind!r}: the lab labels pods and namespaces; write lab label pod NAME k=v")
-    changes = {}
+    changes: dict[str, Optional[str]] = {}  # None: remove the label
     for word in args.labels:
         if word.endswith("-"):
             changes[word[:-1]] = None

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+from typing import Any
 
 from rich.table import Table
 
@@ -86,8 +87,8 @@ def cmd_status(args) -> int:
     rows = []
     for node in inv.nodes:
         facts = results[node.name]
-        row = {"name": node.name, "address": str(node.address), "ssh": "ok", "hostname": None, "kernel": None,
-               "cni_plugins": {}, "missing_plugins": list(CNI_PLUGINS), "error": None}
+        row: dict[str, Any] = {"name": node.name, "address": str(node.address), "ssh": "ok", "hostname": None,
+                               "kernel": None, "cni_plugins": {}, "missing_plugins": list(CNI_PLUGINS), "error": None}
         if isinstance(facts, BaseException):
             row.update(ssh="failed", error=str(facts))
         else:

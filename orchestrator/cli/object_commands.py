@@ -71,6 +71,8 @@ def cmd_logs(args) -> int:
     pod = LabFiles.of(inv.name).read_objects().pods.get(key_of(args.namespace, args.pod))
     if pod is None:
         raise LabError(POD.not_found(args.pod, args.namespace))
+    if pod.node is None:
+        raise LabError(f'pod "{args.pod}" is not on a node yet: it has no log; see `lab get pods`')
     log = pod_log_path(inv.name, pod.node_key)
     node = inv.node(pod.node)
     with Transport([node]) as transport:

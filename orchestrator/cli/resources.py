@@ -4,7 +4,7 @@ lists and `all`; filters (namespace, names, -l label selector, --field-selector)
 from __future__ import annotations
 
 import json
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -34,8 +34,8 @@ def kinds_of(text: str) -> list[Kind]:
     return found
 
 
-def field_value(doc: dict, path: str):
-    value = doc
+def field_value(doc: dict, path: str) -> Any:
+    value: Any = doc
     for part in path.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     return value

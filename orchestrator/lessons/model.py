@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from ipaddress import IPv4Network, ip_network
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any, Optional
 
@@ -86,7 +86,8 @@ def _section(source: str, where: str, data: Any, allowed: set[str]) -> Section:
 
 
 def _text(sec: Section, key: str, default: Optional[str] = None) -> str:
-    return sec.string(key, default, required=default is None).strip()
+    value = sec.string(key, required=True) if default is None else sec.string(key, default)
+    return value.strip()
 
 
 def _command(source: str, where: str, item: Any, default_on: str, roles: list[str]) -> Command:
@@ -129,9 +130,9 @@ def parse_lesson(source: str, text: str) -> Lesson:
     networks = []
     for i, net in enumerate(top.items("networks")):
         try:
-            networks.append(ip_network(str(net)))
+            networks.append(IPv4Network(str(net)))
         except ValueError:
-            raise field_error(source, f"networks[{i}]", f"{net!r} is not a network",
+            raise field_error(source, f"networks[{i}]", f"{net!r} is not an IPv4 network",
                               "write it as 10.200.4.0/24") from None
     steps = []
     for i, raw in enumerate(top.items("steps")):
@@ -223,7 +224,7 @@ def lesson_context(lesson: Lesson, inv: Inventory, objects: LabObjects, facts: d
                          f"bring up more with `lab up --nodes {lesson.nodes}`")
     cluster = inv.cluster
     taken = {"cluster_cidr": cluster.cluster_cidr, "service_cidr": cluster.service_cidr}
-    taken.update({f"node {n.name}": ip_network(f"{n.address}/32") for n in inv.nodes})
+    taken.update({f"node {n.name}": IPv4Network(f"{n.address}/32") for n in inv.nodes})
     for net in lesson.networks:
         for what, used in taken.items():
             if net.overlaps(used):

@@ -96,8 +96,8 @@ def pin_host_keys(hosts: Sequence[SshHost], known: KnownHosts, notice: Notice, h
     """Take every host's (and the jump host's) key on first use into `known`; say so with fingerprints."""
     jump = hosts[0].jump if hosts else None
     if jump:
-        user, host, port = split_jump(jump, hosts[0].user)
-        jump_host = SshHost(name="jump host", hostname=host, user=user, port=port, key=hosts[0].key)
+        user, hostname, port = split_jump(jump, hosts[0].user)
+        jump_host = SshHost(name="jump host", hostname=hostname, user=user, port=port, key=hosts[0].key)
         pin_one(jump_host, fetch_host_key(jump_host, known), known, notice,
                 "on the jump host: ssh-keygen -lf /etc/ssh/ssh_host_{kind}_key.pub")
         keys = fetch_through_jump(hosts, jump_host, known)

@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from orchestrator.core.errors import LabError
 from orchestrator.providers.apt_sources import debian_mirror
@@ -303,7 +303,7 @@ def write_repo_index(folder: Path) -> None:
 
 # ---- the per-VM seed disk ----
 
-def seed_image(path: Path, files: dict[str, tuple[str | bytes, int]]) -> None:
+def seed_image(path: Path, files: Mapping[str, tuple[str | bytes, int]]) -> None:
     """Write a small ext4 image labelled "labseed" holding `files` (guest path -> (content, mode)) under files/."""
     tree = seed_tree(files)
     path = Path(path)

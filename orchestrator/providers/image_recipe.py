@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -133,7 +134,7 @@ def mkfs_argv(tree: Path, disk: Path, size_mib: int, label: str = ROOT_LABEL) ->
     return ["mkfs.ext4", "-q", "-F", "-L", label, "-d", str(tree), str(disk), f"{size_mib}M"]
 
 
-def seed_tree(files: dict[str, tuple[str | bytes, int]]) -> dict[str, tuple[bytes, int]]:
+def seed_tree(files: Mapping[str, tuple[str | bytes, int]]) -> dict[str, tuple[bytes, int]]:
     """Path inside the seed file system -> (bytes, mode) for guest files; checks the guest paths."""
     tree = {}
     for guest_path, (content, mode) in files.items():

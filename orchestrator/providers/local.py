@@ -212,7 +212,9 @@ class LocalProvider:
 
     def _node_running(self, lab: str, node: str, info: dict) -> bool:
         pid = info.get("pid")
-        return bool(pid) and process_alive(pid) and ns_inode(pid, "net") == namespace_inode(f"{lab}-{node}")
+        if not pid:
+            return False
+        return process_alive(pid) and ns_inode(pid, "net") == namespace_inode(f"{lab}-{node}")
 
     def _write_inventory(self, base: Inventory, lay: LabLayout, emulated: Emulated, files: LabFiles) -> Inventory:
         """Write known_hosts (the pinned host keys) and the inventory of the lab; return it, re-read."""

@@ -137,7 +137,7 @@ def root_routes() -> list[IPv4Network]:
         if dst == "default" or route.get("type") in ("broadcast", "local"):
             continue
         with contextlib.suppress(ValueError):
-            nets.append(ipaddress.ip_network(dst, strict=False))
+            nets.append(ipaddress.IPv4Network(dst, strict=False))  # `ip -4`: IPv4 routes only
     return nets
 
 

@@ -311,7 +311,9 @@ class QemuProvider(LocalProvider):
 
     def _node_running(self, lab: str, node: str, info: dict) -> bool:
         pid = info.get("pid")
-        return bool(pid) and process_alive(pid) and is_vm_process(pid, f"{lab}-{node}")
+        if not pid:
+            return False
+        return process_alive(pid) and is_vm_process(pid, f"{lab}-{node}")
 
     def _remove_node(self, lab: str, node: str, info: dict, files: LabFiles, keep_files: bool = False) -> None:
         pid = info.get("pid") or read_pid(VmPaths(files.node_dir(node)).pidfile)

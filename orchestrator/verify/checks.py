@@ -62,6 +62,12 @@ def pod_label(pod: Pod) -> str:
     return name if pod.namespace == "default" else f"{pod.namespace}/{name}"
 
 
+def node_of(pod: Pod) -> str:
+    """The node of a pod that has an address: the node's CNI gave it one, so the pod was scheduled there."""
+    assert pod.node is not None, f"pod {pod.key} has an address but no node"
+    return pod.node
+
+
 def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list] = None,
                 intended: Optional[LabObjects] = None) -> list[Check]:
     """Every check for the lab's current pods and services. `intended`: the objects with the policies the lab
@@ -83,10 +89,11 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
             layer = "CNI bridge cni0 on the node" if same else \
                 f"overlay between {src.node} and {dst.node}: node routes" + \
                 (", VXLAN neighbour and FDB entries" if inv.cluster.overlay.backend == "vxlan" else "")
-            show = f"lab exec {src.node} -- bridge link show" if same else overlay_show.replace("NODE", src.node)
+            show = f"lab exec {src.node} -- bridge link show" if same else overlay_show.replace("NODE", node_of(src))
             show += f"; lab trace {src.key} {dst.key}"
+            dst_port = dst.tcp[0] if dst.tcp else 80
             for proto in ("tcp", "udp"):
-                target = {"proto": proto, "host": dst.ip, "port": dst.tcp[0] if dst.tcp else 80}
+                target = {"proto": proto, "host": dst.ip, "port": dst_port}
                 if proto == "tcp":
                     target["path"] = "/clientip"
                 check = Check(
@@ -94,14 +101,14 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                     source=f"pod:{src.key}", target=target, want=("reply", src.ip),
                     label=f"{pod_label(src)} -> {pod_label(dst)} {proto.upper()}", layer=layer, show=show,
                     row=pod_label(src), col=pod_label(dst))
-                verdict = judge.pods(src, dst, target["port"], proto.upper())
-                meant = (meant_judge.pods(src, dst, target["port"], proto.upper()) if meant_judge is not None
+                verdict = judge.pods(src, dst, dst_port, proto.upper())
+                meant = (meant_judge.pods(src, dst, dst_port, proto.upper()) if meant_judge is not None
                          else verdict)
                 checks.append(policy_expectation(check, verdict, src, dst) if allows(meant) == allows(verdict)
                               else against_intent(check, verdict, meant, src, dst))
     by_node: dict[str, Pod] = {}
     for pod in pods:
-        by_node.setdefault(pod.node, pod)
+        by_node.setdefault(node_of(pod), pod)
     services = objects.services
     endpoints = objects.endpoints
     dns_pods = tuple(k for k, p in objects.pods.items() if p.role == "dns")
@@ -160,23 +167,24 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                         show=f"lab get ep kube-dns -n kube-system; lab exec {member.node} -- cat "
                              f"{dns_hosts_path(lab)}"))
             if port.node_port:
-                for node in inv.nodes:
+                for from_node in inv.nodes:
                     checks.append(Check(
-                        id=f"nodeport/{node.name}->{name}", family="nodeport", source=f"node:{node.name}",
+                        id=f"nodeport/{from_node.name}->{name}", family="nodeport", source=f"node:{from_node.name}",
                         target=dict(target, host=str(inv.nodes[0].address), port=port.node_port),
-                        want=("ok",), label=f"{node.name} -> {inv.nodes[0].name}:{port.node_port} ({name})",
+                        want=("ok",), label=f"{from_node.name} -> {inv.nodes[0].name}:{port.node_port} ({name})",
                         reaches=members,
                         layer="NodePort rules (KUBE-NODEPORTS)", show=proxy_show.replace("NODE", inv.nodes[0].name)))
-    for node in inv.nodes:
-        other = next((p for p in pods if p.node != node.name), None)
+    for from_node in inv.nodes:
+        other = next((p for p in pods if p.node != from_node.name), None)
         if other:
             checks.append(Check(
-                id=f"node-to-pod/{node.name}->{pod_label(other)}", family="node-to-pod", source=f"node:{node.name}",
+                id=f"node-to-pod/{from_node.name}->{pod_label(other)}", family="node-to-pod",
+                source=f"node:{from_node.name}",
                 target={"proto": "tcp", "host": other.ip, "port": other.tcp[0], "path": "/hostname"},
-                want=("reply", other.name), label=f"{node.name} -> {pod_label(other)} ({other.node})",
+                want=("reply", other.name), label=f"{from_node.name} -> {pod_label(other)} ({other.node})",
                 reaches=(other.key,),
-                layer=f"route from {node.name} to {other.node}'s pod subnet",
-                show=overlay_show.replace("NODE", node.name)))
+                layer=f"route from {from_node.name} to {other.node}'s pod subnet",
+                show=overlay_show.replace("NODE", from_node.name)))
     for node, src in sorted(by_node.items()):
         far = next((p for p in pods if p.node != node), None)
         if far:
@@ -203,7 +211,7 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                 if mapping.protocol == "tcp":
                     checks.append(Check(
                         id=f"hostport/outside->{pod_label(pod)}:{mapping.host_port}", family="hostport",
-                        source=OUTSIDE, target={"proto": "tcp", "host": str(inv.node(pod.node).address),
+                        source=OUTSIDE, target={"proto": "tcp", "host": str(inv.node(node_of(pod)).address),
                                                 "port": mapping.host_port, "path": "/hostname"},
                         reaches=(pod.key,),
                         want=("reply", pod.name), label=f"outside -> {pod.node}:{mapping.host_port} -> "
@@ -357,7 +365,10 @@ def expectation_target(objects: LabObjects, spec, where: str) -> str:
     ns, _, name = str(value).rpartition("/")
     key = f"{ns or 'default'}/{name}"
     if kind == "pod" and key in objects.pods:
-        return objects.pods[key].ip
+        ip = objects.pods[key].ip
+        if ip is None:
+            raise InputError(f"{where}.to.pod: {key} has no address yet (not running); see lab get pods -A")
+        return ip
     if kind == "service" and key in objects.services:
         return objects.services[key].cluster_ip
     raise InputError(f"{where}.to.{kind}: no {kind} {key}; see lab get {'pods' if kind == 'pod' else 'svc'} -A")

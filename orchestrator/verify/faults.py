@@ -101,6 +101,8 @@ def break_dns(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
     if not dns:
         raise InputError("fault dns-pod needs the cluster DNS: run `lab deploy`")
     pod = dns[0]
+    if pod.node is None:
+        raise InputError(f"fault dns-pod: the DNS pod {pod.key} is not on a node yet; see lab get pods -n kube-system")
     t.run(pod.node, ["python3", "-c", STOP_POD_SERVER, pod_record_path(inv.name, pod.node_key)])
     return f"stopped DNS pod {pod.key} on {pod.node} (its dnsmasq)"
 

@@ -17,6 +17,7 @@ from typing import Any, Optional
 import testinfra.host
 from testinfra.backend.base import BaseBackend, CommandResult
 
+from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import Pod
 from orchestrator.core.transport import Transport
@@ -64,5 +65,7 @@ def node_host(transport: Transport, node: Node) -> testinfra.host.Host:
 
 
 def pod_host(transport: Transport, inv: Inventory, pod: Pod) -> testinfra.host.Host:
-    """A testinfra host whose commands run inside `pod` (a record of the lab's pods)."""
+    """A testinfra host whose commands run inside `pod` (a record of the lab's pods, scheduled on a node)."""
+    if pod.node is None:
+        raise InputError(f"pod {pod.key} is not on a node yet: no network namespace to run commands in")
     return make_host(LabBackend(transport, inv.node(pod.node), netns=pod.netns, label=pod.key))

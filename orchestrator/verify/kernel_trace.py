@@ -24,7 +24,7 @@ from orchestrator.core.transport import Transport
 from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.policy.plan import pod_endpoint, policies, verdict
 from orchestrator.providers.emulated_plan import OUTSIDE_HOST
-from orchestrator.verify.checks import OUTSIDE
+from orchestrator.verify.checks import OUTSIDE, node_of
 from orchestrator.verify.probes import probe_source
 
 
@@ -81,6 +81,8 @@ def resolve(spec: str, inv: Inventory, objects: LabObjects, namespace: str, as_s
     ns, _, name = spec.rpartition("/") if "/" in spec else (namespace, "", spec)
     pod = pods.get(key_of(ns, name))
     if pod is not None:
+        if pod.ip is None:
+            raise InputError(f"lab trace: pod {pod.key} has no address yet (not running); see lab get pods -A")
         return End(pod.key, pod.ip, f"pod:{pod.key}", pod)
     if not as_source:
         try:
@@ -159,12 +161,12 @@ def wiring(pod: Pod, link_line: str, leaving: bool) -> str:
 
 def host_end(transport: Transport, pod: Pod) -> str:
     """`ip -o link` of the node's end of the pod's veth pair (found by eth0's peer index), or ''."""
-    peer = transport.run(pod.node, ["ip", "netns", "exec", pod.netns, "cat", "/sys/class/net/eth0/iflink"],
+    peer = transport.run(node_of(pod), ["ip", "netns", "exec", pod.netns, "cat", "/sys/class/net/eth0/iflink"],
                          check=False)
     index = peer.stdout.strip()
     if not peer.ok or not index:
         return ""
-    links = transport.run(pod.node, ["ip", "-o", "link", "show"], check=False).stdout.splitlines()
+    links = transport.run(node_of(pod), ["ip", "-o", "link", "show"], check=False).stdout.splitlines()
     return "".join(line + "\n" for line in links if line.startswith(index + ": "))
 
 
@@ -192,7 +194,7 @@ def trace(inv: Inventory, transport: Transport, objects: LabObjects, src_spec: s
         if end.pod:
             report.append(wiring(end.pod, host_end(transport, end.pod), leaving))
     if src.pod:
-        route = transport.run(src.pod.node, ["ip", "route", "get", dst.ip, "from", src.ip, "iif", "cni0"],
+        route = transport.run(node_of(src.pod), ["ip", "route", "get", dst.ip, "from", src.ip, "iif", "cni0"],
                               check=False)
         report.append(f"route on {src.pod.node}: {(route.stdout or route.stderr).strip().splitlines()[0]}")
     text = trace_table(src.ip, ports, protocol)

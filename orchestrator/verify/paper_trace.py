@@ -9,7 +9,7 @@ crosses. Printed beside the kernel's real trace, a difference between the two is
 
 from __future__ import annotations
 
-from ipaddress import ip_network
+from ipaddress import IPv4Network, ip_network
 from typing import TYPE_CHECKING, Optional
 
 from orchestrator.core.model import Inventory
@@ -36,13 +36,13 @@ def node_iptables(inv: Inventory, objects: LabObjects, node: str) -> dict:
     tables = render_iptables(objects.services, all_endpoints(objects.services, objects.pods), cluster.cluster_cidr)
     subnet = objects.subnets.get(node)
     if subnet is not None:
-        for (table, chain), rules in masquerade_rules(cluster, ip_network(subnet)).items():
+        for (table, chain), rules in masquerade_rules(cluster, IPv4Network(subnet)).items():
             tables.setdefault(table, {})[chain] = list(rules)
         for table, chain, jump in JUMPS:
             tables[table].setdefault(chain, []).append(jump)
         for (table, chain), jump in chain_jumps().items():
-            rules = tables[table].setdefault(chain, [])
-            rules.insert(0 if chain == "POSTROUTING" else len(rules), jump)
+            chain_rules = tables[table].setdefault(chain, [])
+            chain_rules.insert(0 if chain == "POSTROUTING" else len(chain_rules), jump)
     else:
         for table, chain, jump in JUMPS:
             tables.setdefault(table, {}).setdefault(chain, []).append(jump)

@@ -94,7 +94,9 @@ def lab_nodes(lab_inventory, lab_transport) -> dict:
 
 @pytest.fixture(scope="session")
 def lab_pods(lab_inventory, lab_transport, lab_objects) -> dict:
-    return {key: pod_host(lab_transport, lab_inventory, pod) for key, pod in sorted(lab_objects.pods.items())}
+    """The pods on a node (a pending one has no network namespace to run in)."""
+    return {key: pod_host(lab_transport, lab_inventory, pod) for key, pod in sorted(lab_objects.pods.items())
+            if pod.node is not None}
 
 
 @pytest.fixture(scope="session")

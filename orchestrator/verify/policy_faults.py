@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Any, Optional
 
 from orchestrator.core.errors import InputError
 from orchestrator.core.objects import LabObjects, NetworkPolicy, Pod, key_of, split_key
@@ -110,7 +110,7 @@ def distinct_label(pod: Pod, other: Pod) -> Optional[tuple[str, str]]:
 def typo_break(objects: LabObjects, namespace: str, target: tuple[str, str], source: tuple[str, str]) -> PolicyBreak:
     (tk, tv), (sk, sv) = target, source
     name = free_name(objects, namespace, f"{dns_name(tv)}-allow-{dns_name(sv)}")
-    meant = {"podSelector": {"matchLabels": {tk: tv}}, "policyTypes": ["Ingress"],
+    meant: dict[str, Any] = {"podSelector": {"matchLabels": {tk: tv}}, "policyTypes": ["Ingress"],
              "ingress": [{"from": [{"podSelector": {"matchLabels": {sk: sv}}}]}]}
     wrong = copy.deepcopy(meant)
     wrong["ingress"][0]["from"][0]["podSelector"]["matchLabels"][sk] = typo(sv)

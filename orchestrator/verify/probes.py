@@ -16,7 +16,7 @@ from orchestrator.core.errors import LabError
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects
 from orchestrator.core.transport import Transport
-from orchestrator.verify.checks import Check, OUTSIDE, Outcome, evaluate
+from orchestrator.verify.checks import Check, OUTSIDE, Outcome, evaluate, node_of
 
 
 PROBE_TIMEOUT = 2.0
@@ -30,7 +30,7 @@ def probe_source(inv: Inventory, objects: LabObjects, transport: Transport, sour
     if kind == "node":
         return call(transport, name, inv.name, request, timeout=PROBE_TIMEOUT * 4 + 30).results
     pod = objects.pods[name]
-    return call(transport, pod.node, inv.name, request, ("ip", "netns", "exec", pod.netns),
+    return call(transport, node_of(pod), inv.name, request, ("ip", "netns", "exec", pod.netns),
                 timeout=PROBE_TIMEOUT * 4 + 30).results
 
 
@@ -58,7 +58,7 @@ def source_groups(objects: LabObjects, sources) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for source in sources:
         kind, _, name = source.partition(":")
-        node = name if kind == "node" else objects.pods[name].node if kind == "pod" else source
+        node = name if kind == "node" else node_of(objects.pods[name]) if kind == "pod" else source
         groups.setdefault(node, []).append(source)
     return groups
 
@@ -75,7 +75,7 @@ def probe_round(inv: Inventory, objects: LabObjects, transport: Transport, check
         except Exception as exc:  # noqa: BLE001 - the source itself failed; every check from it fails so
             return [{"ok": False, "error": f"could not probe from {source}: {exc}"}] * len(targets)
 
-    replies = {}
+    replies: dict[str, list] = {}
     with ThreadPoolExecutor(max_workers=min(16, len(by_source) or 1)) as pool:
         for node, group in source_groups(objects, by_source).items():
             replies.update(zip(group, pool.map(work, group), strict=True))
@@ -84,10 +84,10 @@ def probe_round(inv: Inventory, objects: LabObjects, transport: Transport, check
                 # node's pods just learned are forgotten before the next node's pods probe.
                 with contextlib.suppress(LabError):  # a node that does not answer: its checks say so
                     call(transport, node, inv.name, FlushCaches())
-    outcomes = {}
-    for source, group in by_source.items():
+    outcomes: dict[str, Outcome] = {}
+    for source, source_checks in by_source.items():
         position = 0
-        for check in group:
+        for check in source_checks:
             outcomes[check.id] = evaluate(check, replies[source][position:position + check.count])
             position += check.count
     return [outcomes[c.id] for c in checks]

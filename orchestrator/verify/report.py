@@ -35,7 +35,7 @@ MATRIX_LIMIT = 12  # pods; beyond, the pod x pod matrix is summarised
 class _Collector:
     """In-process pytest plugin: collects the suite's test results."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.failed: list[tuple[str, str]] = []
         self.passed = 0
 
