@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Optional
 
 from .cni import CniError, LOOPBACK_CONF, cni, load_conf, run
 from .contract import AGENT_FILE, DNS_HOSTS, PODS_DIR, conf_digest
@@ -173,20 +174,36 @@ def pod_del(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
     return {"deleted": True, "errors": errors}
 
 
-def pod_records(lib: str) -> list:
+def read_pod_records(lib: str) -> list[tuple[str, Optional[dict]]]:
+    """(key, record) of every pod record on the node, in key order; the record is None where its file is empty
+    or unreadable (cut short by a power loss before the lab wrote records durably, or changed by hand)."""
     folder = os.path.join(lib, PODS_DIR)
-    records = []
+    found: list[tuple[str, Optional[dict]]] = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name.endswith(".json"):
-            with open(os.path.join(folder, name)) as handle:
-                records.append(json.load(handle))
-    return records
+            try:
+                with open(os.path.join(folder, name)) as handle:
+                    record = json.load(handle)
+            except (OSError, ValueError):
+                record = None
+            found.append((name[:-len(".json")], record if isinstance(record, dict) and "netns" in record else None))
+    return found
+
+
+def pod_records(lib: str) -> list[dict]:
+    """The pods the node's records describe (an unreadable record describes none)."""
+    return [record for _, record in read_pod_records(lib) if record is not None]
 
 
 def pods_ensure(lib: str) -> dict:
-    """Restart the servers of pods whose server is not running; report each pod's state."""
-    report = {}
-    for record in pod_records(lib):
+    """Restart the servers of pods whose server is not running; report each pod's state. A pod whose network
+    namespace is gone (a reboot, deleted by hand) or whose record cannot be read is reported gone, and left for
+    the controller to make again: its server has nowhere to run."""
+    report: dict[str, dict] = {}
+    for key, record in read_pod_records(lib):
+        if record is None or not os.path.exists(f"/run/netns/{record['netns']}"):
+            report[key] = {"state": "gone"}
+            continue
         state = "running"
         if not server_running(record):
             record["pid"], record["boot"] = start_server(lib, record), boot_id()

@@ -271,6 +271,33 @@ def test_pods_whose_namespaces_are_gone_are_restored_by_deploy(net):
     assert lab_cli("deploy", "-i", net.inventory_path, check=True).stdout.strip().endswith("no changes")
 
 
+
+def test_a_pod_its_node_lost_is_made_again_by_the_next_apply(net):
+    """Level-triggered: `lab apply` of the same manifest asks the nodes what they hold. A pod whose namespace went
+    (deleted by hand, as a power cut mid-creation leaves it) comes back with its address, and the Deployment
+    reads configured, not unchanged; the next apply is unchanged again."""
+    victim = pods(net, "web")[0]
+    node, name = victim["spec"]["nodeName"], victim["metadata"]["name"]
+    net.transport.run(node, ["ip", "netns", "del", pod_netns(net.name, "default", name)])
+    assert apply(net, WEB).stdout.splitlines() == ["deployment.apps/web configured"]
+    assert pods(net, name)[0]["status"]["podIP"] == victim["status"]["podIP"]
+    assert all_pairs_failures(net, "after apply") == []
+    assert apply(net, WEB).stdout.splitlines() == ["deployment.apps/web unchanged"]
+
+
+def test_a_pod_record_left_empty_by_a_power_cut_is_restored_by_deploy(net):
+    """A power cut can leave a file the agent was writing empty (ext4 without fsync) and takes the namespaces
+    with it: the node reports such a pod gone, and `lab deploy` makes it again; nothing fails on the file."""
+    victim = pods(net, "web")[0]
+    node, name = victim["spec"]["nodeName"], victim["metadata"]["name"]
+    net.transport.run(node, ["ip", "netns", "del", pod_netns(net.name, "default", name)])
+    net.transport.run(node, ["truncate", "-s", "0", pod_record_path(net.name, f"default_{name}")])
+    proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
+    assert f"{node}: restore 1 pod(s) whose network namespace is gone: default/{name}" in proc.stdout
+    assert pods(net, name)[0]["status"]["podIP"] == victim["status"]["podIP"]
+    assert all_pairs_failures(net, "after a lost record") == []
+    assert lab_cli("deploy", "-i", net.inventory_path, check=True).stdout.strip().endswith("no changes")
+
 TWINS_NAMESPACES = """
 apiVersion: v1
 kind: Namespace

@@ -123,3 +123,19 @@ def test_a_recorded_pod_server_counts_only_while_it_is_that_server_in_this_boot(
         proc.wait()
         proc.stdout.close()
     assert not server_running(record)
+
+
+def test_pod_records_left_empty_or_naming_a_namespace_that_is_gone_are_reported_gone(tmp_path):
+    """After a power cut a record can be empty or half-written, and after a reboot every pod namespace is gone:
+    pods-ensure reports those pods gone (the controller makes them again) instead of failing on the file or
+    starting a server with nowhere to run; the other commands read past them."""
+    from orchestrator.agent.pods import pod_records, pods_ensure
+    folder = tmp_path / "pods"
+    folder.mkdir()
+    (folder / "default_empty.json").write_text("")
+    (folder / "default_half.json").write_text('{"key": "default_half", "netns": "lab-def')
+    lost = {"key": "default_lost", "netns": "lab-default-lost-no-such-namespace", "ip": "10.244.0.7"}
+    (folder / "default_lost.json").write_text(json.dumps(lost))
+    assert pods_ensure(str(tmp_path)) == {"default_empty": {"state": "gone"}, "default_half": {"state": "gone"},
+                                          "default_lost": {"state": "gone"}}
+    assert pod_records(str(tmp_path)) == [lost]
