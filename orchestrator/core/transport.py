@@ -88,6 +88,24 @@ def fingerprint(key: paramiko.PKey) -> str:
     return f"{key.get_name()} SHA256:{digest}"
 
 
+# A node that answers nothing for this long is taken for dead (powered off, or cut off): the command fails
+# then, naming the node, instead of waiting for its own timeout (120 s by default).
+DEAD_AFTER = 15
+
+
+def detect_dead_peer(sock: socket.socket) -> None:
+    """Make the kernel give up on a connection whose peer stopped answering: keepalive probes from 5 s of
+    silence on (a node idle in a long command), and no unacknowledged data kept longer than DEAD_AFTER (a node
+    gone while the lab sends). Linux's options; elsewhere the commands' own timeouts stay the bound."""
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", (DEAD_AFTER - 5) // 2),
+                        ("TCP_USER_TIMEOUT", DEAD_AFTER * 1000)):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    for level, option, value in options:
+        sock.setsockopt(level, option, value)
+
+
 class NodeConnection:
     """An SSH connection to one node, opened on first use."""
 
@@ -146,7 +164,8 @@ class NodeConnection:
         if isinstance(sock, socket.socket):
             # Without it, Nagle + delayed ACK add ~40 ms to every short command.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.transport.set_keepalive(15)
+            detect_dead_peer(sock)
+        conn.transport.set_keepalive(DEAD_AFTER // 3)
         return conn
 
     def connection(self) -> fabric.Connection:
@@ -154,6 +173,11 @@ class NodeConnection:
             if self._conn is None or not self._conn.is_connected:
                 self._conn = self._open()
             return self._conn
+
+    def lost(self, command: str) -> NodeError:
+        return NodeError(self.node.name, f"lost the SSH connection (the node did not answer for {DEAD_AFTER} s: "
+                                         "powered off, or cut off its network); what the command had not done is "
+                                         "done by the next one once the node is back (`lab up`)", command)
 
     def execute(self, command: str, stdin: Optional[bytes], timeout: float,
                 stream: Optional[tuple[BinaryIO, BinaryIO]] = None) -> tuple[int, bytes, bytes]:
@@ -180,6 +204,8 @@ class NodeConnection:
                 while chan.recv_stderr_ready():
                     got = True
                     err.append(self._forward(chan.recv_stderr(65536), stream and stream[1]))
+                if not transport.is_active():  # the kernel gave the connection up: its channels read as closed
+                    raise self.lost(command)
                 if (chan.eof_received or chan.closed) and not chan.recv_ready() and not chan.recv_stderr_ready():
                     break
                 remaining = deadline - time.monotonic()
@@ -189,6 +215,8 @@ class NodeConnection:
                     select.select([chan], [], [], min(remaining, 0.5))
             if not chan.status_event.wait(max(deadline - time.monotonic(), 0.01)):
                 raise NodeError(self.node.name, f"timed out after {timeout:g} s", command)
+            if not transport.is_active() and chan.exit_status == -1:  # closed with the connection, no status
+                raise self.lost(command)
             return chan.recv_exit_status(), b"".join(out), b"".join(err)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise NodeError(self.node.name, f"SSH channel failed: {exc}", command) from None

@@ -16,7 +16,7 @@ import yaml
 from orchestrator.core.transport import NodeError
 from orchestrator.providers.local import generate_key
 from .labtools import (LabProcesses, alive, copy_inventory, lab_cli, leftovers, namespaces_of,
-                       root_namespace_snapshot, sh, unique_lab_name)
+                       root_namespace_snapshot, sh, unique_lab_name, wait_for)
 
 
 # ---- nodes are separate machines -----------------------------------------------------------------
@@ -276,3 +276,49 @@ def test_bad_input_changes_nothing(state_dir, tmp_path):
     assert namespaces_of("badlab") == [] and not (state_dir / "badlab").exists()
     proc = lab_cli("up", "--name", "Bad-Name")
     assert proc.returncode == 2 and "--name: 'Bad-Name' is not a valid lab name" in proc.stderr
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:  # gone meanwhile
+        return []
+
+
+CUT_OFF = """table inet labcut {
+  chain in { type filter hook input priority -300; policy drop; }
+  chain out { type filter hook output priority -300; policy drop; }
+}
+"""
+
+
+def test_a_node_cut_off_mid_command_fails_it_naming_the_node_not_at_its_timeout(lab3):
+    """A node that stops answering (powered off, its network gone) while a command runs fails that command with
+    one line naming the node, as soon as the connection is taken for dead: not with `timed out after 120 s`.
+    The cut is a drop-everything table in the node's own namespace, taken away after."""
+    node_ns = f"{lab3.name}-node2"
+    command = ["sleep", "300"]
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "exec", "node2", "-i", lab3.inventory_path,
+                             "--", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sleeper: list[int] = []
+    try:
+        def started() -> bool:
+            sleeper[:] = [int(pid) for pid in sh("ip", "netns", "pids", node_ns).split()
+                          if cmdline(int(pid))[:2] == command]
+            return bool(sleeper)
+        assert wait_for(started), "the command did not start on node2"
+        subprocess.run(["ip", "netns", "exec", node_ns, "nft", "-f", "-"], input=CUT_OFF, text=True, check=True)
+        try:
+            out, err = proc.communicate(timeout=100)
+        finally:
+            subprocess.run(["ip", "netns", "exec", node_ns, "nft", "delete", "table", "inet", "labcut"], check=True)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in sleeper:  # the command the test started on the node
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert "node2" in err and "did not answer" in err and "timed out after" not in err, (proc.returncode, out, err)
+    assert len(err.strip().splitlines()) == 1, err
+    assert lab3.transport.run("node2", ["true"]).ok  # and the node is reached again once it answers
