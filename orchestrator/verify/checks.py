@@ -51,6 +51,7 @@ class Outcome:
     reason: str = ""
     replies: list = field(default_factory=list)
     retried: bool = False  # probed a second time after a timeout
+    unreachable: str = ""  # not probed: the node it needs does not answer over SSH (counted as failed)
 
 
 def pod_label(pod: Pod) -> str:
@@ -66,6 +67,20 @@ def node_of(pod: Pod) -> str:
     """The node of a pod that has an address: the node's CNI gave it one, so the pod was scheduled there."""
     assert pod.node is not None, f"pod {pod.key} has an address but no node"
     return pod.node
+
+
+def nodes_needed(check: Check, inv: Inventory, objects: LabObjects) -> set[str]:
+    """The nodes a check's traffic starts on or must get into: its source's node, and the nodes of the pods
+    (or the node) its target stands for."""
+    kind, _, name = check.source.partition(":")
+    needed = {name} if kind == "node" else set()
+    if kind == "pod" and name in objects.pods:
+        needed.add(node_of(objects.pods[name]))
+    by_ip = {p.ip: p.node for p in objects.pods.values() if p.ip and p.node}
+    by_ip.update((str(n.address), n.name) for n in inv.nodes)
+    host = by_ip.get(str(check.target.get("host", "")))
+    needed |= {host} if host else set()
+    return needed | {p.node for key in check.reaches if (p := objects.pods.get(key)) is not None and p.node}
 
 
 def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list] = None,

@@ -13,13 +13,14 @@ from orchestrator.agent.pods import wait_listening
 from orchestrator.agent.contract import FlushCaches, Probe
 from orchestrator.core.agent import call, call_local, local_agent_argv
 from orchestrator.core.errors import LabError
-from orchestrator.core.model import Inventory
+from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import LabObjects
 from orchestrator.core.transport import Transport
-from orchestrator.verify.checks import Check, OUTSIDE, Outcome, evaluate, node_of
+from orchestrator.verify.checks import Check, OUTSIDE, Outcome, evaluate, node_of, nodes_needed
 
 
 PROBE_TIMEOUT = 2.0
+UNREACHABLE_AFTER = 5.0  # a node that does not run `true` within this is not probed (its checks fail as such)
 
 
 def probe_source(inv: Inventory, objects: LabObjects, transport: Transport, source: str, targets: list) -> list:
@@ -34,10 +35,36 @@ def probe_source(inv: Inventory, objects: LabObjects, transport: Transport, sour
                 timeout=PROBE_TIMEOUT * 4 + 30).results
 
 
+def unreachable_nodes(transport: Transport) -> dict[str, str]:
+    """The nodes that do not answer a trivial command within UNREACHABLE_AFTER seconds -> when that was seen."""
+    def answers(node: Node) -> None:
+        transport.run(node, ["true"], timeout=UNREACHABLE_AFTER)
+
+    seen = time.strftime("%H:%M:%S")
+    return {name: seen for name, answer in transport.run_all(answers).items() if isinstance(answer, BaseException)}
+
+
 def run_checks(inv: Inventory, objects: LabObjects, transport: Transport, checks: list[Check]) -> list[Outcome]:
     """Probe every check's target(s), batched per source; return the outcomes in check order. A check that
-    failed by timeout only (a connection lost while something converges) is probed once more, half a
-    second later; a broken path fails again."""
+    needs a node that does not answer over SSH is not probed: it fails as `unreachable` (its failure is that
+    node's, not the overlay's). A check that failed by timeout only (a connection lost while something
+    converges) is probed once more, half a second later; a broken path fails again."""
+    down = unreachable_nodes(transport)
+    skipped: dict[str, Outcome] = {}
+    for check in checks:
+        lost = sorted(nodes_needed(check, inv, objects) & set(down))
+        if lost:
+            skipped[check.id] = Outcome(check, False, f"not probed: {lost[0]} is unreachable over SSH since "
+                                                      f"{down[lost[0]]}", unreachable=lost[0])
+    probed = probe_checks(inv, objects, transport, [c for c in checks if c.id not in skipped])
+    return [skipped.get(c.id) or probed[c.id] for c in checks]
+
+
+def probe_checks(inv: Inventory, objects: LabObjects, transport: Transport,
+                 checks: list[Check]) -> dict[str, Outcome]:
+    """The outcome of each of `checks` (by id), a check that timed out probed once more."""
+    if not checks:
+        return {}
     outcomes = probe_round(inv, objects, transport, checks)
     again = [o.check for o in outcomes if not o.ok and o.check.want[0] not in ("closed", "refused")
              and o.reason.startswith("timeout")]
@@ -47,7 +74,7 @@ def run_checks(inv: Inventory, objects: LabObjects, transport: Transport, checks
         for o in second.values():
             o.retried = True
         outcomes = [second.get(o.check.id, o) for o in outcomes]
-    return outcomes
+    return {o.check.id: o for o in outcomes}
 
 
 def source_groups(objects: LabObjects, sources) -> dict[str, list[str]]:

@@ -143,6 +143,10 @@ def matrix_table(outcomes: list[Outcome]) -> Optional[Table]:
 
 def print_report(console: Console, outcomes: list[Outcome], collector: _Collector, seconds: float) -> bool:
     """The matrix, a line per family, every failure with where to look; True when everything passed."""
+    for node, count in Counter(o.unreachable for o in outcomes if o.unreachable).items():
+        reason = next(o.reason for o in outcomes if o.unreachable == node).split(" since ")[-1]
+        console.print(f"{node}: unreachable over SSH since {reason}; {count} check(s) not probed, counted as failed "
+                      f"(`lab up` brings the lab's nodes back)", style="red", markup=False, highlight=False)
     matrix = matrix_table(outcomes)
     if matrix is not None:
         console.print(matrix)
@@ -157,7 +161,7 @@ def print_report(console: Console, outcomes: list[Outcome], collector: _Collecto
                      f"[red]{len(collector.failed)}[/]" if collector.failed else "0")
     console.print(families)
     for o in outcomes:
-        if not o.ok:
+        if not o.ok and not o.unreachable:  # those are the unreachable node's, named once above
             console.print(f"✘ {o.check.label}: {o.reason}\n    look at {o.check.layer}: {o.check.show}",
                           style="red", markup=False, highlight=False, soft_wrap=True)
     for name, message in collector.failed:
