@@ -142,7 +142,7 @@ def pod_node_key(namespace: str, name: str) -> str:
 # before reading it (exit REFUSED, one JSON answer saying so): it never misreads a request. `lab deploy`
 # replaces an agent.pyz whose digest differs from the controller's, so a node never keeps an older agent.
 # Raise PROTOCOL whenever a request or an answer changes shape.
-PROTOCOL = 2
+PROTOCOL = 3
 REFUSED = 3  # the agent's exit code for a request in a protocol it does not speak
 
 
@@ -268,6 +268,14 @@ class PodsEnsure(Request[PodsAnswer]):
 
 
 @dataclass
+class PodsStatus(Request[PodsAnswer]):
+    """Say how each pod is (running, stopped, gone), changing nothing: what `lab get pods` shows."""
+
+    VERB: ClassVar[str] = "pods-status"
+    ANSWER: ClassVar[type[Answer]] = PodsAnswer
+
+
+@dataclass
 class PodsReattach(Request[PodsAnswer]):
     """Re-attach the pods attached with another config than `conflist`."""
 
@@ -332,7 +340,8 @@ class ProxySync(Request[SyncAnswer]):
 # what a node keeps of a proxy-sync request to load the rules again after a boot
 STORED_FIELDS = ("backend", "jumps", "tables", "nft", "policy", "generation")
 
-VERBS = {cls.VERB: cls for cls in (PodsApply, PodsEnsure, PodsReattach, PodsPurge, FlushCaches, Probe, ProxySync)}
+VERBS = {cls.VERB: cls for cls in (PodsApply, PodsEnsure, PodsStatus, PodsReattach, PodsPurge, FlushCaches, Probe,
+                                   ProxySync)}
 
 
 def refusal(protocol) -> Answer:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from .cni import CniError, cni, load_conf
 from .contract import (CNI_PATH, PROTOCOL, REFUSED, VERBS, Answer, ContractError, FlushAnswer, PodsAnswer,
                        PodsApplyAnswer, ProbeAnswer, refusal)
-from .pods import flush_caches, pod_add, pod_del, pods_ensure, pods_purge, pods_reattach
+from .pods import flush_caches, pod_add, pod_del, pods_ensure, pods_purge, pods_reattach, pods_status
 from .probes import probe
 from .proxy import proxy_sync
 from .restore import restore
@@ -68,6 +68,7 @@ def pods_purge_verb(lib: str, request) -> PodsAnswer:
 HANDLERS: dict[str, Callable[[str, Any], Answer]] = {
     "pods-apply": pods_apply,
     "pods-ensure": pods_ensure_verb,
+    "pods-status": lambda lib, request: PodsAnswer(pods=pods_status(lib)),
     "pods-reattach": pods_reattach_verb,
     "pods-purge": pods_purge_verb,
     "flush-caches": lambda lib, request: FlushAnswer(pods=flush_caches(lib)),

@@ -195,6 +195,14 @@ def pod_records(lib: str) -> list[dict]:
     return [record for _, record in read_pod_records(lib) if record is not None]
 
 
+def pods_status(lib: str) -> dict:
+    """Each pod's state, changing nothing: running, stopped (its server is not), or gone (its network namespace
+    is, or its record cannot be read)."""
+    return {key: {"state": "gone"} if record is None or not os.path.exists(f"/run/netns/{record['netns']}") else
+            {"state": "running" if server_running(record) else "stopped", "ip": record.get("ip")}
+            for key, record in read_pod_records(lib)}
+
+
 def pods_ensure(lib: str) -> dict:
     """Restart the servers of pods whose server is not running; report each pod's state. A pod whose network
     namespace is gone (a reboot, deleted by hand) or whose record cannot be read is reported gone, and left for

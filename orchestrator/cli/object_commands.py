@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Optional
 
 from orchestrator import kinds, pipeline
 from orchestrator.agent import cni as cni_runtime
@@ -23,6 +24,7 @@ from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 from orchestrator.kinds.pod import POD
 from orchestrator.layers.nodes.facts import conflist_path
+from orchestrator.layers.pods.apply import observe_pods
 
 
 def apply_manifests(args, action) -> int:
@@ -53,9 +55,10 @@ def cmd_delete(args) -> int:
 
 def cmd_describe(args) -> int:
     inv = resolve_inventory(args.inventory)
-    objects = LabFiles.of(inv.name).read_objects()
     kind = kinds.by_name(args.resource)
     assert kind is not None and kind.describe is not None  # the argument's choices
+    with Observer(inv, LabFiles.of(inv.name), kind is POD) as observer:
+        objects = observer.read()
     namespace = args.namespace if kind.namespaced else None
     found = select(kind, inv, objects, [args.name], namespace, None)
     if not found:
@@ -134,9 +137,33 @@ def cni_check(inv: Inventory, objects: LabObjects, args) -> int:
 
 
 
+class Observer:
+    """Reads the lab's objects with what the nodes report of its pods (their observed status), over one
+    transport opened on first need: `lab get -w` asks every second."""
+
+    def __init__(self, inv: Inventory, files: LabFiles, observes: bool):
+        self.inv, self.files, self.observes = inv, files, observes
+        self.transport: Optional[Transport] = None
+
+    def read(self) -> LabObjects:
+        objects = self.files.read_objects()
+        if self.observes and objects.pods:
+            if self.transport is None:
+                self.transport = Transport(self.inv.nodes)
+            observe_pods(self.inv, self.transport, objects)
+        return objects
+
+    def __enter__(self) -> "Observer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
 def cmd_get(args) -> int:
     inv = resolve_inventory(args.inventory)
-    kinds = kinds_of(args.resource)
+    wanted = kinds_of(args.resource)
     output = args.output or ""
     if output not in ("", "wide", "json", "yaml", "name") and not output.startswith("jsonpath="):
         raise InputError(f"-o {output}: unknown output format; use wide, json, yaml, name or jsonpath=TEMPLATE")
@@ -144,13 +171,19 @@ def cmd_get(args) -> int:
         raise InputError("-w: watching prints tables; drop -o or use -o wide")
     labels = selector_from_text(args.selector) if args.selector else None
     namespace = None if args.all_namespaces else args.namespace
-    files = LabFiles.of(inv.name)
+    # the pods' status is what their nodes report, not what was recorded (not asked for -o name)
+    with Observer(inv, LabFiles.of(inv.name), POD in wanted and output != "name") as observer:
+        return show(args, inv, wanted, observer, namespace, labels, output)
 
+
+def show(args, inv: Inventory, wanted: list, observer: "Observer", namespace: Optional[str], labels,
+         output: str) -> int:
+    """`lab get`'s output: tables (and -w's lines), or the objects as json, yaml, jsonpath or names."""
     def listed(objects):
         return [(kind, select(kind, inv, objects, args.names, namespace, labels, field_filter(args.field_selector)))
-                for kind in kinds]
+                for kind in wanted]
 
-    objects = files.read_objects()
+    objects = observer.read()
     found = listed(objects)
     if args.names and not args.watch:
         missing = [(kind, name) for kind, records in found for name in args.names
@@ -160,14 +193,14 @@ def cmd_get(args) -> int:
             raise LabError(kind.not_found(name))
     if output in ("json", "yaml") or output.startswith("jsonpath="):
         print(render_docs([kind.to_json(r, inv, objects) for kind, records in found for r in records],
-                          single=bool(args.names) and len(kinds) == 1, output=output))
+                          single=bool(args.names) and len(wanted) == 1, output=output))
         return 0
     if output == "name":
         for kind, records in found:
             for r in records:
                 print(f"{kind.ref}/{r.name}")
         return 0
-    tables = [table_of(args, inv, objects, kind, records, len(kinds) > 1, namespace)
+    tables = [table_of(args, inv, objects, kind, records, len(wanted) > 1, namespace)
               for kind, records in found if records]
     if not tables:
         err.print(f"No resources found in {'any' if namespace is None else namespace} namespace.")
@@ -176,7 +209,7 @@ def cmd_get(args) -> int:
         if i < len(tables) - 1:
             print()
     if args.watch:
-        watch(args, inv, files, listed, namespace, tables, len(kinds) > 1)
+        watch(args, inv, observer, listed, namespace, tables, len(wanted) > 1)
     return 0
 
 
@@ -193,7 +226,7 @@ def table_of(args, inv, objects, kind, records, several: bool, namespace) -> tup
     return columns, rows
 
 
-def watch(args, inv, files, listed, namespace, tables, several: bool) -> None:
+def watch(args, inv, observer: "Observer", listed, namespace, tables, several: bool) -> None:
     """-w: after the table, a line for every object that comes or changes (the lab's objects, read each second),
     until Ctrl-C. AGE is left out of the comparison: it changes by itself."""
     def key(columns, row):
@@ -202,7 +235,7 @@ def watch(args, inv, files, listed, namespace, tables, several: bool) -> None:
     seen = {key(columns, row) for columns, rows in tables for row in rows}
     while True:
         time.sleep(1.0)
-        objects = files.read_objects()
+        objects = observer.read()
         for kind, records in listed(objects):
             columns, rows = table_of(args, inv, objects, kind, records, several, namespace)
             for row in rows:

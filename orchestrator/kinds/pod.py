@@ -25,6 +25,21 @@ def forget(m: Manifest, plan: Plan) -> str:
     return unplan_pod(m, plan.objects, plan.pods)
 
 
+def phase(pod: Pod, objects: LabObjects) -> tuple[str, str]:
+    """kubectl's STATUS of `pod` and why, from what its node reported (objects.observed); as the lab recorded
+    it where no node was asked."""
+    if pod.node is None or pod.ip is None:
+        return "Pending", "not placed on a node yet" if pod.node is None else f"no address yet on {pod.node}"
+    seen = objects.observed.get(pod.key, "running")
+    if seen == "running":
+        return "Running", ""
+    if seen == "stopped":
+        return "Error", f"its server is not running on {pod.node}: `lab deploy` starts it again"
+    if seen == "unreachable":
+        return "Unknown", f"node {pod.node} does not answer over SSH"
+    return "Unknown", f"{pod.node} does not hold it (its network namespace is gone): `lab apply` makes it again"
+
+
 def items(inv: Inventory, objects: LabObjects) -> list[Item]:
     pods = sorted(objects.pods.values(), key=lambda p: (p.namespace, p.name))
     return [Item(p.name, p.namespace, p.labels, p) for p in pods]
@@ -33,6 +48,7 @@ def items(inv: Inventory, objects: LabObjects) -> list[Item]:
 def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
     pod: Pod = item.record
     node = next((n for n in inv.nodes if n.name == pod.node), None)
+    status, reason = phase(pod, objects)
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid,
@@ -44,8 +60,8 @@ def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
             {k: v for k, v in {"containerPort": p.container_port, "protocol": p.protocol,
                                "hostPort": p.host_port, "name": p.name}.items() if v is not None}
             for p in pod.ports]}]},
-        "status": {"phase": "Running", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}],
-                   "hostIP": str(node.address) if node else None},
+        "status": {"phase": status, "podIP": pod.ip, "podIPs": [{"ip": pod.ip}],
+                   "hostIP": str(node.address) if node else None, **({"message": reason} if reason else {})},
     }
 
 
@@ -58,7 +74,9 @@ def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces
     rows = []
     for item in found:
         p: Pod = item.record
-        row = lead(p.namespace, all_namespaces) + [p.name, "1/1", "Running", "0", age(p.created)]
+        status, _ = phase(p, objects)
+        ready = "1/1" if status == "Running" else "0/1"
+        row = lead(p.namespace, all_namespaces) + [p.name, ready, status, "0", age(p.created)]
         rows.append(row + ([str(p.ip), str(p.node), "<none>", "<none>"] if wide else []))
     return columns, rows
 
@@ -67,11 +85,12 @@ def describe(item: Item, inv: Inventory, objects: LabObjects) -> list[tuple[str,
     """`kubectl describe pod` as (label, value) lines."""
     pod: Pod = item.record
     node = next((n for n in inv.nodes if n.name == pod.node), None)
+    status, reason = phase(pod, objects)
     lines = [("Name:", pod.name), ("Namespace:", pod.namespace),
              ("Node:", f"{pod.node}/{node.address}" if node else str(pod.node)), ("Start Time:", pod.created),
              ("Labels:", described_labels(pod.labels)),
-             ("Annotations:", "<none>"), ("Status:", "Running"), ("IP:", pod.ip or "<none>"),
-             ("IPs:", ""), ("  IP:", pod.ip or "<none>")]
+             ("Annotations:", "<none>"), ("Status:", status), *([("Message:", reason)] if reason else []),
+             ("IP:", pod.ip or "<none>"), ("IPs:", ""), ("  IP:", pod.ip or "<none>")]
     if pod.owner:
         lines.append(("Controlled By:", f"{pod.owner.split('/', 1)[0]}/{pod.owner.rsplit('/', 1)[1]}"))
     lines += [("Containers:", ""), ("  server:", ""), ("    Image:", "cluster-lab's pod server (the image is not run)")]
@@ -79,7 +98,8 @@ def describe(item: Item, inv: Inventory, objects: LabObjects) -> list[tuple[str,
         lines.append(("    Port:", f"{port.container_port}/{port.protocol}" + (f" ({port.name})" if port.name else "")))
         if port.host_port:
             lines.append(("    Host Port:", f"{port.host_port}/{port.protocol}"))
-    lines += [("    State:", "Running"), ("    Ready:", "True"),
+    lines += [("    State:", "Running" if status == "Running" else "Waiting"),
+              ("    Ready:", "True" if status == "Running" else "False"),
               ("Network:", f"netns {pod.netns} on {pod.node}"), ("Events:", "<none>")]
     return lines
 

@@ -228,6 +228,9 @@ def test_a_stopped_pod_server_is_restarted_by_deploy(net):
     pid = str(json.loads(net.transport.run(node, ["cat", pod_record_path(net.name, key)]).stdout)["pid"])
     net.transport.run(node, ["kill", pid])
     assert wait_for(lambda: net.transport.run(node, ["kill", "-0", pid], check=False).exit_code != 0)
+    table = lab_cli("get", "pods", "-i", net.inventory_path, check=True).stdout
+    assert [line.split()[1:3] for line in table.splitlines() if line.startswith(victim["metadata"]["name"])] == \
+        [["0/1", "Error"]]
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
     assert f"restart the servers of 1 pod(s): default/{victim['metadata']['name']}" in proc.stdout
     assert all_pairs_failures(net, "after restart") == []
@@ -279,7 +282,10 @@ def test_a_pod_its_node_lost_is_made_again_by_the_next_apply(net):
     victim = pods(net, "web")[0]
     node, name = victim["spec"]["nodeName"], victim["metadata"]["name"]
     net.transport.run(node, ["ip", "netns", "del", pod_netns(net.name, "default", name)])
+    lost = pods(net, name)[0]["status"]  # what the node reports, not what the lab once recorded
+    assert lost["phase"] == "Unknown" and f"{node} does not hold it" in lost["message"]
     assert apply(net, WEB).stdout.splitlines() == ["deployment.apps/web configured"]
+    assert pods(net, name)[0]["status"]["phase"] == "Running"
     assert pods(net, name)[0]["status"]["podIP"] == victim["status"]["podIP"]
     assert all_pairs_failures(net, "after apply") == []
     assert apply(net, WEB).stdout.splitlines() == ["deployment.apps/web unchanged"]

@@ -6,7 +6,7 @@ import datetime
 from dataclasses import replace
 from typing import Any, Callable
 
-from orchestrator.agent.contract import PodsApply, PodsApplyAnswer, PodsEnsure, PodsReattach
+from orchestrator.agent.contract import PodsApply, PodsApplyAnswer, PodsEnsure, PodsReattach, PodsStatus
 from orchestrator.core.agent import call
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import LabObjects, Pod
@@ -84,6 +84,26 @@ def held_pods(inv: Inventory, transport: Transport, nodes: list[Node]) -> FleetR
         return {key: str(got.get("state")) for key, got in call(transport, node, inv.name, PodsEnsure()).pods.items()}
 
     return transport.run_all(held_by, nodes)
+
+
+OBSERVE_TIMEOUT = 5.0  # a node that does not say how its pods are within this: its pods are Unknown
+
+
+def observe_pods(inv: Inventory, transport: Transport, objects: LabObjects) -> None:
+    """Ask the nodes how the lab's pods are (pods-status, which changes nothing) and note it in `objects.observed`:
+    running, stopped, gone (the node does not hold it) or unreachable (the node does not answer)."""
+    nodes = [n for n in inv.nodes if any(p.node == n.name for p in objects.pods.values())]
+
+    def states(node: Node) -> dict[str, str]:
+        answer = call(transport, node, inv.name, PodsStatus(), timeout=OBSERVE_TIMEOUT)
+        return {key: str(got.get("state")) for key, got in answer.pods.items()}
+
+    seen = transport.run_all(states, nodes)
+    for pod in objects.pods.values():
+        held = seen.get(pod.node or "")
+        if held is not None:
+            objects.observed[pod.key] = "unreachable" if isinstance(held, BaseException) else \
+                held.get(pod.node_key, "gone")
 
 
 def pods_to_make_again(objects: LabObjects, held: FleetResult, changes: PodChanges) -> list[Pod]:

@@ -172,3 +172,16 @@ def test_a_pod_its_node_lost_is_made_again_by_the_next_apply_with_its_address(la
     lab.nodes.verbs.clear()
     assert pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, nginx)[0] == "deployment.apps/nginx unchanged"
     assert "pods-apply" not in {verb for _, verb in lab.nodes.verbs}
+
+
+def test_a_pods_status_is_what_its_node_reports():
+    from orchestrator.core.objects import LabObjects, Pod
+    from orchestrator.kinds.pod import phase
+    pods = {f"default/p{i}": Pod(f"p{i}", "default", node="node1", ip=f"10.244.1.{i}") for i in range(5)}
+    objects = LabObjects(pods=pods, observed={"default/p1": "running", "default/p2": "stopped",
+                                              "default/p3": "gone", "default/p4": "unreachable"})
+    words = {key: phase(pod, objects)[0] for key, pod in pods.items()}
+    assert words == {"default/p0": "Running", "default/p1": "Running", "default/p2": "Error",
+                     "default/p3": "Unknown", "default/p4": "Unknown"}
+    assert "node node1 does not answer" in phase(pods["default/p4"], objects)[1]
+    assert phase(Pod("new", "default"), objects) == ("Pending", "not placed on a node yet")
