@@ -233,7 +233,7 @@ class LabObjects:
     # the objects of kinds registered beyond these (orchestrator/kinds/): kind -> key -> the record's JSON, which
     # the kind's own module reads and writes
     extra: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    # what the nodes reported of the pods just now (pod key -> running, stopped, gone or unreachable), when a
+    # what the nodes reported of the pods just now (pod key -> running, stopped, gone or `unknown: WHY`), when a
     # command asked them (`lab get pods`): observed, never stored; empty when nobody asked
     observed: dict[str, str] = field(default_factory=dict, compare=False)
 

@@ -35,8 +35,8 @@ def phase(pod: Pod, objects: LabObjects) -> tuple[str, str]:
         return "Running", ""
     if seen == "stopped":
         return "Error", f"its server is not running on {pod.node}: `lab deploy` starts it again"
-    if seen == "unreachable":
-        return "Unknown", f"node {pod.node} does not answer over SSH"
+    if seen.startswith("unknown: "):  # the node did not say; why, in its own words
+        return "Unknown", seen.removeprefix("unknown: ")
     return "Unknown", f"{pod.node} does not hold it (its network namespace is gone): `lab apply` makes it again"
 
 

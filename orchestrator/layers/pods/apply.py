@@ -91,7 +91,8 @@ OBSERVE_TIMEOUT = 5.0  # a node that does not say how its pods are within this: 
 
 def observe_pods(inv: Inventory, transport: Transport, objects: LabObjects) -> None:
     """Ask the nodes how the lab's pods are (pods-status, which changes nothing) and note it in `objects.observed`:
-    running, stopped, gone (the node does not hold it) or unreachable (the node does not answer)."""
+    running, stopped, gone (the node does not hold it) or `unknown: WHY` (the node did not say: it does not
+    answer, or its agent is not the lab's)."""
     nodes = [n for n in inv.nodes if any(p.node == n.name for p in objects.pods.values())]
 
     def states(node: Node) -> dict[str, str]:
@@ -102,7 +103,7 @@ def observe_pods(inv: Inventory, transport: Transport, objects: LabObjects) -> N
     for pod in objects.pods.values():
         held = seen.get(pod.node or "")
         if held is not None:
-            objects.observed[pod.key] = "unreachable" if isinstance(held, BaseException) else \
+            objects.observed[pod.key] = f"unknown: {held}" if isinstance(held, BaseException) else \
                 held.get(pod.node_key, "gone")
 
 

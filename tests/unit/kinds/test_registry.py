@@ -179,9 +179,10 @@ def test_a_pods_status_is_what_its_node_reports():
     from orchestrator.kinds.pod import phase
     pods = {f"default/p{i}": Pod(f"p{i}", "default", node="node1", ip=f"10.244.1.{i}") for i in range(5)}
     objects = LabObjects(pods=pods, observed={"default/p1": "running", "default/p2": "stopped",
-                                              "default/p3": "gone", "default/p4": "unreachable"})
+                                              "default/p3": "gone",
+                                              "default/p4": "unknown: node1: cannot connect to root@node1:22"})
     words = {key: phase(pod, objects)[0] for key, pod in pods.items()}
     assert words == {"default/p0": "Running", "default/p1": "Running", "default/p2": "Error",
                      "default/p3": "Unknown", "default/p4": "Unknown"}
-    assert "node node1 does not answer" in phase(pods["default/p4"], objects)[1]
+    assert phase(pods["default/p4"], objects)[1] == "node1: cannot connect to root@node1:22"
     assert phase(Pod("new", "default"), objects) == ("Pending", "not placed on a node yet")
