@@ -84,6 +84,7 @@ def table_header(table: str, named: int, chains_in_table: int) -> list:
 # relative name is the agent's view from its folder; each function the controller's, by lab name).
 PODS_DIR = "pods"  # one <key>.json record and one <key>.log per pod (key: <namespace>_<name>)
 BOOT_SCRIPT = "boot/network.sh"  # the node's pod network, run by the boot unit before the agent restores the rest
+RESTORE_STAMP = "restored-boot"  # the boot the restore ran for (first line), then what it could not restore
 PROXY_STATE = "proxy.json"  # what the agent loaded last (chain digests or the table, the policy table)
 DNS_HOSTS = "dns/hosts"  # the cluster DNS records the DNS pods' dnsmasq reads
 RULES_REQUEST = "rules/request.json"  # the last whole proxy-sync request (restored after a boot)

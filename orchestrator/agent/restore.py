@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .cni import CniError, load_conf, run
-from .contract import BOOT_SCRIPT, CNI_PATH, RestoreAnswer
+from .contract import BOOT_SCRIPT, CNI_PATH, RESTORE_STAMP, RestoreAnswer
 from .host import boot_id, write_atomically
 from .pods import pod_add, pod_records
 from .proxy import proxy_sync, stored_request
@@ -16,10 +16,10 @@ def restore(lib: str, conf_path: str, cni_path: str = CNI_PATH) -> RestoreAnswer
     in <lib>/boot), the service rules this node held, then the pods (namespace, CNI ADD with the same
     container ID, server). Each part is tried even when one before it failed."""
     boot = boot_id()
-    stamp = os.path.join(lib, "restored-boot")
+    stamp = os.path.join(lib, RESTORE_STAMP)
     try:
         with open(stamp) as handle:
-            if handle.read().strip() == boot:
+            if handle.readline().strip() == boot:
                 return RestoreAnswer(boot=boot)
     except OSError:
         pass
@@ -52,6 +52,6 @@ def restore(lib: str, conf_path: str, cni_path: str = CNI_PATH) -> RestoreAnswer
             restored.append(f"pod {record['key']}")
         except (CniError, OSError) as exc:
             errors.append(f"pod {record['key']}: {exc}")
-    write_atomically(stamp, boot + "\n")
+    write_atomically(stamp, "".join(line + "\n" for line in [boot, *errors]))  # `lab up` waits for it
     return RestoreAnswer(changed=bool(restored), failed=bool(errors), msg="; ".join(errors), boot=boot,
                          restored=restored, errors=errors)

@@ -19,6 +19,7 @@ from orchestrator.core.objects import key_of
 from orchestrator.core.state import LabFiles, current_lab
 from orchestrator.core.transport import Transport
 from orchestrator.layers.nodes.facts import CNI_PLUGINS
+from orchestrator.layers.nodes import read as node_read
 from orchestrator.layers.nodes.read import read_state
 from orchestrator.layers.services import apply as services_mod
 from orchestrator.providers.local import LocalProvider, base_inventory
@@ -45,7 +46,14 @@ def cmd_up(args) -> int:
         table.add_row(node.name, str(node.address), place(node))
     out.print(table)
     out.print(f"inventory: {inv.source}")
-    return 0
+    with Transport(inv.nodes) as transport:  # a node that booted again is ready once its boot unit is done
+        waiting = node_read.wait_until_ready(transport, list(inv.nodes), inv.name, READY_SECONDS, progress)
+    for name, why in sorted(waiting.items()):
+        err.print(f"lab: {name}: not ready after {READY_SECONDS:g} s ({why})", style="red", markup=False)
+    return 1 if waiting else 0
+
+
+READY_SECONDS = 600.0  # a VM's boot unit under TCG restores a lab of a few pods in well under a minute
 
 
 def cmd_image(args) -> int:

@@ -22,8 +22,10 @@ from orchestrator.core.objects import LabObjects, key_of
 from orchestrator.core.policy_spec import selector_from_text
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
+from orchestrator.kinds.node import NODE
 from orchestrator.kinds.pod import POD
 from orchestrator.layers.nodes.facts import conflist_path
+from orchestrator.layers.nodes.read import not_ready
 from orchestrator.layers.pods.apply import observe_pods
 
 
@@ -57,7 +59,7 @@ def cmd_describe(args) -> int:
     inv = resolve_inventory(args.inventory)
     kind = kinds.by_name(args.resource)
     assert kind is not None and kind.describe is not None  # the argument's choices
-    with Observer(inv, LabFiles.of(inv.name), kind is POD) as observer:
+    with Observer(inv, LabFiles.of(inv.name), kind is POD, kind is NODE) as observer:
         objects = observer.read()
     namespace = args.namespace if kind.namespaced else None
     found = select(kind, inv, objects, [args.name], namespace, None)
@@ -141,16 +143,20 @@ class Observer:
     """Reads the lab's objects with what the nodes report of its pods (their observed status), over one
     transport opened on first need: `lab get -w` asks every second."""
 
-    def __init__(self, inv: Inventory, files: LabFiles, observes: bool):
-        self.inv, self.files, self.observes = inv, files, observes
+    def __init__(self, inv: Inventory, files: LabFiles, pods: bool, nodes: bool = False):
+        self.inv, self.files, self.pods, self.nodes = inv, files, pods, nodes
         self.transport: Optional[Transport] = None
 
     def read(self) -> LabObjects:
         objects = self.files.read_objects()
-        if self.observes and objects.pods:
+        if (self.pods and objects.pods) or self.nodes:
             if self.transport is None:
                 self.transport = Transport(self.inv.nodes)
-            observe_pods(self.inv, self.transport, objects)
+            if self.pods and objects.pods:
+                observe_pods(self.inv, self.transport, objects)
+            if self.nodes:
+                for name, why in not_ready(self.transport, list(self.inv.nodes), self.inv.name).items():
+                    objects.observed[f"node/{name}"] = why
         return objects
 
     def __enter__(self) -> "Observer":
@@ -172,7 +178,8 @@ def cmd_get(args) -> int:
     labels = selector_from_text(args.selector) if args.selector else None
     namespace = None if args.all_namespaces else args.namespace
     # the pods' status is what their nodes report, not what was recorded (not asked for -o name)
-    with Observer(inv, LabFiles.of(inv.name), POD in wanted and output != "name") as observer:
+    with Observer(inv, LabFiles.of(inv.name), POD in wanted and output != "name",
+                  NODE in wanted and output != "name") as observer:
         return show(args, inv, wanted, observer, namespace, labels, output)
 
 

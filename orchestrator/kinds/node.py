@@ -11,6 +11,15 @@ from orchestrator.core.objects import LabObjects
 from orchestrator.kinds.registry import Item, Kind, register
 
 
+def readiness(node: Node, objects: LabObjects) -> tuple[bool, str]:
+    """Whether `node` is Ready, and why not: it has no pod network yet, or (as it reported just now, when asked)
+    it does not answer or is still restoring the lab after a boot."""
+    why = objects.observed.get(f"node/{node.name}", "")
+    if not why and not objects.subnets.get(node.name):
+        why = "no pod network: run `lab deploy`"
+    return not why, why
+
+
 def items(inv: Inventory, objects: LabObjects) -> list[Item]:
     return [Item(n.name, "", n.labels, n) for n in inv.nodes]
 
@@ -32,7 +41,7 @@ def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces
     rows = []
     for item in found:
         n: Node = item.record
-        rows.append([n.name, "Ready" if subnets.get(n.name) else "NotReady", "<none>", "<unknown>",
+        rows.append([n.name, "Ready" if readiness(n, objects)[0] else "NotReady", "<none>", "<unknown>",
                      f"cluster-lab-{__version__}"]
                     + ([str(n.address), "<none>", subnets.get(n.name) or "<none>"] if wide else []))
     return columns, rows
@@ -46,7 +55,7 @@ def describe(item: Item, inv: Inventory, objects: LabObjects) -> list[tuple[str,
     lines = [("Name:", node.name), ("Roles:", "<none>"), ("Labels:", fmt_labels(node.labels) or "<none>"),
              ("Addresses:", ""), ("  InternalIP:", str(node.address)), ("  Hostname:", node.name),
              ("PodCIDR:", subnet or "<none>"), ("PodCIDRs:", subnet or "<none>"),
-             ("Ready:", "True" if subnet else "False (no pod network: run `lab deploy`)"),
+             ("Ready:", "True" if readiness(node, objects)[0] else f"False ({readiness(node, objects)[1]})"),
              ("Non-terminated Pods:", f"({len(pods)} in total)"), ("  Namespace", "Name  IP")]
     lines += [(f"  {p.namespace}", f"{p.name}  {p.ip or '<none>'}") for p in pods]
     return lines + [("Events:", "<none>")]

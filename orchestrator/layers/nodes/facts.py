@@ -62,6 +62,17 @@ class NodeState:
     systemd: bool = False  # whether systemd runs the node (it gets the lab's boot unit)
     etc_files: dict[str, str] = field(default_factory=dict)  # the lab's files outside its folder: path -> sha256
     unit_enabled: bool = False  # whether the lab's boot unit runs at boot
+    restored: tuple[str, ...] = ()  # the boot the unit last restored the lab for, then what it could not restore
+
+    @property
+    def restoring(self) -> bool:
+        """Whether the boot unit has still to bring the lab back in this boot (it runs once per boot)."""
+        return self.unit_enabled and self.restored[:1] != (self.boot_id,)
+
+    @property
+    def restore_errors(self) -> tuple[str, ...]:
+        """What the boot unit could not restore in this boot."""
+        return self.restored[1:] if self.restored[:1] == (self.boot_id,) else ()
 
     @property
     def missing_plugins(self) -> list[str]:
@@ -168,4 +179,5 @@ def parse_facts(text: str) -> NodeState:
         netns=tuple(sections.get("netns", [])), nft_tables=tuple(sections.get("nft", [])),
         package_managers=tuple(line for line in sections.get("packaging", []) if line), os=body("os"),
         modules=dict(line.split("=", 1) for line in sections.get("modules", []) if "=" in line),
-        boot_id=body("boot"), systemd=body("init") == "systemd", etc_files=etc_files, unit_enabled=enabled)
+        boot_id=body("boot"), systemd=body("init") == "systemd", etc_files=etc_files, unit_enabled=enabled,
+        restored=tuple(line for line in sections.get("restored", []) if line.strip()))

@@ -3,7 +3,10 @@ checks before planning (`preflight`), and the boot IDs deploy remembers."""
 
 from __future__ import annotations
 
-from orchestrator.agent.contract import AGENT_FILE, PODS_DIR, lab_file, node_lib
+import time
+from typing import Callable
+
+from orchestrator.agent.contract import AGENT_FILE, PODS_DIR, RESTORE_STAMP, lab_file, node_lib
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.render import render
 from orchestrator.core.state import LabFiles
@@ -18,7 +21,7 @@ def facts_script(lab: str, vni: int = 1) -> str:
     return render("nodes/node-facts.sh.j2", tools=REQUIRED_TOOLS + OTHER_TOOLS, kernel_features=KERNEL_FEATURES,
                   plugins=CNI_PLUGINS, cni_dirs=CNI_DIRS, sysctls=list(SYSCTLS),
                   conf_dir=CNI_CONF_DIR, conflist=conflist_path(lab), lib=node_lib(lab),
-                  pods_dir=lab_file(lab, PODS_DIR),
+                  pods_dir=lab_file(lab, PODS_DIR), restore_stamp=lab_file(lab, RESTORE_STAMP),
                   modules=sorted(KNOWN_MODULES.items()), etc_files=etc_files(lab), unit_link=unit_link(lab),
                   agent_file=AGENT_FILE)
 
@@ -58,3 +61,35 @@ def remember_boots(files: LabFiles, boots: dict[str, str]) -> None:
     if any(objects.boots.get(name) != boot for name, boot in boots.items() if boot):
         objects.boots.update((name, boot) for name, boot in boots.items() if boot)
         files.write_objects(objects)
+
+
+def not_ready(transport: Transport, nodes: list[Node], lab: str) -> dict[str, str]:
+    """The nodes that are not ready for the lab, and why: unreachable, or their boot unit still bringing the lab
+    back after a boot (a node answers SSH some seconds before that is done)."""
+    states = transport.run_all(lambda node: read_state(transport, node, lab), nodes)
+    return {name: f"unreachable: {state}" if isinstance(state, BaseException) else "restoring the lab after a boot"
+            for name, state in states.items() if isinstance(state, BaseException) or state.restoring}
+
+
+def wait_until_ready(transport: Transport, nodes: list[Node], lab: str, seconds: float,
+                     progress: Callable[[str], None]) -> dict[str, str]:
+    """Wait (a condition, bounded by `seconds`) until every node is ready; the nodes that still are not, and why.
+    What a node's boot unit could not restore is said, and counts as ready: the next `lab deploy` repairs it."""
+    deadline = time.monotonic() + seconds
+    said: set[str] = set()
+    while True:
+        waiting = not_ready(transport, nodes, lab)
+        for name, why in sorted(waiting.items()):
+            if name not in said:
+                progress(f"{name}: not ready yet ({why})")
+                said.add(name)
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    for node in nodes:
+        if node.name in said and node.name not in waiting:
+            state = read_state(transport, node, lab)
+            problems = "; ".join(state.restore_errors)
+            progress(f"{node.name}: ready" + (f" (its boot unit could not restore: {problems}; `lab deploy` "
+                                              "repairs it)" if problems else ""))
+    return waiting
