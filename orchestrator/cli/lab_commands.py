@@ -46,8 +46,17 @@ def cmd_up(args) -> int:
         table.add_row(node.name, str(node.address), place(node))
     out.print(table)
     out.print(f"inventory: {inv.source}")
-    with Transport(inv.nodes) as transport:  # a node that booted again is ready once its boot unit is done
-        waiting = node_read.wait_until_ready(transport, list(inv.nodes), inv.name, READY_SECONDS, progress)
+    files = LabFiles.of(inv.name)
+    with files.lock(), Transport(inv.nodes) as transport:
+        # a node that booted again is ready once its boot unit is done
+        waiting, states = node_read.wait_until_ready(transport, list(inv.nodes), inv.name, READY_SECONDS, progress)
+        deployed = files.read_objects().subnets
+        blank = node_read.lost_the_lab({name: s for name, s in states.items() if name in deployed})
+        if blank and not waiting:  # made again without the lab: it goes back on them, pods and all
+            progress(f"{', '.join(blank)}: made again without the lab: deploying it there")
+            reports = pipeline.deploy(inv, transport, files, progress=progress)
+            if print_reports(f"lab {inv.name}: pod network ({inv.cluster.overlay.backend})", reports, False):
+                return 1
     for name, why in sorted(waiting.items()):
         err.print(f"lab: {name}: not ready after {READY_SECONDS:g} s ({why})", style="red", markup=False)
     return 1 if waiting else 0

@@ -63,22 +63,25 @@ def remember_boots(files: LabFiles, boots: dict[str, str]) -> None:
         files.write_objects(objects)
 
 
-def not_ready(transport: Transport, nodes: list[Node], lab: str) -> dict[str, str]:
-    """The nodes that are not ready for the lab, and why: unreachable, or their boot unit still bringing the lab
-    back after a boot (a node answers SSH some seconds before that is done)."""
-    states = transport.run_all(lambda node: read_state(transport, node, lab), nodes)
-    return {name: f"unreachable: {state}" if isinstance(state, BaseException) else "restoring the lab after a boot"
-            for name, state in states.items() if isinstance(state, BaseException) or state.restoring}
+def lost_the_lab(states: dict[str, NodeState]) -> list[str]:
+    """The nodes that hold none of the lab's files: made again blank (an emulated node whose power was cut; a
+    machine rebuilt), so the lab must be put back on them."""
+    return [name for name, state in states.items() if AGENT_FILE not in state.files]
 
 
 def wait_until_ready(transport: Transport, nodes: list[Node], lab: str, seconds: float,
-                     progress: Callable[[str], None]) -> dict[str, str]:
-    """Wait (a condition, bounded by `seconds`) until every node is ready; the nodes that still are not, and why.
-    What a node's boot unit could not restore is said, and counts as ready: the next `lab deploy` repairs it."""
+                     progress: Callable[[str], None]) -> tuple[dict[str, str], dict[str, NodeState]]:
+    """Wait (a condition, bounded by `seconds`) until every node answers and none is still restoring the lab after
+    a boot (a node answers SSH some seconds before its boot unit is done). Returns the nodes that still are not
+    ready, and why, and what the nodes that answered hold. What a boot unit could not restore is said, and counts
+    as ready: the next `lab deploy` repairs it."""
     deadline = time.monotonic() + seconds
     said: set[str] = set()
     while True:
-        waiting = not_ready(transport, nodes, lab)
+        read = transport.run_all(lambda node: read_state(transport, node, lab), nodes)
+        states = {name: state for name, state in read.items() if not isinstance(state, BaseException)}
+        waiting = {name: f"unreachable: {state}" for name, state in read.items() if isinstance(state, BaseException)}
+        waiting.update((name, "restoring the lab after a boot") for name, state in states.items() if state.restoring)
         for name, why in sorted(waiting.items()):
             if name not in said:
                 progress(f"{name}: not ready yet ({why})")
@@ -86,10 +89,13 @@ def wait_until_ready(transport: Transport, nodes: list[Node], lab: str, seconds:
         if not waiting or time.monotonic() > deadline:
             break
         time.sleep(1.0)
-    for node in nodes:
-        if node.name in said and node.name not in waiting:
-            state = read_state(transport, node, lab)
-            problems = "; ".join(state.restore_errors)
-            progress(f"{node.name}: ready" + (f" (its boot unit could not restore: {problems}; `lab deploy` "
-                                              "repairs it)" if problems else ""))
-    return waiting
+    for name in sorted(said - set(waiting)):
+        problems = "; ".join(states[name].restore_errors)
+        progress(f"{name}: ready" + (f" (its boot unit could not restore: {problems}; `lab deploy` repairs it)"
+                                     if problems else ""))
+    return waiting, states
+
+
+def not_ready(transport: Transport, nodes: list[Node], lab: str) -> dict[str, str]:
+    """The nodes that are not ready for the lab now, and why (see wait_until_ready), without waiting."""
+    return wait_until_ready(transport, nodes, lab, 0.0, lambda line: None)[0]
