@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 
-from .host import write_atomically
+from .contract import write_durably
 
 
 CACHE_DIR = "/var/lib/cni/results"
@@ -136,7 +136,7 @@ def cni(command: str, conf: dict, container_id: str, netns: str, ifname: str, cn
             except CniError:
                 pass
             raise
-        write_atomically(cache, json.dumps({"kind": "cniCacheV1", "containerId": container_id, "ifName": ifname,
+        write_durably(cache, json.dumps({"kind": "cniCacheV1", "containerId": container_id, "ifName": ifname,
                                             "networkName": conf["name"], "config": conf,
                                             "capabilityArgs": runtime_config, "result": result}))
         return result

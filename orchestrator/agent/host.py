@@ -1,8 +1,7 @@
-"""Small facts about this machine: whether a process lives, which boot this is; and atomic file writes."""
+"""Small facts about this machine: whether a process lives, which boot this is."""
 
 from __future__ import annotations
 
-import os
 
 
 def alive(pid) -> bool:
@@ -20,29 +19,3 @@ def boot_id() -> str:
             return handle.read().strip()
     except OSError:
         return ""
-
-
-def write_atomically(path: str, text, mode: int = 0o644) -> None:
-    """The agent's one durable write: a temporary file, fsynced, renamed over `path`, then the folder fsynced,
-    so that after a power cut `path` holds the old text or the new one, never an empty file (seen on ext4)."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(text.encode() if isinstance(text, str) else text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

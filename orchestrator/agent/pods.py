@@ -13,9 +13,9 @@ import time
 from typing import Optional
 
 from .cni import CniError, LOOPBACK_CONF, cni, load_conf, run
-from .contract import AGENT_FILE, DNS_HOSTS, PODS_DIR, conf_digest
+from .contract import AGENT_FILE, DNS_HOSTS, PODS_DIR, conf_digest, write_durably
 from .policy import isolate_new_pod
-from .host import alive, boot_id, write_atomically
+from .host import alive, boot_id
 
 
 def pod_file(lib: str, key: str) -> str:
@@ -109,14 +109,14 @@ def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
         if pod.get("resolv_conf"):
             folder = f"/etc/netns/{pod['netns']}"  # `ip netns exec` mounts it over /etc/resolv.conf
             os.makedirs(folder, exist_ok=True)
-            write_atomically(os.path.join(folder, "resolv.conf"), pod["resolv_conf"])
+            write_durably(os.path.join(folder, "resolv.conf"), pod["resolv_conf"])
         os.makedirs(os.path.join(lib, PODS_DIR), exist_ok=True)
         record = dict(pod, ip=ip, conf=conf_digest(conf), boot=boot_id())
         isolate_new_pod(ip, pod.get("policy_sets") or [])
         record["pid"] = start_server(lib, record)
         if not wait_listening(record):
             raise CniError(f"the pod server of {pod['key']} did not start (see {lib}/pods/{pod['key']}.log)")
-        write_atomically(pod_file(lib, pod["key"]), json.dumps(record))
+        write_durably(pod_file(lib, pod["key"]), json.dumps(record))
         return {"ip": ip, "pid": record["pid"]}
     except Exception:
         pod_del(lib, conf, cni_path, pod)
@@ -217,7 +217,7 @@ def pods_ensure(lib: str) -> dict:
             record["pid"], record["boot"] = start_server(lib, record), boot_id()
             record["restarts"] = record.get("restarts", 0) + 1
             state = "restarted" if wait_listening(record) else "failed"
-            write_atomically(pod_file(lib, record["key"]), json.dumps(record))
+            write_durably(pod_file(lib, record["key"]), json.dumps(record))
         report[record["key"]] = {"state": state, "ip": record.get("ip"), "restarts": record.get("restarts", 0)}
     return report
 
@@ -240,7 +240,7 @@ def pods_reattach(lib: str, conf: dict, cni_path: str) -> dict:
             continue
         record["ip"] = next(i["address"].split("/")[0] for i in result.get("ips", []) if "." in i["address"])
         record["conf"] = digest
-        write_atomically(pod_file(lib, record["key"]), json.dumps(record))
+        write_durably(pod_file(lib, record["key"]), json.dumps(record))
         report[record["key"]] = {"ip": record["ip"]}
     if report:
         flush_caches(lib)

@@ -13,8 +13,9 @@ import signal
 import subprocess
 
 from .cni import CniError, run
-from .contract import DNS_HOSTS, PROXY_STATE, RULES_JOURNAL, RULES_REQUEST, STORED_FIELDS, ProxySync, SyncAnswer
-from .host import boot_id, write_atomically
+from .contract import (DNS_HOSTS, PROXY_STATE, RULES_JOURNAL, RULES_REQUEST, STORED_FIELDS, ProxySync, SyncAnswer,
+                       write_durably)
+from .host import boot_id
 from .iptables import drifted, iptables_removal, load_rules, restore_input, saved_chains, trusted_chains, wanted_digests
 from .nftables import (NFT_TABLE, load_nft, nft_drifted, nft_element_changes, nft_same_shape, nft_table_exists,
                        nft_table_text)
@@ -69,7 +70,7 @@ def proxy_sync(lib: str, request: ProxySync) -> SyncAnswer:
         return SyncAnswer(changed=bool(sync.written or sync.deleted), written=sync.written, deleted=sync.deleted,
                           repaired=sync.repaired, dry_run=True)
     if sync.written or sync.deleted or state != loaded or not os.path.exists(os.path.join(lib, RULES_REQUEST)):
-        write_atomically(os.path.join(lib, STATE_FILE), json.dumps(state))
+        write_durably(os.path.join(lib, STATE_FILE), json.dumps(state))
         store_rules(lib, request)
     forget_udp_flows(request.stale_udp)
     dns = request.dns_hosts is not None and write_dns_hosts(lib, request.dns_hosts)
@@ -184,7 +185,7 @@ def write_dns_hosts(lib: str, text: str) -> bool:
                 return False
     except OSError:
         pass
-    write_atomically(path, text, 0o644)
+    write_durably(path, text, 0o644)
     return True
 
 
@@ -204,8 +205,8 @@ def store_rules(lib: str, request: ProxySync) -> None:
     the request once it outgrows it."""
     base, journal = os.path.join(lib, RULES_REQUEST), os.path.join(lib, RULES_JOURNAL)
     if request.base is None:
-        write_atomically(base, json.dumps({k: getattr(request, k) for k in STORED_FIELDS}))
-        write_atomically(journal, "")
+        write_durably(base, json.dumps({k: getattr(request, k) for k in STORED_FIELDS}))
+        write_durably(journal, "")
         return
     with open(journal, "a") as handle:  # appended: a line cut short by a power loss ends the journal there
         handle.write(json.dumps({"tables": request.tables, "removed": request.removed, "jumps": request.jumps,
@@ -213,8 +214,8 @@ def store_rules(lib: str, request: ProxySync) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     if os.path.getsize(journal) > os.path.getsize(base):
-        write_atomically(base, stored_request(lib).to_json())
-        write_atomically(journal, "")
+        write_durably(base, stored_request(lib).to_json())
+        write_durably(journal, "")
 
 
 def stored_request(lib: str):

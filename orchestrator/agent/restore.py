@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from .cni import CniError, load_conf, run
-from .contract import BOOT_SCRIPT, CNI_PATH, RESTORE_STAMP, RestoreAnswer
-from .host import boot_id, write_atomically
+from .contract import BOOT_SCRIPT, CNI_PATH, RESTORE_STAMP, RestoreAnswer, write_durably
+from .host import boot_id
 from .pods import pod_add, pod_records
 from .proxy import proxy_sync, stored_request
 
@@ -52,6 +52,6 @@ def restore(lib: str, conf_path: str, cni_path: str = CNI_PATH) -> RestoreAnswer
             restored.append(f"pod {record['key']}")
         except (CniError, OSError) as exc:
             errors.append(f"pod {record['key']}: {exc}")
-    write_atomically(stamp, "".join(line + "\n" for line in [boot, *errors]))  # `lab up` waits for it
+    write_durably(stamp, "".join(line + "\n" for line in [boot, *errors]))  # `lab up` waits for it
     return RestoreAnswer(changed=bool(restored), failed=bool(errors), msg="; ".join(errors), boot=boot,
                          restored=restored, errors=errors)

@@ -9,7 +9,7 @@ read back from an older file has every field, and `pod.node` never needs a `.get
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional, Union
+from typing import Any, Optional, TypeVar, Union
 
 from orchestrator.agent.contract import pod_node_key
 from orchestrator.core.manifests import ContainerPort, ServicePort
@@ -37,6 +37,22 @@ def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in names}
 
 
+R = TypeVar("R", bound="Record")
+
+
+@dataclass
+class Record:
+    """What every kept object shares: its JSON form in the lab's file, and the one loader, which gives a field
+    the file lacks its default and leaves out a field it does not know."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls: type[R], data: dict[str, Any]) -> R:
+        return cls(**known_fields(cls, data))
+
+
 @dataclass
 class PortMapping:
     """A hostPort of a pod, as the CNI portmap plugin takes it (protocol in lower case)."""
@@ -50,7 +66,7 @@ class PortMapping:
 
 
 @dataclass
-class Pod:
+class Pod(Record):
     """A pod as the lab runs it: where, at which address, with which server ports."""
 
     name: str
@@ -86,9 +102,6 @@ class Pod:
         """The number of this pod's containerPort called `name` for `protocol`, if it declares one."""
         return next((p.container_port for p in self.ports if p.name == name and p.protocol == protocol), None)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Pod":
         values = known_fields(cls, data)
@@ -101,7 +114,7 @@ class Pod:
 
 
 @dataclass
-class Deployment:
+class Deployment(Record):
     """A Deployment: how many pods of which template, and the manifest it was applied with (for scale,
     rollout restart and `-o yaml`)."""
 
@@ -121,16 +134,9 @@ class Deployment:
         """What its pods name as their owner."""
         return f"Deployment/{self.key}"
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Deployment":
-        return cls(**known_fields(cls, data))
-
 
 @dataclass
-class Service:
+class Service(Record):
     """A Service with the ClusterIP and NodePorts the lab gave it."""
 
     name: str
@@ -147,9 +153,6 @@ class Service:
     @property
     def key(self) -> str:
         return key_of(self.namespace, self.name)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Service":
@@ -177,23 +180,16 @@ Endpoints = dict[str, dict[str, list[Endpoint]]]
 
 
 @dataclass
-class Namespace:
+class Namespace(Record):
     """A Namespace applied with `lab apply` (the built-in ones are not kept)."""
 
     name: str
     labels: dict[str, str] = field(default_factory=dict)
     created: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Namespace":
-        return cls(**known_fields(cls, data))
-
 
 @dataclass
-class NetworkPolicy:
+class NetworkPolicy(Record):
     """A NetworkPolicy, its spec as written (core/policy_spec.py reads it)."""
 
     name: str
@@ -205,16 +201,6 @@ class NetworkPolicy:
     @property
     def key(self) -> str:
         return key_of(self.namespace, self.name)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "NetworkPolicy":
-        return cls(**known_fields(cls, data))
-
-
-Record = Union[Pod, Deployment, Service, Namespace, NetworkPolicy]
 
 
 @dataclass

@@ -6,11 +6,11 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from orchestrator.agent.contract import write_durably
 from orchestrator.core.objects import LabObjects
 
 
@@ -20,27 +20,8 @@ def state_root() -> Path:
 
 
 def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
-    """The controller's one durable write: `data` to a temporary file, fsynced, renamed over `path`, then the
-    folder fsynced, so that readers (and a machine after a power cut) see the old file or the new one,
-    never half of one or an empty one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    """The controller's durable write of a lab file (the contract's write_durably, which the agent uses too)."""
+    write_durably(str(path), data, mode)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from orchestrator.core.manifests import Doc, Manifest, Warn, fmt_labels
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects, NetworkPolicy, applied
 from orchestrator.core.policy_spec import Peer, parse_policy_spec, parse_selector
-from orchestrator.kinds.registry import Item, Kind, Plan, register
+from orchestrator.kinds.registry import Item, Kind, Plan, forgotten, register
 from orchestrator.kinds.show import age, lead, lead_columns
 
 
@@ -26,7 +26,7 @@ def record(m: Manifest, plan: Plan) -> str:
 
 
 def forget(m: Manifest, plan: Plan) -> str:
-    return "deleted" if plan.objects.policies.pop(m.key, None) is not None else "not found"
+    return forgotten(plan.objects.policies, m.key)
 
 
 def items(inv: Inventory, objects: LabObjects) -> list[Item]:

@@ -229,6 +229,11 @@ def plan(cluster: Cluster, nodes: list[Node], objects: LabObjects, manifests: li
     return planned, [result_line(m, words[id(m)]) for m in manifests]
 
 
+def forgotten(store: dict[str, Any], key: str) -> str:
+    """Forget `key` in one of the lab's stores; kubectl's word for it."""
+    return "deleted" if store.pop(key, None) is not None else "not found"
+
+
 def result_line(m: Manifest, word: str) -> str:
     """kubectl's result line: deployment.apps/nginx created."""
     return f"{m.ref} {word}"

@@ -9,7 +9,7 @@ from typing import Any
 from orchestrator.core.manifests import Doc, Manifest, Warn, fmt_labels, service_spec
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects, Service, applied
-from orchestrator.kinds.registry import Item, Kind, Plan, register
+from orchestrator.kinds.registry import Item, Kind, Plan, forgotten, register
 from orchestrator.kinds.show import age, described_labels, lead, lead_columns
 from orchestrator.layers.services.plan import AddressBook, check_target_ports, service_record
 
@@ -36,7 +36,7 @@ def record(m: Manifest, plan: Plan) -> str:
 
 
 def forget(m: Manifest, plan: Plan) -> str:
-    return "deleted" if plan.objects.services.pop(m.key, None) is not None else "not found"
+    return forgotten(plan.objects.services, m.key)
 
 
 def items(inv: Inventory, objects: LabObjects) -> list[Item]:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from orchestrator.core.manifests import Doc, Manifest, Warn
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects, applied
-from orchestrator.kinds.registry import Item, Kind, Plan, register
+from orchestrator.kinds.registry import Item, Kind, Plan, forgotten, register
 from orchestrator.kinds.show import age, lead, lead_columns
 
 
@@ -40,7 +40,7 @@ def record(m: Manifest, plan: Plan) -> str:
 
 
 def forget(m: Manifest, plan: Plan) -> str:
-    return "deleted" if plan.objects.kept("ConfigMap").pop(m.key, None) is not None else "not found"
+    return forgotten(plan.objects.kept("ConfigMap"), m.key)
 
 
 def items(inv: Inventory, objects: LabObjects) -> list[Item]:
