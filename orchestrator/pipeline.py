@@ -238,6 +238,7 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
         progress("loading the NetworkPolicy rules before the pods")
         failures += sync_failures(inv, transport, objects)
     failures += carry_out(inv, transport, objects, plan.pods, progress)
+    failures += converge_kinds(inv, transport, objects, manifests)
     if resync or plan.pods.create or plan.pods.delete or objects.services != services_before:
         failures += sync_failures(inv, transport, objects)
     files.write_objects(objects)
@@ -262,6 +263,14 @@ def carry_out(inv: Inventory, transport: Transport, objects: LabObjects, changes
     return pods_mod.apply_pod_changes(inv, transport, objects, changes, lambda pod: policy_sets(objects, pod))
 
 
+def converge_kinds(inv: Inventory, transport: Transport, objects: LabObjects, manifests: list[Manifest]) -> list[str]:
+    """Bring onto the nodes what the kinds that `manifests` name keep beyond pods and rules (their own
+    `converge`); the failures, one line each."""
+    named = {m.kind for m in manifests}
+    return [line for kind in kinds.KINDS.values() if kind.kind in named and kind.converge is not None
+            for line in kind.converge(inv, transport, objects)]
+
+
 def sync_failures(inv: Inventory, transport: Transport, objects: LabObjects) -> list[str]:
     """Sync the rules to every node; the failures, one line each."""
     return [str(e) for e in services_mod.sync_rules(inv, transport, objects).failures.values()]
@@ -274,6 +283,7 @@ def delete_manifests(inv: Inventory, transport: Transport, files: LabFiles, mani
     objects = files.read_objects()
     plan, results = kinds.plan(inv.cluster, list(inv.nodes), objects, manifests, pods_mod.now(), deleting=True)
     failures = carry_out(inv, transport, objects, plan.pods, progress)
+    failures += converge_kinds(inv, transport, objects, manifests)
     failures += sync_failures(inv, transport, objects)
     files.write_objects(objects)
     if failures:

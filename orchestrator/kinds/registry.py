@@ -77,6 +77,10 @@ class Kind:
     order: int = 50  # where it is recorded in a plan: lower first (namespaces before what is in them)
     record: Optional[Callable[[Manifest, Plan], str]] = None  # -> created | unchanged | configured
     forget: Optional[Callable[[Manifest, Plan], str]] = None  # -> deleted | not found (dependents go too)
+    # how its objects reach the nodes, for a kind whose objects change nodes beyond pods and service rules (an
+    # Ingress's proxy config): (inventory, transport, objects) -> failures, one line each; the pipeline calls
+    # it after the pods, before the service rules, whenever an apply or delete names the kind
+    converge: Optional[Callable[[Inventory, Any, LabObjects], list[str]]] = None
     # `lab get` and `lab describe`
     items: Callable[[Inventory, LabObjects], list[Item]] = lambda inv, objects: []
     to_json: Callable[[Item, Inventory, LabObjects], dict[str, Any]] = lambda item, inv, objects: {}

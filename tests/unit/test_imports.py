@@ -22,7 +22,7 @@ SIDE_EFFECTS = ("orchestrator.core.transport", "orchestrator.core.agent", "orche
                 "orchestrator.lessons")
 ABOVE_LAYERS = ("orchestrator.kinds", "orchestrator.pipeline", "orchestrator.providers", "orchestrator.verify",
                 "orchestrator.cli", "orchestrator.lessons")
-KINDS = "orchestrator.kinds"  # the kind registry and one module per kind: above the layers, pure
+KINDS = "orchestrator.kinds"  # the kind registry (pure) and one module per kind, above the layers
 QUOTING = {"orchestrator.core.script", "orchestrator.core.transport"}
 
 
@@ -64,7 +64,7 @@ def layer_of(module: str):
 
 
 def is_pure(module: str) -> bool:
-    return module in PURE or module.endswith((".plan", ".changes")) or module.startswith(KINDS)
+    return module in PURE or module.endswith((".plan", ".changes")) or module in (f"{KINDS}.registry", f"{KINDS}.show")
 
 
 def test_no_import_cycle_anywhere():
@@ -135,3 +135,12 @@ def test_only_two_modules_quote_for_a_shell():
                     and node.attr in ("quote", "join")):
                 quoting.add(module)
     assert quoting <= QUOTING
+
+
+def test_kinds_stand_between_the_layers_and_the_commands():
+    """A kind module may use any layer (a kind whose objects change nodes calls its layer's appliers in its
+    `converge`), never what stands above it: the pipeline, the commands, verify, providers, lessons."""
+    above = tuple(m for m in ABOVE_LAYERS if m != KINDS)
+    bad = [f"{module} -> {m}" for module, imported in GRAPH.items() if module.startswith(KINDS)
+           for m in imported if m.startswith(above)]
+    assert bad == []

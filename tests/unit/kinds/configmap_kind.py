@@ -1,9 +1,12 @@
 """A kind the lab does not ship, added as one module, as the edge kinds will be: a ConfigMap (data: string to
-string), kept with the lab's objects and shown by `lab get cm` and `lab describe cm`. Importing it registers it."""
+string), kept with the lab's objects, shown by `lab get cm` and `lab describe cm`, and put on every node (its
+`converge`: here, the number of ConfigMaps, sent to each node's agent as a flush-caches call stands for a file
+a real kind would write). Importing it registers it."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from orchestrator.core.manifests import Doc, Manifest, Warn
 from orchestrator.core.model import Inventory
@@ -67,5 +70,17 @@ def describe(item: Item, inv: Inventory, objects: LabObjects) -> list[tuple[str,
         [(f"{key}:", value) for key, value in sorted(c.data.items())]
 
 
+def converge(inv: Inventory, transport: Any, objects: LabObjects) -> list[str]:
+    """Tell every node how many ConfigMaps the lab has (what a real kind would write is its own config)."""
+    failures = []
+    for node in inv.nodes:
+        try:
+            transport.run(node, ["configmaps", str(len(objects.kept("ConfigMap")))])
+        except Exception as exc:  # noqa: BLE001 - a node's failure is reported, the others go on
+            failures.append(str(exc))
+    return failures
+
+
 CONFIGMAP = register(Kind("ConfigMap", "configmaps", "configmap", short_names=("cm",), parse=parse, record=record,
-                          forget=forget, items=items, to_json=to_json, table=table, describe=describe))
+                          forget=forget, items=items, to_json=to_json, table=table, describe=describe,
+                          converge=converge))

@@ -41,6 +41,9 @@ class Nodes:
         self.next_ip = 2
 
     def run(self, node, argv, stdin=None, **kwargs):
+        if argv[0] == "configmaps":  # what the ConfigMap test kind's converge sends
+            self.verbs.append((node.name, " ".join(argv)))
+            return Result(node.name, " ".join(argv), 0, "", "")
         request = VERBS[argv[-1]].from_json(stdin)
         self.verbs.append((node.name, request.VERB))
         answer = request.ANSWER()
@@ -92,6 +95,10 @@ def test_a_kind_added_as_one_module_is_applied_listed_described_and_deleted(lab,
     applied = manifests(CONFIGMAPS, tmp_path)
     lines = pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, applied)
     assert lines == ["configmap/colors created", "namespace/team created"]  # in the file's order
+    # the kind's own converge put it on every node, after the pods and before the service rules
+    assert [v for v in lab.nodes.verbs if v[1].startswith("configmaps")] == [("node1", "configmaps 1"),
+                                                                             ("node2", "configmaps 1")]
+    assert [verb for _, verb in lab.nodes.verbs][-2:] == ["proxy-sync", "proxy-sync"]
     assert pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, applied) == ["configmap/colors unchanged",
                                                                                 "namespace/team unchanged"]
     objects = lab.files.read_objects()
