@@ -426,9 +426,12 @@ def test_the_controller_drops_the_pods_of_a_lost_node_and_takes_them_back(svc):
     import sys
     on_node3 = sorted(p["status"]["podIP"] for p in pods(svc, "nginx") if p["spec"]["nodeName"] == "node3")
     assert on_node3 and set(on_node3) <= set(endpoints_of(svc, "nginx"))
+    # Ctrl-C as a user's terminal sends it; a suite started in the background inherits SIGINT ignored, and
+    # Python then keeps ignoring it: the controller gets the default back
     controller = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "controller", "run", "--interval", "0.3",
                                    "-i", svc.inventory_path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                  text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         frozen: list = []
         try:
