@@ -296,8 +296,12 @@ def test_a_pod_record_left_empty_by_a_power_cut_is_restored_by_deploy(net):
     with it: the node reports such a pod gone, and `lab deploy` makes it again; nothing fails on the file."""
     victim = pods(net, "web")[0]
     node, name = victim["spec"]["nodeName"], victim["metadata"]["name"]
+    record = pod_record_path(net.name, f"default_{name}")
+    pid = str(json.loads(net.transport.run(node, ["cat", record]).stdout)["pid"])
+    net.transport.run(node, ["kill", "-9", pid])  # the power cut ends the pod's server, and its namespace goes
+    assert wait_for(lambda: net.transport.run(node, ["kill", "-0", pid], check=False).exit_code != 0)
     net.transport.run(node, ["ip", "netns", "del", pod_netns(net.name, "default", name)])
-    net.transport.run(node, ["truncate", "-s", "0", pod_record_path(net.name, f"default_{name}")])
+    net.transport.run(node, ["truncate", "-s", "0", record])
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
     assert f"{node}: restore 1 pod(s) whose network namespace is gone: default/{name}" in proc.stdout
     assert pods(net, name)[0]["status"]["podIP"] == victim["status"]["podIP"]
