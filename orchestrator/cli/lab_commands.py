@@ -49,8 +49,10 @@ def cmd_up(args) -> int:
     files = LabFiles.of(inv.name)
     with files.lock(), Transport(inv.nodes) as transport:
         # a node that booted again is ready once its boot unit is done
-        waiting, states = node_read.wait_until_ready(transport, list(inv.nodes), inv.name, READY_SECONDS, progress)
-        deployed = files.read_objects().subnets
+        objects = files.read_objects()
+        waiting, states = node_read.wait_until_ready(transport, list(inv.nodes), inv.name, READY_SECONDS, progress,
+                                                     objects.boots)
+        deployed = objects.subnets
         blank = node_read.lost_the_lab({name: s for name, s in states.items() if name in deployed})
         if blank and not waiting:  # made again without the lab: it goes back on them, pods and all
             progress(f"{', '.join(blank)}: made again without the lab: deploying it there")

@@ -155,7 +155,7 @@ class Observer:
             if self.pods and objects.pods:
                 observe_pods(self.inv, self.transport, objects)
             if self.nodes:
-                for name, why in not_ready(self.transport, list(self.inv.nodes), self.inv.name).items():
+                for name, why in not_ready(self.transport, list(self.inv.nodes), self.inv.name, objects.boots).items():
                     objects.observed[f"node/{name}"] = why
         return objects
 

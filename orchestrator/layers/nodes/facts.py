@@ -64,10 +64,11 @@ class NodeState:
     unit_enabled: bool = False  # whether the lab's boot unit runs at boot
     restored: tuple[str, ...] = ()  # the boot the unit last restored the lab for, then what it could not restore
 
-    @property
-    def restoring(self) -> bool:
-        """Whether the boot unit has still to bring the lab back in this boot (it runs once per boot)."""
-        return self.unit_enabled and self.restored[:1] != (self.boot_id,)
+    def restoring(self, deployed_in: str) -> bool:
+        """Whether the boot unit has still to bring the lab back in this boot (it runs once per boot).
+        `deployed_in`: the boot the lab's last deploy on the node ran in; a deploy in this boot put the lab there
+        itself (the unit, installed by it, never ran in this boot)."""
+        return self.unit_enabled and self.restored[:1] != (self.boot_id,) and deployed_in != self.boot_id
 
     @property
     def restore_errors(self) -> tuple[str, ...]:

@@ -70,7 +70,8 @@ def lost_the_lab(states: dict[str, NodeState]) -> list[str]:
 
 
 def wait_until_ready(transport: Transport, nodes: list[Node], lab: str, seconds: float,
-                     progress: Callable[[str], None]) -> tuple[dict[str, str], dict[str, NodeState]]:
+                     progress: Callable[[str], None],
+                     deployed_in: dict[str, str]) -> tuple[dict[str, str], dict[str, NodeState]]:
     """Wait (a condition, bounded by `seconds`) until every node answers and none is still restoring the lab after
     a boot (a node answers SSH some seconds before its boot unit is done). Returns the nodes that still are not
     ready, and why, and what the nodes that answered hold. What a boot unit could not restore is said, and counts
@@ -81,7 +82,8 @@ def wait_until_ready(transport: Transport, nodes: list[Node], lab: str, seconds:
         read = transport.run_all(lambda node: read_state(transport, node, lab), nodes)
         states = {name: state for name, state in read.items() if not isinstance(state, BaseException)}
         waiting = {name: f"unreachable: {state}" for name, state in read.items() if isinstance(state, BaseException)}
-        waiting.update((name, "restoring the lab after a boot") for name, state in states.items() if state.restoring)
+        waiting.update((name, "restoring the lab after a boot") for name, state in states.items()
+                       if state.restoring(deployed_in.get(name, "")))
         for name, why in sorted(waiting.items()):
             if name not in said:
                 progress(f"{name}: not ready yet ({why})")
@@ -96,6 +98,6 @@ def wait_until_ready(transport: Transport, nodes: list[Node], lab: str, seconds:
     return waiting, states
 
 
-def not_ready(transport: Transport, nodes: list[Node], lab: str) -> dict[str, str]:
+def not_ready(transport: Transport, nodes: list[Node], lab: str, deployed_in: dict[str, str]) -> dict[str, str]:
     """The nodes that are not ready for the lab now, and why (see wait_until_ready), without waiting."""
-    return wait_until_ready(transport, nodes, lab, 0.0, lambda line: None)[0]
+    return wait_until_ready(transport, nodes, lab, 0.0, lambda line: None, deployed_in)[0]

@@ -144,8 +144,10 @@ def test_a_module_a_node_cannot_load_stops_deploy_on_that_node_with_what_to_do()
 def test_a_node_is_restoring_until_its_boot_unit_stamped_this_boot():
     """`lab up` waits for it: a node answers SSH seconds before its boot unit has brought the lab back."""
     from orchestrator.layers.nodes.facts import NodeState
-    assert NodeState(boot_id="b2", unit_enabled=True, restored=("b1",)).restoring  # stamped in the boot before
-    assert NodeState(boot_id="b2", unit_enabled=True).restoring  # never stamped yet
+    assert NodeState(boot_id="b2", unit_enabled=True, restored=("b1",)).restoring("b1")  # stamped the boot before
+    assert NodeState(boot_id="b2", unit_enabled=True).restoring("b1")  # never stamped yet
     done = NodeState(boot_id="b2", unit_enabled=True, restored=("b2", "pod default_web: no address left"))
-    assert not done.restoring and done.restore_errors == ("pod default_web: no address left",)
-    assert not NodeState(boot_id="b2").restoring  # no boot unit (an emulated node, or no lab deployed)
+    assert not done.restoring("b1") and done.restore_errors == ("pod default_web: no address left",)
+    assert not NodeState(boot_id="b2").restoring("b1")  # no boot unit (an emulated node, or no lab deployed)
+    # deployed in this boot: the deploy put the lab there, and the unit it installed never ran in this boot
+    assert not NodeState(boot_id="b2", unit_enabled=True).restoring("b2")
