@@ -195,10 +195,15 @@ def pod_records(lib: str) -> list[dict]:
     return [record for _, record in read_pod_records(lib) if record is not None]
 
 
+def gone(record: dict) -> bool:
+    """Whether a recorded pod's network namespace is gone from the node (a reboot, deleted by hand)."""
+    return not os.path.exists(f"/run/netns/{record['netns']}")
+
+
 def pods_status(lib: str) -> dict:
     """Each pod's state, changing nothing: running, stopped (its server is not), or gone (its network namespace
     is, or its record cannot be read)."""
-    return {key: {"state": "gone"} if record is None or not os.path.exists(f"/run/netns/{record['netns']}") else
+    return {key: {"state": "gone"} if record is None or gone(record) else
             {"state": "running" if server_running(record) else "stopped", "ip": record.get("ip")}
             for key, record in read_pod_records(lib)}
 
@@ -209,7 +214,7 @@ def pods_ensure(lib: str) -> dict:
     the controller to make again: its server has nowhere to run."""
     report: dict[str, dict] = {}
     for key, record in read_pod_records(lib):
-        if record is None or not os.path.exists(f"/run/netns/{record['netns']}"):
+        if record is None or gone(record):
             report[key] = {"state": "gone"}
             continue
         state = "running"
