@@ -40,8 +40,10 @@ demo: setup
 	@echo "  $(VENV)/lab ssh node2                            # a shell on a node"
 	@echo "Remove it with: make down LAB=$(LAB)   (or: $(VENV)/lab down --name $(LAB))"
 
+# Test modules run in parallel, each on one worker (its labs shared by its tests); every lab has a name of its own.
+TEST_WORKERS ?= 3
 test: setup lint
-	$(VENV)/python -m pytest
+	$(VENV)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 lint: setup
 	$(VENV)/ruff check .

@@ -39,8 +39,8 @@ from orchestrator.core.state import LabFiles, atomic_write, current_lab, set_cur
 from orchestrator.providers.emulated_plan import (Cmd, EmulatedNode, LabLayout, choose_underlay, infra_commands,
         ip_batch, layout, node_link_commands, start_command)
 from orchestrator.providers.processes import (end_processes, lab_namespaces, lab_processes, link_exists,
-        namespace_inode, ns_inode, port_link_exists, port_open, process_alive, read_pid, root_routes, run_local,
-        wait_until)
+        namespace_inode, ns_inode, port_link_exists, port_open, process_alive, read_pid, root_namespace_lock,
+        root_routes, run_local, wait_until)
 
 
 SSHD = "/usr/sbin/sshd"
@@ -125,18 +125,19 @@ class LocalProvider:
                 self.progress(f"lab {name} is incomplete: removing what is left of it first")
                 self._teardown(name, files)
                 record = {}
-            underlay = IPv4Network(record["underlay"]) if infra_ok else choose_underlay(root_routes())
-            lay = layout(name, emulated, count, underlay)
-            files.create()
-            # what a provider noted of a running lab (a server's PID, say) stays, unless the lab is made anew
-            record = {**(record if infra_ok else {}), "lab": name, "underlay": str(underlay), "status": "creating",
-                      "provider": self.provider, "sudo_user": emulated.sudo_user,
-                      "nodes": record.get("nodes", {}) if infra_ok else {}, **self.record_extra()}
-            files.write_record(record)
-            if not infra_ok:
-                self.progress(f"creating the underlay {underlay}, router and outside host")
-                for cmd in infra_commands(lay):
-                    run_local(cmd)
+            with root_namespace_lock():
+                underlay = IPv4Network(record["underlay"]) if infra_ok else choose_underlay(root_routes())
+                lay = layout(name, emulated, count, underlay)
+                files.create()
+                # what a provider noted of a running lab (a server's PID, say) stays, unless the lab is made anew
+                record = {**(record if infra_ok else {}), "lab": name, "underlay": str(underlay),
+                          "status": "creating", "provider": self.provider, "sudo_user": emulated.sudo_user,
+                          "nodes": record.get("nodes", {}) if infra_ok else {}, **self.record_extra()}
+                files.write_record(record)
+                if not infra_ok:
+                    self.progress(f"creating the underlay {underlay}, router and outside host")
+                    for cmd in infra_commands(lay):
+                        run_local(cmd)
             healthy = {n for n, info in record["nodes"].items() if self._node_running(name, n, info)}
             wanted = {n.name for n in lay.nodes}
             present = set(record["nodes"]) | {ns[len(name) + 1:] for ns in lab_namespaces(name)

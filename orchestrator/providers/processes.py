@@ -6,6 +6,7 @@ open ports and the root namespace's routes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -15,7 +16,7 @@ import subprocess
 import time
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from orchestrator.core.errors import LabError
 from orchestrator.providers.emulated_plan import Cmd
@@ -126,6 +127,22 @@ def process_alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+ROOT_LOCK = Path("/run/lock/cluster-lab-root-namespace.lock")
+
+
+@contextlib.contextmanager
+def root_namespace_lock() -> Iterator[None]:
+    """Hold the machine's one lock on what labs add to the root namespace: two `lab up` at once (of any state
+    folder) would otherwise both take the first free underlay before either has its link there."""
+    ROOT_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(ROOT_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def root_routes() -> list[IPv4Network]:

@@ -105,17 +105,28 @@ def kernel_link_route(line: str) -> bool:
                             (words[0] == "local" and len(words) > 1 and words[1].startswith("fe80:")))
 
 
-def root_namespace_snapshot() -> dict[str, str]:
-    """Routes, rules, links, firewall rules and forwarding sysctls of the root namespace."""
+def other_labs_link(name: str, lab: str) -> bool:
+    """Whether link `name` is the root namespace's one link of a lab other than `lab` (`<lab>-host`), which
+    a test running beside this one makes and removes meanwhile."""
+    return bool(re.fullmatch(r"[a-z0-9]+-host", name)) and name != f"{lab}-host"
+
+
+def root_namespace_snapshot(lab: str) -> dict[str, str]:
+    """Routes, rules, links, firewall rules and forwarding sysctls of the root namespace, as far as they are
+    not those of labs other than `lab` (the tests run in parallel)."""
+    def own(text: str) -> str:
+        return "".join(line for line in text.splitlines(True)
+                       if not any(other_labs_link(word, lab) for word in line.split()))
+
     snap = {
-        "routes4": sh("ip", "-4", "route", "show", "table", "all"),
+        "routes4": own(sh("ip", "-4", "route", "show", "table", "all")),
         # without the IPv6 routes the kernel adds for every link by itself: "links" covers the links, and
         # another lab's link gets them a moment after it appears
-        "routes6": "".join(line for line in sh("ip", "-6", "route", "show", "table", "all").splitlines(True)
-                           if not kernel_link_route(line)),
+        "routes6": own("".join(line for line in sh("ip", "-6", "route", "show", "table", "all").splitlines(True)
+                               if not kernel_link_route(line))),
         "rules4": sh("ip", "-4", "rule"),
         "rules6": sh("ip", "-6", "rule"),
-        "links": " ".join(sorted(p.name for p in Path("/sys/class/net").iterdir())),
+        "links": " ".join(sorted(p.name for p in Path("/sys/class/net").iterdir() if not other_labs_link(p.name, lab))),
         "nft": sh("nft", "list", "ruleset"),
     }
     for key in ("net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter", "net/ipv4/conf/all/forwarding"):

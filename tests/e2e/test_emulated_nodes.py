@@ -203,8 +203,8 @@ def test_a_key_the_node_does_not_accept_is_a_clear_error(lab3, tmp_path):
 
 
 def test_down_removes_everything_and_restores_the_root_namespace(state_dir):
-    before = root_namespace_snapshot()
     name = unique_lab_name("d")
+    before = root_namespace_snapshot(name)
     processes = LabProcesses()
     try:
         lab_cli("up", "--name", name, "--nodes", "2", check=True)
@@ -224,7 +224,7 @@ def test_down_removes_everything_and_restores_the_root_namespace(state_dir):
         proc = lab_cli("down", "--name", name, check=True)
     assert f"lab {name}: removed" in proc.stdout
     assert leftovers(name, state_dir, processes) == []
-    assert root_namespace_snapshot() == before
+    assert root_namespace_snapshot(name) == before
 
 
 def test_down_after_an_up_killed_halfway(state_dir):
