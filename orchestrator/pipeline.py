@@ -15,7 +15,7 @@ import json
 from ipaddress import IPv4Network
 from typing import Callable, Optional, Union
 
-from orchestrator.agent.contract import CNI_PATH, PodsEnsure, PodsPurge, conf_digest
+from orchestrator.agent.contract import CNI_PATH, PodsPurge, conf_digest
 from orchestrator.core.agent import agent_command, agent_files
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.ipam import lease_subnets
@@ -116,9 +116,12 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
                    + boot.module_changes(inv.cluster, state) + podnet.network_changes(net, state, inv.cluster)
                    + boot.persistence_changes(inv.cluster, state, net.sysctls, net.conflist_path))
         stopped = [key for key, value in state.pods.items() if value == "stopped"]
-        if stopped:
-            changes.append(Change(f"restart the servers of {len(stopped)} pod(s): {pod_names(stopped, objects)}",
-                                       (quiet(agent_command(inv.name, PodsEnsure())),)))
+        unwanted = pods_mod.unwanted(inv.name, objects, node.name, state.pods, state.netns)
+        if stopped or unwanted:
+            what = ([f"remove what the lab no longer has: {', '.join(unwanted)}"] if unwanted else []) + (
+                [f"restart the servers of {len(stopped)} pod(s): {pod_names(stopped, objects)}"] if stopped else [])
+            changes.append(Change("; ".join(what), (quiet(agent_command(
+                inv.name, pods_mod.ensure_request(inv.name, objects, node.name))),)))
         planned[node.name] = changes
         reports[node.name].changes = [c.what for c in changes]
         lost[node.name] = pods_mod.lost_pods(objects, node.name, state.pods)
@@ -228,8 +231,9 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     policies_before, services_before = dict(objects.policies), dict(objects.services)
     plan, results = kinds.plan(inv.cluster, list(inv.nodes), objects, manifests, pods_mod.now())
     # level-triggered: what the nodes hold, not what was sent them, decides what is missing
-    held = pods_mod.held_pods(inv, transport, [n for n in inv.nodes if any(p.node == n.name
-                                                                           for p in objects.pods.values())])
+    held = pods_mod.held_pods(inv, transport, objects)
+    for line in pods_mod.removed_lines(held):
+        progress(line)
     again = pods_mod.pods_to_make_again(objects, held, plan.pods)
     plan.pods.create += again
     results = made_again(manifests, results, again)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Generic, Optional, TypeVar
@@ -137,6 +138,23 @@ def pod_node_key(namespace: str, name: str) -> str:
     return f"{namespace}_{name}"
 
 
+POD_NETNS_READABLE = 40  # characters of "<namespace>-<name>" kept in a pod's network namespace name
+POD_NETNS_DIGEST = 10  # hex digits of the digest of "<namespace>/<name>" that end it
+
+
+def pod_netns_name(lab: str, namespace: str, name: str) -> str:
+    """The name of a pod's network namespace on its node: readable, and unique through a digest of
+    namespace/name (pod b-c in namespace a is not pod c in namespace a-b); at most 63 characters, whatever
+    the lengths Kubernetes allows (253 for a pod name)."""
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:POD_NETNS_DIGEST]
+    return f"{lab}-{f'{namespace}-{name}'[:POD_NETNS_READABLE]}-{digest}"
+
+
+def is_pod_netns(lab: str, netns: str) -> bool:
+    """Whether `netns` is named as lab `lab` names a pod's network namespace (a lesson's are not: `<lab>-l07-c1`)."""
+    return re.fullmatch(rf"{re.escape(lab)}-.+-[0-9a-f]{{{POD_NETNS_DIGEST}}}", netns) is not None
+
+
 # --- The verbs: a request and an answer type each, and the protocol both sides speak ---------------------
 #
 # The controller runs `python3 agent.pyz --protocol N VERB` with the request as JSON on stdin; the agent
@@ -145,7 +163,7 @@ def pod_node_key(namespace: str, name: str) -> str:
 # before reading it (exit REFUSED, one JSON answer saying so): it never misreads a request. `lab deploy`
 # replaces an agent.pyz whose digest differs from the controller's, so a node never keeps an older agent.
 # Raise PROTOCOL whenever a request or an answer changes shape.
-PROTOCOL = 3
+PROTOCOL = 4
 REFUSED = 3  # the agent's exit code for a request in a protocol it does not speak
 
 
@@ -264,10 +282,16 @@ class PodsApply(Request[PodsApplyAnswer]):
 
 @dataclass
 class PodsEnsure(Request[PodsAnswer]):
-    """Restart the servers of pods whose server is not running."""
+    """Restart the servers of pods whose server is not running. With `keep` (the lab's pods on the node, each a
+    dict: key, netns, id), first remove what the node holds of any other pod of lab `lab`: its record, its
+    network namespace, its lease on the pod network `conflist`."""
 
     VERB: ClassVar[str] = "pods-ensure"
     ANSWER: ClassVar[type[Answer]] = PodsAnswer
+    lab: str = ""
+    keep: Optional[list] = None
+    conflist: str = ""
+    cni_path: str = CNI_PATH
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from .cni import CniError, cni, load_conf
 from .contract import (CNI_PATH, PROTOCOL, REFUSED, VERBS, Answer, ContractError, FlushAnswer, PodsAnswer,
                        PodsApplyAnswer, ProbeAnswer, refusal)
-from .pods import flush_caches, pod_add, pod_del, pods_ensure, pods_purge, pods_reattach, pods_status
+from .pods import flush_caches, forget_neighbours, pod_add, pod_del, pods_ensure, pods_purge, pods_reattach, pods_status
 from .probes import probe
 from .proxy import proxy_sync
 from .restore import restore
@@ -45,11 +45,15 @@ def pods_apply(lib: str, request) -> PodsApplyAnswer:
             except CniError as exc:
                 done[pod["key"]] = {"error": str(exc), "code": exc.code}
     answer.changed = bool(answer.deleted or answer.added)
+    again = [pod["ip"] for pod in request.add if pod.get("ip") and answer.added[pod["key"]].get("ip") == pod["ip"]]
+    if again:
+        forget_neighbours(lib, again)
     return answer
 
 
 def pods_ensure_verb(lib: str, request) -> PodsAnswer:
-    pods = pods_ensure(lib)
+    conf = load_conf(open(request.conflist).read(), request.conflist) if os.path.exists(request.conflist) else None
+    pods = pods_ensure(lib, request.lab, request.keep, conf, request.cni_path)
     return PodsAnswer(changed=any(p["state"] != "running" for p in pods.values()), pods=pods)
 
 

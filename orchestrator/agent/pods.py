@@ -13,7 +13,7 @@ import time
 from typing import Optional
 
 from .cni import CniError, LOOPBACK_CONF, cni, load_conf, run
-from .contract import AGENT_FILE, DNS_HOSTS, PODS_DIR, conf_digest, write_durably
+from .contract import AGENT_FILE, DNS_HOSTS, PODS_DIR, conf_digest, is_pod_netns, write_durably
 from .policy import isolate_new_pod
 from .host import alive, boot_id
 
@@ -153,6 +153,9 @@ def pod_del(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
                 break
             time.sleep(0.01)
     netns_path = f"/run/netns/{pod['netns']}"
+    if os.path.exists(netns_path):
+        # whatever else runs in it (a server its lost record no longer names) would keep it and its veth alive
+        end_processes_in(pod["netns"])
     errors = []
     for ifname, network in (("eth0", conf), ("lo", load_conf(json.dumps(LOOPBACK_CONF), "loopback"))):
         try:
@@ -186,7 +189,8 @@ def read_pod_records(lib: str) -> list[tuple[str, Optional[dict]]]:
                     record = json.load(handle)
             except (OSError, ValueError):
                 record = None
-            found.append((name[:-len(".json")], record if isinstance(record, dict) and "netns" in record else None))
+            whole = isinstance(record, dict) and {"key", "netns", "id"} <= record.keys()
+            found.append((name[:-len(".json")], record if whole else None))
     return found
 
 
@@ -200,6 +204,73 @@ def gone(record: dict) -> bool:
     return not os.path.exists(f"/run/netns/{record['netns']}")
 
 
+def end_processes_in(netns: str) -> None:
+    """End every process in network namespace `netns`."""
+    for pid in run("ip", "netns", "pids", netns).split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def forget_record(lib: str, key: str) -> None:
+    """Remove pod `key`'s record and log (an unreadable record names no namespace to remove with them)."""
+    for path in (pod_file(lib, key), pod_log(lib, key)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def lease_holders(conf: dict) -> dict[str, str]:
+    """Container ID -> lease file, of every address host-local leased on the pod network `conf`."""
+    ipam = next((p.get("ipam") or {} for p in conf.get("plugins", []) if p.get("ipam")), {})
+    folder = os.path.join(ipam.get("dataDir") or "/var/lib/cni/networks", conf.get("name", ""))
+    holders = {}
+    for name in os.listdir(folder) if conf.get("name") and os.path.isdir(folder) else []:
+        if name == "lock" or name.startswith("last_reserved_ip"):
+            continue
+        try:
+            with open(os.path.join(folder, name)) as handle:
+                holder = handle.read().split()
+        except OSError:
+            continue
+        if holder:
+            holders[holder[0]] = os.path.join(folder, name)
+    return holders
+
+
+def remove_unwanted(lib: str, lab: str, keep: list, conf: Optional[dict], cni_path: str) -> dict:
+    """Remove what the node holds of pods of lab `lab` other than `keep` (each: key, netns, id): a record the
+    lab no longer has (its pod deleted while the node was away), a pod namespace no kept pod uses (a power cut
+    between `ip netns add` and the record), a lease on the pod network no kept pod holds (a power cut during a
+    CNI ADD). Each removed thing is reported "removed"."""
+    keys, netnses, ids = ({p[field] for p in keep} for field in ("key", "netns", "id"))
+    removed: dict[str, dict] = {}
+    for key, record in read_pod_records(lib):
+        if key in keys:
+            continue
+        if record is not None and conf is not None:
+            pod_del(lib, conf, cni_path, record)
+        else:
+            forget_record(lib, key)
+        removed[key] = {"state": "removed"}
+    for line in run("ip", "netns", "list").splitlines():
+        netns = line.split()[0] if line.split() else ""
+        if is_pod_netns(lab, netns) and netns not in netnses:
+            end_processes_in(netns)
+            subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
+            removed[netns] = {"state": "removed"}
+    leases = lease_holders(conf) if conf is not None else {}
+    for container_id in sorted(leases.keys() - ids):
+        try:
+            cni("DEL", conf or {}, container_id, "", "eth0", cni_path)
+        except CniError:
+            pass
+        removed[f"lease {os.path.basename(leases[container_id])}"] = {"state": "removed"}
+    return removed
+
+
 def pods_status(lib: str) -> dict:
     """Each pod's state, changing nothing: running, stopped (its server is not), or gone (its network namespace
     is, or its record cannot be read)."""
@@ -208,11 +279,13 @@ def pods_status(lib: str) -> dict:
             for key, record in read_pod_records(lib)}
 
 
-def pods_ensure(lib: str) -> dict:
+def pods_ensure(lib: str, lab: str = "", keep: Optional[list] = None, conf: Optional[dict] = None,
+                cni_path: str = "") -> dict:
     """Restart the servers of pods whose server is not running; report each pod's state. A pod whose network
     namespace is gone (a reboot, deleted by hand) or whose record cannot be read is reported gone, and left for
-    the controller to make again: its server has nowhere to run."""
-    report: dict[str, dict] = {}
+    the controller to make again: its server has nowhere to run. With `keep`, what belongs to no kept pod goes
+    first (remove_unwanted)."""
+    report: dict[str, dict] = remove_unwanted(lib, lab, keep, conf, cni_path) if keep is not None else {}
     for key, record in read_pod_records(lib):
         if record is None or gone(record):
             report[key] = {"state": "gone"}
@@ -267,6 +340,15 @@ def answers(ip: str, port: int, seconds: float = 3.0) -> bool:
     return False
 
 
+def forget_neighbours(lib: str, addresses: list[str]) -> None:
+    """Forget what the node and its pods learned of `addresses` (their MACs): a pod made again with the address
+    it had has a new MAC, and the old one, still cached, would blackhole traffic to it until it expires."""
+    script = "".join(f"neigh flush to {address}\n" for address in addresses)
+    for netns in [None, *(record["netns"] for record in pod_records(lib))]:
+        subprocess.run(["ip", *(["-n", netns] if netns else []), "-batch", "-"], input=script.encode(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def flush_caches(lib: str) -> int:
     """Forget learned neighbours and path MTUs in every pod and on cni0: after pods were re-attached
     (host-local reuses IPs, with new MACs) or a broken MTU was repaired, stale entries would blackhole
@@ -288,8 +370,7 @@ def pods_purge(lib: str, lab: str, conf, cni_path: str) -> dict:
     for line in run("ip", "netns", "list").splitlines():
         netns = line.split()[0] if line.split() else ""
         if netns.startswith(lab + "-"):
-            for pid in run("ip", "netns", "pids", netns).split():
-                os.kill(int(pid), signal.SIGKILL)
+            end_processes_in(netns)
             subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
             report.setdefault(netns, {"deleted": True})
     return report

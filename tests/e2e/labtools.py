@@ -6,6 +6,7 @@ The leftover check reads the kernel directly (ip, /sys, /proc), not through the 
 from __future__ import annotations
 
 import os
+import random
 import re
 import secrets
 import subprocess
@@ -71,19 +72,32 @@ class LabProcesses:
                 mnt = ns_inode(int(pid), "mnt")
                 if mnt and mnt != own_mnt:
                     found.mount_namespaces.add(mnt)
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                mounts = Path(f"/proc/{pid}/mountinfo").read_text()
-            except OSError:
-                continue
-            if re.search(rf" - tmpfs {re.escape(lab)}-\S+-run ", mounts):
-                found.pids.add(int(pid))
+        found.pids |= set(processes_seeing(rf"{re.escape(lab)}-\S+-run"))
         return found
 
     def still_running(self) -> list[int]:
         in_mnt = {int(p) for p in os.listdir("/proc") if p.isdigit() and ns_inode(int(p), "mnt") in
                   self.mount_namespaces}
         return sorted(pid for pid in self.pids | in_mnt if alive(pid))
+
+
+def processes_seeing(tmpfs: str) -> list[int]:
+    """The processes that see a tmpfs whose source matches regular expression `tmpfs` (an emulated node's /run
+    is named `<lab>-<node>-run`)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            mounts = Path(f"/proc/{pid}/mountinfo").read_text()
+        except OSError:
+            continue
+        if re.search(rf" - tmpfs {tmpfs} ", mounts):
+            found.append(int(pid))
+    return found
+
+
+def processes_of_node(lab: str, node: str) -> list[int]:
+    """The processes of emulated node `node`: all that see its own /run (the pods' servers too)."""
+    return processes_seeing(re.escape(f"{lab}-{node}-run"))
 
 
 def leftovers(lab: str, state_dir: Path, processes: LabProcesses) -> list[str]:
@@ -180,3 +194,11 @@ def wait_for(condition, seconds: float = 30.0, interval: float = 0.05) -> bool:
             return False
         time.sleep(interval)
     return True
+
+
+def drill_rng(what: str) -> random.Random:
+    """The fault drill's random source: seeded from LAB_DRILL_SEED, else drawn and printed, so that a failing
+    drill can be replayed."""
+    seed = int(os.environ.get("LAB_DRILL_SEED") or random.SystemRandom().randrange(1_000_000))
+    print(f"fault drill ({what}): seed {seed}; LAB_DRILL_SEED={seed} replays it")
+    return random.Random(seed)

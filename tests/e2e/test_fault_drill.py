@@ -1,12 +1,13 @@
-"""The fault drill: a node loses its power at a random point of a lab command; `lab up` (which makes an emulated
-node again, and puts the lab back on it) and the command again bring `lab verify` to pass, with no traceback on
-the way. The point is drawn from a seed that is printed: LAB_DRILL_SEED=N replays it."""
+"""The fault drill: a node loses its sshd or its power at a random point of a lab command; `lab up` (which makes
+an emulated node again, and puts the lab back on it) and the command again bring `lab verify` to pass, with no
+traceback on the way. The node, the fault and the point are drawn from a seed that is printed:
+LAB_DRILL_SEED=N replays them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import time
 import pytest
 
 from .conftest import running_lab
-from .labtools import lab_cli
+from .labtools import drill_rng, lab_cli, processes_of_node
 
 NODES = ("node1", "node2", "node3")
 
@@ -35,17 +36,23 @@ spec:
 """
 
 
-def drill_rng(command: str) -> random.Random:
-    seed = int(os.environ.get("LAB_DRILL_SEED") or random.SystemRandom().randrange(1_000_000))
-    print(f"fault drill ({command}): seed {seed}; LAB_DRILL_SEED={seed} replays it")
-    return random.Random(seed)
+def kill_sshd(lab, node: str) -> None:
+    """An emulated node's sshd dies: its first process (the node's init execs sshd), which holds its mount
+    namespace; the pods' servers run on until `lab up` makes the node again."""
+    record = json.loads((lab.state_dir / lab.name / "lab.json").read_text())
+    os.kill(record["nodes"][node]["pid"], signal.SIGKILL)
 
 
 def cut_power(lab, node: str) -> None:
-    """An emulated node's power cut: its first process (sshd's parent, holding its mount namespace) dies, and
-    with it every pod namespace the node had."""
-    record = json.loads((lab.state_dir / lab.name / "lab.json").read_text())
-    os.kill(record["nodes"][node]["pid"], signal.SIGKILL)
+    """An emulated node's power cut: every process of the node dies at once (sshd, the commands it runs, the
+    pods' servers: all that sees the node's own /run), and with them the node's namespaces."""
+    kill_sshd(lab, node)
+    for pid in processes_of_node(lab.name, node):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+FAULTS = {"sshd": kill_sshd, "power": cut_power}
 
 
 @pytest.mark.parametrize("command", ["apply", "deploy"])
@@ -62,13 +69,13 @@ def test_a_node_that_loses_its_power_during_a_command_converges_after_up_and_the
         if command == "deploy":
             lab_cli("destroy", "-i", inventory, check=True)
         argv = ["apply", "-i", inventory, "-f", str(many)] if command == "apply" else ["deploy", "-i", inventory]
-        victim, delay = rng.choice(NODES), rng.uniform(0.0, 3.0)
-        print(f"{victim} loses its power {delay:.2f} s into lab {command}")
+        victim, delay, fault = rng.choice(NODES), rng.uniform(0.0, 3.0), rng.choice(sorted(FAULTS))
+        print(f"{victim}: {fault} {delay:.2f} s into lab {command}")
         proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *argv], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(delay)
-            cut_power(lab, victim)
+            FAULTS[fault](lab, victim)
             _, err = proc.communicate(timeout=300)
         finally:
             if proc.poll() is None:

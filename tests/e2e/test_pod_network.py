@@ -13,10 +13,10 @@ import zipfile
 import pytest
 
 from orchestrator.agent.contract import PROTOCOL, FlushCaches, Probe, pod_record_path
+from orchestrator.agent.contract import pod_netns_name
 from orchestrator.core.agent import agent_zipapp, call, call_local
 from orchestrator.core.transport import NodeError
 from orchestrator.layers.overlay.plan import vtep_mac
-from orchestrator.layers.pods.plan import pod_netns
 from orchestrator.verify import probes
 from .labtools import copy_inventory, lab_cli, node_snapshot, wait_for
 
@@ -73,9 +73,15 @@ def pods(lab, *selector: str) -> list[dict]:
 
 def probe_from(lab, pod: dict, targets: list[dict]) -> list[dict]:
     """Run the agent's probe inside `pod` (one SSH command, all targets at once)."""
-    netns = pod_netns(lab.name, pod["metadata"]["namespace"], pod["metadata"]["name"])
+    netns = pod_netns_name(lab.name, pod["metadata"]["namespace"], pod["metadata"]["name"])
     return call(lab.transport, pod["spec"]["nodeName"], lab.name, Probe(targets=targets),
                 ("ip", "netns", "exec", netns)).results
+
+
+def running_on(lab, node: str, pid: int) -> bool:
+    """Whether process `pid` runs on `node` (a zombie, ended but not yet reaped by its parent, does not)."""
+    stat = lab.transport.run(node, ["cat", f"/proc/{pid}/stat"], check=False).stdout
+    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def all_pairs_failures(lab, backend: str) -> list[str]:
@@ -147,7 +153,7 @@ def test_vxlan_device_is_flannel_style(net):
 def test_large_packets_cross_nodes_without_fragmentation(net):
     a, b = [p for p in pods(net, "web") if p["spec"]["nodeName"] == "node1"][0], \
         [p for p in pods(net, "web") if p["spec"]["nodeName"] == "node3"][0]
-    netns = pod_netns(net.name, "default", a["metadata"]["name"])
+    netns = pod_netns_name(net.name, "default", a["metadata"]["name"])
     fits = net.transport.run("node1", ["ip", "netns", "exec", netns, "ping", "-c1", "-W2", "-M", "do",
                                        "-s", str(1450 - 28), b["status"]["podIP"]], check=False)
     assert fits.exit_code == 0, fits.stdout + fits.stderr
@@ -266,7 +272,7 @@ def test_an_agent_of_another_protocol_is_refused_then_replaced_by_deploy(net):
 def test_pods_whose_namespaces_are_gone_are_restored_by_deploy(net):
     victim = pods(net, "web")[0]
     node, key = victim["spec"]["nodeName"], f"default/{victim['metadata']['name']}"
-    net.transport.run(node, ["ip", "netns", "del", pod_netns(net.name, "default", victim["metadata"]["name"])])
+    net.transport.run(node, ["ip", "netns", "del", pod_netns_name(net.name, "default", victim["metadata"]["name"])])
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
     assert f"{node}: restore 1 pod(s) whose network namespace is gone: {key}" in proc.stdout
     assert pods(net, victim["metadata"]["name"])[0]["status"]["podIP"] == victim["status"]["podIP"]  # its lease
@@ -281,7 +287,7 @@ def test_a_pod_its_node_lost_is_made_again_by_the_next_apply(net):
     reads configured, not unchanged; the next apply is unchanged again."""
     victim = pods(net, "web")[0]
     node, name = victim["spec"]["nodeName"], victim["metadata"]["name"]
-    net.transport.run(node, ["ip", "netns", "del", pod_netns(net.name, "default", name)])
+    net.transport.run(node, ["ip", "netns", "del", pod_netns_name(net.name, "default", name)])
     lost = pods(net, name)[0]["status"]  # what the node reports, not what the lab once recorded
     assert lost["phase"] == "Unknown" and f"{node} does not hold it" in lost["message"]
     assert apply(net, WEB).stdout.splitlines() == ["deployment.apps/web configured"]
@@ -300,13 +306,57 @@ def test_a_pod_record_left_empty_by_a_power_cut_is_restored_by_deploy(net):
     pid = str(json.loads(net.transport.run(node, ["cat", record]).stdout)["pid"])
     net.transport.run(node, ["kill", "-9", pid])  # the power cut ends the pod's server, and its namespace goes
     assert wait_for(lambda: net.transport.run(node, ["kill", "-0", pid], check=False).exit_code != 0)
-    net.transport.run(node, ["ip", "netns", "del", pod_netns(net.name, "default", name)])
+    net.transport.run(node, ["ip", "netns", "del", pod_netns_name(net.name, "default", name)])
     net.transport.run(node, ["truncate", "-s", "0", record])
     proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
     assert f"{node}: restore 1 pod(s) whose network namespace is gone: default/{name}" in proc.stdout
     assert pods(net, name)[0]["status"]["podIP"] == victim["status"]["podIP"]
     assert all_pairs_failures(net, "after a lost record") == []
     assert lab_cli("deploy", "-i", net.inventory_path, check=True).stdout.strip().endswith("no changes")
+
+
+def test_a_pod_record_emptied_while_its_server_runs_leaves_no_second_server(net):
+    """A record found empty names no server: the pod made again must end the one still running in its namespace
+    (which would keep the old namespace and its veth alive)."""
+    victim = pods(net, "web")[1]
+    node, name = victim["spec"]["nodeName"], victim["metadata"]["name"]
+    record = pod_record_path(net.name, f"default_{name}")
+    old_pid = json.loads(net.transport.run(node, ["cat", record]).stdout)["pid"]
+    net.transport.run(node, ["truncate", "-s", "0", record])
+    proc = lab_cli("deploy", "-i", net.inventory_path, "-v", check=True)
+    assert f"{node}: restore 1 pod(s) whose network namespace is gone: default/{name}" in proc.stdout
+    assert not running_on(net, node, old_pid)
+    assert json.loads(net.transport.run(node, ["cat", record]).stdout)["pid"] != old_pid
+    assert pods(net, name)[0]["status"]["podIP"] == victim["status"]["podIP"]
+    assert all_pairs_failures(net, "after an emptied record") == []
+
+
+def test_what_a_cut_left_of_pods_the_lab_does_not_have_goes_with_the_next_apply(net):
+    """A power cut while a pod is made can leave parts of it that the lab never recorded: a namespace with a
+    process in it, a lease on the pod network, a record. The next `lab apply` removes them and keeps the lab's
+    own pods; a lesson's namespace on the node stays."""
+    node = "node1"
+    ghost, lesson = pod_netns_name(net.name, "default", "web-ghost"), f"{net.name}-l07-c1"
+    lease = f"/var/lib/cni/networks/{net.name}/10.244.0.250"
+    record = pod_record_path(net.name, "default_web-ghost")
+    net.transport.run(node, ["sh", "-c", f"ip netns add {ghost} && ip netns add {lesson} && "
+                             f"(ip netns exec {ghost} setsid sleep 600 </dev/null >/dev/null 2>&1 &)"])
+    net.transport.run(node, ["tee", lease], stdin="ghost-id\r\neth0")
+    net.transport.run(node, ["tee", record], stdin=json.dumps({"key": "default_web-ghost", "netns": ghost,
+                                                                  "id": "ghost-id"}))
+    sleeper = net.transport.run(node, ["ip", "netns", "pids", ghost]).stdout.split()
+    assert sleeper and net.transport.run(node, ["cat", lease]).stdout.startswith("ghost-id")
+    proc = apply(net, WEB)
+    assert proc.stdout.splitlines() == ["deployment.apps/web unchanged"]
+    assert f"{node}: removed what the lab no longer has: " in proc.stderr
+    netns = net.transport.run(node, ["ip", "netns", "list"]).stdout
+    assert ghost not in netns and lesson in netns
+    assert not running_on(net, node, int(sleeper[0]))
+    assert net.transport.run(node, ["ls", lease, record], check=False).exit_code != 0
+    assert len(pods(net, "web")) == 6 and all_pairs_failures(net, "after the leftovers went") == []
+    net.transport.run(node, ["ip", "netns", "del", lesson])
+    assert apply(net, WEB).stderr.count("removed what the lab no longer has") == 0
+
 
 TWINS_NAMESPACES = """
 apiVersion: v1

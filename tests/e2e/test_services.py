@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 from orchestrator.agent.contract import Probe
 from orchestrator.core.agent import call
-from orchestrator.layers.pods.plan import pod_netns
+from orchestrator.agent.contract import pod_netns_name
 from orchestrator.layers.services.iptables import JUMPS
 from .labtools import copy_inventory, lab_cli, unique_lab_name, wait_for
 from .test_pod_network import apply, outside_probe, pods, probe_from
@@ -160,7 +160,7 @@ def test_client_ip_affinity_keeps_one_client_on_one_endpoint(svc):
 
 
 def dns(lab, src: dict, name: str) -> str:
-    netns = pod_netns(lab.name, src["metadata"]["namespace"], src["metadata"]["name"])
+    netns = pod_netns_name(lab.name, src["metadata"]["namespace"], src["metadata"]["name"])
     result = lab.transport.run(src["spec"]["nodeName"], ["ip", "netns", "exec", netns, "getent", "hosts", name],
                                check=False)
     return result.stdout.split()[0] if result.exit_code == 0 else "NXDOMAIN"
@@ -179,7 +179,7 @@ def test_dns_answers_service_names_from_pods(svc):
     for name in ("nginx.default.svc.cluster.local", "nginx.default", "nginx"):
         assert dns(svc, src, name) == nginx_ip, name
     assert dns(svc, src, "kube-dns.kube-system") == "10.96.0.10"
-    netns = pod_netns(svc.name, "default", src["metadata"]["name"])
+    netns = pod_netns_name(svc.name, "default", src["metadata"]["name"])
     page = svc.transport.run(src["spec"]["nodeName"], ["ip", "netns", "exec", netns, "curl", "-s", "-m", "2",
                                                        "http://nginx/hostname"]).stdout
     assert page.startswith("nginx-")
@@ -482,7 +482,7 @@ def test_stale_udp_flows_move_off_a_removed_endpoint(svc):
     apply(svc, ECHO)
     echo_ip = service(svc, "echo")["spec"]["clusterIP"]
     client = pods(svc, "client")[0]
-    netns = pod_netns(svc.name, "default", "client")
+    netns = pod_netns_name(svc.name, "default", "client")
 
     def ask(port: int) -> str:
         return svc.transport.run(client["spec"]["nodeName"], ["ip", "netns", "exec", netns, "python3", "-c",

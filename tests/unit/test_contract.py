@@ -109,3 +109,20 @@ def test_the_node_scripts_rule_loads_never_start_with_a_whole_table_read():
     from orchestrator.agent.contract import chain_block
     text = chain_block("nat", {f"C{i}": [f"-A C{i} -j RETURN"] for i in range(50)}, then=["-I POSTROUTING 1 -j C0"])
     assert text.splitlines()[:2] == ["*nat", ":C0 - [0:0]"] and text.endswith("COMMIT")
+
+
+def test_pod_namespaces_of_different_pods_never_collide_and_stay_short():
+    from orchestrator.agent.contract import pod_netns_name
+    # the old name, <lab>-<namespace>-<name>, was "lab-a-b-c" for both
+    assert pod_netns_name("lab", "a", "b-c") != pod_netns_name("lab", "a-b", "c")
+    assert pod_netns_name("lab", "default", "web").startswith("lab-default-web-")
+    longest = pod_netns_name("abcdefghij", "n" * 63, "p" * 253)
+    assert len(longest) <= 63 and longest != pod_netns_name("abcdefghij", "n" * 63, "p" * 252)
+
+
+def test_the_agent_tells_a_pods_namespace_from_a_lessons_and_another_labs():
+    from orchestrator.agent.contract import is_pod_netns, pod_netns_name
+    assert is_pod_netns("lab", pod_netns_name("lab", "default", "web-1"))
+    assert not is_pod_netns("lab", "lab-l07-c1")  # lesson 07's container, on the same node
+    assert not is_pod_netns("other", pod_netns_name("lab", "default", "web-1"))
+    assert not is_pod_netns("lab", pod_netns_name("lab", "default", "web-1") + "x")

@@ -10,6 +10,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 
 from orchestrator.core import inventory
 from orchestrator.core.transport import Transport
-from e2e.labtools import (LabProcesses, alive, copy_inventory, lab_cli, leftovers, node_snapshot, sh,
+from e2e.labtools import (LabProcesses, alive, copy_inventory, drill_rng, lab_cli, leftovers, node_snapshot, sh,
                           unique_lab_name, wait_for)
 from e2e.test_pod_network import MAPPED  # a pod with a hostPort, on node2
 
@@ -202,6 +204,67 @@ def test_a_vm_whose_qemu_died_is_started_again_by_up_and_comes_back_by_itself(vm
     # lab up returns once node2's boot unit has brought the lab back: verify passes at once, no wait of our own
     proc = lab_cli("verify", "-i", vms.inventory_path, timeout=SLOW)  # its own disk, its boot unit: no deploy
     assert proc.returncode == 0, up.stderr + proc.stdout + proc.stderr
+
+
+def scaled_nginx(replicas: int) -> str:
+    text = (REPO / "examples" / "nginx.yaml").read_text()
+    return text.replace("replicas: 3", f"replicas: {replicas}", 1)
+
+
+def cut_power_during(vms, argv: list[str], victim: str, delay: float, stdin: str = "") -> None:
+    """Run `lab ARGV` and cut `victim`'s power (kill its qemu) `delay` s into it; the command may fail, in
+    one clear line per problem and without a traceback."""
+    pid = json.loads((vms.state_dir / vms.name / "lab.json").read_text())["nodes"][victim]["pid"]
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *argv], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+        time.sleep(delay)
+        os.kill(pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=SLOW)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert wait_for(lambda: not alive(pid))
+    assert "Traceback" not in err, err
+
+
+def up_again(vms, victim: str) -> None:
+    up = lab_cli("up", "--provider", "qemu", "--name", vms.name, "--nodes", "2", timeout=UP_SECONDS)
+    assert up.returncode == 0 and f"VM {victim} is not running: starting it again" in up.stderr, up.stderr
+
+
+def test_a_vm_that_loses_its_power_during_a_command_converges_after_up_and_the_command_again(vms):
+    """The fault drill on real VMs: a power cut during `lab apply` (scaling nginx), during `lab deploy` (to
+    host-gw), or during the boot-time restore after a reboot; then `lab up` and the command again, and
+    `lab verify` passes. The moment, the node and the point are drawn from a printed seed (LAB_DRILL_SEED
+    replays it): each power cut costs a VM boot, minutes under TCG, so a run takes one of the three."""
+    rng = drill_rng("VM")
+    moment, victim, delay = rng.choice(["apply", "deploy", "restore"]), rng.choice(["node1", "node2"]), \
+        rng.uniform(0.0, 4.0)
+    inventory_path = vms.inventory_path
+    if moment == "apply":
+        argv, stdin = ["apply", "-i", inventory_path, "-f", "-"], scaled_nginx(6)
+    elif moment == "deploy":
+        inventory_path = str(copy_inventory(vms, vms.workdir, cluster={"overlay": {"backend": "host-gw"}}))
+        argv, stdin = ["deploy", "-i", inventory_path], ""
+    else:  # the restore: the boot unit runs a few seconds into the boot that `systemctl reboot` starts
+        argv, stdin, delay = ["exec", "-i", inventory_path, victim, "--", "systemctl", "reboot"], "", 3 + 3 * delay
+    print(f"{victim} loses its power {delay:.2f} s into {moment}")
+    cut_power_during(vms, argv, victim, delay, stdin)
+    up_again(vms, victim)
+    if moment != "restore":
+        assert lab_cli(*argv, input=stdin, timeout=SLOW).returncode == 0  # the command again
+    else:
+        cli(vms, "deploy")
+    report = json.loads(lab_cli("verify", "-i", inventory_path, "-o", "json", timeout=SLOW).stdout)
+    assert [c["label"] for c in report["checks"] if not c["ok"]] == []
+    if moment == "deploy":
+        cli(vms, "deploy")  # back to the lab's own inventory (vxlan) for the tests after this one
+    if moment == "apply":
+        cli(vms, "apply", "-f", str(REPO / "examples" / "nginx.yaml"))
 
 
 def test_destroy_leaves_each_vm_as_it_was(vms):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
-from orchestrator.agent.contract import PodsApply, PodsApplyAnswer, PodsEnsure, PodsReattach, PodsStatus
+from orchestrator.agent.contract import (PodsApply, PodsApplyAnswer, PodsEnsure, PodsReattach, PodsStatus,
+                                         is_pod_netns)
 from orchestrator.core.agent import call
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import LabObjects, Pod
@@ -76,14 +77,42 @@ def lost_pods(objects: LabObjects, node: str, held: dict[str, str]) -> list[Pod]
                    if p.node == node and held.get(p.node_key) in (None, "gone")), key=lambda p: p.node_key)
 
 
-def held_pods(inv: Inventory, transport: Transport, nodes: list[Node]) -> FleetResult:
-    """The pods each of `nodes` holds, as it reports them after restarting the pod servers that had stopped
-    (the agent's pods-ensure): node key -> running, restarted, failed or gone; a node that does not answer
+def ensure_request(lab: str, objects: LabObjects, node: str) -> PodsEnsure:
+    """pods-ensure for `node`, keeping just the lab's pods there: the rest of what the node holds of lab pods
+    (a record, a namespace, a lease) goes."""
+    return PodsEnsure(lab=lab, keep=[{"key": p.node_key, "netns": p.netns, "id": p.uid}
+                                     for p in objects.pods.values() if p.node == node],
+                      conflist=conflist_path(lab))
+
+
+def unwanted(lab: str, objects: LabObjects, node: str, held: dict[str, str], netns: Iterable[str]) -> list[str]:
+    """What node `node` holds of lab pods that the lab does not have there, as its facts show it: pod records
+    (`held`: node key -> state) and pod network namespaces (`netns`: all of the node's)."""
+    ours = [p for p in objects.pods.values() if p.node == node]
+    keys, netnses = {p.node_key for p in ours}, {p.netns for p in ours}
+    return sorted(held.keys() - keys) + sorted(n for n in netns if is_pod_netns(lab, n) and n not in netnses)
+
+
+def held_pods(inv: Inventory, transport: Transport, objects: LabObjects) -> FleetResult:
+    """The pods each node holds, as it reports them after removing what is not the lab's pods any more and
+    restarting the pod servers that had stopped (the agent's pods-ensure): node key -> running, restarted,
+    failed or gone, and "removed" for what went (a key, a namespace or a lease); a node that does not answer
     gives its exception."""
     def held_by(node: Node) -> dict[str, str]:
-        return {key: str(got.get("state")) for key, got in call(transport, node, inv.name, PodsEnsure()).pods.items()}
+        answer = call(transport, node, inv.name, ensure_request(inv.name, objects, node.name))
+        return {key: str(got.get("state")) for key, got in answer.pods.items()}
 
-    return transport.run_all(held_by, nodes)
+    return transport.run_all(held_by, list(inv.nodes))
+
+
+def removed_lines(held: FleetResult) -> list[str]:
+    """One line per node that removed what was not the lab's any more (held_pods)."""
+    lines = []
+    for node, pods in sorted(held.items()):
+        gone = [] if isinstance(pods, BaseException) else sorted(k for k, state in pods.items() if state == "removed")
+        if gone:
+            lines.append(f"{node}: removed what the lab no longer has: {', '.join(gone)}")
+    return lines
 
 
 OBSERVE_TIMEOUT = 5.0  # a node that does not say how its pods are within this: its pods are Unknown

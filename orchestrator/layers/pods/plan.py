@@ -7,13 +7,13 @@ kept (oldest first), the rest deleted, the missing ones created and spread over 
 
 from __future__ import annotations
 
-import hashlib
 import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from orchestrator.agent.contract import pod_netns_name
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import Manifest, PodTemplate, fmt_labels
 from orchestrator.core.model import Cluster, Node, dns_ip
@@ -29,17 +29,6 @@ class PodChanges:
     delete: list[Pod] = field(default_factory=list)  # existing pods
 
 
-NETNS_READABLE = 40  # characters of "<namespace>-<name>" kept in a pod's network namespace name
-
-
-def pod_netns(lab: str, namespace: str, name: str) -> str:
-    """The name of a pod's network namespace on its node: readable, and unique through a digest of
-    namespace/name (pod b-c in namespace a is not pod c in namespace a-b); at most 63 characters, whatever
-    the lengths Kubernetes allows (253 for a pod name)."""
-    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:10]
-    return f"{lab}-{f'{namespace}-{name}'[:NETNS_READABLE]}-{digest}"
-
-
 def resolv_conf(namespace: str, cluster: Cluster) -> str:
     """A pod's /etc/resolv.conf: the cluster DNS and Kubernetes' search path, so `curl http://nginx` works."""
     d = cluster.dns_domain
@@ -53,7 +42,8 @@ def new_pod(cluster: Cluster, name: str, namespace: str, template: PodTemplate, 
     return Pod(
         name=name, namespace=namespace, uid=uuid.uuid4().hex, labels=dict(template.labels), owner=owner,
         template_hash=template.digest(), image=template.image, node=template.node_name,
-        node_selector=dict(template.node_selector), netns=pod_netns(cluster.name, namespace, name), tcp=tcp, udp=udp,
+        node_selector=dict(template.node_selector), netns=pod_netns_name(cluster.name, namespace, name),
+        tcp=tcp, udp=udp,
         port_mappings=[PortMapping(p.host_port, p.container_port, p.protocol.lower())
                        for p in template.ports if p.host_port],
         ports=list(template.ports), created=now, role="dns" if "dnsmasq" in template.image else "server",

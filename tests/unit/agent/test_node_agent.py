@@ -134,8 +134,24 @@ def test_pod_records_left_empty_or_naming_a_namespace_that_is_gone_are_reported_
     folder.mkdir()
     (folder / "default_empty.json").write_text("")
     (folder / "default_half.json").write_text('{"key": "default_half", "netns": "lab-def')
-    lost = {"key": "default_lost", "netns": "lab-default-lost-no-such-namespace", "ip": "10.244.0.7"}
+    lost = {"key": "default_lost", "netns": "lab-default-lost-no-such-namespace", "id": "uid-lost",
+            "ip": "10.244.0.7"}
     (folder / "default_lost.json").write_text(json.dumps(lost))
     assert pods_ensure(str(tmp_path)) == {"default_empty": {"state": "gone"}, "default_half": {"state": "gone"},
                                           "default_lost": {"state": "gone"}}
     assert pod_records(str(tmp_path)) == [lost]
+
+
+def test_leases_are_read_from_the_pod_networks_own_folder(tmp_path):
+    """host-local keeps one file per leased address, holding the container ID and the interface; the agent
+    releases those no pod of the lab holds (a power cut during a CNI ADD)."""
+    from orchestrator.agent.pods import lease_holders
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    (folder / "10.244.0.2").write_text("uid-web\r\neth0")
+    (folder / "10.244.0.9").write_text("ghost\r\neth0")
+    (folder / "last_reserved_ip.0").write_text("10.244.0.9")
+    (folder / "lock").write_text("")
+    conf = {"name": "lab", "plugins": [{"type": "bridge", "ipam": {"type": "host-local", "dataDir": str(tmp_path)}}]}
+    assert lease_holders(conf) == {"uid-web": str(folder / "10.244.0.2"), "ghost": str(folder / "10.244.0.9")}
+    assert lease_holders({**conf, "name": "other"}) == {}

@@ -131,7 +131,8 @@ def test_apply_creates_pods_before_it_syncs_rules_and_a_second_apply_changes_not
     nginx = kinds.parse_all(str(REPO / "examples" / "nginx.yaml"), lambda line: None)
     lines = pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, nginx)
     assert lines == ["deployment.apps/nginx created", "service/nginx created"]
-    assert [verb for _, verb in lab.nodes.verbs] == ["pods-apply", "pods-apply", "proxy-sync", "proxy-sync"]
+    assert [verb for _, verb in lab.nodes.verbs] == ["pods-ensure", "pods-ensure", "pods-apply", "pods-apply",
+                                                     "proxy-sync", "proxy-sync"]
     objects = lab.files.read_objects()
     assert sorted(p.node for p in objects.pods.values()) == ["node1", "node1", "node2"]
     assert all(p.ip and p.ip.startswith(f"10.244.{p.node[-1]}.") for p in objects.pods.values())

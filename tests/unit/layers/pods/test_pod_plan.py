@@ -102,15 +102,6 @@ def test_unknown_node_name_is_a_clear_error():
         schedule([pod], NODES, [])
 
 
-def test_pod_namespaces_of_different_pods_never_collide_and_stay_short():
-    from orchestrator.layers.pods.plan import pod_netns
-    # the old name, <lab>-<namespace>-<name>, was "lab-a-b-c" for both
-    assert pod_netns("lab", "a", "b-c") != pod_netns("lab", "a-b", "c")
-    assert pod_netns("lab", "default", "web").startswith("lab-default-web-")
-    longest = pod_netns("abcdefghij", "n" * 63, "p" * 253)
-    assert len(longest) <= 63 and longest != pod_netns("abcdefghij", "n" * 63, "p" * 252)
-
-
 def bare_pod(node_name=None):
     spec = {"containers": [{"name": "c", "image": "x"}], **({"nodeName": node_name} if node_name else {})}
     return parse({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo"}, "spec": spec}, "p.yaml", print)
