@@ -215,11 +215,12 @@ def cut_power_during(vms, argv: list[str], victim: str, delay: float, stdin: str
     """Run `lab ARGV` and cut `victim`'s power (kill its qemu) `delay` s into it; the command may fail, in
     one clear line per problem and without a traceback."""
     pid = json.loads((vms.state_dir / vms.name / "lab.json").read_text())["nodes"][victim]["pid"]
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *argv], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    given = vms.workdir / "drill-stdin"
+    given.write_text(stdin)
+    with given.open() as handle:
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *argv], stdin=handle,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        proc.stdin.write(stdin)
-        proc.stdin.close()
         time.sleep(delay)
         os.kill(pid, signal.SIGKILL)
         _, err = proc.communicate(timeout=SLOW)
