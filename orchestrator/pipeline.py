@@ -12,8 +12,9 @@ service rules.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from ipaddress import IPv4Network
-from typing import Callable, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 
 from orchestrator.agent.contract import CNI_PATH, PodsPurge, conf_digest
 from orchestrator.core.agent import agent_command, agent_files
@@ -27,7 +28,7 @@ from orchestrator.core.objects import LabObjects, Namespace, Pod, split_key
 from orchestrator.core.names import label_problem
 from orchestrator.core.script import Change, quiet, render_script
 from orchestrator.core.state import LabFiles
-from orchestrator.core.transport import NodeError, Transport
+from orchestrator.core.transport import NodeError, NodeUnreachable, Transport
 from orchestrator.layers.dns.plan import cluster_dns_yaml
 from orchestrator.layers.nodes import read as node_read
 from orchestrator.layers.nodes import boot
@@ -234,17 +235,22 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     held = pods_mod.held_pods(inv, transport, objects)
     for line in pods_mod.removed_lines(held):
         progress(line)
+    # a node that does not answer is asked nothing more by this command (each ask would wait for it again);
+    # its share of the plan is left for the next apply, and its pods are out of the endpoints meanwhile
+    unreachable = {name: str(e) for name, e in held.items() if isinstance(e, NodeUnreachable)}
+    failures = [f"{line}; its pods and rules are left for the next `lab apply`" for line in unreachable.values()]
+    plan.pods = pods_mod.without_nodes(plan.pods, unreachable)
+    reachable = replace(inv, nodes=tuple(n for n in inv.nodes if n.name not in unreachable))
     again = pods_mod.pods_to_make_again(objects, held, plan.pods)
     plan.pods.create += again
     results = made_again(manifests, results, again)
-    failures = []
     if objects.policies != policies_before:
         progress("loading the NetworkPolicy rules before the pods")
-        failures += sync_failures(inv, transport, objects)
-    failures += carry_out(inv, transport, objects, plan.pods, progress)
-    failures += converge_kinds(inv, transport, objects, manifests)
+        failures += sync_failures(inv, transport, objects, unreachable)
+    failures += carry_out(reachable, transport, objects, plan.pods, progress)
+    failures += converge_kinds(reachable, transport, objects, manifests)
     if resync or plan.pods.create or plan.pods.delete or objects.services != services_before:
-        failures += sync_failures(inv, transport, objects)
+        failures += sync_failures(inv, transport, objects, unreachable)
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
@@ -275,9 +281,9 @@ def converge_kinds(inv: Inventory, transport: Transport, objects: LabObjects, ma
             for line in kind.converge(inv, transport, objects)]
 
 
-def sync_failures(inv: Inventory, transport: Transport, objects: LabObjects) -> list[str]:
-    """Sync the rules to every node; the failures, one line each."""
-    return [str(e) for e in services_mod.sync_rules(inv, transport, objects).failures.values()]
+def sync_failures(inv: Inventory, transport: Transport, objects: LabObjects, lost: Iterable[str] = ()) -> list[str]:
+    """Sync the rules to every node but the `lost` ones; the failures, one line each."""
+    return [str(e) for e in services_mod.sync_rules(inv, transport, objects, lost).failures.values()]
 
 
 def delete_manifests(inv: Inventory, transport: Transport, files: LabFiles, manifests: list[Manifest],

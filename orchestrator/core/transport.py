@@ -72,6 +72,10 @@ class NodeError(LabError):
         super().__init__(where + message)
 
 
+class NodeUnreachable(NodeError):
+    """The node does not answer over SSH: no connection to it, or the connection went silent."""
+
+
 class CommandFailed(NodeError):
     """A command exited non-zero."""
 
@@ -159,7 +163,7 @@ class NodeConnection:
             raise NodeError(node.name, f"SSH to {target} failed: {exc}") from None
         except (OSError, EOFError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise NodeError(node.name, f"cannot connect to {target}: {reason}") from None
+            raise NodeUnreachable(node.name, f"cannot connect to {target}: {reason}") from None
         sock = conn.transport.sock
         if isinstance(sock, socket.socket):
             # Without it, Nagle + delayed ACK add ~40 ms to every short command.
@@ -175,7 +179,7 @@ class NodeConnection:
             return self._conn
 
     def lost(self, command: str) -> NodeError:
-        return NodeError(self.node.name, f"lost the SSH connection (the node did not answer for {DEAD_AFTER} s: "
+        return NodeUnreachable(self.node.name, f"lost the SSH connection (the node did not answer for {DEAD_AFTER} s: "
                                          "powered off, or cut off its network); what the command had not done is "
                                          "done by the next one once the node is back (`lab up`)", command)
 

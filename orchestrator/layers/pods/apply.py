@@ -93,6 +93,13 @@ def unwanted(lab: str, objects: LabObjects, node: str, held: dict[str, str], net
     return sorted(held.keys() - keys) + sorted(n for n in netns if is_pod_netns(lab, n) and n not in netnses)
 
 
+def without_nodes(changes: PodChanges, nodes: Iterable[str]) -> PodChanges:
+    """`changes` but those on `nodes` (which do not answer: a pod planned there is planned again next time)."""
+    skip = set(nodes)
+    return PodChanges(create=[p for p in changes.create if p.node not in skip],
+                      delete=[p for p in changes.delete if p.node not in skip])
+
+
 def held_pods(inv: Inventory, transport: Transport, objects: LabObjects) -> FleetResult:
     """The pods each node holds, as it reports them after removing what is not the lab's pods any more and
     restarting the pod servers that had stopped (the agent's pods-ensure): node key -> running, restarted,

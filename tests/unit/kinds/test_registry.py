@@ -12,9 +12,9 @@ from orchestrator import kinds, pipeline
 from orchestrator.agent.contract import VERBS, PodsApply, PodsEnsure
 from orchestrator.cli.resources import kinds_of, select
 from orchestrator.core import inventory
-from orchestrator.core.errors import InputError
+from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.state import LabFiles
-from orchestrator.core.transport import FleetResult, Result
+from orchestrator.core.transport import FleetResult, NodeUnreachable, Result
 
 REPO = Path(__file__).resolve().parents[3]
 INVENTORY = "cluster: {name: demo}\nnodes: [{name: node1, address: 198.18.0.11}, {name: node2, address: 198.18.0.12}]\n"
@@ -39,8 +39,12 @@ class Nodes:
         self.verbs: list[tuple[str, str]] = []
         self.held: dict[str, dict[str, str]] = {}  # node -> pod key -> its state
         self.next_ip = 2
+        self.silent: set[str] = set()  # nodes that do not answer over SSH
 
     def run(self, node, argv, stdin=None, **kwargs):
+        if node.name in self.silent:
+            self.verbs.append((node.name, "(no answer)"))
+            raise NodeUnreachable(node.name, "lost the SSH connection")
         if argv[0] == "configmaps":  # what the ConfigMap test kind's converge sends
             self.verbs.append((node.name, " ".join(argv)))
             return Result(node.name, " ".join(argv), 0, "", "")
@@ -60,7 +64,14 @@ class Nodes:
         return Result(node.name, " ".join(argv), 0, answer.to_json(), "")
 
     def run_all(self, action, nodes=None):
-        return FleetResult((node.name, action(node)) for node in nodes)
+        """Each node's result or, as the real transport gives it, its exception."""
+        def outcome(node):
+            try:
+                return action(node)
+            except NodeUnreachable as exc:
+                return exc
+
+        return FleetResult((node.name, outcome(node)) for node in nodes)
 
 
 @pytest.fixture
@@ -194,3 +205,20 @@ def test_a_pods_status_is_what_its_node_reports():
                      "default/p3": "Unknown", "default/p4": "Unknown"}
     assert phase(pods["default/p4"], objects)[1] == "node1: cannot connect to root@node1:22"
     assert phase(Pod("new", "default"), objects) == ("Pending", "not placed on a node yet")
+
+
+def test_a_node_that_does_not_answer_is_asked_once_and_its_share_waits_for_the_next_apply(lab):
+    """A silent node costs one wait (pods-ensure), not one per step: its pods and rules are left for the next
+    apply, which, with the node back, creates them."""
+    nginx = kinds.parse_all(str(REPO / "examples" / "nginx.yaml"), lambda line: None)
+    lab.nodes.silent.add("node2")
+    with pytest.raises(LabError, match=r"^node2: lost the SSH connection; its pods and rules are left for the next "
+                                       r"`lab apply`$"):
+        pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, nginx)
+    assert [verb for node, verb in lab.nodes.verbs if node == "node2"] == ["(no answer)"]
+    assert {p.node for p in lab.files.read_objects().pods.values()} == {"node1"}
+    lab.nodes.silent.clear()
+    # the Deployment as written did not change (kubectl says unchanged); its missing replica is made now
+    assert pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, nginx) == ["deployment.apps/nginx unchanged",
+                                                                              "service/nginx unchanged"]
+    assert sorted(p.node for p in lab.files.read_objects().pods.values()) == ["node1", "node1", "node2"]
