@@ -179,9 +179,10 @@ class NodeConnection:
             return self._conn
 
     def lost(self, command: str) -> NodeError:
-        return NodeUnreachable(self.node.name, f"lost the SSH connection (the node did not answer for {DEAD_AFTER} s: "
-                                         "powered off, or cut off its network); what the command had not done is "
-                                         "done by the next one once the node is back (`lab up`)", command)
+        return NodeUnreachable(self.node.name, f"lost the SSH connection (the node did not answer for {DEAD_AFTER} "
+                                               "s: powered off, or cut off its network); what the command had not "
+                                               "done is done by the next one once the node is back (`lab up`)",
+                               command)
 
     def execute(self, command: str, stdin: Optional[bytes], timeout: float,
                 stream: Optional[tuple[BinaryIO, BinaryIO]] = None) -> tuple[int, bytes, bytes]:
