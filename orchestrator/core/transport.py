@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import select
@@ -178,6 +179,14 @@ class NodeConnection:
                 self._conn = self._open()
             return self._conn
 
+    def drop(self, transport: paramiko.Transport) -> None:
+        """Forget the connection whose `transport` failed (the next use opens a new one)."""
+        with self._lock:
+            if self._conn is not None and self._conn.transport is transport:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = None
+
     def lost(self, command: str) -> NodeError:
         return NodeUnreachable(self.node.name, f"lost the SSH connection (the node did not answer for {DEAD_AFTER} "
                                                "s: powered off, or cut off its network); what the command had not "
@@ -187,11 +196,17 @@ class NodeConnection:
     def execute(self, command: str, stdin: Optional[bytes], timeout: float,
                 stream: Optional[tuple[BinaryIO, BinaryIO]] = None) -> tuple[int, bytes, bytes]:
         """Run the shell command line `command`; return (exit code, stdout, stderr)."""
-        transport = self.connection().transport
-        try:
-            chan = transport.open_session(timeout=timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise NodeError(self.node.name, f"SSH session failed: {exc}", command) from None
+        for attempt in range(2):
+            reused = self._conn is not None and self._conn.is_connected
+            transport = self.connection().transport
+            try:
+                chan = transport.open_session(timeout=timeout)
+                break
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                self.drop(transport)
+                # a kept connection can have died meanwhile (a node cut off for a while): one new one is tried
+                if not reused or attempt == 1:
+                    raise NodeError(self.node.name, f"SSH session failed: {exc}", command) from None
         out: list[bytes] = []
         err: list[bytes] = []
         deadline = time.monotonic() + timeout
