@@ -55,7 +55,7 @@ def failure_line(report) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr).strip().splitlines()[-1]
     line = text.strip().splitlines()[0] if text.strip() else "failed"
-    return re.sub(r"^(?:[A-Za-z_.]*(?:Error|Exception)|E): ", "", line)
+    return re.sub(r"^(?:[A-Za-z_.]*(?:Error|Exception)|(?:[a-z_]\w*\.)+[A-Z]\w*|E): ", "", line)
 
 
 def load_expectations(path: Optional[str]) -> list:

@@ -25,3 +25,12 @@ def test_only_the_first_line_of_a_failure_is_shown_without_the_exception_class()
         "node2: net.ipv4.ip_forward is off"
     raw = "Traceback ...\n    ...\norchestrator.transport.NodeError: node2: cannot connect"
     assert failure_line(SimpleNamespace(longrepr=raw)) == "node2: cannot connect"
+
+
+def test_a_node_that_does_not_answer_reads_without_its_exception_class():
+    crash = SimpleNamespace(message="orchestrator.core.transport.NodeUnreachable: node2: cannot connect to "
+                                    "root@198.18.0.12:22: timed out")
+    assert failure_line(SimpleNamespace(longrepr=SimpleNamespace(reprcrash=crash))) == \
+        "node2: cannot connect to root@198.18.0.12:22: timed out"
+    assert failure_line(SimpleNamespace(longrepr=SimpleNamespace(reprcrash=SimpleNamespace(
+        message="DNS: backend.shop not found")))) == "DNS: backend.shop not found"
