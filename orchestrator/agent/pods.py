@@ -164,12 +164,11 @@ def pod_del(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
             errors.append(str(exc))
     if os.path.exists(netns_path):
         subprocess.run(["ip", "netns", "del", pod["netns"]], stderr=subprocess.DEVNULL)
-    for path in (pod_file(lib, pod["key"]), pod_log(lib, pod["key"]),
-                 f"/etc/netns/{pod['netns']}/resolv.conf"):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    forget_record(lib, pod["key"])
+    try:
+        os.unlink(f"/etc/netns/{pod['netns']}/resolv.conf")
+    except FileNotFoundError:
+        pass
     try:
         os.rmdir(f"/etc/netns/{pod['netns']}")
     except OSError:
@@ -213,8 +212,19 @@ def end_processes_in(netns: str) -> None:
             pass
 
 
+def netns_names() -> list[str]:
+    """The node's named network namespaces."""
+    return [line.split()[0] for line in run("ip", "netns", "list").splitlines() if line.split()]
+
+
+def remove_netns(netns: str) -> None:
+    """Remove network namespace `netns` with every process in it (they would keep it alive)."""
+    end_processes_in(netns)
+    subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
+
+
 def forget_record(lib: str, key: str) -> None:
-    """Remove pod `key`'s record and log (an unreadable record names no namespace to remove with them)."""
+    """Remove pod `key`'s record and log, where they are."""
     for path in (pod_file(lib, key), pod_log(lib, key)):
         try:
             os.unlink(path)
@@ -252,22 +262,21 @@ def remove_unwanted(lib: str, lab: str, keep: list, conf: Optional[dict], cni_pa
             continue
         if record is not None and conf is not None:
             pod_del(lib, conf, cni_path, record)
-        else:
+        else:  # an unreadable record names no namespace: the sweep below takes it
             forget_record(lib, key)
         removed[key] = {"state": "removed"}
-    for line in run("ip", "netns", "list").splitlines():
-        netns = line.split()[0] if line.split() else ""
+    for netns in netns_names():
         if is_pod_netns(lab, netns) and netns not in netnses:
-            end_processes_in(netns)
-            subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
+            remove_netns(netns)
             removed[netns] = {"state": "removed"}
-    leases = lease_holders(conf) if conf is not None else {}
-    for container_id in sorted(leases.keys() - ids):
-        try:
-            cni("DEL", conf or {}, container_id, "", "eth0", cni_path)
-        except CniError:
-            pass
-        removed[f"lease {os.path.basename(leases[container_id])}"] = {"state": "removed"}
+    if conf is not None:
+        leases = lease_holders(conf)
+        for container_id in sorted(leases.keys() - ids):
+            try:
+                cni("DEL", conf, container_id, "", "eth0", cni_path)
+            except CniError:
+                pass
+            removed[f"lease {os.path.basename(leases[container_id])}"] = {"state": "removed"}
     return removed
 
 
@@ -367,10 +376,8 @@ def pods_purge(lib: str, lab: str, conf, cni_path: str) -> dict:
     report = {}
     for pod in pod_records(lib):
         report[pod["key"]] = pod_del(lib, conf, cni_path, pod) if conf else {"deleted": False}
-    for line in run("ip", "netns", "list").splitlines():
-        netns = line.split()[0] if line.split() else ""
+    for netns in netns_names():
         if netns.startswith(lab + "-"):
-            end_processes_in(netns)
-            subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
+            remove_netns(netns)
             report.setdefault(netns, {"deleted": True})
     return report

@@ -69,26 +69,31 @@ def apply_pod_changes(inv: Inventory, transport: Transport, objects: LabObjects,
     return failures
 
 
+def pods_on(objects: LabObjects, node: str) -> list[Pod]:
+    """The lab's pods on `node`."""
+    return [p for p in objects.pods.values() if p.node == node]
+
+
 def lost_pods(objects: LabObjects, node: str, held: dict[str, str]) -> list[Pod]:
     """The lab's pods on `node` that the node lacks or holds without their network namespace (after a reboot,
     or when the node lost its state), in name order. `held`: the node's pods as it reports them, node key ->
     state (running, stopped, gone, ...)."""
-    return sorted((p for p in objects.pods.values()
-                   if p.node == node and held.get(p.node_key) in (None, "gone")), key=lambda p: p.node_key)
+    return sorted((p for p in pods_on(objects, node) if held.get(p.node_key) in (None, "gone")),
+                  key=lambda p: p.node_key)
 
 
 def ensure_request(lab: str, objects: LabObjects, node: str) -> PodsEnsure:
     """pods-ensure for `node`, keeping just the lab's pods there: the rest of what the node holds of lab pods
     (a record, a namespace, a lease) goes."""
     return PodsEnsure(lab=lab, keep=[{"key": p.node_key, "netns": p.netns, "id": p.uid}
-                                     for p in objects.pods.values() if p.node == node],
+                                     for p in pods_on(objects, node)],
                       conflist=conflist_path(lab))
 
 
 def unwanted(lab: str, objects: LabObjects, node: str, held: dict[str, str], netns: Iterable[str]) -> list[str]:
     """What node `node` holds of lab pods that the lab does not have there, as its facts show it: pod records
     (`held`: node key -> state) and pod network namespaces (`netns`: all of the node's)."""
-    ours = [p for p in objects.pods.values() if p.node == node]
+    ours = pods_on(objects, node)
     keys, netnses = {p.node_key for p in ours}, {p.netns for p in ours}
     return sorted(held.keys() - keys) + sorted(n for n in netns if is_pod_netns(lab, n) and n not in netnses)
 
