@@ -40,6 +40,7 @@ from orchestrator.layers.pods.namespaces import BUILT_IN_NAMESPACES, require_nam
 from orchestrator.layers.pods.plan import PodChanges
 from orchestrator.layers.policy.enforcement import policy_sets
 from orchestrator.layers.services import apply as services_mod
+from orchestrator.layers.services.loadbalancer import POOL_KIND, default_pool_yaml
 from orchestrator.kinds.deployment import DEPLOYMENT
 from orchestrator.kinds.namespace import NAMESPACE
 from orchestrator.kinds.pod import POD
@@ -150,6 +151,8 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
             services_mod.sync_service_rules(inv, transport, files, reports, force)
             if all(r.status != "failed" for r in reports.values()):
                 start_cluster_dns(inv, transport, files, progress)
+                if inv.emulated is not None:
+                    install_load_balancer(inv, transport, files, progress)
     elif all(r.status != "failed" for r in reports.values()):  # as a real deploy, which syncs only then
         services_mod.preview_service_rules(inv, transport, files, reports, list(inv.nodes))
     for report in reports.values():
@@ -172,6 +175,18 @@ def start_cluster_dns(inv: Inventory, transport: Transport, files: LabFiles,
     results = apply_manifests(inv, transport, files, kinds.load_text(*cluster_dns_yaml(inv.cluster)), resync=False)
     if any(not line.endswith("unchanged") for line in results):
         progress(f"cluster DNS: kube-system/kube-dns at {dns_ip(inv.cluster.service_cidr)}, 2 dnsmasq pods")
+
+
+def install_load_balancer(inv: Inventory, transport: Transport, files: LabFiles,
+                          progress: Callable[[str], None]) -> None:
+    """Apply the lab's load balancer (its namespace, default pool and L2Advertisement) when the lab has no address
+    pool, as an install of MetalLB would: the objects are then the user's to change."""
+    if files.read_objects().extra.get(POOL_KIND):
+        return
+    manifests = kinds.load_text(*default_pool_yaml([n.address for n in inv.nodes]))
+    results = apply_manifests(inv, transport, files, manifests, resync=False)
+    if any(not line.endswith("unchanged") for line in results):
+        progress("load balancer: IPAddressPool metallb-system/default on the underlay, announced by ARP (L2)")
 
 
 def destroy(inv: Inventory, transport: Transport, files: LabFiles,

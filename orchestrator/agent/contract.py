@@ -95,6 +95,7 @@ RULES_JOURNAL = "rules/journal"  # the change requests since, one JSON line each
 MODULES_LOADED = "modules.loaded"  # the kernel modules the lab loaded (lab destroy unloads them)
 SYSCTL_SAVED = "sysctl.orig"  # the sysctl values before the lab set them (lab destroy puts them back)
 DIRS_CREATED = "dirs.created"  # the CNI folders the lab created (lab destroy removes only those)
+ANNOUNCED = "announced"  # the LoadBalancer addresses the lab put on the node, one a line (also while adding them)
 
 
 def lab_file(lab: str, rel: str) -> str:
@@ -163,7 +164,7 @@ def is_pod_netns(lab: str, netns: str) -> bool:
 # before reading it (exit REFUSED, one JSON answer saying so): it never misreads a request. `lab deploy`
 # replaces an agent.pyz whose digest differs from the controller's, so a node never keeps an older agent.
 # Raise PROTOCOL whenever a request or an answer changes shape.
-PROTOCOL = 4
+PROTOCOL = 5
 REFUSED = 3  # the agent's exit code for a request in a protocol it does not speak
 
 
@@ -246,6 +247,8 @@ class SyncAnswer(Answer):
     generation: Optional[str] = None  # the iptables rule set the node holds now
     resync: bool = False  # a change request built on what this node does not hold: send everything
     dry_run: bool = False
+    announced: list = field(default_factory=list)  # LoadBalancer addresses this node took (gratuitous ARP sent)
+    withdrawn: list = field(default_factory=list)  # and those it gave up
 
 
 @dataclass
@@ -362,6 +365,12 @@ class ProxySync(Request[SyncAnswer]):
     stale_udp: list = field(default_factory=list)  # endpoint IPs whose UDP conntrack entries go
     dns_hosts: Optional[str] = None  # the DNS hosts file (None: leave it)
     dry_run: bool = False  # only say what would be written and deleted
+    # LoadBalancer address -> the address of the node announcing it: the node that has that address holds the
+    # LoadBalancer address (its kernel answers ARP for it); any other the lab put on the node, or that lies in
+    # one of `lb_ranges` ([first, last] of the lab's pools), goes. Not kept for the boot-time restore: who
+    # announces what may have changed meanwhile, and the next sync says.
+    announce: dict = field(default_factory=dict)
+    lb_ranges: list = field(default_factory=list)
 
 
 # what a node keeps of a proxy-sync request to load the rules again after a boot

@@ -2,7 +2,8 @@
 the last request plus a journal of changes so that a node that booted can load them again.
 
 proxy_sync orchestrates one concern per function: the iptables chains or the nftables table (the
-backend), the NetworkPolicy table, the state file, stale UDP conntrack entries, the DNS hosts file."""
+backend), the NetworkPolicy table, the LoadBalancer addresses this node announces (announce.py), the state
+file, stale UDP conntrack entries, the DNS hosts file."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import shutil
 import signal
 import subprocess
 
+from .announce import hold_addresses
 from .cni import CniError, run
 from .contract import (DNS_HOSTS, PROXY_STATE, RULES_JOURNAL, RULES_REQUEST, STORED_FIELDS, ProxySync, SyncAnswer,
                        write_durably)
@@ -66,9 +68,12 @@ def proxy_sync(lib: str, request: ProxySync) -> SyncAnswer:
     except Resync:
         return SyncAnswer(resync=True)
     state["policy"] = sync_policy(sync, request, loaded.get("policy"))
+    # after the rules: an address starts to draw traffic only once the rules for it are there
+    announced, withdrawn = hold_addresses(lib, request.announce, request.lb_ranges, request.dry_run)
     if request.dry_run:
-        return SyncAnswer(changed=bool(sync.written or sync.deleted), written=sync.written, deleted=sync.deleted,
-                          repaired=sync.repaired, dry_run=True)
+        return SyncAnswer(changed=bool(sync.written or sync.deleted or announced or withdrawn), written=sync.written,
+                          deleted=sync.deleted, repaired=sync.repaired, dry_run=True, announced=announced,
+                          withdrawn=withdrawn)
     if sync.written or sync.deleted or state != loaded or not os.path.exists(os.path.join(lib, RULES_REQUEST)):
         write_durably(os.path.join(lib, STATE_FILE), json.dumps(state))
         store_rules(lib, request)
@@ -76,8 +81,9 @@ def proxy_sync(lib: str, request: ProxySync) -> SyncAnswer:
     dns = request.dns_hosts is not None and write_dns_hosts(lib, request.dns_hosts)
     if dns:
         reload_dns(lib)
-    return SyncAnswer(changed=bool(sync.written or sync.deleted or dns), written=sync.written, deleted=sync.deleted,
-                      repaired=sync.repaired, dns=dns, generation=state.get("generation"))
+    return SyncAnswer(changed=bool(sync.written or sync.deleted or dns or announced or withdrawn),
+                      written=sync.written, deleted=sync.deleted, repaired=sync.repaired, dns=dns,
+                      generation=state.get("generation"), announced=announced, withdrawn=withdrawn)
 
 
 def read_state(lib: str) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from typing import Any
 
@@ -199,6 +200,8 @@ def cmd_exec(args) -> int:
     inv = resolve_inventory(args.inventory)
     target, pod_name = args.node, args.pod
     nodes = {n.name for n in inv.nodes}
+    if target in LAB_HOSTS and target not in nodes and not pod_name:
+        return exec_on_lab_host(inv, target, command or ["sh"])
     if target.startswith("node/"):
         target = target[len("node/"):]
     elif not pod_name and target not in nodes:
@@ -221,6 +224,20 @@ def cmd_exec(args) -> int:
     with Transport([node]) as transport:
         result = run_showing_output(transport, node, command, timeout=args.timeout)
     return result.exit_code
+
+
+LAB_HOSTS = ("outside", "router")  # the emulated and VM labs' own hosts: the outside host and its router
+
+
+def exec_on_lab_host(inv, host: str, command: list[str]) -> int:
+    """`lab exec outside|router -- CMD`: the command in that lab namespace on this machine (it has no SSH)."""
+    if inv.emulated is None:
+        raise InputError(f"lab exec {host}: only emulated and VM labs have an outside host and router; this lab's "
+                         f"nodes are {', '.join(n.name for n in inv.nodes)}")
+    namespace = f"{inv.name}-{host}"
+    if not os.path.exists(f"/run/netns/{namespace}"):
+        raise LabError(f"lab exec {host}: network namespace {namespace} is missing; `lab up` makes it again")
+    return subprocess.run(["ip", "netns", "exec", namespace, *command]).returncode
 
 
 def cmd_ssh(args) -> int:

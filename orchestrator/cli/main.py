@@ -135,12 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     dry_run(p)
     p = command("expose", cmd_expose, "a Service for a deployment's or a pod's pods (kubectl expose)",
                 "lab expose deploy web --port 80\nlab expose deploy web --port 8080 --target-port 80 --type NodePort\n"
+                "lab expose deploy web --port 80 --type=LoadBalancer --name web-lb\n"
                 "lab expose pod web --port 80 --dry-run=client -o yaml")
     p.add_argument("kind", metavar="deploy|pod")
     p.add_argument("name")
     p.add_argument("--port", type=int, help="the Service's port (default: the pods' container port)")
     p.add_argument("--target-port", type=int)
-    p.add_argument("--type", choices=("ClusterIP", "NodePort"), default="ClusterIP")
+    p.add_argument("--type", choices=("ClusterIP", "NodePort", "LoadBalancer"), default="ClusterIP")
     p.add_argument("--name", dest="service_name", help="the Service's name (default: the deployment's or pod's)")
     dry_run(p)
     p = command("scale", cmd_scale, "change a deployment's replicas (kubectl scale)",
@@ -278,8 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "SSH; exits with the command's exit code",
                 "lab exec node1 -- ip route\nlab exec node2 -- sh -c 'ip -br link | grep eth0'\n"
                 "lab exec web-7d9f-x2k4q -- ip addr\nlab exec backend -n shop -- curl -s http://10.244.1.3/\n"
-                "lab exec node/node1 -- hostname")
-    p.add_argument("node", metavar="NODE|node/NODE|POD", help="a node, or a pod (in -n NAMESPACE)")
+                "lab exec node/node1 -- hostname\nlab exec outside -- ip neigh")
+    p.add_argument("node", metavar="NODE|node/NODE|POD|outside|router",
+                   help="a node, a pod (in -n NAMESPACE), or the lab's outside host or router")
     p.add_argument("--pod", help="run the command inside this pod's network namespace (on NODE)")
     p.add_argument("-t", "--tty", "--interactive", dest="interactive", action="store_true",
                    help="an interactive terminal (kubectl's -it; a shell when no command is given)")

@@ -17,9 +17,14 @@ def print_table(columns: list[str], rows: list[list[str]]) -> None:
 
 
 def print_described(lines: list[tuple[str, str]]) -> None:
-    """`kubectl describe`'s layout: labels in a column, values after them."""
+    """`kubectl describe`'s layout: labels in a column as wide as the longest (at least 18), values after them, a
+    value's further lines under its first."""
+    width = max([18, *(len(label) for label, value in lines if value)])
     for label, value in lines:
-        print(f"{label:<18} {value}".rstrip())
+        first, *more = value.split("\n")
+        print(f"{label:<{width}} {first}".rstrip())
+        for line in more:
+            print(f"{'':<{width}} {line.strip()}".rstrip())
 
 
 def print_reports(title: str, reports, show_changes: bool) -> int:

@@ -14,6 +14,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union, overload
 
@@ -85,6 +86,12 @@ class ServiceSpec:
     cluster_ip: Optional[str] = None
     session_affinity: str = "None"
     affinity_timeout: int = 10800
+    external_traffic_policy: str = "Cluster"  # NodePort and LoadBalancer: Cluster (any endpoint) or Local
+    health_check_node_port: Optional[int] = None  # LoadBalancer with Local: asked for; else allocated
+    allocate_node_ports: bool = True  # LoadBalancer: allocateLoadBalancerNodePorts
+    load_balancer_ip: Optional[str] = None  # spec.loadBalancerIP or the metallb.io/loadBalancerIPs annotation
+    load_balancer_class: Optional[str] = None  # None: the lab's own (MetalLB-style) controller serves it
+    address_pool: Optional[str] = None  # the metallb.io/address-pool annotation: take the address from this pool
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,7 @@ class Manifest:
     policy: Optional[PolicySpec] = None  # NetworkPolicy
     resource: str = ""  # kubectl's name of the kind in result lines: deployment.apps, pod, service
     spec: Any = field(default=None, hash=False, compare=False)  # a registered kind's own parsed spec
+    annotations: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def key(self) -> str:
@@ -139,6 +147,11 @@ class Doc:
                 raise self.error(self.path(key), "missing", f"add `{key}:`")
             value = {}
         return Doc(value, self.path(key), self.source)
+
+    def annotations(self) -> dict[str, str]:
+        """metadata.annotations of a manifest's top mapping (what is not text there, Kubernetes' schema refuses)."""
+        value = self.sub("metadata").data.get("annotations")
+        return {str(k): v for k, v in value.items() if isinstance(v, str)} if isinstance(value, dict) else {}
 
     def labels(self, key: str) -> dict[str, str]:
         value = self.data.get(key) or {}
@@ -199,14 +212,16 @@ def load_documents(target: str) -> list[tuple[str, Any]]:
     return documents
 
 
-SERVICE_TYPES = ("ClusterIP", "NodePort")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+NODE_PORT_TYPES = ("NodePort", "LoadBalancer")  # the types whose ports get a NodePort
 PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
 
 
-def service_spec(spec: Doc) -> ServiceSpec:
+def service_spec(spec: Doc, annotations: Mapping[str, str]) -> ServiceSpec:
     kind = spec.data.get("type", "ClusterIP")
     if kind not in SERVICE_TYPES:
-        raise spec.error(spec.path("type"), f"{kind!r} is not supported", "use ClusterIP or NodePort")
+        raise spec.error(spec.path("type"), f"{kind!r} is not supported", "use ClusterIP, NodePort or LoadBalancer "
+                         "(ExternalName: the lab has no DNS outside the cluster to point at)")
     raw_ports = spec.data.get("ports")
     if not isinstance(raw_ports, list) or not raw_ports:
         raise spec.error(spec.path("ports"), "missing or empty", "list at least one port, e.g. `- port: 80`")
@@ -238,9 +253,9 @@ def service_spec(spec: Doc) -> ServiceSpec:
             if not 1 <= target <= 65535:
                 raise p.error(p.path("targetPort"), f"{target} is out of range", "give a number from 1 to 65535")
         node_port = p.integer("nodePort", None, 30000, 32767)
-        if node_port is not None and kind != "NodePort":
-            raise p.error(p.path("nodePort"), "only NodePort services have a nodePort", "remove it or set "
-                          "type: NodePort")
+        if node_port is not None and kind not in NODE_PORT_TYPES:
+            raise p.error(p.path("nodePort"), "only NodePort and LoadBalancer services have a nodePort",
+                          "remove it or set type: NodePort")
         ports.append(ServicePort(name, protocol, number, target, node_port))
     cluster_ip = spec.data.get("clusterIP")
     if cluster_ip == "None":
@@ -249,7 +264,57 @@ def service_spec(spec: Doc) -> ServiceSpec:
     if affinity not in ("None", "ClientIP"):
         raise spec.error(spec.path("sessionAffinity"), f"{affinity!r} is not valid", "use None or ClientIP")
     timeout = spec.sub("sessionAffinityConfig").sub("clientIP").integer("timeoutSeconds", 10800, 1, 86400)
-    return ServiceSpec(kind, tuple(ports), str(cluster_ip) if cluster_ip else None, affinity, timeout)
+    return ServiceSpec(kind, tuple(ports), str(cluster_ip) if cluster_ip else None, affinity, timeout,
+                       **external_fields(spec, kind, annotations))
+
+
+def external_fields(spec: Doc, kind: str, annotations: Mapping[str, str]) -> dict[str, Any]:
+    """What a NodePort or LoadBalancer Service says about traffic from outside the cluster, as Kubernetes
+    validates it: externalTrafficPolicy only on those types, the LoadBalancer fields only on a LoadBalancer."""
+    policy = spec.data.get("externalTrafficPolicy")
+    if policy is not None and kind not in NODE_PORT_TYPES:
+        raise spec.error(spec.path("externalTrafficPolicy"), "may only be set when type is NodePort or "
+                         "LoadBalancer", "remove it or set type: LoadBalancer")
+    if policy not in (None, "Cluster", "Local"):
+        raise spec.error(spec.path("externalTrafficPolicy"), f"{policy!r} is not valid", "use Cluster or Local")
+    health = spec.integer("healthCheckNodePort", None, 30000, 32767)
+    if health is not None and not (kind == "LoadBalancer" and policy == "Local"):
+        raise spec.error(spec.path("healthCheckNodePort"), "may only be set when type is LoadBalancer and "
+                         "externalTrafficPolicy is Local", "remove it or set both")
+    allocate = spec.data.get("allocateLoadBalancerNodePorts", True)
+    if not isinstance(allocate, bool):
+        raise spec.error(spec.path("allocateLoadBalancerNodePorts"), f"{allocate!r} is not true or false",
+                         "write true or false")
+    wanted = spec.data.get("loadBalancerIP")
+    annotated = annotations.get(LOAD_BALANCER_IPS)
+    if annotated is not None:
+        if wanted is not None:
+            raise spec.error(spec.path("loadBalancerIP"), f"the {LOAD_BALANCER_IPS} annotation names the address too",
+                             "keep one of the two (spec.loadBalancerIP is deprecated since Kubernetes 1.24)")
+        wanted = annotated.split(",")[0].strip()
+    lb_class = spec.data.get("loadBalancerClass")
+    fields_given = {"loadBalancerIP": wanted, "loadBalancerClass": lb_class,
+                    "allocateLoadBalancerNodePorts": spec.data.get("allocateLoadBalancerNodePorts")}
+    for name, value in fields_given.items():
+        if value is not None and kind != "LoadBalancer":
+            raise spec.error(spec.path(name), "may only be set when type is LoadBalancer",
+                             "remove it or set type: LoadBalancer")
+    if wanted is not None:
+        try:
+            wanted = str(IPv4Address(str(wanted)))
+        except ValueError:
+            raise spec.error(spec.path("loadBalancerIP"), f"{wanted!r} is not an IPv4 address",
+                             "give an address of an IPAddressPool, or leave it out") from None
+    if lb_class is not None and (not isinstance(lb_class, str) or "/" not in lb_class):
+        raise spec.error(spec.path("loadBalancerClass"), f"{lb_class!r} is not a label-style name with a prefix",
+                         "write e.g. example.com/internal-vip, or leave it out for the lab's own")
+    return {"external_traffic_policy": policy or "Cluster", "health_check_node_port": health,
+            "allocate_node_ports": allocate, "load_balancer_ip": wanted, "load_balancer_class": lb_class,
+            "address_pool": annotations.get(ADDRESS_POOL) if kind == "LoadBalancer" else None}
+
+
+LOAD_BALANCER_IPS = "metallb.io/loadBalancerIPs"  # MetalLB's annotation for the address(es) a Service wants
+ADDRESS_POOL = "metallb.io/address-pool"  # and for the pool to take it from
 
 
 def fmt_labels(labels: Mapping[str, str]) -> str:

@@ -149,10 +149,24 @@ class Service(Record):
     affinity_timeout: int = 10800
     labels: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+    external_traffic_policy: str = "Cluster"
+    health_check_node_port: Optional[int] = None
+    allocate_node_ports: bool = True
+    load_balancer_class: Optional[str] = None  # None: the lab's own load balancer serves it
+    requested_ip: Optional[str] = None  # spec.loadBalancerIP or the metallb.io/loadBalancerIPs annotation
+    address_pool: Optional[str] = None  # the metallb.io/address-pool annotation
+    load_balancer_ip: Optional[str] = None  # the address it was given (status.loadBalancer.ingress); None: pending
 
     @property
     def key(self) -> str:
         return key_of(self.namespace, self.name)
+
+    @property
+    def local_traffic(self) -> bool:
+        """externalTrafficPolicy Local: traffic from outside goes only to the endpoints of the node it reached,
+        which keeps the client's address."""
+        return self.external_traffic_policy == "Local"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Service":
@@ -216,6 +230,8 @@ class LabObjects:
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     policies: dict[str, NetworkPolicy] = field(default_factory=dict)
     boots: dict[str, str] = field(default_factory=dict)  # node -> boot ID
+    # LoadBalancer address -> the node that answers ARP for it, as the nodes were told at the last sync
+    announced: dict[str, str] = field(default_factory=dict)
     # the objects of kinds registered beyond these (orchestrator/kinds/): kind -> key -> the record's JSON, which
     # the kind's own module reads and writes
     extra: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
@@ -232,7 +248,7 @@ class LabObjects:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "subnets": dict(self.subnets), "boots": dict(self.boots),
+            "subnets": dict(self.subnets), "boots": dict(self.boots), "announced": dict(self.announced),
             "pods": {k: v.to_json() for k, v in self.pods.items()},
             "deployments": {k: v.to_json() for k, v in self.deployments.items()},
             "services": {k: v.to_json() for k, v in self.services.items()},
@@ -259,6 +275,7 @@ class LabObjects:
         return cls(
             subnets={k: str(v) for k, v in section("subnets").items()},
             boots={k: str(v) for k, v in section("boots").items()},
+            announced={k: str(v) for k, v in section("announced").items()},
             pods={k: Pod.from_json(v) for k, v in section("pods").items()},
             deployments=deployments,
             services={k: Service.from_json(v) for k, v in section("services").items()},

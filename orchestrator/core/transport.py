@@ -119,7 +119,7 @@ class NodeConnection:
         self._lock = threading.Lock()
         self._conn: Optional[fabric.Connection] = None
 
-    def _new_connection(self, host: str, user: str, port: int, ssh: Ssh,
+    def _new_connection(self, host: str, user: str, port: int, ssh: Ssh, connect_timeout: float,
                         gateway: Optional[fabric.Connection] = None) -> fabric.Connection:
         auth: dict[str, Union[bool, str]] = {"look_for_keys": ssh.key is None, "allow_agent": ssh.key is None}
         if ssh.key is not None:
@@ -127,7 +127,7 @@ class NodeConnection:
         # An empty SSHConfig: the inventory is the whole truth, ~/.ssh/config does not change behaviour.
         config = fabric.Config(ssh_config=paramiko.SSHConfig())
         conn = fabric.Connection(host=host, user=user, port=port, config=config, gateway=gateway,
-                                 connect_timeout=ssh.connect_timeout, connect_kwargs=auth)
+                                 connect_timeout=connect_timeout, connect_kwargs=auth)
         # Fabric accepts unknown host keys by default; the lab never does.
         conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
         if ssh.known_hosts is not None:
@@ -136,13 +136,13 @@ class NodeConnection:
             conn.client.load_system_host_keys()
         return conn
 
-    def _open(self) -> fabric.Connection:
+    def _open(self, connect_timeout: float) -> fabric.Connection:
         node, ssh = self.node, self.node.ssh
         gateway = None
         if ssh.jump:
             jump_user, jump_host, jump_port = split_jump(ssh.jump, ssh.user)
-            gateway = self._new_connection(jump_host, jump_user, jump_port, ssh)
-        conn = self._new_connection(node.ssh_host, ssh.user, ssh.port, ssh, gateway)
+            gateway = self._new_connection(jump_host, jump_user, jump_port, ssh, connect_timeout)
+        conn = self._new_connection(node.ssh_host, ssh.user, ssh.port, ssh, connect_timeout, gateway)
         target = f"{ssh.user}@{node.ssh_host}:{ssh.port}"
         known_hosts = ssh.known_hosts or "~/.ssh/known_hosts"
         try:
@@ -173,10 +173,13 @@ class NodeConnection:
         conn.transport.set_keepalive(DEAD_AFTER // 3)
         return conn
 
-    def connection(self) -> fabric.Connection:
+    def connection(self, within: Optional[float] = None) -> fabric.Connection:
+        """The kept connection, or a new one (connecting for at most the inventory's connect_timeout, or `within`
+        seconds when that is shorter: a command given 1 s does not wait 10 s for a node to answer)."""
         with self._lock:
             if self._conn is None or not self._conn.is_connected:
-                self._conn = self._open()
+                limit = self.node.ssh.connect_timeout
+                self._conn = self._open(min(limit, within) if within else limit)
             return self._conn
 
     def drop(self, transport: paramiko.Transport) -> None:
@@ -198,7 +201,7 @@ class NodeConnection:
         """Run the shell command line `command`; return (exit code, stdout, stderr)."""
         for attempt in range(2):
             reused = self._conn is not None and self._conn.is_connected
-            transport = self.connection().transport
+            transport = self.connection(timeout).transport
             try:
                 chan = transport.open_session(timeout=timeout)
                 break

@@ -81,6 +81,9 @@ class Kind:
     # Ingress's proxy config): (inventory, transport, objects) -> failures, one line each; the pipeline calls
     # it after the pods, before the service rules, whenever an apply or delete names the kind
     converge: Optional[Callable[[Inventory, Any, LabObjects], list[str]]] = None
+    # what the kind derives from all the lab's objects once a plan has recorded its manifests, whatever kinds they
+    # were (the addresses of LoadBalancer Services, from the pools): (plan) -> None, changing plan.objects
+    settle: Optional[Callable[[Plan], None]] = None
     # `lab get` and `lab describe`
     items: Callable[[Inventory, LabObjects], list[Item]] = lambda inv, objects: []
     to_json: Callable[[Item, Inventory, LabObjects], dict[str, Any]] = lambda item, inv, objects: {}
@@ -178,7 +181,7 @@ def head(doc: Doc, kind: Kind) -> Manifest:
         raise meta.error(meta.path("namespace"), f"{namespace!r} is not a valid namespace",
                          "use lowercase letters, digits and '-'")
     return Manifest(kind.kind, name, namespace if kind.namespaced else "", doc.source, meta.labels("labels"),
-                    raw=doc.data, resource=kind.ref)
+                    raw=doc.data, resource=kind.ref, annotations=doc.annotations())
 
 
 def manifest(kind_name: str, name: str, namespace: str, source: str) -> Manifest:
@@ -227,6 +230,9 @@ def plan(cluster: Cluster, nodes: list[Node], objects: LabObjects, manifests: li
         action = kind.forget if deleting else kind.record
         assert action is not None, kind.kind
         words[id(m)] = action(m, planned)
+    for kind in KINDS.values():
+        if kind.settle is not None:
+            kind.settle(planned)
     if not deleting:
         doomed = {id(p) for p in planned.pods.delete}
         schedule(planned.pods.create, nodes, [p for p in objects.pods.values() if id(p) not in doomed])

@@ -10,13 +10,16 @@ from orchestrator.core.manifests import Doc, Manifest, Warn, fmt_labels, service
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects, Service, applied
 from orchestrator.kinds.registry import Item, Kind, Plan, forgotten, register
-from orchestrator.kinds.show import age, described_labels, lead, lead_columns
+from orchestrator.kinds.show import age, described_labels, events, lead, lead_columns
+from orchestrator.layers.services.loadbalancer import (adverts_of, check_requested, not_announced_reason,
+                                                       pending_reason, pools_of, serves_lab)
+from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.services.plan import AddressBook, check_target_ports, service_record
 
 
 def parse(doc: Doc, head: Manifest, warn: Warn) -> Manifest:
     spec = doc.sub("spec", required=True)
-    return replace(head, selector=spec.labels("selector"), service=service_spec(spec))
+    return replace(head, selector=spec.labels("selector"), service=service_spec(spec, head.annotations))
 
 
 def address_book(plan: Plan) -> AddressBook:
@@ -31,6 +34,7 @@ def record(m: Manifest, plan: Plan) -> str:
     old = plan.objects.services.get(m.key)
     service = service_record(m, old, address_book(plan), plan.stamp)
     check_target_ports(service, m.source, plan.pods_after())
+    check_requested(service, m.source, pools_of(plan.objects.extra), plan.objects.services)
     plan.objects.services[m.key] = service
     return applied(old, old == service)
 
@@ -54,11 +58,26 @@ def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
     ports = [{k: v for k, v in {"name": p.name, "protocol": p.protocol, "port": p.port,
                                 "targetPort": p.target_port, "nodePort": p.node_port}.items()
               if v is not None} for p in s.ports]
+    spec: dict[str, Any] = {"type": s.type, "clusterIP": s.cluster_ip, "clusterIPs": [s.cluster_ip],
+                            "selector": s.selector, "ports": ports, "sessionAffinity": s.session_affinity}
+    if s.type != "ClusterIP":
+        spec["externalTrafficPolicy"] = s.external_traffic_policy
+    if s.type == "LoadBalancer":
+        spec["allocateLoadBalancerNodePorts"] = s.allocate_node_ports
+        spec.update({k: v for k, v in (("healthCheckNodePort", s.health_check_node_port),
+                                       ("loadBalancerClass", s.load_balancer_class)) if v is not None})
+    ingress = [{"ip": s.load_balancer_ip, "ipMode": "VIP"}] if s.load_balancer_ip else []
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": s.name, "namespace": s.namespace, "labels": s.labels,
-                         "creationTimestamp": s.created},
-            "spec": {"type": s.type, "clusterIP": s.cluster_ip, "clusterIPs": [s.cluster_ip],
-                     "selector": s.selector, "ports": ports, "sessionAffinity": s.session_affinity}}
+                         **({"annotations": s.annotations} if s.annotations else {}), "creationTimestamp": s.created},
+            "spec": spec, "status": {"loadBalancer": {"ingress": ingress} if ingress else {}}}
+
+
+def external_ip(service: Service) -> str:
+    """kubectl's EXTERNAL-IP: the LoadBalancer's address, <pending> until it has one, <none> for other types."""
+    if service.type != "LoadBalancer":
+        return "<none>"
+    return service.load_balancer_ip or "<pending>"
 
 
 def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces: bool,
@@ -69,7 +88,7 @@ def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces
     rows = []
     for item in found:
         s: Service = item.record
-        rows.append(lead(s.namespace, all_namespaces) + [s.name, s.type, s.cluster_ip, "<none>", ports_text(s),
+        rows.append(lead(s.namespace, all_namespaces) + [s.name, s.type, s.cluster_ip, external_ip(s), ports_text(s),
                                                          age(s.created)]
                     + ([fmt_labels(s.selector) or "<none>"] if wide else []))
     return columns, rows
@@ -79,8 +98,10 @@ def describe(item: Item, inv: Inventory, objects: LabObjects) -> list[tuple[str,
     """`kubectl describe svc` as (label, value) lines."""
     s: Service = item.record
     lines = [("Name:", s.name), ("Namespace:", s.namespace), ("Labels:", described_labels(s.labels)),
-             ("Annotations:", "<none>"), ("Selector:", fmt_labels(s.selector) or "<none>"), ("Type:", s.type),
-             ("IP:", s.cluster_ip)]
+             ("Annotations:", described_labels(s.annotations)), ("Selector:", fmt_labels(s.selector) or "<none>"),
+             ("Type:", s.type), ("IP:", s.cluster_ip)]
+    if s.load_balancer_ip:
+        lines.append(("LoadBalancer Ingress:", s.load_balancer_ip))
     for port in s.ports:
         eps = objects.endpoints.get(s.key, {}).get(port.name or "", [])
         lines += [("Port:", f"{port.name or '<unset>'} {port.port}/{port.protocol}"),
@@ -88,7 +109,33 @@ def describe(item: Item, inv: Inventory, objects: LabObjects) -> list[tuple[str,
         if port.node_port:
             lines.append(("NodePort:", f"{port.name or '<unset>'} {port.node_port}/{port.protocol}"))
         lines.append(("Endpoints:", ",".join(e.address for e in eps) or "<none>"))
-    return lines + [("Session Affinity:", s.session_affinity), ("Events:", "<none>")]
+    lines.append(("Session Affinity:", s.session_affinity))
+    if s.type != "ClusterIP":
+        lines.append(("External Traffic Policy:", s.external_traffic_policy))
+    if s.health_check_node_port:
+        lines.append(("HealthCheck NodePort:", str(s.health_check_node_port)))
+    if s.load_balancer_class:
+        lines.append(("LoadBalancer Class:", s.load_balancer_class))
+    return lines + load_balancer_events(s, objects)
+
+
+def load_balancer_events(s: Service, objects: LabObjects) -> list[tuple[str, str]]:
+    """MetalLB's events for a LoadBalancer Service: the address given (or why none) and the node announcing it."""
+    if s.type != "LoadBalancer":
+        return [("Events:", "<none>")]
+    pools = pools_of(objects.extra)
+    if not s.load_balancer_ip:
+        why = pending_reason(s, pools, namespace_labels(objects)) if serves_lab(s) else \
+            f"loadBalancerClass {s.load_balancer_class} is not the lab's"
+        return events([("Warning", "AllocationFailed", "lab-controller", why)])
+    node = objects.announced.get(s.load_balancer_ip)
+    ready = any(objects.endpoints.get(s.key, {}).values())
+    assigned = ("Normal", "IPAllocated", "lab-controller", f'Assigned IP ["{s.load_balancer_ip}"]')
+    if node:
+        return events([assigned, ("Normal", "nodeAssigned", "lab-speaker",
+                                  f'announcing from node "{node}" with protocol "layer2"')])
+    return events([assigned, ("Warning", "notAnnounced", "lab-speaker",
+                              not_announced_reason(s, pools, adverts_of(objects.extra), set(), ready))])
 
 
 SERVICE = register(Kind("Service", "services", "service", short_names=("svc",), in_all=2, parse=parse,

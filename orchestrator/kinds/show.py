@@ -26,6 +26,16 @@ def described_labels(labels: Mapping[str, str]) -> str:
     return fmt_labels(labels).replace(",", "\n" + " " * 19) or "<none>"
 
 
+def events(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str]]:
+    """kubectl describe's Events: table (Type, Reason, From, Message), as lines of their own."""
+    if not rows:
+        return [("Events:", "<none>")]
+    table = [("Type", "Reason", "From", "Message"), ("----", "------", "----", "-------"), *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    return [("Events:", "")] + [("  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3],
+                                 "") for r in table]
+
+
 def lead(namespace: str, all_namespaces: bool) -> list[str]:
     """The NAMESPACE cell a row starts with when every namespace is listed."""
     return [namespace] if all_namespaces else []

@@ -14,6 +14,7 @@ from orchestrator.core.ipam import first_free_subnet
 from orchestrator.core.model import Emulated, stable_mac
 from orchestrator.core.render import render
 from orchestrator.core.state import LabFiles
+from orchestrator.layers.services.loadbalancer import DEFAULT_POOL_FIRST
 
 
 # RFC 2544's benchmarking range: reserved, never routed on the internet; one /24 per lab.
@@ -87,7 +88,7 @@ class LabLayout:
 
 def layout(lab: str, emulated: Emulated, count: int, underlay: IPv4Network) -> LabLayout:
     """The plan for `count` emulated nodes of lab `lab` on `underlay`."""
-    most = underlay.num_addresses - 13  # .1 is the root namespace's, .11 on the nodes', the last two router/broadcast
+    most = DEFAULT_POOL_FIRST - 11  # .1 is the root namespace's, .11 on the nodes', from .240 the LoadBalancer pool's
     if count > most:
         raise InputError(f"--nodes: {count} nodes do not fit the /{underlay.prefixlen} underlay; use at most {most}")
     nodes = tuple(EmulatedNode(name, i, f"{lab}-{name}", underlay[10 + i])

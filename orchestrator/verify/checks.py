@@ -21,6 +21,7 @@ from orchestrator.layers.nodes.facts import conflist_path
 from orchestrator.layers.overlay.plan import vxlan_device
 from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.policy.plan import Judge
+from orchestrator.layers.services.loadbalancer import adverts_of, not_announced_reason, pools_of
 from orchestrator.layers.services.nftables import TABLE as NFT_TABLE
 from orchestrator.providers.emulated_plan import OUTSIDE_HOST
 
@@ -154,6 +155,8 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                 continue  # DNS pods answer DNS, not the probe; affinity pins a client on purpose
             names = tuple(sorted(e.pod for e in eps))
             members = tuple(key_of(service.namespace, e.pod) for e in eps)
+            if service.load_balancer_ip and proto == "tcp" and inv.emulated is not None:
+                checks.append(load_balancer_check(inv, objects, service, port.port, eps, name))
             for node, src in sorted(by_node.items()):
                 checks.append(Check(
                     id=f"pod-to-service/{pod_label(src)}->{name}", family="pod-to-service",
@@ -235,6 +238,37 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                         show=f"lab exec {pod.node} -- iptables -t nat -S CNI-HOSTPORT-DNAT"))
     checks += expectation_checks(inv, objects, expectations or [])
     return [c for c in checks if not judged_elsewhere(c, objects, judge)]
+
+
+def load_balancer_check(inv: Inventory, objects: LabObjects, service, port: int, eps: list, name: str) -> Check:
+    """From the outside host to a LoadBalancer address: through the router, to the node answering ARP for it,
+    then the service rules. Cluster: every endpoint answers. Local: only the announcing node's endpoints, and
+    they see the outside host's own address."""
+    address = str(service.load_balancer_ip)
+    node = objects.announced.get(address)
+    target = {"proto": "tcp", "host": address, "port": port}
+    show = (f"lab describe svc {service.name} -n {service.namespace}; lab exec router -- ip neigh show {address}"
+            + (f"; lab exec {node} -- ip -br addr" if node else ""))
+    if node is None:
+        reason = not_announced_reason(service, pools_of(objects.extra), adverts_of(objects.extra), set())
+        return Check(id=f"loadbalancer/outside->{name}", family="loadbalancer", source=OUTSIDE,
+                     target=dict(target, path="/hostname"), want=("ok",), label=f"outside -> {address}:{port} ({name})",
+                     layer=f"LoadBalancer {address}: {reason}", show=show)
+    if service.local_traffic:
+        mine = [e for e in eps if e.node == node]
+        return Check(id=f"loadbalancer/outside->{name}", family="loadbalancer", source=OUTSIDE,
+                     target=dict(target, path="/clientip"), want=("reply", str(OUTSIDE_HOST)), count=4,
+                     label=f"outside -> {address}:{port} ({name}, Local): {node}'s pods see the outside host's "
+                           "address",
+                     reaches=tuple(key_of(service.namespace, e.pod) for e in mine),
+                     layer=f"LoadBalancer {address} announced by {node} (ARP), externalTrafficPolicy Local: "
+                           f"{node}'s endpoints, unmasqueraded", show=show)
+    return Check(id=f"loadbalancer/outside->{name}", family="loadbalancer", source=OUTSIDE,
+                 target=dict(target, path="/hostname"), want=("covers", tuple(sorted(e.pod for e in eps))),
+                 count=10 * len(eps), label=f"outside -> {address}:{port} ({name}): every endpoint answers",
+                 reaches=tuple(key_of(service.namespace, e.pod) for e in eps),
+                 layer=f"LoadBalancer {address} announced by {node} (ARP), then the service rules on {node}",
+                 show=show)
 
 
 def allows(verdict) -> bool:

@@ -19,7 +19,7 @@ from orchestrator.layers.policy.enforcement import render_policy
 from orchestrator.layers.policy.trace import PolicyPacket, judge
 from orchestrator.layers.services.iptables import JUMPS, render_iptables
 from orchestrator.layers.services.nftables import render_nft
-from orchestrator.layers.services.plan import all_endpoints
+from orchestrator.layers.services.plan import all_endpoints, node_addresses
 from orchestrator.layers.services.trace import Ending, Packet, TraceError, parse_iptables, trace_iptables, trace_nft
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ def node_iptables(inv: Inventory, objects: LabObjects, node: str) -> dict:
     the lab's masquerade and forward chains, and the built-in chains' jumps to them (the lab's own first in
     POSTROUTING, as the node agent inserts it)."""
     cluster = inv.cluster
-    tables = render_iptables(objects.services, all_endpoints(objects.services, objects.pods), cluster.cluster_cidr)
+    tables = render_iptables(objects.services, all_endpoints(objects.services, objects.pods), cluster.cluster_cidr,
+                             objects.announced, node_addresses(inv))
     subnet = objects.subnets.get(node)
     if subnet is not None:
         for (table, chain), rules in masquerade_rules(cluster, IPv4Network(subnet)).items():
@@ -105,7 +106,8 @@ def explain(inv: Inventory, objects: LabObjects, src: "End", dst: "End", port: i
     try:
         if backend == "nftables":
             eps = all_endpoints(objects.services, objects.pods)
-            endings = trace_nft(render_nft(objects.services, eps, inv.cluster.cluster_cidr), packet)
+            endings = trace_nft(render_nft(objects.services, eps, inv.cluster.cluster_cidr, objects.announced,
+                                           node_addresses(inv)), packet)
         else:
             endings = trace_iptables(node_iptables(inv, objects, node), packet)
     except TraceError as exc:

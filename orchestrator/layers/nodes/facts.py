@@ -63,6 +63,7 @@ class NodeState:
     etc_files: dict[str, str] = field(default_factory=dict)  # the lab's files outside its folder: path -> sha256
     unit_enabled: bool = False  # whether the lab's boot unit runs at boot
     restored: tuple[str, ...] = ()  # the boot the unit last restored the lab for, then what it could not restore
+    announced: tuple[str, ...] = ()  # the LoadBalancer addresses the lab put on the node (agent/announce.py)
 
     def restoring(self, deployed_in: str) -> bool:
         """Whether the boot unit has still to bring the lab back in this boot (it runs once per boot).
@@ -181,4 +182,5 @@ def parse_facts(text: str) -> NodeState:
         package_managers=tuple(line for line in sections.get("packaging", []) if line), os=body("os"),
         modules=dict(line.split("=", 1) for line in sections.get("modules", []) if "=" in line),
         boot_id=body("boot"), systemd=body("init") == "systemd", etc_files=etc_files, unit_enabled=enabled,
-        restored=tuple(line for line in sections.get("restored", []) if line.strip()))
+        restored=tuple(line for line in sections.get("restored", []) if line.strip()),
+        announced=tuple(line.strip() for line in sections.get("announced", []) if line.strip()))

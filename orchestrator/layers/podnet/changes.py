@@ -112,6 +112,11 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
     for table in (NFT_TABLE, POLICY_TABLE):
         if f"table ip {table}" in state.nft_tables and not others:
             changes.append(Change(f"remove nftables table {table}", (cmd("nft", "delete", "table", "ip", table),)))
+    held = [(a["local"], link["ifname"]) for link in state.addrs for a in link.get("addr_info") or []
+            if a.get("local") in state.announced and a.get("prefixlen") == 32]
+    if held:
+        changes.append(Change(f"stop announcing {', '.join(a for a, _ in held)} (LoadBalancer)",
+                              tuple(cmd("ip", "addr", "del", f"{a}/32", "dev", dev) for a, dev in held)))
     if state.conflist or any(f == f"10-{lab}.conflist" for f in state.conflists):
         changes.append(Change(f"remove {conflist_path(lab)}", (cmd("rm", "-f", conflist_path(lab)),)))
     changes += before_files

@@ -14,7 +14,7 @@ from functools import partial
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from orchestrator.agent.contract import FlushCaches, ProxySync, SyncAnswer, chain_digest
 from orchestrator.core.agent import call
@@ -25,8 +25,9 @@ from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.core.transport import FleetResult, Transport
 from orchestrator.layers.policy.enforcement import render_policy
 from orchestrator.layers.services.iptables import JUMPS, render_iptables
+from orchestrator.layers.services.loadbalancer import adverts_of, announcers, pools_of
 from orchestrator.layers.services.nftables import render_nft
-from orchestrator.layers.services.plan import all_endpoints, dns_records
+from orchestrator.layers.services.plan import all_endpoints, dns_records, node_addresses
 
 
 # How often the running controller has every node read its rules back and repair what was changed by
@@ -52,14 +53,14 @@ Tables = dict[str, dict[str, list[str]]]
 Digests = dict[str, dict[str, str]]
 
 
-def rules_request(backend: str, services: dict[str, Service], eps: Endpoints,
-                  cluster_cidr: IPv4Network) -> dict[str, Any]:
+def rules_request(backend: str, services: dict[str, Service], eps: Endpoints, cluster_cidr: IPv4Network,
+                  announced: Mapping[str, str] = {}, node_addresses: Mapping[str, str] = {}) -> dict[str, Any]:
     """The service rules part of a node agent's proxy-sync request, for the cluster's proxy mode."""
     request: dict[str, Any] = {"backend": backend, "jumps": [list(j) for j in JUMPS]}
     if backend == "nftables":
-        request["nft"] = render_nft(services, eps, cluster_cidr)
+        request["nft"] = render_nft(services, eps, cluster_cidr, announced, node_addresses)
     else:
-        request["tables"] = render_iptables(services, eps, cluster_cidr)
+        request["tables"] = render_iptables(services, eps, cluster_cidr, announced, node_addresses)
     return request
 
 
@@ -141,14 +142,20 @@ def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict[
 
 
 def sync_request(inv: Inventory, objects: LabObjects, lost: set[str], force: bool = False,
-                 verify: bool = False) -> tuple[dict[str, Any], Endpoints]:
-    """The whole proxy-sync request for the lab's objects (the pods of `lost` nodes are not ready), and the
-    endpoints it stands for."""
+                 verify: bool = False) -> tuple[dict[str, Any], Endpoints, dict[str, str]]:
+    """The whole proxy-sync request for the lab's objects (the pods of `lost` nodes are not ready, and the
+    nodes do not announce LoadBalancer addresses), the endpoints it stands for, and who announces what."""
     services = objects.services
     ready = {k: p for k, p in objects.pods.items() if p.node not in lost}
     eps = all_endpoints(services, ready)
-    request = rules_request(inv.cluster.proxy_mode, services, eps, inv.cluster.cluster_cidr)
+    pools = pools_of(objects.extra)
+    announced = announcers(services, pools, adverts_of(objects.extra), {n.name: n.labels for n in inv.nodes}, eps,
+                           lost)
+    addresses = node_addresses(inv)
+    request = rules_request(inv.cluster.proxy_mode, services, eps, inv.cluster.cluster_cidr, announced, addresses)
     request.update({
+        "announce": {ip: addresses[node] for ip, node in announced.items()},
+        "lb_ranges": [[str(r.first), str(r.last)] for pool in pools for r in pool.ranges],
         "force": force,
         "verify": verify,
         "stale_udp": stale_udp_endpoints(objects.endpoints, eps, services),
@@ -156,7 +163,7 @@ def sync_request(inv: Inventory, objects: LabObjects, lost: set[str], force: boo
                                                                          inv.cluster.dns_domain)),
         "policy": render_policy(objects),  # NetworkPolicy rides the same sync: one atomic load per node
     })
-    return request, eps
+    return request, eps, announced
 
 
 def sync_rules(inv: Inventory, transport: Transport, objects: LabObjects, lost_nodes: Iterable[str] = (),
@@ -167,18 +174,18 @@ def sync_rules(inv: Inventory, transport: Transport, objects: LabObjects, lost_n
     Returns each node's answer (what it wrote and deleted) or exception; a node that fails keeps its
     previous rules and gets the new ones next sync."""
     lost = set(lost_nodes)
-    request, stored = sync_request(inv, objects, lost, force, verify)
+    request, stored, announced = sync_request(inv, objects, lost, force, verify)
     ledger = LabFiles.of(inv.name).sent_rules
     sent = SentRules.read(ledger)
     results = push_rules(transport, inv.name, [n for n in inv.nodes if n.name not in lost], request, sent)
     sent.write(ledger)
-    objects.endpoints = stored
+    objects.endpoints, objects.announced = stored, announced
     return results
 
 
 def preview(inv: Inventory, transport: Transport, objects: LabObjects, nodes: Iterable[Node]) -> FleetResult:
     """What a sync would write and delete on `nodes`, changing nothing."""
-    request, _ = sync_request(inv, objects, set())
+    request, _, _ = sync_request(inv, objects, set())
     dry_run = ProxySync.from_dict({**request, "dry_run": True})
     return transport.run_all(lambda node: call(transport, node, inv.name, dry_run), nodes)
 
@@ -209,7 +216,10 @@ def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once:
                     report(f"node {name} answers again: its pods rejoin the endpoints")
                 with files.lock():
                     objects = files.read_objects()
+                    before = dict(objects.announced)
                     answers = sync_rules(inv, transport, objects, now_lost, verify=verify)
+                    for line in announcement_changes(before, objects.announced, objects.services):
+                        report(line)
                     failures = [str(e) for e in answers.failures.values()]
                     if verify:
                         verified = time.monotonic()
@@ -225,14 +235,32 @@ def run_controller(inv: Inventory, files: LabFiles, interval: float = 0.5, once:
             time.sleep(interval)
 
 
+def announcement_changes(before: Mapping[str, str], after: Mapping[str, str],
+                         services: Mapping[str, Service]) -> list[str]:
+    """One line per LoadBalancer address whose announcing node changed (MetalLB's nodeAssigned events)."""
+    owners = {s.load_balancer_ip: key for key, s in services.items() if s.load_balancer_ip}
+    lines = []
+    for address in sorted(set(before) | set(after)):
+        old, new = before.get(address), after.get(address)
+        if old == new:
+            continue
+        what = f"{address} ({owners.get(address, 'no service now')})"
+        lines.append(f"{what}: announced from {new}" + (f" instead of {old}" if old else "") if new
+                     else f"{what}: no longer announced by {old}")
+    return lines
+
+
 def report_line(answer: SyncAnswer, dry_run: bool = False) -> Optional[str]:
     """A node's proxy-sync answer as one line of its report, or None when nothing changes."""
     names = answer.written + answer.deleted
-    if not names:
-        return None
     written, removed = ("to write", "to remove") if dry_run else ("written", "removed")
-    return (f"service rules: {len(answer.written)} {written}, {len(answer.deleted)} {removed}"
-            + (f" ({', '.join(names)})" if len(names) <= 4 else ""))
+    parts = [f"service rules: {len(answer.written)} {written}, {len(answer.deleted)} {removed}"
+             + (f" ({', '.join(names)})" if len(names) <= 4 else "")] if names else []
+    if answer.announced:
+        parts.append(f"{'would announce' if dry_run else 'announces'} {', '.join(answer.announced)}")
+    if answer.withdrawn:
+        parts.append(f"{'would stop announcing' if dry_run else 'stopped announcing'} {', '.join(answer.withdrawn)}")
+    return "; ".join(parts) or None
 
 
 def preview_service_rules(inv: Inventory, transport: Transport, files: LabFiles, reports: Reports,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from ipaddress import IPv4Network
+from typing import Mapping
 
 from orchestrator.core.manifests import ServicePort
 from orchestrator.core.objects import Endpoint, Endpoints, Service
@@ -52,6 +53,23 @@ def ext_chain(service: Service, port: ServicePort) -> str:
     return "KUBE-EXT-" + port_proto_hash(service_port_name(service, port) + port.protocol.lower())
 
 
+def svl_chain(service: Service, port: ServicePort, node: str) -> str:
+    """The chain of one node's own endpoints of a service port (externalTrafficPolicy Local). kube-proxy writes
+    one KUBE-SVL- chain per service port, different on every node; the lab loads the same rules on every node,
+    so each node's local endpoints get a chain named after the node as well, chosen by the address the packet
+    was sent to (the node's own, or the LoadBalancer address the node announces)."""
+    return "KUBE-SVL-" + port_proto_hash(service_port_name(service, port) + port.protocol.lower() + "@" + node)
+
+
+def local_endpoints(eps: list[Endpoint], node_addresses: Mapping[str, str]) -> dict[str, list[Endpoint]]:
+    """node -> its endpoints among `eps`, for the nodes of `node_addresses`."""
+    by_node: dict[str, list[Endpoint]] = {}
+    for ep in eps:
+        if ep.node is not None and ep.node in node_addresses:
+            by_node.setdefault(ep.node, []).append(ep)
+    return dict(sorted(by_node.items()))
+
+
 def sep_chain(service: Service, port: ServicePort, endpoint: Endpoint) -> str:
     return "KUBE-SEP-" + port_proto_hash(service_port_name(service, port) + port.protocol.lower()
                                          + endpoint.address)
@@ -65,9 +83,12 @@ def probability(n: int, i: int) -> str:
     return f"{scaled / 0x80000000:.11f}"
 
 
-def render_iptables(services: dict[str, Service], endpoints: Endpoints,
-                    cluster_cidr: IPv4Network) -> dict[str, dict[str, list[str]]]:
-    """(table, chain) -> rules for every service port; `endpoints` maps service key -> port name -> list."""
+def render_iptables(services: dict[str, Service], endpoints: Endpoints, cluster_cidr: IPv4Network,
+                    announced: Mapping[str, str] = {},
+                    node_addresses: Mapping[str, str] = {}) -> dict[str, dict[str, list[str]]]:
+    """(table, chain) -> rules for every service port; `endpoints` maps service key -> port name -> list;
+    `announced` a LoadBalancer address -> its announcing node, `node_addresses` node -> address (both for
+    externalTrafficPolicy Local)."""
     nat: dict[str, list[str]] = {chain: [] for chain in NAT_BASE}
     filt: dict[str, list[str]] = {chain: [] for chain in FILTER_BASE}
     # kube-proxy writes --or-mark / --xor-mark; these are the same targets as iptables-save prints them
@@ -86,6 +107,11 @@ def render_iptables(services: dict[str, Service], endpoints: Endpoints,
             cip = service.cluster_ip
             eps = endpoints.get(key, {}).get(port.name or "", [])
             match = f"-d {cip}/32 -p {proto}"
+            local = service.local_traffic and service.type != "ClusterIP"
+            if local and port.node_port:
+                filt["KUBE-EXTERNAL-SERVICES"].append(
+                    f'-A KUBE-EXTERNAL-SERVICES -p {proto} -m comment --comment "{name} has no local endpoints" '
+                    f"-m addrtype --dst-type LOCAL -m {proto} --dport {port.node_port} -j DROP")
             if not eps:
                 filt["KUBE-SERVICES"].append(
                     f'-A KUBE-SERVICES {match} -m comment --comment "{name} has no endpoints" -m {proto} '
@@ -116,13 +142,46 @@ def render_iptables(services: dict[str, Service], endpoints: Endpoints,
                             f'-A {sep} -p {proto} -m comment --comment "{name}"{remember} -m {proto} '
                             f"-j DNAT --to-destination {ep.address}"]
             nat[svc] = rules
+            lb_ip = service.load_balancer_ip
+            if not (port.node_port or lb_ip):
+                continue
+            ext = ext_chain(service, port)
             if port.node_port:
-                ext = ext_chain(service, port)
                 nat["KUBE-NODEPORTS"].append(f'-A KUBE-NODEPORTS -p {proto} -m comment --comment "{name}" '
                                              f"-m {proto} --dport {port.node_port} -j {ext}")
+            if lb_ip:
+                nat["KUBE-SERVICES"].append(f'-A KUBE-SERVICES -d {lb_ip}/32 -p {proto} -m comment --comment '
+                                            f'"{name} loadbalancer IP" -m {proto} --dport {port.port} -j {ext}')
+            if not local:
                 nat[ext] = [f'-A {ext} -m comment --comment "masquerade traffic for {name} external destinations" '
                             "-j KUBE-MARK-MASQ",
                             f"-A {ext} -j {svc}"]
+                continue
+            # Local: a packet addressed to node N (or to the address N announces) goes only to N's endpoints
+            nat[ext] = [f'-A {ext} -s {cluster_cidr} -m comment --comment "pod traffic for {name} external '
+                        f'destinations" -j {svc}',
+                        f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {name} external destinations" '
+                        "-m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
+                        f'-A {ext} -m comment --comment "route LOCAL traffic for {name} external destinations" '
+                        f"-m addrtype --src-type LOCAL -j {svc}"]
+            by_node = local_endpoints(eps, node_addresses)
+            for node, mine in by_node.items():
+                svl = svl_chain(service, port, node)
+                if port.node_port:
+                    nat[ext].append(f'-A {ext} -d {node_addresses[node]}/32 -m comment --comment "{name} endpoints '
+                                    f'of {node}" -j {svl}')
+                if lb_ip and announced.get(lb_ip) == node:
+                    nat[ext].append(f'-A {ext} -d {lb_ip}/32 -m comment --comment "{name} endpoints of {node}, '
+                                    f'which announces {lb_ip}" -j {svl}')
+                nat[svl] = [f'-A {svl} -m comment --comment "{name} -> {ep.address}"'
+                            + (f" -m statistic --mode random --probability {probability(len(mine), i)}"
+                               if i < len(mine) - 1 else "") + f" -j {sep_chain(service, port, ep)}"
+                            for i, ep in enumerate(mine)]
+        if service.load_balancer_ip:  # the address is the announcing node's own: nothing else may answer on it
+            filt["KUBE-EXTERNAL-SERVICES"].append(
+                f"-A KUBE-EXTERNAL-SERVICES -d {service.load_balancer_ip}/32 -m comment --comment "
+                f'"{service.key} answers only on its ports at its loadbalancer IP" '
+                "-j REJECT --reject-with icmp-port-unreachable")
     nat["KUBE-SERVICES"].append(
         '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule '
         'in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')

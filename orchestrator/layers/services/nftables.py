@@ -16,11 +16,11 @@ the node agent turns it into `nft -f` input (agent/nftables.py: nft_table_text /
 from __future__ import annotations
 
 from ipaddress import IPv4Network
-from typing import Any
+from typing import Any, Mapping
 
 from orchestrator.agent.contract import NFT_TABLE
 from orchestrator.core.objects import Endpoints, Service
-from orchestrator.layers.services.iptables import MASQ_MARK, port_proto_hash, service_port_name
+from orchestrator.layers.services.iptables import MASQ_MARK, local_endpoints, port_proto_hash, service_port_name
 
 
 TABLE = NFT_TABLE
@@ -32,11 +32,21 @@ def _chain_name(prefix: str, text: str) -> str:
     return f"{prefix}-{port_proto_hash(text)[:12].lower()}"
 
 
-def render_nft(services: dict[str, Service], endpoints: Endpoints, cluster_cidr: IPv4Network) -> dict[str, Any]:
-    """{"chains": {name: [lines]}, "sets": {name: [declaration, [elements]]}} for the lab-proxy table."""
-    service_ips, backends, nodeports, nodeport_backends = {}, {}, {}, {}
+def render_nft(services: dict[str, Service], endpoints: Endpoints, cluster_cidr: IPv4Network,
+               announced: Mapping[str, str] = {}, node_addresses: Mapping[str, str] = {}) -> dict[str, Any]:
+    """{"chains": {name: [lines]}, "sets": {name: [declaration, [elements]]}} for the lab-proxy table.
+
+    A LoadBalancer address is one more key of the service map: with externalTrafficPolicy Cluster it leads to
+    every endpoint (traffic from outside the cluster masqueraded, as to a ClusterIP); with Local only to the
+    endpoints of the node announcing it, unmasqueraded. A Local NodePort is keyed by each node's own address,
+    so that the same table on every node sends a packet only to the endpoints of the node it was sent to."""
+    service_ips: dict[str, str] = {}
+    backends: dict[str, str] = {}
+    nodeports: dict[str, str] = {}
+    nodeport_backends: dict[str, str] = {}
     hairpin: set[str]  # "<ip> . <ip>" of every endpoint, which may reach itself through its service
     no_endpoints, no_endpoint_nodeports, hairpin, external = {}, {}, set(), set()
+    lb_addresses = sorted({s.load_balancer_ip for s in services.values() if s.load_balancer_ip})
     chains: dict[str, list[str]] = {
         "services": [f"ip saddr != {cluster_cidr} {KEY} @service-keys meta mark set meta mark | {MASQ_MARK}",
                      f"{KEY} vmap @service-ips",
@@ -53,8 +63,11 @@ def render_nft(services: dict[str, Service], endpoints: Endpoints, cluster_cidr:
                           f"ct state new {KEY} vmap @no-endpoint-services"],
         "filter-input": ["type filter hook input priority -110; policy accept;",
                          f"ct state new {KEY} vmap @no-endpoint-services",
-                         f"ct state new fib daddr type local {NODEPORT_KEY} vmap @no-endpoint-nodeports"],
+                         f"ct state new fib daddr type local {NODEPORT_KEY} vmap @no-endpoint-nodeports",
+                         # a LoadBalancer address is its announcing node's own: only the service's ports answer
+                         "ct state new ip daddr @load-balancer-ips goto reject-packet"],
         "reject-packet": ["reject with icmp type port-unreachable"],
+        "drop-packet": ["drop"],
         "mark-for-masquerade": [f"meta mark set meta mark | {MASQ_MARK}"],
     }
     counts = set()
@@ -66,6 +79,20 @@ def render_nft(services: dict[str, Service], endpoints: Endpoints, cluster_cidr:
             vip = f"{service.cluster_ip} . {proto} . {port.port}"
             np = f"{proto} . {port.node_port}" if port.node_port else None
             eps = endpoints.get(key, {}).get(port.name or "", [])
+            lb = f"{service.load_balancer_ip} . {proto} . {port.port}" if service.load_balancer_ip else None
+            if service.local_traffic and service.type != "ClusterIP":
+                if np:  # reached a node without an endpoint of its own (those with one DNAT before input)
+                    no_endpoint_nodeports[np] = "goto drop-packet"
+                by_node = local_endpoints(eps, node_addresses)
+                keyed = [(f"{node_addresses[node]} . {proto} . {port.node_port}", mine)
+                         for node, mine in by_node.items() if np]
+                if lb and announced.get(str(service.load_balancer_ip)) in by_node:
+                    keyed.append((lb, by_node[announced[str(service.load_balancer_ip)]]))
+                for local_key, mine in keyed:
+                    counts.add(len(mine))
+                    service_ips[local_key] = f"goto lb-{len(mine)}"
+                    backends.update((f"{local_key} . {slot}", f"{ep.ip} . {ep.port}") for slot, ep in enumerate(mine))
+                np = lb = None  # Local: not through the NodePort map, nor to every endpoint
             if not eps:
                 no_endpoints[vip] = "goto reject-packet"
                 if np:
@@ -89,11 +116,17 @@ def render_nft(services: dict[str, Service], endpoints: Endpoints, cluster_cidr:
                 service_ips[vip] = f"goto {svc}"
                 if np:
                     nodeports[np] = f"goto {svc}"
+                if lb:
+                    service_ips[lb] = f"goto {svc}"
+                    external.add(lb)
                 continue
             counts.add(len(eps))
-            service_ips[vip] = f"goto lb-{len(eps)}"
+            for address in [vip] + ([lb] if lb else []):
+                service_ips[address] = f"goto lb-{len(eps)}"
+                backends.update((f"{address} . {slot}", f"{ep.ip} . {ep.port}") for slot, ep in enumerate(eps))
+            if lb:
+                external.add(lb)  # from outside the cluster: masqueraded, as traffic to a ClusterIP is
             for slot, ep in enumerate(eps):
-                backends[f"{vip} . {slot}"] = f"{ep.ip} . {ep.port}"
                 if np:
                     nodeport_backends[f"{np} . {slot}"] = f"{ep.ip} . {ep.port}"
             if np:
@@ -113,6 +146,7 @@ def render_nft(services: dict[str, Service], endpoints: Endpoints, cluster_cidr:
         "no-endpoint-services": [f"typeof {KEY} : verdict", no_endpoints],
         "no-endpoint-nodeports": [f"typeof {NODEPORT_KEY} : verdict", no_endpoint_nodeports],
         "hairpin": ["typeof ip saddr . ip daddr", sorted(hairpin)],
+        "load-balancer-ips": ["typeof ip daddr", lb_addresses],
     }
     for name, timeout in affinity_sets.items():
         sets[name] = [f"type ipv4_addr; flags dynamic,timeout; timeout {timeout}s", []]

@@ -7,8 +7,8 @@ from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Optional
 
 from orchestrator.core.errors import InputError
-from orchestrator.core.manifests import Manifest, ServicePort, fmt_labels
-from orchestrator.core.model import dns_ip
+from orchestrator.core.manifests import NODE_PORT_TYPES, Manifest, ServicePort, fmt_labels
+from orchestrator.core.model import Inventory, dns_ip
 from orchestrator.core.objects import Endpoint, Endpoints, Pod, Service
 
 
@@ -30,7 +30,7 @@ class AddressBook:
         self.cidr = service_cidr
         self.reserved = reserved_ips(service_cidr)
         self.ips = {v.cluster_ip: k for k, v in services.items()}
-        self.node_ports = {p.node_port: k for k, v in services.items() for p in v.ports if p.node_port}
+        self.node_ports = {port: k for k, v in services.items() for port in node_ports_of(v)}
         self._ip_cursor = int(service_cidr.network_address)
         self._port_cursor = NODE_PORTS.start
 
@@ -65,17 +65,23 @@ class AddressBook:
 
     def hold(self, key: str, old: Optional[Service], record: Service) -> None:
         """`key` now holds what `record` names, and no longer what `old` named but `record` does not."""
-        kept_ports = {p.node_port for p in record.ports}
+        kept_ports = set(node_ports_of(record))
         for ip in [old.cluster_ip] if old and old.cluster_ip != record.cluster_ip else []:
             if self.ips.get(ip) == key:
                 del self.ips[ip]
                 self._ip_cursor = min(self._ip_cursor, int(IPv4Address(ip)))
-        for port in [p.node_port for p in (old.ports if old else []) if p.node_port and p.node_port not in kept_ports]:
+        for port in [port for port in (node_ports_of(old) if old else []) if port not in kept_ports]:
             if self.node_ports.get(port) == key:
                 del self.node_ports[port]
                 self._port_cursor = min(self._port_cursor, port)
         self.ips[record.cluster_ip] = key
-        self.node_ports.update((p.node_port, key) for p in record.ports if p.node_port)
+        self.node_ports.update((port, key) for port in kept_ports)
+
+
+def node_ports_of(service: Service) -> list[int]:
+    """Every NodePort a service holds: its ports' and its health check's."""
+    return [p.node_port for p in service.ports if p.node_port] + (
+        [service.health_check_node_port] if service.health_check_node_port else [])
 
 
 def service_record(m: Manifest, old: Optional[Service], book: AddressBook, now: str) -> Service:
@@ -109,7 +115,7 @@ def service_record(m: Manifest, old: Optional[Service], book: AddressBook, now: 
     old_ports = {(p.port, p.protocol): p.node_port for p in (old.ports if old else [])}
     # NodePorts asked for (or kept) first, so that allocating the others cannot take one of them
     node_ports: list[Optional[int]] = [None] * len(spec.ports)
-    if spec.type == "NodePort":
+    if spec.type == "NodePort" or (spec.type == "LoadBalancer" and spec.allocate_node_ports):
         for i, p in enumerate(spec.ports):
             node_port = p.node_port or old_ports.get((p.port, p.protocol))
             if node_port is None:
@@ -130,9 +136,38 @@ def service_record(m: Manifest, old: Optional[Service], book: AddressBook, now: 
     ports = [replace(p, node_port=node_port) for p, node_port in zip(spec.ports, node_ports, strict=True)]
     record = Service(name=m.name, namespace=m.namespace, type=spec.type, cluster_ip=cluster_ip, ports=ports,
                      selector=dict(m.selector), session_affinity=spec.session_affinity,
-                     affinity_timeout=spec.affinity_timeout, labels=dict(m.labels), created=old.created if old else now)
+                     affinity_timeout=spec.affinity_timeout, labels=dict(m.labels), created=old.created if old else now,
+                     annotations=dict(m.annotations),
+                     external_traffic_policy=(spec.external_traffic_policy if spec.type in NODE_PORT_TYPES
+                                              else "Cluster"),
+                     allocate_node_ports=spec.allocate_node_ports, load_balancer_class=spec.load_balancer_class,
+                     requested_ip=spec.load_balancer_ip, address_pool=spec.address_pool,
+                     # kept until the pools are settled (kinds/ipaddresspool.py): still valid, or given another, or none
+                     load_balancer_ip=old.load_balancer_ip if old and spec.type == "LoadBalancer" else None)
+    if spec.type == "LoadBalancer" and spec.external_traffic_policy == "Local":
+        record.health_check_node_port = health_check_port(m, spec.health_check_node_port, old, book,
+                                                          {p for p in node_ports if p})
     book.hold(m.key, old, record)
     return record
+
+
+def health_check_port(m: Manifest, wanted: Optional[int], old: Optional[Service], book: AddressBook,
+                      taken: set[int]) -> int:
+    """The NodePort of a Local LoadBalancer's health check (kube-proxy answers on it whether the node has an
+    endpoint): as asked, kept, or allocated like a NodePort."""
+    port = wanted or (old.health_check_node_port if old else None)
+    if port is not None and (port in taken or book.port_owner(port, m.key)):
+        if wanted:
+            raise InputError(f"{m.source}: spec.healthCheckNodePort: {port} is already used by "
+                             f"{'this service' if port in taken else 'service ' + str(book.port_owner(port, m.key))}; "
+                             "give another port from 30000-32767 or leave it out")
+        port = None
+    if port is None:
+        port = book.free_node_port(taken)
+        if port is None:
+            raise InputError(f"{m.source}: spec.healthCheckNodePort: no free NodePort left in 30000-32767; delete a "
+                             "NodePort service or use externalTrafficPolicy: Cluster")
+    return port
 
 
 def selected(service: Service, pod: Pod) -> bool:
@@ -181,3 +216,8 @@ def dns_records(services: dict[str, Service], pods: dict[str, Pod], domain: str)
     records = [(s.cluster_ip, f"{s.name}.{s.namespace}.svc.{domain}") for s in services.values()]
     records += [(p.ip, f"{p.ip.replace('.', '-')}.{p.namespace}.pod.{domain}") for p in pods.values() if p.ip]
     return sorted(records)
+
+
+def node_addresses(inv: Inventory) -> dict[str, str]:
+    """node -> its address: what a packet sent to the node is addressed to (Local NodePorts are keyed by it)."""
+    return {n.name: str(n.address) for n in inv.nodes}

@@ -46,7 +46,7 @@ class Ending:
     """One way the packet ends."""
 
     probability: float
-    verdict: str  # "DNAT" (to `destination`), "REJECT", or "ACCEPT" (goes on to `destination` as it was)
+    verdict: str  # "DNAT" (to `destination`), "REJECT", "DROP", or "ACCEPT" (goes on to `destination` as it was)
     destination: str  # ip:port where it goes
     masquerade: bool = False  # its source is rewritten to the node's on the way out
     path: tuple[str, ...] = field(default=(), compare=False)  # the rules that matched, in order
@@ -95,7 +95,7 @@ def trace_iptables(rules: IptRules, packet: Packet) -> list[Ending]:
         local = state.dst in packet.local
         hook = "OUTPUT" if packet.hook == "OUTPUT" else "INPUT" if local else "FORWARD"
         for after in _walk_ipt(rules, "filter", hook, packet, replace(state, verdict=None)):
-            if after.verdict == "REJECT":
+            if after.verdict in ("REJECT", "DROP"):
                 done.append(after)
                 continue
             done += _walk_ipt(rules, "nat", "POSTROUTING", packet, replace(after, verdict=None))
@@ -170,8 +170,8 @@ def _in_net(address: str, net: str) -> bool:
 def _ipt_match(words: list[str], packet: Packet, state: _State) -> tuple[float, bool]:
     """(probability of a match, whether it can match at all)."""
     known = {"-A", "-I", "-s", "-d", "-p", "-m", "--dport", "--comment", "--mode", "--probability", "--dst-type",
-             "--mark", "--ctstate", "--rcheck", "--set", "--seconds", "--reap", "--name", "--mask", "--rsource",
-             "-j", "--to-destination", "--set-xmark", "--reject-with", "--random-fully", "!"}
+             "--src-type", "--mark", "--ctstate", "--rcheck", "--set", "--seconds", "--reap", "--name", "--mask",
+             "--rsource", "-j", "--to-destination", "--set-xmark", "--reject-with", "--random-fully", "!"}
     for word in words:
         if word.startswith("-") and word not in known:
             raise TraceError(f"cannot trace option {word} in: {' '.join(words)}")
@@ -180,6 +180,7 @@ def _ipt_match(words: list[str], packet: Packet, state: _State) -> tuple[float, 
     for name, test in (("-s", lambda v: _in_net(packet.src, v)), ("-d", lambda v: _in_net(state.dst, v)),
                        ("-p", lambda v: v == packet.proto), ("--dport", lambda v: int(v) == state.dport),
                        ("--dst-type", lambda v: v == "LOCAL" and state.dst in packet.local),
+                       ("--src-type", lambda v: v == "LOCAL" and packet.src in packet.local),
                        ("--ctstate", lambda v: "NEW" in v.split(",")),
                        ("--mark", lambda v: _mark_matches(state.mark, v))):
         option = _option(words, name)
@@ -210,8 +211,8 @@ def _ipt_target(rules: IptRules, table: str, words: list[str], packet: Packet, s
         return [replace(state, verdict="RETURN")]
     if name == "ACCEPT":
         return [replace(state, verdict="ACCEPT")]
-    if name == "REJECT":
-        return [replace(state, verdict="REJECT")]
+    if name in ("REJECT", "DROP"):
+        return [replace(state, verdict=name)]
     if name == "DNAT":
         ip, _, port = _value(words, "--to-destination").partition(":")
         return [replace(state, dst=ip, dport=int(port or state.dport), dnat=True, verdict="DNAT")]
@@ -233,9 +234,9 @@ def _ipt_target(rules: IptRules, table: str, words: list[str], packet: Packet, s
 def _endings(states: Iterable[_State], packet: Packet) -> list[Ending]:
     endings = []
     for s in states:
-        verdict = "REJECT" if s.verdict == "REJECT" else "DNAT" if s.dnat else "ACCEPT"
+        verdict = s.verdict if s.verdict in ("REJECT", "DROP") else "DNAT" if s.dnat else "ACCEPT"
         endings.append(Ending(round(s.probability, 9), verdict, f"{s.dst}:{s.dport}",
-                              s.masquerade and verdict != "REJECT", s.path))
+                              s.masquerade and verdict not in ("REJECT", "DROP"), s.path))
     return sorted(endings, key=lambda e: (e.verdict, e.destination))
 
 
@@ -258,7 +259,7 @@ def trace_nft(table: dict[str, Any], packet: Packet) -> list[Ending]:
         # (on OUTPUT, filter-output runs just before nat-output, at priority -110; its map holds only
         # services without endpoints, which nat-output never DNATs, so the order changes no ending)
         for after in _walk_nft(table, HOOKS[hook], packet, replace(state, verdict=None)):
-            if after.verdict == "REJECT":
+            if after.verdict in ("REJECT", "DROP"):
                 done.append(after)
                 continue
             done += _walk_nft(table, HOOKS["POSTROUTING"], packet, replace(after, verdict=None))
@@ -312,6 +313,11 @@ def _nft_rule(table: dict[str, Any], chain: str, line: str, packet: Packet, stat
         if match.group(1) not in packet.recent:
             return None
         rest = match.group(2)
+    match = re.match(r"ip daddr @(\S+) (.+)$", rest)
+    if match:
+        if state.dst not in _elements(table, match.group(1)):
+            return None
+        rest = match.group(2)
     match = re.match(r"ip saddr \. ip daddr @(\S+) (.+)$", rest)
     if match:
         if f"{packet.src} . {state.dst}" not in _elements(table, match.group(1)):
@@ -351,6 +357,8 @@ def _nft_rule(table: dict[str, Any], chain: str, line: str, packet: Packet, stat
         return [replace(state, masquerade=True, verdict="ACCEPT")]
     if rest.startswith("reject"):
         return [replace(state, verdict="REJECT")]
+    if rest == "drop":
+        return [replace(state, verdict="DROP")]
     if rest.startswith("update @"):
         return [state]
     match = re.match(r"(jump|goto) (\S+)$", rest)
