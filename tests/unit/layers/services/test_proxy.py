@@ -298,7 +298,16 @@ def shapes_rules() -> dict:
     pods = {f"default/web-{i}": Pod(f"web-{i}", "default", labels={"app": "web"}, ip=f"10.233.{i}.5", node=f"node{i}")
             for i in (1, 2, 3)}
     eps = {key: endpoints(service, pods) for key, service in services.items()}
-    return render_iptables(services, eps, Net("10.233.0.0/16"))
+    return render_iptables(with_addresses(services), eps, Net("10.233.0.0/16"), SHAPES_ANNOUNCED, SHAPES_NODES)
+
+
+SHAPES_ANNOUNCED = {"198.18.0.240": "node1", "198.18.0.241": "node1"}  # who announces shapes.yaml's LoadBalancers
+SHAPES_NODES = {f"node{i}": f"198.18.0.1{i}" for i in (1, 2, 3, 4)}  # node4 runs no pod
+
+
+def with_addresses(services: dict) -> dict:
+    """shapes.yaml's LoadBalancer Services given the addresses they ask for, as a pool would give them."""
+    return {k: replace(s, load_balancer_ip=s.requested_ip) for k, s in services.items()}
 
 
 def test_rules_read_back_by_iptables_save_compare_equal_to_the_rendered_ones():
@@ -310,6 +319,9 @@ def test_rules_read_back_by_iptables_save_compare_equal_to_the_rendered_ones():
     assert any("--rcheck" in r for chains in rules.values() for rs in chains.values() for r in rs)
     assert any(c.startswith("KUBE-EXT-") for c in rules["nat"])
     assert any("-p udp" in r for r in rules["nat"]["KUBE-SERVICES"])
+    assert any(c.startswith("KUBE-SVL-") for c in rules["nat"])
+    assert any("--src-type LOCAL" in r for rs in rules["nat"].values() for r in rs)
+    assert any(r.endswith("-j DROP") for r in rules["filter"]["KUBE-EXTERNAL-SERVICES"])
     assert drifted(chain_digests(rules), rules, saved, [list(j) for j in JUMPS]) == []
 
 

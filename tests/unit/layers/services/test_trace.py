@@ -3,6 +3,7 @@
 remote endpoint, no endpoints, ClientIP affinity, hairpin, a ClusterIP from outside the cluster CIDR; and
 the lab's own masquerade."""
 
+from dataclasses import replace
 from ipaddress import IPv4Network as Net
 from pathlib import Path
 
@@ -29,13 +30,16 @@ BACKENDS = sorted(f"{ip}:80" for ip in WEB)
 def lab_objects():
     book, services = AddressBook({}, Net("10.96.0.0/12")), {}
     for m in load_text((DATA / "shapes.yaml").read_text(), "shapes.yaml"):
-        services[m.key] = service_record(m, None, book, "now")
+        service = service_record(m, None, book, "now")
+        services[m.key] = replace(service, load_balancer_ip=service.requested_ip)  # as its pool gives it
     pods = {f"default/web-{i}": Pod(f"web-{i}", "default", labels={"app": "web"}, ip=ip, node=node)
             for i, (ip, node) in enumerate(WEB.items())}
     return services, {key: endpoints(service, pods) for key, service in services.items()}
 
 
 SERVICES, ENDPOINTS = lab_objects()
+ANNOUNCED = {"198.18.0.240": "node1", "198.18.0.241": "node1"}  # node1 answers ARP for both LoadBalancers
+NODES = {f"node{i}": f"198.18.0.1{i}" for i in (1, 2, 3, 4)}  # node4 runs no web pod
 
 
 def node1_iptables() -> dict:
@@ -45,7 +49,7 @@ def node1_iptables() -> dict:
                           "  - {name: node2, address: 198.18.0.12}\n", "demo.yaml", Path("."))
     net = plan_node(inv, inv.node("node1"), {"node1": Net("10.244.0.0/24"), "node2": Net("10.244.1.0/24")},
                     {n: NodeFacts("eth0", 1500) for n in ("node1", "node2")})
-    tables = render_iptables(SERVICES, ENDPOINTS, PODS)
+    tables = render_iptables(SERVICES, ENDPOINTS, PODS, ANNOUNCED, NODES)
     for (table, chain), rules in net.rules.items():
         tables[table][chain] = list(rules)
     for table, chain, jump in JUMPS:
@@ -60,7 +64,7 @@ def node1_iptables() -> dict:
 
 
 IPTABLES = node1_iptables()
-NFT = render_nft(SERVICES, ENDPOINTS, PODS)
+NFT = render_nft(SERVICES, ENDPOINTS, PODS, ANNOUNCED, NODES)
 
 
 def trace(backend: str, **packet) -> list[Ending]:
@@ -163,3 +167,39 @@ def test_a_rule_the_tracer_cannot_read_is_an_error_not_a_guess():
     with pytest.raises(TraceError, match="cannot trace the nft rule"):
         trace_nft({"chains": {"nat-prerouting": ["tcp flags syn drop"]}, "sets": {}},
                   Packet("10.0.0.1", "10.0.0.2", 80))
+
+
+@BACKENDS_OF
+def test_a_cluster_load_balancer_address_reaches_every_endpoint_masqueraded_from_outside(backend):
+    endings = trace(backend, src="203.0.113.10", dst="198.18.0.240", dport=80,
+                    local=frozenset({NODE1, "198.18.0.240"}))
+    assert summary(endings) == [(0.333, "DNAT", b, True) for b in BACKENDS]
+    # a pod going to the address is balanced by its own node, as to the ClusterIP
+    from_pod = trace(backend, src="10.244.1.9", dst="198.18.0.240", dport=80, local=frozenset({"198.18.0.12"}))
+    assert {e.destination for e in from_pod} == set(BACKENDS) and all(e.verdict == "DNAT" for e in from_pod)
+
+
+@BACKENDS_OF
+def test_a_local_load_balancer_address_reaches_only_the_announcing_nodes_pod_unmasqueraded(backend):
+    endings = trace(backend, src="203.0.113.10", dst="198.18.0.241", dport=8080,
+                    local=frozenset({NODE1, "198.18.0.241"}))
+    assert summary(endings) == [(1.0, "DNAT", "10.244.0.5:80", False)]
+
+
+@BACKENDS_OF
+def test_a_local_node_port_reaches_the_pod_of_the_node_it_was_sent_to_and_drops_without_one(backend):
+    # the same rules on every node; the traced ones are node1's, whose masquerade (LAB-MASQ) spares only its own
+    # pods: for the others only the endpoint chosen is a fact of the service rules
+    for node, pod in (("198.18.0.11", "10.244.0.5"), ("198.18.0.12", "10.244.1.5"), ("198.18.0.13", "10.244.2.5")):
+        endings = trace(backend, src="203.0.113.10", dst=node, dport=30083, local=frozenset({node}))
+        assert [(e.probability, e.verdict, e.destination) for e in endings] == [(1.0, "DNAT", f"{pod}:80")], node
+        assert endings[0].masquerade is False or node != NODE1
+    assert summary(trace(backend, src="203.0.113.10", dst="198.18.0.14", dport=30083,
+                         local=frozenset({"198.18.0.14"}))) == [(1.0, "DROP", "198.18.0.14:30083", False)]
+
+
+@BACKENDS_OF
+def test_a_port_the_service_lacks_is_refused_on_its_load_balancer_address(backend):
+    endings = trace(backend, src="203.0.113.10", dst="198.18.0.240", dport=22,
+                    local=frozenset({NODE1, "198.18.0.240"}))
+    assert summary(endings) == [(1.0, "REJECT", "198.18.0.240:22", False)]
