@@ -367,14 +367,14 @@ class ProxySync(Request[SyncAnswer]):
     dry_run: bool = False  # only say what would be written and deleted
     # LoadBalancer address -> the address of the node announcing it: the node that has that address holds the
     # LoadBalancer address (its kernel answers ARP for it); any other the lab put on the node, or that lies in
-    # one of `lb_ranges` ([first, last] of the lab's pools), goes. Not kept for the boot-time restore: who
-    # announces what may have changed meanwhile, and the next sync says.
+    # one of `lb_ranges` ([first, last] of the lab's pools), goes. Kept for the boot-time restore, as a speaker
+    # that starts again announces what it last owned; if another node took it meanwhile, the next sync says.
     announce: dict = field(default_factory=dict)
     lb_ranges: list = field(default_factory=list)
 
 
 # what a node keeps of a proxy-sync request to load the rules again after a boot
-STORED_FIELDS = ("backend", "jumps", "tables", "nft", "policy", "generation")
+STORED_FIELDS = ("backend", "jumps", "tables", "nft", "policy", "generation", "announce", "lb_ranges")
 
 VERBS = {cls.VERB: cls for cls in (PodsApply, PodsEnsure, PodsStatus, PodsReattach, PodsPurge, FlushCaches, Probe,
                                    ProxySync)}

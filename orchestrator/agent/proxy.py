@@ -74,7 +74,8 @@ def proxy_sync(lib: str, request: ProxySync) -> SyncAnswer:
         return SyncAnswer(changed=bool(sync.written or sync.deleted or announced or withdrawn), written=sync.written,
                           deleted=sync.deleted, repaired=sync.repaired, dry_run=True, announced=announced,
                           withdrawn=withdrawn)
-    if sync.written or sync.deleted or state != loaded or not os.path.exists(os.path.join(lib, RULES_REQUEST)):
+    if (sync.written or sync.deleted or announced or withdrawn or state != loaded
+            or not os.path.exists(os.path.join(lib, RULES_REQUEST))):
         write_durably(os.path.join(lib, STATE_FILE), json.dumps(state))
         store_rules(lib, request)
     forget_udp_flows(request.stale_udp)
@@ -216,7 +217,8 @@ def store_rules(lib: str, request: ProxySync) -> None:
         return
     with open(journal, "a") as handle:  # appended: a line cut short by a power loss ends the journal there
         handle.write(json.dumps({"tables": request.tables, "removed": request.removed, "jumps": request.jumps,
-                                 "generation": request.generation, "policy": request.policy}) + "\n")
+                                 "generation": request.generation, "policy": request.policy,
+                                 "announce": request.announce, "lb_ranges": request.lb_ranges}) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     if os.path.getsize(journal) > os.path.getsize(base):
@@ -250,4 +252,5 @@ def stored_request(lib: str):
         for table, chains in tables.items():
             request.tables.setdefault(table, {}).update(chains)
         request.jumps, request.generation, request.policy = jumps, generation, policy
+        request.announce, request.lb_ranges = change.get("announce", {}), change.get("lb_ranges", [])
     return request
