@@ -39,10 +39,13 @@ def deployment_doc(name: str, namespace: str, image: str, replicas: int, port) -
                                   "spec": {"containers": [container(name.split(".")[0], image, port)]}}}}
 
 
-def service_doc(name: str, namespace: str, selector: dict, port: int, target, kind: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"type": kind, "selector": selector,
-                     "ports": [{"port": port, "targetPort": target or port, "protocol": "TCP"}]}}
+def service_doc(name: str, namespace: str, selector: dict, port: int, target, kind: str,
+                load_balancer_ip: Optional[str] = None) -> dict:
+    spec = {"type": kind, "selector": selector, "ports": [{"port": port, "targetPort": target or port,
+                                                            "protocol": "TCP"}]}
+    if load_balancer_ip:
+        spec["loadBalancerIP"] = load_balancer_ip
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
 def labels_of(text) -> dict:
@@ -100,8 +103,10 @@ def cmd_expose(args) -> int:
     port = args.port or next((p.container_port for pod in owned for p in pod.ports), None)
     if port is None:
         raise InputError(f"lab expose: {args.kind}/{args.name} has no container port; give --port N")
+    if args.load_balancer_ip and args.type != "LoadBalancer":
+        raise InputError("lab expose: --load-balancer-ip needs --type=LoadBalancer")
     return apply_doc(args, service_doc(args.service_name or args.name, args.namespace, selector, port,
-                                       args.target_port, args.type))
+                                       args.target_port, args.type, args.load_balancer_ip))
 
 
 def cmd_scale(args) -> int:

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Any
+from typing import Any, Optional
 
 from rich.table import Table
 
@@ -201,7 +201,7 @@ def cmd_exec(args) -> int:
     target, pod_name = args.node, args.pod
     nodes = {n.name for n in inv.nodes}
     if target in LAB_HOSTS and target not in nodes and not pod_name:
-        return exec_on_lab_host(inv, target, command or ["sh"])
+        return exec_on_lab_host(inv, target, command)
     if target.startswith("node/"):
         target = target[len("node/"):]
     elif not pod_name and target not in nodes:
@@ -226,18 +226,57 @@ def cmd_exec(args) -> int:
     return result.exit_code
 
 
+def cmd_link(args) -> int:
+    """`lab link NODE|svc/NAME|all down|up`: the node's port on the underlay bridge (its cable), in the lab's
+    underlay namespace on this machine; the node itself is not touched."""
+    inv = resolve_inventory(args.inventory)
+    if inv.emulated is None:
+        raise InputError("lab link: only emulated and VM labs have an underlay this machine holds; on your own "
+                         "machines, take the interface down there")
+    if args.target == "all":
+        nodes = [n.name for n in inv.nodes]
+    elif args.target.startswith(("svc/", "service/", "services/")):
+        objects = LabFiles.of(inv.name).read_objects()
+        name = args.target.split("/", 1)[1]
+        service = objects.services.get(key_of(args.namespace, name))
+        if service is None:
+            raise InputError(f'Error from server (NotFound): services "{name}" not found in namespace '
+                             f"{args.namespace!r}")
+        node = objects.announced.get(service.load_balancer_ip or "")
+        if node is None:
+            raise InputError(f"lab link: no node announces {args.target}'s address (lab describe svc {name}): "
+                             "name a node instead")
+        nodes = [node]
+    else:
+        nodes = [inv.node(args.target.removeprefix("node/")).name]
+    underlay = f"{inv.name}-underlay"
+    for node in nodes:
+        proc = subprocess.run(["ip", "-n", underlay, "link", "set", node, args.state], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LabError(f"lab link: {node}'s port in {underlay}: {proc.stderr.strip()}; `lab up` makes it again")
+        out.print(f"{node}: link {args.state}" + (f" (the node keeps running; `lab link {node} up` plugs it back)"
+                                                  if args.state == "down" else ""), markup=False, highlight=False)
+    return 0
+
+
 LAB_HOSTS = ("outside", "router")  # the emulated and VM labs' own hosts: the outside host and its router
 
 
-def exec_on_lab_host(inv, host: str, command: list[str]) -> int:
-    """`lab exec outside|router -- CMD`: the command in that lab namespace on this machine (it has no SSH)."""
+def exec_on_lab_host(inv, host: str, command: Optional[list[str]]) -> int:
+    """`lab exec outside|router -- CMD`: the command in that lab namespace on this machine (it has no SSH); a shell
+    there without a command."""
     if inv.emulated is None:
         raise InputError(f"lab exec {host}: only emulated and VM labs have an outside host and router; this lab's "
                          f"nodes are {', '.join(n.name for n in inv.nodes)}")
     namespace = f"{inv.name}-{host}"
     if not os.path.exists(f"/run/netns/{namespace}"):
         raise LabError(f"lab exec {host}: network namespace {namespace} is missing; `lab up` makes it again")
-    return subprocess.run(["ip", "netns", "exec", namespace, *command]).returncode
+    if not command:
+        return subprocess.run(["ip", "netns", "exec", namespace, "sh"]).returncode
+    proc = subprocess.run(["ip", "netns", "exec", namespace, *command], capture_output=True, text=True)
+    sys.stdout.write(proc.stdout)  # through sys.stdout, so that a lesson's check reads it
+    sys.stderr.write(proc.stderr)
+    return proc.returncode
 
 
 def cmd_ssh(args) -> int:

@@ -16,7 +16,7 @@ from orchestrator.cli.completion import install as install_completion
 from orchestrator.cli.completion import shell_code
 from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_rollout, cmd_run, cmd_scale
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
-        cmd_graph, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
+        cmd_graph, cmd_link, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
 from orchestrator.cli.object_commands import cmd_apply, cmd_cni, cmd_delete, cmd_describe, cmd_get, cmd_logs
 from orchestrator.kinds import KINDS
 from orchestrator.cli.study_commands import cmd_break, cmd_fix, cmd_play, cmd_trace, cmd_verify
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-port", type=int)
     p.add_argument("--type", choices=("ClusterIP", "NodePort", "LoadBalancer"), default="ClusterIP")
     p.add_argument("--name", dest="service_name", help="the Service's name (default: the deployment's or pod's)")
+    p.add_argument("--load-balancer-ip", help="the address a LoadBalancer asks for (from an IPAddressPool)")
     dry_run(p)
     p = command("scale", cmd_scale, "change a deployment's replicas (kubectl scale)",
                 "lab scale deploy web --replicas 5")
@@ -246,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("run",))
     p.add_argument("--interval", type=float, default=0.5, help="seconds between checks (default 0.5)")
     p.add_argument("--once", action="store_true", help="sync once and exit")
+
+    p = command("link", cmd_link, "take a node's cable to the underlay down or up (emulated and VM labs), as "
+                "Mininet's `link`: the node keeps running but nobody reaches it; to see what the lab does about a "
+                "lost node (endpoints, LoadBalancer failover)",
+                "lab link node2 down\nlab link svc/web-lb down     # the node announcing web-lb's address\n"
+                "lab link all up")
+    p.add_argument("target", metavar="NODE|svc/NAME|all",
+                   help="a node, the node announcing a LoadBalancer Service's address (in -n NS), or every node")
+    p.add_argument("state", choices=("down", "up"))
+    p.add_argument("-n", "--namespace", default="default", help="the Service's namespace (default: default)")
 
     p = command("trace", cmd_trace, "follow one real packet through the kernels it crosses: every chain and rule "
                 "(service DNAT, NetworkPolicy, masquerade), the route, and what decided",

@@ -13,6 +13,7 @@ from .labtools import LabProcesses, lab_cli
 NODE_STATE = r"""
 echo "== netns"; ip netns list | sort
 echo "== links"; ip -o link | awk -F': ' '{print $2}' | sort
+echo "== addresses"; ip -o -4 addr show | awk '{print $2, $4}' | sort
 echo "== routes"; ip -4 route show table all | sort
 echo "== neighbours"; ip neigh show nud permanent | sort
 echo "== fdb"; bridge fdb show | grep -v ' self$' | sort
@@ -107,6 +108,20 @@ def test_troubleshooting_lesson_breaks_the_lab_and_leaves_it_repaired(lab):
         assert "lesson 13-troubleshooting: all 2 checks passed" in proc.stdout
     finally:
         assert play(lab, "13", "--cleanup").returncode == 0
+    assert lab_cli("verify", "-i", lab.inventory_path).returncode == 0
+
+
+def test_load_balancer_lesson_fails_over_and_leaves_no_address_behind(lab):
+    before = node_state(lab)
+    try:
+        proc = play(lab, "14-loadbalancer")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "lesson 14-loadbalancer: all 5 checks passed" in proc.stdout
+        assert "link down (the node keeps running" in proc.stdout and "instead of" in proc.stdout
+    finally:
+        assert play(lab, "14", "--cleanup").returncode == 0
+    assert changes(before, node_state(lab)) == []
+    assert "l14-web" not in lab_cli("get", "svc", "-i", lab.inventory_path, check=True).stdout
     assert lab_cli("verify", "-i", lab.inventory_path).returncode == 0
 
 
