@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 from dataclasses import dataclass
 from typing import Callable
 
@@ -160,6 +161,32 @@ def undo_policy_faults(inv: Inventory, files: LabFiles) -> list[str]:
     return [f"{line} (`lab break {r['fault']}` applied it)" for line, r in zip(lines, records, strict=True)]
 
 
+def announced_candidates(objects: LabObjects) -> list[tuple[str, str]]:
+    """(address, service key) of the LoadBalancer addresses some node announces."""
+    owners = {s.load_balancer_ip: k for k, s in objects.services.items() if s.load_balancer_ip}
+    return sorted((address, owners[address]) for address in objects.announced if address in owners)
+
+
+def break_lb_address(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+    """The announcing node loses its LoadBalancer address (as when someone flushes the interface's addresses):
+    nothing answers ARP for it any more. The router's cached entry would still send traffic there for a while
+    (the service rules DNAT it whether the address is the node's or not), so the fault also lets that entry go,
+    as it goes once it is stale."""
+    objects = files.read_objects()
+    candidates = announced_candidates(objects)
+    if not candidates:
+        raise InputError("fault lb-address needs a LoadBalancer Service some node announces; lab expose deploy "
+                         "nginx --port 80 --type=LoadBalancer --name web-lb")
+    address, key = candidates[0]
+    holder = inv.node(objects.announced[address])
+    dev = t.run(holder, ["ip", "-o", "-4", "addr", "show", "to", f"{address}/32"]).stdout.split()[1]
+    t.run(holder, ["ip", "addr", "del", f"{address}/32", "dev", dev])
+    subprocess.run(["ip", "-n", f"{inv.name}-router", "neigh", "flush", "to", address], check=False,
+                   capture_output=True)  # the lab's own router namespace, on this machine
+    return (f"deleted {address} ({key}) from {holder.name}'s {dev}: the node that announces it no longer holds it "
+            "(and the router forgot the MAC it had cached)")
+
+
 def break_mtu(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
     t.run(node, ["ip", "link", "set", "cni0", "mtu", "1000"])
     return f"dropped {node.name}'s cni0 MTU to 1000: larger packets to its pods no longer fit"
@@ -174,6 +201,8 @@ FAULTS = {f.name: f for f in (
           frozenset({"pod-to-service", "hairpin"}), break_sep),
     Fault("dns-pod", "stop one of the two DNS pods", "dns", frozenset({"dns"}), break_dns),
     Fault("mtu", "drop a node's cni0 MTU: large packets to its pods are lost", "mtu", frozenset({"mtu"}), break_mtu),
+    Fault("lb-address", "take a LoadBalancer's address off the node announcing it: the outside host gets no answer",
+          "loadbalancer", frozenset({"loadbalancer"}), break_lb_address),
     Fault("stray-policy", "leave a policy rule no NetworkPolicy explains: a pod on a node gets nothing", "pod-to-pod",
           frozenset({"pod-to-pod", "pod-to-service", "hairpin", "dns", "node-to-pod", "mtu", "nodeport", "hostport",
                      "egress"}), break_stray_policy),
@@ -210,6 +239,8 @@ def applies(name: str, inv: Inventory, objects: LabObjects) -> bool:
         return inv.cluster.overlay.backend == "vxlan"
     if name == "kube-sep":
         return bool(sep_candidates(objects))
+    if name == "lb-address":
+        return bool(announced_candidates(objects))
     if name in policy_faults.BREAKS:
         try:
             policy_faults.BREAKS[name](objects, inv.nodes[0].name)

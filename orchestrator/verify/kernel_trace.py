@@ -58,8 +58,10 @@ class Hop:
         return f"{where:<40} {self.verdict:<18} {self.rule}".rstrip()
 
 
-def resolve(spec: str, inv: Inventory, objects: LabObjects, namespace: str, as_source: bool) -> End:
-    """A pod (NAME in -n NS, or NS/NAME), svc/NAME, node/NAME, outside, or (as destination) an address."""
+def resolve(spec: str, inv: Inventory, objects: LabObjects, namespace: str, as_source: bool,
+            from_outside: bool = False) -> End:
+    """A pod (NAME in -n NS, or NS/NAME), svc/NAME, node/NAME, outside, or (as destination) an address. From the
+    outside host, svc/NAME is the Service's LoadBalancer address (its ClusterIP is for the cluster only)."""
     pods = objects.pods
     if spec == OUTSIDE:
         if inv.emulated is None:
@@ -77,6 +79,12 @@ def resolve(spec: str, inv: Inventory, objects: LabObjects, namespace: str, as_s
                              f"{ns!r}" if service is None else "lab trace: a Service is no source; name a pod")
         targets = tuple(sorted({int(e.port) for eps in objects.endpoints.get(key_of(ns, name), {}).values()
                                 for e in eps}))
+        if from_outside:
+            if not service.load_balancer_ip:
+                raise InputError(f"lab trace: svc/{name} has no address the outside host can reach (type "
+                                 f"{service.type}{', <pending>' if service.type == 'LoadBalancer' else ''}); trace "
+                                 "outside node/NODE:NODEPORT, or make it type LoadBalancer")
+            return End(spec, service.load_balancer_ip, ports=targets)
         return End(spec, service.cluster_ip, ports=targets)
     ns, _, name = spec.rpartition("/") if "/" in spec else (namespace, "", spec)
     pod = pods.get(key_of(ns, name))
@@ -183,9 +191,12 @@ def trace(inv: Inventory, transport: Transport, objects: LabObjects, src_spec: s
           protocol: str, namespace: str) -> list[str]:
     """Send one packet from SRC to DST:PORT with tracing on every node; the report, line by line."""
     src = resolve(src_spec, inv, objects, namespace, as_source=True)
-    dst = resolve(dst_spec, inv, objects, namespace, as_source=False)
+    dst = resolve(dst_spec, inv, objects, namespace, as_source=False, from_outside=src.label == OUTSIDE)
     ports = tuple(sorted({port, *dst.ports}))
     report = [f"lab trace {src.label} ({src.ip}) -> {dst.label} ({dst.ip}):{port}/{protocol.upper()}"]
+    if dst.ip in objects.announced:
+        report.append(f"LoadBalancer {dst.ip}: announced by {objects.announced[dst.ip]} (it answers ARP for it; "
+                      f"lab exec router -- ip neigh show {dst.ip})")
     if src.pod and dst.pod and objects.policies:
         said = verdict(pod_endpoint(src.pod), pod_endpoint(dst.pod), port, protocol.upper(), policies(objects),
                        namespace_labels(objects))

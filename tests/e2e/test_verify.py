@@ -31,6 +31,14 @@ metadata: {name: empty}
 spec:
   selector: {app: nobody}
   ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: front}
+spec:
+  type: LoadBalancer
+  selector: {app: nginx}
+  ports: [{port: 80}]
 """
 
 
@@ -62,7 +70,7 @@ def test_a_healthy_lab_passes_every_family(verified, tmp_path):
     assert code == 0 and report["passed"]
     assert {c["family"] for c in report["checks"]} >= {
         "pod-to-pod", "pod-to-service", "hairpin", "dns", "node-to-pod", "mtu", "egress", "hostport",
-        "no-endpoints"}
+        "no-endpoints", "loadbalancer"}
     suite = ET.parse(junit).getroot()
     cases = suite.iter("testcase")
     names = [c.get("name") for c in cases]
@@ -94,6 +102,8 @@ def test_each_fault_fails_its_family_and_fix_repairs_it(verified, fault):
                                                                check=True).stdout.strip(), fixed
     else:
         assert "changed" in fixed and "no changes" not in fixed, fixed  # it says what it repaired
+    if fault == "lb-address":
+        assert "repaired LoadBalancer address 198.18." in fixed, fixed
     if fault == "kube-sep":
         repaired = fixed.split("repaired ", 1)[1].split()
         assert {name.rstrip(",")[:13] for name in repaired} == {"nat/KUBE-SEP-", "nat/KUBE-SVC-"}, fixed

@@ -289,7 +289,8 @@ def sync_service_rules(inv: Inventory, transport: Transport, files: LabFiles, re
             report.status, report.error = "failed", str(answer)
             continue
         if force:
-            line = f"service rules reloaded; repaired {', '.join(answer.repaired)}" if answer.repaired else None
+            repaired = answer.repaired + [f"LoadBalancer address {a}" for a in answer.announced]
+            line = f"service rules reloaded; repaired {', '.join(repaired)}" if repaired else None
         else:
             line = report_line(answer)
         if line:
