@@ -96,6 +96,7 @@ MODULES_LOADED = "modules.loaded"  # the kernel modules the lab loaded (lab dest
 SYSCTL_SAVED = "sysctl.orig"  # the sysctl values before the lab set them (lab destroy puts them back)
 DIRS_CREATED = "dirs.created"  # the CNI folders the lab created (lab destroy removes only those)
 ANNOUNCED = "announced"  # the LoadBalancer addresses the lab put on the node, one a line (also while adding them)
+HEALTH_SERVER = "healthz.pid"  # the PID of the node's health check server, then its ports (agent/healthz.py)
 
 
 def lab_file(lab: str, rel: str) -> str:
@@ -371,10 +372,14 @@ class ProxySync(Request[SyncAnswer]):
     # that starts again announces what it last owned; if another node took it meanwhile, the next sync says.
     announce: dict = field(default_factory=dict)
     lb_ranges: list = field(default_factory=list)
+    # healthCheckNodePort -> {"namespace", "name", "local": {node address: its ready endpoints}} of the Local
+    # LoadBalancers: each node answers on the port whether it has an endpoint (agent/healthz.py)
+    health_checks: dict = field(default_factory=dict)
 
 
 # what a node keeps of a proxy-sync request to load the rules again after a boot
-STORED_FIELDS = ("backend", "jumps", "tables", "nft", "policy", "generation", "announce", "lb_ranges")
+STORED_FIELDS = ("backend", "jumps", "tables", "nft", "policy", "generation", "announce", "lb_ranges",
+                 "health_checks")
 
 VERBS = {cls.VERB: cls for cls in (PodsApply, PodsEnsure, PodsStatus, PodsReattach, PodsPurge, FlushCaches, Probe,
                                    ProxySync)}

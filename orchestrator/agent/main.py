@@ -29,6 +29,7 @@ from .cni import CniError, cni, load_conf
 from .contract import (CNI_PATH, PROTOCOL, REFUSED, VERBS, Answer, ContractError, FlushAnswer, PodsAnswer,
                        PodsApplyAnswer, ProbeAnswer, refusal)
 from .pods import flush_caches, forget_neighbours, pod_add, pod_del, pods_ensure, pods_purge, pods_reattach, pods_status
+from .healthz import serve_health_checks
 from .probes import probe
 from .proxy import proxy_sync
 from .restore import restore
@@ -121,6 +122,8 @@ def main(argv=None) -> int:
     rest = sub.add_parser("restore")
     rest.add_argument("--conf", required=True)
     rest.add_argument("--cni-path", default=CNI_PATH)
+    h = sub.add_parser("healthz")
+    h.add_argument("--port", action="append", default=[])
     s = sub.add_parser("serve")
     s.add_argument("--name", required=True)
     s.add_argument("--tcp", type=int, action="append", default=[])
@@ -134,6 +137,9 @@ def main(argv=None) -> int:
     try:
         if args.verb == "serve":
             serve(args.name, args.tcp, args.udp)
+        if args.verb == "healthz":
+            serve_health_checks(lib, args.port)
+            return 0
         if args.verb == "cni":
             text = sys.stdin.read() if args.conf == "-" else open(args.conf).read()
             result = cni(args.command, load_conf(text, args.conf), args.id, args.netns, args.ifname,

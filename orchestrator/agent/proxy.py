@@ -13,7 +13,8 @@ import shutil
 import signal
 import subprocess
 
-from .announce import hold_addresses
+from .announce import hold_addresses, read_links
+from .healthz import SERVER as HEALTH_SERVER, sync_health_checks
 from .cni import CniError, run
 from .contract import (DNS_HOSTS, PROXY_STATE, RULES_JOURNAL, RULES_REQUEST, STORED_FIELDS, ProxySync, SyncAnswer,
                        write_durably)
@@ -70,11 +71,15 @@ def proxy_sync(lib: str, request: ProxySync) -> SyncAnswer:
     state["policy"] = sync_policy(sync, request, loaded.get("policy"))
     # after the rules: an address starts to draw traffic only once the rules for it are there
     announced, withdrawn = hold_addresses(lib, request.announce, request.lb_ranges, request.dry_run)
+    health = False
+    if request.health_checks or os.path.exists(os.path.join(lib, HEALTH_SERVER)):
+        mine = {address for link in read_links() for address in link.own}
+        health = sync_health_checks(lib, request.health_checks, mine, request.dry_run)
     if request.dry_run:
         return SyncAnswer(changed=bool(sync.written or sync.deleted or announced or withdrawn), written=sync.written,
                           deleted=sync.deleted, repaired=sync.repaired, dry_run=True, announced=announced,
                           withdrawn=withdrawn)
-    if (sync.written or sync.deleted or announced or withdrawn or state != loaded
+    if (sync.written or sync.deleted or announced or withdrawn or health or state != loaded
             or not os.path.exists(os.path.join(lib, RULES_REQUEST))):
         write_durably(os.path.join(lib, STATE_FILE), json.dumps(state))
         store_rules(lib, request)
@@ -218,7 +223,8 @@ def store_rules(lib: str, request: ProxySync) -> None:
     with open(journal, "a") as handle:  # appended: a line cut short by a power loss ends the journal there
         handle.write(json.dumps({"tables": request.tables, "removed": request.removed, "jumps": request.jumps,
                                  "generation": request.generation, "policy": request.policy,
-                                 "announce": request.announce, "lb_ranges": request.lb_ranges}) + "\n")
+                                 "announce": request.announce, "lb_ranges": request.lb_ranges,
+                                 "health_checks": request.health_checks}) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     if os.path.getsize(journal) > os.path.getsize(base):
@@ -253,4 +259,5 @@ def stored_request(lib: str):
             request.tables.setdefault(table, {}).update(chains)
         request.jumps, request.generation, request.policy = jumps, generation, policy
         request.announce, request.lb_ranges = change.get("announce", {}), change.get("lb_ranges", [])
+        request.health_checks = change.get("health_checks", {})
     return request

@@ -37,7 +37,7 @@ def restore(lib: str, conf_path: str, cni_path: str = CNI_PATH) -> RestoreAnswer
         try:
             proxy_sync(lib, request)
             restored.append("service rules")
-        except CniError as exc:
+        except (CniError, OSError) as exc:
             errors.append(f"service rules: {exc}")
     try:
         conf = load_conf(open(conf_path).read(), conf_path)

@@ -121,6 +121,31 @@ def test_local_node_ports_answer_with_the_nodes_own_pod(lb):
         assert {r.get("reply") for r in outside(lb, [dict(target, path="/clientip")] * 3)} == {OUTSIDE}
 
 
+def test_each_node_answers_the_local_health_check_with_its_own_endpoints(lb):
+    """kube-proxy's healthCheckNodePort: 200 and localEndpoints 1 on a node with a pod of the Service, 503 and 0 on
+    a node without one (a Service selecting one pod)."""
+    solo = pods(lb, "nginx")[0]
+    apply(lb, LOCAL.replace("web-local", "solo").replace("app: nginx", f"app: nginx, pod: {solo['metadata']['name']}")
+          .replace("8080", "8081"))
+    lab_cli("label", "pod", solo["metadata"]["name"], f"pod={solo['metadata']['name']}", "-i", lb.inventory_path,
+            check=True)
+    port = service(lb, "solo")["spec"]["healthCheckNodePort"]
+    try:
+        for node in lb.inventory.nodes:
+            status = subprocess.run(["ip", "netns", "exec", f"{lb.name}-outside", "curl", "-s", "-m", "2", "-w",
+                                     " %{http_code}", f"http://{node.address}:{port}/healthz"],
+                                    capture_output=True, text=True).stdout
+            body, _, code = status.rpartition(" ")
+            mine = int(node.name == solo["spec"]["nodeName"])
+            assert (code, json.loads(body)) == ("200" if mine else "503", {
+                "service": {"namespace": "default", "name": "solo"}, "localEndpoints": mine,
+                "serviceProxyHealthy": True}), node.name
+    finally:
+        lab_cli("delete", "svc", "solo", "-i", lb.inventory_path, check=True)
+        lab_cli("label", "pod", solo["metadata"]["name"], "pod-", "-i", lb.inventory_path, check=True)
+    assert service(lb, "web-local")["spec"]["healthCheckNodePort"] != port  # each Service its own port
+
+
 def test_only_the_services_ports_answer_on_the_address(lb):
     address = address_of(lb, "web-lb")
     [ssh, other] = outside(lb, [{"proto": "tcp", "host": address, "port": 22, "path": "/"},

@@ -64,6 +64,7 @@ class NodeState:
     unit_enabled: bool = False  # whether the lab's boot unit runs at boot
     restored: tuple[str, ...] = ()  # the boot the unit last restored the lab for, then what it could not restore
     announced: tuple[str, ...] = ()  # the LoadBalancer addresses the lab put on the node (agent/announce.py)
+    health_server: str = ""  # the PID of the lab's health check server when it runs (agent/healthz.py)
 
     def restoring(self, deployed_in: str) -> bool:
         """Whether the boot unit has still to bring the lab back in this boot (it runs once per boot).
@@ -183,4 +184,5 @@ def parse_facts(text: str) -> NodeState:
         modules=dict(line.split("=", 1) for line in sections.get("modules", []) if "=" in line),
         boot_id=body("boot"), systemd=body("init") == "systemd", etc_files=etc_files, unit_enabled=enabled,
         restored=tuple(line for line in sections.get("restored", []) if line.strip()),
-        announced=tuple(line.strip() for line in sections.get("announced", []) if line.strip()))
+        announced=tuple(line.strip() for line in sections.get("announced", []) if line.strip()),
+        health_server="".join(sections.get("healthz", [])).strip())

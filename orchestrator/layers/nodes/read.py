@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from orchestrator.agent.contract import AGENT_FILE, ANNOUNCED, PODS_DIR, RESTORE_STAMP, lab_file, node_lib
+from orchestrator.agent.contract import AGENT_FILE, ANNOUNCED, HEALTH_SERVER, PODS_DIR, RESTORE_STAMP, lab_file, node_lib
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.render import render
 from orchestrator.core.state import LabFiles
@@ -22,7 +22,7 @@ def facts_script(lab: str, vni: int = 1) -> str:
                   plugins=CNI_PLUGINS, cni_dirs=CNI_DIRS, sysctls=list(SYSCTLS),
                   conf_dir=CNI_CONF_DIR, conflist=conflist_path(lab), lib=node_lib(lab),
                   pods_dir=lab_file(lab, PODS_DIR), restore_stamp=lab_file(lab, RESTORE_STAMP),
-                  announced=lab_file(lab, ANNOUNCED),
+                  announced=lab_file(lab, ANNOUNCED), health_server=lab_file(lab, HEALTH_SERVER),
                   modules=sorted(KNOWN_MODULES.items()), etc_files=etc_files(lab), unit_link=unit_link(lab),
                   agent_file=AGENT_FILE)
 

@@ -114,6 +114,9 @@ def teardown(state: NodeState, cluster: Cluster, node_subnet: Optional[IPv4Netwo
             changes.append(Change(f"remove nftables table {table}", (cmd("nft", "delete", "table", "ip", table),)))
     held = [(a["local"], link["ifname"]) for link in state.addrs for a in link.get("addr_info") or []
             if a.get("local") in state.announced and a.get("prefixlen") == 32]
+    if state.health_server:
+        changes.append(Change(f"end the health check server (pid {state.health_server})",
+                              (allow_failure(cmd("kill", state.health_server)),)))
     if held:
         changes.append(Change(f"stop announcing {', '.join(a for a, _ in held)} (LoadBalancer)",
                               tuple(cmd("ip", "addr", "del", f"{a}/32", "dev", dev) for a, dev in held)))

@@ -156,6 +156,7 @@ def sync_request(inv: Inventory, objects: LabObjects, lost: set[str], force: boo
     request.update({
         "announce": {ip: addresses[node] for ip, node in announced.items()},
         "lb_ranges": [[str(r.first), str(r.last)] for pool in pools for r in pool.ranges],
+        "health_checks": health_checks(services, eps, addresses),
         "force": force,
         "verify": verify,
         "stale_udp": stale_udp_endpoints(objects.endpoints, eps, services),
@@ -164,6 +165,23 @@ def sync_request(inv: Inventory, objects: LabObjects, lost: set[str], force: boo
         "policy": render_policy(objects),  # NetworkPolicy rides the same sync: one atomic load per node
     })
     return request, eps, announced
+
+
+def health_checks(services: Mapping[str, Service], eps: Endpoints, addresses: Mapping[str, str]) -> dict[str, Any]:
+    """healthCheckNodePort -> the Service and its ready endpoints per node address, for each Local LoadBalancer
+    (kube-proxy counts the endpoints of the node; an endpoint serving several ports counts once)."""
+    checks = {}
+    for key, service in sorted(services.items()):
+        if service.health_check_node_port and service.local_traffic:
+            pods = {(e.node, e.ip) for ports in eps.get(key, {}).values() for e in ports}
+            local: dict[str, int] = {}
+            for node, _ in pods:
+                address = addresses.get(node or "")
+                if address is not None:
+                    local[address] = local.get(address, 0) + 1
+            checks[str(service.health_check_node_port)] = {"namespace": service.namespace, "name": service.name,
+                                                           "local": local}
+    return checks
 
 
 def sync_rules(inv: Inventory, transport: Transport, objects: LabObjects, lost_nodes: Iterable[str] = (),
