@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from orchestrator.agent.contract import AGENT_FILE, ANNOUNCED, HEALTH_SERVER, PODS_DIR, RESTORE_STAMP, lab_file, node_lib
+from orchestrator.agent.contract import (AGENT_FILE, ANNOUNCED, HEALTH_SERVER, PODS_DIR, RESTORE_STAMP, lab_file,
+                                         node_lib)
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.render import render
 from orchestrator.core.state import LabFiles
