@@ -12,7 +12,7 @@ from orchestrator.core.manifests import Doc, Manifest, Warn
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects, applied
 from orchestrator.kinds.registry import Item, Kind, Plan, forgotten, register
-from orchestrator.kinds.show import age, described_labels, lead, lead_columns
+from orchestrator.kinds.show import age, described_labels, kept_items, kept_json, lead, lead_columns
 from orchestrator.layers.services.loadbalancer import (METALLB_API, POOL_KIND, assign_addresses, kept_record,
                                                        overlapping, parse_pool, pools_of)
 from orchestrator.layers.pods.namespaces import namespace_labels
@@ -47,15 +47,11 @@ def settle(plan: Plan) -> None:
 
 
 def items(inv: Inventory, objects: LabObjects) -> list[Item]:
-    return [Item(r["name"], r["namespace"], r.get("labels") or {}, r)
-            for _, r in sorted(objects.kept(POOL_KIND).items())]
+    return [Item(*fields) for fields in kept_items(objects.kept(POOL_KIND))]
 
 
 def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
-    r = item.record
-    return {"apiVersion": METALLB_API, "kind": POOL_KIND,
-            "metadata": {"name": r["name"], "namespace": r["namespace"], "labels": r.get("labels") or {},
-                         "creationTimestamp": r["created"]}, "spec": r["spec"]}
+    return kept_json(item.record, METALLB_API, POOL_KIND)
 
 
 def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces: bool,

@@ -10,7 +10,7 @@ from orchestrator.core.manifests import Doc, Manifest, Warn
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects, applied
 from orchestrator.kinds.registry import Item, Kind, Plan, forgotten, register
-from orchestrator.kinds.show import age, described_labels, lead, lead_columns
+from orchestrator.kinds.show import age, described_labels, kept_items, kept_json, lead, lead_columns
 from orchestrator.layers.services.loadbalancer import ADVERT_KIND, METALLB_API, kept_record, parse_advertisement
 
 
@@ -31,15 +31,11 @@ def forget(m: Manifest, plan: Plan) -> str:
 
 
 def items(inv: Inventory, objects: LabObjects) -> list[Item]:
-    return [Item(r["name"], r["namespace"], r.get("labels") or {}, r)
-            for _, r in sorted(objects.kept(ADVERT_KIND).items())]
+    return [Item(*fields) for fields in kept_items(objects.kept(ADVERT_KIND))]
 
 
 def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
-    r = item.record
-    return {"apiVersion": METALLB_API, "kind": ADVERT_KIND,
-            "metadata": {"name": r["name"], "namespace": r["namespace"], "labels": r.get("labels") or {},
-                         "creationTimestamp": r["created"]}, "spec": r["spec"]}
+    return kept_json(item.record, METALLB_API, ADVERT_KIND)
 
 
 def listed(values: Any) -> str:

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
+from typing import Any
 
 from orchestrator.core.manifests import fmt_labels
+
+
+def kept_items(records: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, dict[str, str], Any]]:
+    """(name, namespace, labels, record) of the records a kind keeps as written (kept_record's shape), sorted."""
+    return [(r["name"], r["namespace"], dict(r.get("labels") or {}), r) for _, r in sorted(records.items())]
+
+
+def kept_json(record: Mapping[str, Any], api_version: str, kind: str) -> dict[str, Any]:
+    """The object as `-o json` shows it, from a record kept as written."""
+    return {"apiVersion": api_version, "kind": kind,
+            "metadata": {"name": record["name"], "namespace": record["namespace"],
+                         "labels": record.get("labels") or {}, "creationTimestamp": record["created"]},
+            "spec": record["spec"]}
 
 
 def age(created: str) -> str:

@@ -21,6 +21,7 @@ from orchestrator.core import inventory
 from orchestrator.core.transport import Transport
 from e2e.labtools import (LabProcesses, alive, copy_inventory, drill_rng, lab_cli, leftovers, node_snapshot, sh,
                           unique_lab_name, wait_for)
+from e2e.test_loadbalancer import LOCAL as LOCAL_LB  # a Local LoadBalancer for nginx
 from e2e.test_pod_network import MAPPED  # a pod with a hostPort, on node2
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,18 +123,6 @@ def test_deploy_loads_and_persists_what_a_real_node_needs(vms):
     enabled = vms.transport.run("node1", ["systemctl", "is-enabled", f"cluster-lab-{vms.name}.service"]).stdout
     assert enabled.strip() == "enabled"
     assert cli(vms, "deploy").stdout.strip().endswith("no changes")
-
-
-LOCAL_LB = """
-apiVersion: v1
-kind: Service
-metadata: {name: web-local}
-spec:
-  type: LoadBalancer
-  externalTrafficPolicy: Local
-  selector: {app: nginx}
-  ports: [{port: 8080, targetPort: 80}]
-"""
 
 
 def test_the_talks_nginx_and_every_check_pass_on_vms(vms):
