@@ -153,32 +153,36 @@ def test_only_the_services_ports_answer_on_the_address(lb):
     assert (ssh["ok"], ssh.get("error"), other["ok"], other.get("error")) == (False, "refused", False, "refused")
 
 
-def test_a_lost_announcing_node_hands_its_address_to_another(lb):
-    """The controller sees the node stop answering; the address moves (gratuitous ARP) and the outside host is
-    served again; once the node is back, exactly one node holds the address."""
-    address = address_of(lb, "web-lb")
-    lost = announcer(lb, "web-lb")
+def assert_failover(lab, name: str, port: int, seconds: float = 60) -> None:
+    """With the controller running, the node announcing Service `name` is cut off (`lab link svc/NAME down`): the
+    address moves (gratuitous ARP: the router's entry turns to the new node) and the outside host is served
+    again; once the node is back, exactly one node holds the address. Also for the VM tier."""
+    address = address_of(lab, name)
+    lost = announcer(lab, name)
     controller = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "controller", "run", "-i",
-                                   lb.inventory_path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    underlay = f"{lb.name}-underlay"
+                                   lab.inventory_path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    target = {"proto": "tcp", "host": address, "port": port, "path": "/hostname"}
     try:
-        subprocess.run(["ip", "-n", underlay, "link", "set", lost, "down"], check=True)
-        target = {"proto": "tcp", "host": address, "port": 80, "path": "/hostname"}
-        assert wait_for(lambda: outside(lb, [target], timeout=1)[0]["ok"], seconds=60, interval=0.2)
-        taker = announcer(lb, "web-lb")
-        assert taker != lost and router_mac_of(lb, address) == node_mac(lb, taker)
-        served = {r.get("reply") for r in outside(lb, [target] * 20)}
-        assert served and None not in served
-    finally:
-        subprocess.run(["ip", "-n", underlay, "link", "set", lost, "up"], check=True)
-    try:
-        assert wait_for(lambda: len(holders(lb, address)) == 1 and holders(lb, address) == [announcer(lb, "web-lb")],
-                        seconds=60, interval=0.5)
-        assert outside(lb, [target])[0]["ok"]
+        assert lab_cli("link", "svc/" + name, "down", "-i", lab.inventory_path, check=True).stdout.startswith(
+            f"{lost}: link down")
+        try:
+            assert wait_for(lambda: outside(lab, [target], timeout=1)[0]["ok"], seconds=seconds, interval=0.2)
+            taker = announcer(lab, name)
+            assert taker != lost and router_mac_of(lab, address) == node_mac(lab, taker)
+            served = {r.get("reply") for r in outside(lab, [target] * 20)}
+            assert served and None not in served
+        finally:
+            lab_cli("link", "all", "up", "-i", lab.inventory_path, check=True)
+        assert wait_for(lambda: holders(lab, address) == [announcer(lab, name)], seconds=seconds, interval=0.5)
+        assert outside(lab, [target])[0]["ok"]
     finally:
         controller.send_signal(signal.SIGINT)
         log, _ = controller.communicate(timeout=30)
-    assert f"node {lost} is not answering" in log and f"{address} (default/web-lb): announced from " in log
+    assert f"node {lost} is not answering" in log and f"{address} (default/{name}): announced from " in log
+
+
+def test_a_lost_announcing_node_hands_its_address_to_another(lb):
+    assert_failover(lb, "web-lb", 80)
 
 
 def test_bad_input_is_one_line_and_changes_nothing(lb):

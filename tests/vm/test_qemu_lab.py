@@ -21,7 +21,7 @@ from orchestrator.core import inventory
 from orchestrator.core.transport import Transport
 from e2e.labtools import (LabProcesses, alive, copy_inventory, drill_rng, lab_cli, leftovers, node_snapshot, sh,
                           unique_lab_name, wait_for)
-from e2e.test_loadbalancer import LOCAL as LOCAL_LB  # a Local LoadBalancer for nginx
+from e2e.test_loadbalancer import LOCAL as LOCAL_LB, assert_failover  # a Local LoadBalancer for nginx
 from e2e.test_pod_network import MAPPED  # a pod with a hostPort, on node2
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,6 +137,12 @@ def test_the_talks_nginx_and_every_check_pass_on_vms(vms):
     families = {c["family"] for c in report["checks"]}
     assert {"pod-to-pod", "pod-to-service", "dns", "egress", "hostport", "mtu", "loadbalancer"} <= families
     assert sum(c["family"] == "loadbalancer" for c in report["checks"]) == 2
+
+
+def test_a_load_balancer_moves_to_the_other_vm_when_its_vm_is_cut_off(vms):
+    """Failover on real kernels: the announcing VM's tap taken down, the controller gives the address to the other
+    VM, whose gratuitous ARP (from a raw socket) turns the router's entry; then the VM is plugged back."""
+    assert_failover(vms, "web-lb", 80, seconds=SLOW)
 
 
 def test_host_gw_then_nftables_pass_too(vms):
