@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 from orchestrator.agent.pods import wait_listening
+from orchestrator.agent.probes import PROBE_WORKERS
 from orchestrator.agent.contract import FlushCaches, Probe
 from orchestrator.core.agent import call, call_local, local_agent_argv
 from orchestrator.core.errors import LabError
@@ -23,16 +24,23 @@ PROBE_TIMEOUT = 2.0
 UNREACHABLE_AFTER = 5.0  # a node that does not run `true` within this is not probed (its checks fail as such)
 
 
+def batch_timeout(targets: list) -> float:
+    """How long one source's probes may take when every one of them times out (connect, then the reply),
+    PROBE_WORKERS at a time: a pod that gets nothing still reports each probe instead of failing as a whole."""
+    rounds = -(-len(targets) // PROBE_WORKERS)
+    return rounds * 2 * PROBE_TIMEOUT + 30
+
+
 def probe_source(inv: Inventory, objects: LabObjects, transport: Transport, source: str, targets: list) -> list:
     request = Probe(targets=targets, timeout=PROBE_TIMEOUT)
     if source == OUTSIDE:
         return call_local(request, ("ip", "netns", "exec", f"{inv.name}-outside")).results
     kind, _, name = source.partition(":")
     if kind == "node":
-        return call(transport, name, inv.name, request, timeout=PROBE_TIMEOUT * 4 + 30).results
+        return call(transport, name, inv.name, request, timeout=batch_timeout(targets)).results
     pod = objects.pods[name]
     return call(transport, node_of(pod), inv.name, request, ("ip", "netns", "exec", pod.netns),
-                timeout=PROBE_TIMEOUT * 4 + 30).results
+                timeout=batch_timeout(targets)).results
 
 
 def unreachable_nodes(transport: Transport) -> dict[str, str]:

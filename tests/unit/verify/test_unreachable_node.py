@@ -9,11 +9,12 @@ from ipaddress import IPv4Address
 from rich.console import Console
 
 from orchestrator.agent.contract import VERBS, Probe
+from orchestrator.agent.probes import PROBE_WORKERS
 from orchestrator.core.model import Cluster, Inventory, Node, Ssh
 from orchestrator.core.objects import LabObjects, Pod
 from orchestrator.core.transport import FleetResult, NodeError, Result
 from orchestrator.verify.checks import plan_checks
-from orchestrator.verify.probes import run_checks
+from orchestrator.verify.probes import PROBE_TIMEOUT, batch_timeout, run_checks
 from orchestrator.verify.report import _Collector, print_report
 
 INV = Inventory("lab.yaml", Cluster("demo"), tuple(
@@ -76,3 +77,9 @@ def test_checks_that_need_an_unreachable_node_are_not_probed_and_name_it_once():
     assert f"{len(needs_node3)} check(s) not probed" in text
     # no line (and no hint about the overlay) for a check that failed only for node3
     assert not any(f"✘ {o.check.label}:" in text for o in outcomes if o.unreachable)
+
+
+def test_a_source_whose_every_probe_times_out_still_gets_each_answer_back():
+    many = [{"proto": "tcp", "host": "10.244.1.2", "port": 80}] * (PROBE_WORKERS * 10 + 1)
+    worst = 11 * 2 * PROBE_TIMEOUT  # 11 rounds of workers, each a connect and a reply that time out
+    assert batch_timeout(many) > worst and batch_timeout(many[:1]) < worst
