@@ -40,6 +40,7 @@ from orchestrator.layers.pods.namespaces import BUILT_IN_NAMESPACES, require_nam
 from orchestrator.layers.pods.plan import PodChanges
 from orchestrator.layers.policy.enforcement import policy_sets
 from orchestrator.layers.services import apply as services_mod
+from orchestrator.layers.gateway.routes import CLASS_KIND, CONTROLLER_NAME, LAB_CLASS, lab_class_yaml
 from orchestrator.layers.services.loadbalancer import POOL_KIND, default_pool_yaml
 from orchestrator.kinds.deployment import DEPLOYMENT
 from orchestrator.kinds.namespace import NAMESPACE
@@ -153,6 +154,7 @@ def deploy(inv: Inventory, transport: Transport, files: LabFiles, dry_run: bool 
                 start_cluster_dns(inv, transport, files, progress)
                 if inv.emulated is not None:
                     install_load_balancer(inv, transport, files, progress)
+                install_gateway_class(inv, transport, files, progress)
     elif all(r.status != "failed" for r in reports.values()):  # as a real deploy, which syncs only then
         services_mod.preview_service_rules(inv, transport, files, reports, list(inv.nodes))
     for report in reports.values():
@@ -187,6 +189,16 @@ def install_load_balancer(inv: Inventory, transport: Transport, files: LabFiles,
     results = apply_manifests(inv, transport, files, manifests, resync=False)
     if any(not line.endswith("unchanged") for line in results):
         progress("load balancer: IPAddressPool metallb-system/default on the underlay, announced by ARP (L2)")
+
+
+def install_gateway_class(inv: Inventory, transport: Transport, files: LabFiles,
+                          progress: Callable[[str], None]) -> None:
+    """Apply the lab's GatewayClass when the lab has none by its name, as a Gateway API implementation's install
+    does: the object is then the user's to change."""
+    if LAB_CLASS in files.read_objects().extra.get(CLASS_KIND, {}):
+        return
+    apply_manifests(inv, transport, files, kinds.load_text(*lab_class_yaml()), resync=False)
+    progress(f"gateway: GatewayClass {LAB_CLASS} (controller {CONTROLLER_NAME})")
 
 
 def destroy(inv: Inventory, transport: Transport, files: LabFiles,

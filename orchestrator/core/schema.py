@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Optional
 
+from orchestrator.core.crd_schema import crd_validator
 from orchestrator.core.errors import InputError, field_error
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ def validator(kind: str, api_version: str) -> Optional[Validator]:
 
 def schema_error(data: Any, source: str) -> Optional[InputError]:
     """The first way `data` breaks its kind's schema (unknown fields included), or None."""
-    check = validator(str(data.get("kind")), str(data.get("apiVersion")))
+    kind, api_version = str(data.get("kind")), str(data.get("apiVersion"))
+    check = validator(kind, api_version) or crd_validator(kind, api_version)
     if check is None:
         return field_error(source, "apiVersion", f"Kubernetes {KUBERNETES_VERSION} has no {data.get('kind')} in "
                                                  f"{data.get('apiVersion')}", "check apiVersion and kind")

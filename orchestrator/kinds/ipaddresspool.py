@@ -5,16 +5,16 @@ Its `settle` gives every LoadBalancer Service its address after each apply or de
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import Doc, Manifest, Warn
 from orchestrator.core.model import Inventory
-from orchestrator.core.objects import LabObjects, applied
-from orchestrator.kinds.registry import Item, Kind, Plan, forgotten, register
-from orchestrator.kinds.show import age, described_labels, kept_items, kept_json, lead, lead_columns
-from orchestrator.layers.services.loadbalancer import (METALLB_API, POOL_KIND, assign_addresses, kept_record,
-                                                       overlapping, parse_pool, pools_of)
+from orchestrator.core.objects import LabObjects
+from orchestrator.kinds.kept import forgetter, json_shower, lister, recorder
+from orchestrator.kinds.registry import Item, Kind, Plan, register
+from orchestrator.kinds.show import age, described_labels, lead, lead_columns
+from orchestrator.layers.services.loadbalancer import (METALLB_API, POOL_KIND, assign_addresses, overlapping,
+                                                       parse_pool, pools_of)
 from orchestrator.layers.pods.namespaces import namespace_labels
 
 
@@ -23,18 +23,10 @@ def parse(doc: Doc, head: Manifest, warn: Warn) -> Manifest:
 
 
 def record(m: Manifest, plan: Plan) -> str:
-    store = plan.objects.kept(POOL_KIND)
     clash = overlapping(m.spec, [p for p in pools_of(plan.objects.extra)])
     if clash:
         raise InputError(f"{m.source}: spec.addresses: {clash}; give each pool its own addresses")
-    old = store.get(m.key)
-    new = kept_record(m.name, m.namespace, m.labels, m.raw["spec"], old["created"] if old else plan.stamp)
-    store[m.key] = new
-    return applied(old, old == new)
-
-
-def forget(m: Manifest, plan: Plan) -> str:
-    return forgotten(plan.objects.kept(POOL_KIND), m.key)
+    return recorder(POOL_KIND)(m, plan)
 
 
 def settle(plan: Plan) -> None:
@@ -44,14 +36,6 @@ def settle(plan: Plan) -> None:
                                          namespace_labels(plan.objects)).items():
         if services[key].load_balancer_ip != address:
             services[key] = replace(services[key], load_balancer_ip=address)
-
-
-def items(inv: Inventory, objects: LabObjects) -> list[Item]:
-    return [Item(*fields) for fields in kept_items(objects.kept(POOL_KIND))]
-
-
-def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
-    return kept_json(item.record, METALLB_API, POOL_KIND)
 
 
 def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces: bool,
@@ -80,5 +64,6 @@ def describe(item: Item, inv: Inventory, objects: LabObjects) -> list[tuple[str,
 
 
 IP_ADDRESS_POOL = register(Kind(POOL_KIND, "ipaddresspools", "ipaddresspool.metallb.io", api_version=METALLB_API,
-                                parse=parse, schema=None, order=20, record=record, forget=forget, settle=settle,
-                                items=items, to_json=to_json, table=table, describe=describe))
+                                parse=parse, schema=None, order=20, record=record, forget=forgetter(POOL_KIND),
+                                settle=settle, items=lister(POOL_KIND), to_json=json_shower(POOL_KIND, METALLB_API),
+                                table=table, describe=describe))

@@ -8,34 +8,15 @@ from typing import Any
 
 from orchestrator.core.manifests import Doc, Manifest, Warn
 from orchestrator.core.model import Inventory
-from orchestrator.core.objects import LabObjects, applied
-from orchestrator.kinds.registry import Item, Kind, Plan, forgotten, register
-from orchestrator.kinds.show import age, described_labels, kept_items, kept_json, lead, lead_columns
-from orchestrator.layers.services.loadbalancer import ADVERT_KIND, METALLB_API, kept_record, parse_advertisement
+from orchestrator.core.objects import LabObjects
+from orchestrator.kinds.kept import forgetter, json_shower, lister, recorder
+from orchestrator.kinds.registry import Item, Kind, register
+from orchestrator.kinds.show import age, described_labels, lead, lead_columns
+from orchestrator.layers.services.loadbalancer import ADVERT_KIND, METALLB_API, parse_advertisement
 
 
 def parse(doc: Doc, head: Manifest, warn: Warn) -> Manifest:
     return replace(head, spec=parse_advertisement(head.key, head.name, doc.data.get("spec"), head.source))
-
-
-def record(m: Manifest, plan: Plan) -> str:
-    store = plan.objects.kept(ADVERT_KIND)
-    old = store.get(m.key)
-    new = kept_record(m.name, m.namespace, m.labels, m.raw.get("spec") or {}, old["created"] if old else plan.stamp)
-    store[m.key] = new
-    return applied(old, old == new)
-
-
-def forget(m: Manifest, plan: Plan) -> str:
-    return forgotten(plan.objects.kept(ADVERT_KIND), m.key)
-
-
-def items(inv: Inventory, objects: LabObjects) -> list[Item]:
-    return [Item(*fields) for fields in kept_items(objects.kept(ADVERT_KIND))]
-
-
-def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
-    return kept_json(item.record, METALLB_API, ADVERT_KIND)
 
 
 def listed(values: Any) -> str:
@@ -65,5 +46,6 @@ def describe(item: Item, inv: Inventory, objects: LabObjects) -> list[tuple[str,
 
 
 L2_ADVERTISEMENT = register(Kind(ADVERT_KIND, "l2advertisements", "l2advertisement.metallb.io",
-                                 api_version=METALLB_API, parse=parse, schema=None, order=20, record=record,
-                                 forget=forget, items=items, to_json=to_json, table=table, describe=describe))
+                                 api_version=METALLB_API, parse=parse, schema=None, order=20,
+                                 record=recorder(ADVERT_KIND), forget=forgetter(ADVERT_KIND), items=lister(ADVERT_KIND),
+                                 to_json=json_shower(ADVERT_KIND, METALLB_API), table=table, describe=describe))

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "orchestrator"
-LAYERS = ("nodes", "overlay", "podnet", "pods", "policy", "services", "dns")  # the order of docs/architecture.md
+# the order of docs/architecture.md
+LAYERS = ("nodes", "overlay", "podnet", "pods", "policy", "services", "dns", "gateway")
 # Pure modules: they compute and compare; they never reach a node.
-PURE = ("orchestrator", "orchestrator.core.errors", "orchestrator.core.model", "orchestrator.core.inventory",
+PURE = ("orchestrator", "orchestrator.core.crd_schema", "orchestrator.core.errors", "orchestrator.core.model",
+        "orchestrator.core.inventory",
         "orchestrator.core.manifests", "orchestrator.core.ipam", "orchestrator.core.render",
         "orchestrator.core.script", "orchestrator.core.names", "orchestrator.core.policy_spec",
         "orchestrator.core.schema", "orchestrator.core.objects", "orchestrator.layers.nodes.facts",

@@ -26,7 +26,7 @@ def require_namespaces(manifests: list[Manifest], objects: LabObjects) -> None:
     NotFound otherwise)."""
     known = set(namespace_labels(objects)) | {m.name for m in manifests if m.kind == "Namespace"}
     for m in manifests:
-        if m.kind != "Namespace" and m.namespace not in known:
+        if m.kind != "Namespace" and m.namespace and m.namespace not in known:  # "": a cluster-scoped kind
             raise InputError(f"{m.source}: metadata.namespace: Error from server (NotFound): namespaces "
                              f"\"{m.namespace}\" not found; create it first (kind: Namespace, or `lab apply` "
                              "it in the same file)")

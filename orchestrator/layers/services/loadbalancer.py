@@ -365,11 +365,6 @@ def default_pool_yaml(node_addresses: list[IPv4Address]) -> tuple[str, str]:
 
 # ---- the records the kinds keep (LabObjects.extra), typed ----
 
-def kept_record(name: str, namespace: str, labels: Mapping[str, str], spec: Any, created: str) -> dict[str, Any]:
-    """How an IPAddressPool or L2Advertisement is kept: its spec as written, checked when it was applied."""
-    return {"name": name, "namespace": namespace, "labels": dict(labels), "spec": spec, "created": created}
-
-
 def pools_of(extra: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[AddressPool]:
     return [parse_pool(key, r["name"], r.get("labels") or {}, r["spec"], f"{POOL_KIND} {key}")
             for key, r in sorted(extra.get(POOL_KIND, {}).items())]

@@ -130,7 +130,8 @@ def test_a_registered_kinds_own_checks_and_unknown_kinds_are_one_line_errors(con
         manifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {sky: 3}\n", tmp_path)
     with pytest.raises(InputError, match=r"kind: 'Secret' is not supported \(did you mean 'Service'\?\); the lab "
                                          r"understands: Pod, Deployment, Service, Namespace, NetworkPolicy, "
-                                         r"IPAddressPool, L2Advertisement, ConfigMap"):
+                                         r"IPAddressPool, L2Advertisement, GatewayClass, Gateway, HTTPRoute, "
+                                         r"ReferenceGrant, ConfigMap"):
         manifests("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n", tmp_path)
 
 

@@ -1,0 +1,63 @@
+"""The lab's objects as the Gateway API controller reads them, and the status it derives, in the JSON shape the
+spec's objects carry (read every time from what the lab has now: nothing of it is stored)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from orchestrator.core.objects import LabObjects
+from orchestrator.layers.gateway.routes import (CLASS_KIND, CONTROLLER_NAME, GATEWAY_KIND, GRANT_KIND, ROUTE_KIND,
+                                                Attachment, Condition, GatewayStatus, ParentStatus, World,
+                                                attach, parse_class, parse_gateway, parse_grant, parse_route)
+from orchestrator.layers.pods.namespaces import namespace_labels
+
+
+def world_of(objects: LabObjects) -> World:
+    """Every Gateway API object the lab keeps (checked when applied), with the Services and namespaces."""
+    def kept(kind: str) -> Iterable[tuple[str, dict[str, Any]]]:
+        return sorted(objects.extra.get(kind, {}).items())
+    return World(
+        classes={r["name"]: parse_class(r["name"], r["spec"], r["created"], f"{CLASS_KIND} {k}")
+                 for k, r in kept(CLASS_KIND)},
+        gateways={k: parse_gateway(r["namespace"], r["name"], r["spec"], r["created"], f"{GATEWAY_KIND} {k}")
+                  for k, r in kept(GATEWAY_KIND)},
+        routes={k: parse_route(r["namespace"], r["name"], r["spec"], r["created"], f"{ROUTE_KIND} {k}")
+                for k, r in kept(ROUTE_KIND)},
+        grants=[parse_grant(r["namespace"], r["name"], r["spec"], f"{GRANT_KIND} {k}") for k, r in kept(GRANT_KIND)],
+        services={k: tuple(p.port for p in s.ports) for k, s in objects.services.items()},
+        namespace_labels=namespace_labels(objects))
+
+
+def conditions_json(conditions: Iterable[Condition], since: str) -> list[dict[str, Any]]:
+    return [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message,
+             "lastTransitionTime": since, "observedGeneration": 1} for c in conditions]
+
+
+def gateway_json(status: GatewayStatus, since: str) -> dict[str, Any]:
+    return {"addresses": [{"type": "IPAddress", "value": status.address}] if status.address else [],
+            "conditions": conditions_json(status.conditions, since),
+            "listeners": [{"name": li.name, "attachedRoutes": li.attached_routes,
+                           "supportedKinds": [{"group": "gateway.networking.k8s.io", "kind": ROUTE_KIND}],
+                           "conditions": conditions_json(li.conditions, since)} for li in status.listeners]}
+
+
+def route_json(parents: Iterable[ParentStatus], since: str) -> dict[str, Any]:
+    return {"parents": [{"parentRef": p.ref.as_json(), "controllerName": CONTROLLER_NAME,
+                         "conditions": conditions_json(p.conditions, since)} for p in parents]}
+
+
+def condition(conditions: Iterable[Condition], kind: str) -> str:
+    """kubectl's column for one condition: True, False or Unknown."""
+    return next((c.status for c in conditions if c.type == kind), "Unknown")
+
+
+def described_conditions(conditions: Iterable[Condition]) -> str:
+    """Conditions as `kubectl describe` lists them: Type Status Reason Message, one a line."""
+    return "\n".join(f"{c.type} {c.status} {c.reason}{': ' + c.message if c.message else ''}"
+                     for c in conditions) or "<none>"
+
+
+def attachment_of(objects: LabObjects) -> tuple[World, Attachment]:
+    world = world_of(objects)
+    return world, attach(world)
