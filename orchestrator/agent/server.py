@@ -1,7 +1,9 @@
-"""The built-in pod server: HTTP /hostname /clientip /echo, and a UDP echo naming the pod and the client."""
+"""The built-in pod server: HTTP /hostname /clientip /echo, any other path answered with the request it got (JSON:
+pod, method, path, host, headers), and a UDP echo naming the pod and the client."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -33,21 +35,28 @@ def serve(name: str, tcp_ports, udp_ports) -> None:
                 body = self.client_address[0]
             elif url.path == "/echo":
                 body = parse_qs(url.query).get("msg", [""])[0]
-            else:
-                body = f"pod {name}: GET /hostname, /clientip or /echo?msg=..."
-            data = (body + "\n").encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            else:  # what reached the pod, as the Gateway API's echo server shows it: routing made visible
+                body = json.dumps({"pod": name, "method": self.command, "path": self.path,
+                                   "host": self.headers.get("Host", ""),
+                                   "headers": {k.lower(): v for k, v in self.headers.items()}}, sort_keys=True)
+            self.answer((body + "\n").encode(), "application/json" if body.startswith("{") else "text/plain")
+
+        do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+        def do_HEAD(self):
+            self.answer(b"", "text/plain")
 
         def do_POST(self):
-            data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)), "application/octet-stream")
+
+        def answer(self, data: bytes, content_type: str) -> None:
             self.send_response(200)
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
+            self.send_header("X-Pod-Name", name)  # which pod answered, whatever the method
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
         def log_request(self, code="-", size="-"):
             access_log(self.client_address, f"{self.command} {self.path} {code}")

@@ -1,0 +1,108 @@
+"""The Gateway API conformance suite's HTTPRoute cases (tests/unit/data/gateway_conformance.yaml) through the real
+nginx, configured as the lab configures a Gateway's proxy (layers/gateway/nginx.py): in a network namespace of
+the test's own, with the lab's pod servers as the three backends, every request must reach the backend the
+suite expects (the pod names itself in a header of its reply), or get a 404."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchestrator.agent.pods import wait_listening
+from orchestrator.core.agent import local_agent_argv
+from orchestrator.core.manifests import ServicePort
+from orchestrator.core.objects import Endpoint, Service
+from orchestrator.layers.gateway.nginx import render_config
+from orchestrator.layers.gateway.routes import attach
+from tests.unit.layers.gateway.test_conformance_cases import DATA, NAMESPACE, case_id, world_of
+
+BACKENDS = {f"infra-backend-v{i}": 8080 + i for i in (1, 2, 3)}
+SERVICES = {f"{NAMESPACE}/{name}": Service(name=name, namespace=NAMESPACE, cluster_ip="10.96.0.9",
+                                           ports=[ServicePort(None, "TCP", 8080, port)])
+            for name, port in BACKENDS.items()}
+ENDPOINTS = {f"{NAMESPACE}/{name}": {"": [Endpoint("127.0.0.1", port, None, name)]} for name, port in BACKENDS.items()}
+CLIENT = """
+import http.client, json, sys
+for request in json.loads(sys.argv[1]):
+    connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=5)
+    path = request["path"] + ("?" + request["query"] if request["query"] else "")
+    connection.putrequest(request["method"], path, skip_host=True)
+    connection.putheader("Host", request["host"])
+    for name, value in request["headers"].items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    answer = connection.getresponse()
+    answer.read()
+    print(json.dumps([answer.status, answer.getheader("X-Pod-Name")]))
+"""
+
+
+@pytest.fixture(scope="module")
+def namespace():
+    """A network namespace of this test's own (loopback only), with the three backends serving in it."""
+    name = f"lab-gwproxy-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    servers = []
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        for backend, port in BACKENDS.items():
+            servers.append(subprocess.Popen(["ip", "netns", "exec", name, *local_agent_argv(
+                "serve", "--name", backend, "--tcp", str(port))], stdout=subprocess.DEVNULL))
+            assert wait_listening({"pid": servers[-1].pid, "tcp": [port]})
+        yield name
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def run_requests(namespace: str, test: dict, tmp_path: Path, requests: list[dict]) -> list[list]:
+    world, gateway = world_of(test)
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render_config(gateway, attach(world), world, SERVICES, ENDPOINTS, str(run)))
+    checked = subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    proxy = subprocess.Popen(["ip", "netns", "exec", namespace, "nginx", "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        assert wait_listening({"pid": proxy.pid, "tcp": [80]}), proxy.stderr.read() if proxy.stderr else ""
+        out = subprocess.run(["ip", "netns", "exec", namespace, "python3", "-c", CLIENT, json.dumps(requests)],
+                             capture_output=True, text=True, check=True).stdout
+        return [json.loads(line) for line in out.splitlines()]
+    finally:
+        proxy.terminate()
+        proxy.wait()
+
+
+def as_sent(request: dict) -> dict:
+    return {"host": request["host"] or "198.18.0.240", "path": request["path"], "method": request["method"],
+            "headers": request["headers"],
+            "query": "&".join(f"{k}={v}" for k, v in request["query"].items())}
+
+
+TESTS = [t for t in DATA if not any(isinstance(c["backend"], dict) for c in t["cases"])]
+
+
+@pytest.mark.parametrize("test", TESTS, ids=[f"{t['test']}:{t.get('gateway', 'same-namespace')}" for t in TESTS])
+def test_nginx_routes_each_request_to_the_backend_the_suite_expects(namespace, test, tmp_path):
+    got = run_requests(namespace, test, tmp_path, [as_sent(c["request"]) for c in test["cases"]])
+    wanted = [[200, c["backend"]] if c["backend"] else [404, None] for c in test["cases"]]
+    wrong = [f"{case_id(test, c)}: got {g}, wanted {w}" for c, g, w in zip(test["cases"], got, wanted, strict=True)
+             if g != w]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_weights_split_the_requests_as_the_suite_expects(namespace, tmp_path):
+    test = next(t for t in DATA if t["test"] == "HTTPRouteWeight")
+    shares = test["cases"][0]["backend"]
+    got = run_requests(namespace, test, tmp_path, [as_sent(test["cases"][0]["request"])] * 500)
+    counts = {name: sum(1 for status, pod in got if pod == name) for name in shares}
+    assert all(status == 200 for status, _ in got)
+    for name, share in shares.items():
+        assert abs(counts[name] / 500 - share) <= 0.08, counts  # split_clients hashes each request's id
