@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 packages=(
     iproute2 iptables nftables openssh-server openssh-client containernetworking-plugins
     conntrack dnsmasq-base iputils-ping procps util-linux python3 python3-venv curl iperf3 graphviz sudo
+    # the Gateway API's proxy (the lab runs it in gateway pods only)
+    nginx-light
     # real VMs (lab up --provider qemu, the VM test tier): qemu, and what builds the cached Debian image
     qemu-system-x86 qemu-utils debootstrap e2fsprogs
 )
@@ -25,6 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+    if [[ " ${missing[*]} " == *" nginx-light "* ]] && [ -d /run/systemd/system ]; then
+        # the package starts its own web server on this machine's port 80: the lab wants none
+        systemctl disable --now nginx.service >/dev/null 2>&1 || true
+    fi
 fi
 
 # Vagrant and its libvirt provider where the distribution has them (Debian 12 does; some releases

@@ -97,6 +97,17 @@ SYSCTL_SAVED = "sysctl.orig"  # the sysctl values before the lab set them (lab d
 DIRS_CREATED = "dirs.created"  # the CNI folders the lab created (lab destroy removes only those)
 ANNOUNCED = "announced"  # the LoadBalancer addresses the lab put on the node, one a line (also while adding them)
 HEALTH_SERVER = "healthz.pid"  # the PID of the node's health check server, then its ports (agent/healthz.py)
+GATEWAYS_DIR = "gateways"  # per Gateway (<namespace>_<name>/): nginx.conf, and the PID file and temporary files
+
+# A gateway pod (role "gateway") runs the lab's proxy, nginx, for the Gateway its pod dict names (`gateway`:
+# namespace/name); the Deployment the lab makes for a Gateway uses this image, and labels its pods with the name.
+GATEWAY_IMAGE = "cluster-lab/gateway-proxy"
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+
+
+def gateway_dir(key: str) -> str:
+    """The folder (relative to the lab's) of Gateway `key` (namespace/name) on a node."""
+    return f"{GATEWAYS_DIR}/{key.replace('/', '_')}"
 
 
 def lab_file(lab: str, rel: str) -> str:
@@ -165,7 +176,7 @@ def is_pod_netns(lab: str, netns: str) -> bool:
 # before reading it (exit REFUSED, one JSON answer saying so): it never misreads a request. `lab deploy`
 # replaces an agent.pyz whose digest differs from the controller's, so a node never keeps an older agent.
 # Raise PROTOCOL whenever a request or an answer changes shape.
-PROTOCOL = 5
+PROTOCOL = 6
 REFUSED = 3  # the agent's exit code for a request in a protocol it does not speak
 
 
@@ -250,6 +261,8 @@ class SyncAnswer(Answer):
     dry_run: bool = False
     announced: list = field(default_factory=list)  # LoadBalancer addresses this node took (gratuitous ARP sent)
     withdrawn: list = field(default_factory=list)  # and those it gave up
+    proxies: list = field(default_factory=list)  # Gateways whose proxy config changed here (reloaded where served)
+    proxy_errors: list = field(default_factory=list)  # configs nginx -t refused (the old one keeps serving)
 
 
 @dataclass
@@ -375,6 +388,8 @@ class ProxySync(Request[SyncAnswer]):
     # healthCheckNodePort -> {"namespace", "name", "local": {node address: its ready endpoints}} of the Local
     # LoadBalancers: each node answers on the port whether it has an endpoint (agent/healthz.py)
     health_checks: dict = field(default_factory=dict)
+    # Gateway key -> the nginx.conf of its proxy (None: leave them); a Gateway not named has no proxy any more
+    gateways: Optional[dict] = None
 
 
 # what a node keeps of a proxy-sync request to load the rules again after a boot

@@ -14,6 +14,7 @@ from typing import Optional
 
 from .cni import CniError, LOOPBACK_CONF, cni, load_conf, run
 from .contract import AGENT_FILE, DNS_HOSTS, PODS_DIR, conf_digest, is_pod_netns, write_durably
+from .gateways import proxy_argv
 from .policy import isolate_new_pod
 from .host import alive, boot_id
 
@@ -39,12 +40,15 @@ def server_running(record: dict) -> bool:
         return False
     if record.get("role") == "dns":
         return any(arg.endswith(b"dnsmasq") for arg in argv[:1])
+    if record.get("role") == "gateway":
+        return any(arg.startswith(b"nginx: master") or arg.endswith(b"nginx") for arg in argv[:1])
     return b"serve" in argv and record.get("name", "").encode() in argv
 
 
 def start_server(lib: str, pod: dict) -> int:
     """Start the pod's server inside its network namespace, detached from this SSH session: the real
-    dnsmasq for DNS pods (records in <lib>/dns/hosts), the built-in server for every other pod."""
+    dnsmasq for DNS pods (records in <lib>/dns/hosts), nginx for gateway pods (agent/gateways.py), the built-in
+    server for every other pod."""
     if pod.get("role") == "dns":
         hosts = os.path.join(lib, DNS_HOSTS)
         os.makedirs(os.path.dirname(hosts), exist_ok=True)
@@ -53,6 +57,8 @@ def start_server(lib: str, pod: dict) -> int:
         args = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
                 "--user=root", "--pid-file=", f"--addn-hosts={hosts}", f"--local=/{pod['dns_domain']}/",
                 "--log-facility=-"]
+    elif pod.get("role") == "gateway":
+        args = proxy_argv(lib, pod)
     else:
         args = [sys.executable, os.path.join(lib, AGENT_FILE), "serve", "--name", pod["name"]]
         for port in pod.get("tcp", []):

@@ -8,7 +8,8 @@ import subprocess
 
 def probe_one(target: dict, timeout: float) -> dict:
     """One probe: {"proto": "tcp"|"udp", "host", "port", "path"} -> {"ok", "reply" | "error"}.
-    TCP speaks HTTP GET; UDP sends a datagram to the pod server's echo."""
+    TCP speaks HTTP (GET, or "method", with "http_host" as Host and "headers"; "reply_header" names the header
+    that is the reply instead of the body); UDP sends a datagram to the pod server's echo."""
     host = target["host"]
     if target.get("proto") == "ping":
         proc = subprocess.run(["ping", "-c1", "-W", str(max(1, int(timeout))), "-M", "do", "-s",
@@ -27,7 +28,9 @@ def probe_one(target: dict, timeout: float) -> dict:
             return {"ok": True, "reply": reply.strip()}
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
-            sock.sendall(f"GET {target.get('path', '/hostname')} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            headers = "".join(f"{k}: {v}\r\n" for k, v in target.get("headers", {}).items())
+            sock.sendall(f"{target.get('method', 'GET')} {target.get('path', '/hostname')} HTTP/1.0\r\n"
+                         f"Host: {target.get('http_host', host)}\r\n{headers}\r\n".encode())
             data = b""
             while True:
                 chunk = sock.recv(4096)
@@ -36,6 +39,9 @@ def probe_one(target: dict, timeout: float) -> dict:
                 data += chunk
         head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
         status = head.split(" ", 2)[1] if " " in head else "?"
+        if target.get("reply_header"):  # who answered, as a header says (whatever the path and method)
+            wanted = target["reply_header"].lower() + ":"
+            body = next((line.split(":", 1)[1] for line in head.split("\r\n") if line.lower().startswith(wanted)), "")
         return {"ok": status == "200", "reply": body.strip(), "status": status}
     except socket.timeout:
         return {"ok": False, "error": "timeout"}

@@ -14,6 +14,7 @@ import signal
 import subprocess
 
 from .announce import hold_addresses, read_links
+from .gateways import sync_gateways
 from .healthz import SERVER as HEALTH_SERVER, sync_health_checks
 from .cni import CniError, run
 from .contract import (DNS_HOSTS, PROXY_STATE, RULES_JOURNAL, RULES_REQUEST, STORED_FIELDS, ProxySync, SyncAnswer,
@@ -87,9 +88,16 @@ def proxy_sync(lib: str, request: ProxySync) -> SyncAnswer:
     dns = request.dns_hosts is not None and write_dns_hosts(lib, request.dns_hosts)
     if dns:
         reload_dns(lib)
-    return SyncAnswer(changed=bool(sync.written or sync.deleted or dns or announced or withdrawn),
+    proxies: list = []
+    refused: list = []
+    if request.gateways is not None:
+        served = [r for r in pod_records(lib) if r.get("role") == "gateway" and server_running(r)]
+        proxies, refused = sync_gateways(lib, request.gateways, served)
+    return SyncAnswer(changed=bool(sync.written or sync.deleted or dns or announced or withdrawn or proxies),
                       written=sync.written, deleted=sync.deleted, repaired=sync.repaired, dns=dns,
-                      generation=state.get("generation"), announced=announced, withdrawn=withdrawn)
+                      generation=state.get("generation"), announced=announced, withdrawn=withdrawn,
+                      proxies=proxies, proxy_errors=refused, failed=bool(refused),
+                      msg="; ".join(f"nginx refused the config of Gateway {r}" for r in refused))
 
 
 def read_state(lib: str) -> dict:

@@ -320,7 +320,10 @@ def judged_elsewhere(check: Check, objects: LabObjects, judge) -> bool:
 def evaluate(check: Check, replies: list) -> Outcome:
     """The verdict on a check from its probe replies."""
     kind = check.want[0]
-    errors = [r.get("error") for r in replies if not r.get("ok")]
+    if kind == "status":
+        wrong = [r.get("status") or r.get("error") for r in replies if r.get("status") != check.want[1]]
+        return Outcome(check, not wrong, f"answered {wrong[0]}" if wrong else "", replies)
+    errors = [r.get("error") or f"HTTP {r.get('status')}" for r in replies if not r.get("ok")]
     answers = [r.get("reply", "") for r in replies if r.get("ok")]
     if kind in ("closed", "refused"):
         if answers:
@@ -342,10 +345,26 @@ def evaluate(check: Check, replies: list) -> Outcome:
         missing = [n for n in check.want[1] if n not in got]
         if missing:
             return Outcome(check, False, f"never reached {', '.join(missing)}", replies)
+    elif kind == "shares":
+        return shares_outcome(check, answers, replies)
     elif kind == "contains":
         if not any(answerer(a) == check.want[1] for a in answers):
             return Outcome(check, False, "never answered by itself", replies)
     return Outcome(check, True, "", replies)
+
+
+def shares_outcome(check: Check, answers: list[str], replies: list) -> Outcome:
+    """Every answer from a pod of the backends, each backend's share within the tolerance of its weight's."""
+    pods, shares, tolerance = check.want[1], check.want[2], check.want[3]
+    strangers = [a for a in answers if a not in pods]
+    if strangers:
+        return Outcome(check, False, f"answered by {strangers[0]!r}, not a pod of {', '.join(shares)}", replies)
+    counts = {backend: 0 for backend in shares}
+    for answer in answers:
+        counts[pods[answer]] += 1
+    off = [f"{backend} got {100 * counts[backend] / len(answers):.0f}% of {len(answers)}, not {share:g}%"
+           for backend, share in shares.items() if abs(100 * counts[backend] / len(answers) - share) > tolerance]
+    return Outcome(check, not off, "; ".join(off), replies)
 
 
 def answerer(reply: str) -> str:

@@ -24,6 +24,7 @@ from orchestrator.core.transport import Transport
 from orchestrator.verify import suite
 from orchestrator.verify.checks import Outcome, plan_checks
 from orchestrator.verify.faults import broken_objects
+from orchestrator.verify.gateway_checks import gateway_checks
 from orchestrator.verify.plugin import LabSession
 from orchestrator.verify.policy_faults import intended_objects
 from orchestrator.verify.probes import outside_server, run_checks
@@ -84,6 +85,8 @@ def verify(inv: Inventory, junit: Optional[str] = None,
     intended = intended_objects(objects, broken_objects(files))
     try:
         checks = plan_checks(inv, objects, load_expectations(expect), intended)
+        if inv.emulated is not None:  # from the outside host, as the LoadBalancer checks
+            checks += gateway_checks(objects)
     except InputError as exc:
         raise InputError(f"{expect}: {exc}") from None
     collector = _Collector()

@@ -5,6 +5,7 @@ The leftover check reads the kernel directly (ip, /sys, /proc), not through the 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -202,3 +203,33 @@ def drill_rng(what: str) -> random.Random:
     seed = int(os.environ.get("LAB_DRILL_SEED") or random.SystemRandom().randrange(1_000_000))
     print(f"fault drill ({what}): seed {seed}; LAB_DRILL_SEED={seed} replays it")
     return random.Random(seed)
+
+
+# HTTP requests from inside a network namespace (a lab's outside host, a test's own): each request as the
+# client writes it (method, path with its query, Host and other headers), each answer as
+# [status, the pod that answered (its X-Pod-Name), Location] or [0, None, the error].
+HTTP_CLIENT = """
+import http.client, json, sys
+address, port = sys.argv[1], int(sys.argv[2])
+for request in json.loads(sys.stdin.read()):
+    try:
+        connection = http.client.HTTPConnection(address, port, timeout=5)
+        connection.putrequest(request.get("method", "GET"), request.get("path", "/"), skip_host=True)
+        connection.putheader("Host", request["host"])
+        for name, value in request.get("headers", {}).items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        answer = connection.getresponse()
+        answer.read()
+        print(json.dumps([answer.status, answer.getheader("X-Pod-Name"), answer.getheader("Location")]), flush=True)
+        connection.close()
+    except OSError as exc:
+        print(json.dumps([0, None, str(exc)]), flush=True)
+"""
+
+
+def http_requests(netns: str, address: str, requests: list[dict], port: int = 80) -> list[list]:
+    """Send `requests` one after the other from `netns` to address:port; their answers, in order."""
+    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", HTTP_CLIENT, address, str(port)],
+                         input=json.dumps(requests), capture_output=True, text=True, check=True).stdout
+    return [json.loads(line) for line in out.splitlines()]

@@ -5,7 +5,6 @@ suite expects (the pod names itself in a header of its reply), or get a 404."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -19,26 +18,13 @@ from orchestrator.core.objects import Endpoint, Service
 from orchestrator.layers.gateway.nginx import render_config
 from orchestrator.layers.gateway.routes import attach
 from tests.unit.layers.gateway.test_conformance_cases import DATA, NAMESPACE, case_id, world_of
+from .labtools import http_requests
 
 BACKENDS = {f"infra-backend-v{i}": 8080 + i for i in (1, 2, 3)}
 SERVICES = {f"{NAMESPACE}/{name}": Service(name=name, namespace=NAMESPACE, cluster_ip="10.96.0.9",
                                            ports=[ServicePort(None, "TCP", 8080, port)])
             for name, port in BACKENDS.items()}
 ENDPOINTS = {f"{NAMESPACE}/{name}": {"": [Endpoint("127.0.0.1", port, None, name)]} for name, port in BACKENDS.items()}
-CLIENT = """
-import http.client, json, sys
-for request in json.loads(sys.argv[1]):
-    connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=5)
-    path = request["path"] + ("?" + request["query"] if request["query"] else "")
-    connection.putrequest(request["method"], path, skip_host=True)
-    connection.putheader("Host", request["host"])
-    for name, value in request["headers"].items():
-        connection.putheader(name, value)
-    connection.endheaders()
-    answer = connection.getresponse()
-    answer.read()
-    print(json.dumps([answer.status, answer.getheader("X-Pod-Name")]))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -72,18 +58,16 @@ def run_requests(namespace: str, test: dict, tmp_path: Path, requests: list[dict
     proxy = subprocess.Popen(["ip", "netns", "exec", namespace, "nginx", "-c", str(conf)], stderr=subprocess.PIPE)
     try:
         assert wait_listening({"pid": proxy.pid, "tcp": [80]}), proxy.stderr.read() if proxy.stderr else ""
-        out = subprocess.run(["ip", "netns", "exec", namespace, "python3", "-c", CLIENT, json.dumps(requests)],
-                             capture_output=True, text=True, check=True).stdout
-        return [json.loads(line) for line in out.splitlines()]
+        return [answer[:2] for answer in http_requests(namespace, "127.0.0.1", requests)]
     finally:
         proxy.terminate()
         proxy.wait()
 
 
 def as_sent(request: dict) -> dict:
-    return {"host": request["host"] or "198.18.0.240", "path": request["path"], "method": request["method"],
-            "headers": request["headers"],
-            "query": "&".join(f"{k}={v}" for k, v in request["query"].items())}
+    query = "&".join(f"{k}={v}" for k, v in request["query"].items())
+    return {"host": request["host"] or "198.18.0.240", "path": request["path"] + (f"?{query}" if query else ""),
+            "method": request["method"], "headers": request["headers"]}
 
 
 TESTS = [t for t in DATA if not any(isinstance(c["backend"], dict) for c in t["cases"])]

@@ -458,8 +458,8 @@ class World:
     services: Mapping[str, Sequence[int]]  # Service key -> its ports
     secrets: frozenset[str] = frozenset()  # keys of Secrets of type kubernetes.io/tls
     namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    addresses: Mapping[str, str] = field(default_factory=dict)  # Gateway key -> its LoadBalancer address
-    programmed: frozenset[str] = frozenset()  # Gateways whose proxy serves their configuration
+    addresses: dict[str, str] = field(default_factory=dict)  # Gateway key -> its LoadBalancer address
+    programmed: set[str] = field(default_factory=set)  # Gateways whose proxy pod runs
 
 
 @dataclass
@@ -722,6 +722,22 @@ def listener_for(gateway: Gateway, port: int, host: str) -> Optional[Listener]:
 def route_request(entries: Sequence[Entry], request: Request) -> Optional[Entry]:
     """The match a request is routed by (entries as `table` orders them), or None: a 404."""
     return next((e for e in entries if matches(e, request)), None)
+
+
+def sample_request(entry: Entry, listener: Listener, fallback_host: str) -> Optional[Request]:
+    """A request that meets `entry`'s match on `listener` (a name under a wildcard, the match's path, method,
+    headers and query parameters), or None where a regular expression leaves it to guess."""
+    match = entry.match
+    if match.path.type == "RegularExpression" or any(
+            v.type != "Exact" for v in (*match.headers, *match.query)):
+        return None
+    host = entry.hostname or listener.hostname or fallback_host
+    if host.startswith("*."):
+        host = "lab-verify" + host[1:]
+    query = "&".join(f"{q.name}={q.value}" for q in match.query)
+    path = match.path.value + (f"?{query}" if query else "")
+    return Request(host, path, match.method or "GET", {h.name: h.value for h in match.headers},
+                   {q.name: q.value for q in match.query})
 
 
 def split_percentages(weights: Sequence[int]) -> list[float]:

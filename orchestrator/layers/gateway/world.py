@@ -3,21 +3,34 @@ spec's objects carry (read every time from what the lab has now: nothing of it i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
-from orchestrator.core.objects import LabObjects
+from orchestrator.core.objects import LabObjects, key_of
 from orchestrator.layers.gateway.routes import (CLASS_KIND, CONTROLLER_NAME, GATEWAY_KIND, GRANT_KIND, ROUTE_KIND,
-                                                Attachment, Condition, GatewayStatus, ParentStatus, World,
+                                                Attachment, Condition, Gateway, GatewayStatus, ParentStatus, World,
                                                 attach, parse_class, parse_gateway, parse_grant, parse_route)
 from orchestrator.layers.pods.namespaces import namespace_labels
 
 
+def proxy_name(gateway: Gateway) -> str:
+    """The name of a Gateway's proxy Deployment and Service: <gateway>-<class>, shortened with a digest where that
+    is longer than a label may be."""
+    name = f"{gateway.name}-{gateway.class_name}"
+    return name if len(name) <= 63 else name[:54] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+
+
+def proxy_key(gateway: Gateway) -> str:
+    return key_of(gateway.namespace, proxy_name(gateway))
+
+
 def world_of(objects: LabObjects) -> World:
-    """Every Gateway API object the lab keeps (checked when applied), with the Services and namespaces."""
+    """Every Gateway API object the lab keeps (checked when applied), with the Services and namespaces, and each
+    Gateway's address (its proxy Service's) and whether its proxy pod runs."""
     def kept(kind: str) -> Iterable[tuple[str, dict[str, Any]]]:
         return sorted(objects.extra.get(kind, {}).items())
-    return World(
+    world = World(
         classes={r["name"]: parse_class(r["name"], r["spec"], r["created"], f"{CLASS_KIND} {k}")
                  for k, r in kept(CLASS_KIND)},
         gateways={k: parse_gateway(r["namespace"], r["name"], r["spec"], r["created"], f"{GATEWAY_KIND} {k}")
@@ -27,6 +40,13 @@ def world_of(objects: LabObjects) -> World:
         grants=[parse_grant(r["namespace"], r["name"], r["spec"], f"{GRANT_KIND} {k}") for k, r in kept(GRANT_KIND)],
         services={k: tuple(p.port for p in s.ports) for k, s in objects.services.items()},
         namespace_labels=namespace_labels(objects))
+    for key, gateway in world.gateways.items():
+        proxy = objects.services.get(proxy_key(gateway))
+        if proxy is not None and proxy.load_balancer_ip:
+            world.addresses[key] = proxy.load_balancer_ip
+        if any(p.ip and p.node for p in objects.pods_of(f"Deployment/{proxy_key(gateway)}")):
+            world.programmed.add(key)
+    return world
 
 
 def conditions_json(conditions: Iterable[Condition], since: str) -> list[dict[str, Any]]:

@@ -6,8 +6,8 @@ import datetime
 from dataclasses import replace
 from typing import Any, Callable, Iterable
 
-from orchestrator.agent.contract import (PodsApply, PodsApplyAnswer, PodsEnsure, PodsReattach, PodsStatus,
-                                         is_pod_netns)
+from orchestrator.agent.contract import (GATEWAY_NAME_LABEL, PodsApply, PodsApplyAnswer, PodsEnsure, PodsReattach,
+                                         PodsStatus, is_pod_netns)
 from orchestrator.core.agent import call
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import LabObjects, Pod
@@ -23,7 +23,8 @@ def agent_pod(pod: Pod) -> dict[str, Any]:
     restoring it) asks for the IP it had."""
     return {"key": pod.node_key, "id": pod.uid, "name": pod.name, "netns": pod.netns, "tcp": pod.tcp,
             "udp": pod.udp, "port_mappings": [m.to_cni() for m in pod.port_mappings], "role": pod.role,
-            "dns_domain": pod.dns_domain, "resolv_conf": pod.resolv_conf, "ip": pod.ip}
+            "dns_domain": pod.dns_domain, "resolv_conf": pod.resolv_conf, "ip": pod.ip,
+            **({"gateway": f"{pod.namespace}/{pod.labels[GATEWAY_NAME_LABEL]}"} if pod.role == "gateway" else {})}
 
 
 def now() -> str:

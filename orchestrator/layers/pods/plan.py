@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from orchestrator.agent.contract import pod_netns_name
+from orchestrator.agent.contract import GATEWAY_IMAGE, GATEWAY_NAME_LABEL, pod_netns_name
 from orchestrator.core.errors import InputError
 from orchestrator.core.manifests import Manifest, PodTemplate, fmt_labels
 from orchestrator.core.model import Cluster, Node, dns_ip
@@ -36,6 +36,16 @@ def resolv_conf(namespace: str, cluster: Cluster) -> str:
             "options ndots:5\n")
 
 
+def role_of(template: PodTemplate) -> str:
+    """What the pod runs: dnsmasq for images named *dnsmasq* (the cluster DNS), nginx for the Gateways' proxy
+    image, the built-in server for every other."""
+    if "dnsmasq" in template.image:
+        return "dns"
+    if template.image == GATEWAY_IMAGE and GATEWAY_NAME_LABEL in template.labels:
+        return "gateway"
+    return "server"
+
+
 def new_pod(cluster: Cluster, name: str, namespace: str, template: PodTemplate, owner: Optional[str],
             now: str) -> Pod:
     tcp, udp = template.served_ports()
@@ -46,7 +56,7 @@ def new_pod(cluster: Cluster, name: str, namespace: str, template: PodTemplate, 
         tcp=tcp, udp=udp,
         port_mappings=[PortMapping(p.host_port, p.container_port, p.protocol.lower())
                        for p in template.ports if p.host_port],
-        ports=list(template.ports), created=now, role="dns" if "dnsmasq" in template.image else "server",
+        ports=list(template.ports), created=now, role=role_of(template),
         dns_domain=cluster.dns_domain, resolv_conf=resolv_conf(namespace, cluster))
 
 

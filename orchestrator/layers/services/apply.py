@@ -141,6 +141,18 @@ def push_rules(transport: Transport, lab: str, nodes: list[Node], request: dict[
     return results
 
 
+# What the layers above add to every node's service sync, so that it stays one sync (the Gateways' proxy configs):
+# (inventory, objects, the endpoints the sync stands for) -> request fields. Registered by contribute().
+SyncPart = Callable[[Inventory, LabObjects, Endpoints], dict[str, Any]]
+SYNC_PARTS: list[SyncPart] = []
+
+
+def contribute(part: SyncPart) -> SyncPart:
+    if part not in SYNC_PARTS:
+        SYNC_PARTS.append(part)
+    return part
+
+
 def sync_request(inv: Inventory, objects: LabObjects, lost: set[str], force: bool = False,
                  verify: bool = False) -> tuple[dict[str, Any], Endpoints, dict[str, str]]:
     """The whole proxy-sync request for the lab's objects (the pods of `lost` nodes are not ready, and the
@@ -164,6 +176,8 @@ def sync_request(inv: Inventory, objects: LabObjects, lost: set[str], force: boo
                                                                          inv.cluster.dns_domain)),
         "policy": render_policy(objects),  # NetworkPolicy rides the same sync: one atomic load per node
     })
+    for part in SYNC_PARTS:
+        request.update(part(inv, objects, eps))
     return request, eps, announced
 
 
@@ -278,6 +292,8 @@ def report_line(answer: SyncAnswer, dry_run: bool = False) -> Optional[str]:
         parts.append(f"{'would announce' if dry_run else 'announces'} {', '.join(answer.announced)}")
     if answer.withdrawn:
         parts.append(f"{'would stop announcing' if dry_run else 'stopped announcing'} {', '.join(answer.withdrawn)}")
+    if answer.proxies:
+        parts.append(f"proxy config of Gateway {', '.join(answer.proxies)} written (served ones reloaded)")
     return "; ".join(parts) or None
 
 

@@ -1,0 +1,75 @@
+"""The Gateways' proxies on a node: each Gateway's nginx.conf written where its gateway pods read it, checked with
+`nginx -t` before it replaces the one served, and served by a graceful reload (SIGHUP to the pod's nginx master:
+the old workers finish their requests). A gateway pod that starts before its configuration exists serves a 503."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+
+from .contract import GATEWAYS_DIR, gateway_dir, write_durably
+
+
+def config_path(lib: str, key: str) -> str:
+    return os.path.join(lib, gateway_dir(key), "nginx.conf")
+
+
+def placeholder(lib: str, key: str, ports: list) -> str:
+    """What a gateway pod serves until the controller's first sync: 503 on its ports."""
+    run = os.path.join(lib, gateway_dir(key))
+    servers = "".join(f"    server {{ listen {port}; return 503; }}\n" for port in ports)
+    return (f"daemon off;\nuser root;\nworker_processes 1;\npid {run}/nginx.pid;\nerror_log stderr warn;\n"
+            f"events {{ worker_connections 64; }}\nhttp {{\n    access_log off;\n"
+            + "".join(f"    {kind}_temp_path {run}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi",
+                                                                               "uwsgi", "scgi"))
+            + servers + "}\n")
+
+
+def ensure_config(lib: str, key: str, ports: list) -> str:
+    """The config file a gateway pod starts nginx with (the placeholder when there is none yet)."""
+    path = config_path(lib, key)
+    if not os.path.exists(path):
+        write_durably(path, placeholder(lib, key, ports))
+    return path
+
+
+def proxy_argv(lib: str, pod: dict) -> list:
+    return ["nginx", "-c", ensure_config(lib, pod["gateway"], pod.get("tcp", []))]
+
+
+def sync_gateways(lib: str, configs: dict, served: list) -> tuple[list, list]:
+    """Make each Gateway's config the one given and reload the proxies serving a changed one; remove the folders
+    of Gateways no longer given. `served`: the records of the gateway pods running on this node. Returns the
+    Gateways changed and the configs nginx refused (each 'namespace/name: why')."""
+    changed, refused = [], []
+    for key, text in sorted(configs.items()):
+        path = config_path(lib, key)
+        try:
+            with open(path) as handle:
+                if handle.read() == text:
+                    continue
+        except OSError:
+            pass
+        candidate = path + ".new"
+        write_durably(candidate, text)
+        checked = subprocess.run(["nginx", "-t", "-q", "-c", candidate], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT)
+        if checked.returncode != 0:
+            os.unlink(candidate)
+            lines = checked.stdout.decode(errors="replace").strip().splitlines()
+            refused.append(f"{key}: {lines[0] if lines else 'nginx -t failed'}")
+            continue
+        os.replace(candidate, path)
+        changed.append(key)
+        for record in served:
+            if record.get("gateway") == key:
+                os.kill(int(record["pid"]), signal.SIGHUP)
+    folder = os.path.join(lib, GATEWAYS_DIR)
+    wanted = {gateway_dir(key).split("/", 1)[1] for key in configs}
+    in_use = {gateway_dir(r["gateway"]).split("/", 1)[1] for r in served}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name not in wanted and name not in in_use:
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    return changed, refused

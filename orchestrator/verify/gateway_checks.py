@@ -1,0 +1,87 @@
+"""`lab verify` for the Gateway API: from the outside host, for every match of every route a Gateway serves, a
+request that meets it (routes.sample_request) must get what the spec's precedence says (routes.route_request
+on the same table nginx is configured from): the pods of that rule's backends, in the shares their weights give
+(within SHARE_TOLERANCE over SHARE_REQUESTS requests), or the rule's redirect."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from orchestrator.core.objects import LabObjects
+from orchestrator.layers.gateway.nginx import redirect as redirect_directive
+from orchestrator.layers.gateway.routes import (Entry, Listener, Request, World, backend_problem, route_request,
+                                                sample_request, split_percentages, table)
+from orchestrator.layers.gateway.world import attachment_of
+from orchestrator.verify.checks import OUTSIDE, Check
+
+SHARE_REQUESTS = 100
+SHARE_TOLERANCE = 20.0  # percentage points: 4 standard deviations of a 50/50 split over 100 requests
+
+
+def gateway_checks(objects: LabObjects) -> list[Check]:
+    world, attachment = attachment_of(objects)
+    checks: list[Check] = []
+    for key, status in sorted(attachment.gateways.items()):
+        if status.address is None:
+            continue
+        for listener in world.gateways[key].listeners:
+            if listener.protocol != "HTTP":
+                continue
+            entries = table(attachment, world.routes, key, listener.name)
+            samples: dict[tuple, Request] = {}
+            for entry in entries:
+                sample = sample_request(entry, listener, status.address)
+                if sample is not None:
+                    samples.setdefault((sample.host, sample.path, sample.method, tuple(sorted(sample.headers.items()))),
+                                       sample)
+            for sample in samples.values():
+                chosen = route_request(entries, sample)
+                check = chosen and route_check(objects, world, key, status.address, listener, sample, chosen)
+                if check:
+                    checks.append(check)
+    return checks
+
+
+def redirects(entry: Entry) -> bool:
+    return any(f.get("type") == "RequestRedirect" for f in entry.rule.filters)
+
+
+def route_check(objects: LabObjects, world: World, gateway_key: str, address: str, listener: Listener,
+                sample: Request, chosen: Entry) -> Optional[Check]:
+    """The check for one sample request, by the entry the precedence picks for it."""
+    route, rule = chosen.route, chosen.rule
+    where = f"{route.key} rule {chosen.rule_index} (match {chosen.match_index})"
+    target = {"proto": "tcp", "host": address, "port": listener.port, "path": sample.path,
+              "http_host": sample.host, "method": sample.method, "headers": dict(sample.headers),
+              "reply_header": "X-Pod-Name"}
+    name = (f"{gateway_key}/{listener.name} {sample.method} {sample.host}{sample.path}"
+            + "".join(f" [{k}: {v}]" for k, v in sorted(sample.headers.items())))
+    show = f"lab describe httproute {route.name} -n {route.namespace}; lab describe gateway {gateway_key.split('/')[1]}"
+    if redirects(chosen):
+        spec = next(f for f in rule.filters if f.get("type") == "RequestRedirect").get("requestRedirect") or {}
+        code = str(spec.get("statusCode", 302))
+        return Check(id=f"gateway/outside->{name}", family="gateway", source=OUTSIDE, target=target,
+                     want=("status", code), label=f"outside -> {name}: {code} redirect ({where})",
+                     layer=f"Gateway {gateway_key}'s proxy: {redirect_directive(spec, chosen, listener)}", show=show)
+    shares: dict[str, float] = {}
+    pods: dict[str, str] = {}
+    for backend, share in zip(rule.backends, split_percentages([b.weight for b in rule.backends]), strict=True):
+        if share == 0:
+            continue
+        if backend_problem(route, backend, world):
+            return None  # a status and a 500 for its share: the route's status says it (lab describe httproute)
+        service = objects.services[backend.key]
+        port = next(p for p in service.ports if p.port == backend.port)
+        ready = objects.endpoints.get(backend.key, {}).get(port.name or "", [])
+        if not ready:
+            return None
+        shares[backend.key] = shares.get(backend.key, 0.0) + share
+        pods.update({e.pod: backend.key for e in ready})
+    if not shares:
+        return None
+    count = SHARE_REQUESTS if len(shares) > 1 else 10
+    return Check(id=f"gateway/outside->{name}", family="gateway", source=OUTSIDE, target=target,
+                 want=("shares", pods, shares, SHARE_TOLERANCE), count=count,
+                 label=f"outside -> {name}: " + ", ".join(f"{k} {v:g}%" for k, v in shares.items()) + f" ({where})",
+                 reaches=tuple(f"{objects.services[k].namespace}/{p}" for p, k in pods.items()),
+                 layer=f"Gateway {gateway_key}'s proxy (nginx in its gateway pod), then {where}", show=show)
