@@ -35,6 +35,7 @@ demo: setup
 	@echo "  $(VENV)/lab exec node1 --pod POD -- ip addr      # inside a pod (names: lab get pods)"
 	@echo "  $(VENV)/lab exec outside -- curl -s http://$$($(VENV)/lab get svc nginx-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}')/hostname"
 	@echo "                                                   # nginx from outside, through its LoadBalancer address"
+	@echo "  $(VENV)/lab get gateway,httproute; $(VENV)/lab describe httproute web   # HTTP through the Gateway API (docs/edge.md)"
 	@echo "  $(VENV)/lab deploy --dry-run                     # what would change (nothing)"
 	@echo "  $(VENV)/lab break --list; $(VENV)/lab break vxlan-fdb; $(VENV)/lab verify; $(VENV)/lab fix"
 	@echo "  $(VENV)/lab play --list; $(VENV)/lab play 04-bridge   # the talk's lessons, run and checked"

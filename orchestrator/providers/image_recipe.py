@@ -23,7 +23,7 @@ IMAGE_HOSTNAME = "lab-vm"  # until the seed's /etc/hostname is copied in
 NODE_PACKAGES = (
     "systemd-sysv", "udev", "kmod", "openssh-server", "iproute2", "iptables", "nftables",
     "containernetworking-plugins", "conntrack", "dnsmasq-base", "python3", "iputils-ping", "curl",
-    "procps", "e2fsprogs", "sudo", "initramfs-tools",
+    "procps", "e2fsprogs", "sudo", "initramfs-tools", "nginx-light",
 )
 
 # templates/qemu/<name> -> (path in the guest, mode)
@@ -49,6 +49,8 @@ MASKED_UNITS = (
     # no screen (qemu -nodefaults): the serial getty on ttyS0 is the console
     "getty@tty1.service", "getty-static.service",
     "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "proc-sys-fs-binfmt_misc.mount",
+    # the lab runs nginx in its gateway pods only, not as the machine's web server
+    "nginx.service",
 )
 
 

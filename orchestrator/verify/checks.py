@@ -10,6 +10,7 @@ that shows it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -85,10 +86,10 @@ def nodes_needed(check: Check, inv: Inventory, objects: LabObjects) -> set[str]:
 
 
 def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list] = None,
-                intended: Optional[LabObjects] = None) -> list[Check]:
-    """Every check for the lab's current pods and services. `intended`: the objects with the policies the lab
-    meant to have, where `lab break` applied wrong ones (policy_faults.intended_objects); pod pairs are judged
-    by those."""
+                intended: Optional[LabObjects] = None, more: Iterable[Check] = ()) -> list[Check]:
+    """Every check for the lab's current pods and services, and `more` (another module's, such as the
+    Gateways'). `intended`: the objects with the policies the lab meant to have, where `lab break` applied wrong
+    ones (policy_faults.intended_objects); pod pairs are judged by those."""
     lab = inv.name
     pods = sorted((p for p in objects.pods.values() if p.ip and p.role == "server"),
                   key=lambda p: (p.node, p.namespace, p.name))
@@ -237,6 +238,7 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                         layer="hostPort mapping (portmap's CNI-HOSTPORT-DNAT)",
                         show=f"lab exec {pod.node} -- iptables -t nat -S CNI-HOSTPORT-DNAT"))
     checks += expectation_checks(inv, objects, expectations or [])
+    checks += more
     return [c for c in checks if not judged_elsewhere(c, objects, judge)]
 
 

@@ -30,7 +30,7 @@ from orchestrator.layers.services import apply as services_mod
 from orchestrator.layers.services.iptables import sep_chain, svc_chain
 from orchestrator.layers.services.nftables import TABLE
 from orchestrator.pipeline import apply_manifests, delete_manifests
-from orchestrator.verify import policy_faults
+from orchestrator.verify import gateway_faults, policy_faults
 
 
 @dataclass(frozen=True)
@@ -149,16 +149,33 @@ def policy_fault(name: str) -> Callable:
     return inject_policy
 
 
+def object_fault(name: str) -> Callable:
+    """A fault that changes a Gateway API object (gateway_faults.py); `lab fix` applies the object as it was."""
+    def inject_change(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+        wrong = gateway_faults.BREAKS[name](files.read_objects(), node.name)
+        try:
+            apply_manifests(inv, t, files, [fault_manifest(wrong.document, name)])
+        finally:  # restoring what was there is right whether the change got stored or not
+            atomic_write(files.broken_objects, json.dumps(broken_objects(files) + [wrong.record(name)], indent=2))
+        return wrong.summary
+    return inject_change
+
+
 def undo_policy_faults(inv: Inventory, files: LabFiles) -> list[str]:
-    """Delete the policies faults applied (`lab fix`); kubectl's lines, each saying which fault it was."""
+    """Undo the objects faults applied (`lab fix`): delete the policies, apply the changed objects as they were;
+    kubectl's lines, each saying which fault it was."""
     records = broken_objects(files)
     if not records:
         return []
-    manifests = [fault_manifest(r["document"], r["fault"]) for r in records]
+    added = [r for r in records if "restore" not in r]
+    changed = [r for r in records if "restore" in r]
     with files.lock(), Transport(inv.nodes) as transport:
-        lines = delete_manifests(inv, transport, files, manifests)
+        lines = delete_manifests(inv, transport, files, [fault_manifest(r["document"], r["fault"]) for r in added])
+        lines += apply_manifests(inv, transport, files, [fault_manifest(r["restore"], r["fault"])
+                                                        for r in reversed(changed)])
     files.broken_objects.unlink(missing_ok=True)
-    return [f"{line} (`lab break {r['fault']}` applied it)" for line, r in zip(lines, records, strict=True)]
+    return [f"{line} (`lab break {r['fault']}` applied it)" for line, r in zip(lines, added + changed[::-1],
+                                                                                strict=True)]
 
 
 def announced_candidates(objects: LabObjects) -> list[tuple[str, str]]:
@@ -195,7 +212,7 @@ def break_mtu(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
 FAULTS = {f.name: f for f in (
     Fault("vxlan-fdb", "delete a VXLAN FDB entry: pods on two nodes can't reach each other", "pod-to-pod",
           frozenset({"pod-to-pod", "pod-to-service", "hairpin", "dns", "node-to-pod", "mtu", "nodeport",
-                     "loadbalancer"}), break_fdb),
+                     "loadbalancer", "gateway"}), break_fdb),
     Fault("ipmasq", "turn ipMasq on in a node's CNI config: its pods reach others NATed", "pod-to-pod",
           frozenset({"pod-to-pod"}), break_ipmasq),
     Fault("kube-sep", "remove a service endpoint's rule (KUBE-SEP chain) on a node", "pod-to-service",
@@ -203,14 +220,18 @@ FAULTS = {f.name: f for f in (
     Fault("dns-pod", "stop one of the two DNS pods", "dns", frozenset({"dns"}), break_dns),
     Fault("mtu", "drop a node's cni0 MTU: large packets to its pods are lost", "mtu", frozenset({"mtu"}), break_mtu),
     Fault("lb-address", "take a LoadBalancer's address off the node announcing it: the outside host gets no answer",
-          "loadbalancer", frozenset({"loadbalancer"}), break_lb_address),
+          "loadbalancer", frozenset({"loadbalancer", "gateway"}), break_lb_address),
     Fault("stray-policy", "leave a policy rule no NetworkPolicy explains: a pod on a node gets nothing", "pod-to-pod",
           frozenset({"pod-to-pod", "pod-to-service", "hairpin", "dns", "node-to-pod", "mtu", "nodeport", "hostport",
-                     "egress", "loadbalancer"}), break_stray_policy),
+                     "egress", "loadbalancer", "gateway"}), break_stray_policy),
+    Fault("gateway-backend-port", "change an HTTPRoute's backend port to one its Service lacks: its requests get 500",
+          "gateway", frozenset({"gateway"}), object_fault("gateway-backend-port")),
+    Fault("listener-hostname", "change a Gateway listener's hostname so no route's hostnames match: they get 404",
+          "gateway", frozenset({"gateway"}), object_fault("listener-hostname")),
     Fault("deny-all", "apply a default-deny NetworkPolicy nobody meant to leave: a namespace's pods get nothing",
-          "pod-to-pod", frozenset({"pod-to-pod"}), policy_fault("deny-all")),
+          "pod-to-pod", frozenset({"pod-to-pod", "gateway"}), policy_fault("deny-all")),
     Fault("selector-typo", "apply a NetworkPolicy with a typo in a selector: the pods it should admit are refused",
-          "pod-to-pod", frozenset({"pod-to-pod"}), policy_fault("selector-typo")),
+          "pod-to-pod", frozenset({"pod-to-pod", "gateway"}), policy_fault("selector-typo")),
 )}
 
 
@@ -242,9 +263,10 @@ def applies(name: str, inv: Inventory, objects: LabObjects) -> bool:
         return bool(sep_candidates(objects))
     if name == "lb-address":
         return bool(announced_candidates(objects))
-    if name in policy_faults.BREAKS:
-        try:
-            policy_faults.BREAKS[name](objects, inv.nodes[0].name)
-        except InputError:
-            return False
+    for breaks in (policy_faults.BREAKS, gateway_faults.BREAKS):
+        if name in breaks:
+            try:
+                breaks[name](objects, inv.nodes[0].name)
+            except InputError:
+                return False
     return True

@@ -9,9 +9,9 @@ from typing import Optional
 
 from orchestrator.core.objects import LabObjects
 from orchestrator.layers.gateway.nginx import redirect as redirect_directive
-from orchestrator.layers.gateway.routes import (Entry, Listener, Request, World, backend_problem, route_request,
-                                                sample_request, split_percentages, table)
-from orchestrator.layers.gateway.world import attachment_of
+from orchestrator.layers.gateway.routes import (Attachment, Entry, Listener, Request, World, backend_problem,
+                                                route_request, sample_request, split_percentages, table)
+from orchestrator.layers.gateway.world import attachment_of, proxy_key
 from orchestrator.verify.checks import OUTSIDE, Check
 
 SHARE_REQUESTS = 100
@@ -39,6 +39,30 @@ def gateway_checks(objects: LabObjects) -> list[Check]:
                 check = chosen and route_check(objects, world, key, status.address, listener, sample, chosen)
                 if check:
                     checks.append(check)
+    return checks + refused_route_checks(objects, world, attachment)
+
+
+def refused_route_checks(objects: LabObjects, world: World, attachment: Attachment) -> list[Check]:
+    """A route a served Gateway refuses (no listener hostname matching, not allowed, no such listener) still
+    says what its author meant: its first match's request, expecting its backends, fails with the reason."""
+    checks = []
+    for key, parents in sorted(attachment.routes.items()):
+        route = world.routes[key]
+        for parent in parents:
+            accepted = parent.conditions[0]
+            status = attachment.gateways.get(parent.ref.key)
+            if accepted.true or status is None or status.address is None or not route.rules[0].matches:
+                continue
+            gateway = world.gateways[parent.ref.key]
+            listener = next((li for li in gateway.listeners if li.protocol == "HTTP"), None)
+            if listener is None:
+                continue
+            entry = Entry(route.hostnames[0] if route.hostnames else "", route.rules[0].matches[0], route, 0, 0)
+            sample = sample_request(entry, listener, status.address)
+            check = sample and route_check(objects, world, gateway.key, status.address, listener, sample, entry,
+                                           f"HTTPRoute {key}: Accepted False {accepted.reason}: {accepted.message}")
+            if check:
+                checks.append(check)
     return checks
 
 
@@ -47,8 +71,9 @@ def redirects(entry: Entry) -> bool:
 
 
 def route_check(objects: LabObjects, world: World, gateway_key: str, address: str, listener: Listener,
-                sample: Request, chosen: Entry) -> Optional[Check]:
-    """The check for one sample request, by the entry the precedence picks for it."""
+                sample: Request, chosen: Entry, refused: str = "") -> Optional[Check]:
+    """The check for one sample request, by the entry the precedence picks for it (`refused`: why the Gateway
+    does not serve the route at all)."""
     route, rule = chosen.route, chosen.rule
     where = f"{route.key} rule {chosen.rule_index} (match {chosen.match_index})"
     target = {"proto": "tcp", "host": address, "port": listener.port, "path": sample.path,
@@ -65,23 +90,28 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
                      layer=f"Gateway {gateway_key}'s proxy: {redirect_directive(spec, chosen, listener)}", show=show)
     shares: dict[str, float] = {}
     pods: dict[str, str] = {}
+    problems = [refused] if refused else []
     for backend, share in zip(rule.backends, split_percentages([b.weight for b in rule.backends]), strict=True):
         if share == 0:
             continue
-        if backend_problem(route, backend, world):
-            return None  # a status and a 500 for its share: the route's status says it (lab describe httproute)
+        shares[backend.key] = shares.get(backend.key, 0.0) + share
+        problem = backend_problem(route, backend, world)
+        if problem:  # its share gets a 500, as the spec says; the route's intent fails, and this says why
+            problems.append(f"ResolvedRefs False {problem[0]}: {problem[1]}")
+            continue
         service = objects.services[backend.key]
         port = next(p for p in service.ports if p.port == backend.port)
         ready = objects.endpoints.get(backend.key, {}).get(port.name or "", [])
         if not ready:
-            return None
-        shares[backend.key] = shares.get(backend.key, 0.0) + share
+            problems.append(f"Service {backend.key} has no ready endpoint (503)")
         pods.update({e.pod: backend.key for e in ready})
     if not shares:
         return None
     count = SHARE_REQUESTS if len(shares) > 1 else 10
+    layer = f"Gateway {gateway_key}'s proxy (nginx in its gateway pod), then {where}"
+    proxies = tuple(p.key for p in objects.pods_of(f"Deployment/{proxy_key(world.gateways[gateway_key])}"))
     return Check(id=f"gateway/outside->{name}", family="gateway", source=OUTSIDE, target=target,
                  want=("shares", pods, shares, SHARE_TOLERANCE), count=count,
                  label=f"outside -> {name}: " + ", ".join(f"{k} {v:g}%" for k, v in shares.items()) + f" ({where})",
-                 reaches=tuple(f"{objects.services[k].namespace}/{p}" for p, k in pods.items()),
-                 layer=f"Gateway {gateway_key}'s proxy (nginx in its gateway pod), then {where}", show=show)
+                 reaches=proxies + tuple(f"{objects.services[k].namespace}/{p}" for p, k in pods.items()),
+                 layer="; ".join([layer, *problems]), show=show)

@@ -122,6 +122,7 @@ def typo_break(objects: LabObjects, namespace: str, target: tuple[str, str], sou
 def intended_objects(objects: LabObjects, records: list[dict]) -> Optional[LabObjects]:
     """The lab's objects with each policy a fault applied as the lab meant it (or gone); None when no fault
     applied any."""
+    records = [r for r in records if "restore" not in r]  # gateway_faults' changes carry no separate intent
     if not records:
         return None
     meant = replace(objects, policies=dict(objects.policies))

@@ -84,9 +84,8 @@ def verify(inv: Inventory, junit: Optional[str] = None,
         raise InputError(f"lab {inv.name} has no pod network yet: run `lab deploy` (and `lab apply`) first")
     intended = intended_objects(objects, broken_objects(files))
     try:
-        checks = plan_checks(inv, objects, load_expectations(expect), intended)
-        if inv.emulated is not None:  # from the outside host, as the LoadBalancer checks
-            checks += gateway_checks(objects)
+        checks = plan_checks(inv, objects, load_expectations(expect), intended,
+                             gateway_checks(objects) if inv.emulated is not None else ())  # from the outside host
     except InputError as exc:
         raise InputError(f"{expect}: {exc}") from None
     collector = _Collector()

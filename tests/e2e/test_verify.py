@@ -39,6 +39,21 @@ spec:
   type: LoadBalancer
   selector: {app: nginx}
   ports: [{port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: front}
+spec:
+  gatewayClassName: lab
+  listeners: [{name: http, port: 80, protocol: HTTP, hostname: "*.example.com"}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: front}
+spec:
+  parentRefs: [{name: front}]
+  hostnames: [www.example.com]
+  rules: [{backendRefs: [{name: nginx, port: 80}]}]
 """
 
 
@@ -70,7 +85,7 @@ def test_a_healthy_lab_passes_every_family(verified, tmp_path):
     assert code == 0 and report["passed"]
     assert {c["family"] for c in report["checks"]} >= {
         "pod-to-pod", "pod-to-service", "hairpin", "dns", "node-to-pod", "mtu", "egress", "hostport",
-        "no-endpoints", "loadbalancer"}
+        "no-endpoints", "loadbalancer", "gateway"}
     suite = ET.parse(junit).getroot()
     cases = suite.iter("testcase")
     names = [c.get("name") for c in cases]
@@ -100,6 +115,8 @@ def test_each_fault_fails_its_family_and_fix_repairs_it(verified, fault):
     if fault in POLICY_FAULTS:  # it deletes the policy it applied, and says so
         assert "deleted (`lab break" in fixed and not lab_cli("get", "netpol", "-A", "-i", verified.inventory_path,
                                                                check=True).stdout.strip(), fixed
+    elif fault in ("gateway-backend-port", "listener-hostname"):  # it applies the object as it was
+        assert "configured (`lab break" in fixed, fixed
     else:
         assert "changed" in fixed and "no changes" not in fixed, fixed  # it says what it repaired
     if fault == "lb-address":

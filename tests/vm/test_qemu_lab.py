@@ -22,6 +22,7 @@ from orchestrator.core.transport import Transport
 from e2e.labtools import (LabProcesses, alive, copy_inventory, drill_rng, lab_cli, leftovers, node_snapshot, sh,
                           unique_lab_name, wait_for)
 from e2e.test_loadbalancer import LOCAL as LOCAL_LB, assert_failover  # a Local LoadBalancer for nginx
+from e2e.test_gateway import NGINX_GATEWAY  # nginx behind a Gateway: its proxy pod runs nginx on a VM
 from e2e.test_pod_network import MAPPED  # a pod with a hostPort, on node2
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,11 +133,14 @@ def test_the_talks_nginx_and_every_check_pass_on_vms(vms):
     # from a raw socket, and kept over the reboots and the power cut below by the boot-time restore
     cli(vms, "expose", "deploy", "nginx", "--port", "80", "--type=LoadBalancer", "--name", "web-lb")
     lab_cli("apply", "-i", vms.inventory_path, "-f", "-", input=LOCAL_LB, check=True, timeout=SLOW)
+    # the Gateway API on real kernels: nginx from the VM image in a gateway pod, reloaded on each change
+    lab_cli("apply", "-i", vms.inventory_path, "-f", "-", input=NGINX_GATEWAY, check=True, timeout=SLOW)
     report = json.loads(lab_cli("verify", "-i", vms.inventory_path, "-o", "json", timeout=SLOW).stdout)
     assert [c for c in report["checks"] if not c["ok"]] == []
     families = {c["family"] for c in report["checks"]}
-    assert {"pod-to-pod", "pod-to-service", "dns", "egress", "hostport", "mtu", "loadbalancer"} <= families
-    assert sum(c["family"] == "loadbalancer" for c in report["checks"]) == 2
+    assert {"pod-to-pod", "pod-to-service", "dns", "egress", "hostport", "mtu", "loadbalancer", "gateway"} <= families
+    assert sum(c["family"] == "loadbalancer" for c in report["checks"]) == 2  # the proxy Service has its own family
+    assert sum(c["family"] == "gateway" for c in report["checks"]) == 2
 
 
 def test_a_load_balancer_moves_to_the_other_vm_when_its_vm_is_cut_off(vms):

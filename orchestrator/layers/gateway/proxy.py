@@ -23,7 +23,7 @@ def proxy_yaml(gateway: Gateway) -> tuple[str, str]:
     Service port."""
     listeners = list({li.port: li for li in reversed(gateway.listeners)}.values())[::-1]
     return (render(TEMPLATE, name=proxy_name(gateway), namespace=gateway.namespace, gateway=gateway.name,
-                   label=GATEWAY_NAME_LABEL, image=GATEWAY_IMAGE, listeners=listeners,
+                   label=GATEWAY_NAME_LABEL, image=GATEWAY_IMAGE, listeners=listeners, address=gateway.address,
                    ports=sorted({li.port for li in gateway.listeners})),
             f"templates/{TEMPLATE} (Gateway {gateway.key})")
 

@@ -85,6 +85,7 @@ class Gateway:
     class_name: str
     listeners: tuple[Listener, ...]
     created: str
+    address: Optional[str] = None  # spec.addresses: the IPAddress it asks for (its proxy Service requests it)
 
     @property
     def key(self) -> str:
@@ -283,7 +284,13 @@ def parse_gateway(namespace: str, name: str, spec: Any, created: str, source: st
         kinds = tuple(str(_map(k, source, f"{where}.allowedRoutes.kinds").get("kind", ""))
                       for k in _list(allowed.get("kinds"), source, f"{where}.allowedRoutes.kinds"))
         listeners.append(Listener(lname, port, protocol, hostname, tuple(refs), routes_from, selector, kinds))
-    return Gateway(namespace, name, class_name, tuple(listeners), created)
+    addresses = [_map(a, source, f"spec.addresses[{i}]")
+                 for i, a in enumerate(_list(data.get("addresses"), source, "spec.addresses"))]
+    wanted = [a.get("value") for a in addresses if a.get("type", "IPAddress") == "IPAddress"]
+    if len(wanted) > 1 or len(wanted) != len(addresses):
+        raise field_error(source, "spec.addresses", "the lab gives a Gateway one IPAddress",
+                          "give one {type: IPAddress, value: ADDRESS} from a pool, or none")
+    return Gateway(namespace, name, class_name, tuple(listeners), created, wanted[0] if wanted else None)
 
 
 def parse_match(raw: Any, source: str, where: str) -> Match:

@@ -51,6 +51,7 @@ BASE_NEEDS = (
     command("python3", "python3", "python3"),
     command("conntrack", "conntrack", "conntrack-tools"),  # stale UDP flows to removed endpoints
     command("dnsmasq", "dnsmasq-base", "dnsmasq"),  # the cluster DNS pods
+    command("nginx", "nginx-light", "nginx"),  # the Gateways' proxy pods
     command("ping", "iputils-ping", "iputils"),  # lab verify's MTU checks
     command("sysctl", "procps", "procps-ng"),  # the lessons
     command("curl", "curl", "curl"),  # the lessons
