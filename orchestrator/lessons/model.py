@@ -239,6 +239,9 @@ def lesson_context(lesson: Lesson, inv: Inventory, objects: LabObjects, facts: d
         "deployed": bool(objects.subnets),
         "manifests": str(resources.files(PACKAGE).joinpath("manifests")),  # the YAML lessons apply
         "pods": sorted(objects.pods.values(), key=lambda p: (p.namespace, p.name)),
+        # the address of a Gateway or LoadBalancer Service an earlier step made: the player reads it when it
+        # runs a command (LessonPlayer.address_of); here it only names it
+        "address_of": lambda kind, name, namespace="default": f"<the address of {kind} {namespace}/{name}>",
     }
     for i, node in enumerate(inv.nodes[:max(lesson.nodes, 1)], start=1):
         ctx[f"node{i}"] = {"name": node.name, "address": str(node.address),

@@ -16,6 +16,7 @@ from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.model import Inventory
 from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.core.transport import Transport
+from orchestrator.layers.gateway.world import world_of
 from orchestrator.lessons.model import Command, LOCAL, Lesson, Step, lesson_context, missing_needs, render, step_applies
 
 
@@ -58,7 +59,19 @@ class Player:
                     raise LabError(f"lesson {self.lesson.id}: {self.nodes['node1'].name} has no {name} "
                                    f"(`{command}` printed nothing): run `lab bootstrap`")
             self._ctx = lesson_context(self.lesson, self.inv, self.objects, facts)
+            self._ctx["address_of"] = self.address_of
         return self._ctx
+
+    def address_of(self, kind: str, name: str, namespace: str = "default") -> str:
+        """The address the lab gives a Gateway or a LoadBalancer Service now, as `lab get` shows it (read when a
+        command is run, so a step may use what an earlier step made)."""
+        objects = self.files.read_objects()
+        if kind == "gateway":
+            found = world_of(objects).addresses.get(f"{namespace}/{name}")
+        else:
+            service = objects.services.get(f"{namespace}/{name}")
+            found = service.load_balancer_ip if service else None
+        return found or "<none>"
 
     def text(self, template: str) -> str:
         """A lesson's text (title, explanation, check) with the lab's names filled in."""

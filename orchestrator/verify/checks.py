@@ -322,8 +322,10 @@ def judged_elsewhere(check: Check, objects: LabObjects, judge) -> bool:
 def evaluate(check: Check, replies: list) -> Outcome:
     """The verdict on a check from its probe replies."""
     kind = check.want[0]
-    if kind == "status":
-        wrong = [r.get("status") or r.get("error") for r in replies if r.get("status") != check.want[1]]
+    if kind == "status":  # ("status", code[, the reply it comes with: a redirect's Location])
+        wanted = check.want[1:]
+        wrong = [f"{r.get('status')} {r.get('reply', '')}".strip() if "status" in r else r.get("error")
+                 for r in replies if (r.get("status"), r.get("reply"))[:len(wanted)] != wanted]
         return Outcome(check, not wrong, f"answered {wrong[0]}" if wrong else "", replies)
     errors = [r.get("error") or f"HTTP {r.get('status')}" for r in replies if not r.get("ok")]
     answers = [r.get("reply", "") for r in replies if r.get("ok")]

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Optional
 
 from orchestrator.core.objects import LabObjects
-from orchestrator.layers.gateway.nginx import redirect as redirect_directive
 from orchestrator.layers.gateway.routes import (Attachment, Entry, Listener, Request, World, backend_problem,
-                                                route_request, sample_request, split_percentages, table)
+                                                redirect_location, route_request, sample_request, split_percentages,
+                                                table)
 from orchestrator.layers.gateway.world import attachment_of, proxy_key
 from orchestrator.verify.checks import OUTSIDE, Check
 
@@ -85,9 +85,11 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
     if redirects(chosen):
         spec = next(f for f in rule.filters if f.get("type") == "RequestRedirect").get("requestRedirect") or {}
         code = str(spec.get("statusCode", 302))
-        return Check(id=f"gateway/outside->{name}", family="gateway", source=OUTSIDE, target=target,
-                     want=("status", code), label=f"outside -> {name}: {code} redirect ({where})",
-                     layer=f"Gateway {gateway_key}'s proxy: {redirect_directive(spec, chosen, listener)}", show=show)
+        location = redirect_location(spec, chosen.match, listener, sample)
+        return Check(id=f"gateway/outside->{name}", family="gateway", source=OUTSIDE,
+                     target=dict(target, reply_header="Location"), want=("status", code, location),
+                     label=f"outside -> {name}: {code} redirect to {location} ({where})",
+                     layer=f"Gateway {gateway_key}'s proxy: a RequestRedirect filter ({where})", show=show)
     shares: dict[str, float] = {}
     pods: dict[str, str] = {}
     problems = [refused] if refused else []

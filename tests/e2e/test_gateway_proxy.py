@@ -16,7 +16,7 @@ from orchestrator.core.agent import local_agent_argv
 from orchestrator.core.manifests import ServicePort
 from orchestrator.core.objects import Endpoint, Service
 from orchestrator.layers.gateway.nginx import render_config
-from orchestrator.layers.gateway.routes import attach
+from orchestrator.layers.gateway.routes import Request, attach, path_matches, redirect_location
 from tests.unit.layers.gateway.test_conformance_cases import DATA, NAMESPACE, case_id, world_of
 from .labtools import http_requests
 
@@ -47,7 +47,8 @@ def namespace():
         subprocess.run(["ip", "netns", "del", name], check=True)
 
 
-def run_requests(namespace: str, test: dict, tmp_path: Path, requests: list[dict]) -> list[list]:
+def run_requests(namespace: str, test: dict, tmp_path: Path, requests: list[dict],
+                 keep_location: bool = False) -> list[list]:
     world, gateway = world_of(test)
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
@@ -58,7 +59,7 @@ def run_requests(namespace: str, test: dict, tmp_path: Path, requests: list[dict
     proxy = subprocess.Popen(["ip", "netns", "exec", namespace, "nginx", "-c", str(conf)], stderr=subprocess.PIPE)
     try:
         assert wait_listening({"pid": proxy.pid, "tcp": [80]}), proxy.stderr.read() if proxy.stderr else ""
-        return [answer[:2] for answer in http_requests(namespace, "127.0.0.1", requests)]
+        return [answer if keep_location else answer[:2] for answer in http_requests(namespace, "127.0.0.1", requests)]
     finally:
         proxy.terminate()
         proxy.wait()
@@ -90,3 +91,29 @@ def test_weights_split_the_requests_as_the_suite_expects(namespace, tmp_path):
     assert all(status == 200 for status, _ in got)
     for name, share in shares.items():
         assert abs(counts[name] / 500 - share) <= 0.08, counts  # split_clients hashes each request's id
+
+
+REDIRECTS = {
+    "/login": {"scheme": "https", "statusCode": 301},
+    "/old": {"path": {"type": "ReplaceFullPath", "replaceFullPath": "/new"}},
+    "/foo": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/xyz"}, "hostname": "www.example.com"},
+    "/bar": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}, "port": 8080, "statusCode": 308},
+}
+
+
+def test_nginx_redirects_where_the_spec_says(namespace, tmp_path):
+    rules = [{"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+              "filters": [{"type": "RequestRedirect", "requestRedirect": spec}]} for prefix, spec in REDIRECTS.items()]
+    test = {"test": "redirects", "routes": [{"name": "redirects", "namespace": NAMESPACE, "rules": rules}]}
+    world, gateway = world_of(test)
+    route = next(iter(world.routes.values()))
+    paths = ["/login", "/login?next=/a", "/old/x", "/foo", "/foo/", "/foo/bar?q=1", "/bar/baz"]
+    got = run_requests(namespace, test, tmp_path, [{"host": "shop.example.com", "path": p} for p in paths],
+                       keep_location=True)
+    wanted = []
+    for path in paths:
+        rule = next(r for r in route.rules if path_matches(r.matches[0].path, path.split("?")[0]))
+        spec = rule.filters[0]["requestRedirect"]
+        wanted.append([int(spec.get("statusCode", 302)), None, redirect_location(
+            spec, rule.matches[0], gateway.listeners[0], Request("shop.example.com", path))])
+    assert got == wanted

@@ -125,6 +125,22 @@ def test_load_balancer_lesson_fails_over_and_leaves_no_address_behind(lab):
     assert lab_cli("verify", "-i", lab.inventory_path).returncode == 0
 
 
+def test_gateway_lesson_routes_by_path_header_weight_and_redirect_and_leaves_nothing_behind(lab):
+    before, processes = node_state(lab), lab_process_names(lab)
+    try:
+        proc = play(lab, "15-gateway-api")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "lesson 15-gateway-api: all 6 checks passed" in proc.stdout
+        assert "301 https://shop.l15.example/login" in proc.stdout
+    finally:
+        assert play(lab, "15", "--cleanup").returncode == 0
+    assert changes(before, node_state(lab)) == []
+    assert lab_process_names(lab) == processes  # no nginx left running
+    listed = lab_cli("get", "gateway,httproute,deploy,svc", "-A", "-i", lab.inventory_path, check=True).stdout
+    assert "l15" not in listed
+    assert lab_cli("verify", "-i", lab.inventory_path).returncode == 0
+
+
 def test_a_lesson_needing_pods_says_what_to_do_on_an_empty_lab(lab3, tmp_path):
     lab_cli("delete", "-i", lab3.inventory_path, "-f", "examples/nginx.yaml", check=True)
     try:

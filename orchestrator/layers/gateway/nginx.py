@@ -175,7 +175,7 @@ def apply_filters(location: Location, entry: Entry, listener: Listener) -> None:
                 location.add_headers.append((header["name"], nginx_string(header["value"])))
             location.hide_headers.extend(spec.get("remove") or [])
         elif kind == "RequestRedirect":
-            location.redirect = redirect(item.get("requestRedirect") or {}, entry, listener)
+            location.redirect = redirect(item.get("requestRedirect") or {}, entry, listener, location)
         elif kind == "URLRewrite":
             spec = item.get("urlRewrite") or {}
             if spec.get("hostname"):
@@ -199,7 +199,9 @@ def rewritten_path(path: Mapping[str, Any], entry: Entry, location: Location) ->
     return (nginx_string(replacement)[1:-1] if replacement else "") + "$gw_rest"
 
 
-def redirect(spec: Mapping[str, Any], entry: Entry, listener: Listener) -> str:
+def redirect(spec: Mapping[str, Any], entry: Entry, listener: Listener, location: Location) -> str:
+    """`return` arguments: the status code and the URL (the request's own parts where the filter names none;
+    the path as the client sent it, saved in $gw_uri before the request was routed to the match's location)."""
     scheme = spec.get("scheme")
     port = spec.get("port")
     if port is None:
@@ -207,8 +209,7 @@ def redirect(spec: Mapping[str, Any], entry: Entry, listener: Listener) -> str:
     scheme = scheme or ("https" if listener.protocol == "HTTPS" else "http")
     host = nginx_string(spec["hostname"])[1:-1] if spec.get("hostname") else "$host"
     shown_port = "" if (scheme, port) in (("http", 80), ("https", 443)) else f":{port}"
-    location = Location("x", "", "")
-    path = rewritten_path(spec["path"], entry, location) if spec.get("path") else "$uri"
+    path = rewritten_path(spec["path"], entry, location) if spec.get("path") else "$gw_uri"
     code = int(spec.get("statusCode", 302))
     return f'{code} "{scheme}://{host}{shown_port}{path}$is_args$args"'
 

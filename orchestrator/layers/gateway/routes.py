@@ -747,6 +747,23 @@ def sample_request(entry: Entry, listener: Listener, fallback_host: str) -> Opti
                    {q.name: q.value for q in match.query})
 
 
+def redirect_location(spec: Mapping[str, Any], match: Match, listener: Listener, request: Request) -> str:
+    """The Location a RequestRedirect filter answers `request` with: the filter's scheme, hostname, port and path
+    where it names them, the request's own otherwise (a port the scheme implies is left out)."""
+    scheme = spec.get("scheme") or ("https" if listener.protocol == "HTTPS" else "http")
+    port = spec.get("port") or ({"http": 80, "https": 443}[spec["scheme"]] if spec.get("scheme") else listener.port)
+    host = spec.get("hostname") or request.host.split(":")[0]
+    path, _, query = request.path.partition("?")
+    modifier = spec.get("path") or {}
+    if modifier.get("type") == "ReplaceFullPath":
+        path = modifier.get("replaceFullPath", "/")
+    elif modifier.get("type") == "ReplacePrefixMatch":
+        prefix = match.path.value.rstrip("/")
+        path = (str(modifier.get("replacePrefixMatch", "")).rstrip("/") + path[len(prefix):]) or "/"
+    shown = "" if (scheme, port) in (("http", 80), ("https", 443)) else f":{port}"
+    return f"{scheme}://{host}{shown}{path}" + (f"?{query}" if query else "")
+
+
 def split_percentages(weights: Sequence[int]) -> list[float]:
     """Each backend's share of requests in percent (two decimals, as nginx's split_clients takes them), adding
     up to 100 when any weight is above 0."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.core.errors import InputError
-from orchestrator.layers.gateway.routes import (CONTROLLER_NAME, GatewayClass, ReferenceGrant, World, attach,
-                                                intersect, parse_gateway, parse_route, split_percentages)
+from orchestrator.layers.gateway.routes import (CONTROLLER_NAME, GatewayClass, Listener, Match, PathMatch,
+                                                ReferenceGrant, Request, World, attach, intersect, parse_gateway,
+                                                parse_route, redirect_location, split_percentages)
 
 CREATED = "2026-12-01T00:00:00Z"
 
@@ -138,3 +139,18 @@ def test_weights_split_into_percentages_that_add_up():
     assert split_percentages([90, 10]) == [90.0, 10.0]
     assert split_percentages([0, 5]) == [0.0, 100.0]
     assert split_percentages([0, 0]) == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(("spec", "path", "location"), [
+    ({"scheme": "https", "statusCode": 301}, "/login?next=/", "https://shop.example.com/login?next=/"),
+    ({"hostname": "www.example.com", "port": 8080}, "/a", "http://www.example.com:8080/a"),
+    ({"path": {"type": "ReplaceFullPath", "replaceFullPath": "/new"}}, "/old/x", "http://shop.example.com/new"),
+    # the spec's ReplacePrefixMatch table, for the prefix /foo
+    ({"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/xyz"}}, "/foo/bar", "http://shop.example.com/xyz/bar"),
+    ({"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/xyz/"}}, "/foo/bar", "http://shop.example.com/xyz/bar"),
+    ({"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/xyz"}}, "/foo/", "http://shop.example.com/xyz/"),
+    ({"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": ""}}, "/foo", "http://shop.example.com/"),
+])
+def test_a_redirect_names_the_location_the_spec_gives(spec, path, location):
+    match = Match(PathMatch("PathPrefix", "/foo"))
+    assert redirect_location(spec, match, Listener("http", 80, "HTTP"), Request("shop.example.com", path)) == location
