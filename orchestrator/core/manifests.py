@@ -200,7 +200,7 @@ def load_documents(target: str) -> list[tuple[str, Any]]:
     documents = []
     for source, text in texts:
         try:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+            docs = [d for d in yaml.load_all(text, Loader=StrictLoader) if d is not None]
         except yaml.YAMLError as exc:
             raise yaml_error(source, exc) from None
         for index, doc in enumerate(docs):
@@ -210,6 +210,22 @@ def load_documents(target: str) -> list[tuple[str, Any]]:
             else:
                 documents.append((f"{source} (document {index + 1})" if len(docs) > 1 else source, doc))
     return documents
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML as kubectl reads it: a key given twice in one mapping is an error (PyYAML keeps the last one, so two
+    objects without the `---` between them would silently become one)."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (a missing '---' between two objects?)",
+                    key_node.start_mark)
+            seen[key] = True
+        return super().construct_mapping(node, deep=deep)
 
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")

@@ -16,7 +16,7 @@ import yaml
 
 from orchestrator.core.errors import InputError, yaml_error
 from orchestrator.core.inventory import did_you_mean
-from orchestrator.core.manifests import Doc, Manifest, Warn, load_documents
+from orchestrator.core.manifests import Doc, Manifest, StrictLoader, Warn, load_documents
 from orchestrator.core.model import Cluster, Inventory, Node
 from orchestrator.core.names import DNS_LABEL, DNS_SUBDOMAIN
 from orchestrator.core.objects import LabObjects, Pod, key_of
@@ -193,7 +193,7 @@ def manifest(kind_name: str, name: str, namespace: str, source: str) -> Manifest
 def load_text(text: str, source: str) -> list[Manifest]:
     """Manifests from YAML text the lab ships (templates) or keeps (a Deployment's manifest); no warnings."""
     try:
-        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        docs = [doc for doc in yaml.load_all(text, Loader=StrictLoader) if doc is not None]
     except yaml.YAMLError as exc:
         raise yaml_error(source, exc) from None
     return [parse(doc, source, lambda line: None) for doc in docs]

@@ -141,3 +141,12 @@ def test_every_kind_is_also_held_to_kubernetes_schema():
                "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}
     with pytest.raises(InputError, match=r"s.yaml: metadata.annotations.owner: 7 is not of type 'string'"):
         parse(service, "s.yaml", print)
+
+
+def test_two_objects_without_the_separator_are_an_error_not_the_last_one(tmp_path):
+    path = tmp_path / "two.yaml"
+    path.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n"
+                    "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\n")
+    with pytest.raises(InputError, match=r"two.yaml: line 5: not valid YAML \(key 'apiVersion' is given twice "
+                                         r"\(a missing '---' between two objects\?\)\); fix the syntax there"):
+        load_documents(str(path))
