@@ -40,6 +40,8 @@ from orchestrator.layers.pods.namespaces import BUILT_IN_NAMESPACES, require_nam
 from orchestrator.layers.pods.plan import PodChanges
 from orchestrator.layers.policy.enforcement import policy_sets
 from orchestrator.layers.services import apply as services_mod
+from orchestrator.layers.gateway.ingress import (INGRESS_CLASS_KIND, INGRESS_CONTROLLER, LAB_INGRESS_CLASS,
+                                                 lab_ingress_class_yaml)
 from orchestrator.layers.gateway.routes import CLASS_KIND, CONTROLLER_NAME, LAB_CLASS, lab_class_yaml
 from orchestrator.layers.services.loadbalancer import POOL_KIND, default_pool_yaml
 from orchestrator.kinds.deployment import DEPLOYMENT
@@ -193,12 +195,15 @@ def install_load_balancer(inv: Inventory, transport: Transport, files: LabFiles,
 
 def install_gateway_class(inv: Inventory, transport: Transport, files: LabFiles,
                           progress: Callable[[str], None]) -> None:
-    """Apply the lab's GatewayClass when the lab has none by its name, as a Gateway API implementation's install
-    does: the object is then the user's to change."""
-    if LAB_CLASS in files.read_objects().extra.get(CLASS_KIND, {}):
-        return
-    apply_manifests(inv, transport, files, kinds.load_text(*lab_class_yaml()), resync=False)
-    progress(f"gateway: GatewayClass {LAB_CLASS} (controller {CONTROLLER_NAME})")
+    """Apply the lab's GatewayClass and IngressClass (the default) where the lab has none by their names, as a
+    Gateway API implementation's and an ingress controller's installs do: the objects are then the user's."""
+    extra = files.read_objects().extra
+    if LAB_CLASS not in extra.get(CLASS_KIND, {}):
+        apply_manifests(inv, transport, files, kinds.load_text(*lab_class_yaml()), resync=False)
+        progress(f"gateway: GatewayClass {LAB_CLASS} (controller {CONTROLLER_NAME})")
+    if LAB_INGRESS_CLASS not in extra.get(INGRESS_CLASS_KIND, {}):
+        apply_manifests(inv, transport, files, kinds.load_text(*lab_ingress_class_yaml()), resync=False)
+        progress(f"ingress: IngressClass {LAB_INGRESS_CLASS}, the default (controller {INGRESS_CONTROLLER})")
 
 
 def destroy(inv: Inventory, transport: Transport, files: LabFiles,

@@ -12,9 +12,12 @@ from orchestrator.kinds.registry import Item, Plan, forgotten
 from orchestrator.kinds.show import kept_items, kept_json
 
 
-def kept_record(name: str, namespace: str, labels: Any, spec: Any, created: str) -> dict[str, Any]:
-    """How such an object is kept: its spec as written, checked when it was applied."""
-    return {"name": name, "namespace": namespace, "labels": dict(labels), "spec": spec, "created": created}
+def kept_record(name: str, namespace: str, labels: Any, spec: Any, created: str,
+                annotations: Any = None) -> dict[str, Any]:
+    """How such an object is kept: its spec as written, checked when it was applied (and its annotations, where
+    it has any: an IngressClass's say whether it is the default)."""
+    record = {"name": name, "namespace": namespace, "labels": dict(labels), "spec": spec, "created": created}
+    return {**record, "annotations": dict(annotations)} if annotations else record
 
 
 def recorder(kind: str) -> Callable[[Manifest, Plan], str]:
@@ -22,7 +25,8 @@ def recorder(kind: str) -> Callable[[Manifest, Plan], str]:
     def record(m: Manifest, plan: Plan) -> str:
         store = plan.objects.kept(kind)
         old = store.get(m.key)
-        new = kept_record(m.name, m.namespace, m.labels, m.raw.get("spec") or {}, old["created"] if old else plan.stamp)
+        new = kept_record(m.name, m.namespace, m.labels, m.raw.get("spec") or {}, old["created"] if old else plan.stamp,
+                          m.annotations)
         store[m.key] = new
         return applied(old, old == new)
     return record

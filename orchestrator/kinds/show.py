@@ -18,7 +18,8 @@ def kept_json(record: Mapping[str, Any], api_version: str, kind: str) -> dict[st
     """The object as `-o json` shows it, from a record kept as written."""
     return {"apiVersion": api_version, "kind": kind,
             "metadata": {"name": record["name"], "namespace": record["namespace"],
-                         "labels": record.get("labels") or {}, "creationTimestamp": record["created"]},
+                         "labels": record.get("labels") or {}, "creationTimestamp": record["created"],
+                         **({"annotations": record["annotations"]} if record.get("annotations") else {})},
             "spec": record["spec"]}
 
 

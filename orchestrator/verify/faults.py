@@ -212,7 +212,7 @@ def break_mtu(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
 FAULTS = {f.name: f for f in (
     Fault("vxlan-fdb", "delete a VXLAN FDB entry: pods on two nodes can't reach each other", "pod-to-pod",
           frozenset({"pod-to-pod", "pod-to-service", "hairpin", "dns", "node-to-pod", "mtu", "nodeport",
-                     "loadbalancer", "gateway"}), break_fdb),
+                     "loadbalancer", "gateway", "ingress"}), break_fdb),
     Fault("ipmasq", "turn ipMasq on in a node's CNI config: its pods reach others NATed", "pod-to-pod",
           frozenset({"pod-to-pod"}), break_ipmasq),
     Fault("kube-sep", "remove a service endpoint's rule (KUBE-SEP chain) on a node", "pod-to-service",
@@ -220,18 +220,18 @@ FAULTS = {f.name: f for f in (
     Fault("dns-pod", "stop one of the two DNS pods", "dns", frozenset({"dns"}), break_dns),
     Fault("mtu", "drop a node's cni0 MTU: large packets to its pods are lost", "mtu", frozenset({"mtu"}), break_mtu),
     Fault("lb-address", "take a LoadBalancer's address off the node announcing it: the outside host gets no answer",
-          "loadbalancer", frozenset({"loadbalancer", "gateway"}), break_lb_address),
+          "loadbalancer", frozenset({"loadbalancer", "gateway", "ingress"}), break_lb_address),
     Fault("stray-policy", "leave a policy rule no NetworkPolicy explains: a pod on a node gets nothing", "pod-to-pod",
           frozenset({"pod-to-pod", "pod-to-service", "hairpin", "dns", "node-to-pod", "mtu", "nodeport", "hostport",
-                     "egress", "loadbalancer", "gateway"}), break_stray_policy),
+                     "egress", "loadbalancer", "gateway", "ingress"}), break_stray_policy),
     Fault("gateway-backend-port", "change an HTTPRoute's backend port to one its Service lacks: its requests get 500",
           "gateway", frozenset({"gateway"}), object_fault("gateway-backend-port")),
     Fault("listener-hostname", "change a Gateway listener's hostname so no route's hostnames match: they get 404",
           "gateway", frozenset({"gateway"}), object_fault("listener-hostname")),
     Fault("deny-all", "apply a default-deny NetworkPolicy nobody meant to leave: a namespace's pods get nothing",
-          "pod-to-pod", frozenset({"pod-to-pod", "gateway"}), policy_fault("deny-all")),
+          "pod-to-pod", frozenset({"pod-to-pod", "gateway", "ingress"}), policy_fault("deny-all")),
     Fault("selector-typo", "apply a NetworkPolicy with a typo in a selector: the pods it should admit are refused",
-          "pod-to-pod", frozenset({"pod-to-pod", "gateway"}), policy_fault("selector-typo")),
+          "pod-to-pod", frozenset({"pod-to-pod", "gateway", "ingress"}), policy_fault("selector-typo")),
 )}
 
 

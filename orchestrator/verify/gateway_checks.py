@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 from orchestrator.core.objects import LabObjects
+from orchestrator.layers.gateway.ingress import INGRESS_GATEWAY
 from orchestrator.layers.gateway.routes import (Attachment, Entry, Listener, Request, World, backend_problem,
                                                 redirect_location, route_request, sample_request, split_percentages,
                                                 table)
@@ -75,18 +76,21 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
     """The check for one sample request, by the entry the precedence picks for it (`refused`: why the Gateway
     does not serve the route at all)."""
     route, rule = chosen.route, chosen.rule
+    family = "ingress" if gateway_key == INGRESS_GATEWAY.key else "gateway"
     where = f"{route.key} rule {chosen.rule_index} (match {chosen.match_index})"
     target = {"proto": "tcp", "host": address, "port": listener.port, "path": sample.path,
               "http_host": sample.host, "method": sample.method, "headers": dict(sample.headers),
               "reply_header": "X-Pod-Name"}
     name = (f"{gateway_key}/{listener.name} {sample.method} {sample.host}{sample.path}"
             + "".join(f" [{k}: {v}]" for k, v in sorted(sample.headers.items())))
-    show = f"lab describe httproute {route.name} -n {route.namespace}; lab describe gateway {gateway_key.split('/')[1]}"
+    gateway_name = gateway_key.split("/")[1]
+    show = (f"lab describe ingress {route.name.split(':')[0]} -n {route.namespace}" if family == "ingress" else
+            f"lab describe httproute {route.name} -n {route.namespace}; lab describe gateway {gateway_name}")
     if redirects(chosen):
         spec = next(f for f in rule.filters if f.get("type") == "RequestRedirect").get("requestRedirect") or {}
         code = str(spec.get("statusCode", 302))
         location = redirect_location(spec, chosen.match, listener, sample)
-        return Check(id=f"gateway/outside->{name}", family="gateway", source=OUTSIDE,
+        return Check(id=f"gateway/outside->{name}", family=family, source=OUTSIDE,
                      target=dict(target, reply_header="Location"), want=("status", code, location),
                      label=f"outside -> {name}: {code} redirect to {location} ({where})",
                      layer=f"Gateway {gateway_key}'s proxy: a RequestRedirect filter ({where})", show=show)
@@ -112,7 +116,7 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
     count = SHARE_REQUESTS if len(shares) > 1 else 10
     layer = f"Gateway {gateway_key}'s proxy (nginx in its gateway pod), then {where}"
     proxies = tuple(p.key for p in objects.pods_of(f"Deployment/{proxy_key(world.gateways[gateway_key])}"))
-    return Check(id=f"gateway/outside->{name}", family="gateway", source=OUTSIDE, target=target,
+    return Check(id=f"gateway/outside->{name}", family=family, source=OUTSIDE, target=target,
                  want=("shares", pods, shares, SHARE_TOLERANCE), count=count,
                  label=f"outside -> {name}: " + ", ".join(f"{k} {v:g}%" for k, v in shares.items()) + f" ({where})",
                  reaches=proxies + tuple(f"{objects.services[k].namespace}/{p}" for p, k in pods.items()),

@@ -239,3 +239,45 @@ def conf_of(proc: Path, lab: str) -> bool:
     except OSError:
         return False
     return b"nginx" in argv and f"/cluster-lab/{lab}/gateways/".encode() in argv and os.path.exists(proc)
+
+
+INGRESS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop}
+spec:
+  defaultBackend: {service: {name: web-v1, port: {number: 8080}}}
+  rules:
+    - host: www.example.org
+      http:
+        paths:
+          - {path: /v2, pathType: Prefix, backend: {service: {name: web-v2, port: {number: 8080}}}}
+          - {path: /, pathType: Prefix, backend: {service: {name: web-v1, port: {number: 8080}}}}
+    - host: "*.example.org"
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: web-v2, port: {number: 8080}}}}
+"""
+
+
+def test_an_ingress_without_a_class_is_served_by_the_default_class_on_the_same_proxy(shop):
+    apply(shop, INGRESS)
+    try:
+        ingress = json.loads(lab_cli("get", "ingress", "shop", "-o", "json", "-i", shop.inventory_path,
+                                     check=True).stdout)
+        address = ingress["status"]["loadBalancer"]["ingress"][0]["ip"]
+        assert "ingress-lab" in lab_cli("get", "deploy,svc", "-n", "kube-system", "-i", shop.inventory_path,
+                                        check=True).stdout
+        answers = http_requests(f"{shop.name}-outside", address, [
+            {"host": "www.example.org", "path": "/v2/x"}, {"host": "www.example.org", "path": "/v2x"},
+            {"host": "blog.example.org", "path": "/"}, {"host": "a.blog.example.org", "path": "/"},
+            {"host": "example.net", "path": "/"}])
+        assert [pod_app(pod) for _, pod, _ in answers] == ["web-v2", "web-v1", "web-v2", "web-v1", "web-v1"]
+        twice = INGRESS.replace("name: shop", "name: again")
+        proc = lab_cli("apply", "-i", shop.inventory_path, "-f", "-", input=twice)
+        assert proc.returncode != 0 and proc.stderr.count("\n") == 1
+        assert "spec.rules: host *.example.org path / (Prefix) is routed by Ingress default/shop already" in proc.stderr
+    finally:
+        apply(shop, INGRESS, verb="delete")
+    assert "ingress-lab" not in lab_cli("get", "deploy,svc", "-n", "kube-system", "-i", shop.inventory_path,
+                                        check=True).stdout

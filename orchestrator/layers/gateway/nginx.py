@@ -89,12 +89,14 @@ class Server:
     locations: list[Location]
 
 
-def field_pattern(match: Match, hostname: str, headers: Sequence[str], query: Sequence[str]) -> str:
-    """The regular expression one match is, over the key `server_key` builds."""
+def field_pattern(match: Match, hostname: str, headers: Sequence[str], query: Sequence[str],
+                  one_label: bool = False) -> str:
+    """The regular expression one match is, over the key the server's map reads (`one_label`: a wildcard host
+    covers one label, as an Ingress's)."""
     if not hostname:
         host = ".*"
     elif hostname.startswith("*."):
-        host = r"[^\n]+" + re.escape(hostname[1:])
+        host = (r"[^.\n]+" if one_label else r"[^\n]+") + re.escape(hostname[1:])
     else:
         host = re.escape(hostname)
     path = match.path
@@ -227,7 +229,8 @@ def servers(gateway: Gateway, attachment: Attachment, world: World, services: Ma
         server_id = f"s{len(out)}"
         locations = []
         for i, entry in enumerate(entries):
-            location = Location(f"{server_id}_{i}", field_pattern(entry.match, entry.hostname, headers, query),
+            location = Location(f"{server_id}_{i}", field_pattern(entry.match, entry.hostname, headers, query,
+                                                                  entry.route.one_label_wildcards),
                                 f"{entry.route.key} rule {entry.rule_index} match {entry.match_index}")
             apply_filters(location, entry, listener)
             if location.redirect is None:

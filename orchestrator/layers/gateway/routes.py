@@ -86,6 +86,7 @@ class Gateway:
     listeners: tuple[Listener, ...]
     created: str
     address: Optional[str] = None  # spec.addresses: the IPAddress it asks for (its proxy Service requests it)
+    proxy: Optional[str] = None  # the name of its proxy's Deployment and Service, where not <gateway>-<class>
 
     @property
     def key(self) -> str:
@@ -168,6 +169,7 @@ class HTTPRoute:
     hostnames: tuple[str, ...]
     rules: tuple[Rule, ...]
     created: str
+    one_label_wildcards: bool = False  # an Ingress's: its `*.example.com` covers exactly one label
 
     @property
     def key(self) -> str:
@@ -403,10 +405,12 @@ def parse_grant(namespace: str, name: str, spec: Any, source: str) -> ReferenceG
 # ---- hostnames --------------------------------------------------------------------------------------------
 
 
-def host_covers(pattern: str, host: str) -> bool:
-    """Whether `pattern` (maybe `*.example.com`) covers `host` (maybe a wildcard itself)."""
+def host_covers(pattern: str, host: str, one_label: bool = False) -> bool:
+    """Whether `pattern` (maybe `*.example.com`) covers `host` (maybe a wildcard itself); with `one_label`, the `*`
+    stands for one label only (as an Ingress's)."""
     if pattern.startswith("*."):
-        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+        covered = host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+        return covered and not (one_label and "." in host[:-len(pattern) + 1])
     return host == pattern
 
 
@@ -705,7 +709,7 @@ def value_matches(match: ValueMatch, value: Optional[str]) -> bool:
 
 def matches(entry: Entry, request: Request) -> bool:
     host = request.host.split(":")[0].lower()
-    if entry.hostname and not host_covers(entry.hostname, host):
+    if entry.hostname and not host_covers(entry.hostname, host, entry.route.one_label_wildcards):
         return False
     match = entry.match
     headers = {k.lower(): v for k, v in request.headers.items()}

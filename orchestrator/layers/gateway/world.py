@@ -11,12 +11,16 @@ from orchestrator.core.objects import LabObjects, key_of
 from orchestrator.layers.gateway.routes import (CLASS_KIND, CONTROLLER_NAME, GATEWAY_KIND, GRANT_KIND, ROUTE_KIND,
                                                 Attachment, Condition, Gateway, GatewayStatus, ParentStatus, World,
                                                 attach, parse_class, parse_gateway, parse_grant, parse_route)
+from orchestrator.layers.gateway.ingress import (INGRESS_CLASS_KIND, INGRESS_GATEWAY, INGRESS_GATEWAY_CLASS,
+                                                 INGRESS_KIND, class_of, ingress_routes, served_classes)
 from orchestrator.layers.pods.namespaces import namespace_labels
 
 
 def proxy_name(gateway: Gateway) -> str:
     """The name of a Gateway's proxy Deployment and Service: <gateway>-<class>, shortened with a digest where that
     is longer than a label may be."""
+    if gateway.proxy:
+        return gateway.proxy
     name = f"{gateway.name}-{gateway.class_name}"
     return name if len(name) <= 63 else name[:54] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
@@ -40,6 +44,7 @@ def world_of(objects: LabObjects) -> World:
         grants=[parse_grant(r["namespace"], r["name"], r["spec"], f"{GRANT_KIND} {k}") for k, r in kept(GRANT_KIND)],
         services={k: tuple(p.port for p in s.ports) for k, s in objects.services.items()},
         namespace_labels=namespace_labels(objects))
+    add_ingresses(world, objects)
     for key, gateway in world.gateways.items():
         proxy = objects.services.get(proxy_key(gateway))
         if proxy is not None and proxy.load_balancer_ip:
@@ -47,6 +52,27 @@ def world_of(objects: LabObjects) -> World:
         if any(p.ip and p.node for p in objects.pods_of(f"Deployment/{proxy_key(gateway)}")):
             world.programmed.add(key)
     return world
+
+
+def served_ingresses(objects: LabObjects) -> list[tuple[str, dict[str, Any]]]:
+    """(key, record) of the Ingresses the lab's controller serves: of its IngressClass, or of none where that is
+    the default."""
+    ours, default = served_classes(objects.extra.get(INGRESS_CLASS_KIND, {}))
+    return [(key, r) for key, r in sorted(objects.extra.get(INGRESS_KIND, {}).items())
+            if class_of(r["spec"], default) in ours]
+
+
+def add_ingresses(world: World, objects: LabObjects) -> None:
+    """The served Ingresses as routes on the ingress Gateway (one controller, two front-ends)."""
+    served = served_ingresses(objects)
+    if not served:
+        return
+    ports = {k: tuple(s.ports) for k, s in objects.services.items()}
+    world.classes.setdefault(INGRESS_GATEWAY_CLASS.name, INGRESS_GATEWAY_CLASS)
+    world.gateways[INGRESS_GATEWAY.key] = INGRESS_GATEWAY
+    for _, record in served:
+        for route in ingress_routes(record["namespace"], record["name"], record["spec"], record["created"], ports):
+            world.routes[route.key] = route
 
 
 def conditions_json(conditions: Iterable[Condition], since: str) -> list[dict[str, Any]]:

@@ -131,7 +131,7 @@ def test_a_registered_kinds_own_checks_and_unknown_kinds_are_one_line_errors(con
     with pytest.raises(InputError, match=r"kind: 'Secret' is not supported \(did you mean 'Service'\?\); the lab "
                                          r"understands: Pod, Deployment, Service, Namespace, NetworkPolicy, "
                                          r"IPAddressPool, L2Advertisement, GatewayClass, Gateway, HTTPRoute, "
-                                         r"ReferenceGrant, ConfigMap"):
+                                         r"ReferenceGrant, IngressClass, Ingress, ConfigMap"):
         manifests("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n", tmp_path)
 
 
