@@ -82,7 +82,8 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
               "http_host": sample.host, "method": sample.method, "headers": dict(sample.headers),
               "reply_header": "X-Pod-Name"}
     name = (f"{gateway_key}/{listener.name} {sample.method} {sample.host}{sample.path}"
-            + "".join(f" [{k}: {v}]" for k, v in sorted(sample.headers.items())))
+            + "".join(f" [{k}: {v}]" for k, v in sorted(sample.headers.items()))
+            + (f" (as {route.key} meant it)" if refused else ""))
     gateway_name = gateway_key.split("/")[1]
     show = (f"lab describe ingress {route.name.split(':')[0]} -n {route.namespace}" if family == "ingress" else
             f"lab describe httproute {route.name} -n {route.namespace}; lab describe gateway {gateway_name}")
@@ -90,7 +91,7 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
         spec = next(f for f in rule.filters if f.get("type") == "RequestRedirect").get("requestRedirect") or {}
         code = str(spec.get("statusCode", 302))
         location = redirect_location(spec, chosen.match, listener, sample)
-        return Check(id=f"gateway/outside->{name}", family=family, source=OUTSIDE,
+        return Check(id=f"{family}/outside->{name}", family=family, source=OUTSIDE,
                      target=dict(target, reply_header="Location"), want=("status", code, location),
                      label=f"outside -> {name}: {code} redirect to {location} ({where})",
                      layer=f"Gateway {gateway_key}'s proxy: a RequestRedirect filter ({where})", show=show)
@@ -116,7 +117,7 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
     count = SHARE_REQUESTS if len(shares) > 1 else 10
     layer = f"Gateway {gateway_key}'s proxy (nginx in its gateway pod), then {where}"
     proxies = tuple(p.key for p in objects.pods_of(f"Deployment/{proxy_key(world.gateways[gateway_key])}"))
-    return Check(id=f"gateway/outside->{name}", family=family, source=OUTSIDE, target=target,
+    return Check(id=f"{family}/outside->{name}", family=family, source=OUTSIDE, target=target,
                  want=("shares", pods, shares, SHARE_TOLERANCE), count=count,
                  label=f"outside -> {name}: " + ", ".join(f"{k} {v:g}%" for k, v in shares.items()) + f" ({where})",
                  reaches=proxies + tuple(f"{objects.services[k].namespace}/{p}" for p, k in pods.items()),
