@@ -98,6 +98,7 @@ DIRS_CREATED = "dirs.created"  # the CNI folders the lab created (lab destroy re
 ANNOUNCED = "announced"  # the LoadBalancer addresses the lab put on the node, one a line (also while adding them)
 HEALTH_SERVER = "healthz.pid"  # the PID of the node's health check server, then its ports (agent/healthz.py)
 GATEWAYS_DIR = "gateways"  # per Gateway (<namespace>_<name>/): nginx.conf, and the PID file and temporary files
+TLS_FOLDER = "tls"  # in a Gateway's folder: the PEM files (certificate and key) its nginx.conf names
 
 # A gateway pod (role "gateway") runs the lab's proxy, nginx, for the Gateway its pod dict names (`gateway`:
 # namespace/name); the Deployment the lab makes for a Gateway uses this image, and labels its pods with the name.
@@ -176,7 +177,7 @@ def is_pod_netns(lab: str, netns: str) -> bool:
 # before reading it (exit REFUSED, one JSON answer saying so): it never misreads a request. `lab deploy`
 # replaces an agent.pyz whose digest differs from the controller's, so a node never keeps an older agent.
 # Raise PROTOCOL whenever a request or an answer changes shape.
-PROTOCOL = 6
+PROTOCOL = 7
 REFUSED = 3  # the agent's exit code for a request in a protocol it does not speak
 
 
@@ -390,6 +391,9 @@ class ProxySync(Request[SyncAnswer]):
     health_checks: dict = field(default_factory=dict)
     # Gateway key -> the nginx.conf of its proxy (None: leave them); a Gateway not named has no proxy any more
     gateways: Optional[dict] = None
+    # Gateway key -> {path in its folder: content}: the files its nginx.conf names (tls/<digest>.pem), written
+    # before the config is checked; others in its tls/ go
+    gateway_files: dict = field(default_factory=dict)
 
 
 # what a node keeps of a proxy-sync request to load the rules again after a boot

@@ -5,11 +5,12 @@ the old workers finish their requests). A gateway pod that starts before its con
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 
-from .contract import GATEWAYS_DIR, gateway_dir, write_durably
+from .contract import GATEWAYS_DIR, TLS_FOLDER, gateway_dir, write_durably
 
 
 def config_path(lib: str, key: str) -> str:
@@ -27,10 +28,21 @@ def placeholder(lib: str, key: str, ports: list) -> str:
             + servers + "}\n")
 
 
+def listened(text: str) -> set:
+    return {int(port) for port in re.findall(r"^\s*listen (\d+)", text, re.MULTILINE)}
+
+
 def ensure_config(lib: str, key: str, ports: list) -> str:
-    """The config file a gateway pod starts nginx with (the placeholder when there is none yet)."""
+    """The config file a gateway pod starts nginx with: the placeholder when there is none yet, or when the one
+    there does not listen on all the pod's ports (a listener added: the sync after the pod brings the config
+    for it)."""
     path = config_path(lib, key)
-    if not os.path.exists(path):
+    try:
+        with open(path) as handle:
+            current = handle.read()
+    except OSError:
+        current = ""
+    if not set(ports) <= listened(current):
         write_durably(path, placeholder(lib, key, ports))
     return path
 
@@ -39,12 +51,32 @@ def proxy_argv(lib: str, pod: dict) -> list:
     return ["nginx", "-c", ensure_config(lib, pod["gateway"], pod.get("tcp", []))]
 
 
-def sync_gateways(lib: str, configs: dict, served: list) -> tuple[list, list]:
-    """Make each Gateway's config the one given and reload the proxies serving a changed one; remove the folders
-    of Gateways no longer given. `served`: the records of the gateway pods running on this node. Returns the
-    Gateways changed and the configs nginx refused (each 'namespace/name: why')."""
+def sync_files(lib: str, key: str, files: dict) -> None:
+    """The files a Gateway's config names, as given (private: they hold TLS keys); the others of its tls/ go."""
+    folder = os.path.join(lib, gateway_dir(key))
+    for rel, text in sorted(files.items()):
+        path = os.path.join(folder, rel)
+        try:
+            with open(path) as handle:
+                if handle.read() == text:
+                    continue
+        except OSError:
+            pass
+        write_durably(path, text, mode=0o600)
+    tls = os.path.join(folder, TLS_FOLDER)
+    wanted = {os.path.basename(rel) for rel in files}
+    for name in sorted(os.listdir(tls)) if os.path.isdir(tls) else []:
+        if name not in wanted:
+            os.unlink(os.path.join(tls, name))
+
+
+def sync_gateways(lib: str, configs: dict, files: dict, served: list) -> tuple[list, list]:
+    """Make each Gateway's config (and the files it names) the one given and reload the proxies serving a changed
+    one; remove the folders of Gateways no longer given. `served`: the records of the gateway pods running on
+    this node. Returns the Gateways changed and the configs nginx refused (each 'namespace/name: why')."""
     changed, refused = [], []
     for key, text in sorted(configs.items()):
+        sync_files(lib, key, files.get(key, {}))
         path = config_path(lib, key)
         try:
             with open(path) as handle:

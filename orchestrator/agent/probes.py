@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
+import ssl
 import subprocess
 
 
 def probe_one(target: dict, timeout: float) -> dict:
     """One probe: {"proto": "tcp"|"udp", "host", "port", "path"} -> {"ok", "reply" | "error"}.
     TCP speaks HTTP (GET, or "method", with "http_host" as Host and "headers"; "reply_header" names the header
-    that is the reply instead of the body); UDP sends a datagram to the pod server's echo."""
+    that is the reply instead of the body), inside TLS where "tls" gives the server name to ask for (SNI; the
+    reply then has the "certificate" served: its SHA-256, hex); UDP sends a datagram to the pod server's echo."""
     host = target["host"]
     if target.get("proto") == "ping":
         proc = subprocess.run(["ping", "-c1", "-W", str(max(1, int(timeout))), "-M", "do", "-s",
@@ -26,14 +29,26 @@ def probe_one(target: dict, timeout: float) -> dict:
                 sock.send(b"probe")
                 reply = sock.recv(4096).decode(errors="replace")
             return {"ok": True, "reply": reply.strip()}
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
+        certificate = None
+        with socket.create_connection((host, port), timeout=timeout) as plain:
+            plain.settimeout(timeout)
+            sock = plain
+            if target.get("tls"):
+                # the check is which certificate is served for the name, not whether this node trusts it
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                sock = context.wrap_socket(plain, server_hostname=target["tls"])
+                certificate = hashlib.sha256(sock.getpeercert(binary_form=True) or b"").hexdigest()
             headers = "".join(f"{k}: {v}\r\n" for k, v in target.get("headers", {}).items())
             sock.sendall(f"{target.get('method', 'GET')} {target.get('path', '/hostname')} HTTP/1.0\r\n"
                          f"Host: {target.get('http_host', host)}\r\n{headers}\r\n".encode())
             data = b""
             while True:
-                chunk = sock.recv(4096)
+                try:
+                    chunk = sock.recv(4096)
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):  # a TLS peer that closed without close_notify
+                    break
                 if not chunk:
                     break
                 data += chunk
@@ -42,7 +57,10 @@ def probe_one(target: dict, timeout: float) -> dict:
         if target.get("reply_header"):  # who answered, as a header says (whatever the path and method)
             wanted = target["reply_header"].lower() + ":"
             body = next((line.split(":", 1)[1] for line in head.split("\r\n") if line.lower().startswith(wanted)), "")
-        return {"ok": status == "200", "reply": body.strip(), "status": status}
+        answer = {"ok": status == "200", "reply": body.strip(), "status": status}
+        return dict(answer, certificate=certificate) if certificate else answer
+    except ssl.SSLError as exc:
+        return {"ok": False, "error": f"TLS: {exc.reason or exc}"}
     except socket.timeout:
         return {"ok": False, "error": "timeout"}
     except socket.gaierror:

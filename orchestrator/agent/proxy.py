@@ -92,7 +92,7 @@ def proxy_sync(lib: str, request: ProxySync) -> SyncAnswer:
     refused: list = []
     if request.gateways is not None:
         served = [r for r in pod_records(lib) if r.get("role") == "gateway" and server_running(r)]
-        proxies, refused = sync_gateways(lib, request.gateways, served)
+        proxies, refused = sync_gateways(lib, request.gateways, request.gateway_files, served)
     return SyncAnswer(changed=bool(sync.written or sync.deleted or dns or announced or withdrawn or proxies),
                       written=sync.written, deleted=sync.deleted, repaired=sync.repaired, dns=dns,
                       generation=state.get("generation"), announced=announced, withdrawn=withdrawn,

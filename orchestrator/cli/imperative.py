@@ -4,7 +4,9 @@ restart. Each writes the YAML a student would write and applies it as `lab apply
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from typing import Optional
 
 import yaml
@@ -58,9 +60,9 @@ def labels_of(text) -> dict:
     return labels
 
 
-def apply_doc(args, doc: dict) -> int:
+def apply_doc(args, doc: dict, source: str = "") -> int:
     """Print the object (--dry-run=client) or apply it; the checks are `lab apply`'s either way."""
-    source = f"lab {args.command_name}"
+    source = source or f"lab {args.command_name}"
     manifest = kinds.parse(doc, source, warn)
     if args.dry_run == "client":
         print(json.dumps(doc, indent=2) if args.output == "json" else yaml.safe_dump(doc, sort_keys=False), end="")
@@ -82,7 +84,48 @@ def cmd_run(args) -> int:
 
 
 def cmd_create(args) -> int:
-    return apply_doc(args, deployment_doc(args.name, args.namespace, args.image, args.replicas, args.port))
+    if args.what != "secret":
+        if len(args.names) != 1:
+            raise InputError(f"lab create {args.what}: give one NAME, not {' '.join(args.names)}")
+        return apply_doc(args, deployment_doc(args.names[0], args.namespace, args.image, args.replicas, args.port))
+    if len(args.names) != 2 or args.names[0] not in ("tls", "generic"):
+        raise InputError(f"lab create secret {' '.join(args.names)}: write lab create secret tls NAME --cert FILE "
+                         "--key FILE, or lab create secret generic NAME --from-literal KEY=VALUE")
+    kind, name = args.names
+    return apply_doc(args, secret_doc(kind, name, args.namespace, args), f"lab create secret {kind} {name}")
+
+
+def read_bytes(path: str, flag: str, command: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise InputError(f"{command}: {flag} {path}: {exc.strerror}; give a readable file") from None
+
+
+def secret_doc(kind: str, name: str, namespace: str, args) -> dict:
+    """The Secret `kubectl create secret tls|generic` makes: tls.crt and tls.key from files, or the literals and
+    files given."""
+    command = f"lab create secret {kind} {name}"
+    data: dict[str, bytes] = {}
+    if kind == "tls":
+        if not args.cert or not args.key:
+            raise InputError(f"{command}: give both --cert FILE and --key FILE (PEM, as openssl writes them)")
+        data = {"tls.crt": read_bytes(args.cert, "--cert", command), "tls.key": read_bytes(args.key, "--key", command)}
+    else:
+        for pair in args.from_literal:
+            key, eq, value = pair.partition("=")
+            if not eq or not key:
+                raise InputError(f"{command}: --from-literal {pair!r} is not KEY=VALUE")
+            data[key] = value.encode()
+        for spec in args.from_file:
+            key, eq, path = spec.partition("=")
+            if not eq:
+                key, path = os.path.basename(spec), spec
+            data[key] = read_bytes(path, "--from-file", command)
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "type": "kubernetes.io/tls" if kind == "tls" else "Opaque",
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
 
 
 def cmd_expose(args) -> int:

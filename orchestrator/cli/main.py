@@ -124,11 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="KEY=VALUE,... (default run=NAME)")
     p.add_argument("--port", type=int, help="the container port")
     dry_run(p)
-    p = command("create", cmd_create, "create a deployment (kubectl create deployment)",
+    p = command("create", cmd_create, "create a deployment or a secret (kubectl create deployment|secret)",
                 "lab create deployment web --replicas 3 --port 80\n"
-                "lab create deployment web --replicas 2 --dry-run=client -o yaml")
-    p.add_argument("what", choices=("deployment", "deploy"))
-    p.add_argument("name")
+                "lab create deployment web --replicas 2 --dry-run=client -o yaml\n"
+                "lab create secret tls shop-tls --cert shop.crt --key shop.key\n"
+                "lab create secret generic db --from-literal password=s3cret")
+    p.add_argument("what", choices=("deployment", "deploy", "secret"))
+    p.add_argument("names", nargs="+", metavar="[TYPE] NAME", help="deployment NAME, or secret tls|generic NAME")
+    p.add_argument("--cert", help="secret tls: the PEM certificate (chain) file")
+    p.add_argument("--key", help="secret tls: the PEM private key file")
+    p.add_argument("--from-literal", action="append", default=[], metavar="KEY=VALUE", help="secret generic")
+    p.add_argument("--from-file", action="append", default=[], metavar="[KEY=]PATH", help="secret generic")
     p.add_argument("--image", default="nginx", help="recorded; the lab's own server runs in the pods")
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--port", type=int, help="the container port")

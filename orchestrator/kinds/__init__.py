@@ -6,7 +6,7 @@ itself when imported here. Import `orchestrator.kinds` to have them all."""
 from orchestrator.kinds import pod, deployment, service, namespace, networkpolicy, node  # noqa: F401
 from orchestrator.kinds import ipaddresspool, l2advertisement  # noqa: F401
 from orchestrator.kinds import gatewayclass, gateway, httproute, referencegrant  # noqa: F401
-from orchestrator.kinds import ingressclass, ingress  # noqa: F401
+from orchestrator.kinds import ingressclass, ingress, secret  # noqa: F401
 from orchestrator.kinds.registry import (KINDS, Item, Kind, Plan, by_name, load_text, manifest, parse, parse_all, plan,
                                          register)
 

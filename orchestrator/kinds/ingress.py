@@ -56,7 +56,8 @@ def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces
     """kubectl's columns: NAME, CLASS, HOSTS, ADDRESS, PORTS, AGE."""
     rows = [lead(item.namespace, all_namespaces) + [
         item.name, str(item.record["spec"].get("ingressClassName") or "<none>"), hosts(item.record["spec"]),
-        address(objects, item), "80", age(item.record["created"])] for item in found]
+        address(objects, item), "80, 443" if item.record["spec"].get("tls") else "80", age(item.record["created"])]
+        for item in found]
     return lead_columns(all_namespaces) + ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], rows
 
 
@@ -74,6 +75,8 @@ def describe(item: Item, inv: Inventory, objects: LabObjects) -> list[tuple[str,
             ("Address:", address(objects, item) or "<none>"),
             ("Ingress Class:", str(spec.get("ingressClassName") or "<none> (the default class)")),
             ("Default backend:", backend_text(spec["defaultBackend"]) if spec.get("defaultBackend") else "<default>"),
+            ("TLS:", "\n".join(f"{t.get('secretName') or '<no secret>'} terminates {','.join(t.get('hosts') or ['*'])}"
+                               for t in spec["tls"]) if spec.get("tls") else "<none>"),
             ("Rules:", "\n".join(["Host  Path (type)  Backends", *rules]) if rules else "<none>"),
             ("Events:", "<none>")]
 

@@ -20,12 +20,17 @@ def kept_record(name: str, namespace: str, labels: Any, spec: Any, created: str,
     return {**record, "annotations": dict(annotations)} if annotations else record
 
 
-def recorder(kind: str) -> Callable[[Manifest, Plan], str]:
-    """`record` for a kept kind: store the manifest's spec, keeping its creation time when it changes."""
+def written_spec(m: Manifest) -> Any:
+    return m.raw.get("spec") or {}
+
+
+def recorder(kind: str, kept_part: Callable[[Manifest], Any] = written_spec) -> Callable[[Manifest, Plan], str]:
+    """`record` for a kept kind: store the manifest's spec (or what `kept_part` takes of it), keeping its creation
+    time when it changes."""
     def record(m: Manifest, plan: Plan) -> str:
         store = plan.objects.kept(kind)
         old = store.get(m.key)
-        new = kept_record(m.name, m.namespace, m.labels, m.raw.get("spec") or {}, old["created"] if old else plan.stamp,
+        new = kept_record(m.name, m.namespace, m.labels, kept_part(m), old["created"] if old else plan.stamp,
                           m.annotations)
         store[m.key] = new
         return applied(old, old == new)

@@ -322,6 +322,10 @@ def judged_elsewhere(check: Check, objects: LabObjects, judge) -> bool:
 def evaluate(check: Check, replies: list) -> Outcome:
     """The verdict on a check from its probe replies."""
     kind = check.want[0]
+    served = check.target.get("certificate")  # the SHA-256 of the certificate the TLS server must present
+    strange = [r["certificate"] for r in replies if served and r.get("certificate") not in (None, served)]
+    if strange:
+        return Outcome(check, False, f"served another certificate (sha256 {strange[0][:16]}...)", replies)
     if kind == "status":  # ("status", code[, the reply it comes with: a redirect's Location])
         wanted = check.want[1:]
         wrong = [f"{r.get('status')} {r.get('reply', '')}".strip() if "status" in r else r.get("error")

@@ -10,8 +10,8 @@ from typing import Optional
 from orchestrator.core.objects import LabObjects
 from orchestrator.layers.gateway.ingress import INGRESS_GATEWAY
 from orchestrator.layers.gateway.routes import (Attachment, Entry, Listener, Request, World, backend_problem,
-                                                redirect_location, route_request, sample_request, split_percentages,
-                                                table)
+                                                certificate_problem, redirect_location, route_request, sample_request,
+                                                split_percentages, table)
 from orchestrator.layers.gateway.world import attachment_of, proxy_key
 from orchestrator.verify.checks import OUTSIDE, Check
 
@@ -26,8 +26,6 @@ def gateway_checks(objects: LabObjects) -> list[Check]:
         if status.address is None:
             continue
         for listener in world.gateways[key].listeners:
-            if listener.protocol != "HTTP":
-                continue
             entries = table(attachment, world.routes, key, listener.name)
             samples: dict[tuple, Request] = {}
             for entry in entries:
@@ -81,6 +79,14 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
     target = {"proto": "tcp", "host": address, "port": listener.port, "path": sample.path,
               "http_host": sample.host, "method": sample.method, "headers": dict(sample.headers),
               "reply_header": "X-Pod-Name"}
+    gateway = world.gateways[gateway_key]
+    tls_problem = certificate_problem(gateway, listener, world) if listener.protocol == "HTTPS" else None
+    if listener.protocol == "HTTPS":  # asked for by name (SNI); the certificate served must be the Secret's
+        target["tls"] = sample.host.split(":")[0]
+        if not tls_problem:
+            target["certificate"] = world.secrets["/".join(listener.certificate_refs[0])].fingerprint
+    why_not = "; ".join(filter(None, [refused, tls_problem and f"listener {listener.name}: ResolvedRefs False "
+                                      f"{tls_problem[0]}: {tls_problem[1]}"]))
     name = (f"{gateway_key}/{listener.name} {sample.method} {sample.host}{sample.path}"
             + "".join(f" [{k}: {v}]" for k, v in sorted(sample.headers.items()))
             + (f" (as {route.key} meant it)" if refused else ""))
@@ -94,10 +100,11 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
         return Check(id=f"{family}/outside->{name}", family=family, source=OUTSIDE,
                      target=dict(target, reply_header="Location"), want=("status", code, location),
                      label=f"outside -> {name}: {code} redirect to {location} ({where})",
-                     layer=f"Gateway {gateway_key}'s proxy: a RequestRedirect filter ({where})", show=show)
+                     layer="; ".join([f"Gateway {gateway_key}'s proxy: a RequestRedirect filter ({where})",
+                                      *filter(None, [why_not])]), show=show)
     shares: dict[str, float] = {}
     pods: dict[str, str] = {}
-    problems = [refused] if refused else []
+    problems = [why_not] if why_not else []
     for backend, share in zip(rule.backends, split_percentages([b.weight for b in rule.backends]), strict=True):
         if share == 0:
             continue
@@ -116,7 +123,7 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
         return None
     count = SHARE_REQUESTS if len(shares) > 1 else 10
     layer = f"Gateway {gateway_key}'s proxy (nginx in its gateway pod), then {where}"
-    proxies = tuple(p.key for p in objects.pods_of(f"Deployment/{proxy_key(world.gateways[gateway_key])}"))
+    proxies = tuple(p.key for p in objects.pods_of(f"Deployment/{proxy_key(gateway)}"))
     return Check(id=f"{family}/outside->{name}", family=family, source=OUTSIDE, target=target,
                  want=("shares", pods, shares, SHARE_TOLERANCE), count=count,
                  label=f"outside -> {name}: " + ", ".join(f"{k} {v:g}%" for k, v in shares.items()) + f" ({where})",

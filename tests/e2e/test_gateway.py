@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.agent.contract import Probe, node_lib
+from orchestrator.core.agent import call_local
+
 from .labtools import HTTP_CLIENT, http_requests, lab_cli
 from .test_pod_network import apply
 
@@ -281,3 +284,105 @@ def test_an_ingress_without_a_class_is_served_by_the_default_class_on_the_same_p
         apply(shop, INGRESS, verb="delete")
     assert "ingress-lab" not in lab_cli("get", "deploy,svc", "-n", "kube-system", "-i", shop.inventory_path,
                                         check=True).stdout
+
+
+GATEWAY_TLS = GATEWAY.replace(
+    'listeners: [{name: http, port: 80, protocol: HTTP, hostname: "*.example.com"}]',
+    'listeners:\n    - {name: http, port: 80, protocol: HTTP, hostname: "*.example.com"}\n'
+    '    - {name: https, port: 443, protocol: HTTPS, hostname: shop.example.com,\n'
+    '       tls: {certificateRefs: [{name: shop-tls}]}}')
+
+INGRESS_TLS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: www}
+spec:
+  tls: [{hosts: [www.example.org], secretName: www-tls}]
+  rules:
+    - host: www.example.org
+      http:
+        paths:
+          - {path: /v2, pathType: Prefix, backend: {service: {name: web-v2, port: {number: 8080}}}}
+"""
+
+
+def openssl_pair(folder: Path, name: str, host: str) -> tuple[str, str]:
+    """A self-signed certificate and its key, made with openssl as a student makes them."""
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={host}",
+                    "-addext", f"subjectAltName=DNS:{host}"], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def fingerprint(cert: str) -> str:
+    out = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-fingerprint", "-sha256"], check=True,
+                         capture_output=True, text=True).stdout
+    return out.strip().split("=", 1)[1].replace(":", "").lower()
+
+
+def https_get(lab, address: str, host: str, path: str) -> dict:
+    """One HTTPS request from the outside host, asking for `host` by name (SNI): who answered, and the
+    certificate's SHA-256."""
+    target = {"proto": "tcp", "host": address, "port": 443, "path": path, "http_host": host, "tls": host,
+              "reply_header": "X-Pod-Name"}
+    return call_local(Probe(targets=[target], timeout=5), ("ip", "netns", "exec", f"{lab.name}-outside")).results[0]
+
+
+def pem_files(lab) -> list[str]:
+    """The certificate files the lab's gateway pods are given, on every node."""
+    found = []
+    for node in ("node1", "node2", "node3"):
+        out = lab_cli("exec", "-i", lab.inventory_path, node, "--", "find", node_lib(lab.name), "-name", "*.pem",
+                      "-perm", "600", check=True).stdout
+        found += out.split()
+    return found
+
+
+def test_https_is_served_with_the_secrets_certificate_and_a_wrong_key_changes_nothing(shop, tmp_path):
+    cert, key = openssl_pair(tmp_path, "shop", "shop.example.com")
+    _, other_key = openssl_pair(tmp_path, "other", "shop.example.com")
+    proc = lab_cli("create", "secret", "tls", "shop-tls", "--cert", cert, "--key", other_key,
+                   "-i", shop.inventory_path)
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "lab create secret tls shop-tls: data.tls.key: the private key does not match the certificate" in proc.stderr
+    assert lab_cli("get", "secret", "shop-tls", "-i", shop.inventory_path).returncode != 0
+    assert lab_cli("create", "secret", "tls", "shop-tls", "--cert", cert, "--key", key, "-i", shop.inventory_path,
+                   check=True).stdout.strip() == "secret/shop-tls created"
+    apply(shop, GATEWAY_TLS)
+    try:
+        listeners = gateway_json(shop)["status"]["listeners"]
+        https = next(li for li in listeners if li["name"] == "https")
+        assert {c["type"]: c["status"] for c in https["conditions"]}["ResolvedRefs"] == "True"
+        answer = https_get(shop, address(shop), "shop.example.com", "/v2/cart")
+        assert (pod_app(answer["reply"]), answer["certificate"]) == ("web-v2", fingerprint(cert))
+        refused = https_get(shop, address(shop), "blog.example.com", "/")  # no listener has the name: no handshake
+        assert not refused["ok"] and refused["error"].startswith("TLS")
+        # one file (certificate and key) on each node, for a gateway pod there to read; readable by root only
+        assert len(pem_files(shop)) == 3 and len({Path(f).name for f in pem_files(shop)}) == 1
+        report = json.loads(lab_cli("verify", "-o", "json", "-i", shop.inventory_path).stdout)
+        checks = {c["label"].split(": ")[0]: c for c in report["checks"] if c["family"] == "gateway"}
+        assert checks["outside -> default/shop/https GET shop.example.com/v2"]["ok"]
+    finally:
+        apply(shop, GATEWAY)  # as the module found it
+        lab_cli("delete", "secret", "shop-tls", "-i", shop.inventory_path, check=True)
+    assert pem_files(shop) == []
+
+
+def test_an_ingress_with_tls_is_served_on_443_with_its_secret(shop, tmp_path):
+    cert, key = openssl_pair(tmp_path, "www", "www.example.org")
+    lab_cli("create", "secret", "tls", "www-tls", "--cert", cert, "--key", key, "-i", shop.inventory_path, check=True)
+    apply(shop, INGRESS_TLS)
+    try:
+        ingress = json.loads(lab_cli("get", "ingress", "www", "-o", "json", "-i", shop.inventory_path,
+                                     check=True).stdout)
+        address = ingress["status"]["loadBalancer"]["ingress"][0]["ip"]
+        answer = https_get(shop, address, "www.example.org", "/v2/x")
+        assert (pod_app(answer["reply"]), answer["certificate"]) == ("web-v2", fingerprint(cert))
+        assert "80, 443" in lab_cli("get", "ingress", "www", "-i", shop.inventory_path, check=True).stdout
+        report = json.loads(lab_cli("verify", "-o", "json", "-i", shop.inventory_path).stdout)
+        tls_checks = [c for c in report["checks"] if c["family"] == "ingress" and "/https-www.example.org " in c["id"]]
+        assert tls_checks and all(c["ok"] for c in tls_checks), tls_checks
+    finally:
+        apply(shop, INGRESS_TLS, verb="delete")
+        lab_cli("delete", "secret", "www-tls", "-i", shop.inventory_path, check=True)

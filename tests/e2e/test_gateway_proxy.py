@@ -12,11 +12,15 @@ from pathlib import Path
 import pytest
 
 from orchestrator.agent.pods import wait_listening
-from orchestrator.core.agent import local_agent_argv
+from orchestrator.agent.contract import Probe
+from orchestrator.core.agent import call_local, local_agent_argv
 from orchestrator.core.manifests import ServicePort
 from orchestrator.core.objects import Endpoint, Service
 from orchestrator.layers.gateway.nginx import render_config
-from orchestrator.layers.gateway.routes import Request, attach, path_matches, redirect_location
+from orchestrator.layers.gateway.routes import (CONTROLLER_NAME, GatewayClass, Request, World, attach, parse_gateway,
+                                                parse_route, path_matches, redirect_location)
+from orchestrator.layers.gateway.tls import TLSPair
+from tests.unit.layers.gateway.certs import self_signed
 from tests.unit.layers.gateway.test_conformance_cases import DATA, NAMESPACE, case_id, world_of
 from .labtools import http_requests
 
@@ -53,7 +57,7 @@ def run_requests(namespace: str, test: dict, tmp_path: Path, requests: list[dict
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
     conf = tmp_path / "nginx.conf"
-    conf.write_text(render_config(gateway, attach(world), world, SERVICES, ENDPOINTS, str(run)))
+    conf.write_text(render_config(gateway, attach(world), world, SERVICES, ENDPOINTS, str(run)).text)
     checked = subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     proxy = subprocess.Popen(["ip", "netns", "exec", namespace, "nginx", "-c", str(conf)], stderr=subprocess.PIPE)
@@ -117,3 +121,44 @@ def test_nginx_redirects_where_the_spec_says(namespace, tmp_path):
         wanted.append([int(spec.get("statusCode", 302)), None, redirect_location(
             spec, rule.matches[0], gateway.listeners[0], Request("shop.example.com", path))])
     assert got == wanted
+
+
+def test_nginx_serves_each_https_listener_with_its_secrets_certificate(namespace, tmp_path):
+    """Two HTTPS listeners on 443 with certificates of their own (the files the sync gives, where nginx.conf names
+    them): asked for by name (SNI), each name gets its certificate and its route; a name no listener has gets
+    no handshake; the same route over HTTP on 80 still answers."""
+    pairs = {host: TLSPair(*self_signed(host)) for host in ("shop.example.com", "blog.example.com")}
+    listeners = [{"name": "http", "port": 80, "protocol": "HTTP"}] + [
+        {"name": host.split(".")[0], "port": 443, "protocol": "HTTPS", "hostname": host,
+         "tls": {"certificateRefs": [{"name": host.split(".")[0]}]}} for host in pairs]
+    gateway = parse_gateway(NAMESPACE, "gw", {"gatewayClassName": "lab", "listeners": listeners}, "", "gw.yaml")
+    routes = [parse_route(NAMESPACE, host.split(".")[0], {
+        "parentRefs": [{"name": "gw"}], "hostnames": [host],
+        "rules": [{"backendRefs": [{"name": f"infra-backend-v{i}", "port": 8080}]}]}, "", "r.yaml")
+        for i, host in enumerate(pairs, start=1)]
+    world = World(classes={"lab": GatewayClass("lab", CONTROLLER_NAME, "")}, gateways={gateway.key: gateway},
+                  routes={r.key: r for r in routes}, grants=[], services={k: (8080,) for k in SERVICES},
+                  secrets={f"{NAMESPACE}/{host.split('.')[0]}": pair for host, pair in pairs.items()})
+    run = tmp_path / "run"
+    config = render_config(gateway, attach(world), world, SERVICES, ENDPOINTS, str(run))
+    for rel, text in config.files.items():
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text(text)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(config.text)
+    proxy = subprocess.Popen(["ip", "netns", "exec", namespace, "nginx", "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        assert wait_listening({"pid": proxy.pid, "tcp": [80, 443]}), proxy.stderr.read() if proxy.stderr else ""
+        targets = [{"proto": "tcp", "host": "127.0.0.1", "port": 443, "path": "/", "http_host": host, "tls": host,
+                    "reply_header": "X-Pod-Name"} for host in (*pairs, "other.example.com")]
+        targets.append({"proto": "tcp", "host": "127.0.0.1", "port": 80, "path": "/", "http_host": "shop.example.com",
+                        "reply_header": "X-Pod-Name"})
+        replies = call_local(Probe(targets=targets, timeout=5), ("ip", "netns", "exec", namespace)).results
+    finally:
+        proxy.terminate()
+        proxy.wait()
+    shop, blog, other, plain = replies
+    assert (shop["reply"], shop["certificate"]) == ("infra-backend-v1", pairs["shop.example.com"].fingerprint)
+    assert (blog["reply"], blog["certificate"]) == ("infra-backend-v2", pairs["blog.example.com"].fingerprint)
+    assert not other["ok"] and other["error"].startswith("TLS")
+    assert plain["reply"] == "infra-backend-v1" and "certificate" not in plain

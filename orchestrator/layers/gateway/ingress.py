@@ -10,7 +10,7 @@ a rule's paths go to one Service port each (by number or by name); defaultBacken
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from orchestrator.core.errors import field_error
@@ -26,9 +26,11 @@ LAB_INGRESS_CLASS = "lab"
 DEFAULT_CLASS = "ingressclass.kubernetes.io/is-default-class"
 CLASS_TEMPLATE = "gateway/ingressclass.yaml.j2"
 # the Gateway standing for the ingress controller: its class is the lab's own, named here so that it is served
-# whatever GatewayClasses the user keeps
+# whatever GatewayClasses the user keeps; 443 is served from the start (TLS refused until an Ingress names a
+# certificate), as an ingress controller's Service has both ports
 INGRESS_GATEWAY = Gateway("kube-system", "ingress", "lab-ingress",
-                          (Listener("http", 80, "HTTP", routes_from="All"),), "", proxy="ingress-lab")
+                          (Listener("http", 80, "HTTP", routes_from="All"),), "", proxy="ingress-lab",
+                          tls_ports=(443,))
 INGRESS_GATEWAY_CLASS = GatewayClass("lab-ingress", CONTROLLER_NAME, "")
 PATH_TYPES = {"Exact": "Exact", "Prefix": "PathPrefix", "ImplementationSpecific": "PathPrefix"}
 
@@ -80,8 +82,25 @@ def ingress_routes(namespace: str, name: str, spec: Mapping[str, Any], created: 
     return routes
 
 
+def tls_listeners(specs: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[Listener, ...]:
+    """The ingress Gateway's HTTPS listeners on 443 for the served Ingresses' `tls` ((namespace, spec), oldest
+    first): one per host named (the first Ingress to name a host gives its Secret), and one without a hostname
+    (the default certificate) for an entry naming no host. A host's HTTPS serves every Ingress's rules for it."""
+    chosen: dict[Optional[str], tuple[str, str]] = {}
+    for namespace, spec in specs:
+        for entry in spec.get("tls") or []:
+            for host in entry.get("hosts") or [None]:
+                chosen.setdefault(host, (namespace, str(entry.get("secretName") or "")))
+    return tuple(Listener(f"https-{(host or 'default').replace('*', 'wildcard')}", 443, "HTTPS", host,
+                          ((namespace, secret),) if secret else (), routes_from="All", any_namespace_certificates=True)
+                 for host, (namespace, secret) in chosen.items())
+
+
 def check_ingress(spec: Mapping[str, Any], source: str) -> None:
     """What Kubernetes' schema leaves to the API server's validation: hosts and paths."""
+    for i, entry in enumerate(spec.get("tls") or []):
+        for j, host in enumerate(entry.get("hosts") or []):
+            check_hostname(host, source, f"spec.tls[{i}].hosts[{j}]")
     for i, rule in enumerate(spec.get("rules") or []):
         if rule.get("host"):
             check_hostname(rule["host"], source, f"spec.rules[{i}].host")

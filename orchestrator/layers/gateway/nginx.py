@@ -17,10 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from orchestrator.agent.contract import TLS_FOLDER
 from orchestrator.core.objects import Endpoints, Service
 from orchestrator.core.render import render
-from orchestrator.layers.gateway.routes import (Attachment, BackendRef, Entry, Gateway, HTTPRoute, Listener, Match,
-                                                World, backend_problem, split_percentages, table)
+from orchestrator.layers.gateway.routes import (HTTP_PROTOCOLS, Attachment, BackendRef, Entry, Gateway, HTTPRoute,
+                                                Listener, Match, World, backend_problem, certificate_problem,
+                                                conflicts, split_percentages, table)
 
 TEMPLATE = "gateway/nginx.conf.j2"
 ENTRY_PREFIX = "/_lab_gateway"  # the internal locations' paths (a client asking for one gets a 404)
@@ -87,6 +89,16 @@ class Server:
     default: bool
     key: str  # the map's source: host, method, path, headers, query, one a line
     locations: list[Location]
+    tls: bool = False  # the port speaks TLS
+    certificate: Optional[str] = None  # the PEM file (certificate and key); None on a TLS port: handshakes refused
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """What a gateway pod is given: its nginx.conf, and the files it names (TLS_FOLDER/NAME -> content)."""
+
+    text: str
+    files: Mapping[str, str] = field(default_factory=dict)
 
 
 def field_pattern(match: Match, hostname: str, headers: Sequence[str], query: Sequence[str],
@@ -217,12 +229,20 @@ def redirect(spec: Mapping[str, Any], entry: Entry, listener: Listener, location
 
 
 def servers(gateway: Gateway, attachment: Attachment, world: World, services: Mapping[str, Service],
-            eps: Endpoints, upstreams: dict[str, list[str]]) -> list[Server]:
+            eps: Endpoints, upstreams: dict[str, list[str]], files: dict[str, str], run_dir: str) -> list[Server]:
+    """A server block per listener the proxy can serve (not conflicted; HTTPS with its certificate), and a default
+    one on each port without a listener for any host: a 404, or on a TLS port a refused handshake."""
     out: list[Server] = []
-    with_default = {li.port for li in gateway.listeners if li.hostname is None}
-    for listener in gateway.listeners:
-        if listener.protocol != "HTTP":  # HTTPS comes with the Secrets it needs
-            continue
+    clashes = conflicts(gateway)
+    served = [li for li in gateway.listeners if li.protocol in HTTP_PROTOCOLS and li.name not in clashes
+              and not certificate_problem(gateway, li, world)]
+    with_default = {li.port for li in served if li.hostname is None}
+    for listener in served:
+        certificate = None
+        if listener.protocol == "HTTPS":
+            pair = world.secrets["/".join(listener.certificate_refs[0])]
+            files[f"{TLS_FOLDER}/{pair.file_name}"] = pair.bundle
+            certificate = f"{run_dir}/{TLS_FOLDER}/{pair.file_name}"
         entries = table(attachment, world.routes, gateway.key, listener.name)
         headers = sorted({h.name.lower() for e in entries for h in e.match.headers})
         query = sorted({q.name for e in entries for q in e.match.query})
@@ -240,16 +260,21 @@ def servers(gateway: Gateway, attachment: Attachment, world: World, services: Ma
         key = "\\n".join(["$host", "$request_method", "$uri", *(header_variable(h) for h in headers),
                           *(query_variable(q) for q in query)])
         out.append(Server(server_id, listener.port, listener.hostname or "_", listener.hostname is None, key,
-                          locations))
-    for port in sorted({li.port for li in gateway.listeners if li.protocol == "HTTP"} - with_default):
-        out.append(Server(f"s{len(out)}", port, "_", True, "", []))  # a host no listener names: 404
+                          locations, listener.protocol == "HTTPS", certificate))
+    tls_ports = {li.port for li in gateway.listeners if li.protocol == "HTTPS"} | set(gateway.tls_ports)
+    http_ports = {li.port for li in gateway.listeners if li.protocol == "HTTP"} - tls_ports
+    for port in sorted((http_ports | tls_ports) - with_default):
+        out.append(Server(f"s{len(out)}", port, "_", True, "", [], port in tls_ports))
     return out
 
 
 def render_config(gateway: Gateway, attachment: Attachment, world: World, services: Mapping[str, Service],
-                  eps: Endpoints, run_dir: str) -> str:
-    """The nginx.conf of `gateway`'s proxy pod; `run_dir` holds its PID file, logs and temporary files."""
+                  eps: Endpoints, run_dir: str) -> ProxyConfig:
+    """The nginx.conf of `gateway`'s proxy pod and the certificates it names; `run_dir` holds its PID file, logs,
+    temporary files and certificates."""
     upstreams: dict[str, list[str]] = {}
-    blocks = servers(gateway, attachment, world, services, eps, upstreams)
-    return render(TEMPLATE, gateway=gateway.key, run_dir=run_dir, servers=blocks, upstreams=upstreams,
-                  map_pattern=map_pattern, quote=quoted, entry_prefix=ENTRY_PREFIX, special=(UNRESOLVED, NO_ENDPOINTS))
+    files: dict[str, str] = {}
+    blocks = servers(gateway, attachment, world, services, eps, upstreams, files, run_dir)
+    return ProxyConfig(render(TEMPLATE, gateway=gateway.key, run_dir=run_dir, servers=blocks, upstreams=upstreams,
+                              map_pattern=map_pattern, quote=quoted, entry_prefix=ENTRY_PREFIX,
+                              special=(UNRESOLVED, NO_ENDPOINTS)), files)

@@ -20,11 +20,16 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 
 def proxy_yaml(gateway: Gateway) -> tuple[str, str]:
     """The proxy's Deployment and Service; as YAML, and where it comes from. A port two listeners share is one
-    Service port."""
-    listeners = list({li.port: li for li in reversed(gateway.listeners)}.values())[::-1]
+    Service port, named after the first of them; a TLS port the Gateway always serves is named https."""
+    named: dict[int, str] = {}
+    for listener in gateway.listeners:
+        named.setdefault(listener.port, "https" if listener.port in gateway.tls_ports else listener.name)
+    for port in gateway.tls_ports:
+        named.setdefault(port, "https")
+    service_ports = [(name, port) for port, name in named.items()]
     return (render(TEMPLATE, name=proxy_name(gateway), namespace=gateway.namespace, gateway=gateway.name,
-                   label=GATEWAY_NAME_LABEL, image=GATEWAY_IMAGE, listeners=listeners, address=gateway.address,
-                   ports=sorted({li.port for li in gateway.listeners})),
+                   label=GATEWAY_NAME_LABEL, image=GATEWAY_IMAGE, service_ports=service_ports,
+                   address=gateway.address, ports=sorted(named)),
             f"templates/{TEMPLATE} (Gateway {gateway.key})")
 
 
@@ -33,10 +38,12 @@ def is_proxy_service(labels: dict[str, str]) -> bool:
 
 
 def proxy_configs(inv: Inventory, objects: LabObjects, eps: Endpoints) -> dict[str, Any]:
-    """The `gateways` part of every node's service sync: each served Gateway's nginx.conf."""
+    """The `gateways` part of every node's service sync: each served Gateway's nginx.conf, and the files it names
+    (its certificates)."""
     world = world_of(objects)
     attachment = attach(world)
     configs = {key: render_config(world.gateways[key], attachment, world, objects.services, eps,
                                   lab_file(inv.name, gateway_dir(key)))
                for key in sorted(attachment.gateways)}
-    return {"gateways": configs}
+    return {"gateways": {key: c.text for key, c in configs.items()},
+            "gateway_files": {key: dict(c.files) for key, c in configs.items()}}

@@ -22,6 +22,7 @@ from typing import Any, Optional
 from orchestrator.core.errors import field_error
 from orchestrator.core.policy_spec import Selector, parse_selector
 from orchestrator.core.render import render
+from orchestrator.layers.gateway.tls import TLSPair
 
 GROUP = "gateway.networking.k8s.io"
 GATEWAY_API = f"{GROUP}/v1"
@@ -76,6 +77,7 @@ class Listener:
     routes_from: str = "Same"  # allowedRoutes.namespaces.from: Same | All | Selector
     routes_selector: Optional[Selector] = None
     route_kinds: tuple[str, ...] = ()  # allowedRoutes.kinds; empty: what the protocol takes (HTTPRoute)
+    any_namespace_certificates: bool = False  # the ingress controller's: it reads the Secrets of every namespace
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class Gateway:
     created: str
     address: Optional[str] = None  # spec.addresses: the IPAddress it asks for (its proxy Service requests it)
     proxy: Optional[str] = None  # the name of its proxy's Deployment and Service, where not <gateway>-<class>
+    tls_ports: tuple[int, ...] = ()  # ports served with TLS even while no listener is on them (the ingress's 443)
 
     @property
     def key(self) -> str:
@@ -267,9 +270,15 @@ def parse_gateway(namespace: str, name: str, spec: Any, created: str, source: st
         if hostname is not None:
             check_hostname(hostname, source, f"{where}.hostname")
         tls = _map(item.get("tls"), source, f"{where}.tls")
+        if tls.get("mode", "Terminate") != "Terminate":
+            raise field_error(source, f"{where}.tls.mode", f"the lab's proxy does not serve {tls.get('mode')!r}",
+                              "write Terminate (the proxy ends TLS and routes the HTTP inside it)")
         refs = []
         for j, ref in enumerate(_list(tls.get("certificateRefs"), source, f"{where}.tls.certificateRefs")):
             ref = _map(ref, source, f"{where}.tls.certificateRefs[{j}]")
+            if (ref.get("group", ""), ref.get("kind", "Secret")) != ("", "Secret"):
+                raise field_error(source, f"{where}.tls.certificateRefs[{j}].kind", f"{ref.get('kind')!r} is not "
+                                  "served", "name a Secret of type kubernetes.io/tls (group \"\", kind Secret)")
             refs.append((str(ref.get("namespace") or namespace), str(ref.get("name", ""))))
         if protocol == "HTTPS" and not refs:
             raise field_error(source, f"{where}.tls.certificateRefs", "an HTTPS listener needs a certificate",
@@ -467,7 +476,7 @@ class World:
     routes: dict[str, HTTPRoute]
     grants: list[ReferenceGrant]
     services: Mapping[str, Sequence[int]]  # Service key -> its ports
-    secrets: frozenset[str] = frozenset()  # keys of Secrets of type kubernetes.io/tls
+    secrets: Mapping[str, TLSPair] = field(default_factory=dict)  # Secrets of type kubernetes.io/tls, by key
     namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     addresses: dict[str, str] = field(default_factory=dict)  # Gateway key -> its LoadBalancer address
     programmed: set[str] = field(default_factory=set)  # Gateways whose proxy pod runs
@@ -533,8 +542,11 @@ def route_conditions(route: HTTPRoute, world: World) -> Condition:
 
 
 def certificate_problem(gateway: Gateway, listener: Listener, world: World) -> Optional[tuple[str, str]]:
+    """(reason, message) when an HTTPS listener's certificate cannot be served, or None."""
+    if listener.protocol == "HTTPS" and not listener.certificate_refs:
+        return "InvalidCertificateRef", "no certificateRef: a Secret of type kubernetes.io/tls is needed"
     for namespace, name in listener.certificate_refs:
-        if namespace != gateway.namespace and not any(
+        if namespace != gateway.namespace and not listener.any_namespace_certificates and not any(
                 g.namespace == namespace and g.permits(GROUP, GATEWAY_KIND, gateway.namespace, "", "Secret", name)
                 for g in world.grants):
             return "RefNotPermitted", f"certificateRef {namespace}/{name}: no ReferenceGrant in {namespace} allows it"

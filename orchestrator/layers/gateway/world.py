@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from orchestrator.core.objects import LabObjects, key_of
@@ -12,7 +13,8 @@ from orchestrator.layers.gateway.routes import (CLASS_KIND, CONTROLLER_NAME, GAT
                                                 Attachment, Condition, Gateway, GatewayStatus, ParentStatus, World,
                                                 attach, parse_class, parse_gateway, parse_grant, parse_route)
 from orchestrator.layers.gateway.ingress import (INGRESS_CLASS_KIND, INGRESS_GATEWAY, INGRESS_GATEWAY_CLASS,
-                                                 INGRESS_KIND, class_of, ingress_routes, served_classes)
+                                                 INGRESS_KIND, class_of, ingress_routes, served_classes, tls_listeners)
+from orchestrator.layers.gateway.tls import SECRET_KIND, TLS_TYPE, tls_pair
 from orchestrator.layers.pods.namespaces import namespace_labels
 
 
@@ -43,6 +45,7 @@ def world_of(objects: LabObjects) -> World:
                 for k, r in kept(ROUTE_KIND)},
         grants=[parse_grant(r["namespace"], r["name"], r["spec"], f"{GRANT_KIND} {k}") for k, r in kept(GRANT_KIND)],
         services={k: tuple(p.port for p in s.ports) for k, s in objects.services.items()},
+        secrets={k: tls_pair(r["spec"]["data"]) for k, r in kept(SECRET_KIND) if r["spec"]["type"] == TLS_TYPE},
         namespace_labels=namespace_labels(objects))
     add_ingresses(world, objects)
     for key, gateway in world.gateways.items():
@@ -69,7 +72,9 @@ def add_ingresses(world: World, objects: LabObjects) -> None:
         return
     ports = {k: tuple(s.ports) for k, s in objects.services.items()}
     world.classes.setdefault(INGRESS_GATEWAY_CLASS.name, INGRESS_GATEWAY_CLASS)
-    world.gateways[INGRESS_GATEWAY.key] = INGRESS_GATEWAY
+    oldest_first = sorted(served, key=lambda item: (item[1]["created"], item[0]))
+    world.gateways[INGRESS_GATEWAY.key] = replace(INGRESS_GATEWAY, listeners=INGRESS_GATEWAY.listeners + tls_listeners(
+        [(r["namespace"], r["spec"]) for _, r in oldest_first]))
     for _, record in served:
         for route in ingress_routes(record["namespace"], record["name"], record["spec"], record["created"], ports):
             world.routes[route.key] = route

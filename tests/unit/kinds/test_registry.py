@@ -128,11 +128,11 @@ def test_a_kind_added_as_one_module_is_applied_listed_described_and_deleted(lab,
 def test_a_registered_kinds_own_checks_and_unknown_kinds_are_one_line_errors(configmaps, tmp_path):
     with pytest.raises(InputError, match=r"m.yaml: data.sky: 3 is not a string; quote the value"):
         manifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {sky: 3}\n", tmp_path)
-    with pytest.raises(InputError, match=r"kind: 'Secret' is not supported \(did you mean 'Service'\?\); the lab "
+    with pytest.raises(InputError, match=r"kind: 'Servce' is not supported \(did you mean 'Service'\?\); the lab "
                                          r"understands: Pod, Deployment, Service, Namespace, NetworkPolicy, "
                                          r"IPAddressPool, L2Advertisement, GatewayClass, Gateway, HTTPRoute, "
-                                         r"ReferenceGrant, IngressClass, Ingress, ConfigMap"):
-        manifests("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n", tmp_path)
+                                         r"ReferenceGrant, IngressClass, Ingress, Secret, ConfigMap"):
+        manifests("apiVersion: v1\nkind: Servce\nmetadata: {name: s}\n", tmp_path)
 
 
 def test_a_name_taken_by_another_kind_cannot_be_registered():
