@@ -1,5 +1,6 @@
-"""The Gateway API's proxy: requests per second and p99 latency through a Gateway (nginx in its gateway pod), each
-as a ratio to the same client straight to a pod (aim: >= 0.5 of direct); and with 500 HTTPRoutes on the Gateway,
+"""The Gateway API's proxy: requests per second and p99 latency through a Gateway (nginx in its gateway pod) and
+through the Ingress controller (the same proxy, ingress-lab), each as a ratio to the same client straight to a pod
+(aim: >= 0.5 of direct); and with 500 HTTPRoutes on the Gateway,
 the seconds from `lab apply` of one more route to the route served (aim: < 1 s).
 
 3 emulated nodes. The client runs in node1's namespace, which reaches the pods and the Gateway's address alike:
@@ -83,6 +84,17 @@ spec:
 """
 
 
+INGRESS = """---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bench}
+spec:
+  rules:
+    - host: ingress.example.com
+      http: {paths: [{path: /hostname, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}
+"""
+
+
 def route_yaml(name: str, path: str) -> str:
     return (f"---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}}}\n"
             f"spec:\n  parentRefs: [{{name: bench}}]\n  hostnames: [bench.example.com]\n  rules:\n"
@@ -124,36 +136,40 @@ def main() -> None:
         inv_path = str(state / NAME / "inventory.yaml")
         lab("deploy", "-i", inv_path)
         apply(inv_path, deployment_yaml("web", 3) + "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
-              "spec: {selector: {app: web}, ports: [{port: 80}]}\n" + GATEWAY + route_yaml("load", "/hostname"))
+              "spec: {selector: {app: web}, ports: [{port: 80}]}\n"
+              + GATEWAY + route_yaml("load", "/hostname") + INGRESS)
         objects = LabFiles.of(NAME).read_objects()
         address = objects.services["default/bench-lab"].load_balancer_ip
+        ingress = objects.services["kube-system/ingress-lab"].load_balancer_ip
         pod = next(p for p in objects.pods.values() if p.owner == "Deployment/default/web")
-        assert address and pod.ip
+        assert address and ingress and pod.ip
         runs = []
-        for _ in range(args.repeat):  # in turns, so a slow moment of the machine hits both
-            runs.append((load(pod.ip, pod.ip), load(address, "bench.example.com")))
+        for _ in range(args.repeat):  # in turns, so a slow moment of the machine hits all three
+            runs.append((load(pod.ip, pod.ip), load(address, "bench.example.com"),
+                         load(ingress, "ingress.example.com")))
         many = apply(inv_path, "".join(route_yaml(f"r{i}", f"/r{i}") for i in range(ROUTES)))
         reloads = [reload_seconds(inv_path, address, i) for i in range(args.repeat)]
         unchanged = statistics.median(apply(inv_path, route_yaml("load", "/hostname")) for _ in range(args.repeat))
     finally:
         lab("down", "--name", NAME)
-    direct_rps = statistics.median(d["rps"] for d, _ in runs)
-    gateway_rps = statistics.median(g["rps"] for _, g in runs)
-    direct_p99 = statistics.median(d["p99"] for d, _ in runs)
-    gateway_p99 = statistics.median(g["p99"] for _, g in runs)
-    errors = sum(d["errors"] + g["errors"] for d, g in runs)
+    direct_rps, gateway_rps, ingress_rps = (statistics.median(run[i]["rps"] for run in runs) for i in range(3))
+    direct_p99, gateway_p99, ingress_p99 = (statistics.median(run[i]["p99"] for run in runs) for i in range(3))
+    errors = sum(part["errors"] for run in runs for part in run)
     lines = [f"3 emulated nodes; a client on node1, {THREADS} threads for {DURATION:g} s, HTTP/1.0 (a connection "
              f"a request), median of {args.repeat} runs in turns; {errors} errors.", "",
-             "| through the Gateway (nginx) | direct to a pod | through the Gateway | gateway / direct (aim >= 0.5) |",
-             "|---|---|---|---|",
-             f"| requests per second | {direct_rps:.0f} | {gateway_rps:.0f} | {gateway_rps / direct_rps:.2f} |",
-             f"| p99 latency | {direct_p99:.1f} ms | {gateway_p99:.1f} ms | {direct_p99 / gateway_p99:.2f} (direct / "
-             "gateway) |", "",
+             "| nginx in a gateway pod | direct to a pod | through the Gateway | through the Ingress | gateway / "
+             "direct (aim >= 0.5) | ingress / direct (aim >= 0.5) |",
+             "|---|---|---|---|---|---|",
+             f"| requests per second | {direct_rps:.0f} | {gateway_rps:.0f} | {ingress_rps:.0f} | "
+             f"{gateway_rps / direct_rps:.2f} | {ingress_rps / direct_rps:.2f} |",
+             f"| p99 latency | {direct_p99:.1f} ms | {gateway_p99:.1f} ms | {ingress_p99:.1f} ms | "
+             f"{direct_p99 / gateway_p99:.2f} (direct / gateway) | {direct_p99 / ingress_p99:.2f} (direct / ingress) |",
+             "",
              f"`lab apply` of {ROUTES} HTTPRoutes at once: {many:.1f} s. Then one more route, from `lab apply` to "
              f"served: median {statistics.median(reloads):.2f} s, worst {max(reloads):.2f} s "
              f"(median / aim of {RELOAD_AIM:g} s: {statistics.median(reloads) / RELOAD_AIM:.2f}). Of that, `lab apply` "
              f"of an unchanged route (the CLI's start, the plan, a sync that changes nothing) takes {unchanged:.2f} s."]
-    record("Gateway throughput and reload (bench/gateway.py)", lines)
+    record("Gateway and Ingress throughput, and reload (bench/gateway.py)", lines)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 
 from .contract import GATEWAYS_DIR, TLS_FOLDER, gateway_dir, write_durably
 
@@ -70,11 +71,53 @@ def sync_files(lib: str, key: str, files: dict) -> None:
             os.unlink(os.path.join(tls, name))
 
 
+def accepting_workers(master: int) -> set:
+    """The worker processes of an nginx master that take new connections (not those finishing their requests
+    after a reload: nginx retitles them `... is shutting down`)."""
+    try:
+        with open(f"/proc/{master}/task/{master}/children") as handle:
+            children = handle.read().split()
+    except OSError:
+        return set()
+    out = set()
+    for pid in children:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                title = handle.read()
+        except OSError:
+            continue
+        if title.startswith(b"nginx: worker process") and b"shutting down" not in title:
+            out.add(int(pid))
+    return out
+
+
+RELOAD_SECONDS = 10.0
+
+
+def reload(masters: list, seconds: float = RELOAD_SECONDS) -> None:
+    """Reload these nginx masters gracefully (SIGHUP) and wait until each has new workers taking the connections,
+    so that the request after a sync meets the new config (a master that takes longer is left to finish)."""
+    before = {}
+    for master in masters:
+        before[master] = accepting_workers(master)
+        try:
+            os.kill(master, signal.SIGHUP)
+        except ProcessLookupError:
+            before.pop(master)
+    deadline = time.monotonic() + seconds
+    while before and time.monotonic() < deadline:
+        for master, old in list(before.items()):
+            now = accepting_workers(master)
+            if (now and not now & old) or not os.path.exists(f"/proc/{master}"):
+                del before[master]
+        time.sleep(0.01)
+
+
 def sync_gateways(lib: str, configs: dict, files: dict, served: list) -> tuple[list, list]:
     """Make each Gateway's config (and the files it names) the one given and reload the proxies serving a changed
     one; remove the folders of Gateways no longer given. `served`: the records of the gateway pods running on
     this node. Returns the Gateways changed and the configs nginx refused (each 'namespace/name: why')."""
-    changed, refused = [], []
+    changed, refused, reloading = [], [], []
     for key, text in sorted(configs.items()):
         sync_files(lib, key, files.get(key, {}))
         path = config_path(lib, key)
@@ -95,9 +138,8 @@ def sync_gateways(lib: str, configs: dict, files: dict, served: list) -> tuple[l
             continue
         os.replace(candidate, path)
         changed.append(key)
-        for record in served:
-            if record.get("gateway") == key:
-                os.kill(int(record["pid"]), signal.SIGHUP)
+        reloading += [int(r["pid"]) for r in served if r.get("gateway") == key]
+    reload(reloading)
     folder = os.path.join(lib, GATEWAYS_DIR)
     wanted = {gateway_dir(key).split("/", 1)[1] for key in configs}
     in_use = {gateway_dir(r["gateway"]).split("/", 1)[1] for r in served}

@@ -16,7 +16,8 @@ from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.model import Inventory
 from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.core.transport import Transport
-from orchestrator.layers.gateway.world import world_of
+from orchestrator.layers.gateway.ingress import INGRESS_GATEWAY
+from orchestrator.layers.gateway.world import served_ingresses, world_of
 from orchestrator.lessons.model import Command, LOCAL, Lesson, Step, lesson_context, missing_needs, render, step_applies
 
 
@@ -63,11 +64,14 @@ class Player:
         return self._ctx
 
     def address_of(self, kind: str, name: str, namespace: str = "default") -> str:
-        """The address the lab gives a Gateway or a LoadBalancer Service now, as `lab get` shows it (read when a
-        command is run, so a step may use what an earlier step made)."""
+        """The address the lab gives a Gateway, an Ingress or a LoadBalancer Service now, as `lab get` shows it
+        (read when a command is run, so a step may use what an earlier step made)."""
         objects = self.files.read_objects()
         if kind == "gateway":
             found = world_of(objects).addresses.get(f"{namespace}/{name}")
+        elif kind == "ingress":
+            served = any(key == f"{namespace}/{name}" for key, _ in served_ingresses(objects))
+            found = world_of(objects).addresses.get(INGRESS_GATEWAY.key) if served else None
         else:
             service = objects.services.get(f"{namespace}/{name}")
             found = service.load_balancer_ip if service else None

@@ -141,6 +141,23 @@ def test_gateway_lesson_routes_by_path_header_weight_and_redirect_and_leaves_not
     assert lab_cli("verify", "-i", lab.inventory_path).returncode == 0
 
 
+def test_ingress_lesson_serves_host_paths_and_tls_then_the_same_as_a_route_and_leaves_nothing_behind(lab):
+    before, processes = node_state(lab), lab_process_names(lab)
+    try:
+        proc = play(lab, "16-ingress")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "lesson 16-ingress: all 6 checks passed" in proc.stdout
+        assert "subject=CN = shop.l16.example" in proc.stdout  # the certificate served, as openssl shows it
+    finally:
+        assert play(lab, "16", "--cleanup").returncode == 0
+    assert changes(before, node_state(lab)) == []
+    assert lab_process_names(lab) == processes  # no nginx left running
+    listed = lab_cli("get", "ingress,gateway,httproute,secret,deploy,svc", "-A", "-i", lab.inventory_path,
+                     check=True).stdout
+    assert "l16" not in listed and "ingress-lab" not in listed
+    assert lab_cli("verify", "-i", lab.inventory_path).returncode == 0
+
+
 def test_a_lesson_needing_pods_says_what_to_do_on_an_empty_lab(lab3, tmp_path):
     lab_cli("delete", "-i", lab3.inventory_path, "-f", "examples/nginx.yaml", check=True)
     try:
