@@ -22,12 +22,18 @@ from orchestrator.core.transport import Transport
 from e2e.labtools import (LabProcesses, alive, copy_inventory, drill_rng, lab_cli, leftovers, node_snapshot, sh,
                           unique_lab_name, wait_for)
 from e2e.test_loadbalancer import LOCAL as LOCAL_LB, assert_failover  # a Local LoadBalancer for nginx
-from e2e.test_gateway import NGINX_GATEWAY  # nginx behind a Gateway: its proxy pod runs nginx on a VM
+from e2e.test_gateway import NGINX_GATEWAY, openssl_pair  # nginx behind a Gateway: its proxy pod runs nginx on a VM
 from e2e.test_pod_network import MAPPED  # a pod with a hostPort, on node2
 
 REPO = Path(__file__).resolve().parents[2]
 UP_SECONDS = 1200  # a cold image build (~3 min) and two VMs booting under TCG (~1-2 min)
 SLOW = 600  # one command on VMs under TCG: deploy, apply, verify
+# the talk's Gateway with HTTPS too: the certificate file reaches the VM, Debian's nginx serves it by SNI
+NGINX_GATEWAY_TLS = NGINX_GATEWAY.replace(
+    "listeners: [{name: http, port: 80, protocol: HTTP}]",
+    "listeners:\n    - {name: http, port: 80, protocol: HTTP}\n"
+    "    - {name: https, port: 443, protocol: HTTPS, hostname: talk.example.com,\n"
+    "       tls: {certificateRefs: [{name: talk-tls}]}}")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -126,21 +132,25 @@ def test_deploy_loads_and_persists_what_a_real_node_needs(vms):
     assert cli(vms, "deploy").stdout.strip().endswith("no changes")
 
 
-def test_the_talks_nginx_and_every_check_pass_on_vms(vms):
+def test_the_talks_nginx_and_every_check_pass_on_vms(vms, tmp_path):
     cli(vms, "apply", "-f", str(REPO / "examples" / "nginx.yaml"))
     lab_cli("apply", "-i", vms.inventory_path, "-f", "-", input=MAPPED, check=True, timeout=SLOW)
     # LoadBalancers on real kernels: the address held by one VM (its kernel answers ARP), gratuitous ARP
     # from a raw socket, and kept over the reboots and the power cut below by the boot-time restore
     cli(vms, "expose", "deploy", "nginx", "--port", "80", "--type=LoadBalancer", "--name", "web-lb")
     lab_cli("apply", "-i", vms.inventory_path, "-f", "-", input=LOCAL_LB, check=True, timeout=SLOW)
-    # the Gateway API on real kernels: nginx from the VM image in a gateway pod, reloaded on each change
-    lab_cli("apply", "-i", vms.inventory_path, "-f", "-", input=NGINX_GATEWAY, check=True, timeout=SLOW)
+    # the Gateway API on real kernels: nginx from the VM image in a gateway pod, reloaded on each change, HTTPS
+    # with a certificate made by openssl
+    cert, key = openssl_pair(tmp_path, "talk", "talk.example.com")
+    cli(vms, "create", "secret", "tls", "talk-tls", "--cert", cert, "--key", key)
+    lab_cli("apply", "-i", vms.inventory_path, "-f", "-", input=NGINX_GATEWAY_TLS, check=True, timeout=SLOW)
     report = json.loads(lab_cli("verify", "-i", vms.inventory_path, "-o", "json", timeout=SLOW).stdout)
     assert [c for c in report["checks"] if not c["ok"]] == []
     families = {c["family"] for c in report["checks"]}
     assert {"pod-to-pod", "pod-to-service", "dns", "egress", "hostport", "mtu", "loadbalancer", "gateway"} <= families
     assert sum(c["family"] == "loadbalancer" for c in report["checks"]) == 2  # the proxy Service has its own family
-    assert sum(c["family"] == "gateway" for c in report["checks"]) == 2
+    gateway = [c["id"] for c in report["checks"] if c["family"] == "gateway"]
+    assert len(gateway) == 4 and sum("/https " in i for i in gateway) == 2, gateway  # each match, HTTP and HTTPS
 
 
 def test_a_load_balancer_moves_to_the_other_vm_when_its_vm_is_cut_off(vms):
