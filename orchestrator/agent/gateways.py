@@ -52,18 +52,22 @@ def proxy_argv(lib: str, pod: dict) -> list:
     return ["nginx", "-c", ensure_config(lib, pod["gateway"], pod.get("tcp", []))]
 
 
+def holds(path: str, text: str) -> bool:
+    """Whether the file at `path` has exactly `text`."""
+    try:
+        with open(path) as handle:
+            return handle.read() == text
+    except OSError:
+        return False
+
+
 def sync_files(lib: str, key: str, files: dict) -> None:
     """The files a Gateway's config names, as given (private: they hold TLS keys); the others of its tls/ go."""
     folder = os.path.join(lib, gateway_dir(key))
     for rel, text in sorted(files.items()):
         path = os.path.join(folder, rel)
-        try:
-            with open(path) as handle:
-                if handle.read() == text:
-                    continue
-        except OSError:
-            pass
-        write_durably(path, text, mode=0o600)
+        if not holds(path, text):
+            write_durably(path, text, mode=0o600)
     tls = os.path.join(folder, TLS_FOLDER)
     wanted = {os.path.basename(rel) for rel in files}
     for name in sorted(os.listdir(tls)) if os.path.isdir(tls) else []:
@@ -121,12 +125,8 @@ def sync_gateways(lib: str, configs: dict, files: dict, served: list) -> tuple[l
     for key, text in sorted(configs.items()):
         sync_files(lib, key, files.get(key, {}))
         path = config_path(lib, key)
-        try:
-            with open(path) as handle:
-                if handle.read() == text:
-                    continue
-        except OSError:
-            pass
+        if holds(path, text):
+            continue
         candidate = path + ".new"
         write_durably(candidate, text)
         checked = subprocess.run(["nginx", "-t", "-q", "-c", candidate], stdout=subprocess.PIPE,

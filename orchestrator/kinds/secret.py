@@ -18,7 +18,6 @@ from orchestrator.kinds.show import age, described_labels, lead, lead_columns
 from orchestrator.layers.gateway.tls import SECRET_KIND, TLS_TYPE, certificate_summary, check_tls, decoded, tls_pair
 
 
-
 def parse(doc: Doc, head: Manifest, warn: Warn) -> Manifest:
     data = doc.data.get("data") or {}
     text = doc.data.get("stringData") or {}

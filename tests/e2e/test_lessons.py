@@ -125,37 +125,34 @@ def test_load_balancer_lesson_fails_over_and_leaves_no_address_behind(lab):
     assert lab_cli("verify", "-i", lab.inventory_path).returncode == 0
 
 
-def test_gateway_lesson_routes_by_path_header_weight_and_redirect_and_leaves_nothing_behind(lab):
+def assert_played_and_cleaned(lab, lesson: str, checks: int, *shown: str) -> None:
+    """`lesson` played: all its checks pass and its output shows each of `shown`; its cleanup leaves the nodes'
+    state and processes as they were (no nginx left running), and `lab verify` passing."""
     before, processes = node_state(lab), lab_process_names(lab)
     try:
-        proc = play(lab, "15-gateway-api")
+        proc = play(lab, lesson)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "lesson 15-gateway-api: all 6 checks passed" in proc.stdout
-        assert "301 https://shop.l15.example/login" in proc.stdout
+        assert f"lesson {lesson}: all {checks} checks passed" in proc.stdout
+        assert all(text in proc.stdout for text in shown), proc.stdout
     finally:
-        assert play(lab, "15", "--cleanup").returncode == 0
+        assert play(lab, lesson.split("-")[0], "--cleanup").returncode == 0
     assert changes(before, node_state(lab)) == []
-    assert lab_process_names(lab) == processes  # no nginx left running
+    assert lab_process_names(lab) == processes
+    assert lab_cli("verify", "-i", lab.inventory_path).returncode == 0
+
+
+def test_gateway_lesson_routes_by_path_header_weight_and_redirect_and_leaves_nothing_behind(lab):
+    assert_played_and_cleaned(lab, "15-gateway-api", 6, "301 https://shop.l15.example/login")
     listed = lab_cli("get", "gateway,httproute,deploy,svc", "-A", "-i", lab.inventory_path, check=True).stdout
     assert "l15" not in listed
-    assert lab_cli("verify", "-i", lab.inventory_path).returncode == 0
 
 
 def test_ingress_lesson_serves_host_paths_and_tls_then_the_same_as_a_route_and_leaves_nothing_behind(lab):
-    before, processes = node_state(lab), lab_process_names(lab)
-    try:
-        proc = play(lab, "16-ingress")
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "lesson 16-ingress: all 6 checks passed" in proc.stdout
-        assert "subject=CN = shop.l16.example" in proc.stdout  # the certificate served, as openssl shows it
-    finally:
-        assert play(lab, "16", "--cleanup").returncode == 0
-    assert changes(before, node_state(lab)) == []
-    assert lab_process_names(lab) == processes  # no nginx left running
+    # the certificate served, as openssl shows it
+    assert_played_and_cleaned(lab, "16-ingress", 6, "subject=CN = shop.l16.example")
     listed = lab_cli("get", "ingress,gateway,httproute,secret,deploy,svc", "-A", "-i", lab.inventory_path,
                      check=True).stdout
     assert "l16" not in listed and "ingress-lab" not in listed
-    assert lab_cli("verify", "-i", lab.inventory_path).returncode == 0
 
 
 def test_a_lesson_needing_pods_says_what_to_do_on_an_empty_lab(lab3, tmp_path):
