@@ -9,13 +9,12 @@ import json
 import os
 from typing import Optional
 
-import yaml
-
 from orchestrator import pipeline
 from orchestrator.cli.common import out, progress, resolve_inventory, warn
 from orchestrator import kinds
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.objects import key_of
+from orchestrator.core.render import dump_yaml
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 from orchestrator.kinds.deployment import DEPLOYMENT
@@ -65,7 +64,7 @@ def apply_doc(args, doc: dict, source: str = "") -> int:
     source = source or f"lab {args.command_name}"
     manifest = kinds.parse(doc, source, warn)
     if args.dry_run == "client":
-        print(json.dumps(doc, indent=2) if args.output == "json" else yaml.safe_dump(doc, sort_keys=False), end="")
+        print(json.dumps(doc, indent=2) if args.output == "json" else dump_yaml(doc), end="")
         return 0
     inv = resolve_inventory(args.inventory)
     files = LabFiles.of(inv.name)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Optional
 
-import yaml
-
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects
 from orchestrator.core.policy_spec import Selector
+from orchestrator.core.render import dump_yaml
 from orchestrator.kinds import KINDS, Item, Kind, by_name
 
 
@@ -93,5 +92,5 @@ def render_docs(docs: list[dict], single: bool, output: str) -> str:
     if output == "json":
         return json.dumps(doc, indent=2)
     if output == "yaml":
-        return yaml.safe_dump(doc, sort_keys=False).rstrip("\n")
+        return dump_yaml(doc).rstrip("\n")
     return jsonpath(output[len("jsonpath="):], doc)

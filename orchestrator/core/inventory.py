@@ -20,6 +20,7 @@ import yaml
 from orchestrator.core.errors import InputError, field_error, yaml_error
 from orchestrator.core.model import (ACCELERATORS, Cluster, Emulated, Inventory, Node, OVERLAY_BACKENDS, Overlay,
         PROVIDERS, PROXY_MODES, Ssh)
+from orchestrator.core.render import dump_yaml
 
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
@@ -400,4 +401,4 @@ def dump(inventory: Inventory, relative_to: Path) -> str:
                             **({"sudo_user": e.sudo_user} if e.sudo_user else {})}
         if e.provider != "local":
             data["emulated"].update(provider=e.provider, memory=e.memory, accel=e.accel)
-    return yaml.safe_dump(data, sort_keys=False)
+    return dump_yaml(data)

@@ -8,6 +8,7 @@ from importlib import resources
 from typing import Any, Optional
 
 import jinja2
+import yaml
 
 from orchestrator.core.script import quote
 
@@ -44,3 +45,16 @@ def environment() -> jinja2.Environment:
 def render(template: str, **values: Any) -> str:
     """Render `templates/<template>` with `values`; a missing value is an error, not an empty string."""
     return environment().get_template(template).render(**values)
+
+
+class PlainDumper(yaml.SafeDumper):
+    """YAML as kubectl writes it: an object used twice is written twice, never as an anchor and alias
+    (`&id001`, `*id001`), which a student editing the output would not expect."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_yaml(data: Any) -> str:
+    """`data` as YAML in its own key order, without anchors."""
+    return yaml.dump(data, Dumper=PlainDumper, sort_keys=False)

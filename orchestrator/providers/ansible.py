@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from orchestrator.core.model import Inventory
+from orchestrator.core.render import dump_yaml
 from orchestrator.core.script import quote_argv
 
 
@@ -37,4 +36,4 @@ def ansible_inventory(inv: Inventory, subnets: dict[str, str]) -> str:
     }}
     return (f"# Ansible inventory of lab {cluster.name}, made by `lab inventory export --format ansible` "
             f"from {inv.source}.\n# Try: ansible -i THIS_FILE nodes -m ping\n"
-            + yaml.safe_dump(data, sort_keys=False))
+            + dump_yaml(data))

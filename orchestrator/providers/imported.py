@@ -27,11 +27,10 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import yaml
-
 from orchestrator.core import inventory as inventory_mod
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.model import Cluster, Inventory, Node, Ssh
+from orchestrator.core.render import dump_yaml
 from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.core.transport import Transport
 from orchestrator.providers.ansible import ansible_inventory
@@ -197,13 +196,13 @@ def import_hosts(hosts: Sequence[SshHost], source: Source, *, name: str, output:
                                        network=wanted_network, exclude=(cluster.cluster_cidr, cluster.service_cidr))
         # Checked as the lab will load it (with the keys pinned so far), before anything is written.
         check = inventory_data(name, hosts, addresses, temporary, None)
-        inventory_mod.parse(yaml.safe_dump(check, sort_keys=False), str(out_path or "the new inventory"), Path.cwd())
+        inventory_mod.parse(dump_yaml(check), str(out_path or "the new inventory"), Path.cwd())
     data = inventory_data(name, hosts, addresses, known_path, out_path.parent if out_path else None)
     header = (f"# Made by `lab inventory` from {source.description}.\n"
               f"# Host keys were taken on first use into {data['ssh']['known_hosts']}: compare their\n"
               f"# fingerprints with the nodes' (`{source.how_to_check.format(node='NODE', kind='ed25519')}`).\n"
               "# Cluster settings not given here are the defaults (see inventories/local.yaml).\n")
-    text = header + yaml.safe_dump(data, sort_keys=False)
+    text = header + dump_yaml(data)
     if out_path is None:
         LabFiles.of(name).create()
     atomic_write(known_path, known.text, mode=0o644)

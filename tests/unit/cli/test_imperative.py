@@ -1,0 +1,47 @@
+"""kubectl's imperative commands with --dry-run=client: the YAML a student edits (no anchors, ever), and the
+Secrets `lab create secret` makes; a file that cannot be read is one line naming the flag."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+
+import yaml
+
+from tests.unit.layers.gateway.certs import self_signed
+
+
+def lab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True)
+
+
+def test_a_dry_run_prints_yaml_without_anchors():
+    proc = lab("create", "deploy", "web2", "--replicas", "2", "--dry-run=client", "-o", "yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert "&id" not in proc.stdout and "*id" not in proc.stdout
+    doc = yaml.safe_load(proc.stdout)
+    assert doc["metadata"]["labels"] == doc["spec"]["selector"]["matchLabels"] == {"app": "web2"}
+
+
+def test_create_secret_tls_and_generic_make_what_kubectl_makes(tmp_path):
+    cert, key = self_signed("shop.example.com")
+    (tmp_path / "tls.crt").write_text(cert)
+    (tmp_path / "tls.key").write_text(key)
+    proc = lab("create", "secret", "tls", "shop-tls", "--cert", str(tmp_path / "tls.crt"), "--key",
+               str(tmp_path / "tls.key"), "--dry-run=client", "-o", "yaml")
+    doc = yaml.safe_load(proc.stdout)
+    assert (doc["kind"], doc["type"], doc["metadata"]["name"]) == ("Secret", "kubernetes.io/tls", "shop-tls")
+    assert base64.b64decode(doc["data"]["tls.key"]).decode() == key
+    proc = lab("create", "secret", "generic", "db", "--from-literal", "user=admin", "--from-file",
+               f"ca={tmp_path / 'tls.crt'}", "--dry-run=client", "-o", "yaml")
+    doc = yaml.safe_load(proc.stdout)
+    assert doc["type"] == "Opaque" and base64.b64decode(doc["data"]["user"]) == b"admin"
+    assert base64.b64decode(doc["data"]["ca"]).decode() == cert
+
+
+def test_create_secret_tls_with_a_missing_file_is_one_line():
+    proc = lab("create", "secret", "tls", "shop-tls", "--cert", "/nonexistent.crt", "--key", "/nonexistent.key",
+               "--dry-run=client")
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1
+    assert "lab create secret tls shop-tls: --cert /nonexistent.crt: No such file or directory" in proc.stderr
