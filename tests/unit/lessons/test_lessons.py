@@ -14,7 +14,7 @@ from orchestrator.lessons import model as lessons
 
 TALK_ORDER = ["01-namespaces", "02-netns-veth", "03-netns-connected", "04-bridge", "05-two-hosts", "06-docker",
               "07-cni", "08-network-model", "09-vxlan", "10-services", "11-dns", "12-isolation",
-              "13-troubleshooting", "14-loadbalancer", "15-gateway-api"]
+              "13-troubleshooting", "14-loadbalancer", "15-gateway-api", "16-ingress"]
 
 
 def inventory(nodes: int = 3, **cluster) -> Inventory:
