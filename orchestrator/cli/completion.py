@@ -56,7 +56,7 @@ def nodes_and_pods(prefix: str, parsed_args, **kwargs) -> list[str]:
 def install(parser) -> None:
     """Attach the completers to the parser's arguments and answer the shell when it asks (a no-op otherwise)."""
     for action in walk(parser):
-        if action.dest == "resource":
+        if action.dest in ("resource", "kind"):
             action.completer = kinds
         elif action.dest in ("names", "name", "pod"):
             action.completer = names

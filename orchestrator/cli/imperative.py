@@ -11,6 +11,7 @@ from typing import Optional
 
 from orchestrator import pipeline
 from orchestrator.cli.common import out, progress, resolve_inventory, warn
+from orchestrator.cli.resources import one_object
 from orchestrator import kinds
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.objects import key_of
@@ -128,6 +129,7 @@ def secret_doc(kind: str, name: str, namespace: str, args) -> dict:
 
 
 def cmd_expose(args) -> int:
+    args.kind, args.name = one_object(args.kind, args.name, "expose")
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
     kind = kinds.by_name(args.kind)
@@ -152,6 +154,10 @@ def cmd_expose(args) -> int:
 
 
 def cmd_scale(args) -> int:
+    kind, args.name = one_object(args.kind, args.name, "scale")
+    if kinds.by_name(kind) is not DEPLOYMENT:
+        raise InputError(f"lab scale: {kind!r}: the lab scales deployments; write lab scale deployment/NAME "
+                         "--replicas N")
     inv = resolve_inventory(args.inventory)
     record = LabFiles.of(inv.name).read_objects().deployments.get(key_of(args.namespace, args.name))
     if record is None:
@@ -165,6 +171,12 @@ def cmd_scale(args) -> int:
 
 
 def cmd_label(args) -> int:
+    if "/" in args.kind:  # label pod/web k=v: the first word after it is a label
+        args.labels = [args.name, *args.labels] if args.name else args.labels
+        args.name = None
+    args.kind, args.name = one_object(args.kind, args.name, "label")
+    if not args.labels:
+        raise InputError("lab label: give the labels: KEY=VALUE to set, KEY- to remove")
     found = kinds.by_name(args.kind)
     kind = "pod" if found is POD else "namespace" if found is NAMESPACE else None
     if kind is None:
@@ -186,14 +198,17 @@ def cmd_label(args) -> int:
     return 0
 
 
-def cmd_delete_named(args) -> int:
-    """`lab delete KIND NAME...` (kubectl's form): what `lab delete -f` does for those objects."""
-    kind = kinds.by_name(args.kind)
-    if kind is None or kind.forget is None:
-        deletable = ", ".join(k.resource for k in kinds.KINDS.values() if k.forget is not None)
-        raise InputError(f"lab delete: {args.kind!r}: the lab deletes {deletable}")
-    manifests = [kinds.manifest(kind.kind, name, args.namespace, f"lab delete {args.kind} {name}")
-                 for name in args.names]
+def cmd_delete_named(args, groups: list[tuple[str, list[str]]]) -> int:
+    """`lab delete KIND NAME...` or `lab delete KIND/NAME...` (kubectl's forms): what `lab delete -f` does for
+    those objects."""
+    manifests = []
+    for text, names in groups:
+        kind = kinds.by_name(text)
+        if kind is None or kind.forget is None:
+            deletable = ", ".join(k.resource for k in kinds.KINDS.values() if k.forget is not None)
+            raise InputError(f"lab delete: {text!r}: the lab deletes {deletable}")
+        manifests += [kinds.manifest(kind.kind, name, args.namespace or "default", f"lab delete {text} {name}")
+                      for name in names]
     inv = resolve_inventory(args.inventory)
     files = LabFiles.of(inv.name)
     with files.lock(), Transport(inv.nodes) as transport:
@@ -204,6 +219,7 @@ def cmd_delete_named(args) -> int:
 
 
 def cmd_rollout(args) -> int:
+    args.kind, args.name = one_object(args.kind, args.name, "rollout restart")
     if kinds.by_name(args.kind) is not DEPLOYMENT:
         raise InputError(f"lab rollout restart: {args.kind!r}: the lab restarts deployments; write "
                          "lab rollout restart deploy NAME")

@@ -7,6 +7,8 @@ user's mistake.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from typing import Optional
 
@@ -18,7 +20,6 @@ from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_r
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
         cmd_graph, cmd_link, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
 from orchestrator.cli.object_commands import cmd_apply, cmd_cni, cmd_delete, cmd_describe, cmd_get, cmd_logs
-from orchestrator.kinds import KINDS
 from orchestrator.cli.study_commands import cmd_break, cmd_fix, cmd_play, cmd_trace, cmd_verify
 from orchestrator.core.errors import LabError
 from orchestrator.core.transport import NodeError
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "cat pod.yaml | lab apply -f -")
     p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
                    help="a manifest file, a folder of them, or - for stdin (repeatable)")
+    p.add_argument("-n", "--namespace", help="the namespace of the objects that name none")
     p = command("delete", cmd_delete, "delete what Kubernetes YAML names, or KIND NAME... (a Deployment with its "
                 "pods, a Namespace with everything in it)",
                 "lab delete -f examples/nginx.yaml\nlab delete pod web\nlab delete deploy nginx\nlab delete ns shop")
@@ -109,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a manifest file, a folder of them, or - for stdin (repeatable)")
     p.add_argument("kind", nargs="?", metavar="KIND", help="pod, deploy, svc, ns or netpol (without -f)")
     p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-n", "--namespace", help="the namespace (default: default; with -f, of the objects that name none)")
 
     def dry_run(p):
         p.add_argument("--dry-run", choices=("client", "none"), default="none",
@@ -143,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "lab expose deploy web --port 80\nlab expose deploy web --port 8080 --target-port 80 --type NodePort\n"
                 "lab expose deploy web --port 80 --type=LoadBalancer --name web-lb\n"
                 "lab expose pod web --port 80 --dry-run=client -o yaml")
-    p.add_argument("kind", metavar="deploy|pod")
-    p.add_argument("name")
+    p.add_argument("kind", metavar="deploy|pod|KIND/NAME")
+    p.add_argument("name", nargs="?")
     p.add_argument("--port", type=int, help="the Service's port (default: the pods' container port)")
     p.add_argument("--target-port", type=int)
     p.add_argument("--type", choices=("ClusterIP", "NodePort", "LoadBalancer"), default="ClusterIP")
@@ -153,15 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     dry_run(p)
     p = command("scale", cmd_scale, "change a deployment's replicas (kubectl scale)",
                 "lab scale deploy web --replicas 5")
-    p.add_argument("kind", choices=("deploy", "deployment", "deployments"))
-    p.add_argument("name")
+    p.add_argument("kind", metavar="deployment|deployment/NAME")
+    p.add_argument("name", nargs="?")
     p.add_argument("--replicas", type=int, required=True)
     dry_run(p)
     p = command("label", cmd_label, "add, change (--overwrite) or remove (KEY-) labels of a pod or a namespace",
                 "lab label pod web tier=front\nlab label ns shop team=shop\nlab label pod web tier-")
-    p.add_argument("kind", metavar="pod|ns")
-    p.add_argument("name")
-    p.add_argument("labels", nargs="+", metavar="KEY=VALUE|KEY-")
+    p.add_argument("kind", metavar="pod|ns|KIND/NAME")
+    p.add_argument("name", nargs="?")
+    p.add_argument("labels", nargs="*", metavar="KEY=VALUE|KEY-")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-n", "--namespace", default="default")
     p = command("completion", cmd_completion, "shell completion: commands, options, kinds and the lab's names",
@@ -170,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("rollout", cmd_rollout, "new pods for a deployment: new names, new IPs; endpoints follow "
                 "(kubectl rollout restart)", "lab rollout restart deploy web")
     p.add_argument("action", choices=("restart",))
-    p.add_argument("kind", metavar="deploy")
-    p.add_argument("name")
+    p.add_argument("kind", metavar="deploy|deploy/NAME")
+    p.add_argument("name", nargs="?")
     p.add_argument("-n", "--namespace", default="default")
 
     p = command("cni", cmd_cni, "CNI by hand: CHECK the pods' attachments, or run ADD/DEL/CHECK/VERSION "
@@ -281,13 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "lab describe pod web-7d9f-x2k4q\nlab describe node node1\nlab describe deploy nginx\n"
                 "lab describe svc nginx\nlab describe ep nginx\nlab describe svc kube-dns -n kube-system\n"
                 "lab describe netpol default-deny-ingress -n x\nlab describe ns x")
-    p.add_argument("resource", choices=sorted(n for k in KINDS.values() if k.describe for n in k.names), metavar="KIND")
-    p.add_argument("name")
+    p.add_argument("resource", metavar="KIND|KIND/NAME")
+    p.add_argument("name", nargs="?")
     p.add_argument("-n", "--namespace", default="default")
 
     p = command("logs", cmd_logs, "a pod's log: its server's access log (when, from which address, what)",
                 "lab logs web-7d9f-x2k4q\nlab logs a -n x --tail 5\nlab logs a -n x -f")
-    p.add_argument("pod")
+    p.add_argument("pod", metavar="POD|pod/POD|deployment/NAME")
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("--tail", type=int, default=100, help="the last N lines (default 100)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C ends)")
@@ -345,6 +347,24 @@ def cmd_completion(args) -> int:
     return 0
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """kubectl's grammar: a command's names and options in any order (`lab get ep -n kube-system kube-dns`), and
+    an argument error that shows the command's own usage."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if not argv or argv[0] not in commands:
+        return parser.parse_args(argv)
+    command = commands[argv[0]]
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = command.parse_intermixed_args(argv[1:])
+    except (SystemExit, TypeError) as exc:  # TypeError: a command with commands of its own (lab inventory)
+        if isinstance(exc, SystemExit) and exc.code == 0:
+            raise
+        args = command.parse_args(argv[1:])  # argparse's own message for what is wrong, if anything is
+    args.command_name = argv[0]
+    return args
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["exec"]:  # kubectl's -it: here -i is the inventory, so it becomes --tty
@@ -354,7 +374,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     remote = argv[argv.index("--") + 1:] if "--" in argv else None
     parser = build_parser()
     install_completion(parser)  # answers the shell and exits when it asks; a no-op otherwise
-    args = parser.parse_args(argv[:argv.index("--")] if remote is not None else argv)
+    args = parse_command_line(parser, argv[:argv.index("--")] if remote is not None else argv)
     if remote is not None:
         args.command = remote
     args.run_cli = main  # lessons run `lab` commands as steps

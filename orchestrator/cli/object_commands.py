@@ -13,7 +13,7 @@ from orchestrator.agent.contract import pod_log_path
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output, warn
 from orchestrator.cli.imperative import cmd_delete_named
 from orchestrator.cli.output import print_described, print_table
-from orchestrator.cli.resources import field_filter, kinds_of, render_docs, select
+from orchestrator.cli.resources import field_filter, kinds_of, one_object, render_docs, select, type_names
 from orchestrator.core.agent import agent_argv
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.manifests import fmt_labels
@@ -22,6 +22,7 @@ from orchestrator.core.objects import LabObjects, key_of
 from orchestrator.core.policy_spec import selector_from_text
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
+from orchestrator.kinds.deployment import DEPLOYMENT
 from orchestrator.kinds.node import NODE
 from orchestrator.kinds.pod import POD
 from orchestrator.layers.nodes.facts import conflist_path
@@ -32,7 +33,7 @@ from orchestrator.layers.pods.apply import observe_pods
 def apply_manifests(args, action) -> int:
     """Parse every -f target first (bad input changes nothing), then `action` under the lab's lock."""
     inv = resolve_inventory(args.inventory)
-    manifests = [m for target in args.filename for m in kinds.parse_all(target, warn)]
+    manifests = [m for target in args.filename for m in kinds.parse_all(target, warn, args.namespace)]
     files = LabFiles.of(inv.name)
     with files.lock(), Transport(inv.nodes) as transport:
         lines = action(inv, transport, files, manifests, progress)
@@ -50,15 +51,20 @@ def cmd_delete(args) -> int:
         raise InputError("lab delete: give -f FILE or KIND NAME..., not both")
     if args.filename:
         return apply_manifests(args, pipeline.delete_manifests)
-    if not (args.kind and args.names):
-        raise InputError("lab delete: give -f FILE, or KIND NAME... (e.g. lab delete pod web)")
-    return cmd_delete_named(args)
+    groups = type_names(args.kind, args.names, "delete")
+    if not groups or not all(names for _, names in groups):
+        raise InputError("lab delete: give -f FILE, or KIND NAME... (e.g. lab delete pod web, lab delete deploy/web)")
+    return cmd_delete_named(args, groups)
 
 
 def cmd_describe(args) -> int:
-    inv = resolve_inventory(args.inventory)
+    args.resource, args.name = one_object(args.resource, args.name, "describe")
     kind = kinds.by_name(args.resource)
-    assert kind is not None and kind.describe is not None  # the argument's choices
+    if kind is None or kind.describe is None:
+        described = sorted(k.resource for k in kinds.KINDS.values() if k.describe)
+        raise InputError(f'the server doesn\'t have a resource type "{args.resource}" to describe; use one of: '
+                         f"{', '.join(described)}")
+    inv = resolve_inventory(args.inventory)
     with Observer(inv, LabFiles.of(inv.name), kind is POD, kind is NODE) as observer:
         objects = observer.read()
     namespace = args.namespace if kind.namespaced else None
@@ -71,9 +77,22 @@ def cmd_describe(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    """The pod server's access log: who connected, from which address, asking what."""
+    """The pod server's access log: who connected, from which address, asking what. POD, pod/POD, or
+    deployment/NAME (one of its pods, as kubectl picks one)."""
     inv = resolve_inventory(args.inventory)
-    pod = LabFiles.of(inv.name).read_objects().pods.get(key_of(args.namespace, args.pod))
+    objects = LabFiles.of(inv.name).read_objects()
+    kind_text, _, name = args.pod.rpartition("/")
+    kind = kinds.by_name(kind_text) if kind_text else POD
+    if kind is DEPLOYMENT:
+        owned = sorted(objects.pods_of(f"Deployment/{key_of(args.namespace, name)}"), key=lambda p: p.name)
+        if not owned:
+            raise LabError(f"{DEPLOYMENT.not_found(name, args.namespace)}, or it has no pods")
+        args.pod = owned[0].name
+    elif kind is POD:
+        args.pod = name
+    else:
+        raise InputError(f"lab logs: {args.pod!r}: give a pod (NAME or pod/NAME) or deployment/NAME")
+    pod = objects.pods.get(key_of(args.namespace, args.pod))
     if pod is None:
         raise LabError(POD.not_found(args.pod, args.namespace))
     if pod.node is None:
@@ -169,7 +188,8 @@ class Observer:
 
 def cmd_get(args) -> int:
     inv = resolve_inventory(args.inventory)
-    wanted = kinds_of(args.resource)
+    wanted = [(kind, names) for text, names in type_names(args.resource, args.names, "get")
+              for kind in kinds_of(text)]
     output = args.output or ""
     if output not in ("", "wide", "json", "yaml", "name") and not output.startswith("jsonpath="):
         raise InputError(f"-o {output}: unknown output format; use wide, json, yaml, name or jsonpath=TEMPLATE")
@@ -178,8 +198,9 @@ def cmd_get(args) -> int:
     labels = selector_from_text(args.selector) if args.selector else None
     namespace = None if args.all_namespaces else args.namespace
     # the pods' status is what their nodes report, not what was recorded (not asked for -o name)
-    with Observer(inv, LabFiles.of(inv.name), POD in wanted and output != "name",
-                  NODE in wanted and output != "name") as observer:
+    kinds = [kind for kind, _ in wanted]
+    with Observer(inv, LabFiles.of(inv.name), POD in kinds and output != "name",
+                  NODE in kinds and output != "name") as observer:
         return show(args, inv, wanted, observer, namespace, labels, output)
 
 
@@ -187,20 +208,21 @@ def show(args, inv: Inventory, wanted: list, observer: "Observer", namespace: Op
          output: str) -> int:
     """`lab get`'s output: tables (and -w's lines), or the objects as json, yaml, jsonpath or names."""
     def listed(objects):
-        return [(kind, select(kind, inv, objects, args.names, namespace, labels, field_filter(args.field_selector)))
-                for kind in wanted]
+        return [(kind, select(kind, inv, objects, names, namespace, labels, field_filter(args.field_selector)))
+                for kind, names in wanted]
 
     objects = observer.read()
     found = listed(objects)
-    if args.names and not args.watch:
-        missing = [(kind, name) for kind, records in found for name in args.names
+    named = any(names for _, names in wanted)
+    if named and not args.watch:
+        missing = [(kind, name) for (kind, records), (_, names) in zip(found, wanted, strict=True) for name in names
                    if name not in {r.name for r in records}]
         if missing:
             kind, name = missing[0]
             raise LabError(kind.not_found(name))
     if output in ("json", "yaml") or output.startswith("jsonpath="):
         print(render_docs([kind.to_json(r, inv, objects) for kind, records in found for r in records],
-                          single=bool(args.names) and len(wanted) == 1, output=output))
+                          single=named and len(wanted) == 1 and len(wanted[0][1]) == 1, output=output))
         return 0
     if output == "name":
         for kind, records in found:

@@ -4,6 +4,7 @@ lists and `all`; filters (namespace, names, -l label selector, --field-selector)
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from orchestrator.core.errors import InputError
@@ -31,6 +32,33 @@ def kinds_of(text: str) -> list[Kind]:
                               if word == "all" else [kind])
                   if k is not None and k not in found]
     return found
+
+
+def type_names(first: Optional[str], names: Sequence[str], command: str) -> list[tuple[str, list[str]]]:
+    """kubectl's two ways of naming objects, KIND NAME... and KIND/NAME... (where every word is one: pods/a
+    svc/b): (kind as written, its names), kinds in the order given."""
+    words = [w for w in (first, *names) if w]
+    if not any("/" in w for w in words):
+        return [(first, list(names))] if first else []
+    if not all("/" in w for w in words):
+        raise InputError(f"there is no need to specify a resource type as a separate argument when passing arguments "
+                         f"in resource/name form (e.g. 'lab {command} resource/<resource_name>' instead of "
+                         f"'lab {command} resource resource/<resource_name>')")
+    grouped: dict[str, list[str]] = {}
+    for word in words:
+        kind, _, name = word.partition("/")
+        if not kind or not name or "/" in name:
+            raise InputError(f"lab {command}: {word!r} is not KIND/NAME; write e.g. deployment/web")
+        grouped.setdefault(kind, []).append(name)
+    return list(grouped.items())
+
+
+def one_object(kind: Optional[str], name: Optional[str], command: str) -> tuple[str, str]:
+    """One object named as KIND NAME or KIND/NAME: (kind as written, name)."""
+    groups = type_names(kind, [name] if name else [], command)
+    if len(groups) != 1 or len(groups[0][1]) != 1:
+        raise InputError(f"lab {command}: name one object: KIND NAME or KIND/NAME (e.g. deployment/web)")
+    return groups[0][0], groups[0][1][0]
 
 
 def field_value(doc: dict, path: str) -> Any:

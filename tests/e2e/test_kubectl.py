@@ -152,6 +152,45 @@ def test_imperative_commands_write_the_yaml_a_student_would(kube):
     assert lab(kube, "get", "pods", "-l", "app in (api,client)", "-o", "name").stdout == ""
 
 
+OTHER = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: other}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: lone, labels: {app: lone}}
+spec: {containers: [{name: c, image: nginx, ports: [{containerPort: 80}]}]}
+"""
+
+
+def test_kubectls_argument_grammar_type_slash_name_and_names_after_options(kube):
+    assert column(lab(kube, "get", "ep", "-n", "kube-system", "kube-dns").stdout, "NAME") == ["kube-dns"]
+    assert column(lab(kube, "get", "svc", "-o", "wide", "nginx").stdout, "NAME") == ["nginx"]
+    both = lab(kube, "get", "deploy/nginx", "svc/nginx", "-o", "name").stdout.split()
+    assert both == ["deployment.apps/nginx", "service/nginx"]
+    assert lab(kube, "describe", "deployment/nginx").stdout.startswith("Name:")
+    assert lab(kube, "scale", "deployment/nginx", "--replicas=4").stdout.strip() == "deployment.apps/nginx scaled"
+    assert len(lab(kube, "get", "pods", "-l", "app=nginx", "-o", "name").stdout.split()) == 4
+    lab(kube, "scale", "deploy", "nginx", "--replicas", "3")  # as examples/nginx.yaml has it
+    assert lab(kube, "logs", "deploy/nginx", "--tail", "1").returncode == 0
+    mixed = lab(kube, "get", "deploy", "svc/nginx", check=False)
+    assert mixed.returncode != 0 and "there is no need to specify a resource type as a separate argument" in \
+        mixed.stderr
+    # -n on apply puts the objects that name no namespace there; one naming another is refused, changing nothing
+    lab_cli("apply", "-n", "other", "-i", kube.inventory_path, "-f", "-", input=OTHER, check=True)
+    assert column(lab(kube, "get", "pods", "-n", "other").stdout, "NAME") == ["lone"]
+    assert lab(kube, "label", "pod/lone", "-n", "other", "tier=x").stdout.strip() == "pod/lone labeled"
+    elsewhere = OTHER.split("---")[1].replace("metadata: {name: lone,", "metadata: {name: lone2, namespace: other,")
+    clash = lab_cli("apply", "-n", "shop", "-i", kube.inventory_path, "-f", "-", input=elsewhere)
+    assert clash.returncode != 0 and clash.stderr.count("\n") == 1
+    assert "metadata.namespace: the namespace from the provided object 'other' does not match the namespace " \
+        "'shop'" in clash.stderr
+    assert lab(kube, "get", "pod", "lone2", "-A", check=False).returncode != 0
+    assert lab(kube, "delete", "pod/lone", "ns/other", "-n", "other").stdout.split("\n")[:2] == ["pod/lone deleted",
+                                                                                  "namespace/other deleted"]
+
+
 @pytest.mark.parametrize("args, message", [
     (("get", "pods", "nope"), 'lab: error: Error from server (NotFound): pods "nope" not found'),
     (("get", "widgets"), 'the server doesn\'t have a resource type "widgets"'),
