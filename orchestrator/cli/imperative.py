@@ -7,10 +7,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 from typing import Optional
 
 from orchestrator import pipeline
 from orchestrator.cli.common import out, progress, resolve_inventory, warn
+from orchestrator.cli.lab_commands import run_in_pod
 from orchestrator.cli.resources import one_object
 from orchestrator import kinds
 from orchestrator.core.errors import InputError, LabError
@@ -79,8 +81,42 @@ def apply_doc(args, doc: dict, source: str = "") -> int:
 
 
 def cmd_run(args) -> int:
-    return apply_doc(args, pod_doc(args.name, args.namespace, args.image,
-                                   labels_of(args.labels) or {"run": args.name}, args.port))
+    """kubectl run: a pod; with `--rm -it ... -- CMD` (the exam's throw-away client), CMD run in a new pod, its
+    output shown, the pod deleted after, and CMD's exit code returned."""
+    doc = pod_doc(args.name, args.namespace, args.image, labels_of(args.labels) or {"run": args.name}, args.port)
+    if args.restart:
+        doc["spec"]["restartPolicy"] = args.restart
+    command: list[str] = getattr(args, "command", None) or []
+    if command and not args.rm:
+        raise InputError(f"lab run {args.name} -- {' '.join(command)}: a lab pod runs the lab's server, not a "
+                         f"command; run it once in a new pod with lab run {args.name} --rm -it -- CMD, or in a "
+                         f"running pod with lab exec POD -- CMD")
+    if args.rm and not command:
+        raise InputError(f"lab run {args.name} --rm: give the command to run after --, e.g. "
+                         f"lab run {args.name} --rm -it --image=busybox --restart=Never -- wget -qO- http://web")
+    if not args.rm or args.dry_run == "client":
+        return apply_doc(args, doc)
+    return run_and_remove(args, doc, command)
+
+
+def run_and_remove(args, doc: dict, command: list[str]) -> int:
+    """The pod made, `command` run in it (a terminal where -t is given and this is one), the pod deleted
+    whatever happens (Ctrl-C too), as kubectl's `run --rm` does."""
+    manifest = kinds.parse(doc, f"lab run {args.name}", warn)
+    inv = resolve_inventory(args.inventory)
+    files = LabFiles.of(inv.name)
+    try:
+        with files.lock(), Transport(inv.nodes) as transport:
+            pipeline.apply_manifests(inv, transport, files, [manifest])
+        pod = files.read_objects().pods[key_of(args.namespace, args.name)]
+        tty = args.interactive and sys.stdin.isatty()
+        code = run_in_pod(inv, pod, command, tty, None, replace=False)
+    finally:
+        with files.lock(), Transport(inv.nodes) as transport:
+            pipeline.delete_manifests(inv, transport, files, [kinds.manifest("Pod", args.name, args.namespace,
+                                                                             f"lab run {args.name} --rm")])
+        out.print(f'pod "{args.name}" deleted', markup=False, highlight=False)
+    return code
 
 
 def cmd_create(args) -> int:

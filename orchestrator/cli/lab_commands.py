@@ -216,14 +216,25 @@ def cmd_exec(args) -> int:
         if target is not None and pod.node != target:
             raise InputError(f"pod {pod_name} runs on {pod.node}, not {target}; "
                              f"use `lab exec {pod_name} -n {args.namespace} -- ...`")
-        target = pod.node
-        command = ["ip", "netns", "exec", pod.netns, *(command or ["sh"])]
-    node = inv.node(target)
-    if args.interactive:  # a terminal: the OpenSSH client, as `lab ssh`
-        return exec_ssh(node, ["sudo", "-n", *command] if command and node.ssh.sudo else command, tty=True)
+        return run_in_pod(inv, pod, command or ["sh"], args.interactive, args.timeout)
+    return run_on_node(inv.node(target), command, args.interactive, args.timeout)
+
+
+def run_on_node(node, command: list[str], interactive: bool, timeout: Optional[float], replace: bool = True) -> int:
+    """`command` on `node`, its output shown as it comes; with a terminal (`interactive`), the OpenSSH client,
+    as `lab ssh`. The command's exit code."""
+    if interactive:
+        return exec_ssh(node, ["sudo", "-n", *command] if command and node.ssh.sudo else command, tty=True,
+                        replace=replace)
     with Transport([node]) as transport:
-        result = run_showing_output(transport, node, command, timeout=args.timeout)
-    return result.exit_code
+        return run_showing_output(transport, node, command, timeout=timeout).exit_code
+
+
+def run_in_pod(inv, pod, command: list[str], interactive: bool, timeout: Optional[float],
+               replace: bool = True) -> int:
+    """`command` inside `pod`'s network namespace, on its node."""
+    return run_on_node(inv.node(pod.node), ["ip", "netns", "exec", pod.netns, *command], interactive, timeout,
+                       replace)
 
 
 def cmd_link(args) -> int:
@@ -284,14 +295,17 @@ def cmd_ssh(args) -> int:
     return exec_ssh(inv.node(args.node), args.command)
 
 
-def exec_ssh(node, command: list[str], tty: bool = False) -> int:
-    """Become the OpenSSH client to `node` (host key pinned), with a terminal when `tty`."""
+def exec_ssh(node, command: list[str], tty: bool = False, replace: bool = True) -> int:
+    """Become the OpenSSH client to `node` (host key pinned), with a terminal when `tty`; or, not `replace`,
+    run it and return its exit code (the caller has something to do after it)."""
     if shutil.which("ssh") is None:
         raise LabError("ssh (the OpenSSH client) is not installed: install openssh-client")
     ssh = node.ssh
     argv = ["ssh", *(["-t"] if tty else []), "-p", str(ssh.port), *ssh.openssh_options(), f"{ssh.user}@{node.ssh_host}",
             *command]
     sys.stdout.flush()
+    if not replace:
+        return subprocess.call(argv)
     os.execvp("ssh", argv)
     return 0  # not reached
 

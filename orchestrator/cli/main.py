@@ -119,12 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
         p.add_argument("-n", "--namespace", default="default")
 
-    p = command("run", cmd_run, "run one pod (kubectl run)", "lab run web --port 80\n"
-                "lab run web --labels app=web,tier=front --port 80 --dry-run=client -o yaml > web.yaml")
+    p = command("run", cmd_run, "run one pod (kubectl run), or a command in a throw-away pod (--rm)",
+                "lab run web --port 80\n"
+                "lab run web --labels app=web,tier=front --port 80 --dry-run=client -o yaml > web.yaml\n"
+                "lab run tmp --rm -it --image=busybox --restart=Never -- wget -qO- http://nginx")
     p.add_argument("name")
     p.add_argument("--image", default="nginx", help="recorded; the lab's own server runs in the pod")
     p.add_argument("--labels", help="KEY=VALUE,... (default run=NAME)")
     p.add_argument("--port", type=int, help="the container port")
+    p.add_argument("--rm", action="store_true", help="with -- CMD: run CMD in the new pod, then delete the pod")
+    p.add_argument("--restart", choices=("Always", "OnFailure", "Never"), help="the pod's restartPolicy (recorded)")
+    p.add_argument("-t", "--tty", dest="interactive", action="store_true",
+                   help="a terminal for CMD (-it: kubectl's; here -i alone is the inventory)")
+    p.add_argument("--stdin", action="store_true", help="accepted, as kubectl's -i")
     dry_run(p)
     p = command("create", cmd_create, "create a deployment or a secret (kubectl create deployment|secret)",
                 "lab create deployment web --replicas 3 --port 80\n"
@@ -367,7 +374,7 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argp
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["exec"]:  # kubectl's -it: here -i is the inventory, so it becomes --tty
+    if argv[:1] in (["exec"], ["run"]):  # kubectl's -it: here -i is the inventory, so it becomes --tty
         end = argv.index("--") if "--" in argv else len(argv)
         argv = [("--tty" if word in ("-it", "-ti") and i < end else word) for i, word in enumerate(argv)]
     # Everything after the first `--` is a remote command, passed on word for word.

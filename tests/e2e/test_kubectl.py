@@ -191,6 +191,20 @@ def test_kubectls_argument_grammar_type_slash_name_and_names_after_options(kube)
                                                                                   "namespace/other deleted"]
 
 
+def test_the_exams_throw_away_client_runs_its_command_and_leaves_no_pod(kube):
+    proc = lab_cli("run", "tmp", "--rm", "-it", "--image=busybox", "--restart=Never", "-i", kube.inventory_path,
+                   "--", "wget", "-qO-", "http://nginx/hostname")
+    assert proc.returncode == 0, proc.stderr
+    first, *_, last = proc.stdout.splitlines()
+    assert first.startswith("nginx-") and last == 'pod "tmp" deleted'
+    failed = lab_cli("run", "tmp", "--rm", "-it", "-i", kube.inventory_path, "--", "sh", "-c", "exit 3")
+    assert failed.returncode == 3 and failed.stdout.strip().endswith('pod "tmp" deleted')
+    assert lab(kube, "get", "pod", "tmp", check=False).returncode != 0
+    refused = lab_cli("run", "tmp", "-i", kube.inventory_path, "--", "sleep", "3600")
+    assert refused.returncode != 0 and "a lab pod runs the lab's server, not a command" in refused.stderr
+    assert lab(kube, "get", "pod", "tmp", check=False).returncode != 0
+
+
 @pytest.mark.parametrize("args, message", [
     (("get", "pods", "nope"), 'lab: error: Error from server (NotFound): pods "nope" not found'),
     (("get", "widgets"), 'the server doesn\'t have a resource type "widgets"'),
