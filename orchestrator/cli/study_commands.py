@@ -13,6 +13,7 @@ from orchestrator.core.objects import LabObjects
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
 from orchestrator.layers.policy.plan import selectors_matching_nothing
+from orchestrator.layers.services.plan import service_notes
 from orchestrator.lessons import model as lessons
 from orchestrator.lessons.player import Player
 from orchestrator.verify import kernel_trace
@@ -29,7 +30,8 @@ def cmd_verify(args) -> int:
         ok = all(o.ok for o in outcomes) and not collector.failed
     else:
         ok = report.print_report(out, outcomes, collector, seconds)
-        for note in selectors_matching_nothing(LabFiles.of(inv.name).read_objects()):
+        objects = LabFiles.of(inv.name).read_objects()
+        for note in selectors_matching_nothing(objects) + service_notes(objects.services, objects.pods):
             err.print(f"note: {note} (a typo? `lab get pods -A --show-labels`)", style="yellow", markup=False,
                       soft_wrap=True)
     return 0 if ok else 1

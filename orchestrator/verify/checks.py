@@ -24,6 +24,7 @@ from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.policy.plan import Judge
 from orchestrator.layers.services.loadbalancer import adverts_of, not_announced_reason, pools_of
 from orchestrator.layers.services.nftables import TABLE as NFT_TABLE
+from orchestrator.layers.services.plan import unserved_target_port
 from orchestrator.providers.emulated_plan import OUTSIDE_HOST
 
 
@@ -158,12 +159,15 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
             members = tuple(key_of(service.namespace, e.pod) for e in eps)
             if service.load_balancer_ip and proto == "tcp" and inv.emulated is not None:
                 checks.append(load_balancer_check(inv, objects, service, port.port, eps, name))
+            unserved = unserved_target_port(service, port, pods)
             for node, src in sorted(by_node.items()):
                 checks.append(Check(
                     id=f"pod-to-service/{pod_label(src)}->{name}", family="pod-to-service",
                     source=f"pod:{src.key}", target=target, want=("covers", names),
                     count=10 * len(eps), label=f"{pod_label(src)} -> {name}: every endpoint answers", reaches=members,
-                    layer=f"service rules for {key} on {node}", show=proxy_show.replace("NODE", node)))
+                    layer=unserved or f"service rules for {key} on {node}",
+                    show=f"lab describe svc {service.name} -n {service.namespace}; lab get ep {service.name} -n "
+                         f"{service.namespace}" if unserved else proxy_show.replace("NODE", node)))
             member = next((p for p in pods if p.name == eps[0].pod and p.namespace == service.namespace),
                           None)
             if member and proto == "tcp":
@@ -172,7 +176,7 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                     source=f"pod:{member.key}", target=target,
                     want=("contains", member.name), count=12 * len(eps), reaches=members,
                     label=f"{pod_label(member)} reaches itself through {name}",
-                    layer="hairpin: cni0 hairpinMode and the hairpin masquerade mark",
+                    layer=unserved or "hairpin: cni0 hairpinMode and the hairpin masquerade mark",
                     show=f"lab exec {member.node} -- bridge -d link show"))
                 dns_name = service.name if member.namespace == service.namespace else \
                     f"{service.name}.{service.namespace}"
@@ -182,7 +186,7 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                         source=f"pod:{member.key}", target=dict(target, host=host),
                         want=("ok",), count=12, label=f"{pod_label(member)} -> http://{host}:{port.port}",
                         reaches=members + dns_pods,
-                        layer="cluster DNS: kube-dns endpoints and its records",
+                        layer=unserved or "cluster DNS: kube-dns endpoints and its records",
                         show=f"lab get ep kube-dns -n kube-system; lab exec {member.node} -- cat "
                              f"{dns_hosts_path(lab)}"))
             if port.node_port:

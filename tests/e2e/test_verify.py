@@ -156,6 +156,35 @@ def test_a_selector_typo_is_diagnosed_by_verify_and_trace_and_the_users_own_repa
     assert not lab_cli("get", "netpol", "-A", "-i", verified.inventory_path, check=True).stdout.strip()
 
 
+WRONG_SERVICES = """
+apiVersion: v1
+kind: Service
+metadata: {name: wrong-port}
+spec: {selector: {app: nginx}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: typo}
+spec: {selector: {app: ngnix}, ports: [{port: 80}]}
+"""
+
+
+def test_a_wrong_target_port_is_named_as_the_cause_and_a_selector_matching_nothing_is_a_note(verified):
+    apply(verified, WRONG_SERVICES)
+    try:
+        proc = lab_cli("verify", "-i", verified.inventory_path)
+        assert proc.returncode == 1
+        assert "note: Service default/typo: spec.selector app=ngnix selects no pod of namespace default" in proc.stderr
+        _, report = verify_json(verified)
+        wrong = [c for c in report["checks"] if not c["ok"]]
+        assert wrong and all("default/wrong-port" in c["id"] or "wrong-port" in c["label"] for c in wrong), wrong
+        hint = "Service default/wrong-port port 80: targetPort 8080 is a port its pods do not listen on"
+        assert all(hint in c["layer"] for c in wrong), [c["layer"] for c in wrong]
+        assert all("lab describe svc wrong-port" in c["show"] for c in wrong if c["family"] == "pod-to-service")
+    finally:
+        apply(verified, WRONG_SERVICES, verb="delete")
+
+
 def test_fix_on_a_sound_lab_changes_nothing(verified):
     assert lab_cli("fix", "-i", verified.inventory_path, check=True).stdout.rstrip().endswith("no changes")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, ip_address
+from collections.abc import Iterable, Mapping
 from typing import Optional
 
 from orchestrator.core.errors import InputError
@@ -209,6 +210,34 @@ def check_target_ports(service: Service, source: str, candidates: list[Pod]) -> 
             raise InputError(f"{source}: spec.ports[{i}].targetPort: no container of the pods selected by "
                              f"{fmt_labels(service.selector)} declares a port named {port.target_port!r}; "
                              "name the containerPort so, or give a number")
+
+
+def unserved_target_port(service: Service, port: ServicePort, pods: Iterable[Pod]) -> Optional[str]:
+    """Why the pods a Service selects would refuse its port: a targetPort their servers do not listen on (a
+    Service sending to 8080 where the containers listen on 80), or None. Only pods the lab's server runs in."""
+    picked = [p for p in pods if selected(service, p) and p.role == "server"]
+    if not picked or port.protocol != "TCP":
+        return None
+    numbers = {target_port(port, p) for p in picked}
+    listening = sorted({n for p in picked for n in p.tcp})
+    if numbers - {None} <= set(listening):
+        return None
+    return (f"Service {service.key} port {port.port}: targetPort {port.target_port} is a port its pods do not listen "
+            f"on (they listen on {', '.join(map(str, listening))})")
+
+
+def service_notes(services: Mapping[str, Service], pods: Mapping[str, Pod]) -> list[str]:
+    """What `lab verify` notes about Services that pass their checks but are likely not what was meant: a
+    selector that picks no pod (the Service has no endpoints: a typo?), a targetPort no selected pod listens
+    on."""
+    notes = []
+    for key, service in sorted(services.items()):
+        if service.selector and not any(selected(service, p) for p in pods.values()):
+            notes.append(f"Service {key}: spec.selector {fmt_labels(service.selector)} selects no pod of namespace "
+                         f"{service.namespace}, so it has no endpoints")
+        notes += [problem for port in service.ports
+                  if (problem := unserved_target_port(service, port, pods.values()))]
+    return notes
 
 
 def dns_records(services: dict[str, Service], pods: dict[str, Pod], domain: str) -> list[tuple[str, str]]:
