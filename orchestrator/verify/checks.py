@@ -217,8 +217,8 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                 target={"proto": "ping", "host": far.ip, "size": size},
                 want=("ok",), label=f"{pod_label(src)} -> {pod_label(far)}: {size + 28}-byte packets, don't fragment",
                 reaches=(far.key,),
-                layer="MTU: pod eth0, cni0 and the overlay device must agree",
-                show=f"lab exec {node} -- ip -br link"))
+                layer=f"MTU on {node} and {far.node}: pod eth0, cni0 and the overlay device must agree",
+                show=f"lab exec {node} -- ip link show cni0; lab exec {far.node} -- ip link show cni0"))
     if inv.emulated is not None:
         outside = str(OUTSIDE_HOST)
         for node, src in sorted(by_node.items()):

@@ -99,7 +99,7 @@ def test_a_healthy_lab_passes_every_family(verified, tmp_path):
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_each_fault_fails_its_family_and_fix_repairs_it(verified, fault):
-    lab_cli("break", fault, "-i", verified.inventory_path, check=True)
+    broke = lab_cli("break", fault, "-i", verified.inventory_path, check=True).stdout
     try:
         code, report = verify_json(verified)
         assert code == 1 and not report["passed"]
@@ -108,6 +108,10 @@ def test_each_fault_fails_its_family_and_fix_repairs_it(verified, fault):
         assert failed <= FAULTS[fault].may_trip, f"{fault} tripped unrelated checks: {failed}"
         reasons = [c for c in report["checks"] if not c["ok"]]
         assert all(c["layer"] and c["show"] for c in reasons)  # every failure says where to look
+        if fault == "mtu":  # each failure names the node whose MTU is wrong, and a command that shows an MTU
+            node = broke.split("dropped ", 1)[1].split("'s cni0")[0]
+            tripped = [c for c in reasons if c["family"] == "mtu"]
+            assert all(f"lab exec {node} -- ip link show cni0" in c["show"] for c in tripped), tripped
     finally:
         fixed = lab_cli("fix", "-i", verified.inventory_path, check=True).stdout
     code, report = verify_json(verified)
