@@ -22,7 +22,7 @@ import yaml
 
 from orchestrator.core.errors import InputError, field_error, yaml_error
 from orchestrator.core.inventory import did_you_mean
-from orchestrator.core.names import label_problem
+from orchestrator.core.names import DNS_LABEL, label_problem
 from orchestrator.core.policy_spec import PolicySpec
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
@@ -247,8 +247,8 @@ def service_spec(spec: Doc, annotations: Mapping[str, str]) -> ServiceSpec:
         name = p.data.get("name")
         if name is None and len(raw_ports) > 1:
             raise p.error(p.path("name"), "missing", "name every port when a service has more than one")
-        if name is not None and (not isinstance(name, str) or not PORT_NAME.match(name)):
-            raise p.error(p.path("name"), f"{name!r} is not a valid port name", "use up to 15 lowercase letters, "
+        if name is not None and (not isinstance(name, str) or not DNS_LABEL.match(name)):  # 63: a Service's
+            raise p.error(p.path("name"), f"{name!r} is not a valid port name", "use up to 63 lowercase letters, "
                           "digits and '-'")
         protocol = p.data.get("protocol", "TCP")
         if protocol not in PROTOCOLS:

@@ -117,14 +117,36 @@ def parse_selector(data: Any, source: str, where: str) -> Selector:
 
 
 def parse_network(text: Any, source: str, where: str) -> IPv4Network:
+    """An ipBlock CIDR; host bits set (10.244.0.3/4) are dropped, as Kubernetes reads it (with a warning:
+    `non_standard_cidrs`)."""
     try:
-        network = ip_network(str(text))
+        network = ip_network(str(text), strict=False)
     except ValueError:
-        raise field_error(source, where, f"{text!r} is not an IPv4 CIDR with its host bits zero",
-                          "write e.g. 10.0.0.0/8") from None
+        raise field_error(source, where, f"{text!r} is not an IPv4 CIDR", "write e.g. 10.0.0.0/8") from None
     if not isinstance(network, IPv4Network):
         raise field_error(source, where, f"{text} is IPv6; the lab is IPv4 only", "use an IPv4 CIDR")
     return network
+
+
+def non_standard_cidrs(spec: Any) -> list[str]:
+    """Kubernetes' warnings for ipBlock CIDRs with host bits set: accepted, read as the network they are in."""
+    found = []
+    for direction, side in (("ingress", "from"), ("egress", "to")):
+        for i, rule in enumerate((spec or {}).get(direction) or []):
+            for j, peer in enumerate((rule or {}).get(side) or []):
+                block = (peer or {}).get("ipBlock") or {}
+                texts = [("cidr", block.get("cidr"))] + [(f"except[{k}]", t)
+                                                         for k, t in enumerate(block.get("except") or [])]
+                for field_name, text in texts:
+                    try:
+                        network = ip_network(str(text), strict=False)
+                    except ValueError:
+                        continue
+                    if str(network) != str(text):
+                        found.append(f"spec.{direction}[{i}].{side}[{j}].ipBlock.{field_name}: non-standard CIDR "
+                                     f'value "{text}" will be considered invalid in a future Kubernetes release: '
+                                     f'use "{network}"')
+    return found
 
 
 def parse_peer(data: dict[str, Any], source: str, where: str) -> Peer:

@@ -8,13 +8,16 @@ from typing import Any, Optional
 from orchestrator.core.manifests import Doc, Manifest, Warn, fmt_labels
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects, NetworkPolicy, applied
-from orchestrator.core.policy_spec import Peer, parse_policy_spec, parse_selector
+from orchestrator.core.policy_spec import Peer, non_standard_cidrs, parse_policy_spec, parse_selector
 from orchestrator.kinds.registry import Item, Kind, Plan, forgotten, register
 from orchestrator.kinds.show import age, lead, lead_columns
 
 
 def parse(doc: Doc, head: Manifest, warn: Warn) -> Manifest:
-    return replace(head, policy=parse_policy_spec(doc.sub("spec", required=True).data, head.source))
+    spec = doc.sub("spec", required=True).data
+    for line in non_standard_cidrs(spec):
+        warn(f"{head.source}: {line}")
+    return replace(head, policy=parse_policy_spec(spec, head.source))
 
 
 def record(m: Manifest, plan: Plan) -> str:

@@ -150,3 +150,37 @@ def test_two_objects_without_the_separator_are_an_error_not_the_last_one(tmp_pat
     with pytest.raises(InputError, match=r"two.yaml: line 5: not valid YAML \(key 'apiVersion' is given twice "
                                          r"\(a missing '---' between two objects\?\)\); fix the syntax there"):
         load_documents(str(path))
+
+
+def test_a_service_port_name_may_be_63_characters_as_kubernetes_allows(tmp_path):
+    name = "service-port-tcp-80"  # the upstream NetworkPolicy e2e tests' name: longer than a containerPort's 15
+    (service,) = parse_text(tmp_path, f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: s}}
+spec: {{selector: {{app: s}}, ports: [{{name: {name}, port: 80}}]}}
+""")
+    assert service.service.ports[0].name == name
+    with pytest.raises(InputError, match="spec.ports\\[0\\].name: .* is not a valid port name"):
+        parse_text(tmp_path, f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: s}}
+spec: {{selector: {{app: s}}, ports: [{{name: {'a' * 64}, port: 80}}]}}
+""")
+
+
+def test_an_ip_block_with_host_bits_is_read_as_its_network_with_kubernetes_warning(tmp_path):
+    warnings: list[str] = []
+    (policy,) = parse_text(tmp_path, """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p}
+spec:
+  podSelector: {}
+  ingress: [{from: [{ipBlock: {cidr: 10.244.0.3/4}}]}]
+""", warnings)
+    assert str(policy.policy.ingress[0].peers[0].ip_block.cidr) == "0.0.0.0/4"
+    assert [w.split("/m.yaml: ")[1] for w in warnings] == [
+        'spec.ingress[0].from[0].ipBlock.cidr: non-standard CIDR value "10.244.0.3/4" will be considered invalid in '
+        'a future Kubernetes release: use "0.0.0.0/4"']
