@@ -232,7 +232,9 @@ def show(args, inv: Inventory, wanted: list, observer: "Observer", namespace: Op
     tables = [table_of(args, inv, objects, kind, records, len(wanted) > 1, namespace)
               for kind, records in found if records]
     if not tables:
-        err.print(f"No resources found in {'any' if namespace is None else namespace} namespace.")
+        cluster_scoped = not any(kind.namespaced for kind, _ in wanted)
+        err.print("No resources found" if cluster_scoped else
+                  f"No resources found in {'any' if namespace is None else namespace} namespace.")
     for i, (columns, rows) in enumerate(tables):
         print_table(columns, rows)
         if i < len(tables) - 1:
