@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--field-selector", help="e.g. spec.nodeName=node1, metadata.name!=x")
     p.add_argument("--show-labels", action="store_true", help="a LABELS column")
     p.add_argument("-w", "--watch", action="store_true", help="then a line for every object that comes or changes")
-    p.add_argument("-o", "--output", metavar="wide|json|yaml|name|jsonpath=...")
+    p.add_argument("-o", "--output", metavar="wide|json|yaml|name|jsonpath=...|custom-columns=...")
+    p.add_argument("--sort-by", metavar="PATH", help="sort by a field, e.g. .metadata.name or .status.podIP")
 
     p = command("verify", cmd_verify, "check the whole lab: pod to pod without NAT, services, DNS, NodePort, "
                 "hostPort, egress, MTU; exit code 0 only when everything passes",

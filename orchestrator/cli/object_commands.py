@@ -13,6 +13,7 @@ from orchestrator.agent.contract import pod_log_path
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output, warn
 from orchestrator.cli.imperative import cmd_delete_named
 from orchestrator.cli.output import print_described, print_table
+from orchestrator.cli.jsonpath import column_value, columns_file, custom_columns, sort_key
 from orchestrator.cli.resources import field_filter, kinds_of, one_object, render_docs, select, type_names
 from orchestrator.core.agent import agent_argv
 from orchestrator.core.errors import InputError, LabError
@@ -191,8 +192,10 @@ def cmd_get(args) -> int:
     wanted = [(kind, names) for text, names in type_names(args.resource, args.names, "get")
               for kind in kinds_of(text)]
     output = args.output or ""
-    if output not in ("", "wide", "json", "yaml", "name") and not output.startswith("jsonpath="):
-        raise InputError(f"-o {output}: unknown output format; use wide, json, yaml, name or jsonpath=TEMPLATE")
+    if output not in ("", "wide", "json", "yaml", "name") and not output.startswith(
+            ("jsonpath=", "custom-columns=", "custom-columns-file=")):
+        raise InputError(f"-o {output}: unknown output format; use wide, json, yaml, name, jsonpath=TEMPLATE, "
+                         "custom-columns=HEADER:PATH,... or custom-columns-file=FILE")
     if args.watch and output not in ("", "wide"):
         raise InputError("-w: watching prints tables; drop -o or use -o wide")
     labels = selector_from_text(args.selector) if args.selector else None
@@ -202,6 +205,11 @@ def cmd_get(args) -> int:
     with Observer(inv, LabFiles.of(inv.name), POD in kinds and output != "name",
                   NODE in kinds and output != "name") as observer:
         return show(args, inv, wanted, observer, namespace, labels, output)
+
+
+def sort_items(path: str, kind, records: list, inv: Inventory, objects) -> list:
+    """--sort-by PATH: the objects in the order of that field of their JSON."""
+    return sorted(records, key=lambda record: sort_key(path, kind.to_json(record, inv, objects)))
 
 
 def show(args, inv: Inventory, wanted: list, observer: "Observer", namespace: Optional[str], labels,
@@ -220,9 +228,20 @@ def show(args, inv: Inventory, wanted: list, observer: "Observer", namespace: Op
         if missing:
             kind, name = missing[0]
             raise LabError(kind.not_found(name))
+    if args.sort_by:
+        found = [(kind, sort_items(args.sort_by, kind, records, inv, objects)) for kind, records in found]
+    if output.startswith("custom-columns"):
+        spec = output.split("=", 1)[1]
+        custom = columns_file(spec) if output.startswith("custom-columns-file=") else custom_columns(spec)
+        docs = [kind.to_json(r, inv, objects) for kind, records in found for r in records]
+        print_table([header for header, _ in custom], [[column_value(path, doc) for _, path in custom]
+                                                       for doc in docs])
+        return 0
     if output in ("json", "yaml") or output.startswith("jsonpath="):
+        # a template's output as it is, as kubectl prints it: no newline it does not write itself
         print(render_docs([kind.to_json(r, inv, objects) for kind, records in found for r in records],
-                          single=named and len(wanted) == 1 and len(wanted[0][1]) == 1, output=output))
+                          single=named and len(wanted) == 1 and len(wanted[0][1]) == 1, output=output),
+              end="" if output.startswith("jsonpath=") else "\n")
         return 0
     if output == "name":
         for kind, records in found:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
+from orchestrator.cli.jsonpath import jsonpath
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects
@@ -95,23 +96,6 @@ def select(kind: Kind, inv: Inventory, objects: LabObjects, names: list[str], na
             if (not kind.namespaced or namespace is None or r.namespace == namespace)
             and (not names or r.name in names) and (labels is None or labels.matches(r.labels))
             and (fields is every or fields(kind.to_json(r, inv, objects)))]
-
-
-def jsonpath(template: str, doc) -> str:
-    """kubectl's -o jsonpath={.items[*].metadata.name}: the values, space separated (range is not supported)."""
-    from jsonpath_ng.ext import parse  # the one command that needs it pays its import
-    expression = template.strip()
-    if expression.startswith("{") and expression.endswith("}"):
-        expression = expression[1:-1]
-    if "range" in expression:
-        raise InputError("-o jsonpath: {range} templates are not supported; ask for one path, e.g. "
-                         "jsonpath={.items[*].status.podIP}")
-    try:
-        found = parse("$" + expression if expression.startswith((".", "[")) else expression).find(doc)
-    except Exception as exc:  # noqa: BLE001 - jsonpath-ng raises its own types for bad paths
-        raise InputError(f"-o jsonpath={template}: not a path ({exc}); write e.g. {{.items[*].metadata.name}}") \
-            from None
-    return " ".join(v if isinstance(v, str) else json.dumps(v) for v in (m.value for m in found))
 
 
 def render_docs(docs: list[dict], single: bool, output: str) -> str:

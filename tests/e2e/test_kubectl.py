@@ -191,6 +191,16 @@ def test_kubectls_argument_grammar_type_slash_name_and_names_after_options(kube)
                                                                                   "namespace/other deleted"]
 
 
+def test_jsonpath_ranges_custom_columns_and_sort_by(kube):
+    listed = lab(kube, "get", "pods", "-n", "shop", "-o",
+                 'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.spec.nodeName}{"\n"}{end}').stdout
+    assert listed.splitlines() == ["back\tnode2", "front\tnode1"]
+    table = lab(kube, "get", "pods", "-n", "shop", "--sort-by", ".spec.nodeName", "-o",
+                "custom-columns=NAME:.metadata.name,NODE:.spec.nodeName,IP:.status.podIP").stdout.splitlines()
+    assert table[0].split() == ["NAME", "NODE", "IP"] and [row.split()[0] for row in table[1:]] == ["front", "back"]
+    assert all(row.split()[2].startswith("10.244.") for row in table[1:])
+
+
 def test_the_exams_throw_away_client_runs_its_command_and_leaves_no_pod(kube):
     proc = lab_cli("run", "tmp", "--rm", "-it", "--image=busybox", "--restart=Never", "-i", kube.inventory_path,
                    "--", "wget", "-qO-", "http://nginx/hostname")
