@@ -123,6 +123,8 @@ def cmd_create(args) -> int:
     if args.what != "secret":
         if len(args.names) != 1:
             raise InputError(f"lab create {args.what}: give one NAME, not {' '.join(args.names)}")
+        if args.what in ("namespace", "ns"):
+            return apply_doc(args, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": args.names[0]}})
         return apply_doc(args, deployment_doc(args.names[0], args.namespace, args.image, args.replicas, args.port))
     if len(args.names) != 2 or args.names[0] not in ("tls", "generic"):
         raise InputError(f"lab create secret {' '.join(args.names)}: write lab create secret tls NAME --cert FILE "

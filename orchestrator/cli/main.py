@@ -19,7 +19,8 @@ from orchestrator.cli.completion import shell_code
 from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_rollout, cmd_run, cmd_scale
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
         cmd_graph, cmd_link, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
-from orchestrator.cli.object_commands import cmd_apply, cmd_cni, cmd_delete, cmd_describe, cmd_get, cmd_logs
+from orchestrator.cli.object_commands import (cmd_api_resources, cmd_apply, cmd_cni, cmd_delete, cmd_describe,
+                                              cmd_get, cmd_logs)
 from orchestrator.cli.study_commands import cmd_break, cmd_fix, cmd_play, cmd_trace, cmd_verify
 from orchestrator.core.errors import LabError
 from orchestrator.core.transport import NodeError
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"),
                    help="qemu's accelerator (default auto: KVM when a probe boots under it, else TCG)")
 
+    command("api-resources", cmd_api_resources, "the kinds the lab knows (kubectl api-resources)",
+            "lab api-resources", parents=())
     p = command("image", cmd_image, "list or remove the cached VM images `lab up --provider qemu` boots",
                 "lab image list\nlab image rm 0123456789abcdef\nlab image rm --all", parents=())
     p.add_argument("action", choices=("list", "rm"))
@@ -133,13 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a terminal for CMD (-it: kubectl's; here -i alone is the inventory)")
     p.add_argument("--stdin", action="store_true", help="accepted, as kubectl's -i")
     dry_run(p)
-    p = command("create", cmd_create, "create a deployment or a secret (kubectl create deployment|secret)",
-                "lab create deployment web --replicas 3 --port 80\n"
+    p = command("create", cmd_create, "create a deployment, a namespace or a secret (kubectl create ...)",
+                "lab create deployment web --replicas 3 --port 80\nlab create namespace shop\n"
                 "lab create deployment web --replicas 2 --dry-run=client -o yaml\n"
                 "lab create secret tls shop-tls --cert shop.crt --key shop.key\n"
                 "lab create secret generic db --from-literal password=s3cret")
-    p.add_argument("what", choices=("deployment", "deploy", "secret"))
-    p.add_argument("names", nargs="+", metavar="[TYPE] NAME", help="deployment NAME, or secret tls|generic NAME")
+    p.add_argument("what", choices=("deployment", "deploy", "secret", "namespace", "ns"))
+    p.add_argument("names", nargs="+", metavar="[TYPE] NAME",
+                   help="deployment NAME, namespace NAME, or secret tls|generic NAME")
     p.add_argument("--cert", help="secret tls: the PEM certificate (chain) file")
     p.add_argument("--key", help="secret tls: the PEM private key file")
     p.add_argument("--from-literal", action="append", default=[], metavar="KEY=VALUE", help="secret generic")

@@ -187,6 +187,14 @@ class Observer:
             self.transport.close()
 
 
+def cmd_api_resources(args) -> int:
+    """kubectl api-resources: every kind the lab knows, from its kind registry."""
+    rows = [[k.resource, ",".join(k.short_names), k.api_version, str(k.namespaced).lower(), k.kind]
+            for k in sorted(kinds.KINDS.values(), key=lambda k: k.resource)]
+    print_table(["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"], rows)
+    return 0
+
+
 def cmd_get(args) -> int:
     inv = resolve_inventory(args.inventory)
     wanted = [(kind, names) for text, names in type_names(args.resource, args.names, "get")

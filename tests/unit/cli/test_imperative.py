@@ -45,3 +45,17 @@ def test_create_secret_tls_with_a_missing_file_is_one_line():
                "--dry-run=client")
     assert proc.returncode != 0 and proc.stderr.count("\n") == 1
     assert "lab create secret tls shop-tls: --cert /nonexistent.crt: No such file or directory" in proc.stderr
+
+
+def test_api_resources_lists_every_kind_of_the_registry():
+    from orchestrator.kinds import KINDS
+    proc = lab("api-resources")
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    assert rows[0] == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+    assert {row[0] for row in rows[1:]} == set(KINDS)
+    assert ["services", "svc", "v1", "true", "Service"] in rows
+
+
+def test_create_namespace_writes_a_namespace():
+    doc = yaml.safe_load(lab("create", "namespace", "shop", "--dry-run=client", "-o", "yaml").stdout)
+    assert doc == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
