@@ -20,7 +20,7 @@ from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_r
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
         cmd_graph, cmd_link, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
 from orchestrator.cli.object_commands import (cmd_api_resources, cmd_apply, cmd_cni, cmd_delete, cmd_describe,
-                                              cmd_get, cmd_logs)
+                                              cmd_explain, cmd_get, cmd_logs)
 from orchestrator.cli.study_commands import cmd_break, cmd_fix, cmd_play, cmd_trace, cmd_verify
 from orchestrator.core.errors import LabError
 from orchestrator.core.transport import NodeError
@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("api-resources", cmd_api_resources, "the kinds the lab knows (kubectl api-resources)",
             "lab api-resources", parents=())
+    p = command("explain", cmd_explain, "a field's type, description and fields (kubectl explain), from the schemas "
+                "the lab validates with", "lab explain pod.spec.containers\nlab explain networkpolicy.spec.ingress\n"
+                "lab explain httproute.spec.rules.matches", parents=())
+    p.add_argument("field", metavar="KIND[.FIELD...]")
     p = command("image", cmd_image, "list or remove the cached VM images `lab up --provider qemu` boots",
                 "lab image list\nlab image rm 0123456789abcdef\nlab image rm --all", parents=())
     p.add_argument("action", choices=("list", "rm"))

@@ -187,6 +187,17 @@ class Observer:
             self.transport.close()
 
 
+def cmd_explain(args) -> int:
+    """kubectl explain KIND.field.path, from the schemas the lab validates with."""
+    from orchestrator.core.explain import explain
+    first, *path = args.field.split(".")
+    kind = kinds.by_name(first.lower())
+    if kind is None:
+        raise InputError(f'the server doesn\'t have a resource type "{first}"; see `lab api-resources`')
+    print(explain(kind.kind, kind.api_version, path), end="")
+    return 0
+
+
 def cmd_api_resources(args) -> int:
     """kubectl api-resources: every kind the lab knows, from its kind registry."""
     rows = [[k.resource, ",".join(k.short_names), k.api_version, str(k.namespaced).lower(), k.kind]

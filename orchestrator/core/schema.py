@@ -27,7 +27,7 @@ def field_path(path: Iterable[str | int]) -> str:
 
 
 def explain_path(kind: str, path: Iterable[str | int]) -> str:
-    """The `kubectl explain` argument for a field: networkpolicy.spec.ingress.ports.endPort."""
+    """The `lab explain` (kubectl explain) argument for a field: networkpolicy.spec.ingress.ports.endPort."""
     return ".".join([kind.lower(), *(str(p) for p in path if not isinstance(p, int))])
 
 
@@ -64,4 +64,4 @@ def schema_error(data: Any, source: str) -> Optional[InputError]:
     if "Additional properties are not allowed" in problem:
         unexpected = problem.split("(", 1)[-1].split(" was unexpected")[0].split(" were unexpected")[0]
         problem = f"unknown field {unexpected}"
-    return field_error(source, field_path(path), problem, f"see `kubectl explain {explain_path(data['kind'], path)}`")
+    return field_error(source, field_path(path), problem, f"see `lab explain {explain_path(data['kind'], path)}`")

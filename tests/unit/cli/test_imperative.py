@@ -59,3 +59,16 @@ def test_api_resources_lists_every_kind_of_the_registry():
 def test_create_namespace_writes_a_namespace():
     doc = yaml.safe_load(lab("create", "namespace", "shop", "--dry-run=client", "-o", "yaml").stdout)
     assert doc == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
+
+
+def test_explain_reads_the_schemas_the_lab_validates_with():
+    proc = lab("explain", "networkpolicy.spec.ingress.ports")
+    assert proc.returncode == 0, proc.stderr
+    assert "FIELD: ports <[]NetworkPolicyPort>" in proc.stdout and "  endPort\t<integer>" in proc.stdout
+    crd = lab("explain", "httproute.spec.rules.matches.path")  # a Gateway API CRD's schema
+    assert "FIELD: path <Object>" in crd.stdout and "  type\t<string>" in crd.stdout
+    containers = lab("explain", "pod.spec.containers")
+    assert "FIELD: containers <[]Container>" in containers.stdout and "  name\t<string> -required-" in containers.stdout
+    wrong = lab("explain", "pod.spec.nope")
+    assert wrong.returncode != 0 and wrong.stderr.strip() == (
+        'lab: error: field "nope" does not exist in pod.spec; see `lab explain pod.spec`')

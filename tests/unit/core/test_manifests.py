@@ -136,7 +136,7 @@ def test_every_kind_is_also_held_to_kubernetes_schema():
     with pytest.raises(InputError) as caught:
         parse(pod, "pod.yaml", print)
     assert str(caught.value) == ("pod.yaml: metadata: unknown field 'lables'; "
-                                 "see `kubectl explain pod.metadata`")
+                                 "see `lab explain pod.metadata`")
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "annotations": {"owner": 7}},
                "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}
     with pytest.raises(InputError, match=r"s.yaml: metadata.annotations.owner: 7 is not of type 'string'"):

@@ -177,7 +177,7 @@ BAD = {
     "values of Exists": ({"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}},
                          "Exists takes no values"),
     "unknown field": ({"podSelector": {}, "ingres": []},
-                      "spec: unknown field 'ingres'; see `kubectl explain networkpolicy.spec`"),
+                      "spec: unknown field 'ingres'; see `lab explain networkpolicy.spec`"),
     "endPort without port": ({"podSelector": {}, "ingress": [{"ports": [{"endPort": 90}]}]},
                              "spec.ingress[0].ports[0].endPort: endPort needs a numeric port"),
     "endPort below port": ({"podSelector": {}, "ingress": [{"ports": [{"port": 90, "endPort": 80}]}]},
