@@ -23,6 +23,16 @@ from orchestrator.core.model import (ACCELERATORS, Cluster, Emulated, Inventory,
 from orchestrator.core.render import dump_yaml
 
 
+def well_known_labels(node: str) -> dict[str, str]:
+    """The labels the kubelet puts on every node, which nodeSelector and `lab get nodes -l` may use."""
+    return {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}
+
+
+def own_labels(node: Node) -> dict[str, str]:
+    """A node's labels but the well-known ones the lab gives every node: what its inventory says."""
+    return {k: v for k, v in node.labels.items() if well_known_labels(node.name).get(k) != v}
+
+
 LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 IFNAMSIZ = 15  # longest Linux interface name
@@ -343,7 +353,8 @@ def parse_nodes(top: Section, ssh: Ssh) -> list[Node]:
             raise sec.error(sec.path("labels"), "expected a mapping of label: value",
                             "write e.g. `labels: {zone: a}`")
         nodes.append(Node(name=name, address=address, ssh_host=sec.string("ssh_host", str(address)),
-                          ssh=parse_ssh(sec, ssh), labels={str(k): str(v) for k, v in labels.items()}))
+                          ssh=parse_ssh(sec, ssh),
+                          labels={**well_known_labels(name), **{str(k): str(v) for k, v in labels.items()}}))
     return nodes
 
 
@@ -393,8 +404,8 @@ def dump(inventory: Inventory, relative_to: Path) -> str:
         data["ssh"] = {k: v for k, v in {
             "user": ssh.user, "port": ssh.port, "key": rel(ssh.key), "known_hosts": rel(ssh.known_hosts),
             "become": ssh.become, "jump": ssh.jump}.items() if v is not None}
-        data["nodes"] = [{"name": n.name, "address": str(n.address), **({"labels": n.labels} if n.labels else {})}
-                         for n in inventory.nodes]
+        data["nodes"] = [{"name": n.name, "address": str(n.address),
+                          **({"labels": own_labels(n)} if own_labels(n) else {})} for n in inventory.nodes]
     if inventory.emulated:
         e = inventory.emulated
         data["emulated"] = {"nodes": e.nodes, "node_prefix": e.node_prefix, "underlay_mtu": e.underlay_mtu,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.core.inventory import own_labels
 from orchestrator.core.model import Inventory
 from orchestrator.core.render import dump_yaml
 from orchestrator.core.script import quote_argv
@@ -23,8 +24,8 @@ def ansible_inventory(inv: Inventory, subnets: dict[str, str]) -> str:
         host["node_address"] = str(node.address)
         if subnets.get(node.name):
             host["pod_subnet"] = subnets[node.name]
-        if node.labels:
-            host["node_labels"] = dict(node.labels)
+        if own_labels(node):  # the inventory's; the kubelet adds the well-known ones itself
+            host["node_labels"] = own_labels(node)
         hosts[node.name] = host
     cluster = inv.cluster
     data = {"cluster_lab": {

@@ -201,6 +201,26 @@ def test_jsonpath_ranges_custom_columns_and_sort_by(kube):
     assert all(row.split()[2].startswith("10.244.") for row in table[1:])
 
 
+PINNED = """
+apiVersion: v1
+kind: Pod
+metadata: {name: pinned}
+spec:
+  nodeSelector: {kubernetes.io/hostname: node2}
+  containers: [{name: c, image: nginx}]
+"""
+
+
+def test_nodes_carry_the_well_known_labels_and_a_node_selector_uses_them(kube):
+    assert column(lab(kube, "get", "nodes", "-l", "kubernetes.io/hostname=node2").stdout, "NAME") == ["node2"]
+    assert "kubernetes.io/os=linux" in lab(kube, "get", "node", "node1", "--show-labels").stdout
+    lab_cli("apply", "-i", kube.inventory_path, "-f", "-", input=PINNED, check=True)
+    try:
+        assert json.loads(lab(kube, "get", "pod", "pinned", "-o", "json").stdout)["spec"]["nodeName"] == "node2"
+    finally:
+        lab(kube, "delete", "pod/pinned")
+
+
 def test_the_exams_throw_away_client_runs_its_command_and_leaves_no_pod(kube):
     proc = lab_cli("run", "tmp", "--rm", "-it", "--image=busybox", "--restart=Never", "-i", kube.inventory_path,
                    "--", "wget", "-qO-", "http://nginx/hostname")

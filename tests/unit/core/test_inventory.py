@@ -55,7 +55,7 @@ def test_node_settings_override_ssh_defaults(tmp_path):
     a, b = inv.nodes
     assert (a.ssh.user, a.ssh.become, a.ssh.port, a.ssh.key) == ("vagrant", True, 2222, tmp_path / "k1")
     assert (b.ssh.user, b.ssh.become, b.ssh.key, b.ssh_host) == ("admin", True, tmp_path / "k2", "b.example.com")
-    assert b.labels == {"zone": "x"}
+    assert b.labels == {"kubernetes.io/hostname": "b", "kubernetes.io/os": "linux", "zone": "x"}  # the kubelet's too
     assert inv.cluster.overlay.pod_mtu(1500) == 1400
 
 
@@ -167,5 +167,6 @@ def test_dump_round_trips(tmp_path):
         """, tmp_path)
     again = inventory.parse(inventory.dump(inv, tmp_path), "again.yaml", tmp_path)
     assert again.cluster == inv.cluster
-    assert again.nodes == inv.nodes and again.nodes[0].labels == {"zone": "a"}
+    assert again.nodes == inv.nodes and again.nodes[0].labels == inv.nodes[0].labels
+    assert "kubernetes.io/hostname" not in inventory.dump(inv, tmp_path)  # the well-known labels are not written back
     assert again.emulated == inv.emulated
