@@ -44,12 +44,13 @@ def deployment_doc(name: str, namespace: str, image: str, replicas: int, port) -
 
 
 def service_doc(name: str, namespace: str, selector: dict, port: int, target, kind: str,
-                load_balancer_ip: Optional[str] = None) -> dict:
+                load_balancer_ip: Optional[str] = None, labels: Optional[dict] = None) -> dict:
     spec = {"type": kind, "selector": selector, "ports": [{"port": port, "targetPort": target or port,
                                                             "protocol": "TCP"}]}
     if load_balancer_ip:
         spec["loadBalancerIP"] = load_balancer_ip
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    metadata = {"name": name, "namespace": namespace, **({"labels": dict(labels)} if labels else {})}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
 
 
 def labels_of(text) -> dict:
@@ -175,8 +176,10 @@ def cmd_expose(args) -> int:
     if kind is DEPLOYMENT and key in objects.deployments:
         selector = objects.deployments[key].selector
         owned = objects.pods_of(objects.deployments[key].owner)
+        labels = (objects.deployments[key].manifest.get("metadata") or {}).get("labels") or selector
     elif kind is POD and key in objects.pods:
         selector, owned = objects.pods[key].labels, [objects.pods[key]]
+        labels = selector
     elif kind in (DEPLOYMENT, POD):
         raise LabError(kind.not_found(args.name, args.namespace))
     else:
@@ -188,7 +191,7 @@ def cmd_expose(args) -> int:
     if args.load_balancer_ip and args.type != "LoadBalancer":
         raise InputError("lab expose: --load-balancer-ip needs --type=LoadBalancer")
     return apply_doc(args, service_doc(args.service_name or args.name, args.namespace, selector, port,
-                                       args.target_port, args.type, args.load_balancer_ip))
+                                       args.target_port, args.type, args.load_balancer_ip, labels))
 
 
 def cmd_scale(args) -> int:

@@ -132,6 +132,7 @@ def test_imperative_commands_write_the_yaml_a_student_would(kube):
         "deployment.apps/api created"
     assert lab(kube, "expose", "deploy", "api", "--port", "8080", "--target-port", "80").stdout.strip() == \
         "service/api exposed"
+    assert "app=api" in lab(kube, "get", "svc", "api", "--show-labels").stdout  # the deployment's labels, as kubectl
     assert lab(kube, "scale", "deploy", "api", "--replicas", "3").stdout.strip() == "deployment.apps/api scaled"
     before = set(lab(kube, "get", "pods", "-l", "app=api", "-o", "name").stdout.split())
     assert len(before) == 3
