@@ -136,6 +136,7 @@ def test_imperative_commands_write_the_yaml_a_student_would(kube):
     assert lab(kube, "scale", "deploy", "api", "--replicas", "3").stdout.strip() == "deployment.apps/api scaled"
     before = set(lab(kube, "get", "pods", "-l", "app=api", "-o", "name").stdout.split())
     assert len(before) == 3
+    assert "pod-template-hash=" in lab(kube, "get", "pods", "-l", "app=api", "--show-labels").stdout
     lab(kube, "rollout", "restart", "deploy", "api")
     after = set(lab(kube, "get", "pods", "-l", "app=api", "-o", "name").stdout.split())
     assert len(after) == 3 and not before & after  # new pods, new names

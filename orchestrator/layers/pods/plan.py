@@ -47,10 +47,13 @@ def role_of(template: PodTemplate) -> str:
 
 
 def new_pod(cluster: Cluster, name: str, namespace: str, template: PodTemplate, owner: Optional[str],
-            now: str) -> Pod:
+            now: str, template_hash: str = "") -> Pod:
+    """A pod of `template`; a Deployment's carries its `template_hash` as the pod-template-hash label, as a
+    ReplicaSet's pods do."""
     tcp, udp = template.served_ports()
+    labels = {**template.labels, **({"pod-template-hash": template_hash} if template_hash else {})}
     return Pod(
-        name=name, namespace=namespace, uid=uuid.uuid4().hex, labels=dict(template.labels), owner=owner,
+        name=name, namespace=namespace, uid=uuid.uuid4().hex, labels=labels, owner=owner,
         template_hash=template.digest(), image=template.image, node=template.node_name,
         node_selector=dict(template.node_selector), netns=pod_netns_name(cluster.name, namespace, name),
         tcp=tcp, udp=udp,
@@ -96,7 +99,8 @@ def plan_deployment(cluster: Cluster, m: Manifest, objects: LabObjects, changes:
     for _ in range(m.replicas - len(keep)):
         name = unique_name(f"{m.name}-{wanted.template_hash}", taken, rng)
         taken.add(name)
-        changes.create.append(new_pod(cluster, name, m.namespace, m.template, wanted.owner, now))
+        changes.create.append(new_pod(cluster, name, m.namespace, m.template, wanted.owner, now,
+                                      wanted.template_hash))
     old = objects.deployments.get(m.key)
     same = old is not None and (old.replicas, old.selector, old.template_hash) == \
         (wanted.replicas, wanted.selector, wanted.template_hash)
