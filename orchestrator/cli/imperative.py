@@ -106,6 +106,8 @@ def run_and_remove(args, doc: dict, command: list[str]) -> int:
     manifest = kinds.parse(doc, f"lab run {args.name}", warn)
     inv = resolve_inventory(args.inventory)
     files = LabFiles.of(inv.name)
+    if key_of(args.namespace, args.name) in files.read_objects().pods:  # never delete a pod it did not make
+        raise LabError(f'Error from server (AlreadyExists): pods "{args.name}" already exists')
     try:
         with files.lock(), Transport(inv.nodes) as transport:
             pipeline.apply_manifests(inv, transport, files, [manifest])

@@ -232,6 +232,9 @@ def test_the_exams_throw_away_client_runs_its_command_and_leaves_no_pod(kube):
     failed = lab_cli("run", "tmp", "--rm", "-it", "-i", kube.inventory_path, "--", "sh", "-c", "exit 3")
     assert failed.returncode == 3 and failed.stdout.strip().endswith('pod "tmp" deleted')
     assert lab(kube, "get", "pod", "tmp", check=False).returncode != 0
+    taken = lab_cli("run", "front", "--rm", "-it", "-n", "shop", "-i", kube.inventory_path, "--", "true")
+    assert taken.returncode != 0 and 'pods "front" already exists' in taken.stderr
+    assert lab(kube, "get", "pod", "front", "-n", "shop").returncode == 0  # a pod it did not make stays
     refused = lab_cli("run", "tmp", "-i", kube.inventory_path, "--", "sleep", "3600")
     assert refused.returncode != 0 and "a lab pod runs the lab's server, not a command" in refused.stderr
     assert lab(kube, "get", "pod", "tmp", check=False).returncode != 0
