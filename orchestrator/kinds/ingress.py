@@ -12,9 +12,8 @@ from orchestrator.core.objects import LabObjects
 from orchestrator.kinds.kept import forgetter, json_shower, lister, recorder
 from orchestrator.kinds.registry import Item, Kind, Plan, register
 from orchestrator.kinds.show import age, described_labels, lead, lead_columns
-from orchestrator.layers.gateway.ingress import (INGRESS_API, INGRESS_GATEWAY, INGRESS_KIND, check_ingress,
-                                                 host_paths)
-from orchestrator.layers.gateway.world import served_ingresses, world_of
+from orchestrator.layers.gateway.ingress import INGRESS_API, INGRESS_KIND, check_ingress, host_paths
+from orchestrator.layers.gateway.world import ingress_address
 
 
 def parse(doc: Doc, head: Manifest, warn: Warn) -> Manifest:
@@ -35,10 +34,7 @@ def record(m: Manifest, plan: Plan) -> str:
 
 
 def address(objects: LabObjects, item: Item) -> str:
-    """The ingress controller's address, for the Ingresses it serves."""
-    if not any(key == f"{item.namespace}/{item.name}" for key, _ in served_ingresses(objects)):
-        return ""
-    return world_of(objects).addresses.get(INGRESS_GATEWAY.key, "")
+    return ingress_address(objects, f"{item.namespace}/{item.name}")
 
 
 def status(item: Item, objects: LabObjects) -> dict[str, Any]:

@@ -16,8 +16,7 @@ from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.model import Inventory
 from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.core.transport import Transport
-from orchestrator.layers.gateway.ingress import INGRESS_GATEWAY
-from orchestrator.layers.gateway.world import served_ingresses, world_of
+from orchestrator.layers.gateway.world import ingress_address, world_of
 from orchestrator.lessons.model import Command, LOCAL, Lesson, Step, lesson_context, missing_needs, render, step_applies
 
 
@@ -70,8 +69,7 @@ class Player:
         if kind == "gateway":
             found = world_of(objects).addresses.get(f"{namespace}/{name}")
         elif kind == "ingress":
-            served = any(key == f"{namespace}/{name}" for key, _ in served_ingresses(objects))
-            found = world_of(objects).addresses.get(INGRESS_GATEWAY.key) if served else None
+            found = ingress_address(objects, f"{namespace}/{name}")
         else:
             service = objects.services.get(f"{namespace}/{name}")
             found = service.load_balancer_ip if service else None

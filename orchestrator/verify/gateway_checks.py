@@ -84,7 +84,7 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
     if listener.protocol == "HTTPS":  # asked for by name (SNI); the certificate served must be the Secret's
         target["tls"] = sample.host.split(":")[0]
         if not tls_problem:
-            target["certificate"] = world.secrets["/".join(listener.certificate_refs[0])].fingerprint
+            target["certificate"] = world.secrets[listener.certificate_key].fingerprint
     why_not = "; ".join(filter(None, [refused, tls_problem and f"listener {listener.name}: ResolvedRefs False "
                                       f"{tls_problem[0]}: {tls_problem[1]}"]))
     name = (f"{gateway_key}/{listener.name} {sample.method} {sample.host}{sample.path}"

@@ -240,9 +240,10 @@ def servers(gateway: Gateway, attachment: Attachment, world: World, services: Ma
     for listener in served:
         certificate = None
         if listener.protocol == "HTTPS":
-            pair = world.secrets["/".join(listener.certificate_refs[0])]
-            files[f"{TLS_FOLDER}/{pair.file_name}"] = pair.bundle
-            certificate = f"{run_dir}/{TLS_FOLDER}/{pair.file_name}"
+            pair = world.secrets[listener.certificate_key]
+            rel = f"{TLS_FOLDER}/{pair.file_name}"
+            files[rel] = pair.bundle
+            certificate = f"{run_dir}/{rel}"
         entries = table(attachment, world.routes, gateway.key, listener.name)
         headers = sorted({h.name.lower() for e in entries for h in e.match.headers})
         query = sorted({q.name for e in entries for q in e.match.query})

@@ -79,6 +79,11 @@ class Listener:
     route_kinds: tuple[str, ...] = ()  # allowedRoutes.kinds; empty: what the protocol takes (HTTPRoute)
     any_namespace_certificates: bool = False  # the ingress controller's: it reads the Secrets of every namespace
 
+    @property
+    def certificate_key(self) -> str:
+        """The key (namespace/name) of the Secret the listener is served with: its first certificateRef."""
+        return "/".join(self.certificate_refs[0])
+
 
 @dataclass(frozen=True)
 class Gateway:

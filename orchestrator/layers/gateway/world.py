@@ -65,6 +65,14 @@ def served_ingresses(objects: LabObjects) -> list[tuple[str, dict[str, Any]]]:
             if class_of(r["spec"], default) in ours]
 
 
+def ingress_address(objects: LabObjects, key: str) -> str:
+    """The ingress controller's address for Ingress `key` (namespace/name), where the controller serves it; else
+    "" (status.loadBalancer.ingress stays empty)."""
+    if not any(served == key for served, _ in served_ingresses(objects)):
+        return ""
+    return world_of(objects).addresses.get(INGRESS_GATEWAY.key, "")
+
+
 def add_ingresses(world: World, objects: LabObjects) -> None:
     """The served Ingresses as routes on the ingress Gateway (one controller, two front-ends)."""
     served = served_ingresses(objects)
