@@ -14,7 +14,7 @@ from orchestrator.core.model import Inventory
 from orchestrator.core.objects import LabObjects
 from orchestrator.kinds.kept import forgetter, lister, recorder
 from orchestrator.kinds.registry import Item, Kind, register
-from orchestrator.kinds.show import age, described_labels, lead, lead_columns
+from orchestrator.kinds.show import age, described_labels, kept_json, lead, lead_columns
 from orchestrator.layers.gateway.tls import SECRET_KIND, TLS_TYPE, certificate_summary, check_tls, decoded, tls_pair
 
 
@@ -38,12 +38,10 @@ def kept_part(m: Manifest) -> Any:
 
 
 def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict[str, Any]:
-    record = item.record
-    return {"apiVersion": "v1", "kind": SECRET_KIND,
-            "metadata": {"name": item.name, "namespace": item.namespace, "labels": item.labels,
-                         "creationTimestamp": record["created"],
-                         **({"annotations": record["annotations"]} if record.get("annotations") else {})},
-            "type": record["spec"]["type"], "data": record["spec"]["data"]}
+    """As a kept kind shows itself, with `type` and `data` where others have `spec`."""
+    shown = kept_json(item.record, "v1", SECRET_KIND)
+    spec = shown.pop("spec")
+    return {**shown, "type": spec["type"], "data": spec["data"]}
 
 
 def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces: bool,
