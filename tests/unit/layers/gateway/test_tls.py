@@ -176,3 +176,13 @@ def test_the_ingress_proxy_service_has_80_and_443_whether_or_not_an_ingress_asks
     with_tls = replace(INGRESS_GATEWAY, listeners=INGRESS_GATEWAY.listeners
                        + tls_listeners([("shop", ingress_spec("a.example.com", "t"))]))
     assert proxy_yaml(with_tls)[0] == text
+
+
+def test_a_secret_shows_type_and_data_where_other_kinds_have_spec():
+    from orchestrator.kinds.registry import Item
+    from orchestrator.kinds.secret import to_json
+    record = {"name": "shop-tls", "namespace": "shop", "labels": {}, "created": CREATED,
+              "spec": {"type": "kubernetes.io/tls", "data": secret_doc()["data"]}}
+    shown = to_json(Item("shop-tls", "shop", {}, record), None, None)  # type: ignore[arg-type]
+    assert (shown["kind"], shown["type"], shown["data"]) == ("Secret", "kubernetes.io/tls", secret_doc()["data"])
+    assert "spec" not in shown and shown["metadata"]["name"] == "shop-tls"
