@@ -82,8 +82,8 @@ def cmd_logs(args) -> int:
     deployment/NAME (one of its pods, as kubectl picks one)."""
     inv = resolve_inventory(args.inventory)
     objects = LabFiles.of(inv.name).read_objects()
-    kind_text, _, name = args.pod.rpartition("/")
-    kind = kinds.by_name(kind_text) if kind_text else POD
+    kind_text, name = one_object(args.pod, None, "logs") if "/" in args.pod else ("pod", args.pod)
+    kind = kinds.by_name(kind_text)
     if kind is DEPLOYMENT:
         owned = sorted(objects.pods_of(f"Deployment/{key_of(args.namespace, name)}"), key=lambda p: p.name)
         if not owned:
