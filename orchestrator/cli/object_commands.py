@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from orchestrator import kinds, pipeline
 from orchestrator.agent import cni as cni_runtime
@@ -220,15 +220,10 @@ def cmd_get(args) -> int:
     labels = selector_from_text(args.selector) if args.selector else None
     namespace = None if args.all_namespaces else args.namespace
     # the pods' status is what their nodes report, not what was recorded (not asked for -o name)
-    kinds = [kind for kind, _ in wanted]
-    with Observer(inv, LabFiles.of(inv.name), POD in kinds and output != "name",
-                  NODE in kinds and output != "name") as observer:
+    wanted_kinds = [kind for kind, _ in wanted]
+    with Observer(inv, LabFiles.of(inv.name), POD in wanted_kinds and output != "name",
+                  NODE in wanted_kinds and output != "name") as observer:
         return show(args, inv, wanted, observer, namespace, labels, output)
-
-
-def sort_items(path: str, kind, records: list, inv: Inventory, objects) -> list:
-    """--sort-by PATH: the objects in the order of that field of their JSON."""
-    return sorted(records, key=lambda record: sort_key(path, kind.to_json(record, inv, objects)))
 
 
 def show(args, inv: Inventory, wanted: list, observer: "Observer", namespace: Optional[str], labels,
@@ -247,18 +242,29 @@ def show(args, inv: Inventory, wanted: list, observer: "Observer", namespace: Op
         if missing:
             kind, name = missing[0]
             raise LabError(kind.not_found(name))
-    if args.sort_by:
-        found = [(kind, sort_items(args.sort_by, kind, records, inv, objects)) for kind, records in found]
+    documents: dict[int, dict[str, Any]] = {}
+
+    def document(kind, record) -> dict[str, Any]:
+        """A record's JSON, built once for --sort-by and the output alike."""
+        if id(record) not in documents:
+            documents[id(record)] = kind.to_json(record, inv, objects)
+        return documents[id(record)]
+
+    def by_field(kind) -> Callable[[Any], tuple[Any, ...]]:
+        return lambda record: sort_key(args.sort_by, document(kind, record))
+
+    if args.sort_by:  # --sort-by PATH: the objects in the order of that field of their JSON
+        found = [(kind, sorted(records, key=by_field(kind))) for kind, records in found]
     if output.startswith("custom-columns"):
         spec = output.split("=", 1)[1]
         custom = columns_file(spec) if output.startswith("custom-columns-file=") else custom_columns(spec)
-        docs = [kind.to_json(r, inv, objects) for kind, records in found for r in records]
+        docs = [document(kind, r) for kind, records in found for r in records]
         print_table([header for header, _ in custom], [[column_value(path, doc) for _, path in custom]
                                                        for doc in docs])
         return 0
     if output in ("json", "yaml") or output.startswith("jsonpath="):
         # a template's output as it is, as kubectl prints it: no newline it does not write itself
-        print(render_docs([kind.to_json(r, inv, objects) for kind, records in found for r in records],
+        print(render_docs([document(kind, r) for kind, records in found for r in records],
                           single=named and len(wanted) == 1 and len(wanted[0][1]) == 1, output=output),
               end="" if output.startswith("jsonpath=") else "\n")
         return 0
