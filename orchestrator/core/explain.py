@@ -21,6 +21,13 @@ def _resolved(node: dict[str, Any], resolver: Any) -> tuple[dict[str, Any], Any]
     return node, resolver
 
 
+def _element(node: dict[str, Any], resolver: Any) -> tuple[dict[str, Any], Any]:
+    """What a list holds (a list of lists: the innermost); any other node as it is."""
+    while node.get("type") == "array" or "items" in node:
+        node, resolver = _resolved(node.get("items") or {}, resolver)
+    return node, resolver
+
+
 def type_name(node: dict[str, Any]) -> str:
     """kubectl explain's type: string, integer, []Container, map[string]string, Object."""
     if "$ref" in node:
@@ -48,8 +55,7 @@ def explain(kind: str, api_version: str, path: list[str]) -> str:
     walked: list[str] = []
     field_type = ""
     for name in path:
-        while node.get("type") == "array" or "items" in node:
-            node, resolver = _resolved(node.get("items") or {}, resolver)
+        node, resolver = _element(node, resolver)
         child = (node.get("properties") or {}).get(name)
         if child is None:
             raise InputError(f'field "{name}" does not exist in {".".join([kind.lower(), *walked]) or kind}; see '
@@ -62,9 +68,7 @@ def explain(kind: str, api_version: str, path: list[str]) -> str:
         lines += [f"FIELD: {walked[-1]} <{field_type}>", ""]
     lines += ["DESCRIPTION:", *textwrap.wrap(node.get("description") or "<empty>", 96, initial_indent="    ",
                                              subsequent_indent="    ")]
-    inner, inner_resolver = node, resolver
-    while inner.get("type") == "array" or "items" in inner:
-        inner, inner_resolver = _resolved(inner.get("items") or {}, inner_resolver)
+    inner, inner_resolver = _element(node, resolver)
     fields = inner.get("properties") or {}
     if fields:
         required = set(inner.get("required") or [])
