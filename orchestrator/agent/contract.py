@@ -435,3 +435,20 @@ def write_durably(path: str, data: "str | bytes", mode: int = 0o644) -> None:
         os.fsync(handle_fd)
     finally:
         os.close(handle_fd)
+
+
+def text_of(path: str) -> Optional[str]:
+    """The file's text, or None where there is no such file."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def write_if_changed(path: str, text: str, mode: int = 0o644) -> bool:
+    """`text` to `path` durably, unless the file has it already; whether it wrote."""
+    if text_of(path) == text:
+        return False
+    write_durably(path, text, mode)
+    return True

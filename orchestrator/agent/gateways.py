@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from .contract import GATEWAYS_DIR, TLS_FOLDER, gateway_dir, write_durably
+from .contract import GATEWAYS_DIR, TLS_FOLDER, gateway_dir, text_of, write_durably, write_if_changed
 
 
 def config_path(lib: str, key: str) -> str:
@@ -38,12 +38,7 @@ def ensure_config(lib: str, key: str, ports: list) -> str:
     there does not listen on all the pod's ports (a listener added: the sync after the pod brings the config
     for it)."""
     path = config_path(lib, key)
-    try:
-        with open(path) as handle:
-            current = handle.read()
-    except OSError:
-        current = ""
-    if not set(ports) <= listened(current):
+    if not set(ports) <= listened(text_of(path) or ""):
         write_durably(path, placeholder(lib, key, ports))
     return path
 
@@ -52,22 +47,11 @@ def proxy_argv(lib: str, pod: dict) -> list:
     return ["nginx", "-c", ensure_config(lib, pod["gateway"], pod.get("tcp", []))]
 
 
-def holds(path: str, text: str) -> bool:
-    """Whether the file at `path` has exactly `text`."""
-    try:
-        with open(path) as handle:
-            return handle.read() == text
-    except OSError:
-        return False
-
-
 def sync_files(lib: str, key: str, files: dict) -> None:
     """The files a Gateway's config names, as given (private: they hold TLS keys); the others of its tls/ go."""
     folder = os.path.join(lib, gateway_dir(key))
     for rel, text in sorted(files.items()):
-        path = os.path.join(folder, rel)
-        if not holds(path, text):
-            write_durably(path, text, mode=0o600)
+        write_if_changed(os.path.join(folder, rel), text, 0o600)
     tls = os.path.join(folder, TLS_FOLDER)
     wanted = {os.path.basename(rel) for rel in files}
     for name in sorted(os.listdir(tls)) if os.path.isdir(tls) else []:
@@ -125,7 +109,7 @@ def sync_gateways(lib: str, configs: dict, files: dict, served: list) -> tuple[l
     for key, text in sorted(configs.items()):
         sync_files(lib, key, files.get(key, {}))
         path = config_path(lib, key)
-        if holds(path, text):
+        if text_of(path) == text:
             continue
         candidate = path + ".new"
         write_durably(candidate, text)

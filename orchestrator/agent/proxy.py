@@ -18,7 +18,7 @@ from .gateways import sync_gateways
 from .healthz import SERVER as HEALTH_SERVER, sync_health_checks
 from .cni import CniError, run
 from .contract import (DNS_HOSTS, PROXY_STATE, RULES_JOURNAL, RULES_REQUEST, STORED_FIELDS, ProxySync, SyncAnswer,
-                       write_durably)
+                       write_durably, write_if_changed)
 from .host import boot_id
 from .iptables import drifted, iptables_removal, load_rules, restore_input, saved_chains, trusted_chains, wanted_digests
 from .nftables import (NFT_TABLE, load_nft, nft_drifted, nft_element_changes, nft_same_shape, nft_table_exists,
@@ -198,15 +198,7 @@ def dns_hosts_path(lib: str) -> str:
 
 def write_dns_hosts(lib: str, text: str) -> bool:
     """Write the cluster DNS's records where the dnsmasq pods read them; False when they were already so."""
-    path = dns_hosts_path(lib)
-    try:
-        with open(path) as handle:
-            if handle.read() == text:
-                return False
-    except OSError:
-        pass
-    write_durably(path, text, 0o644)
-    return True
+    return write_if_changed(dns_hosts_path(lib), text)
 
 
 def reload_dns(lib: str) -> None:
