@@ -9,6 +9,8 @@ packages=(
     conntrack dnsmasq-base iputils-ping procps util-linux python3 python3-venv curl iperf3 graphviz sudo
     # the Gateway API's proxy (the lab runs it in gateway pods only)
     nginx-light
+    # what `lab exec` finds in pods: busybox's applets (busybox images), nc with -z, dig and nslookup
+    busybox-static netcat-openbsd bind9-dnsutils
     # real VMs (lab up --provider qemu, the VM test tier): qemu, and what builds the cached Debian image
     qemu-system-x86 qemu-utils debootstrap e2fsprogs
 )

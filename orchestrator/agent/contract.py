@@ -177,7 +177,7 @@ def is_pod_netns(lab: str, netns: str) -> bool:
 # before reading it (exit REFUSED, one JSON answer saying so): it never misreads a request. `lab deploy`
 # replaces an agent.pyz whose digest differs from the controller's, so a node never keeps an older agent.
 # Raise PROTOCOL whenever a request or an answer changes shape.
-PROTOCOL = 7
+PROTOCOL = 8
 REFUSED = 3  # the agent's exit code for a request in a protocol it does not speak
 
 

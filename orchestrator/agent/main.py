@@ -15,6 +15,9 @@ SSH. Standard library only (Python 3.7+), so any node with python3 can run it.
                                               pods, once
   serve --name POD --tcp 80 --udp 80          the built-in pod server: HTTP /hostname /clientip /echo,
                                               and a UDP echo that names the pod and the client
+  enter KEY [--tty] -- CMD...                 CMD in pod KEY's namespaces and image root (`lab exec`),
+                                              ended when the SSH session goes
+  pod-init --hostname H [--busybox] -- ARGV   (the start of a pod's process, in its new UTS namespace)
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from typing import Any, Callable
 from .cni import CniError, cni, load_conf
 from .contract import (CNI_PATH, PROTOCOL, REFUSED, VERBS, Answer, ContractError, FlushAnswer, PodsAnswer,
                        PodsApplyAnswer, ProbeAnswer, refusal)
-from .pods import flush_caches, forget_neighbours, pod_add, pod_del, pods_ensure, pods_purge, pods_reattach, pods_status
+from .podroot import PodRootError, pod_init
+from .pods import (enter_pod, flush_caches, forget_neighbours, pod_add, pod_del, pods_ensure, pods_purge, pods_reattach,
+                   pods_status)
 from .healthz import serve_health_checks
 from .probes import probe
 from .proxy import proxy_sync
@@ -128,6 +133,15 @@ def main(argv=None) -> int:
     s.add_argument("--name", required=True)
     s.add_argument("--tcp", type=int, action="append", default=[])
     s.add_argument("--udp", type=int, action="append", default=[])
+    e = sub.add_parser("enter")
+    e.add_argument("key")
+    e.add_argument("--tty", action="store_true")
+    e.add_argument("command", nargs=argparse.REMAINDER)
+    i = sub.add_parser("pod-init")
+    i.add_argument("--hostname", required=True)
+    i.add_argument("--busybox", action="store_true")
+    i.add_argument("--tool", action="append", default=[])
+    i.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     lib = os.path.dirname(os.path.abspath(sys.argv[0]))  # the lab's folder on the node, which holds agent.pyz
     if args.verb in VERBS:
@@ -135,6 +149,11 @@ def main(argv=None) -> int:
     if args.protocol is not None and args.protocol != PROTOCOL:
         return answer(refusal(args.protocol), REFUSED)
     try:
+        if args.verb in ("enter", "pod-init"):
+            command = args.command[1:] if args.command[:1] == ["--"] else args.command
+            if args.verb == "enter":
+                return enter_pod(lib, args.key, command, args.tty)
+            pod_init(lib, args.hostname, args.busybox, args.tool, command)
         if args.verb == "serve":
             serve(args.name, args.tcp, args.udp)
         if args.verb == "healthz":
@@ -156,6 +175,6 @@ def main(argv=None) -> int:
         code = f" (CNI error code {exc.code})" if exc.code != 999 else ""
         print(f"node agent: {exc}{code}", file=sys.stderr)
         return 1
-    except OSError as exc:
+    except (OSError, PodRootError) as exc:
         print(f"node agent: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,8 @@ from .contract import AGENT_FILE, DNS_HOSTS, PODS_DIR, conf_digest, is_pod_netns
 from .gateways import proxy_argv
 from .policy import isolate_new_pod
 from .host import alive, boot_id
+from .podroot import (ROOT_DIR, PodRootError, check_image_root, enter_argv, launch_argv, refresh_busybox_hosts,
+                      remove_pod_etc, run_in_session, write_pod_etc)
 
 
 def pod_file(lib: str, key: str) -> str:
@@ -66,7 +68,7 @@ def start_server(lib: str, pod: dict) -> int:
         for port in pod.get("udp", []):
             args += ["--udp", str(port)]
     log = open(pod_log(lib, pod["key"]), "ab")
-    proc = subprocess.Popen(["ip", "netns", "exec", pod["netns"], *args], stdin=subprocess.DEVNULL, stdout=log,
+    proc = subprocess.Popen(launch_argv(lib, pod, args), stdin=subprocess.DEVNULL, stdout=log,
                             stderr=log, start_new_session=True)
     log.close()
     return proc.pid
@@ -102,6 +104,10 @@ def wait_listening(pod: dict, seconds: float = SERVER_START_SECONDS) -> bool:
 def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
     """Create the pod: namespace, loopback, the network list (eth0), its server. Undo all on failure."""
     netns_path = f"/run/netns/{pod['netns']}"
+    try:
+        check_image_root(pod)
+    except PodRootError as exc:
+        raise CniError(str(exc)) from None
     if os.path.exists(netns_path) or os.path.exists(pod_file(lib, pod["key"])):
         # what is left of it goes first; its server too, which would keep a deleted namespace (and its veth
         # on cni0) alive
@@ -112,11 +118,9 @@ def pod_add(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
         cni("ADD", loopback, pod["id"], netns_path, "lo", cni_path)
         result = attach(conf, cni_path, pod, netns_path)
         ip = next(i["address"].split("/")[0] for i in result.get("ips", []) if "." in i["address"])
-        if pod.get("resolv_conf"):
-            folder = f"/etc/netns/{pod['netns']}"  # `ip netns exec` mounts it over /etc/resolv.conf
-            os.makedirs(folder, exist_ok=True)
-            write_durably(os.path.join(folder, "resolv.conf"), pod["resolv_conf"])
+        write_pod_etc(pod["netns"], pod.get("resolv_conf", ""), pod["name"], ip)
         os.makedirs(os.path.join(lib, PODS_DIR), exist_ok=True)
+        os.makedirs(os.path.join(lib, ROOT_DIR), exist_ok=True)
         record = dict(pod, ip=ip, conf=conf_digest(conf), boot=boot_id())
         isolate_new_pod(ip, pod.get("policy_sets") or [])
         record["pid"] = start_server(lib, record)
@@ -171,14 +175,7 @@ def pod_del(lib: str, conf: dict, cni_path: str, pod: dict) -> dict:
     if os.path.exists(netns_path):
         subprocess.run(["ip", "netns", "del", pod["netns"]], stderr=subprocess.DEVNULL)
     forget_record(lib, pod["key"])
-    try:
-        os.unlink(f"/etc/netns/{pod['netns']}/resolv.conf")
-    except FileNotFoundError:
-        pass
-    try:
-        os.rmdir(f"/etc/netns/{pod['netns']}")
-    except OSError:
-        pass
+    remove_pod_etc(pod["netns"])
     return {"deleted": True, "errors": errors}
 
 
@@ -197,6 +194,25 @@ def read_pod_records(lib: str) -> list[tuple[str, Optional[dict]]]:
             whole = isinstance(record, dict) and {"key", "netns", "id"} <= record.keys()
             found.append((name[:-len(".json")], record if whole else None))
     return found
+
+
+def enter_pod(lib: str, key: str, command: list[str], tty: bool) -> int:
+    """`command` in pod `key` (`lab exec`): with a terminal (`tty`) it becomes this process, which the terminal's
+    hang-up ends; without one it runs until it ends or the session that asked for it goes."""
+    try:
+        with open(pod_file(lib, key)) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        print(f"node agent: pod {key} is not on this node", file=sys.stderr)
+        return 1
+    if not server_running(record):
+        print(f"node agent: pod {key} has no running process (it is made again by `lab deploy`; `lab get pods` "
+              "shows its state)", file=sys.stderr)
+        return 1
+    argv = enter_argv(lib, record, command)
+    if tty:
+        os.execvp(argv[0], argv)
+    return run_in_session(argv)
 
 
 def pod_records(lib: str) -> list[dict]:
@@ -227,6 +243,7 @@ def remove_netns(netns: str) -> None:
     """Remove network namespace `netns` with every process in it (they would keep it alive)."""
     end_processes_in(netns)
     subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
+    remove_pod_etc(netns)
 
 
 def forget_record(lib: str, key: str) -> None:
@@ -333,6 +350,8 @@ def pods_reattach(lib: str, conf: dict, cni_path: str) -> dict:
             continue
         record["ip"] = next(i["address"].split("/")[0] for i in result.get("ips", []) if "." in i["address"])
         record["conf"] = digest
+        write_pod_etc(record["netns"], record.get("resolv_conf", ""), record["name"], record["ip"])
+        refresh_busybox_hosts(lib, record)
         write_durably(pod_file(lib, record["key"]), json.dumps(record))
         report[record["key"]] = {"ip": record["ip"]}
     if report:

@@ -7,19 +7,18 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sys
 from typing import Optional
 
 from orchestrator import pipeline
 from orchestrator.cli.common import out, progress, resolve_inventory, warn
-from orchestrator.cli.lab_commands import run_in_pod
+from orchestrator.cli.lab_commands import run_in_pod, stdin_of, terminal
 from orchestrator.cli.resources import one_object
 from orchestrator import kinds
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.objects import key_of
 from orchestrator.core.render import dump_yaml
 from orchestrator.core.state import LabFiles
-from orchestrator.core.transport import Transport
+from orchestrator.core.transport import UNLIMITED, Transport
 from orchestrator.kinds.deployment import DEPLOYMENT
 from orchestrator.kinds.namespace import NAMESPACE
 from orchestrator.kinds.pod import POD
@@ -112,8 +111,7 @@ def run_and_remove(args, doc: dict, command: list[str]) -> int:
         with files.lock(), Transport(inv.nodes) as transport:
             pipeline.apply_manifests(inv, transport, files, [manifest])
         pod = files.read_objects().pods[key_of(args.namespace, args.name)]
-        tty = args.interactive and sys.stdin.isatty()
-        code = run_in_pod(inv, pod, command, tty, None, replace=False)
+        code = run_in_pod(inv, pod, command, terminal(args), UNLIMITED, replace=False, stdin=stdin_of(args))
     finally:
         with files.lock(), Transport(inv.nodes) as transport:
             pipeline.delete_manifests(inv, transport, files, [kinds.manifest("Pod", args.name, args.namespace,

@@ -15,10 +15,11 @@ from rich.table import Table
 from orchestrator import pipeline
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output
 from orchestrator.cli.output import print_reports, print_table
+from orchestrator.core.agent import agent_argv
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.objects import key_of
 from orchestrator.core.state import LabFiles, current_lab
-from orchestrator.core.transport import Transport
+from orchestrator.core.transport import UNLIMITED, CommandTimedOut, Transport
 from orchestrator.layers.nodes.facts import CNI_PLUGINS
 from orchestrator.layers.nodes import read as node_read
 from orchestrator.layers.nodes.read import read_state
@@ -216,25 +217,44 @@ def cmd_exec(args) -> int:
         if target is not None and pod.node != target:
             raise InputError(f"pod {pod_name} runs on {pod.node}, not {target}; "
                              f"use `lab exec {pod_name} -n {args.namespace} -- ...`")
-        return run_in_pod(inv, pod, command or ["sh"], args.interactive, args.timeout)
-    return run_on_node(inv.node(target), command, args.interactive, args.timeout)
+        return run_in_pod(inv, pod, command or ["sh"], terminal(args), args.timeout or UNLIMITED, stdin=stdin_of(args))
+    return run_on_node(inv.node(target), command, terminal(args), args.timeout or UNLIMITED, stdin=stdin_of(args))
 
 
-def run_on_node(node, command: list[str], interactive: bool, timeout: Optional[float], replace: bool = True) -> int:
-    """`command` on `node`, its output shown as it comes; with a terminal (`interactive`), the OpenSSH client,
-    as `lab ssh`. The command's exit code."""
+def terminal(args) -> bool:
+    """Whether the command gets a terminal: -t, where this is one (kubectl's -it)."""
+    return bool(args.interactive) and sys.stdin.isatty()
+
+
+def stdin_of(args) -> Optional[bytes]:
+    """With -i and no terminal, this stdin, for the command's (kubectl's `-i`: `lab exec -i POD -- sh < script`)."""
+    return sys.stdin.buffer.read() if getattr(args, "stdin", False) and not terminal(args) else None
+
+
+def run_on_node(node, command: list[str], interactive: bool, timeout: Optional[float], replace: bool = True,
+                stdin: Optional[bytes] = None, shown: Optional[list[str]] = None) -> int:
+    """`command` (as the user wrote it: `shown`) on `node`, its output shown as it comes; with a terminal
+    (`interactive`), the OpenSSH client, as `lab ssh`. The command's exit code."""
     if interactive:
         return exec_ssh(node, ["sudo", "-n", *command] if command and node.ssh.sudo else command, tty=True,
                         replace=replace)
     with Transport([node]) as transport:
-        return run_showing_output(transport, node, command, timeout=timeout).exit_code
+        try:
+            return run_showing_output(transport, node, command, timeout=timeout, stdin=stdin).exit_code
+        except CommandTimedOut:
+            raise ExecTimedOut(f"lab exec: `{' '.join(shown or command)}` on {node.name} ended after {timeout:g} s "
+                               "(--timeout)") from None
 
 
-def run_in_pod(inv, pod, command: list[str], interactive: bool, timeout: Optional[float],
-               replace: bool = True) -> int:
-    """`command` inside `pod`'s network namespace, on its node."""
-    return run_on_node(inv.node(pod.node), ["ip", "netns", "exec", pod.netns, *command], interactive, timeout,
-                       replace)
+class ExecTimedOut(LabError):
+    exit_code = 124  # as timeout(1)
+
+
+def run_in_pod(inv, pod, command: list[str], interactive: bool, timeout: Optional[float], replace: bool = True,
+               stdin: Optional[bytes] = None) -> int:
+    """`command` in `pod` (its namespaces, the root its image names), on its node, through the node's agent."""
+    argv = agent_argv(inv.name, "enter", *(["--tty"] if interactive else []), pod.node_key, "--", *command)
+    return run_on_node(inv.node(pod.node), argv, interactive, timeout, replace, stdin, shown=command)
 
 
 def cmd_link(args) -> int:

@@ -39,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     inv_opt = argparse.ArgumentParser(add_help=False)
     inv_opt.add_argument("-i", "--inventory", metavar="FILE",
                          help="the lab's inventory (default: $LAB_INVENTORY, else the lab brought up last)")
+    # exec and run: -i is kubectl's (stdin), the inventory only --inventory
+    inv_long = argparse.ArgumentParser(add_help=False)
+    inv_long.add_argument("--inventory", metavar="FILE",
+                          help="the lab's inventory (default: $LAB_INVENTORY, else the lab brought up last)")
+
+    def stdin_and_tty(p) -> None:
+        p.add_argument("-i", "--stdin", action="store_true", help="pass this stdin to the command (kubectl's -i)")
+        p.add_argument("-t", "--tty", dest="interactive", action="store_true",
+                       help="a terminal for the command, when this is one (kubectl's -it; a shell when no command)")
 
     def command(name: str, func, help_text: str, examples: str, parents=(inv_opt,)) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, parents=list(parents),
@@ -129,16 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("run", cmd_run, "run one pod (kubectl run), or a command in a throw-away pod (--rm)",
                 "lab run web --port 80\n"
                 "lab run web --labels app=web,tier=front --port 80 --dry-run=client -o yaml > web.yaml\n"
-                "lab run tmp --rm -it --image=busybox --restart=Never -- wget -qO- http://nginx")
+                "lab run tmp --rm -it --image=busybox --restart=Never -- wget -qO- http://nginx",
+                parents=(inv_long,))
     p.add_argument("name")
-    p.add_argument("--image", default="nginx", help="recorded; the lab's own server runs in the pod")
+    p.add_argument("--image", default="nginx", help="what `lab exec` finds in the pod (busybox: its applets); "
+                   "the pod's process is the lab's own server")
     p.add_argument("--labels", help="KEY=VALUE,... (default run=NAME)")
     p.add_argument("--port", type=int, help="the container port")
     p.add_argument("--rm", action="store_true", help="with -- CMD: run CMD in the new pod, then delete the pod")
     p.add_argument("--restart", choices=("Always", "OnFailure", "Never"), help="the pod's restartPolicy (recorded)")
-    p.add_argument("-t", "--tty", dest="interactive", action="store_true",
-                   help="a terminal for CMD (-it: kubectl's; here -i alone is the inventory)")
-    p.add_argument("--stdin", action="store_true", help="accepted, as kubectl's -i")
+    stdin_and_tty(p)
     dry_run(p)
     p = command("create", cmd_create, "create a deployment, a namespace or a secret (kubectl create ...)",
                 "lab create deployment web --replicas 3 --port 80\nlab create namespace shop\n"
@@ -314,14 +323,16 @@ def build_parser() -> argparse.ArgumentParser:
                 "SSH; exits with the command's exit code",
                 "lab exec node1 -- ip route\nlab exec node2 -- sh -c 'ip -br link | grep eth0'\n"
                 "lab exec web-7d9f-x2k4q -- ip addr\nlab exec backend -n shop -- curl -s http://10.244.1.3/\n"
-                "lab exec node/node1 -- hostname\nlab exec outside -- ip neigh")
+                "lab exec node/node1 -- hostname\nlab exec outside -- ip neigh\n"
+                "lab exec -it tmp -- sh                 # a shell in pod tmp\n"
+                "echo hello | lab exec -i tmp -- cat", parents=(inv_long,))
     p.add_argument("node", metavar="NODE|node/NODE|POD|outside|router",
                    help="a node, a pod (in -n NAMESPACE), or the lab's outside host or router")
     p.add_argument("--pod", help="run the command inside this pod's network namespace (on NODE)")
-    p.add_argument("-t", "--tty", "--interactive", dest="interactive", action="store_true",
-                   help="an interactive terminal (kubectl's -it; a shell when no command is given)")
+    stdin_and_tty(p)
     p.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default: default)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds before giving up (default: inventory's)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds after which the command is ended (default: none, as kubectl exec)")
     p.add_argument("command", nargs="*", help="the command and its arguments, after --")
 
     p = command("ssh", cmd_ssh, "open an interactive shell on a node (OpenSSH client, host key pinned)",
@@ -383,9 +394,6 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argp
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] in (["exec"], ["run"]):  # kubectl's -it: here -i is the inventory, so it becomes --tty
-        end = argv.index("--") if "--" in argv else len(argv)
-        argv = [("--tty" if word in ("-it", "-ti") and i < end else word) for i, word in enumerate(argv)]
     # Everything after the first `--` is a remote command, passed on word for word.
     remote = argv[argv.index("--") + 1:] if "--" in argv else None
     parser = build_parser()

@@ -16,6 +16,7 @@ import base64
 import contextlib
 import hashlib
 import logging
+import math
 import select
 import shlex
 import socket
@@ -77,6 +78,10 @@ class NodeUnreachable(NodeError):
     """The node does not answer over SSH: no connection to it, or the connection went silent."""
 
 
+class CommandTimedOut(NodeError):
+    """A command ran past its time limit (its channel was closed)."""
+
+
 class CommandFailed(NodeError):
     """A command exited non-zero."""
 
@@ -96,6 +101,7 @@ def fingerprint(key: paramiko.PKey) -> str:
 # A node that answers nothing for this long is taken for dead (powered off, or cut off): the command fails
 # then, naming the node, instead of waiting for its own timeout (120 s by default).
 DEAD_AFTER = 15
+UNLIMITED = math.inf  # a command's time limit that is none (`lab exec`, as kubectl exec has none)
 
 
 def detect_dead_peer(sock: socket.socket) -> None:
@@ -203,7 +209,7 @@ class NodeConnection:
             reused = self._conn is not None and self._conn.is_connected
             transport = self.connection(timeout).transport
             try:
-                chan = transport.open_session(timeout=timeout)
+                chan = transport.open_session(timeout=min(timeout, self.node.ssh.command_timeout))
                 break
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 self.drop(transport)
@@ -233,11 +239,11 @@ class NodeConnection:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise NodeError(self.node.name, f"timed out after {timeout:g} s", command)
+                    raise CommandTimedOut(self.node.name, f"timed out after {timeout:g} s", command)
                 if not got:
                     select.select([chan], [], [], min(remaining, 0.5))
-            if not chan.status_event.wait(max(deadline - time.monotonic(), 0.01)):
-                raise NodeError(self.node.name, f"timed out after {timeout:g} s", command)
+            if not chan.status_event.wait(None if timeout == UNLIMITED else max(deadline - time.monotonic(), 0.01)):
+                raise CommandTimedOut(self.node.name, f"timed out after {timeout:g} s", command)
             if not transport.is_active() and chan.exit_status == -1:  # closed with the connection, no status
                 raise self.lost(command)
             return chan.recv_exit_status(), b"".join(out), b"".join(err)

@@ -23,7 +23,8 @@ IMAGE_HOSTNAME = "lab-vm"  # until the seed's /etc/hostname is copied in
 NODE_PACKAGES = (
     "systemd-sysv", "udev", "kmod", "openssh-server", "iproute2", "iptables", "nftables",
     "containernetworking-plugins", "conntrack", "dnsmasq-base", "python3", "iputils-ping", "curl",
-    "procps", "e2fsprogs", "sudo", "initramfs-tools", "nginx-light",
+    "procps", "e2fsprogs", "sudo", "initramfs-tools", "nginx-light", "busybox-static", "netcat-openbsd",
+    "bind9-dnsutils",
 )
 
 # templates/qemu/<name> -> (path in the guest, mode)

@@ -20,7 +20,10 @@ import yaml
 
 
 def lab_cli(*args: str, check: bool = False, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    """Run `lab ARGS...` as a user would (a new process), with this test session's state folder."""
+    """Run `lab ARGS...` as a user would (a new process), with this test session's state folder; its stdin is
+    `input`, else nothing (`lab exec -i` reads it)."""
+    if "input" not in kwargs:
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
     proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True,
                           timeout=timeout, **kwargs)
     if check and proc.returncode != 0:

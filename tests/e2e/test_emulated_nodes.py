@@ -111,7 +111,8 @@ def test_commands_on_all_nodes_run_in_parallel(lab3):
 
 
 def test_lab_exec_prints_output_and_returns_the_remote_exit_code(lab3):
-    proc = lab_cli("exec", "-i", lab3.inventory_path, "node3", "--", "sh", "-c", "hostname; echo err >&2; exit 42")
+    proc = lab_cli("exec", "--inventory", lab3.inventory_path, "node3", "--", "sh", "-c",
+                   "hostname; echo err >&2; exit 42")
     assert (proc.returncode, proc.stdout, proc.stderr) == (42, "node3\n", "err\n")
 
 
@@ -140,15 +141,16 @@ def test_lab_up_again_is_a_no_op(lab3):
     proc = lab_cli("up", "--name", lab3.name, "--nodes", "3", check=True)
     assert "no changes" in proc.stderr
     assert node_sshds() == before and all(alive(pid) for pid in before.values())
-    assert lab_cli("exec", "-i", lab3.inventory_path, "node2", "--", "hostname", check=True).stdout == "node2\n"
+    hostname = lab_cli("exec", "--inventory", lab3.inventory_path, "node2", "--", "hostname", check=True).stdout
+    assert hostname == "node2\n"
 
 
 def test_unknown_command_target_is_a_clear_error(lab3):
-    proc = lab_cli("exec", "-i", lab3.inventory_path, "node9", "--", "true")  # neither a node nor a pod
+    proc = lab_cli("exec", "--inventory", lab3.inventory_path, "node9", "--", "true")  # neither a node nor a pod
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("lab: error: Error from server (NotFound): pods \"node9\" not found in namespace "
                                    "'default' (nor is it a node: node1, node2, node3); see `lab get pods -A`")
-    proc = lab_cli("exec", "-i", lab3.inventory_path, "node/node9", "--", "true")
+    proc = lab_cli("exec", "--inventory", lab3.inventory_path, "node/node9", "--", "true")
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"lab: error: {lab3.inventory_path}: no node named 'node9'; " \
                                   "nodes are: node1, node2, node3"
@@ -163,13 +165,13 @@ def test_a_changed_host_key_is_refused(lab3, tmp_path):
     address = real[0].split()[0]
     (tmp_path / "known_hosts").write_text("\n".join([f"{address} {' '.join(impostor)}", *real[1:]]) + "\n")
     inv = copy_inventory(lab3, tmp_path, known_hosts=str(tmp_path / "known_hosts"))
-    proc = lab_cli("exec", "-i", str(inv), "node1", "--", "true")
+    proc = lab_cli("exec", "--inventory", str(inv), "node1", "--", "true")
     assert proc.returncode == 1
     user = lab3.inventory.nodes[0].ssh.user
     assert f"host key of {user}@" in proc.stderr and "has CHANGED" in proc.stderr and "refusing" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     # the other nodes, whose keys are right, still work through the same inventory
-    assert lab_cli("exec", "-i", str(inv), "node2", "--", "true").returncode == 0
+    assert lab_cli("exec", "--inventory", str(inv), "node2", "--", "true").returncode == 0
     assert (tmp_path / "known_hosts").read_text().count(address) == 1  # nothing was added
 
 
@@ -195,7 +197,7 @@ def test_a_wrong_key_path_is_a_clear_error(lab3, tmp_path):
 def test_a_key_the_node_does_not_accept_is_a_clear_error(lab3, tmp_path):
     generate_key(tmp_path / "stranger", "stranger")
     inv = copy_inventory(lab3, tmp_path, key=str(tmp_path / "stranger"))
-    proc = lab_cli("exec", "-i", str(inv), "node1", "--", "true")
+    proc = lab_cli("exec", "--inventory", str(inv), "node1", "--", "true")
     assert proc.returncode == 1 and f"SSH login as {lab3.inventory.nodes[0].ssh.user} refused" in proc.stderr
 
 
@@ -298,8 +300,9 @@ def test_a_node_cut_off_mid_command_fails_it_naming_the_node_not_at_its_timeout(
     The cut is a drop-everything table in the node's own namespace, taken away after."""
     node_ns = f"{lab3.name}-node2"
     command = ["sleep", "300"]
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "exec", "node2", "-i", lab3.inventory_path,
-                             "--", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "exec", "node2", "--inventory",
+                             lab3.inventory_path, "--", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     sleeper: list[int] = []
     try:
         def started() -> bool:

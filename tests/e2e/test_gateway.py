@@ -333,8 +333,8 @@ def pem_files(lab) -> list[str]:
     """The certificate files the lab's gateway pods are given, on every node."""
     found = []
     for node in ("node1", "node2", "node3"):
-        out = lab_cli("exec", "-i", lab.inventory_path, node, "--", "find", node_lib(lab.name), "-name", "*.pem",
-                      "-perm", "600", check=True).stdout
+        out = lab_cli("exec", "--inventory", lab.inventory_path, node, "--", "find", node_lib(lab.name), "-name",
+                      "*.pem", "-perm", "600", check=True).stdout
         found += out.split()
     return found
 

@@ -3,6 +3,7 @@ output; describe of each kind; exec into a pod by its name; a pod's log. On an e
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ def kube(state_dir):
 
 
 def lab(kube, command: str, *args: str, check: bool = True):
-    return lab_cli(command, "-i", kube.inventory_path, *args, check=check)  # before any `--`
+    return lab_cli(command, "--inventory", kube.inventory_path, *args, check=check)  # before any `--`
 
 
 def column(text: str, name: str) -> list[str]:
@@ -74,10 +75,9 @@ def test_every_output_format(kube):
     assert ips == [p["status"]["podIP"] for p in listed] and len(ips) == 2
 
 
-def test_exec_it_runs_inside_the_pod_through_the_openssh_client(kube):
+def test_exec_it_without_a_terminal_runs_inside_the_pod_all_the_same(kube):
     front = json.loads(lab(kube, "get", "pod", "front", "-n", "shop", "-o", "json").stdout)["status"]["podIP"]
-    proc = lab_cli("exec", "-i", kube.inventory_path, "front", "-n", "shop", "-it", "--", "ip", "-4", "-o", "addr",
-                   "show", "eth0", input="", check=True)  # no terminal here: ssh says so and runs it anyway
+    proc = lab(kube, "exec", "front", "-n", "shop", "-it", "--", "ip", "-4", "-o", "addr", "show", "eth0")
     assert f"inet {front}/" in proc.stdout
 
 
@@ -224,20 +224,102 @@ def test_nodes_carry_the_well_known_labels_and_a_node_selector_uses_them(kube):
 
 
 def test_the_exams_throw_away_client_runs_its_command_and_leaves_no_pod(kube):
-    proc = lab_cli("run", "tmp", "--rm", "-it", "--image=busybox", "--restart=Never", "-i", kube.inventory_path,
-                   "--", "wget", "-qO-", "http://nginx/hostname")
+    proc = lab_cli("run", "tmp", "--rm", "-it", "--image=busybox", "--restart=Never", "--inventory",
+                   kube.inventory_path, "--", "wget", "-qO-", "http://nginx/hostname")
     assert proc.returncode == 0, proc.stderr
     first, *_, last = proc.stdout.splitlines()
     assert first.startswith("nginx-") and last == 'pod "tmp" deleted'
-    failed = lab_cli("run", "tmp", "--rm", "-it", "-i", kube.inventory_path, "--", "sh", "-c", "exit 3")
+    failed = lab_cli("run", "tmp", "--rm", "-it", "--inventory", kube.inventory_path, "--", "sh", "-c", "exit 3")
     assert failed.returncode == 3 and failed.stdout.strip().endswith('pod "tmp" deleted')
     assert lab(kube, "get", "pod", "tmp", check=False).returncode != 0
-    taken = lab_cli("run", "front", "--rm", "-it", "-n", "shop", "-i", kube.inventory_path, "--", "true")
+    taken = lab_cli("run", "front", "--rm", "-it", "-n", "shop", "--inventory", kube.inventory_path, "--", "true")
     assert taken.returncode != 0 and 'pods "front" already exists' in taken.stderr
     assert lab(kube, "get", "pod", "front", "-n", "shop").returncode == 0  # a pod it did not make stays
-    refused = lab_cli("run", "tmp", "-i", kube.inventory_path, "--", "sleep", "3600")
+    refused = lab_cli("run", "tmp", "--inventory", kube.inventory_path, "--", "sleep", "3600")
     assert refused.returncode != 0 and "a lab pod runs the lab's server, not a command" in refused.stderr
     assert lab(kube, "get", "pod", "tmp", check=False).returncode != 0
+
+
+TOOL_PODS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: bb, labels: {run: bb}}
+spec: {nodeName: node2, containers: [{name: bb, image: "busybox:1.36", command: [sleep, "3600"]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: shoot}
+spec: {nodeName: node1, containers: [{name: shoot, image: nicolaka/netshoot}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: curler}
+spec: {containers: [{name: curl, image: "docker.io/curlimages/curl:8.11.0"}]}
+"""
+
+
+@pytest.fixture(scope="module")
+def tool_pods(kube):
+    lab_cli("apply", "--inventory", kube.inventory_path, "-f", "-", input=TOOL_PODS, check=True)
+    yield {"nginx": json.loads(lab(kube, "get", "svc", "nginx", "-o", "json").stdout)["spec"]["clusterIP"]}
+    lab_cli("delete", "--inventory", kube.inventory_path, "-f", "-", input=TOOL_PODS, check=True)
+
+
+def in_pod(kube, pod: str, *command: str, check: bool = True):
+    return lab(kube, "exec", pod, "--", *command, check=check)
+
+
+def test_each_pod_has_its_own_hostname_and_hosts_file(kube, tool_pods):
+    ip = json.loads(lab(kube, "get", "pod", "bb", "-o", "json").stdout)["status"]["podIP"]
+    assert in_pod(kube, "bb", "hostname").stdout == "bb\n"
+    assert in_pod(kube, "shoot", "hostname").stdout == "shoot\n"
+    assert f"{ip}\tbb" in in_pod(kube, "bb", "cat", "/etc/hosts").stdout.splitlines()
+    assert "search default.svc.cluster.local" in in_pod(kube, "bb", "cat", "/etc/resolv.conf").stdout
+    assert lab(kube, "exec", "node2", "--", "hostname").stdout == "node2\n"  # the node keeps its own
+
+
+def test_a_busybox_pod_has_busyboxs_applets_and_not_the_nodes_files(kube, tool_pods):
+    looked_up = in_pod(kube, "bb", "nslookup", "nginx.default.svc.cluster.local").stdout
+    assert f"Address: {tool_pods['nginx']}" in looked_up
+    assert in_pod(kube, "bb", "wget", "-qO-", "-T", "5", "http://nginx/hostname").stdout.startswith("nginx-")
+    assert in_pod(kube, "bb", "nc", "-zv", "-w", "2", "nginx", "80", check=False).returncode == 0
+    assert in_pod(kube, "bb", "nc", "-z", "-w", "2", "nginx", "81", check=False).returncode != 0
+    assert "BusyBox" in in_pod(kube, "bb", "sh", "-c", "ls --help 2>&1", check=False).stdout
+    missing = in_pod(kube, "bb", "dig", "nginx", check=False)
+    assert missing.returncode == 127  # busybox has no dig, as in the busybox image
+    assert in_pod(kube, "bb", "ls", "/var/lib/cluster-lab", check=False).returncode != 0  # not the node's files
+
+
+def test_tool_images_have_their_tools(kube, tool_pods):
+    answer = in_pod(kube, "shoot", "dig", "+short", "nginx.default.svc.cluster.local").stdout
+    assert answer.split() == [tool_pods["nginx"]]
+    assert in_pod(kube, "curler", "curl", "-s", "-m", "5", "http://nginx/hostname").stdout.startswith("nginx-")
+    assert "BusyBox" in in_pod(kube, "curler", "sh", "-c", "cat --help 2>&1", check=False).stdout
+
+
+def test_exec_passes_stdin_with_i(kube, tool_pods):
+    proc = lab_cli("exec", "--inventory", kube.inventory_path, "-i", "bb", "--", "sh", "-c", "cat; hostname",
+                   input="from stdin\n", check=True)
+    assert proc.stdout == "from stdin\nbb\n"
+
+
+def running(marker: str) -> bool:
+    """Whether a `sleep MARKER` runs on this machine (emulated nodes share its process table)."""
+    return subprocess.run(["pgrep", "-f", f"^sleep {marker}$"], capture_output=True).returncode == 0
+
+
+def test_ctrl_c_on_exec_and_its_timeout_leave_nothing_running(kube, tool_pods):
+    exec_ = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "exec", "--inventory", kube.inventory_path,
+                              "bb", "--", "sleep", "3611"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    assert wait_for(lambda: running("3611"), 60)
+    exec_.send_signal(signal.SIGINT)
+    assert exec_.wait(60) == 130
+    assert wait_for(lambda: not running("3611"), 30)
+    timed = lab(kube, "exec", "--timeout", "2", "shoot", "--", "sleep", "3612", check=False)
+    assert timed.returncode == 124 and "`sleep 3612` on node1 ended after 2 s (--timeout)" in timed.stderr
+    assert timed.stderr.count("\n") == 1
+    assert wait_for(lambda: not running("3612"), 30)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -264,6 +346,6 @@ def complete(line: str, tmp_path) -> list[str]:
 def test_completion_offers_commands_kinds_and_the_labs_names(kube, tmp_path):
     assert [c.strip() for c in complete("lab rollo", tmp_path)] == ["rollout"]
     assert "deploy" in [c.strip() for c in complete("lab get de", tmp_path)]
-    assert complete(f"lab exec -i {kube.inventory_path} -n shop fr", tmp_path)[0].startswith("front")
+    assert complete(f"lab exec --inventory {kube.inventory_path} -n shop fr", tmp_path)[0].startswith("front")
     assert complete(f"lab logs -i {kube.inventory_path} -n shop ba", tmp_path)[0].startswith("back")
     assert "complete" in lab_cli("completion", "bash", check=True).stdout

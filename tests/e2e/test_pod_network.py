@@ -395,7 +395,7 @@ def test_pods_whose_names_join_alike_each_keep_their_own_network(net):
 def test_a_node_whose_sshd_died_is_made_again_by_up_then_deploy_restores_it(net):
     record = json.loads((net.state_dir / net.name / "lab.json").read_text())
     os.kill(record["nodes"]["node3"]["pid"], signal.SIGKILL)
-    down = lab_cli("exec", "-i", net.inventory_path, "node3", "--", "true")
+    down = lab_cli("exec", "--inventory", net.inventory_path, "node3", "--", "true")
     assert down.returncode != 0 and "Traceback" not in down.stderr
     up = lab_cli("up", "--name", net.name, "--nodes", "3", check=True)
     assert "node node3 is not running: making it again" in up.stderr and "Traceback" not in up.stderr

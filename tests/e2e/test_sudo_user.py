@@ -24,7 +24,7 @@ def sudo_lab(state_dir):
 
 
 def exec_on(lab, *argv: str, inv: str | None = None):
-    return lab_cli("exec", "-i", inv or lab.inventory_path, *argv)
+    return lab_cli("exec", "--inventory", inv or lab.inventory_path, *argv)
 
 
 # ---- the user ------------------------------------------------------------------------------------------

@@ -35,6 +35,20 @@ NGINX_GATEWAY_TLS = NGINX_GATEWAY.replace(
     "    - {name: https, port: 443, protocol: HTTPS, hostname: talk.example.com,\n"
     "       tls: {certificateRefs: [{name: talk-tls}]}}")
 
+# a busybox pod on node2, which reboots below: its hostname and busybox's applets, made again by the restore
+BUSYBOX_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: bb}
+spec: {nodeName: node2, containers: [{name: bb, image: "busybox:1.36", command: [sleep, "3600"]}]}
+"""
+
+
+def assert_busybox_pod(vms) -> None:
+    assert cli(vms, "exec", "bb", "--", "hostname").stdout == "bb\n"
+    assert cli(vms, "exec", "bb", "--", "wget", "-qO-", "-T", "10", "http://nginx/hostname").stdout.startswith("nginx-")
+    assert "Address: " in cli(vms, "exec", "bb", "--", "nslookup", "nginx.default.svc.cluster.local").stdout
+
 
 @pytest.mark.parametrize("args,message", [
     (["--memory", "100000"], "lab: error: --memory: 2 VMs x 100000 MiB = 200000 MiB, but this machine has"),
@@ -79,7 +93,7 @@ def vms(tmp_path_factory):
 
 
 def cli(lab, *args: str, inventory_path: str | None = None):
-    proc = lab_cli(*args, "-i", inventory_path or lab.inventory_path, timeout=SLOW)
+    proc = lab_cli(*args, "--inventory", inventory_path or lab.inventory_path, timeout=SLOW)
     assert proc.returncode == 0, f"lab {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -144,6 +158,8 @@ def test_the_talks_nginx_and_every_check_pass_on_vms(vms, tmp_path):
     cert, key = openssl_pair(tmp_path, "talk", "talk.example.com")
     cli(vms, "create", "secret", "tls", "talk-tls", "--cert", cert, "--key", key)
     lab_cli("apply", "-i", vms.inventory_path, "-f", "-", input=NGINX_GATEWAY_TLS, check=True, timeout=SLOW)
+    lab_cli("apply", "-i", vms.inventory_path, "-f", "-", input=BUSYBOX_POD, check=True, timeout=SLOW)
+    assert_busybox_pod(vms)  # Debian's busybox-static in the VM image, the pod's own UTS and mount namespaces
     report = json.loads(lab_cli("verify", "-i", vms.inventory_path, "-o", "json", timeout=SLOW).stdout)
     assert [c for c in report["checks"] if not c["ok"]] == []
     families = {c["family"] for c in report["checks"]}
@@ -214,6 +230,7 @@ def test_a_vm_rebooted_from_inside_comes_back_by_itself(vms):
             "node2", ["journalctl", "-b", "-u", f"cluster-lab-{vms.name}.service", "--no-pager"], check=False).stdout
     proc = lab_cli("verify", "-i", vms.inventory_path, timeout=SLOW)  # no lab command in between
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_busybox_pod(vms)  # the restore made its namespaces and root again
     again = cli(vms, "deploy", "-v").stdout
     assert "node2: booted again since the last deploy" in again and "node2: restore" not in again
 
@@ -278,7 +295,8 @@ def test_a_vm_that_loses_its_power_during_a_command_converges_after_up_and_the_c
         inventory_path = str(copy_inventory(vms, vms.workdir, cluster={"overlay": {"backend": "host-gw"}}))
         argv, stdin = ["deploy", "-i", inventory_path], ""
     else:  # the restore: the boot unit runs a few seconds into the boot that `systemctl reboot` starts
-        argv, stdin, delay = ["exec", "-i", inventory_path, victim, "--", "systemctl", "reboot"], "", 3 + 3 * delay
+        argv, stdin = ["exec", "--inventory", inventory_path, victim, "--", "systemctl", "reboot"], ""
+        delay = 3 + 3 * delay
     print(f"{victim} loses its power {delay:.2f} s into {moment}")
     cut_power_during(vms, argv, victim, delay, stdin)
     up_again(vms, victim)

@@ -14,7 +14,7 @@ CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
 CNI_DIRS = tuple(CNI_PATH.split(":"))  # the node agent's, which runs the plugins
 REQUIRED_TOOLS = ("ip", "bridge", "iptables-save", "iptables-restore", "python3")
 # Also read (packages.py installs them): what pods, services, `lab verify` and the lessons use.
-OTHER_TOOLS = ("iptables", "nft", "conntrack", "dnsmasq", "ping", "curl", "sysctl", "nginx")
+OTHER_TOOLS = ("iptables", "nft", "conntrack", "dnsmasq", "ping", "curl", "sysctl", "nginx", "busybox", "nc", "dig")
 KERNEL_FEATURES = ("vxlan", "bridge")  # listed in `tools` as kernel:<name>
 # What a node needs before pods, as kubeadm's preflight checks it; deploy sets them (and destroy restores them).
 SYSCTLS = {"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"}

@@ -55,6 +55,9 @@ BASE_NEEDS = (
     command("ping", "iputils-ping", "iputils"),  # lab verify's MTU checks
     command("sysctl", "procps", "procps-ng"),  # the lessons
     command("curl", "curl", "curl"),  # the lessons
+    command("busybox", "busybox-static", "busybox"),  # what busybox images' pods run (layers/pods/images.py)
+    command("nc", "netcat-openbsd", "nmap-ncat"),  # nc -z in pods
+    command("dig", "bind9-dnsutils", "bind-utils"),  # dig and nslookup in pods of tool images
     *(Need(f"CNI plugin {p}", "containernetworking-plugins", "containernetworking-plugins", plugin=p)
       for p in CNI_PLUGINS),
 )

@@ -15,6 +15,7 @@ from orchestrator.core.report import Reports
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import FleetResult, Transport
 from orchestrator.layers.nodes.facts import conflist_path
+from orchestrator.layers.pods.images import image_root
 from orchestrator.layers.pods.plan import PodChanges
 
 
@@ -23,7 +24,8 @@ def agent_pod(pod: Pod) -> dict[str, Any]:
     restoring it) asks for the IP it had."""
     return {"key": pod.node_key, "id": pod.uid, "name": pod.name, "netns": pod.netns, "tcp": pod.tcp,
             "udp": pod.udp, "port_mappings": [m.to_cni() for m in pod.port_mappings], "role": pod.role,
-            "dns_domain": pod.dns_domain, "resolv_conf": pod.resolv_conf, "ip": pod.ip,
+            "dns_domain": pod.dns_domain, "resolv_conf": pod.resolv_conf, "ip": pod.ip, "image": pod.image,
+            "image_root": image_root(pod.image).to_agent(),
             **({"gateway": f"{pod.namespace}/{pod.labels[GATEWAY_NAME_LABEL]}"} if pod.role == "gateway" else {})}
 
 
