@@ -14,6 +14,7 @@ from typing import Optional
 
 from orchestrator import __version__
 from orchestrator.cli.common import err
+from orchestrator.cli.contexts import cmd_config, fill_namespace
 from orchestrator.cli.completion import install as install_completion
 from orchestrator.cli.completion import shell_code
 from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_rollout, cmd_run, cmd_scale
@@ -82,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
                 "the lab validates with", "lab explain pod.spec.containers\nlab explain networkpolicy.spec.ingress\n"
                 "lab explain httproute.spec.rules.matches", parents=())
     p.add_argument("field", metavar="KIND[.FIELD...]")
+    p = command("config", cmd_config, "contexts, as kubectl's: which lab commands work on, and its namespace",
+                "lab config get-contexts\nlab config use-context demo\n"
+                "lab config set-context --current --namespace shop\n"
+                "lab config view --minify -o jsonpath='{..namespace}'", parents=())
+    p.add_argument("action", choices=("get-contexts", "current-context", "use-context", "use", "set-context", "view"))
+    p.add_argument("names", nargs="*", metavar="CONTEXT", help="a lab's name")
+    p.add_argument("--current", action="store_true", help="set-context: the current context")
+    p.add_argument("--namespace", dest="set_namespace", metavar="NS", help="set-context: the context's namespace")
+    p.add_argument("--minify", action="store_true", help="view: the current context only")
+    p.add_argument("-o", "--output", help="view: yaml (default), json or jsonpath=TEMPLATE; get-contexts: name")
     p = command("image", cmd_image, "list or remove the cached VM images `lab up --provider qemu` boots",
                 "lab image list\nlab image rm 0123456789abcdef\nlab image rm --all", parents=())
     p.add_argument("action", choices=("list", "rm"))
@@ -127,13 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a manifest file, a folder of them, or - for stdin (repeatable)")
     p.add_argument("kind", nargs="?", metavar="KIND", help="pod, deploy, svc, ns or netpol (without -f)")
     p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("-n", "--namespace", help="the namespace (default: default; with -f, of the objects that name none)")
+    p.add_argument("-n", "--namespace",
+                   help="the namespace (default: the context's; with -f, of the objects that name none)")
 
     def dry_run(p):
         p.add_argument("--dry-run", choices=("client", "none"), default="none",
                        help="client: print the object (to edit and apply), change nothing")
         p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
-        p.add_argument("-n", "--namespace", default="default")
+        p.add_argument("-n", "--namespace")
 
     p = command("run", cmd_run, "run one pod (kubectl run), or a command in a throw-away pod (--rm)",
                 "lab run web --port 80\n"
@@ -189,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("labels", nargs="*", metavar="KEY=VALUE|KEY-")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-n", "--namespace")
     p = command("completion", cmd_completion, "shell completion: commands, options, kinds and the lab's names",
                 "eval \"$(lab completion bash)\"     # in ~/.bashrc\nlab completion zsh > \"${fpath[1]}/_lab\"")
     p.add_argument("shell", choices=("bash", "zsh"))
@@ -198,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("restart",))
     p.add_argument("kind", metavar="deploy|deploy/NAME")
     p.add_argument("name", nargs="?")
-    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-n", "--namespace")
 
     p = command("cni", cmd_cni, "CNI by hand: CHECK the pods' attachments, or run ADD/DEL/CHECK/VERSION "
                 "with a config of your own on a node",
@@ -210,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     cni_sub.required = True
     c = cni_sub.add_parser("check", help="CNI CHECK for every (or the named) pod", parents=[inv_opt])
     c.add_argument("names", nargs="*", help="only these pods")
-    c.add_argument("-n", "--namespace", default="default")
+    c.add_argument("-n", "--namespace")
     c.add_argument("-A", "--all-namespaces", action="store_true")
     c = cni_sub.add_parser("exec", help="run one CNI command with a config file on a node", parents=[inv_opt])
     c.add_argument("command_verb", choices=("ADD", "DEL", "CHECK", "VERSION"), metavar="ADD|DEL|CHECK|VERSION")
@@ -227,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "lab get pods -o jsonpath='{.items[*].status.podIP}'\nlab get ns --show-labels\nlab get netpol -A")
     p.add_argument("resource", metavar="KIND[,KIND...]")
     p.add_argument("names", nargs="*", help="only these")
-    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-n", "--namespace")
     p.add_argument("-A", "--all-namespaces", action="store_true")
     p.add_argument("-l", "--selector", help="label selector: app=web,tier!=db, 'env in (a,b)', key, !key")
     p.add_argument("--field-selector", help="e.g. spec.nodeName=node1, metadata.name!=x")
@@ -289,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="NODE|svc/NAME|all",
                    help="a node, the node announcing a LoadBalancer Service's address (in -n NS), or every node")
     p.add_argument("state", choices=("down", "up"))
-    p.add_argument("-n", "--namespace", default="default", help="the Service's namespace (default: default)")
+    p.add_argument("-n", "--namespace", help="the Service's namespace (default: the context's)")
 
     p = command("trace", cmd_trace, "follow one real packet through the kernels it crosses: every chain and rule "
                 "(service DNAT, NetworkPolicy, masquerade), the route, and what decided",
@@ -299,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("destination", metavar="DST[:PORT]", help="a pod, svc/NAME, node/NAME, outside or an address; "
                                                               "port 80 unless given")
     p.add_argument("--udp", action="store_true", help="a UDP datagram instead of a TCP connection")
-    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-n", "--namespace")
     p.add_argument("--explain", action="store_true", help="also the path the lab's rendered rules predict, on paper "
                    "(each endpoint and its chance, the rules that decided, NetworkPolicy's verdict)")
 
@@ -310,12 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "lab describe netpol default-deny-ingress -n x\nlab describe ns x")
     p.add_argument("resource", metavar="KIND|KIND/NAME")
     p.add_argument("name", nargs="?")
-    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-n", "--namespace")
 
     p = command("logs", cmd_logs, "a pod's log: its server's access log (when, from which address, what)",
                 "lab logs web-7d9f-x2k4q\nlab logs a -n x --tail 5\nlab logs a -n x -f")
     p.add_argument("pod", metavar="POD|pod/POD|deployment/NAME")
-    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-n", "--namespace")
     p.add_argument("--tail", type=int, default=100, help="the last N lines (default 100)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C ends)")
 
@@ -330,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a node, a pod (in -n NAMESPACE), or the lab's outside host or router")
     p.add_argument("--pod", help="run the command inside this pod's network namespace (on NODE)")
     stdin_and_tty(p)
-    p.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default: default)")
+    p.add_argument("-n", "--namespace", help="the pod's namespace (default: the context's)")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds after which the command is ended (default: none, as kubectl exec)")
     p.add_argument("command", nargs="*", help="the command and its arguments, after --")
@@ -401,6 +413,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_command_line(parser, argv[:argv.index("--")] if remote is not None else argv)
     if remote is not None:
         args.command = remote
+    fill_namespace(args)
     args.run_cli = main  # lessons run `lab` commands as steps
     try:
         return args.func(args)

@@ -34,7 +34,8 @@ from orchestrator.layers.pods.apply import observe_pods
 def apply_manifests(args, action) -> int:
     """Parse every -f target first (bad input changes nothing), then `action` under the lab's lock."""
     inv = resolve_inventory(args.inventory)
-    manifests = [m for target in args.filename for m in kinds.parse_all(target, warn, args.namespace)]
+    manifests = [m for target in args.filename
+                 for m in kinds.parse_all(target, warn, args.namespace, getattr(args, "namespace_given", True))]
     files = LabFiles.of(inv.name)
     with files.lock(), Transport(inv.nodes) as transport:
         lines = action(inv, transport, files, manifests, progress)

@@ -199,12 +199,14 @@ def load_text(text: str, source: str) -> list[Manifest]:
     return [parse(doc, source, lambda line: None) for doc in docs]
 
 
-def in_namespace(doc: Any, namespace: Optional[str], source: str) -> Any:
+def in_namespace(doc: Any, namespace: Optional[str], source: str, enforce: bool = True) -> Any:
     """The document as `-n NAMESPACE` makes it (kubectl's rule): in that namespace where it names none; naming
-    another is an error."""
+    another is an error where the namespace is enforced (given with -n, not the context's)."""
     if namespace is None or not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
         return doc
     written = doc["metadata"].get("namespace")
+    if written and not enforce:
+        return doc
     if written and written != namespace:
         raise InputError(f"{source}: metadata.namespace: the namespace from the provided object {written!r} does not "
                          f"match the namespace {namespace!r}; pass --namespace={written}, or leave it out of the "
@@ -212,10 +214,12 @@ def in_namespace(doc: Any, namespace: Optional[str], source: str) -> Any:
     return {**doc, "metadata": {**doc["metadata"], "namespace": namespace}}
 
 
-def parse_all(target: str, warn: Warn, namespace: Optional[str] = None) -> list[Manifest]:
-    """Every manifest in `target` (a file, a folder, or - for stdin), validated, in `namespace` where given (-n)
-    and the manifest names none; an object defined twice (same kind, namespace, name) is an error."""
-    manifests = [parse(in_namespace(doc, namespace, source), source, warn) for source, doc in load_documents(target)]
+def parse_all(target: str, warn: Warn, namespace: Optional[str] = None, enforce: bool = True) -> list[Manifest]:
+    """Every manifest in `target` (a file, a folder, or - for stdin), validated, in `namespace` (-n, or the
+    context's: not `enforce`d) where the manifest names none; an object defined twice (same kind, namespace,
+    name) is an error."""
+    manifests = [parse(in_namespace(doc, namespace, source, enforce), source, warn)
+                 for source, doc in load_documents(target)]
     seen: dict[tuple[str, str, str], str] = {}
     for m in manifests:
         key = (m.kind, m.namespace, m.name)

@@ -240,6 +240,35 @@ def test_the_exams_throw_away_client_runs_its_command_and_leaves_no_pod(kube):
     assert lab(kube, "get", "pod", "tmp", check=False).returncode != 0
 
 
+def test_contexts_choose_the_lab_and_give_every_command_its_namespace(kube):
+    """kubectl's contexts: use-context makes the lab the one commands work on without --inventory, and
+    set-context --current --namespace the default of -n; an object's own namespace still wins over it."""
+    assert lab_cli("config", "use-context", kube.name, check=True).stdout == f'Switched to context "{kube.name}".\n'
+    try:
+        assert lab_cli("config", "current-context", check=True).stdout == f"{kube.name}\n"
+        lab_cli("config", "set-context", "--current", "--namespace", "shop", check=True)
+        rows = lab_cli("config", "get-contexts", check=True).stdout.splitlines()
+        assert rows[0].split() == ["CURRENT", "NAME", "CLUSTER", "AUTHINFO", "NAMESPACE"]
+        assert ["*", kube.name, kube.name, kube.name, "shop"] in [r.split() for r in rows[1:]]
+        assert lab_cli("config", "view", "--minify", "-o", "jsonpath={..namespace}", check=True).stdout == "shop"
+        assert column(lab_cli("get", "pods", check=True).stdout, "NAME") == ["back", "front"]
+        assert lab_cli("exec", "front", "--", "hostname", check=True).stdout == "front\n"
+        lab_cli("apply", "-f", "-", input=OTHER_NAMESPACE_POD, check=True)  # names default: not refused
+        assert lab_cli("get", "pod", "elsewhere", "-n", "default", check=True).returncode == 0
+        lab_cli("delete", "pod", "elsewhere", "-n", "default", check=True)
+        unknown = lab_cli("config", "use-context", "nope")
+        assert unknown.returncode != 0 and 'no context exists with the name: "nope"' in unknown.stderr
+    finally:
+        lab_cli("config", "set-context", kube.name, "--namespace", "default", check=True)
+    assert "back" not in lab_cli("get", "pods", check=True).stdout
+
+
+OTHER_NAMESPACE_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: elsewhere, namespace: default}
+spec: {containers: [{name: c, image: nginx}]}
+"""
 TOOL_PODS = """
 apiVersion: v1
 kind: Pod

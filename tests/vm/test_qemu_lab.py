@@ -45,9 +45,12 @@ spec: {nodeName: node2, containers: [{name: bb, image: "busybox:1.36", command: 
 
 
 def assert_busybox_pod(vms) -> None:
-    assert cli(vms, "exec", "bb", "--", "hostname").stdout == "bb\n"
-    assert cli(vms, "exec", "bb", "--", "wget", "-qO-", "-T", "10", "http://nginx/hostname").stdout.startswith("nginx-")
-    assert "Address: " in cli(vms, "exec", "bb", "--", "nslookup", "nginx.default.svc.cluster.local").stdout
+    def in_bb(*command: str) -> str:
+        return lab_cli("exec", "--inventory", vms.inventory_path, "bb", "--", *command, check=True,
+                       timeout=SLOW).stdout
+    assert in_bb("hostname") == "bb\n"
+    assert in_bb("wget", "-qO-", "-T", "10", "http://nginx/hostname").startswith("nginx-")
+    assert "Address: " in in_bb("nslookup", "nginx.default.svc.cluster.local")
 
 
 @pytest.mark.parametrize("args,message", [
