@@ -254,19 +254,10 @@ def cmd_delete_named(args, groups: list[tuple[str, list[str]]]) -> int:
     files = LabFiles.of(inv.name)
     with files.lock(), Transport(inv.nodes) as transport:
         lines = pipeline.delete_manifests(inv, transport, files, manifests, progress)
+    if getattr(args, "force", False):
+        warn("Immediate deletion does not wait for confirmation that the running resource has been terminated. "
+             "The resource may continue to run on the cluster indefinitely.")
+        lines = [line.replace(" deleted", " force deleted") if line.endswith(" deleted") else line for line in lines]
     for line in lines:
         out.print(line, markup=False, highlight=False)
     return 0 if not any(line.endswith("not found") for line in lines) else 1
-
-
-def cmd_rollout(args) -> int:
-    args.kind, args.name = one_object(args.kind, args.name, "rollout restart")
-    if kinds.by_name(args.kind) is not DEPLOYMENT:
-        raise InputError(f"lab rollout restart: {args.kind!r}: the lab restarts deployments; write "
-                         "lab rollout restart deploy NAME")
-    inv = resolve_inventory(args.inventory)
-    files = LabFiles.of(inv.name)
-    with files.lock(), Transport(inv.nodes) as transport:
-        out.print(pipeline.restart_deployment(inv, transport, files, key_of(args.namespace, args.name), progress),
-                  markup=False)
-    return 0

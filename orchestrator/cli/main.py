@@ -17,7 +17,8 @@ from orchestrator.cli.common import err
 from orchestrator.cli.contexts import cmd_config, fill_namespace
 from orchestrator.cli.completion import install as install_completion
 from orchestrator.cli.completion import shell_code
-from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_rollout, cmd_run, cmd_scale
+from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_run, cmd_scale
+from orchestrator.cli.rollouts import cmd_rollout, cmd_set, cmd_wait, duration
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
         cmd_graph, cmd_link, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
 from orchestrator.cli.object_commands import (cmd_api_resources, cmd_apply, cmd_cni, cmd_delete, cmd_describe,
@@ -140,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("-n", "--namespace",
                    help="the namespace (default: the context's; with -f, of the objects that name none)")
+    p.add_argument("--force", action="store_true", help="kubectl's immediate deletion (the lab's is always whole)")
+    p.add_argument("--grace-period", type=int, metavar="SECONDS", help="accepted; the lab ends pods at once")
+    p.add_argument("--now", action="store_true", help="accepted, as --grace-period=1")
 
     def dry_run(p):
         p.add_argument("--dry-run", choices=("client", "none"), default="none",
@@ -205,11 +209,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("completion", cmd_completion, "shell completion: commands, options, kinds and the lab's names",
                 "eval \"$(lab completion bash)\"     # in ~/.bashrc\nlab completion zsh > \"${fpath[1]}/_lab\"")
     p.add_argument("shell", choices=("bash", "zsh"))
-    p = command("rollout", cmd_rollout, "new pods for a deployment: new names, new IPs; endpoints follow "
-                "(kubectl rollout restart)", "lab rollout restart deploy web")
-    p.add_argument("action", choices=("restart",))
+    p = command("rollout", cmd_rollout, "a deployment's rollout (kubectl rollout): restart it (new pods, new IPs; "
+                "endpoints follow), wait for it, list its revisions, go back to one",
+                "lab rollout restart deploy web\nlab rollout status deployment/web\nlab rollout history deploy/web\n"
+                "lab rollout undo deploy/web --to-revision=1")
+    p.add_argument("action", choices=("restart", "status", "history", "undo"))
     p.add_argument("kind", metavar="deploy|deploy/NAME")
     p.add_argument("name", nargs="?")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("--timeout", type=duration, help="status: give up after this long (default: wait)")
+    p.add_argument("--revision", type=int, help="history: that revision's pod template")
+    p.add_argument("--to-revision", type=int, help="undo: to that revision (default: the one before)")
+    p = command("set", cmd_set, "change a deployment's image (kubectl set image): new pods roll out",
+                "lab set image deployment/web nginx=nginx:1.27\nlab set image deploy web '*=busybox'")
+    p.add_argument("what", choices=("image",))
+    p.add_argument("words", nargs="+", metavar="deployment/NAME CONTAINER=IMAGE")
+    p.add_argument("-n", "--namespace")
+    p = command("wait", cmd_wait, "wait until pods are Ready (running) or deleted, or deployments Available",
+                "lab wait --for=condition=Ready pod/web\nlab wait --for=condition=Ready pod -l app=web --timeout=60s\n"
+                "lab wait --for=delete pod/tmp")
+    p.add_argument("kind", metavar="KIND[/NAME]")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--for", dest="for_", required=True, metavar="condition=Ready|delete")
+    p.add_argument("-l", "--selector", help="pods with these labels (KEY=VALUE,...)")
+    p.add_argument("--timeout", type=duration, default=30.0, help="give up after this long (default 30s)")
     p.add_argument("-n", "--namespace")
 
     p = command("cni", cmd_cni, "CNI by hand: CHECK the pods' attachments, or run ADD/DEL/CHECK/VERSION "

@@ -124,6 +124,9 @@ class Deployment(Record):
     selector: dict[str, str] = field(default_factory=dict)
     template_hash: str = ""
     manifest: dict[str, Any] = field(default_factory=dict)
+    # its templates so far, as ReplicaSets keep them: {revision, template_hash, template, change_cause}, oldest
+    # first; the last is the current one (rollout history, rollout undo)
+    revisions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> str:

@@ -11,7 +11,7 @@ from orchestrator.core.model import Inventory
 from orchestrator.core.objects import Deployment, LabObjects
 from orchestrator.kinds.registry import Item, Kind, Plan, register
 from orchestrator.kinds.show import age, lead, lead_columns
-from orchestrator.layers.pods.plan import deployment_record, plan_deployment, unplan_deployment
+from orchestrator.layers.pods.plan import deployment_record, plan_deployment, revisions_after, unplan_deployment
 
 LONGEST_NAME = 47  # pod names add "-<10-character template hash>-<5 characters>" and must stay within 63
 
@@ -43,7 +43,8 @@ def parse(doc: Doc, head: Manifest, warn: Warn) -> Manifest:
 
 def record(m: Manifest, plan: Plan) -> str:
     word = plan_deployment(plan.cluster, m, plan.objects, plan.pods, plan.stamp, plan.rng)
-    plan.objects.deployments[m.key] = deployment_record(m)
+    plan.objects.deployments[m.key] = replace(deployment_record(m),
+                                              revisions=revisions_after(plan.objects.deployments.get(m.key), m))
     return word
 
 

@@ -263,6 +263,44 @@ def test_contexts_choose_the_lab_and_give_every_command_its_namespace(kube):
     assert "back" not in lab_cli("get", "pods", check=True).stdout
 
 
+def images_of(kube, selector: str) -> set[str]:
+    out = lab(kube, "get", "pods", "-l", selector, "-o", "jsonpath={.items[*].spec.containers[0].image}").stdout
+    return set(out.split())
+
+
+def test_set_image_rollout_status_history_and_undo(kube):
+    lab(kube, "create", "deployment", "roll", "--image=nginx", "--replicas", "2", "--port", "80")
+    try:
+        assert lab(kube, "set", "image", "deployment/roll", "roll=busybox:1.36").stdout == \
+            "deployment.apps/roll image updated\n"
+        assert lab(kube, "rollout", "status", "deploy/roll").stdout == 'deployment "roll" successfully rolled out\n'
+        assert images_of(kube, "app=roll") == {"busybox:1.36"}
+        pod = column(lab(kube, "get", "pods", "-l", "app=roll").stdout, "NAME")[0]
+        assert "BusyBox" in lab(kube, "exec", pod, "--", "sh", "-c", "ls --help 2>&1", check=False).stdout
+        history = lab(kube, "rollout", "history", "deploy", "roll").stdout.splitlines()
+        assert history[1:] == ["REVISION  CHANGE-CAUSE", "1         <none>", "2         <none>"]
+        assert "image: nginx" in lab(kube, "rollout", "history", "deploy/roll", "--revision", "1").stdout
+        assert lab(kube, "rollout", "undo", "deploy/roll").stdout == "deployment.apps/roll rolled back\n"
+        assert images_of(kube, "app=roll") == {"nginx"}
+        revisions = [line.split()[0] for line in lab(kube, "rollout", "history", "deploy/roll").stdout.splitlines()[2:]]
+        assert revisions == ["2", "3"]  # the undone-to template takes the next number, as in Kubernetes
+        waited = lab(kube, "wait", "--for=condition=Ready", "pod", "-l", "app=roll", "--timeout=60s").stdout
+        assert waited.count("condition met") == 2
+        bad = lab(kube, "set", "image", "deploy/roll", "nope=nginx", check=False)
+        assert bad.returncode != 0 and 'unable to find container named "nope"' in bad.stderr
+    finally:
+        lab(kube, "delete", "deploy", "roll")
+
+
+def test_delete_force_and_wait_for_delete(kube):
+    lab(kube, "run", "doomed", "--image=busybox")
+    forced = lab(kube, "delete", "pod", "doomed", "--force", "--grace-period=0")
+    assert "pod/doomed force deleted" in forced.stdout and "Immediate deletion" in forced.stderr
+    assert lab(kube, "wait", "--for=delete", "pod/doomed").stdout == "pod/doomed condition met\n"
+    missing = lab(kube, "wait", "--for=condition=Ready", "pod/doomed", check=False)
+    assert missing.returncode != 0 and 'pods "doomed" not found' in missing.stderr
+
+
 OTHER_NAMESPACE_POD = """
 apiVersion: v1
 kind: Pod

@@ -11,7 +11,7 @@ import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Any, Optional
 
 from orchestrator.agent.contract import GATEWAY_IMAGE, GATEWAY_NAME_LABEL, pod_netns_name
 from orchestrator.core.errors import InputError
@@ -67,6 +67,24 @@ def deployment_record(m: Manifest) -> Deployment:
     """What the lab keeps of Deployment `m`."""
     assert m.template is not None
     return Deployment(m.name, m.namespace, m.replicas, dict(m.selector), m.template.digest(), m.raw)
+
+
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+
+
+def revisions_after(old: Optional[Deployment], m: Manifest) -> list[dict[str, Any]]:
+    """Deployment `m`'s revisions once applied, as Kubernetes numbers them: a template not seen before is the
+    next revision; one seen before (rollout undo) takes the next number and leaves its old one."""
+    assert m.template is not None
+    digest = m.template.digest()
+    before = list(old.revisions) if old else []
+    if before and before[-1]["template_hash"] == digest:
+        return before
+    cause = ((m.raw.get("metadata") or {}).get("annotations") or {}).get(CHANGE_CAUSE, "")
+    number = max((r["revision"] for r in before), default=0) + 1
+    template = (m.raw.get("spec") or {}).get("template") or {}
+    return [r for r in before if r["template_hash"] != digest] + [
+        {"revision": number, "template_hash": digest, "template": template, "change_cause": cause}]
 
 
 def plan_pod(cluster: Cluster, m: Manifest, objects: LabObjects, changes: PodChanges, now: str) -> str:
