@@ -292,6 +292,19 @@ def test_set_image_rollout_status_history_and_undo(kube):
         lab(kube, "delete", "deploy", "roll")
 
 
+def test_endpointslices_list_the_same_pods_as_the_endpoints(kube):
+    endpoints = json.loads(lab(kube, "get", "ep", "nginx", "-o", "json").stdout)
+    ips = sorted(a["ip"] for subset in endpoints["subsets"] for a in subset["addresses"])
+    found = json.loads(lab(kube, "get", "endpointslices", "-l", "kubernetes.io/service-name=nginx", "-o",
+                           "json").stdout)["items"]
+    assert len(found) == 1 and found[0]["metadata"]["name"].startswith("nginx-")
+    assert sorted(e["addresses"][0] for e in found[0]["endpoints"]) == ips
+    assert found[0]["ports"] == [{"name": "", "port": 80, "protocol": "TCP"}]
+    row = lab(kube, "get", "endpointslice", found[0]["metadata"]["name"]).stdout.splitlines()
+    assert row[0].split() == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+    assert row[1].split()[1:3] == ["IPv4", "80"]
+
+
 def test_delete_force_and_wait_for_delete(kube):
     lab(kube, "run", "doomed", "--image=busybox")
     forced = lab(kube, "delete", "pod", "doomed", "--force", "--grace-period=0")
