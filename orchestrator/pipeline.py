@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Callable, Iterable, Optional, Union
 
 from orchestrator.agent.contract import CNI_PATH, PodsPurge, conf_digest
 from orchestrator.core.agent import agent_command, agent_files
 from orchestrator.core.errors import InputError, LabError
+from orchestrator.core.events import NORMAL, WARNING, add_event
 from orchestrator.core.ipam import lease_subnets
 from orchestrator import kinds
 from orchestrator.core.manifests import Manifest
@@ -262,6 +263,7 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     require_network(inv, objects)
     require_namespaces(manifests, objects)
     policies_before, services_before = dict(objects.policies), dict(objects.services)
+    endpoints_before = {k: dict(v) for k, v in objects.endpoints.items()}
     plan, results = kinds.plan(inv.cluster, list(inv.nodes), objects, manifests, pods_mod.now())
     # level-triggered: what the nodes hold, not what was sent them, decides what is missing
     held = pods_mod.held_pods(inv, transport, objects)
@@ -283,10 +285,30 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     failures += converge_kinds(reachable, transport, objects, manifests)
     if resync or plan.pods.create or plan.pods.delete or objects.services != services_before:
         failures += sync_failures(inv, transport, objects, unreachable)
+    note_changes(objects, endpoints_before, policies_before)
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))
     return results
+
+
+def note_changes(objects: LabObjects, endpoints_before: dict, policies_before: dict) -> None:
+    """Events for what an apply or delete changed beyond pods: a Service's endpoints, a NetworkPolicy's rules."""
+    stamp = pods_mod.now()
+    for key, service in sorted(objects.services.items()):
+        now_eps = objects.endpoints.get(key, {})
+        if now_eps != endpoints_before.get(key, {}):
+            addresses = [f"{ip}:{port}" for ip, port in sorted({(IPv4Address(e.ip), e.port)
+                                                                  for eps in now_eps.values() for e in eps})]
+            add_event(objects.events, stamp, NORMAL if addresses else WARNING, "EndpointsChanged",
+                      ("Service", service.namespace, service.name),
+                      f"Endpoints now {', '.join(addresses)}" if addresses else
+                      "No endpoints: no ready pod matches the selector", "endpoint-controller")
+    for key, policy in sorted(objects.policies.items()):
+        if policies_before.get(key) != policy:
+            add_event(objects.events, stamp, NORMAL, "Enforced", ("NetworkPolicy", policy.namespace, policy.name),
+                      "Rules loaded into every node's lab-policy table (nftables), before any new pod started",
+                      "lab-policy")
 
 
 def made_again(manifests: list[Manifest], results: list[str], again: list[Pod]) -> list[str]:
@@ -323,10 +345,12 @@ def delete_manifests(inv: Inventory, transport: Transport, files: LabFiles, mani
     """Delete what `manifests` name (with what each takes along: a Deployment its pods, a Namespace everything in
     it); return kubectl-style result lines."""
     objects = files.read_objects()
+    endpoints_before = {k: dict(v) for k, v in objects.endpoints.items()}
     plan, results = kinds.plan(inv.cluster, list(inv.nodes), objects, manifests, pods_mod.now(), deleting=True)
     failures = carry_out(inv, transport, objects, plan.pods, progress)
     failures += converge_kinds(inv, transport, objects, manifests)
     failures += sync_failures(inv, transport, objects)
+    note_changes(objects, endpoints_before, objects.policies)
     files.write_objects(objects)
     if failures:
         raise LabError("\n".join(failures))

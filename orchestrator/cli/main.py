@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import sys
 from typing import Optional
 
@@ -22,7 +23,7 @@ from orchestrator.cli.rollouts import cmd_rollout, cmd_set, cmd_wait, duration
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
         cmd_graph, cmd_link, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
 from orchestrator.cli.object_commands import (cmd_api_resources, cmd_apply, cmd_cni, cmd_delete, cmd_describe,
-                                              cmd_explain, cmd_get, cmd_logs)
+                                              cmd_events, cmd_explain, cmd_get, cmd_logs)
 from orchestrator.cli.study_commands import cmd_break, cmd_fix, cmd_play, cmd_trace, cmd_verify
 from orchestrator.core.errors import LabError
 from orchestrator.core.transport import NodeError
@@ -220,6 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=duration, help="status: give up after this long (default: wait)")
     p.add_argument("--revision", type=int, help="history: that revision's pod template")
     p.add_argument("--to-revision", type=int, help="undo: to that revision (default: the one before)")
+    p = command("events", cmd_events, "what the lab did to the objects (kubectl events): pods scheduled, started, "
+                "stopped; deployments scaled; endpoints changed; policies loaded; failed checks",
+                "lab events\nlab events --for pod/web\nlab events -A --types Warning")
+    p.add_argument("--for", dest="for_", metavar="KIND/NAME", help="only this object's")
+    p.add_argument("--types", choices=("Normal", "Warning"), help="only events of this type")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-o", "--output", metavar="json|yaml|name|jsonpath=...")
     p = command("set", cmd_set, "change a deployment's image (kubectl set image): new pods roll out",
                 "lab set image deployment/web nginx=nginx:1.27\nlab set image deploy web '*=busybox'")
     p.add_argument("what", choices=("image",))
@@ -448,6 +457,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         err.print("[red]lab: interrupted[/]")
         return 130
+    except BrokenPipeError:  # the reader went (`lab get pods -o name | head -1`): the rest is not wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

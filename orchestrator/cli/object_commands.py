@@ -12,6 +12,7 @@ from orchestrator.agent import cni as cni_runtime
 from orchestrator.agent.contract import pod_log_path
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output, warn
 from orchestrator.cli.imperative import cmd_delete_named
+from orchestrator.kinds.event import described as described_events
 from orchestrator.cli.output import print_described, print_table
 from orchestrator.cli.jsonpath import column_value, columns_file, custom_columns, sort_key
 from orchestrator.cli.resources import field_filter, kinds_of, one_object, render_docs, select, type_names
@@ -74,8 +75,29 @@ def cmd_describe(args) -> int:
     if not found:
         raise LabError(f"{kind.not_found(args.name, args.namespace)}; "
                        f"see `lab get {kind.resource}{' -A' if kind.namespaced else ''}`")
-    print_described(kind.describe(found[0], inv, objects))
+    lines = kind.describe(found[0], inv, objects)
+    if lines and lines[-1] == ("Events:", "<none>"):  # what the lab recorded for the object, where it has none else
+        lines = lines[:-1] + described_events(objects, kind.kind, found[0].namespace, found[0].name)
+    print_described(lines)
     return 0
+
+
+def cmd_events(args) -> int:
+    """kubectl events: `lab events [--for KIND/NAME] [--types Warning] [-A]`, as `lab get events` lists them."""
+    selectors = []
+    if args.for_:
+        kind_text, _, name = args.for_.partition("/")
+        kind = kinds.by_name(kind_text)
+        if kind is None or not name:
+            raise InputError(f"lab events --for {args.for_}: write KIND/NAME, e.g. --for pod/web")
+        selectors += [f"involvedObject.kind={kind.kind}", f"involvedObject.name={name}"]
+    if args.types:
+        selectors.append(f"type={args.types}")
+    args.resource, args.names, args.selector, args.watch = "events", [], None, False
+    args.field_selector = ",".join(selectors) or None
+    args.output = args.output or ""
+    args.sort_by, args.show_labels = None, False
+    return cmd_get(args)
 
 
 def cmd_logs(args) -> int:

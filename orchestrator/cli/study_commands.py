@@ -9,9 +9,11 @@ from orchestrator.cli.common import err, out, resolve_inventory
 from orchestrator.cli.lab_commands import run_deploy
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory
-from orchestrator.core.objects import LabObjects
+from orchestrator.core.events import WARNING, add_event
+from orchestrator.core.objects import LabObjects, split_key
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import Transport
+from orchestrator.layers.pods.apply import now
 from orchestrator.layers.policy.plan import selectors_matching_nothing
 from orchestrator.layers.services.plan import service_notes
 from orchestrator.lessons import model as lessons
@@ -23,6 +25,7 @@ def cmd_verify(args) -> int:
     from orchestrator.verify import report
     inv = resolve_inventory(args.inventory)
     outcomes, collector, seconds = report.verify(inv, junit=args.junit, expect=args.expect)
+    record_failed_checks(LabFiles.of(inv.name), [o for o in outcomes if not o.ok])
     if args.html:
         Path(args.html).write_text(report.outcomes_html(f"lab {inv.name}: verify", outcomes, collector))
     if args.output == "json":
@@ -35,6 +38,24 @@ def cmd_verify(args) -> int:
             err.print(f"note: {note} (a typo? `lab get pods -A --show-labels`)", style="yellow", markup=False,
                       soft_wrap=True)
     return 0 if ok else 1
+
+
+def record_failed_checks(files: LabFiles, failed: list) -> None:
+    """A Warning event CheckFailed on the pod (or node) each failed check started from (`lab describe` shows it)."""
+    if not failed:
+        return
+    with files.lock():
+        objects = files.read_objects()
+        stamp = now()
+        for outcome in failed:
+            where, _, name = outcome.check.source.partition(":")
+            if where not in ("pod", "node"):
+                continue
+            namespace, pod = split_key(name) if where == "pod" else ("", name)
+            involved = ("Pod" if where == "pod" else "Node", namespace, pod)
+            add_event(objects.events, stamp, WARNING, "CheckFailed", involved,
+                      f"{outcome.check.label}: {outcome.reason or outcome.unreachable or 'failed'}", "lab-verify")
+        files.write_objects(objects)
 
 
 def cmd_break(args) -> int:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional, TypeVar, Union
 
 from orchestrator.agent.contract import pod_node_key
+from orchestrator.core.events import Event
 from orchestrator.core.manifests import ContainerPort, ServicePort
 
 
@@ -241,6 +242,7 @@ class LabObjects:
     # what the nodes reported of the pods just now (pod key -> running, stopped, gone or `unknown: WHY`), when a
     # command asked them (`lab get pods`): observed, never stored; empty when nobody asked
     observed: dict[str, str] = field(default_factory=dict, compare=False)
+    events: list[Event] = field(default_factory=list, compare=False)  # what the lab did, oldest first
 
     def kept(self, kind: str) -> dict[str, dict[str, Any]]:
         """The records of registered kind `kind`, as JSON, by key (made empty on first use)."""
@@ -260,6 +262,7 @@ class LabObjects:
             "endpoints": {k: {port: [asdict(e) for e in eps] for port, eps in ports.items()}
                           for k, ports in self.endpoints.items()},
             "extra": {kind: dict(records) for kind, records in self.extra.items() if records},
+            "events": [e.to_json() for e in self.events],
         }
 
     @classmethod
@@ -287,4 +290,5 @@ class LabObjects:
             endpoints={k: {port: [Endpoint(**known_fields(Endpoint, e)) for e in eps] for port, eps in ports.items()}
                        for k, ports in section("endpoints").items()},
             extra={kind: dict(records) for kind, records in section("extra").items() if isinstance(records, dict)},
+            events=[Event.from_json(e) for e in data.get("events") or [] if isinstance(e, dict)],
         )

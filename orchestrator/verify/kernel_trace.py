@@ -11,6 +11,7 @@ after a failure. Parsing and the summary are pure; `trace` does the rest.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from orchestrator.verify.probes import probe_source
 
 
 TABLE = "lab-trace"
-MONITOR_SECONDS = 4
+MONITOR_SECONDS = 6
 LINE = re.compile(r"^trace id (?P<id>\S+) (?P<family>\w+) (?P<table>\S+) (?P<chain>\S+) (?P<what>.*)$")
 
 
@@ -187,6 +188,20 @@ def conntrack_lines(inv: Inventory, transport: Transport, src: End, protocol: st
     return [f"conntrack on {node}:"] + [f"  {line}" for line in found[-4:]] if found else []
 
 
+def wait_for_monitors(transport: Transport, nodes: list, limit: str) -> None:
+    """Until this trace's `timeout LIMIT nft monitor trace` runs on every node (its SSH session can take seconds
+    on a busy VM), then the few milliseconds nft takes to start and subscribe."""
+    deadline = time.monotonic() + MONITOR_SECONDS / 2
+    waiting = list(nodes)
+    while waiting and time.monotonic() < deadline:
+        found = transport.run_all(lambda node: transport.run(node, ["pgrep", "-f", f"^timeout {limit} nft monitor"],
+                                                             check=False), waiting)
+        waiting = [n for n in waiting if isinstance(found[n.name], BaseException) or not found[n.name].ok]
+        if waiting:
+            time.sleep(0.1)
+    time.sleep(0.2)
+
+
 def trace(inv: Inventory, transport: Transport, objects: LabObjects, src_spec: str, dst_spec: str, port: int,
           protocol: str, namespace: str) -> list[str]:
     """Send one packet from SRC to DST:PORT with tracing on every node; the report, line by line."""
@@ -214,9 +229,11 @@ def trace(inv: Inventory, transport: Transport, objects: LabObjects, src_spec: s
         transport.run_all(lambda node: transport.run(node, ["nft", "-f", "-"], stdin=text), nodes).raise_on_failure()
         hops, reply = [], None
         with ThreadPoolExecutor(max_workers=len(nodes) + 1) as pool:
-            monitors = {n.name: pool.submit(transport.run, n, ["timeout", str(MONITOR_SECONDS), "nft", "monitor",
-                                                                "trace"], check=False) for n in nodes}
-            time.sleep(1.0)  # `nft monitor` subscribes within milliseconds of starting; SSH takes the rest
+            # the time limit, unique to this trace, tells its monitors from another lab's on a shared kernel
+            limit = f"{MONITOR_SECONDS}.{secrets.randbelow(10 ** 6):06d}"
+            monitors = {n.name: pool.submit(transport.run, n, ["timeout", limit, "nft", "monitor", "trace"],
+                                            check=False) for n in nodes}
+            wait_for_monitors(transport, nodes, limit)
             target = {"proto": protocol, "host": dst.ip, "port": port, "path": "/hostname"}
             reply = probe_source(inv, objects, transport, src.source, [target])[0]
             for name, future in monitors.items():

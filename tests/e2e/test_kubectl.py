@@ -305,6 +305,27 @@ def test_endpointslices_list_the_same_pods_as_the_endpoints(kube):
     assert row[1].split()[1:3] == ["IPv4", "80"]
 
 
+def test_events_tell_what_the_lab_did_to_pods_deployments_and_services(kube):
+    lab(kube, "create", "deployment", "evt", "--image=nginx", "--replicas", "1", "--port", "80")
+    try:
+        lab(kube, "expose", "deploy", "evt", "--port", "80")
+        lab(kube, "scale", "deploy/evt", "--replicas", "2")
+        pod = column(lab(kube, "get", "pods", "-l", "app=evt").stdout, "NAME")[0]
+        described = lab(kube, "describe", "pod", pod).stdout
+        assert "Type    Reason          Age" in described
+        for reason in ("Scheduled", "AddedInterface", "Started"):
+            assert f"Normal  {reason}" in described, described
+        scaled = lab(kube, "events", "--for", "deploy/evt").stdout
+        assert "Scaled up replica set evt-" in scaled and " to 2" in scaled
+        changed = json.loads(lab(kube, "get", "events", "--field-selector", "involvedObject.name=evt,"
+                                 "involvedObject.kind=Service", "-o", "json").stdout)["items"]
+        assert [e["reason"] for e in changed][-1] == "EndpointsChanged" and changed[-1]["message"].count(":80") == 2
+    finally:
+        lab(kube, "delete", "deploy", "evt")
+        lab(kube, "delete", "svc", "evt")
+    assert "Killing" in lab(kube, "events", "--for", f"pod/{pod}").stdout
+
+
 def test_delete_force_and_wait_for_delete(kube):
     lab(kube, "run", "doomed", "--image=busybox")
     forced = lab(kube, "delete", "pod", "doomed", "--force", "--grace-period=0")

@@ -108,6 +108,11 @@ def test_each_fault_fails_its_family_and_fix_repairs_it(verified, fault):
         assert failed <= FAULTS[fault].may_trip, f"{fault} tripped unrelated checks: {failed}"
         reasons = [c for c in report["checks"] if not c["ok"]]
         assert all(c["layer"] and c["show"] for c in reasons)  # every failure says where to look
+        warned = json.loads(lab_cli("get", "events", "-A", "--field-selector", "reason=CheckFailed", "-o", "json",
+                                    "-i", verified.inventory_path, check=True).stdout)["items"]
+        from_pods = {f"{c['label']}: {c['reason']}" for c in reasons
+                     if c["reason"] and c["id"].startswith(("pod", "dns", "mtu"))}
+        assert from_pods <= {e["message"] for e in warned}  # each failed check from a pod is an event of that pod
         if fault == "mtu":  # each failure names the node whose MTU is wrong, and a command that shows an MTU
             node = broke.split("dropped ", 1)[1].split("'s cni0")[0]
             tripped = [c for c in reasons if c["family"] == "mtu"]

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable
 from orchestrator.agent.contract import (GATEWAY_NAME_LABEL, PodsApply, PodsApplyAnswer, PodsEnsure, PodsReattach,
                                          PodsStatus, is_pod_netns)
 from orchestrator.core.agent import call
+from orchestrator.core.events import NORMAL, WARNING, add_event
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import LabObjects, Pod
 from orchestrator.core.report import Reports
@@ -63,13 +64,44 @@ def apply_pod_changes(inv: Inventory, transport: Transport, objects: LabObjects,
             continue
         for pod in work["delete"]:
             objects.pods.pop(pod.key, None)
+            pod_event(objects, pod, NORMAL, "Killing", "Stopping the pod's process; its network namespace and "
+                      "address go (CNI DEL)", "kubelet")
         for pod in work["add"]:
             got = outcome.added.get(pod.node_key, {})
+            pod_event(objects, pod, NORMAL, "Scheduled", f"Successfully assigned {pod.key} to {node_name}",
+                      "default-scheduler")
             if "error" in got:
                 failures.append(f"{node_name}: pod {pod.key}: {got['error']}")
+                pod_event(objects, pod, WARNING, "FailedCreatePodSandBox", got["error"], "kubelet")
                 continue
             objects.pods[pod.key] = replace(pod, ip=got["ip"])
+            pod_event(objects, pod, NORMAL, "AddedInterface", f"Add eth0 [{got['ip']}] from the pod network "
+                      "(CNI ADD: bridge, host-local)", "kubelet")
+            pod_event(objects, pod, NORMAL, "Started", f"Started the pod's process ({PROCESSES.get(pod.role, pod.role)}"
+                      f"; image {pod.image or '<none>'}: {image_root(pod.image).describe()} for lab exec)", "kubelet")
+    scaling_events(objects, changes)
     return failures
+
+
+PROCESSES = {"server": "cluster-lab's pod server", "dns": "dnsmasq", "gateway": "nginx"}
+
+
+def pod_event(objects: LabObjects, pod: Pod, type_: str, reason: str, message: str, source: str) -> None:
+    add_event(objects.events, now(), type_, reason, ("Pod", pod.namespace, pod.name), message, source)
+
+
+def scaling_events(objects: LabObjects, changes: PodChanges) -> None:
+    """A Deployment's ScalingReplicaSet events: each of its templates (ReplicaSets) whose pods were made or
+    deleted, scaled to the number it has now."""
+    touched: dict[tuple[str, str], str] = {}
+    for pod, word in [*((p, "up") for p in changes.create), *((p, "down") for p in changes.delete)]:
+        if pod.owner and pod.owner.startswith("Deployment/") and pod.labels.get("pod-template-hash"):
+            touched.setdefault((pod.owner, pod.labels["pod-template-hash"]), word)
+    for (owner, template), word in sorted(touched.items()):
+        namespace, name = owner.removeprefix("Deployment/").split("/", 1)
+        count = sum(p.labels.get("pod-template-hash") == template for p in objects.pods_of(owner))
+        add_event(objects.events, now(), NORMAL, "ScalingReplicaSet", ("Deployment", namespace, name),
+                  f"Scaled {word} replica set {name}-{template} to {count}", "deployment-controller")
 
 
 def pods_on(objects: LabObjects, node: str) -> list[Pod]:
