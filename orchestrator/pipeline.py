@@ -26,7 +26,7 @@ from orchestrator.core.manifests import Manifest
 from orchestrator.core.model import Inventory, Node, dns_ip
 from orchestrator.core.report import NodeReport, Reports
 from orchestrator.core.objects import LabObjects, Namespace, Pod, split_key
-from orchestrator.core.names import label_problem
+from orchestrator.core.names import relabelled
 from orchestrator.core.script import Change, quiet, render_script
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import NodeError, NodeUnreachable, Transport
@@ -373,17 +373,7 @@ def relabel(inv: Inventory, transport: Transport, files: LabFiles, kind: str, ke
             namespace, name = split_key(key)
             raise LabError(POD.not_found(name, namespace))
         record = pod
-    labels = dict(record.labels)
-    for label, value in changes.items():
-        if value is None:
-            labels.pop(label, None)
-            continue
-        if label in labels and labels[label] != value and not overwrite:
-            raise InputError(f"'{label}' already has a value ({labels[label]}), and --overwrite is false")
-        problem = label_problem(label, value)
-        if problem:
-            raise InputError(f"{label}={value}: {problem}")
-        labels[label] = value
+    labels = relabelled(record.labels, changes, overwrite)
     if labels == record.labels:
         return f"{kind}/{key.rsplit('/', 1)[-1]} not labeled"
     record.labels = labels

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from typing import Optional
 
 from rich.console import Console
@@ -26,13 +27,23 @@ def progress(line: str) -> None:
 def resolve_inventory(path: Optional[str]) -> Inventory:
     """-i/--inventory, else $LAB_INVENTORY, else the lab brought up last (.lab/current)."""
     path = path or os.environ.get("LAB_INVENTORY")
-    if path:
-        return inventory.load(path)
-    name = current_lab()
-    if name is None:
-        raise InputError("no lab to work on: bring one up with `lab up`, or give an inventory with "
-                         "-i/--inventory or LAB_INVENTORY")
-    return inventory.load(LabFiles.of(name).inventory)
+    if not path:
+        name = current_lab()
+        if name is None:
+            raise InputError("no lab to work on: bring one up with `lab up`, or give an inventory with "
+                             "--inventory or LAB_INVENTORY")
+        path = str(LabFiles.of(name).inventory)
+    loaded = inventory.load(path)
+    return with_node_labels(loaded, LabFiles.of(loaded.name).read_node_labels())
+
+
+def with_node_labels(inv: Inventory, changes: dict[str, dict[str, Optional[str]]]) -> Inventory:
+    """`inv` with the labels `lab label node` gave its nodes (`changes`: node -> key -> value, None removed)."""
+    if not changes:
+        return inv
+    nodes = tuple(replace(n, labels={k: v for k, v in {**n.labels, **changes.get(n.name, {})}.items() if v is not None})
+                  for n in inv.nodes)
+    return replace(inv, nodes=nodes)
 
 
 def warn(line: str) -> None:

@@ -15,12 +15,14 @@ from orchestrator.cli.lab_commands import run_in_pod, stdin_of, terminal
 from orchestrator.cli.resources import one_object
 from orchestrator import kinds
 from orchestrator.core.errors import InputError, LabError
+from orchestrator.core.names import relabelled
 from orchestrator.core.objects import key_of
 from orchestrator.core.render import dump_yaml
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import UNLIMITED, Transport
 from orchestrator.kinds.deployment import DEPLOYMENT
 from orchestrator.kinds.namespace import NAMESPACE
+from orchestrator.kinds.node import NODE
 from orchestrator.kinds.pod import POD
 
 
@@ -219,9 +221,10 @@ def cmd_label(args) -> int:
     if not args.labels:
         raise InputError("lab label: give the labels: KEY=VALUE to set, KEY- to remove")
     found = kinds.by_name(args.kind)
-    kind = "pod" if found is POD else "namespace" if found is NAMESPACE else None
+    kind = "pod" if found is POD else "namespace" if found is NAMESPACE else "node" if found is NODE else None
     if kind is None:
-        raise InputError(f"lab label: {args.kind!r}: the lab labels pods and namespaces; write lab label pod NAME k=v")
+        raise InputError(f"lab label: {args.kind!r}: the lab labels pods, namespaces and nodes; write lab label pod "
+                         "NAME k=v")
     changes: dict[str, Optional[str]] = {}  # None: remove the label
     for word in args.labels:
         if word.endswith("-"):
@@ -233,10 +236,30 @@ def cmd_label(args) -> int:
             changes[key] = value
     inv = resolve_inventory(args.inventory)
     files = LabFiles.of(inv.name)
+    if kind == "node":
+        out.print(label_node(inv, files, args.name, changes, args.overwrite), markup=False)
+        return 0
     key = args.name if kind == "namespace" else key_of(args.namespace, args.name)
     with files.lock(), Transport(inv.nodes) as transport:
         out.print(pipeline.relabel(inv, transport, files, kind, key, changes, args.overwrite), markup=False)
     return 0
+
+
+def label_node(inv, files: LabFiles, name: str, changes: dict[str, Optional[str]], overwrite: bool) -> str:
+    """`lab label node NAME k=v k2-`: the node's labels as nodeSelector, `get nodes -l` and L2Advertisements see
+    them from the next command on (running pods stay where they are, as in Kubernetes)."""
+    node = next((n for n in inv.nodes if n.name == name), None)
+    if node is None:
+        raise LabError(NODE.not_found(name))
+    labels = relabelled(node.labels, changes, overwrite)
+    if labels == node.labels:
+        return f"node/{name} not labeled"
+    with files.lock():
+        stored = files.read_node_labels()
+        mine = stored.setdefault(name, {})
+        mine.update({k: labels.get(k) for k in changes})
+        files.write_node_labels(stored)
+    return f"node/{name} labeled"
 
 
 def cmd_delete_named(args, groups: list[tuple[str, list[str]]]) -> int:

@@ -200,9 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("--replicas", type=int, required=True)
     dry_run(p)
-    p = command("label", cmd_label, "add, change (--overwrite) or remove (KEY-) labels of a pod or a namespace",
-                "lab label pod web tier=front\nlab label ns shop team=shop\nlab label pod web tier-")
-    p.add_argument("kind", metavar="pod|ns|KIND/NAME")
+    p = command("label", cmd_label, "add, change (--overwrite) or remove (KEY-) labels of a pod, a namespace or a "
+                "node", "lab label pod web tier=front\nlab label ns shop team=shop\nlab label pod web tier-\n"
+                "lab label node node1 disktype=ssd     # for nodeSelector")
+    p.add_argument("kind", metavar="pod|ns|node|KIND/NAME")
     p.add_argument("name", nargs="?")
     p.add_argument("labels", nargs="*", metavar="KEY=VALUE|KEY-")
     p.add_argument("--overwrite", action="store_true")

@@ -40,6 +40,22 @@ class LabFiles:
         return self.root / "inventory.yaml"
 
     @property
+    def node_labels(self) -> Path:
+        """JSON of the labels `lab label node` set (node -> key -> value) or removed (null), over the inventory's."""
+        return self.root / "node-labels.json"
+
+    def read_node_labels(self) -> dict[str, dict[str, Optional[str]]]:
+        try:
+            data = json.loads(self.node_labels.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(n): {str(k): None if v is None else str(v) for k, v in labels.items()}
+                for n, labels in data.items() if isinstance(labels, dict)} if isinstance(data, dict) else {}
+
+    def write_node_labels(self, changes: dict[str, dict[str, Optional[str]]]) -> None:
+        atomic_write(self.node_labels, json.dumps(changes, indent=2, sort_keys=True) + "\n", mode=0o644)
+
+    @property
     def known_hosts(self) -> Path:
         return self.root / "known_hosts"
 

@@ -223,6 +223,24 @@ def test_nodes_carry_the_well_known_labels_and_a_node_selector_uses_them(kube):
         lab(kube, "delete", "pod/pinned")
 
 
+def test_label_node_gives_a_node_selector_something_to_choose_by(kube):
+    assert lab(kube, "label", "node", "node1", "disktype=ssd").stdout == "node/node1 labeled\n"
+    try:
+        assert column(lab(kube, "get", "nodes", "-l", "disktype=ssd").stdout, "NAME") == ["node1"]
+        again = lab(kube, "label", "node/node1", "disktype=hdd", check=False)
+        assert again.returncode != 0
+        assert "'disktype' already has a value (ssd), and --overwrite is false" in again.stderr
+        lab_cli("apply", "--inventory", kube.inventory_path, "-f", "-", check=True,
+                input=PINNED.replace("kubernetes.io/hostname: node2", "disktype: ssd"))
+        assert json.loads(lab(kube, "get", "pod", "pinned", "-o", "json").stdout)["spec"]["nodeName"] == "node1"
+        lab(kube, "delete", "pod/pinned")
+        missing = lab(kube, "label", "node", "node9", "a=b", check=False)
+        assert missing.returncode != 0 and 'nodes "node9" not found' in missing.stderr
+    finally:
+        lab(kube, "label", "node", "node1", "disktype-")
+    assert "disktype" not in lab(kube, "get", "node", "node1", "--show-labels").stdout
+
+
 def test_the_exams_throw_away_client_runs_its_command_and_leaves_no_pod(kube):
     proc = lab_cli("run", "tmp", "--rm", "-it", "--image=busybox", "--restart=Never", "--inventory",
                    kube.inventory_path, "--", "wget", "-qO-", "http://nginx/hostname")
