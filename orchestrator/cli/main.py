@@ -16,6 +16,7 @@ from typing import Optional
 from orchestrator import __version__
 from orchestrator.cli.common import err
 from orchestrator.cli.contexts import cmd_config, fill_namespace
+from orchestrator.cli.edits import cmd_edit, cmd_patch
 from orchestrator.cli.completion import install as install_completion
 from orchestrator.cli.completion import shell_code
 from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_run, cmd_scale
@@ -230,6 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--namespace")
     p.add_argument("-A", "--all-namespaces", action="store_true")
     p.add_argument("-o", "--output", metavar="json|yaml|name|jsonpath=...")
+    p = command("patch", cmd_patch, "change one object in place (kubectl patch): strategic merge (lists merged by "
+                "name, port, ...), JSON merge or JSON patch",
+                "lab patch svc web -p '{\"spec\":{\"type\":\"NodePort\"}}'\n"
+                "lab patch deploy/web --type merge -p '{\"spec\":{\"replicas\":3}}'\n"
+                "lab patch deploy web --type json -p '[{\"op\":\"replace\",\"path\":\"/spec/replicas\",\"value\":2}]'")
+    p.add_argument("kind", metavar="KIND|KIND/NAME")
+    p.add_argument("name", nargs="?")
+    p.add_argument("-p", "--patch", required=True, help="the patch, JSON or YAML")
+    p.add_argument("--type", choices=("strategic", "merge", "json"), default="strategic")
+    p.add_argument("-n", "--namespace")
+    p = command("edit", cmd_edit, "edit one object's YAML in $KUBE_EDITOR or $EDITOR (kubectl edit), applied when "
+                "saved", "lab edit deploy web\nEDITOR=nano lab edit svc/web")
+    p.add_argument("kind", metavar="KIND|KIND/NAME")
+    p.add_argument("name", nargs="?")
+    p.add_argument("-n", "--namespace")
     p = command("set", cmd_set, "change a deployment's image (kubectl set image): new pods roll out",
                 "lab set image deployment/web nginx=nginx:1.27\nlab set image deploy web '*=busybox'")
     p.add_argument("what", choices=("image",))

@@ -344,6 +344,35 @@ def test_events_tell_what_the_lab_did_to_pods_deployments_and_services(kube):
     assert "Killing" in lab(kube, "events", "--for", f"pod/{pod}").stdout
 
 
+def test_patch_and_edit_change_an_object_in_place(kube, tmp_path):
+    lab(kube, "create", "deployment", "pat", "--image=nginx", "--replicas", "1", "--port", "80")
+    try:
+        lab(kube, "expose", "deploy", "pat", "--port", "80")
+        assert lab(kube, "patch", "svc", "pat", "-p", '{"spec":{"type":"NodePort"}}').stdout == \
+            "service/pat patched\n"
+        assert json.loads(lab(kube, "get", "svc", "pat", "-o", "json").stdout)["spec"]["ports"][0]["nodePort"] > 0
+        again = lab(kube, "patch", "svc/pat", "-p", '{"spec":{"type":"NodePort"}}').stdout
+        assert again == "service/pat patched (no change)\n"
+        lab(kube, "patch", "deploy", "pat", "--type", "json", "-p",
+            '[{"op":"replace","path":"/spec/replicas","value":2}]')
+        assert len(column(lab(kube, "get", "pods", "-l", "app=pat").stdout, "NAME")) == 2
+        editor = tmp_path / "editor.sh"  # what a student does in vi, done by sed
+        editor.write_text("#!/bin/sh\nsed -i 's/replicas: 2/replicas: 3/' \"$1\"\n")
+        editor.chmod(0o755)
+        edited = lab_cli("edit", "--inventory", kube.inventory_path, "deploy/pat", env=dict(os.environ,
+                         EDITOR=str(editor)), check=True)
+        assert edited.stdout == "deployment.apps/pat edited\n"
+        assert len(column(lab(kube, "get", "pods", "-l", "app=pat").stdout, "NAME")) == 3
+        cancelled = lab_cli("edit", "--inventory", kube.inventory_path, "deploy/pat", env=dict(os.environ,
+                            EDITOR="true"), check=True)
+        assert cancelled.stdout == "Edit cancelled, no changes made.\n"
+        bad = lab(kube, "patch", "deploy", "pat", "-p", '{"spec":{"replicas":"many"}}', check=False)
+        assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "replicas" in bad.stderr
+    finally:
+        lab(kube, "delete", "svc", "pat")
+        lab(kube, "delete", "deploy", "pat")
+
+
 def test_delete_force_and_wait_for_delete(kube):
     lab(kube, "run", "doomed", "--image=busybox")
     forced = lab(kube, "delete", "pod", "doomed", "--force", "--grace-period=0")
