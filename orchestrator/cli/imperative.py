@@ -122,7 +122,36 @@ def run_and_remove(args, doc: dict, command: list[str]) -> int:
     return code
 
 
+SERVICE_TYPES = {"clusterip": "ClusterIP", "nodeport": "NodePort", "loadbalancer": "LoadBalancer"}
+
+
+def created_service_doc(kind: str, name: str, namespace: str, args) -> dict:
+    """`kubectl create service clusterip|nodeport|loadbalancer NAME --tcp=PORT[:TARGET]`: a Service selecting
+    app=NAME, each port named PORT-TARGET, as kubectl writes it."""
+    if not args.tcp:
+        raise InputError(f"lab create service {kind} {name}: give the ports: --tcp=PORT[:TARGETPORT], e.g. "
+                         "--tcp=80:8080")
+    ports = []
+    for spec in args.tcp:
+        port, _, target = spec.partition(":")
+        if not port.isdigit() or (target and not target.isdigit()):
+            raise InputError(f"lab create service {kind} {name}: --tcp={spec}: write PORT[:TARGETPORT], e.g. 80:8080")
+        target = target or port
+        ports.append({"name": f"{port}-{target}", "port": int(port), "protocol": "TCP", "targetPort": int(target),
+                      **({"nodePort": args.node_port} if kind == "nodeport" and args.node_port else {})})
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+            "spec": {"type": SERVICE_TYPES[kind], "selector": {"app": name}, "ports": ports}}
+
+
 def cmd_create(args) -> int:
+    if args.what in ("service", "svc"):
+        if len(args.names) != 2 or args.names[0] not in SERVICE_TYPES:
+            raise InputError(f"lab create service {' '.join(args.names)}: write lab create service "
+                             "clusterip|nodeport|loadbalancer NAME --tcp=PORT:TARGETPORT")
+        kind, name = args.names
+        return apply_doc(args, created_service_doc(kind, name, args.namespace, args),
+                         f"lab create service {kind} {name}")
     if args.what != "secret":
         if len(args.names) != 1:
             raise InputError(f"lab create {args.what}: give one NAME, not {' '.join(args.names)}")

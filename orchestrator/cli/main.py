@@ -167,14 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", choices=("Always", "OnFailure", "Never"), help="the pod's restartPolicy (recorded)")
     stdin_and_tty(p)
     dry_run(p)
-    p = command("create", cmd_create, "create a deployment, a namespace or a secret (kubectl create ...)",
+    p = command("create", cmd_create, "create a deployment, a namespace, a service or a secret (kubectl create ...)",
                 "lab create deployment web --replicas 3 --port 80\nlab create namespace shop\n"
+                "lab create service nodeport web --tcp=80:8080 --node-port=30080\n"
                 "lab create deployment web --replicas 2 --dry-run=client -o yaml\n"
                 "lab create secret tls shop-tls --cert shop.crt --key shop.key\n"
                 "lab create secret generic db --from-literal password=s3cret")
-    p.add_argument("what", choices=("deployment", "deploy", "secret", "namespace", "ns"))
+    p.add_argument("what", choices=("deployment", "deploy", "secret", "namespace", "ns", "service", "svc"))
     p.add_argument("names", nargs="+", metavar="[TYPE] NAME",
-                   help="deployment NAME, namespace NAME, or secret tls|generic NAME")
+                   help="deployment NAME, namespace NAME, service clusterip|nodeport|loadbalancer NAME, or secret "
+                   "tls|generic NAME")
+    p.add_argument("--tcp", action="append", default=[], metavar="PORT[:TARGETPORT]", help="service: a port")
+    p.add_argument("--node-port", type=int, help="service nodeport: the NodePort")
     p.add_argument("--cert", help="secret tls: the PEM certificate (chain) file")
     p.add_argument("--key", help="secret tls: the PEM private key file")
     p.add_argument("--from-literal", action="append", default=[], metavar="KEY=VALUE", help="secret generic")

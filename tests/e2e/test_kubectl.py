@@ -347,7 +347,8 @@ def test_events_tell_what_the_lab_did_to_pods_deployments_and_services(kube):
 def test_patch_and_edit_change_an_object_in_place(kube, tmp_path):
     lab(kube, "create", "deployment", "pat", "--image=nginx", "--replicas", "1", "--port", "80")
     try:
-        lab(kube, "expose", "deploy", "pat", "--port", "80")
+        assert lab(kube, "create", "service", "clusterip", "pat", "--tcp=80:80").stdout == "service/pat created\n"
+        assert len(json.loads(lab(kube, "get", "ep", "pat", "-o", "json").stdout)["subsets"][0]["addresses"]) == 1
         assert lab(kube, "patch", "svc", "pat", "-p", '{"spec":{"type":"NodePort"}}').stdout == \
             "service/pat patched\n"
         assert json.loads(lab(kube, "get", "svc", "pat", "-o", "json").stdout)["spec"]["ports"][0]["nodePort"] > 0
