@@ -18,6 +18,7 @@ SSH. Standard library only (Python 3.7+), so any node with python3 can run it.
   enter KEY [--tty] -- CMD...                 CMD in pod KEY's namespaces and image root (`lab exec`),
                                               ended when the SSH session goes
   pod-init --hostname H [--busybox] -- ARGV   (the start of a pod's process, in its new UTS namespace)
+  relay HOST PORT                             a TCP connection piped to stdin/stdout (`lab port-forward`)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .pods import (enter_pod, flush_caches, forget_neighbours, pod_add, pod_del,
                    pods_status)
 from .healthz import serve_health_checks
 from .probes import probe
+from .relay import relay
 from .proxy import proxy_sync
 from .restore import restore
 from .server import serve
@@ -137,6 +139,9 @@ def main(argv=None) -> int:
     e.add_argument("key")
     e.add_argument("--tty", action="store_true")
     e.add_argument("command", nargs=argparse.REMAINDER)
+    r = sub.add_parser("relay")
+    r.add_argument("host")
+    r.add_argument("port", type=int)
     i = sub.add_parser("pod-init")
     i.add_argument("--hostname", required=True)
     i.add_argument("--busybox", action="store_true")
@@ -154,6 +159,8 @@ def main(argv=None) -> int:
             if args.verb == "enter":
                 return enter_pod(lib, args.key, command, args.tty)
             pod_init(lib, args.hostname, args.busybox, args.tool, command)
+        if args.verb == "relay":
+            return relay(args.host, args.port)
         if args.verb == "serve":
             serve(args.name, args.tcp, args.udp)
         if args.verb == "healthz":

@@ -17,6 +17,7 @@ from orchestrator import __version__
 from orchestrator.cli.common import err
 from orchestrator.cli.contexts import cmd_config, fill_namespace
 from orchestrator.cli.edits import cmd_edit, cmd_patch
+from orchestrator.cli.portforward import LOOPBACK, cmd_port_forward
 from orchestrator.cli.completion import install as install_completion
 from orchestrator.cli.completion import shell_code
 from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_run, cmd_scale
@@ -249,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "saved", "lab edit deploy web\nEDITOR=nano lab edit svc/web")
     p.add_argument("kind", metavar="KIND|KIND/NAME")
     p.add_argument("name", nargs="?")
+    p.add_argument("-n", "--namespace")
+    p = command("port-forward", cmd_port_forward, "forward ports of this machine's 127.0.0.1 to a pod (kubectl "
+                "port-forward); Ctrl-C ends it", "lab port-forward pod/web 8080:80\nlab port-forward svc/web :80   "
+                "# a free local port\nlab port-forward deploy/web 8080:80 8443:443")
+    p.add_argument("target", metavar="pod/NAME|svc/NAME|deploy/NAME|POD")
+    p.add_argument("ports", nargs="+", metavar="[LOCAL:]REMOTE")
+    p.add_argument("--address", default=LOOPBACK, help="127.0.0.1 (localhost) only")
     p.add_argument("-n", "--namespace")
     p = command("set", cmd_set, "change a deployment's image (kubectl set image): new pods roll out",
                 "lab set image deployment/web nginx=nginx:1.27\nlab set image deploy web '*=busybox'")

@@ -321,6 +321,17 @@ class Transport:
             raise CommandFailed(result)
         return result
 
+    def open_stream(self, node: Union[str, Node], argv: Command) -> paramiko.Channel:
+        """`argv` started on `node` with its stdin and stdout as a byte stream, the channel (`lab port-forward`)."""
+        node = self.nodes[node] if isinstance(node, str) else node
+        command = self.command_line(node, argv)
+        try:
+            chan = self._connections[node.name].connection().transport.open_session(timeout=node.ssh.connect_timeout)
+            chan.exec_command(command)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise NodeError(node.name, f"SSH session failed: {exc}", command) from None
+        return chan
+
     def script(self, node: Union[str, Node], text: str, **kwargs: Any) -> Result:
         """Run a shell script (rendered by the lab, values quoted by the template) on `node`."""
         return self.run(node, ["sh", "-ec", text], **kwargs)

@@ -374,6 +374,37 @@ def test_patch_and_edit_change_an_object_in_place(kube, tmp_path):
         lab(kube, "delete", "deploy", "pat")
 
 
+def forwarded_port(proc) -> int:
+    """The local port `lab port-forward` says it listens on (its first line)."""
+    line = proc.stdout.readline()
+    assert line.startswith("Forwarding from 127.0.0.1:"), line + proc.stderr.read()
+    return int(line.split(":")[1].split()[0])
+
+
+def get_over_loopback(port: int, path: str) -> str:
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as reply:
+        return reply.read().decode()
+
+
+def test_port_forward_reaches_a_pod_and_a_services_pod_from_this_machines_loopback(kube):
+    for target, want in (("pod/front", "front"), ("svc/nginx", "nginx-")):
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "port-forward", "--inventory",
+                                 kube.inventory_path, "-n", "shop" if target == "pod/front" else "default", target,
+                                 ":80"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            port = forwarded_port(proc)
+            assert get_over_loopback(port, "/hostname").startswith(want)
+            assert get_over_loopback(port, "/hostname").startswith(want)  # a second connection too
+            assert proc.stdout.readline() == f"Handling connection for {port}\n"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
+    refused = lab(kube, "port-forward", "--address", "0.0.0.0", "pod/front", "8080:80", "-n", "shop", check=False)
+    assert refused.returncode != 0 and "127.0.0.1 only" in refused.stderr
+
+
 def test_delete_force_and_wait_for_delete(kube):
     lab(kube, "run", "doomed", "--image=busybox")
     forced = lab(kube, "delete", "pod", "doomed", "--force", "--grace-period=0")
