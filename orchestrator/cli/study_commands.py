@@ -114,7 +114,7 @@ def cmd_play(args) -> int:
 
     def run_lab(argv: list[str]) -> int:
         sys.stdout.flush()
-        return args.run_cli([argv[0], "-i", inv.source, *argv[1:]])
+        return args.run_cli([argv[0], "--inventory", inv.source, *argv[1:]])
 
     def pause() -> bool:
         try:
