@@ -43,11 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     inv_opt = argparse.ArgumentParser(add_help=False)
     inv_opt.add_argument("-i", "--inventory", metavar="FILE",
-                         help="the lab's inventory (default: $LAB_INVENTORY, else the lab brought up last)")
+                         help="the lab's inventory (default: $LAB_INVENTORY, else the current context: `lab config`)")
     # exec and run: -i is kubectl's (stdin), the inventory only --inventory
     inv_long = argparse.ArgumentParser(add_help=False)
     inv_long.add_argument("--inventory", metavar="FILE",
-                          help="the lab's inventory (default: $LAB_INVENTORY, else the lab brought up last)")
+                          help="the lab's inventory (default: $LAB_INVENTORY, else the current context: `lab config`)")
 
     def stdin_and_tty(p) -> None:
         p.add_argument("-i", "--stdin", action="store_true", help="pass this stdin to the command (kubectl's -i)")

@@ -13,7 +13,7 @@ from orchestrator.agent.contract import pod_log_path
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output, warn
 from orchestrator.cli.imperative import cmd_delete_named
 from orchestrator.kinds.event import described as described_events
-from orchestrator.cli.output import print_described, print_table
+from orchestrator.cli.output import column_widths, print_described, print_table
 from orchestrator.cli.jsonpath import column_value, columns_file, custom_columns, sort_key
 from orchestrator.cli.resources import field_filter, kinds_of, one_object, render_docs, select, type_names
 from orchestrator.core.agent import agent_argv
@@ -331,6 +331,8 @@ def watch(args, inv, observer: "Observer", listed, namespace, tables, several: b
         return tuple(v for c, v in zip(columns, row, strict=True) if c != "AGE")
 
     seen = {key(columns, row) for columns, rows in tables for row in rows}
+    # a new line lines up under the table printed first (a longer value pushes only its own line on)
+    widths = {tuple(columns): column_widths(columns, rows) for columns, rows in tables}
     while True:
         time.sleep(1.0)
         objects = observer.read()
@@ -339,4 +341,5 @@ def watch(args, inv, observer: "Observer", listed, namespace, tables, several: b
             for row in rows:
                 if key(columns, row) not in seen:
                     seen.add(key(columns, row))
-                    print("   ".join(str(v) for v in row), flush=True)
+                    wide = widths.setdefault(tuple(columns), column_widths(columns, [row]))
+                    print("   ".join(str(v).ljust(w) for v, w in zip(row, wide, strict=True)).rstrip(), flush=True)

@@ -9,9 +9,13 @@ from rich.text import Text
 from orchestrator.cli.common import err, out
 
 
+def column_widths(columns: list[str], rows: list[list[str]]) -> list[int]:
+    return [max(len(str(v)) for v in [c, *(r[i] for r in rows)]) for i, c in enumerate(columns)]
+
+
 def print_table(columns: list[str], rows: list[list[str]]) -> None:
     """kubectl's plain column layout (no box), so it reads like the talk's output and greps well."""
-    widths = [max(len(str(v)) for v in [c, *(r[i] for r in rows)]) for i, c in enumerate(columns)]
+    widths = column_widths(columns, rows)
     for row in [columns, *rows]:
         print("   ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 

@@ -92,6 +92,8 @@ def test_get_watch_prints_a_line_for_a_pod_that_comes(kube):
         assert wait_for(lambda: any(line.startswith("front") for line in lines))  # the table first
         lab(kube, "run", "late", "-n", "shop", "--port", "80")
         assert wait_for(lambda: any(line.startswith("late ") for line in lines))
+        late = next(line for line in lines if line.startswith("late "))
+        assert late.index(late.split()[2]) == lines[0].index("STATUS")  # under the table's columns
     finally:
         watcher.terminate()
         watcher.wait()
