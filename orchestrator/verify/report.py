@@ -130,16 +130,17 @@ def matrix_table(outcomes: list[Outcome]) -> Optional[Table]:
     if not names or len(names) > MATRIX_LIMIT:
         return None
     table = Table(title=matrix_title(policies), title_justify="left")
-    table.add_column("from \\ to")
-    for name in names:
-        table.add_column(name, overflow="fold")
-    for row in names:
+    # the columns are numbered, the rows named in full with their number: whole names fit 80 columns
+    table.add_column("from \\ to", no_wrap=True)
+    for number, _ in enumerate(names, 1):
+        table.add_column(str(number), overflow="fold")
+    for number, row in enumerate(names, 1):
         values = []
         for col in names:
             mark, bad = cells.get((row, col), ("", []))
             values.append(f"[green]{mark}[/]" if not bad else f"[red]✘ {mark}: " + "; ".join(
                 sorted({o.reason for o in bad})) + "[/]")
-        table.add_row(row, *values)
+        table.add_row(f"{number} {row}", *values)
     return table
 
 
