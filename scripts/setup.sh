@@ -64,3 +64,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
     touch "$stamp"
 fi
+
+# kubectl 1.20 from Debian's kubernetes-client, unpacked into .venv (not installed: it would clash with another
+# kubectl on this machine), for the tests that compare the lab's --dry-run=client output with kubectl's.
+# Debian has the package; where a distribution has none, nothing is fetched and those tests say so.
+kubectl_dir=.venv/opt/kubectl-1.20
+if [ ! -x "$kubectl_dir/usr/bin/kubectl" ] &&
+    apt-cache policy kubernetes-client 2>/dev/null | grep 'Candidate: [^(]' >/dev/null; then
+    echo "setup: unpacking Debian's kubernetes-client (kubectl 1.20) into $kubectl_dir"
+    download=$(mktemp -d)
+    (cd "$download" && apt-get download -q kubernetes-client >/dev/null 2>&1) ||
+        { apt-get update -q && (cd "$download" && apt-get download -q kubernetes-client); }
+    mkdir -p "$kubectl_dir"
+    dpkg-deb -x "$download"/kubernetes-client_*.deb "$kubectl_dir"
+    rm -rf "$download"
+fi

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from typing import Optional
 
 from orchestrator import pipeline
@@ -30,6 +31,13 @@ def container(name: str, image: str, port) -> dict:
     return {"name": name, "image": image, **({"ports": [{"containerPort": port}]} if port else {})}
 
 
+def container_name(image: str) -> str:
+    """The container name `kubectl create deployment` gives an image: its last path part without tag or digest,
+    as a DNS label (nginx:1.27 -> nginx, curlimages/curl -> curl)."""
+    base = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0].lower()
+    return re.sub(r"[^a-z0-9-]", "-", base).strip("-")[:63] or "container"
+
+
 def pod_doc(name: str, namespace: str, image: str, labels: dict, port) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": {"containers": [container(name, image, port)]}}
@@ -41,7 +49,7 @@ def deployment_doc(name: str, namespace: str, image: str, replicas: int, port) -
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [container(name.split(".")[0], image, port)]}}}}
+                                  "spec": {"containers": [container(container_name(image), image, port)]}}}}
 
 
 def service_doc(name: str, namespace: str, selector: dict, port: int, target, kind: str,
@@ -69,7 +77,8 @@ def apply_doc(args, doc: dict, source: str = "") -> int:
     source = source or f"lab {args.command_name}"
     manifest = kinds.parse(doc, source, warn)
     if args.dry_run == "client":
-        print(json.dumps(doc, indent=2) if args.output == "json" else dump_yaml(doc), end="")
+        shown = doc if getattr(args, "namespace_given", True) else without_namespace(doc)
+        print(json.dumps(shown, indent=2) if args.output == "json" else dump_yaml(shown), end="")
         return 0
     inv = resolve_inventory(args.inventory)
     files = LabFiles.of(inv.name)
@@ -99,6 +108,12 @@ def cmd_run(args) -> int:
     if not args.rm or args.dry_run == "client":
         return apply_doc(args, doc)
     return run_and_remove(args, doc, command)
+
+
+def without_namespace(doc: dict) -> dict:
+    """`doc` as kubectl prints it without -n: no metadata.namespace (it goes where the context says)."""
+    metadata = {k: v for k, v in doc.get("metadata", {}).items() if k != "namespace"}
+    return {**doc, "metadata": metadata}
 
 
 def run_and_remove(args, doc: dict, command: list[str]) -> int:

@@ -291,7 +291,7 @@ def images_of(kube, selector: str) -> set[str]:
 def test_set_image_rollout_status_history_and_undo(kube):
     lab(kube, "create", "deployment", "roll", "--image=nginx", "--replicas", "2", "--port", "80")
     try:
-        assert lab(kube, "set", "image", "deployment/roll", "roll=busybox:1.36").stdout == \
+        assert lab(kube, "set", "image", "deployment/roll", "nginx=busybox:1.36").stdout == \
             "deployment.apps/roll image updated\n"
         assert lab(kube, "rollout", "status", "deploy/roll").stdout == 'deployment "roll" successfully rolled out\n'
         assert images_of(kube, "app=roll") == {"busybox:1.36"}
