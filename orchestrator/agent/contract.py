@@ -177,7 +177,7 @@ def is_pod_netns(lab: str, netns: str) -> bool:
 # before reading it (exit REFUSED, one JSON answer saying so): it never misreads a request. `lab deploy`
 # replaces an agent.pyz whose digest differs from the controller's, so a node never keeps an older agent.
 # Raise PROTOCOL whenever a request or an answer changes shape.
-PROTOCOL = 8
+PROTOCOL = 9
 REFUSED = 3  # the agent's exit code for a request in a protocol it does not speak
 
 
@@ -288,7 +288,8 @@ class Request(Message, Generic[A]):
 
 @dataclass
 class PodsApply(Request[PodsApplyAnswer]):
-    """Delete, then add pods (each a dict: key, name, netns, id, tcp, udp, port_mappings, role, ...)."""
+    """Delete, then add pods (each a dict: key, name, netns, id, tcp, udp, port_mappings, role, image,
+    image_root, env (NAME=VALUE strings for what `enter` runs in the pod), ...)."""
 
     VERB: ClassVar[str] = "pods-apply"
     ANSWER: ClassVar[type[Answer]] = PodsApplyAnswer

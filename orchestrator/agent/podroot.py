@@ -187,10 +187,11 @@ def make_busybox_root(root: str, tools: list[str]) -> None:
 def enter_argv(lib: str, record: dict, command: list[str]) -> list[str]:
     """`command` in the namespaces of the pod `record` describes (through its process), in its image's root."""
     argv = ["nsenter", "-t", str(record["pid"]), "-n", "-u", "-m", "--"]
+    pod_env = list(record.get("env") or [])  # the container's env, as the kubelet resolved it
     if (record.get("image_root") or {}).get("base") != BUSYBOX:
-        return [*argv, *command]
+        return [*argv, "env", "--", *pod_env, *command] if pod_env else [*argv, *command]
     env = [f"PATH={PATH}", "HOME=/root", f"HOSTNAME={hostname_of(record['name'])}",
-           *([f"TERM={os.environ['TERM']}"] if os.environ.get("TERM") else [])]
+           *([f"TERM={os.environ['TERM']}"] if os.environ.get("TERM") else []), *pod_env]
     # the node's env and chroot: chroot finds `command` by PATH in the root (/usr/bin/wget before /bin/wget),
     # where busybox's own env would run its applet whatever PATH says
     return [*argv, "env", "-i", *env, "chroot", os.path.join(lib, ROOT_DIR), *command]

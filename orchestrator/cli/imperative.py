@@ -167,6 +167,12 @@ def cmd_create(args) -> int:
         kind, name = args.names
         return apply_doc(args, created_service_doc(kind, name, args.namespace, args),
                          f"lab create service {kind} {name}")
+    if args.what in ("configmap", "cm"):
+        if len(args.names) != 1:
+            raise InputError(f"lab create configmap {' '.join(args.names)}: write lab create configmap NAME "
+                             "--from-literal KEY=VALUE | --from-file [KEY=]PATH | --from-env-file FILE")
+        return apply_doc(args, configmap_doc(args.names[0], args.namespace, args),
+                         f"lab create configmap {args.names[0]}")
     if args.what != "secret":
         if len(args.names) != 1:
             raise InputError(f"lab create {args.what}: give one NAME, not {' '.join(args.names)}")
@@ -188,6 +194,70 @@ def read_bytes(path: str, flag: str, command: str) -> bytes:
         raise InputError(f"{command}: {flag} {path}: {exc.strerror}; give a readable file") from None
 
 
+def add_key(data: dict[str, bytes], key: str, value: bytes, command: str) -> None:
+    if key in data:
+        raise InputError(f"{command}: the key {key!r} is given twice; give each key once")
+    data[key] = value
+
+
+def env_file_pairs(path: str, command: str) -> list[tuple[str, str]]:
+    """KEY=VALUE lines of an env file as kubectl reads them: blank lines and # comments skipped, a bare KEY
+    takes its value from this shell's environment."""
+    pairs = []
+    for number, line in enumerate(read_bytes(path, "--from-env-file", command).decode(errors="replace")
+                                  .splitlines(), 1):
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        if not key.strip() or " " in key.strip():
+            raise InputError(f"{command}: --from-env-file {path}: line {number}: {key.strip()!r} is not a "
+                             "variable name; write KEY=VALUE")
+        pairs.append((key.strip(), value if eq else os.environ.get(key.strip(), "")))
+    return pairs
+
+
+def keyed_data(args, command: str) -> dict[str, bytes]:
+    """The keys `kubectl create configmap|secret generic` collects: --from-literal KEY=VALUE, --from-file
+    [KEY=]FILE or a folder (each regular file in it, under its name), --from-env-file FILE."""
+    if args.from_env_file and (args.from_file or args.from_literal):
+        raise InputError(f"{command}: --from-env-file cannot be combined with --from-file or --from-literal "
+                         "(as kubectl); create it from one or the other")
+    data: dict[str, bytes] = {}
+    for pair in args.from_literal:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise InputError(f"{command}: --from-literal {pair!r} is not KEY=VALUE")
+        add_key(data, key, value.encode(), command)
+    for spec in args.from_file:
+        key, eq, path = spec.partition("=")
+        if not eq:
+            key, path = os.path.basename(spec.rstrip("/")), spec
+        if eq or not os.path.isdir(path):
+            add_key(data, key, read_bytes(path, "--from-file", command), command)
+            continue
+        for entry in sorted(os.scandir(path), key=lambda e: e.name):
+            if entry.is_file():
+                add_key(data, entry.name, read_bytes(entry.path, "--from-file", command), command)
+    for path in args.from_env_file:
+        for key, value in env_file_pairs(path, command):
+            add_key(data, key, value.encode(), command)
+    return data
+
+
+def configmap_doc(name: str, namespace: str, args) -> dict:
+    """The ConfigMap `kubectl create configmap` makes: UTF-8 values under data, others under binaryData."""
+    text, binary = {}, {}
+    for key, value in keyed_data(args, f"lab create configmap {name}").items():
+        try:
+            text[key] = value.decode()
+        except UnicodeDecodeError:
+            binary[key] = base64.b64encode(value).decode()
+    doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+           "data": dict(sorted(text.items()))}
+    return {**doc, "binaryData": binary} if binary else doc
+
+
 def secret_doc(kind: str, name: str, namespace: str, args) -> dict:
     """The Secret `kubectl create secret tls|generic` makes: tls.crt and tls.key from files, or the literals and
     files given."""
@@ -198,16 +268,7 @@ def secret_doc(kind: str, name: str, namespace: str, args) -> dict:
             raise InputError(f"{command}: give both --cert FILE and --key FILE (PEM, as openssl writes them)")
         data = {"tls.crt": read_bytes(args.cert, "--cert", command), "tls.key": read_bytes(args.key, "--key", command)}
     else:
-        for pair in args.from_literal:
-            key, eq, value = pair.partition("=")
-            if not eq or not key:
-                raise InputError(f"{command}: --from-literal {pair!r} is not KEY=VALUE")
-            data[key] = value.encode()
-        for spec in args.from_file:
-            key, eq, path = spec.partition("=")
-            if not eq:
-                key, path = os.path.basename(spec), spec
-            data[key] = read_bytes(path, "--from-file", command)
+        data = keyed_data(args, command)
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
             "type": "kubernetes.io/tls" if kind == "tls" else "Opaque",
             "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}

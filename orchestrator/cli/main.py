@@ -21,7 +21,8 @@ from orchestrator.cli.portforward import LOOPBACK, cmd_port_forward
 from orchestrator.cli.completion import install as install_completion
 from orchestrator.cli.completion import shell_code
 from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_run, cmd_scale
-from orchestrator.cli.rollouts import cmd_rollout, cmd_set, cmd_wait, duration
+from orchestrator.cli.rollouts import cmd_rollout, cmd_wait, duration
+from orchestrator.cli.sets import cmd_set
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
         cmd_graph, cmd_link, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
 from orchestrator.cli.object_commands import (cmd_api_resources, cmd_apply, cmd_cni, cmd_delete, cmd_describe,
@@ -168,22 +169,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", choices=("Always", "OnFailure", "Never"), help="the pod's restartPolicy (recorded)")
     stdin_and_tty(p)
     dry_run(p)
-    p = command("create", cmd_create, "create a deployment, a namespace, a service or a secret (kubectl create ...)",
+    p = command("create", cmd_create, "create a deployment, a namespace, a service, a secret or a configmap "
+                "(kubectl create ...)",
                 "lab create deployment web --replicas 3 --port 80\nlab create namespace shop\n"
                 "lab create service nodeport web --tcp=80:8080 --node-port=30080\n"
                 "lab create deployment web --replicas 2 --dry-run=client -o yaml\n"
                 "lab create secret tls shop-tls --cert shop.crt --key shop.key\n"
-                "lab create secret generic db --from-literal password=s3cret")
-    p.add_argument("what", choices=("deployment", "deploy", "secret", "namespace", "ns", "service", "svc"))
+                "lab create secret generic db --from-literal password=s3cret\n"
+                "lab create configmap site --from-literal color=blue --from-file index.html")
+    p.add_argument("what", choices=("deployment", "deploy", "secret", "namespace", "ns", "service", "svc",
+                                    "configmap", "cm"))
     p.add_argument("names", nargs="+", metavar="[TYPE] NAME",
                    help="deployment NAME, namespace NAME, service clusterip|nodeport|loadbalancer NAME, or secret "
-                   "tls|generic NAME")
+                   "tls|generic NAME, or configmap NAME")
     p.add_argument("--tcp", action="append", default=[], metavar="PORT[:TARGETPORT]", help="service: a port")
     p.add_argument("--node-port", type=int, help="service nodeport: the NodePort")
     p.add_argument("--cert", help="secret tls: the PEM certificate (chain) file")
     p.add_argument("--key", help="secret tls: the PEM private key file")
-    p.add_argument("--from-literal", action="append", default=[], metavar="KEY=VALUE", help="secret generic")
-    p.add_argument("--from-file", action="append", default=[], metavar="[KEY=]PATH", help="secret generic")
+    p.add_argument("--from-literal", action="append", default=[], metavar="KEY=VALUE",
+                   help="secret generic, configmap")
+    p.add_argument("--from-file", action="append", default=[], metavar="[KEY=]PATH",
+                   help="secret generic, configmap: a file, or a folder's files")
+    p.add_argument("--from-env-file", action="append", default=[], metavar="FILE",
+                   help="secret generic, configmap: KEY=VALUE lines")
     p.add_argument("--image", default="nginx", help="recorded; the lab's own server runs in the pods")
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--port", type=int, help="the container port")
@@ -258,10 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ports", nargs="+", metavar="[LOCAL:]REMOTE")
     p.add_argument("--address", default=LOOPBACK, help="127.0.0.1 (localhost) only")
     p.add_argument("-n", "--namespace")
-    p = command("set", cmd_set, "change a deployment's image (kubectl set image): new pods roll out",
-                "lab set image deployment/web nginx=nginx:1.27\nlab set image deploy web '*=busybox'")
-    p.add_argument("what", choices=("image",))
-    p.add_argument("words", nargs="+", metavar="deployment/NAME CONTAINER=IMAGE")
+    p = command("set", cmd_set, "change a deployment's image or env (new pods roll out), or a service's selector "
+                "(kubectl set image|env|selector)",
+                "lab set image deployment/web nginx=nginx:1.27\nlab set image deploy web '*=busybox'\n"
+                "lab set env deploy/web COLOR=blue SIZE-        # SIZE- removes SIZE\n"
+                "lab set env deploy/web --from=configmap/site --prefix=SITE_\nlab set env deploy/web --list\n"
+                "lab set selector svc/web app=web2,tier=frontend")
+    p.add_argument("what", choices=("image", "env", "selector"))
+    p.add_argument("words", nargs="+", metavar="KIND/NAME EXPRESSION",
+                   help="image: CONTAINER=IMAGE; env: KEY=VALUE or KEY-; selector: KEY=VALUE,...")
+    p.add_argument("-c", "--containers", dest="container", metavar="NAME", help="only this container")
+    p.add_argument("--list", action="store_true", help="env: print the variables")
+    p.add_argument("--from", dest="from_", metavar="configmap/NAME|secret/NAME", help="env: one variable per key")
+    p.add_argument("--prefix", default="", help="env: before each name --from makes")
     p.add_argument("-n", "--namespace")
     p = command("wait", cmd_wait, "wait until pods are Ready (running) or deleted, or deployments Available",
                 "lab wait --for=condition=Ready pod/web\nlab wait --for=condition=Ready pod -l app=web --timeout=60s\n"

@@ -22,9 +22,13 @@ def print_table(columns: list[str], rows: list[list[str]]) -> None:
 
 def print_described(lines: list[tuple[str, str]]) -> None:
     """`kubectl describe`'s layout: labels in a column as wide as the longest (at least 18), values after them, a
-    value's further lines under its first."""
+    value's further lines under its first; a value without a label as it is, from the first column (a
+    ConfigMap's data)."""
     width = max([18, *(len(label) for label, value in lines if value)])
     for label, value in lines:
+        if not label:
+            print(value)
+            continue
         first, *more = value.split("\n")
         print(f"{label:<{width}} {first}".rstrip())
         for line in more:

@@ -1,4 +1,4 @@
-"""kubectl's rollout commands and their neighbours: `rollout restart|status|history|undo`, `set image` and
+"""kubectl's rollout commands and their neighbour: `rollout restart|status|history|undo` and
 `wait --for=condition=Ready|delete`. Each change is a Deployment manifest applied as `lab apply` applies it."""
 
 from __future__ import annotations
@@ -136,31 +136,6 @@ def rollout_undo(inv: Inventory, files: LabFiles, deployment: Deployment, to_rev
         return 0
     apply_template(inv, files, deployment, target["template"], f"lab rollout undo deployment/{deployment.name}")
     print(f"deployment.apps/{deployment.name} rolled back")
-    return 0
-
-
-def cmd_set(args) -> int:
-    """`lab set image deployment/web nginx=nginx:1.27` (`*=IMAGE` for every container)."""
-    if args.what != "image":
-        raise InputError(f"lab set {args.what}: the lab sets images: lab set image deployment/NAME CONTAINER=IMAGE")
-    pairs = [w for w in args.words if "=" in w]
-    named = [w for w in args.words if "=" not in w]
-    if not pairs or not 1 <= len(named) <= 2:
-        raise InputError("lab set image: write lab set image deployment/NAME CONTAINER=IMAGE...")
-    args.kind, args.name = named[0], named[1] if len(named) == 2 else None
-    inv, files, deployment = deployment_of(args, "set image")
-    template = copy.deepcopy((deployment.manifest.get("spec") or {}).get("template") or {})
-    containers = (template.get("spec") or {}).get("containers") or []
-    for pair in pairs:
-        name, image = pair.split("=", 1)
-        chosen = [c for c in containers if name in ("*", c.get("name"))]
-        if not chosen or not image:
-            raise InputError(f'lab set image: unable to find container named "{name}" in deployment '
-                             f"{deployment.name} (its containers: {', '.join(c.get('name', '') for c in containers)})")
-        for c in chosen:
-            c["image"] = image
-    apply_template(inv, files, deployment, template, f"lab set image deployment/{deployment.name}")
-    print(f"deployment.apps/{deployment.name} image updated")
     return 0
 
 

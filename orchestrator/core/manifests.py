@@ -30,7 +30,7 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace b
 
 PROTOCOLS = ("TCP", "UDP")
 # Pod spec fields that only concern what runs in the container: the lab's own server runs instead.
-IGNORED_CONTAINER_FIELDS = {"image", "imagePullPolicy", "command", "args", "env", "envFrom", "resources",
+IGNORED_CONTAINER_FIELDS = {"image", "imagePullPolicy", "command", "args", "resources",
                             "volumeMounts", "livenessProbe", "readinessProbe", "startupProbe", "securityContext",
                             "workingDir", "lifecycle", "terminationMessagePath", "terminationMessagePolicy",
                             "stdin", "tty"}
@@ -50,17 +50,32 @@ class ContainerPort:
 
 
 @dataclass(frozen=True)
+class EnvVar:
+    """One variable of a container's env (or all keys of an envFrom source, `name` then being the prefix): a
+    value, or a key of a ConfigMap or Secret (`source` "ConfigMap" or "Secret"; `key` "" for envFrom)."""
+
+    name: str
+    value: str = ""
+    source: str = ""
+    source_name: str = ""
+    key: str = ""
+    optional: bool = False
+
+
+@dataclass(frozen=True)
 class PodTemplate:
     labels: dict[str, str] = field(hash=False)
     ports: tuple[ContainerPort, ...]
     image: str = ""  # the first container's; an image named *dnsmasq* runs the real dnsmasq
     node_name: Optional[str] = None
     node_selector: dict[str, str] = field(default_factory=dict, hash=False)
+    env: tuple[EnvVar, ...] = ()  # the first container's envFrom, then its env, in Kubernetes' order
 
     def digest(self) -> str:
         """A short hash of the template, like Kubernetes' pod-template-hash."""
         data = json.dumps({"labels": self.labels, "ports": [p.__dict__ for p in self.ports], "image": self.image,
-                           "node": self.node_name, "selector": self.node_selector}, sort_keys=True)
+                           "node": self.node_name, "selector": self.node_selector,
+                           **({"env": [e.__dict__ for e in self.env]} if self.env else {})}, sort_keys=True)
         return hashlib.sha256(data.encode()).hexdigest()[:10]
 
     def served_ports(self) -> tuple[list[int], list[int]]:
@@ -357,7 +372,7 @@ def pod_template(spec: Doc, labels: dict[str, str], warn: Warn) -> PodTemplate:
             if key in IGNORED_CONTAINER_FIELDS:
                 if key != "image":
                     warn(f"{c.source}: {c.path(key)}: ignored (the lab runs its own pod server)")
-            elif key not in ("name", "ports"):
+            elif key not in ("name", "ports", "env", "envFrom"):
                 raise c.error(c.path(key), "not supported", "remove it")
         for j, raw_port in enumerate(c.data.get("ports") or []):
             p = Doc(raw_port, c.path(f"ports[{j}]"), c.source)
@@ -374,6 +389,38 @@ def pod_template(spec: Doc, labels: dict[str, str], warn: Warn) -> PodTemplate:
                 seen_host.add((host, protocol))
             ports.append(ContainerPort(number, protocol, host, p.data.get("name")))
     node_name = spec.data.get("nodeName")
+    first = Doc(containers[0], spec.path("containers[0]"), spec.source)
     return PodTemplate(labels=labels, ports=tuple(ports), image=str(containers[0].get("image") or ""),
                        node_name=node_name,
-                       node_selector=spec.labels("nodeSelector"))
+                       node_selector=spec.labels("nodeSelector"), env=container_env(first, warn))
+
+
+ENV_SOURCES = {"configMapKeyRef": "ConfigMap", "secretKeyRef": "Secret"}
+ENV_FROM_SOURCES = {"configMapRef": "ConfigMap", "secretRef": "Secret"}
+
+
+def container_env(container: Doc, warn: Warn) -> tuple[EnvVar, ...]:
+    """The variables `lab exec` in the pod sees: envFrom's (each key of a ConfigMap or Secret), then env's (a
+    value, or one key of a ConfigMap or Secret); other sources (fieldRef, resourceFieldRef) warn and are left
+    out. The schema has already checked the fields' types."""
+    found: list[EnvVar] = []
+    for entry in container.data.get("envFrom") or []:
+        for ref_field, kind in ENV_FROM_SOURCES.items():
+            if isinstance(entry.get(ref_field), dict):
+                ref = entry[ref_field]
+                found.append(EnvVar(str(entry.get("prefix") or ""), source=kind, source_name=str(ref.get("name", "")),
+                                    optional=bool(ref.get("optional"))))
+    for i, entry in enumerate(container.data.get("env") or []):
+        name = str(entry.get("name", ""))
+        reference = entry.get("valueFrom") or {}
+        known = [(ENV_SOURCES[k], v) for k, v in reference.items() if k in ENV_SOURCES and isinstance(v, dict)]
+        if known:
+            kind, ref = known[0]
+            found.append(EnvVar(name, source=kind, source_name=str(ref.get("name", "")), key=str(ref.get("key", "")),
+                                optional=bool(ref.get("optional"))))
+        elif reference:
+            warn(f"{container.source}: {container.path(f'env[{i}].valueFrom')}: {', '.join(reference)} is not "
+                 f"supported: {name} is left out of the pod's env")
+        else:
+            found.append(EnvVar(name, value=str(entry.get("value", ""))))
+    return tuple(found)

@@ -13,7 +13,7 @@ from typing import Any, Optional, TypeVar, Union
 
 from orchestrator.agent.contract import pod_node_key
 from orchestrator.core.events import Event
-from orchestrator.core.manifests import ContainerPort, ServicePort
+from orchestrator.core.manifests import ContainerPort, EnvVar, ServicePort
 
 
 def key_of(namespace: str, name: str) -> str:
@@ -85,6 +85,7 @@ class Pod(Record):
     udp: list[int] = field(default_factory=list)
     port_mappings: list[PortMapping] = field(default_factory=list)
     ports: list[ContainerPort] = field(default_factory=list)  # the containerPorts as declared
+    env: list[EnvVar] = field(default_factory=list)  # as declared; resolved when the pod is made (layers/pods/env.py)
     created: str = ""
     role: str = "server"  # "server" (the lab's pod server) or "dns" (dnsmasq)
     dns_domain: str = "cluster.local"
@@ -111,6 +112,7 @@ class Pod(Record):
                                                m.get("protocol", "tcp"))
                                    for m in values.get("port_mappings") or []]
         values["ports"] = [ContainerPort(**known_fields(ContainerPort, p)) for p in values.get("ports") or []]
+        values["env"] = [EnvVar(**known_fields(EnvVar, e)) for e in values.get("env") or []]
         return cls(**values)
 
 

@@ -7,7 +7,7 @@ from orchestrator.kinds import pod, deployment, service, endpointslice, namespac
 from orchestrator.kinds import event  # noqa: F401
 from orchestrator.kinds import ipaddresspool, l2advertisement  # noqa: F401
 from orchestrator.kinds import gatewayclass, gateway, httproute, referencegrant  # noqa: F401
-from orchestrator.kinds import ingressclass, ingress, secret  # noqa: F401
+from orchestrator.kinds import ingressclass, ingress, secret, configmap  # noqa: F401
 from orchestrator.kinds.registry import (KINDS, Item, Kind, Plan, by_name, load_text, manifest, parse, parse_all, plan,
                                          register)
 

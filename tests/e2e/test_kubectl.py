@@ -312,6 +312,46 @@ def test_set_image_rollout_status_history_and_undo(kube):
         lab(kube, "delete", "deploy", "roll")
 
 
+def test_configmaps_and_set_env_reach_what_runs_in_the_pod_and_set_selector_moves_a_service(kube, tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("<h1>shop</h1>\n")
+    assert lab(kube, "create", "configmap", "site", "--from-literal=color=blue",
+               f"--from-file={tmp_path / 'site'}").stdout == "configmap/site created\n"
+    lab(kube, "create", "deployment", "envy", "--image=busybox", "--replicas", "1", "--port", "80")
+    try:
+        assert lab(kube, "get", "cm", "site").stdout.splitlines()[1].split()[:2] == ["site", "2"]
+        assert "index.html:\n----\n<h1>shop</h1>" in lab(kube, "describe", "configmap", "site").stdout
+        first = column(lab(kube, "get", "pods", "-l", "app=envy").stdout, "NAME")
+        assert lab(kube, "set", "env", "deploy/envy", "MODE=test", "--from=configmap/site",
+                   "--prefix=SITE_").stdout == "deployment.apps/envy env updated\n"
+        assert lab(kube, "set", "env", "deploy/envy", "--list").stdout == (
+            "# deployment envy, container busybox\n# SITE_COLOR from configmap site, key color\n"
+            "# SITE_INDEX_HTML from configmap site, key index.html\nMODE=test\n")
+        lab(kube, "rollout", "status", "deploy/envy", "--timeout=60s")
+        (pod,) = column(lab(kube, "get", "pods", "-l", "app=envy").stdout, "NAME")
+        assert pod not in first  # a new env is a new template: its pods are made again
+        shown = lab(kube, "exec", pod, "--", "sh", "-c", 'echo "$MODE $SITE_COLOR"; hostname').stdout
+        assert shown == f"test blue\n{pod}\n"  # the variables the kubelet would give the container
+        lab(kube, "set", "env", "deploy/envy", "MODE-")
+        lab(kube, "rollout", "status", "deploy/envy", "--timeout=60s")
+        (pod,) = column(lab(kube, "get", "pods", "-l", "app=envy").stdout, "NAME")
+        assert lab(kube, "exec", pod, "--", "sh", "-c", 'echo "[$MODE]"').stdout == "[]\n"
+        # set selector replaces a Service's selector: its endpoints follow
+        lab(kube, "expose", "deploy", "envy", "--port", "80")
+        assert lab(kube, "set", "selector", "svc/envy", "app=nginx").stdout == "service/envy selector updated\n"
+        nginx = sorted(lab(kube, "get", "pods", "-l", "app=nginx", "-o",
+                           "jsonpath={.items[*].status.podIP}").stdout.split())
+        addresses = lab(kube, "get", "ep", "envy", "-o", "jsonpath={.subsets[*].addresses[*].ip}").stdout.split()
+        assert sorted(addresses) == nginx
+        refused = lab(kube, "set", "selector", "deploy/envy", "app=x", check=False)
+        assert refused.returncode != 0 and "a Deployment's cannot change" in refused.stderr
+    finally:
+        lab(kube, "delete", "deploy", "envy")
+        lab(kube, "delete", "svc", "envy", check=False)
+        lab(kube, "delete", "cm", "site")
+    assert "site" not in lab(kube, "get", "cm").stdout
+
+
 def test_endpointslices_list_the_same_pods_as_the_endpoints(kube):
     endpoints = json.loads(lab(kube, "get", "ep", "nginx", "-o", "json").stdout)
     ips = sorted(a["ip"] for subset in endpoints["subsets"] for a in subset["addresses"])

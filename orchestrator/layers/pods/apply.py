@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import replace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 from orchestrator.agent.contract import (GATEWAY_NAME_LABEL, PodsApply, PodsApplyAnswer, PodsEnsure, PodsReattach,
                                          PodsStatus, is_pod_netns)
@@ -16,17 +16,18 @@ from orchestrator.core.report import Reports
 from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import FleetResult, Transport
 from orchestrator.layers.nodes.facts import conflist_path
+from orchestrator.layers.pods.env import resolved_env
 from orchestrator.layers.pods.images import image_root
 from orchestrator.layers.pods.plan import PodChanges
 
 
-def agent_pod(pod: Pod) -> dict[str, Any]:
+def agent_pod(pod: Pod, env: Optional[list[str]] = None) -> dict[str, Any]:
     """The pod as the agent's pods-apply takes it. "ip": None for a new pod; a pod made again (deploy
-    restoring it) asks for the IP it had."""
+    restoring it) asks for the IP it had. `env`: NAME=VALUE for what runs in it (layers/pods/env.py)."""
     return {"key": pod.node_key, "id": pod.uid, "name": pod.name, "netns": pod.netns, "tcp": pod.tcp,
             "udp": pod.udp, "port_mappings": [m.to_cni() for m in pod.port_mappings], "role": pod.role,
             "dns_domain": pod.dns_domain, "resolv_conf": pod.resolv_conf, "ip": pod.ip, "image": pod.image,
-            "image_root": image_root(pod.image).to_agent(),
+            "image_root": image_root(pod.image).to_agent(), "env": env or [],
             **({"gateway": f"{pod.namespace}/{pod.labels[GATEWAY_NAME_LABEL]}"} if pod.role == "gateway" else {})}
 
 
@@ -50,10 +51,16 @@ def apply_pod_changes(inv: Inventory, transport: Transport, objects: LabObjects,
         for pod in by_node.pop(name)["delete"]:
             objects.pods.pop(pod.key, None)
 
+    env_of = {}
+    for pod in changes.create:
+        env_of[pod.key], problems = resolved_env(pod, objects)
+        for problem in problems:
+            pod_event(objects, pod, WARNING, "Failed", problem, "kubelet")
+
     def on_node(node: Node) -> PodsApplyAnswer:
         work = by_node[node.name]
         request = PodsApply(conflist=conflist_path(inv.name), delete=[agent_pod(p) for p in work["delete"]],
-                            add=[dict(agent_pod(p), policy_sets=isolation(p)) for p in work["add"]])
+                            add=[dict(agent_pod(p, env_of[p.key]), policy_sets=isolation(p)) for p in work["add"]])
         return call(transport, node, inv.name, request)
 
     results = transport.run_all(on_node, [n for n in inv.nodes if n.name in by_node])

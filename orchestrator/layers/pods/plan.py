@@ -59,7 +59,7 @@ def new_pod(cluster: Cluster, name: str, namespace: str, template: PodTemplate, 
         tcp=tcp, udp=udp,
         port_mappings=[PortMapping(p.host_port, p.container_port, p.protocol.lower())
                        for p in template.ports if p.host_port],
-        ports=list(template.ports), created=now, role=role_of(template),
+        ports=list(template.ports), env=list(template.env), created=now, role=role_of(template),
         dns_domain=cluster.dns_domain, resolv_conf=resolv_conf(namespace, cluster))
 
 

@@ -39,6 +39,14 @@ def test_exec_enters_the_pods_namespaces_and_chroots_into_a_busybox_root():
     assert node_root == ["nsenter", "-t", "4242", "-n", "-u", "-m", "--", "dig", "web"]
 
 
+def test_exec_sees_the_containers_env():
+    record = {"name": "bb", "pid": 4242, "image_root": {"base": "busybox", "tools": []}, "env": ["COLOR=blue"]}
+    argv = enter_argv(LIB, record, ["env"])
+    assert "COLOR=blue" in argv[argv.index("-i"):argv.index("chroot")]  # after -i: not cleared
+    node_root = enter_argv(LIB, dict(record, image_root={"base": "node"}), ["printenv", "COLOR"])
+    assert node_root[7:] == ["env", "--", "COLOR=blue", "printenv", "COLOR"]
+
+
 @pytest.mark.parametrize("args, expected", [
     (["-qO-", "http://web"], "wget -qO- http://web"),
     (["-qO-", "-T", "2", "http://web"], "timeout 2 | wget -qO- http://web"),

@@ -24,7 +24,13 @@ CASES = [
     (["create", "service", "loadbalancer", "web", "--tcp=443:8443", "-n", "shop"], [SERVICE_NAMESPACE]),
     (["create", "namespace", "shop"], []),
     (["create", "secret", "generic", "db", "--from-literal=password=s3cret", "--from-literal=user=admin"], [OPAQUE]),
+    (["create", "secret", "generic", "app", "--from-env-file=app.env"], [OPAQUE]),
+    (["create", "configmap", "site", "--from-literal=color=blue", "--from-file=site", "-n", "shop"], []),
+    (["create", "configmap", "app", "--from-env-file=app.env"], []),
+    (["create", "configmap", "page", "--from-file=home=site/index.html", "--from-file=site/logo.bin"], []),
 ]
+FILES = {"site/index.html": b"<h1>shop</h1>\n", "site/logo.bin": bytes(range(250, 256)),
+         "app.env": b"# settings\nCOLOR=blue\n\nSIZE=3\n"}  # the files the cases read, in their folder
 
 
 def debian_has_kubernetes_client() -> bool:
@@ -65,8 +71,12 @@ def kubectl():
 def test_the_labs_dry_run_is_kubectls_field_by_field(kubectl, args, allowed, tmp_path):
     env = dict(os.environ, HOME=str(tmp_path), LAB_STATE_DIR=str(tmp_path / "state"))
     env.pop("KUBECONFIG", None)
+    for name, content in FILES.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(content)
     dry = ["--dry-run=client", "-o", "json"]
-    theirs = subprocess.run([kubectl, *args, *dry], capture_output=True, text=True, env=env, check=True).stdout
+    theirs = subprocess.run([kubectl, *args, *dry], capture_output=True, text=True, env=env, check=True,
+                            cwd=tmp_path).stdout
     ours = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args, *dry], capture_output=True, text=True,
-                          env=env, check=True).stdout
+                          env=env, check=True, cwd=tmp_path).stdout
     assert differences(significant(json.loads(ours)), significant(json.loads(theirs))) == allowed

@@ -53,6 +53,36 @@ spec:
     assert any("spec.containers[0].resources: ignored" in w for w in warnings)
 
 
+def test_the_first_containers_env_is_read_and_part_of_the_template(tmp_path):
+    warnings = []
+    text = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: c
+          image: nginx
+          envFrom: [{prefix: SITE_, configMapRef: {name: site}}]
+          env:
+            - {name: MODE, value: test}
+            - {name: PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password, optional: true}}}
+            - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+"""
+    (deployment,) = parse_text(tmp_path, text, warnings)
+    assert [(e.name, e.value, e.source, e.source_name, e.key, e.optional) for e in deployment.template.env] == [
+        ("SITE_", "", "ConfigMap", "site", "", False), ("MODE", "test", "", "", "", False),
+        ("PASSWORD", "", "Secret", "db", "password", True)]
+    assert warnings == [f"{tmp_path / 'm.yaml'}: spec.template.spec.containers[0].env[2].valueFrom: fieldRef is not "
+                        "supported: NODE is left out of the pod's env"]
+    (changed,) = parse_text(tmp_path, text.replace("value: test", "value: prod"))
+    assert changed.template.digest() != deployment.template.digest()  # a new env rolls out new pods
+
+
 def test_template_hash_changes_with_the_template_only():
     a = parse_all(str(REPO / "examples" / "nginx.yaml"), print)[0].template
     assert a.digest() == a.digest() and len(a.digest()) == 10

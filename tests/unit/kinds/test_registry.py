@@ -18,9 +18,9 @@ from orchestrator.core.transport import FleetResult, NodeUnreachable, Result
 
 REPO = Path(__file__).resolve().parents[3]
 INVENTORY = "cluster: {name: demo}\nnodes: [{name: node1, address: 198.18.0.11}, {name: node2, address: 198.18.0.12}]\n"
-CONFIGMAPS = """
-apiVersion: v1
-kind: ConfigMap
+WIDGETS = """
+apiVersion: example.com/v1
+kind: Widget
 metadata: {name: colors, namespace: team}
 data: {sky: blue}
 ---
@@ -45,7 +45,7 @@ class Nodes:
         if node.name in self.silent:
             self.verbs.append((node.name, "(no answer)"))
             raise NodeUnreachable(node.name, "lost the SSH connection")
-        if argv[0] == "configmaps":  # what the ConfigMap test kind's converge sends
+        if argv[0] == "widgets":  # what the Widget test kind's converge sends
             self.verbs.append((node.name, " ".join(argv)))
             return Result(node.name, " ".join(argv), 0, "", "")
         request = VERBS[argv[-1]].from_json(stdin)
@@ -87,12 +87,12 @@ def lab(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def configmaps():
-    """The ConfigMap kind of tests.unit.kinds.configmap_kind.py, registered by importing that one module."""
-    module = importlib.import_module("tests.unit.kinds.configmap_kind")
-    yield module.CONFIGMAP
-    kinds.registry.unregister(module.CONFIGMAP)
-    sys.modules.pop("tests.unit.kinds.configmap_kind")
+def widgets():
+    """The Widget kind of tests.unit.kinds.widget_kind.py, registered by importing that one module."""
+    module = importlib.import_module("tests.unit.kinds.widget_kind")
+    yield module.WIDGET
+    kinds.registry.unregister(module.WIDGET)
+    sys.modules.pop("tests.unit.kinds.widget_kind")
 
 
 def manifests(text: str, tmp_path: Path) -> list:
@@ -101,37 +101,37 @@ def manifests(text: str, tmp_path: Path) -> list:
     return kinds.parse_all(str(path), lambda line: None)
 
 
-def test_a_kind_added_as_one_module_is_applied_listed_described_and_deleted(lab, configmaps, tmp_path):
-    assert kinds.by_name("cm") is configmaps and kinds_of("configmaps,po") == [configmaps, kinds.by_name("pods")]
-    applied = manifests(CONFIGMAPS, tmp_path)
+def test_a_kind_added_as_one_module_is_applied_listed_described_and_deleted(lab, widgets, tmp_path):
+    assert kinds.by_name("wg") is widgets and kinds_of("widgets,po") == [widgets, kinds.by_name("pods")]
+    applied = manifests(WIDGETS, tmp_path)
     lines = pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, applied)
-    assert lines == ["configmap/colors created", "namespace/team created"]  # in the file's order
+    assert lines == ["widget/colors created", "namespace/team created"]  # in the file's order
     # the kind's own converge put it on every node, after the pods and before the service rules
-    assert [v for v in lab.nodes.verbs if v[1].startswith("configmaps")] == [("node1", "configmaps 1"),
-                                                                             ("node2", "configmaps 1")]
+    assert [v for v in lab.nodes.verbs if v[1].startswith("widgets")] == [("node1", "widgets 1"),
+                                                                           ("node2", "widgets 1")]
     assert [verb for _, verb in lab.nodes.verbs][-2:] == ["proxy-sync", "proxy-sync"]
-    assert pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, applied) == ["configmap/colors unchanged",
+    assert pipeline.apply_manifests(lab.inv, lab.nodes, lab.files, applied) == ["widget/colors unchanged",
                                                                                 "namespace/team unchanged"]
     objects = lab.files.read_objects()
-    (found,) = select(configmaps, lab.inv, objects, ["colors"], "team", None)
-    assert configmaps.to_json(found, lab.inv, objects)["data"] == {"sky": "blue"}
-    assert configmaps.table([found], lab.inv, objects, False, False)[1][0][:2] == ["colors", "1"]
-    assert ("sky:", "blue") in configmaps.describe(found, lab.inv, objects)
-    assert configmaps.not_found("nope", "team") == 'Error from server (NotFound): configmaps "nope" not found in ' \
+    (found,) = select(widgets, lab.inv, objects, ["colors"], "team", None)
+    assert widgets.to_json(found, lab.inv, objects)["data"] == {"sky": "blue"}
+    assert widgets.table([found], lab.inv, objects, False, False)[1][0][:2] == ["colors", "1"]
+    assert ("sky:", "blue") in widgets.describe(found, lab.inv, objects)
+    assert widgets.not_found("nope", "team") == 'Error from server (NotFound): widgets "nope" not found in ' \
                                                    "namespace 'team'"
-    # deleting the namespace takes the ConfigMap along, as it takes pods and services
+    # deleting the namespace takes the Widget along, as it takes pods and services
     (namespace,) = [m for m in applied if m.kind == "Namespace"]
     assert pipeline.delete_manifests(lab.inv, lab.nodes, lab.files, [namespace]) == ["namespace/team deleted"]
-    assert select(configmaps, lab.inv, lab.files.read_objects(), [], None, None) == []
+    assert select(widgets, lab.inv, lab.files.read_objects(), [], None, None) == []
 
 
-def test_a_registered_kinds_own_checks_and_unknown_kinds_are_one_line_errors(configmaps, tmp_path):
+def test_a_registered_kinds_own_checks_and_unknown_kinds_are_one_line_errors(widgets, tmp_path):
     with pytest.raises(InputError, match=r"m.yaml: data.sky: 3 is not a string; quote the value"):
-        manifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {sky: 3}\n", tmp_path)
+        manifests("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: c}\ndata: {sky: 3}\n", tmp_path)
     with pytest.raises(InputError, match=r"kind: 'Servce' is not supported \(did you mean 'Service'\?\); the lab "
                                          r"understands: Pod, Deployment, Service, Namespace, NetworkPolicy, "
                                          r"IPAddressPool, L2Advertisement, GatewayClass, Gateway, HTTPRoute, "
-                                         r"ReferenceGrant, IngressClass, Ingress, Secret, ConfigMap"):
+                                         r"ReferenceGrant, IngressClass, Ingress, Secret, ConfigMap, Widget"):
         manifests("apiVersion: v1\nkind: Servce\nmetadata: {name: s}\n", tmp_path)
 
 

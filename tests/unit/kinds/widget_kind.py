@@ -1,7 +1,7 @@
-"""A kind the lab does not ship, added as one module, as the edge kinds will be: a ConfigMap (data: string to
-string), kept with the lab's objects, shown by `lab get cm` and `lab describe cm`, and put on every node (its
-`converge`: here, the number of ConfigMaps, sent to each node's agent as a flush-caches call stands for a file
-a real kind would write). Importing it registers it."""
+"""A kind the lab does not ship, added as one module, as the edge kinds were: a Widget (example.com/v1, data:
+string to string; no published schema), kept with the lab's objects, shown by `lab get wg` and `lab describe
+wg`, and put on every node (its `converge`: here, the number of Widgets, sent to each node's agent as a
+flush-caches call stands for a file a real kind would write). Importing it registers it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from orchestrator.kinds.show import age, lead, lead_columns
 
 
 @dataclass
-class ConfigMap:
+class Widget:
     name: str
     namespace: str
     data: dict[str, str] = field(default_factory=dict)
@@ -35,25 +35,25 @@ def parse(doc: Doc, head: Manifest, warn: Warn) -> Manifest:
 
 
 def record(m: Manifest, plan: Plan) -> str:
-    kept = plan.objects.kept("ConfigMap")
+    kept = plan.objects.kept("Widget")
     old = kept.get(m.key)
-    new = ConfigMap(m.name, m.namespace, m.spec, dict(m.labels), old["created"] if old else plan.stamp)
+    new = Widget(m.name, m.namespace, m.spec, dict(m.labels), old["created"] if old else plan.stamp)
     kept[m.key] = asdict(new)
     return applied(old, old == kept[m.key])
 
 
 def forget(m: Manifest, plan: Plan) -> str:
-    return forgotten(plan.objects.kept("ConfigMap"), m.key)
+    return forgotten(plan.objects.kept("Widget"), m.key)
 
 
 def items(inv: Inventory, objects: LabObjects) -> list[Item]:
-    found = [ConfigMap(**record) for _, record in sorted(objects.kept("ConfigMap").items())]
+    found = [Widget(**record) for _, record in sorted(objects.kept("Widget").items())]
     return [Item(c.name, c.namespace, c.labels, c) for c in found]
 
 
 def to_json(item: Item, inv: Inventory, objects: LabObjects) -> dict:
-    c: ConfigMap = item.record
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": c.name, "namespace": c.namespace},
+    c: Widget = item.record
+    return {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": c.name, "namespace": c.namespace},
             "data": c.data}
 
 
@@ -65,22 +65,22 @@ def table(found: list[Item], inv: Inventory, objects: LabObjects, all_namespaces
 
 
 def describe(item: Item, inv: Inventory, objects: LabObjects) -> list[tuple[str, str]]:
-    c: ConfigMap = item.record
+    c: Widget = item.record
     return [("Name:", c.name), ("Namespace:", c.namespace), ("Data", ""), ("====", "")] + \
         [(f"{key}:", value) for key, value in sorted(c.data.items())]
 
 
 def converge(inv: Inventory, transport: Any, objects: LabObjects) -> list[str]:
-    """Tell every node how many ConfigMaps the lab has (what a real kind would write is its own config)."""
+    """Tell every node how many Widgets the lab has (what a real kind would write is its own config)."""
     failures = []
     for node in inv.nodes:
         try:
-            transport.run(node, ["configmaps", str(len(objects.kept("ConfigMap")))])
+            transport.run(node, ["widgets", str(len(objects.kept("Widget")))])
         except Exception as exc:  # noqa: BLE001 - a node's failure is reported, the others go on
             failures.append(str(exc))
     return failures
 
 
-CONFIGMAP = register(Kind("ConfigMap", "configmaps", "configmap", short_names=("cm",), parse=parse, record=record,
-                          forget=forget, items=items, to_json=to_json, table=table, describe=describe,
-                          converge=converge))
+WIDGET = register(Kind("Widget", "widgets", "widget", api_version="example.com/v1", short_names=("wg",),
+                       schema=None, parse=parse, record=record, forget=forget, items=items, to_json=to_json,
+                       table=table, describe=describe, converge=converge))
