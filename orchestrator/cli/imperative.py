@@ -97,6 +97,8 @@ def cmd_run(args) -> int:
     doc = pod_doc(args.name, args.namespace, args.image, labels_of(args.labels) or {"run": args.name}, args.port)
     if args.restart:
         doc["spec"]["restartPolicy"] = args.restart
+    if args.env:
+        doc["spec"]["containers"][0]["env"] = env_of(args.env, f"lab run {args.name}")
     command: list[str] = getattr(args, "command", None) or []
     if command and not args.rm:
         raise InputError(f"lab run {args.name} -- {' '.join(command)}: a lab pod runs the lab's server, not a "
@@ -108,6 +110,17 @@ def cmd_run(args) -> int:
     if not args.rm or args.dry_run == "client":
         return apply_doc(args, doc)
     return run_and_remove(args, doc, command)
+
+
+def env_of(pairs: list[str], command: str) -> list[dict]:
+    """--env KEY=VALUE, as kubectl run makes a container's env of them."""
+    env = []
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise InputError(f"{command}: --env {pair}: write --env KEY=VALUE")
+        env.append({"name": key, "value": value})
+    return env
 
 
 def without_namespace(doc: dict) -> dict:

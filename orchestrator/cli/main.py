@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="KEY=VALUE,... (default run=NAME)")
     p.add_argument("--port", type=int, help="the container port")
     p.add_argument("--rm", action="store_true", help="with -- CMD: run CMD in the new pod, then delete the pod")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="a variable of the container")
     p.add_argument("--restart", choices=("Always", "OnFailure", "Never"), help="the pod's restartPolicy (recorded)")
     stdin_and_tty(p)
     dry_run(p)

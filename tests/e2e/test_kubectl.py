@@ -336,6 +336,8 @@ def test_configmaps_and_set_env_reach_what_runs_in_the_pod_and_set_selector_move
         lab(kube, "rollout", "status", "deploy/envy", "--timeout=60s")
         (pod,) = column(lab(kube, "get", "pods", "-l", "app=envy").stdout, "NAME")
         assert lab(kube, "exec", pod, "--", "sh", "-c", 'echo "[$MODE]"').stdout == "[]\n"
+        assert lab(kube, "run", "hello", "--rm", "--image=busybox", "--restart=Never", "--env", "GREETING=hi", "--",
+                   "sh", "-c", "echo $GREETING").stdout.splitlines()[0] == "hi"
         # set selector replaces a Service's selector: its endpoints follow
         lab(kube, "expose", "deploy", "envy", "--port", "80")
         assert lab(kube, "set", "selector", "svc/envy", "app=nginx").stdout == "service/envy selector updated\n"
