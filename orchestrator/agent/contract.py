@@ -247,6 +247,12 @@ class FlushAnswer(Answer):
 
 
 @dataclass
+class UsageAnswer(Answer):
+    pods: dict = field(default_factory=dict)  # pod key -> {cpu_m, memory (bytes)}
+    node: dict = field(default_factory=dict)  # cpu_m, memory, cpus, memory_total, shared_kernel
+
+
+@dataclass
 class ProbeAnswer(Answer):
     results: list = field(default_factory=list)  # one {"ok", "reply" | "error"} per target, in order
 
@@ -319,6 +325,15 @@ class PodsStatus(Request[PodsAnswer]):
 
     VERB: ClassVar[str] = "pods-status"
     ANSWER: ClassVar[type[Answer]] = PodsAnswer
+
+
+@dataclass
+class Usage(Request[UsageAnswer]):
+    """How much CPU (millicores, over `seconds`) and memory the node's pods and the node use (`lab top`)."""
+
+    VERB: ClassVar[str] = "usage"
+    ANSWER: ClassVar[type[Answer]] = UsageAnswer
+    seconds: float = 1.0
 
 
 @dataclass
@@ -402,7 +417,7 @@ STORED_FIELDS = ("backend", "jumps", "tables", "nft", "policy", "generation", "a
                  "health_checks")
 
 VERBS = {cls.VERB: cls for cls in (PodsApply, PodsEnsure, PodsStatus, PodsReattach, PodsPurge, FlushCaches, Probe,
-                                   ProxySync)}
+                                   ProxySync, Usage)}
 
 
 def refusal(protocol) -> Answer:

@@ -31,8 +31,9 @@ from typing import Any, Callable
 
 from .cni import CniError, cni, load_conf
 from .contract import (CNI_PATH, PROTOCOL, REFUSED, VERBS, Answer, ContractError, FlushAnswer, PodsAnswer,
-                       PodsApplyAnswer, ProbeAnswer, refusal)
+                       PodsApplyAnswer, ProbeAnswer, UsageAnswer, refusal)
 from .podroot import PodRootError, pod_init
+from .usage import usage
 from .pods import (enter_pod, flush_caches, forget_neighbours, pod_add, pod_del, pods_ensure, pods_purge, pods_reattach,
                    pods_status)
 from .healthz import serve_health_checks
@@ -76,6 +77,11 @@ def pods_purge_verb(lib: str, request) -> PodsAnswer:
     return PodsAnswer(changed=bool(pods), pods=pods)
 
 
+def usage_verb(lib: str, request) -> UsageAnswer:
+    pods, node = usage(lib, request.seconds)
+    return UsageAnswer(pods=pods, node=node)
+
+
 # verb -> handler of its request (the request class is VERBS[verb], one per verb)
 HANDLERS: dict[str, Callable[[str, Any], Answer]] = {
     "pods-apply": pods_apply,
@@ -86,6 +92,7 @@ HANDLERS: dict[str, Callable[[str, Any], Answer]] = {
     "flush-caches": lambda lib, request: FlushAnswer(pods=flush_caches(lib)),
     "probe": lambda lib, request: ProbeAnswer(results=probe(request.targets, request.timeout)),
     "proxy-sync": proxy_sync,
+    "usage": usage_verb,
 }
 
 

@@ -23,6 +23,7 @@ from orchestrator.cli.completion import shell_code
 from orchestrator.cli.imperative import cmd_create, cmd_expose, cmd_label, cmd_run, cmd_scale
 from orchestrator.cli.rollouts import cmd_rollout, cmd_wait, duration
 from orchestrator.cli.sets import cmd_set
+from orchestrator.cli.top import cmd_top
 from orchestrator.cli.lab_commands import (cmd_bootstrap, cmd_controller, cmd_deploy, cmd_destroy, cmd_down, cmd_exec,
         cmd_graph, cmd_link, cmd_image, cmd_inventory, cmd_ssh, cmd_status, cmd_up)
 from orchestrator.cli.object_commands import (cmd_api_resources, cmd_apply, cmd_cni, cmd_delete, cmd_describe,
@@ -281,6 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_", metavar="configmap/NAME|secret/NAME", help="env: one variable per key")
     p.add_argument("--prefix", default="", help="env: before each name --from makes")
     p.add_argument("-n", "--namespace")
+    p = command("top", cmd_top, "CPU and memory of pods or nodes, measured now on the nodes (kubectl top)",
+                "lab top pods\nlab top pods -A --sort-by=cpu\nlab top pod web-5ppfl\nlab top nodes")
+    p.add_argument("what", choices=("pods", "pod", "po", "nodes", "node", "no"))
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("-n", "--namespace")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-l", "--selector", help="pods with these labels")
+    p.add_argument("--sort-by", choices=("cpu", "memory"))
     p = command("wait", cmd_wait, "wait until pods are Ready (running) or deleted, or deployments Available",
                 "lab wait --for=condition=Ready pod/web\nlab wait --for=condition=Ready pod -l app=web --timeout=60s\n"
                 "lab wait --for=delete pod/tmp")

@@ -354,6 +354,33 @@ def test_configmaps_and_set_env_reach_what_runs_in_the_pod_and_set_selector_move
     assert "site" not in lab(kube, "get", "cm").stdout
 
 
+def test_top_measures_what_runs_in_a_pod(kube):
+    """A pod where `lab exec` holds 200 MiB and spins shows it in `lab top pods`; the node it is on shows it too."""
+    hog = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "exec", "--inventory", kube.inventory_path,
+                            "front", "-n", "shop", "--", "python3", "-c",
+                            "x = b'h' * (200 << 20)\nwhile True: pass"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def usage() -> dict:
+        rows = [line.split() for line in lab(kube, "top", "pods", "-n", "shop", "--sort-by=memory").stdout
+                .splitlines()[1:]]
+        return {name: (int(cpu.rstrip("m")), int(memory.rstrip("Mi"))) for name, cpu, memory in rows}
+    try:
+        assert wait_for(lambda: usage()["front"][1] >= 200, 60), usage()
+        cpu, _ = usage()["front"]
+        assert cpu >= 100 and usage()["back"][1] < 100  # spinning: at least a tenth of a core; the other idles
+        nodes = lab(kube, "top", "nodes")
+        rows = {line.split()[0]: line.split() for line in nodes.stdout.splitlines()[1:]}
+        assert int(rows["node1"][3].rstrip("Mi")) >= 200 and rows["node1"][1].endswith("m")  # front is on node1
+        assert "share this machine's kernel" in nodes.stderr
+    finally:
+        hog.send_signal(signal.SIGINT)
+        hog.wait(60)
+    assert wait_for(lambda: usage()["front"][1] < 100, 30)  # what exec ran is gone, and top says so
+    missing = lab(kube, "top", "pod", "nope", "-n", "shop", check=False)
+    assert missing.returncode != 0 and 'pods "nope" not found' in missing.stderr
+
+
 def test_endpointslices_list_the_same_pods_as_the_endpoints(kube):
     endpoints = json.loads(lab(kube, "get", "ep", "nginx", "-o", "json").stdout)
     ips = sorted(a["ip"] for subset in endpoints["subsets"] for a in subset["addresses"])

@@ -35,12 +35,24 @@ NGINX_GATEWAY_TLS = NGINX_GATEWAY.replace(
     "    - {name: https, port: 443, protocol: HTTPS, hostname: talk.example.com,\n"
     "       tls: {certificateRefs: [{name: talk-tls}]}}")
 
-# a busybox pod on node2, which reboots below: its hostname and busybox's applets, made again by the restore
+# a busybox pod on node2, which reboots below: its hostname, busybox's applets and its env (a key of a
+# ConfigMap), made again by the restore
 BUSYBOX_POD = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: greeting}
+data: {text: hello}
+---
 apiVersion: v1
 kind: Pod
 metadata: {name: bb}
-spec: {nodeName: node2, containers: [{name: bb, image: "busybox:1.36", command: [sleep, "3600"]}]}
+spec:
+  nodeName: node2
+  containers:
+    - name: bb
+      image: "busybox:1.36"
+      command: [sleep, "3600"]
+      env: [{name: GREETING, valueFrom: {configMapKeyRef: {name: greeting, key: text}}}]
 """
 
 
@@ -49,6 +61,7 @@ def assert_busybox_pod(vms) -> None:
         return lab_cli("exec", "--inventory", vms.inventory_path, "bb", "--", *command, check=True,
                        timeout=SLOW).stdout
     assert in_bb("hostname") == "bb\n"
+    assert in_bb("sh", "-c", "echo $GREETING") == "hello\n"
     assert in_bb("wget", "-qO-", "-T", "10", "http://nginx/hostname").startswith("nginx-")
     assert "Address: " in in_bb("nslookup", "nginx.default.svc.cluster.local")
 
@@ -163,6 +176,10 @@ def test_the_talks_nginx_and_every_check_pass_on_vms(vms, tmp_path):
     lab_cli("apply", "-i", vms.inventory_path, "-f", "-", input=NGINX_GATEWAY_TLS, check=True, timeout=SLOW)
     lab_cli("apply", "-i", vms.inventory_path, "-f", "-", input=BUSYBOX_POD, check=True, timeout=SLOW)
     assert_busybox_pod(vms)  # Debian's busybox-static in the VM image, the pod's own UTS and mount namespaces
+    top = lab_cli("top", "nodes", "--inventory", vms.inventory_path, check=True, timeout=SLOW)
+    assert "share this machine's kernel" not in top.stderr  # a VM's figures are its own kernel's
+    assert [line.split()[0] for line in top.stdout.splitlines()[1:]] == ["node1", "node2"]
+    assert all(int(line.split()[3].rstrip("Mi")) > 50 for line in top.stdout.splitlines()[1:])  # Debian uses more
     report = json.loads(lab_cli("verify", "-i", vms.inventory_path, "-o", "json", timeout=SLOW).stdout)
     assert [c for c in report["checks"] if not c["ok"]] == []
     families = {c["family"] for c in report["checks"]}
