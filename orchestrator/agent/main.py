@@ -17,6 +17,7 @@ SSH. Standard library only (Python 3.7+), so any node with python3 can run it.
                                               and a UDP echo that names the pod and the client
   enter KEY [--tty] -- CMD...                 CMD in pod KEY's namespaces and image root (`lab exec`),
                                               ended when the SSH session goes
+  session -- CMD...                           CMD on the node, ended when the SSH session goes (`lab exec NODE`)
   pod-init --hostname H [--busybox] -- ARGV   (the start of a pod's process, in its new UTS namespace)
   relay HOST PORT                             a TCP connection piped to stdin/stdout (`lab port-forward`)
 """
@@ -32,7 +33,7 @@ from typing import Any, Callable
 from .cni import CniError, cni, load_conf
 from .contract import (CNI_PATH, PROTOCOL, REFUSED, VERBS, Answer, ContractError, FlushAnswer, PodsAnswer,
                        PodsApplyAnswer, ProbeAnswer, UsageAnswer, refusal)
-from .podroot import PodRootError, pod_init
+from .podroot import PodRootError, pod_init, run_in_session
 from .usage import usage
 from .pods import (enter_pod, flush_caches, forget_neighbours, pod_add, pod_del, pods_ensure, pods_purge, pods_reattach,
                    pods_status)
@@ -146,6 +147,8 @@ def main(argv=None) -> int:
     e.add_argument("key")
     e.add_argument("--tty", action="store_true")
     e.add_argument("command", nargs=argparse.REMAINDER)
+    w = sub.add_parser("session")
+    w.add_argument("command", nargs=argparse.REMAINDER)
     r = sub.add_parser("relay")
     r.add_argument("host")
     r.add_argument("port", type=int)
@@ -161,10 +164,12 @@ def main(argv=None) -> int:
     if args.protocol is not None and args.protocol != PROTOCOL:
         return answer(refusal(args.protocol), REFUSED)
     try:
-        if args.verb in ("enter", "pod-init"):
+        if args.verb in ("enter", "pod-init", "session"):
             command = args.command[1:] if args.command[:1] == ["--"] else args.command
             if args.verb == "enter":
                 return enter_pod(lib, args.key, command, args.tty)
+            if args.verb == "session":
+                return run_in_session(command)
             pod_init(lib, args.hostname, args.busybox, args.tool, command)
         if args.verb == "relay":
             return relay(args.host, args.port)

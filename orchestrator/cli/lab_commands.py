@@ -15,7 +15,7 @@ from rich.table import Table
 from orchestrator import pipeline
 from orchestrator.cli.common import err, out, progress, resolve_inventory, run_showing_output
 from orchestrator.cli.output import print_reports, print_table
-from orchestrator.core.agent import agent_argv
+from orchestrator.core.agent import agent_argv, supervised_argv
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.objects import key_of
 from orchestrator.core.state import LabFiles, current_lab
@@ -218,7 +218,9 @@ def cmd_exec(args) -> int:
             raise InputError(f"pod {pod_name} runs on {pod.node}, not {target}; "
                              f"use `lab exec {pod_name} -n {args.namespace} -- ...`")
         return run_in_pod(inv, pod, command or ["sh"], terminal(args), args.timeout or UNLIMITED, stdin=stdin_of(args))
-    return run_on_node(inv.node(target), command, terminal(args), args.timeout or UNLIMITED, stdin=stdin_of(args))
+    interactive = terminal(args)
+    return run_on_node(inv.node(target), command if interactive else supervised_argv(inv.name, command), interactive,
+                       args.timeout or UNLIMITED, stdin=stdin_of(args), shown=command)
 
 
 def terminal(args) -> bool:

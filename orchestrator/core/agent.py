@@ -23,7 +23,7 @@ from typing import Optional, TypeVar, Union
 from orchestrator.agent.contract import AGENT_FILE, PROTOCOL, REFUSED, Answer, ContractError, Request, agent_path
 from orchestrator.core.errors import LabError
 from orchestrator.core.model import Node
-from orchestrator.core.script import cmd, pipe
+from orchestrator.core.script import cmd, pipe, through_if_present
 from orchestrator.core.transport import NodeError, Transport
 
 A = TypeVar("A", bound=Answer)
@@ -62,6 +62,12 @@ def agent_argv(lab: str, *args: str) -> list[str]:
     protocol, so that an agent speaking another one refuses (an agent from before protocols has no
     --protocol option and refuses too)."""
     return ["python3", agent_path(lab), "--protocol", str(PROTOCOL), *args]
+
+
+def supervised_argv(lab: str, command: list[str]) -> list[str]:
+    """`command` on a node, ended when the SSH session that runs it goes (Ctrl-C on `lab exec`): supervised by the
+    lab's agent where the node has it (after `lab deploy`), else run as it is (a node not deployed yet)."""
+    return ["sh", "-c", through_if_present(agent_path(lab), agent_argv(lab, "session", "--")), "sh", *command]
 
 
 def agent_command(lab: str, request: Request[Answer]) -> str:

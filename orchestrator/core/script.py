@@ -57,6 +57,11 @@ def either(command: str, otherwise: str) -> str:
     return f"{command} || {otherwise}"
 
 
+def through_if_present(path: str, wrapper: Iterable[object]) -> str:
+    """A `sh -c` script that runs its arguments ("$@") through `wrapper` when `path` exists, else as they are."""
+    return f'if [ -e {quote(path)} ]; then exec {quote_argv(wrapper)} "$@"; fi; exec "$@"'
+
+
 def allow_failure(command: str) -> str:
     """`command` whose failure (and its complaint) does not stop the script: for what may already be gone."""
     return either(redirect(command, stderr="/dev/null"), "true")

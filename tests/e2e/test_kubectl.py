@@ -567,6 +567,13 @@ def test_ctrl_c_on_exec_and_its_timeout_leave_nothing_running(kube, tool_pods):
     exec_.send_signal(signal.SIGINT)
     assert exec_.wait(60) == 130
     assert wait_for(lambda: not running("3611"), 30)
+    on_node = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "exec", "--inventory", kube.inventory_path,
+                                "node1", "--", "sleep", "3614"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert wait_for(lambda: running("3614"), 60)
+    on_node.send_signal(signal.SIGINT)  # on a node too, the command ends with the SSH session
+    assert on_node.wait(60) == 130
+    assert wait_for(lambda: not running("3614"), 30)
     timed = lab(kube, "exec", "--timeout", "2", "shoot", "--", "sleep", "3612", check=False)
     assert timed.returncode == 124 and "`sleep 3612` on node1 ended after 2 s (--timeout)" in timed.stderr
     assert timed.stderr.count("\n") == 1

@@ -356,3 +356,19 @@ def test_the_script_helpers_keep_every_path_one_word(tmp_path):
     assert done.returncode == 0 and done.stdout == "" and done.stderr == ""
     assert (tmp_path / (odd.name + ".out")).read_text() == "nf tables\nvxlan\n"
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_command_goes_through_a_wrapper_only_where_it_exists_and_its_words_stay_words(tmp_path):
+    import subprocess
+    from orchestrator.core.script import through_if_present
+    odd = tmp_path / "a b;$(touch pwned)"
+    logger = ["sh", "-c", 'echo "wrapped:$#"; exec "$@"', "wrapper"]
+    command = ["printf", "%s|", "one word", "$(touch pwned)"]
+    absent = subprocess.run(["sh", "-c", through_if_present(str(odd), logger), "sh", *command], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert absent.stdout == "one word|$(touch pwned)|"
+    odd.write_text("")
+    present = subprocess.run(["sh", "-c", through_if_present(str(odd), logger), "sh", *command], cwd=tmp_path,
+                             capture_output=True, text=True)
+    assert present.stdout == "wrapped:4\none word|$(touch pwned)|"
+    assert not (tmp_path / "pwned").exists()
