@@ -78,6 +78,10 @@ class NodeUnreachable(NodeError):
     """The node does not answer over SSH: no connection to it, or the connection went silent."""
 
 
+class CommandKilled(NodeError):
+    """A command ended without an exit status: sshd reported a signal instead (paramiko's exit status -1)."""
+
+
 class CommandTimedOut(NodeError):
     """A command ran past its time limit (its channel was closed)."""
 

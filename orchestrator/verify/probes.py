@@ -16,7 +16,7 @@ from orchestrator.core.agent import call, call_local, local_agent_argv
 from orchestrator.core.errors import LabError
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import LabObjects
-from orchestrator.core.transport import Transport
+from orchestrator.core.transport import CommandKilled, Transport
 from orchestrator.verify.checks import Check, OUTSIDE, Outcome, evaluate, node_of, nodes_needed
 
 
@@ -106,7 +106,10 @@ def probe_round(inv: Inventory, objects: LabObjects, transport: Transport, check
     def work(source: str):
         targets = [check.target for check in by_source[source] for _ in range(check.count)]
         try:
-            return probe_source(inv, objects, transport, source, targets)
+            try:
+                return probe_source(inv, objects, transport, source, targets)
+            except CommandKilled:  # the prober itself was ended, not answered by the network: once more
+                return probe_source(inv, objects, transport, source, targets)
         except Exception as exc:  # noqa: BLE001 - the source itself failed; every check from it fails so
             return [{"ok": False, "error": f"could not probe from {source}: {exc}"}] * len(targets)
 

@@ -83,3 +83,29 @@ def test_a_source_whose_every_probe_times_out_still_gets_each_answer_back():
     many = [{"proto": "tcp", "host": "10.244.1.2", "port": 80}] * (PROBE_WORKERS * 10 + 1)
     worst = 11 * 2 * PROBE_TIMEOUT  # 11 rounds of workers, each a connect and a reply that time out
     assert batch_timeout(many) > worst and batch_timeout(many[:1]) < worst
+
+
+class KilledOnce(Nodes):
+    """Every node answers, but the first prober from web-1's namespace is ended by a signal: sshd reports no
+    exit status (paramiko's -1) and no answer."""
+
+    def __init__(self, pods: dict[str, Pod]):
+        super().__init__(pods)
+        self.killed = 0
+
+    def run(self, node, argv, stdin=None, **kwargs):
+        node = self.nodes[node] if isinstance(node, str) else node
+        if node.name == "node3":
+            return super().run(self.nodes["node1"], argv, stdin, **kwargs)
+        if "netns" in argv and not self.killed:
+            self.killed += 1
+            return Result(node.name, " ".join(argv), -1, "", "")
+        return super().run(node, argv, stdin, **kwargs)
+
+
+def test_a_prober_ended_by_a_signal_is_run_once_more_and_its_checks_are_judged_on_the_answer():
+    objects = lab()
+    nodes = KilledOnce(objects.pods)
+    outcomes = run_checks(INV, objects, nodes, [c for c in plan_checks(INV, objects) if c.family == "pod-to-pod"])
+    assert nodes.killed == 1  # the prober from a pod was ended once
+    assert outcomes and not any("could not probe" in o.reason for o in outcomes)  # and its second run answered
