@@ -34,6 +34,7 @@ from orchestrator.layers.dns.plan import cluster_dns_yaml
 from orchestrator.layers.nodes import read as node_read
 from orchestrator.layers.nodes import boot
 from orchestrator.layers.nodes.facts import NodeFacts, conflist_path
+from orchestrator.layers.nodes.shared_kernel import GC_THRESH3, neighbour_room_error
 from orchestrator.layers.podnet import changes as podnet
 from orchestrator.layers.podnet.plan import plan_node
 from orchestrator.layers.pods import apply as pods_mod
@@ -265,6 +266,7 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     policies_before, services_before = dict(objects.policies), dict(objects.services)
     endpoints_before = {k: dict(v) for k, v in objects.endpoints.items()}
     plan, results = kinds.plan(inv.cluster, list(inv.nodes), objects, manifests, pods_mod.now())
+    require_room_in_shared_kernel(inv, plan.pods_after())
     # level-triggered: what the nodes hold, not what was sent them, decides what is missing
     held = pods_mod.held_pods(inv, transport, objects)
     for line in pods_mod.removed_lines(held):
@@ -290,6 +292,20 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
     if failures:
         raise LabError("\n".join(failures))
     return results
+
+
+def require_room_in_shared_kernel(inv: Inventory, pods: list[Pod]) -> None:
+    """Refuse, before any node is asked, pods that emulated nodes could not hold in the kernel they share."""
+    if inv.emulated is None or not inv.emulated.shares_kernel:
+        return
+    try:
+        with open(GC_THRESH3) as handle:
+            limit = int(handle.read())
+    except (OSError, ValueError):  # a kernel that does not say: nothing to hold the lab to
+        return
+    error = neighbour_room_error("lab apply", [n.name for n in inv.nodes], pods, limit)
+    if error is not None:
+        raise error
 
 
 def note_changes(objects: LabObjects, endpoints_before: dict, policies_before: dict) -> None:

@@ -179,6 +179,21 @@ def node_link_commands(lay: LabLayout, nodes: Sequence[EmulatedNode]) -> list[Cm
     return commands
 
 
+def underlay_neighbour_commands(lay: LabLayout, router_mac: str, host_mac: str) -> list[Cmd]:
+    """Each node's and the router's neighbour entries for every other underlay address, made permanent.
+    Emulated nodes share this machine's kernel, whose one ARP table for all namespaces holds at most
+    net.ipv4.neigh.default.gc_thresh3 learned entries (1024 by default): learned, the underlay alone needs
+    N x (N + 1) of them, and 50 nodes overflow it. Permanent entries do not count against that limit."""
+    peers = [(n.address, n.mac) for n in lay.nodes] + [(lay.router_address, router_mac),
+                                                       (lay.host_address, host_mac)]
+
+    def pinned(own: Optional[IPv4Address]) -> list[str]:
+        return ["neigh flush dev eth0 nud permanent"] + [
+            f"neigh replace {address} lladdr {mac} dev eth0 nud permanent" for address, mac in peers if address != own]
+    return [ip_batch(n.namespace, pinned(n.address)) for n in lay.nodes] + \
+        [ip_batch(lay.router_ns, pinned(lay.router_address))]
+
+
 def start_command(lay: LabLayout, node: EmulatedNode, files: LabFiles) -> Cmd:
     """The command that starts node's sshd inside its namespaces, detached (setsid -f)."""
     node_dir = files.node_dir(node.name)

@@ -37,8 +37,8 @@ from orchestrator.core.model import Emulated, Inventory, Node, Ssh
 from orchestrator.core.render import render, resource_text
 from orchestrator.core.state import LabFiles, atomic_write, current_lab, set_current_lab
 from orchestrator.providers.emulated_plan import (Cmd, EmulatedNode, LabLayout, choose_underlay, infra_commands,
-        ip_batch, layout, node_link_commands, start_command)
-from orchestrator.providers.processes import (end_processes, lab_namespaces, lab_processes, link_exists,
+        ip_batch, layout, node_link_commands, start_command, underlay_neighbour_commands)
+from orchestrator.providers.processes import (end_processes, lab_namespaces, lab_processes, link_exists, link_mac,
         namespace_inode, ns_inode, port_link_exists, port_open, process_alive, read_pid, root_namespace_lock,
         root_routes, run_local, wait_until)
 
@@ -150,6 +150,7 @@ class LocalProvider:
             if missing:
                 changed = True
                 self._create_nodes(lay, missing, files, record)
+            self._pin_underlay_neighbours(lay)
             changed = self._start_services(lay, files, record) or changed
             record["status"] = "up"
             files.write_record(record)
@@ -158,6 +159,12 @@ class LocalProvider:
             if not changed:
                 self.progress(f"lab {name} is already up with {count} nodes: no changes")
             return inv
+
+    def _pin_underlay_neighbours(self, lay: LabLayout) -> None:
+        """Every node's and the router's underlay neighbours as permanent entries (emulated_plan says why),
+        for the nodes there are now: run on each `lab up`, as it costs one `ip -batch` per namespace."""
+        for cmd in underlay_neighbour_commands(lay, link_mac(lay.router_ns, "eth0"), link_mac(None, lay.host_link)):
+            run_local(cmd)
 
     def _create_nodes(self, lay: LabLayout, nodes: list[EmulatedNode], files: LabFiles, record: dict) -> None:
         ensure_key(files.client_key, f"cluster-lab@{lay.lab}")  # its .pub is each node's authorized_keys

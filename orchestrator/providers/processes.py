@@ -32,6 +32,13 @@ def run_local(cmd: Cmd, **kwargs) -> subprocess.CompletedProcess:
     return proc
 
 
+def link_mac(namespace: Optional[str], link: str) -> str:
+    """The MAC address of `link` (in network namespace `namespace`, or the root one)."""
+    target = ("-n", namespace) if namespace else ()
+    shown = json.loads(run_local(Cmd(("ip", *target, "-j", "link", "show", "dev", link))).stdout)
+    return str(shown[0]["address"])
+
+
 def lab_namespaces(lab: str) -> list[str]:
     """Every network namespace of lab `lab` (names `<lab>-*`; lab names contain no '-')."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

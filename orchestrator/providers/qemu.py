@@ -235,6 +235,9 @@ class QemuProvider(LocalProvider):
     def check_host(self) -> None:
         check_tools()
 
+    def _pin_underlay_neighbours(self, lay: LabLayout) -> None:
+        """Nothing: each VM has its own kernel and neighbour table; the router learns one entry per VM."""
+
     def record_extra(self) -> dict:
         return {"accel": self.accel, "memory": self.memory, "image": self.image.key}
 

@@ -3,6 +3,7 @@ output; describe of each kind; exec into a pod by its name; a pod's log. On an e
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -379,6 +380,18 @@ def test_top_measures_what_runs_in_a_pod(kube):
     assert wait_for(lambda: usage()["front"][1] < 100, 30)  # what exec ran is gone, and top says so
     missing = lab(kube, "top", "pod", "nope", "-n", "shop", check=False)
     assert missing.returncode != 0 and 'pods "nope" not found' in missing.stderr
+
+
+def test_the_shared_kernels_arp_table_is_counted_before_an_apply_and_the_underlay_is_pinned(kube):
+    """64 pods on 2 emulated nodes would need more learned neighbour entries than this machine's one ARP table
+    holds (gc_thresh3, 1024 here): refused in one line, nothing made. The underlay's are permanent."""
+    refused = lab(kube, "create", "deployment", "crowd", "--image=nginx", "--replicas", "64", check=False)
+    assert refused.returncode != 0 and "learned neighbour entries in this machine's one ARP table" in refused.stderr
+    assert "sysctl -w net.ipv4.neigh.default.gc_thresh3=" in refused.stderr and refused.stderr.count("\n") == 1
+    assert "crowd" not in lab(kube, "get", "deploy").stdout and "crowd" not in lab(kube, "get", "pods").stdout
+    node2 = next(n for n in kube.inventory.nodes if n.name == "node2")
+    pinned = lab(kube, "exec", "node1", "--", "ip", "neigh", "show", "dev", "eth0").stdout
+    assert re.search(rf"^{re.escape(str(node2.address))} lladdr \S+ PERMANENT\s*$", pinned, re.M), pinned
 
 
 def test_endpointslices_list_the_same_pods_as_the_endpoints(kube):

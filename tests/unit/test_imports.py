@@ -16,7 +16,7 @@ PURE = ("orchestrator", "orchestrator.core.crd_schema", "orchestrator.core.error
         "orchestrator.core.script", "orchestrator.core.names", "orchestrator.core.policy_spec",
         "orchestrator.core.schema", "orchestrator.core.objects", "orchestrator.layers.nodes.facts",
         "orchestrator.layers.pods.namespaces", "orchestrator.core.events", "orchestrator.layers.pods.images",
-        "orchestrator.core.patch", "orchestrator.layers.pods.env",
+        "orchestrator.core.patch", "orchestrator.layers.pods.env", "orchestrator.layers.nodes.shared_kernel",
         "orchestrator.layers.policy.enforcement", "orchestrator.layers.policy.trace", "orchestrator.layers.nodes.boot",
         "orchestrator.layers.nodes.packages", "orchestrator.layers.services.iptables", "orchestrator.lessons.model",
         "orchestrator.layers.services.nftables", "orchestrator.layers.services.trace")

@@ -8,7 +8,7 @@ from orchestrator.core.errors import InputError
 from orchestrator.core.model import Emulated
 from orchestrator.core.state import LabFiles
 from orchestrator.providers.emulated_plan import (OUTSIDE_NET, choose_underlay, infra_commands, layout,
-        node_link_commands, start_command)
+        node_link_commands, start_command, underlay_neighbour_commands)
 
 
 def test_layout_names_and_addresses():
@@ -67,3 +67,18 @@ def test_start_command_quotes_paths_and_detaches(tmp_path):
     assert "'" + str(files.node_dir("node1") / "sshd.pid").replace("'", "'\"'\"'") + "'" in script
     assert "hostname node1" in script
     assert script.rstrip().endswith("exec /usr/sbin/sshd -D -e -f /run/lab/sshd_config")
+
+
+def test_every_underlay_neighbour_is_pinned_in_every_node_and_the_router_but_not_itself():
+    lay = layout("demo", Emulated(), 3, Net("198.18.4.0/24"))
+    commands = underlay_neighbour_commands(lay, "02:00:00:00:00:fe", "02:00:00:00:00:01")
+    assert [c.argv[:3] for c in commands] == [("ip", "-n", "demo-node1"), ("ip", "-n", "demo-node2"),
+                                              ("ip", "-n", "demo-node3"), ("ip", "-n", "demo-router")]
+    node2 = commands[1].stdin.splitlines()
+    assert node2[0] == "neigh flush dev eth0 nud permanent"  # a node removed since leaves no entry behind
+    assert node2[1:] == [f"neigh replace 198.18.4.11 lladdr {lay.nodes[0].mac} dev eth0 nud permanent",
+                         f"neigh replace 198.18.4.13 lladdr {lay.nodes[2].mac} dev eth0 nud permanent",
+                         "neigh replace 198.18.4.254 lladdr 02:00:00:00:00:fe dev eth0 nud permanent",
+                         "neigh replace 198.18.4.1 lladdr 02:00:00:00:00:01 dev eth0 nud permanent"]
+    router = commands[3].stdin.splitlines()
+    assert len(router) == 1 + 3 + 1 and "198.18.4.254" not in " ".join(router)

@@ -1,0 +1,41 @@
+"""What emulated nodes take from the one kernel they share (pure). Network namespaces each have their own
+neighbour entries, but the kernel keeps one ARP table for all of them, and its learned entries (not the
+permanent ones) are capped by net.ipv4.neigh.default.gc_thresh3, which only the root namespace can set
+(1024 by default). Past it the kernel drops new entries ("neighbor table overflow") and traffic times out.
+The lab pins its underlay entries (providers/emulated_plan.py), so what is learned grows with the pods."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Optional
+
+from orchestrator.core.errors import InputError
+from orchestrator.core.objects import Pod
+
+GC_THRESH3 = "/proc/sys/net/ipv4/neigh/default/gc_thresh3"
+
+
+def neighbour_entries_learned(nodes: int, pods_per_node: Sequence[int]) -> int:
+    """About how many neighbour entries an emulated lab has the shared kernel learn: the root namespace's for
+    each node (SSH), each node's for its pods on cni0 and each pod's for its gateway, the pod-to-pod pairs of
+    the node `lab verify` probes from (it forgets them before the next node's), and a few of the router's and
+    the outside host's."""
+    pods = sum(pods_per_node)
+    return nodes + 2 * pods + max((p * (p - 1) for p in pods_per_node), default=0) + 8
+
+
+def neighbour_room_error(source: str, node_names: Sequence[str], pods: Iterable[Pod],
+                         limit: int) -> Optional[InputError]:
+    """A one-line error when `pods` on emulated nodes `node_names` would need more learned neighbour entries
+    than the shared kernel allows (`limit`, its gc_thresh3), else None."""
+    per_node = Counter(p.node for p in pods)
+    needed = neighbour_entries_learned(len(node_names), [per_node[n] for n in node_names])
+    if needed <= limit:
+        return None
+    total = sum(per_node.values())
+    return InputError(
+        f"{source}: {total} pods on {len(node_names)} emulated nodes need about {needed} learned neighbour entries "
+        f"in this machine's one ARP table, which holds at most {limit} for every namespace together "
+        f"(net.ipv4.neigh.default.gc_thresh3); nothing was changed. Use fewer pods, or raise the limit in the "
+        f"root namespace yourself (the lab never does): sysctl -w net.ipv4.neigh.default.gc_thresh3={2 * needed}")
