@@ -343,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="FILE", help="also write the matrix and the failures as an HTML page")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.add_argument("--expect", metavar="FILE", help="expectations as data: from/to/port/expect: open|closed")
+    p.add_argument("--all-pairs", action="store_true",
+                   help="probe every pod pair, also past 100 pods (where the coverage pairs are the default)")
 
     p = command("break", cmd_break, "inject a fault into the lab, to find with `lab verify` (study mode)",
                 "lab break --list\nlab break vxlan-fdb\nlab break ipmasq --node node2\n"

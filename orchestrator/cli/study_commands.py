@@ -19,12 +19,15 @@ from orchestrator.layers.services.plan import service_notes
 from orchestrator.lessons import model as lessons
 from orchestrator.lessons.player import Player
 from orchestrator.verify import kernel_trace
+from orchestrator.verify.checks import COVERAGE_AFTER, server_pods
 
 
 def cmd_verify(args) -> int:
     from orchestrator.verify import report
     inv = resolve_inventory(args.inventory)
-    outcomes, collector, seconds = report.verify(inv, junit=args.junit, expect=args.expect)
+    outcomes, collector, seconds = report.verify(inv, junit=args.junit, expect=args.expect,
+                                                 all_pairs=True if args.all_pairs else None)
+    coverage_note(LabFiles.of(inv.name).read_objects(), outcomes, args.all_pairs)
     record_failed_checks(LabFiles.of(inv.name), [o for o in outcomes if not o.ok])
     if args.html:
         Path(args.html).write_text(report.outcomes_html(f"lab {inv.name}: verify", outcomes, collector))
@@ -38,6 +41,17 @@ def cmd_verify(args) -> int:
             err.print(f"note: {note} (a typo? `lab get pods -A --show-labels`)", style="yellow", markup=False,
                       soft_wrap=True)
     return 0 if ok else 1
+
+
+def coverage_note(objects: LabObjects, outcomes: list, all_pairs: bool) -> None:
+    """Say so when the pod matrix was probed in coverage mode (on stderr: -o json stays JSON)."""
+    pods = len(server_pods(objects))
+    if all_pairs or pods <= COVERAGE_AFTER:
+        return
+    probed = len({o.check.source + o.check.target.get("host", "") for o in outcomes if o.check.family == "pod-to-pod"})
+    err.print(f"note: coverage mode ({pods} pods > {COVERAGE_AFTER}): {probed} of {pods * pods} pod pairs probed - "
+              "every pair of nodes, every pod as source and as destination, every pair of NetworkPolicy classes; "
+              "--all-pairs probes them all", style="yellow", markup=False, soft_wrap=True)
 
 
 def record_failed_checks(files: LabFiles, failed: list) -> None:

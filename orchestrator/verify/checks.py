@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Network
 from typing import Optional
 
 from orchestrator.agent.contract import dns_hosts_path
@@ -29,6 +30,7 @@ from orchestrator.providers.emulated_plan import OUTSIDE_HOST
 
 
 OUTSIDE = "outside"
+COVERAGE_AFTER = 100  # server pods; past this `lab verify` probes the coverage pairs unless --all-pairs
 
 
 @dataclass(frozen=True)
@@ -86,14 +88,79 @@ def nodes_needed(check: Check, inv: Inventory, objects: LabObjects) -> set[str]:
     return needed | {p.node for key in check.reaches if (p := objects.pods.get(key)) is not None and p.node}
 
 
+def server_pods(objects: LabObjects) -> list[Pod]:
+    """The pods the matrix probes between, by node."""
+    return sorted((p for p in objects.pods.values() if p.ip and p.role == "server"),
+                  key=lambda p: (p.node, p.namespace, p.name))
+
+
+def policy_class(pod: Pod, blocks: list[tuple[IPv4Network, tuple[IPv4Network, ...]]]) -> tuple:
+    """What NetworkPolicy sees of a pod: pods alike in it are interchangeable in every policy's verdict."""
+    address = IPv4Address(pod.ip or "0.0.0.0")
+    return (pod.namespace, tuple(sorted(pod.labels.items())), tuple((p.name, p.container_port, p.protocol)
+                                                                   for p in pod.ports),
+            tuple(address in cidr and not any(address in e for e in excepts) for cidr, excepts in blocks))
+
+
+def ip_blocks(objects: LabObjects) -> list[tuple[IPv4Network, tuple[IPv4Network, ...]]]:
+    """Every ipBlock of every policy (checked when applied), as (cidr, excepts)."""
+    found = []
+    for policy in objects.policies.values():
+        for direction, side in (("ingress", "from"), ("egress", "to")):
+            for rule in policy.spec.get(direction) or []:
+                for peer in rule.get(side) or []:
+                    block = peer.get("ipBlock")
+                    if block:
+                        found.append((IPv4Network(block["cidr"], strict=False),
+                                      tuple(IPv4Network(e, strict=False) for e in block.get("except") or [])))
+    return found
+
+
+def coverage_pairs(pods: list[Pod], objects: LabObjects) -> set[tuple[str, str]]:
+    """The pod pairs of coverage mode: every ordered pair of nodes (each node with itself too), every pod at
+    least once as source and once as destination, and one pair for each pair of policy classes (so every cell
+    NetworkPolicy can tell apart is probed)."""
+    by_node: dict[str, list[Pod]] = {}
+    for pod in pods:
+        by_node.setdefault(node_of(pod), []).append(pod)
+    sent = {node: 0 for node in by_node}
+    received = {node: 0 for node in by_node}
+    chosen: set[tuple[str, str]] = set()
+    for a in sorted(by_node):
+        for b in sorted(by_node):
+            src = by_node[a][sent[a] % len(by_node[a])]
+            dst = by_node[b][received[b] % len(by_node[b])]
+            sent[a], received[b] = sent[a] + 1, received[b] + 1
+            chosen.add((src.key, dst.key))
+    sources = {s for s, _ in chosen}
+    targets = {d for _, d in chosen}
+    for i, pod in enumerate(pods):
+        if pod.key not in sources:
+            chosen.add((pod.key, pods[(i + 1) % len(pods)].key))
+        if pod.key not in targets:
+            chosen.add((pods[(i + 1) % len(pods)].key, pod.key))
+    blocks = ip_blocks(objects)
+    classes: dict[tuple, Pod] = {}
+    for pod in pods:
+        classes.setdefault(policy_class(pod, blocks), pod)
+    for src in classes.values():
+        for dst in classes.values():
+            chosen.add((src.key, dst.key))
+    return chosen
+
+
 def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list] = None,
-                intended: Optional[LabObjects] = None, more: Iterable[Check] = ()) -> list[Check]:
+                intended: Optional[LabObjects] = None, more: Iterable[Check] = (),
+                all_pairs: Optional[bool] = None) -> list[Check]:
     """Every check for the lab's current pods and services, and `more` (another module's, such as the
     Gateways'). `intended`: the objects with the policies the lab meant to have, where `lab break` applied wrong
-    ones (policy_faults.intended_objects); pod pairs are judged by those."""
+    ones (policy_faults.intended_objects); pod pairs are judged by those. `all_pairs`: every pod pair, or only
+    the coverage pairs; None: all up to COVERAGE_AFTER server pods."""
     lab = inv.name
-    pods = sorted((p for p in objects.pods.values() if p.ip and p.role == "server"),
-                  key=lambda p: (p.node, p.namespace, p.name))
+    pods = server_pods(objects)
+    if all_pairs is None:
+        all_pairs = len(pods) <= COVERAGE_AFTER
+    pairs = None if all_pairs else coverage_pairs(pods, intended if intended is not None else objects)
     checks: list[Check] = []
     judge = Judge(objects, namespace_labels(objects))
     meant_judge = Judge(intended, namespace_labels(intended)) if intended is not None else None
@@ -103,6 +170,8 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
     for index, src in enumerate(pods):
         # each source starts with a different target, so that not every source probes the same pod at once
         for dst in pods[index:] + pods[:index]:
+            if pairs is not None and (src.key, dst.key) not in pairs:
+                continue
             same = src.node == dst.node
             layer = "CNI bridge cni0 on the node" if same else \
                 f"overlay between {src.node} and {dst.node}: node routes" + \

@@ -74,8 +74,8 @@ def load_expectations(path: Optional[str]) -> list:
     return items
 
 
-def verify(inv: Inventory, junit: Optional[str] = None,
-           expect: Optional[str] = None) -> tuple[list[Outcome], _Collector, float]:
+def verify(inv: Inventory, junit: Optional[str] = None, expect: Optional[str] = None,
+           all_pairs: Optional[bool] = None) -> tuple[list[Outcome], _Collector, float]:
     """Run the built-in suite (and the expectations) against the lab; return outcomes, suite results, time."""
     start = time.perf_counter()
     files = LabFiles.of(inv.name)
@@ -85,7 +85,8 @@ def verify(inv: Inventory, junit: Optional[str] = None,
     intended = intended_objects(objects, broken_objects(files))
     try:
         checks = plan_checks(inv, objects, load_expectations(expect), intended,
-                             gateway_checks(objects) if inv.emulated is not None else ())  # from the outside host
+                             gateway_checks(objects) if inv.emulated is not None else (),  # from the outside host
+                             all_pairs)
     except InputError as exc:
         raise InputError(f"{expect}: {exc}") from None
     collector = _Collector()
@@ -193,7 +194,10 @@ def outcomes_html(title: str, outcomes: list[Outcome], collector: _Collector) ->
     for row in names:
         tds = []
         for col in names:
-            mark, bad = cells.get((row, col), ("", []))
+            if (row, col) not in cells:  # coverage mode: not probed
+                tds.append("<td title='not probed (coverage mode)'></td>")
+                continue
+            mark, bad = cells[(row, col)]
             shown = "&#10004;" if mark == "✔" else esc(mark)
             tds.append(f"<td class=ok>{shown}</td>" if not bad else
                        f"<td class=bad title='{esc(bad[0].check.layer)}'>&#10008; {shown}: "
