@@ -34,7 +34,7 @@ from orchestrator.layers.dns.plan import cluster_dns_yaml
 from orchestrator.layers.nodes import read as node_read
 from orchestrator.layers.nodes import boot
 from orchestrator.layers.nodes.facts import NodeFacts, conflist_path
-from orchestrator.layers.nodes.shared_kernel import GC_THRESH3, neighbour_room_error
+from orchestrator.layers.nodes.shared_kernel import neighbour_room_error
 from orchestrator.layers.podnet import changes as podnet
 from orchestrator.layers.podnet.plan import plan_node
 from orchestrator.layers.pods import apply as pods_mod
@@ -296,12 +296,8 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
 
 def require_room_in_shared_kernel(inv: Inventory, pods: list[Pod]) -> None:
     """Refuse, before any node is asked, pods that emulated nodes could not hold in the kernel they share."""
-    if inv.emulated is None or not inv.emulated.shares_kernel:
-        return
-    try:
-        with open(GC_THRESH3) as handle:
-            limit = int(handle.read())
-    except (OSError, ValueError):  # a kernel that does not say: nothing to hold the lab to
+    limit = node_read.host_neighbour_limit()
+    if inv.emulated is None or not inv.emulated.shares_kernel or limit is None:
         return
     error = neighbour_room_error("lab apply", [n.name for n in inv.nodes], pods, limit)
     if error is not None:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from typing import Any, Optional
 
 from rich.table import Table
@@ -22,7 +23,8 @@ from orchestrator.core.state import LabFiles, current_lab
 from orchestrator.core.transport import UNLIMITED, CommandTimedOut, Transport
 from orchestrator.layers.nodes.facts import CNI_PLUGINS
 from orchestrator.layers.nodes import read as node_read
-from orchestrator.layers.nodes.read import read_state
+from orchestrator.layers.nodes.read import host_neighbour_entries, host_neighbour_limit, read_state
+from orchestrator.layers.nodes.shared_kernel import neighbour_entries_learned
 from orchestrator.layers.services import apply as services_mod
 from orchestrator.providers.local import LocalProvider, base_inventory
 
@@ -116,8 +118,10 @@ def cmd_status(args) -> int:
             row.update(hostname=facts.hostname, kernel=facts.kernel, cni_plugins=facts.cni_plugins,
                        missing_plugins=facts.missing_plugins)
         rows.append(row)
+    shared = shared_kernel_use(inv)
     if args.output == "json":
-        print(json.dumps({"lab": inv.name, "inventory": inv.source, "nodes": rows}, indent=2))
+        print(json.dumps({"lab": inv.name, "inventory": inv.source, "nodes": rows,
+                          **({"shared_kernel": shared} if shared else {})}, indent=2))
     else:
         table = Table(title=f"lab {inv.name} ({inv.source})", title_justify="left")
         for column in ("NODE", "ADDRESS", "SSH", "HOSTNAME", "KERNEL", "CNI PLUGINS"):
@@ -132,10 +136,26 @@ def cmd_status(args) -> int:
                    if not missing else f"[red]missing: {', '.join(missing)}[/]")
             table.add_row(row["name"], row["address"], "[green]ok[/]", row["hostname"], row["kernel"], cni)
         out.print(table)
+        if shared:
+            out.print(f"shared kernel: this lab's pods need about {shared['learned_needed']} learned neighbour entries "
+                      f"of the {shared['learned_limit']} this machine allows for every namespace together "
+                      f"(net.ipv4.neigh.default.gc_thresh3); its ARP table holds {shared['entries_now']} now, "
+                      "permanent ones included (docs/nodes.md)", markup=False, soft_wrap=True)
         for row in rows:
             if row["error"]:
                 err.print(row["error"], style="red", markup=False, soft_wrap=True)
     return 0 if all(row["ssh"] == "ok" for row in rows) else 1
+
+
+def shared_kernel_use(inv) -> dict[str, Any]:
+    """For emulated nodes, what they take of the one ARP table they share with this machine; else nothing."""
+    limit = host_neighbour_limit()
+    if inv.emulated is None or not inv.emulated.shares_kernel or limit is None:
+        return {}
+    pods = LabFiles.of(inv.name).read_objects().pods.values()
+    per_node = Counter(p.node for p in pods)
+    return {"learned_needed": neighbour_entries_learned(len(inv.nodes), [per_node[n.name] for n in inv.nodes]),
+            "learned_limit": limit, "entries_now": host_neighbour_entries()}
 
 
 def cmd_deploy(args) -> int:

@@ -14,8 +14,27 @@ from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import NodeError, Transport
 from orchestrator.layers.nodes import boot
 from orchestrator.layers.nodes.boot import KNOWN_MODULES, etc_files, unit_link
+from orchestrator.layers.nodes.shared_kernel import GC_THRESH3
 from orchestrator.layers.nodes.facts import (CNI_CONF_DIR, CNI_DIRS, CNI_PLUGINS, KERNEL_FEATURES, NodeFacts,
         NodeState, OTHER_TOOLS, REQUIRED_TOOLS, SYSCTLS, conflist_path, parse_facts)
+
+
+def host_neighbour_limit() -> int | None:
+    """This machine's cap on learned neighbour entries, for every namespace together (None: it does not say)."""
+    try:
+        with open(GC_THRESH3) as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return None
+
+
+def host_neighbour_entries() -> int | None:
+    """How many entries this machine's ARP table holds now, in every namespace, permanent ones included."""
+    try:
+        with open("/proc/net/stat/arp_cache") as handle:
+            return int(handle.read().splitlines()[1].split()[0], 16)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def facts_script(lab: str, vni: int = 1) -> str:
