@@ -9,12 +9,13 @@ import re
 from typing import Any, Optional
 
 from orchestrator.cli.edits import apply_changed, current
-from orchestrator.cli.resources import select
 from orchestrator.core.errors import InputError, LabError
+from orchestrator.core.manifests import ENV_SOURCES
 from orchestrator.kinds.configmap import CONFIGMAP
 from orchestrator.kinds.deployment import DEPLOYMENT
 from orchestrator.kinds.secret import SECRET
 from orchestrator.kinds.service import SERVICE
+from orchestrator.layers.pods.env import source_keys
 
 NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_]")  # kubectl's rule for an env name made of a ConfigMap's or Secret's key
 SOURCES = {"configmap": (CONFIGMAP, "configMapKeyRef"), "cm": (CONFIGMAP, "configMapKeyRef"),
@@ -60,8 +61,8 @@ def cmd_set(args) -> int:
             word = "image updated"
         else:
             objects = files.read_objects()
-            changed = with_env(doc, args.container, expressions,
-                               env_from(args.from_, args.prefix, inv, objects, doc, source), source)
+            changed = with_env(doc, containers, expressions, env_from(args.from_, args.prefix, objects, doc, source),
+                               source)
             word = "env updated"
     if changed == doc:
         print(f"{ref} {word} (no change)" if args.what != "env" else f"{ref} (no change)")
@@ -115,8 +116,7 @@ def with_selector(doc: dict[str, Any], expressions: list[str], source: str) -> d
     return changed
 
 
-def env_from(reference: Optional[str], prefix: str, inv, objects, doc: dict[str, Any],
-             source: str) -> list[dict[str, Any]]:
+def env_from(reference: Optional[str], prefix: str, objects, doc: dict[str, Any], source: str) -> list[dict[str, Any]]:
     """--from=configmap/NAME|secret/NAME: an env var for each of its keys, named as kubectl names them
     (upper case, other characters as '_', after --prefix), each taking its value from that key."""
     if not reference:
@@ -126,16 +126,14 @@ def env_from(reference: Optional[str], prefix: str, inv, objects, doc: dict[str,
         raise InputError(f"{source}: --from={reference}: write --from=configmap/NAME or --from=secret/NAME")
     kind, ref_field = SOURCES[what.lower()]
     namespace = doc["metadata"].get("namespace") or "default"
-    found = select(kind, inv, objects, [name], namespace, None)
-    if not found:
+    keys = source_keys(objects, kind.kind, namespace, name)
+    if keys is None:
         raise LabError(kind.not_found(name, namespace))
-    spec = found[0].record["spec"]
-    keys = sorted({**spec.get("data", {}), **spec.get("binaryData", {})})
     return [{"name": prefix + NOT_IN_NAME.sub("_", key).upper(),
-             "valueFrom": {ref_field: {"name": name, "key": key}}} for key in keys]
+             "valueFrom": {ref_field: {"name": name, "key": key}}} for key in sorted(keys)]
 
 
-def with_env(doc: dict[str, Any], container: Optional[str], expressions: list[str],
+def with_env(doc: dict[str, Any], containers: list[str], expressions: list[str],
              imported: list[dict[str, Any]], source: str) -> dict[str, Any]:
     """KEY=VALUE sets, KEY- removes, `imported` entries set, in each chosen container (kubectl's order: an
     existing variable keeps its place)."""
@@ -152,7 +150,7 @@ def with_env(doc: dict[str, Any], container: Optional[str], expressions: list[st
         raise InputError(f"{source}: give KEY=VALUE, KEY-, --from=configmap/NAME or --list")
     changed = copy.deepcopy(doc)
     for c in containers_of(changed):
-        if container and c.get("name") != container:
+        if c.get("name") not in containers:
             continue
         env = [e for e in c.get("env") or [] if e.get("name") not in removals]
         for entry in sets:
@@ -180,5 +178,5 @@ def print_env(doc: dict[str, Any], containers: list[str]) -> None:
             if reference is None:
                 print(f"{entry['name']}={entry.get('value', '')}")
             else:
-                what = {"configMapKeyRef": "configmap", "secretKeyRef": "secret"}.get(reference[0], reference[0])
+                what = ENV_SOURCES.get(reference[0], reference[0]).lower()
                 print(f"# {entry['name']} from {what} {reference[1].get('name')}, key {reference[1].get('key')}")
