@@ -296,8 +296,8 @@ def apply_manifests(inv: Inventory, transport: Transport, files: LabFiles, manif
 
 def require_room_in_shared_kernel(inv: Inventory, pods: list[Pod]) -> None:
     """Refuse, before any node is asked, pods that emulated nodes could not hold in the kernel they share."""
-    limit = node_read.host_neighbour_limit()
-    if inv.emulated is None or not inv.emulated.shares_kernel or limit is None:
+    limit = node_read.shared_kernel_limit(inv)
+    if limit is None:
         return
     error = neighbour_room_error("lab apply", [n.name for n in inv.nodes], pods, limit)
     if error is not None:

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections import Counter
 from typing import Any, Optional
 
 from rich.table import Table
@@ -23,8 +22,8 @@ from orchestrator.core.state import LabFiles, current_lab
 from orchestrator.core.transport import UNLIMITED, CommandTimedOut, Transport
 from orchestrator.layers.nodes.facts import CNI_PLUGINS
 from orchestrator.layers.nodes import read as node_read
-from orchestrator.layers.nodes.read import host_neighbour_entries, host_neighbour_limit, read_state
-from orchestrator.layers.nodes.shared_kernel import neighbour_entries_learned
+from orchestrator.layers.nodes.read import host_neighbour_entries, read_state, shared_kernel_limit
+from orchestrator.layers.nodes.shared_kernel import learned_needed
 from orchestrator.layers.services import apply as services_mod
 from orchestrator.providers.local import LocalProvider, base_inventory
 
@@ -149,13 +148,12 @@ def cmd_status(args) -> int:
 
 def shared_kernel_use(inv) -> dict[str, Any]:
     """For emulated nodes, what they take of the one ARP table they share with this machine; else nothing."""
-    limit = host_neighbour_limit()
-    if inv.emulated is None or not inv.emulated.shares_kernel or limit is None:
+    limit = shared_kernel_limit(inv)
+    if limit is None:
         return {}
     pods = LabFiles.of(inv.name).read_objects().pods.values()
-    per_node = Counter(p.node for p in pods)
-    return {"learned_needed": neighbour_entries_learned(len(inv.nodes), [per_node[n.name] for n in inv.nodes]),
-            "learned_limit": limit, "entries_now": host_neighbour_entries()}
+    return {"learned_needed": learned_needed([n.name for n in inv.nodes], pods), "learned_limit": limit,
+            "entries_now": host_neighbour_entries()}
 
 
 def cmd_deploy(args) -> int:

@@ -14,9 +14,18 @@ from orchestrator.core.state import LabFiles
 from orchestrator.core.transport import NodeError, Transport
 from orchestrator.layers.nodes import boot
 from orchestrator.layers.nodes.boot import KNOWN_MODULES, etc_files, unit_link
-from orchestrator.layers.nodes.shared_kernel import GC_THRESH3
 from orchestrator.layers.nodes.facts import (CNI_CONF_DIR, CNI_DIRS, CNI_PLUGINS, KERNEL_FEATURES, NodeFacts,
         NodeState, OTHER_TOOLS, REQUIRED_TOOLS, SYSCTLS, conflist_path, parse_facts)
+
+
+GC_THRESH3 = "/proc/sys/net/ipv4/neigh/default/gc_thresh3"
+
+
+def shared_kernel_limit(inv: Inventory) -> int | None:
+    """For emulated nodes sharing this machine's kernel, its cap on learned neighbour entries; else None."""
+    if inv.emulated is None or not inv.emulated.shares_kernel:
+        return None
+    return host_neighbour_limit()
 
 
 def host_neighbour_limit() -> int | None:

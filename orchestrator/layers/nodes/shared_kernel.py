@@ -13,9 +13,6 @@ from typing import Optional
 from orchestrator.core.errors import InputError
 from orchestrator.core.objects import Pod
 
-GC_THRESH3 = "/proc/sys/net/ipv4/neigh/default/gc_thresh3"
-
-
 def neighbour_entries_learned(nodes: int, pods_per_node: Sequence[int]) -> int:
     """About how many neighbour entries an emulated lab has the shared kernel learn: the root namespace's for
     each node (SSH), each node's for its pods on cni0 and each pod's for its gateway, the pod-to-pod pairs of
@@ -25,15 +22,21 @@ def neighbour_entries_learned(nodes: int, pods_per_node: Sequence[int]) -> int:
     return nodes + 2 * pods + max((p * (p - 1) for p in pods_per_node), default=0) + 8
 
 
+def learned_needed(node_names: Sequence[str], pods: Iterable[Pod]) -> int:
+    """neighbour_entries_learned for `pods` placed on the nodes `node_names`."""
+    per_node = Counter(p.node for p in pods)
+    return neighbour_entries_learned(len(node_names), [per_node[n] for n in node_names])
+
+
 def neighbour_room_error(source: str, node_names: Sequence[str], pods: Iterable[Pod],
                          limit: int) -> Optional[InputError]:
     """A one-line error when `pods` on emulated nodes `node_names` would need more learned neighbour entries
     than the shared kernel allows (`limit`, its gc_thresh3), else None."""
-    per_node = Counter(p.node for p in pods)
-    needed = neighbour_entries_learned(len(node_names), [per_node[n] for n in node_names])
+    pods = list(pods)
+    needed = learned_needed(node_names, pods)
     if needed <= limit:
         return None
-    total = sum(per_node.values())
+    total = len(pods)
     return InputError(
         f"{source}: {total} pods on {len(node_names)} emulated nodes need about {needed} learned neighbour entries "
         f"in this machine's one ARP table, which holds at most {limit} for every namespace together "
