@@ -75,9 +75,6 @@ def agent_command(lab: str, request: Request[Answer]) -> str:
     return pipe(cmd("printf", "%s", request.to_json()), cmd(*agent_argv(lab, request.VERB)))
 
 
-KILLED = -1  # the exit status paramiko reports for a command that sshd says a signal ended
-
-
 def parse_answer(request: Request[A], code: int, stdout: str, stderr: str) -> A:
     """The agent's answer to `request` as the contract's type; a refusal, a failure or an answer that is
     not the contract's raises a LabError of one line."""
@@ -99,7 +96,7 @@ def call(transport: Transport, node: Union[str, Node], lab: str, request: Reques
     answer, or a NodeError naming the node."""
     result = transport.run(node, [*prefix, *agent_argv(lab, request.VERB)], stdin=request.to_json(), check=False,
                            timeout=timeout)
-    if result.exit_code == KILLED and not result.stdout.strip():
+    if result.killed and not result.stdout.strip():
         raise CommandKilled(result.node, f"{request.VERB}: the node's agent was ended by a signal before it answered")
     try:
         return parse_answer(request, result.exit_code, result.stdout, result.stderr)

@@ -58,6 +58,11 @@ class Result:
     def ok(self) -> bool:
         return self.exit_code == 0
 
+    @property
+    def killed(self) -> bool:
+        """Whether sshd reported a signal instead of an exit status (paramiko's exit status -1)."""
+        return self.exit_code == -1
+
 
 def short(command: str, limit: int = 160) -> str:
     """`command` cut to one readable line for messages."""

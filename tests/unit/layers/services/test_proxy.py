@@ -13,7 +13,7 @@ from orchestrator.agent.host import boot_id
 from orchestrator.agent.iptables import drifted, restore_input, saved_chains, trusted_chains, wanted_digests
 from orchestrator.agent.proxy import proxy_sync
 from orchestrator.kinds import load_text
-from orchestrator.core.transport import FleetResult
+from orchestrator.core.transport import FleetResult, Result
 from orchestrator.layers.services.apply import SentRules, chain_digests, change_request, generation_of, push_rules
 from orchestrator.layers.services.iptables import JUMPS, render_iptables, svc_chain
 from orchestrator.layers.services.nftables import render_nft
@@ -201,7 +201,7 @@ class FakeAgents:
         if not request.base or self.held.get(node.name) == request.base:
             self.held[node.name] = request.generation
             answer = SyncAnswer(generation=request.generation)
-        return SimpleNamespace(node=node.name, exit_code=0, stdout=answer.to_json(), stderr="")
+        return Result(node.name, " ".join(argv), 0, answer.to_json(), "")
 
     def run_all(self, action, nodes):
         results = FleetResult()
