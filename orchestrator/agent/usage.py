@@ -88,11 +88,11 @@ def usage(lib: str, seconds: float) -> tuple[dict, dict]:
         ticks = sum(max(0, cpu_ticks(pid) - before.get(pid, 0)) for pid in pids)
         return round(ticks / TICKS / elapsed * 1000)
 
-    found = {key: {"cpu_m": cpu_m(groups.get(inode, [])), "memory": sum(resident_bytes(p) for p in groups[inode])}
+    found = {key: {"cpu_m": cpu_m(groups[inode]), "memory": sum(resident_bytes(p) for p in groups[inode])}
              for key, inode in pods.items() if inode}
     memory = memory_info()
     if shared_kernel:
-        mine = [pid for inode in wanted for pid in groups.get(inode, [])]
+        mine = [pid for inode in wanted for pid in groups[inode]]
         node = {"cpu_m": cpu_m(mine), "memory": sum(resident_bytes(p) for p in mine)}
     else:
         node = {"cpu_m": round(busy / TICKS / elapsed * 1000),

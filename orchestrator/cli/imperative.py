@@ -275,7 +275,7 @@ def secret_doc(kind: str, name: str, namespace: str, args) -> dict:
     """The Secret `kubectl create secret tls|generic` makes: tls.crt and tls.key from files, or the literals and
     files given."""
     command = f"lab create secret {kind} {name}"
-    data: dict[str, bytes] = {}
+    data: dict[str, bytes]
     if kind == "tls":
         if not args.cert or not args.key:
             raise InputError(f"{command}: give both --cert FILE and --key FILE (PEM, as openssl writes them)")

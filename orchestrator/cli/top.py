@@ -33,8 +33,8 @@ def mebibytes(size: int) -> str:
 def measured(inv: Inventory, nodes: list[Node]) -> dict[str, Any]:
     """node name -> its agent's UsageAnswer, or the error that kept it from answering."""
     with Transport(nodes) as transport:
-        return dict(transport.run_all(lambda node: call(transport, node, inv.name, Usage(seconds=SAMPLE_SECONDS),
-                                                        timeout=30), nodes).items())
+        return transport.run_all(lambda node: call(transport, node, inv.name, Usage(seconds=SAMPLE_SECONDS),
+                                                   timeout=30), nodes)
 
 
 def cmd_top(args) -> int:
@@ -89,8 +89,8 @@ def top_nodes(inv: Inventory, args) -> int:
             continue
         got = answer.node
         shared = shared or got["shared_kernel"]
-        rows.append([node.name, got["cpu_m"], got["memory"], got["cpus"], got["memory_total"]])
-    ordered = sort_rows([[*r[:1], *r[3:], *r[1:3]] for r in rows], args.sort_by, 0)
+        rows.append([node.name, got["cpus"], got["memory_total"], got["cpu_m"], got["memory"]])
+    ordered = sort_rows(rows, args.sort_by, 0)
     print_table(["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"],
                 [[name, cores(cpu), f"{round(cpu / (cpus * 10))}%", mebibytes(memory),
                   f"{round(memory * 100 / total)}%"] for name, cpus, total, cpu, memory in ordered])

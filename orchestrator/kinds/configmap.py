@@ -1,6 +1,6 @@
 """ConfigMap (v1): kept as Kubernetes keeps it (`data` as text, `binaryData` as base64, `immutable`), made by
-`lab apply` or `lab create configmap`. A pod's process is the lab's server, so nothing reads a ConfigMap's keys;
-they are kept for `lab get`, `describe`, `-o yaml`, `edit` and `patch`, as a student expects of them."""
+`lab apply` or `lab create configmap`; a pod's env and envFrom read its keys when the pod is made
+(layers/pods/env.py)."""
 
 from __future__ import annotations
 
