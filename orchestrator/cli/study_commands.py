@@ -88,13 +88,13 @@ def cmd_break(args) -> int:
     if args.fault == "random":
         name, node = faults.pick_random(inv, files)
         node = args.node or node
-        secret.write_text(f"{name}: {faults.inject(name, inv, files, node)}\n")
+        secret.write_text(f"{name} {faults.inject(name, inv, files, node)}\n")
         out.print(f"broke lab {inv.name}: one fault, chosen at random, is hidden somewhere", markup=False)
         out.print("find it with `lab verify` and commands on the nodes; `lab break --reveal` tells; "
                   "repair it with `lab fix`", markup=False)
         return 0
     secret.unlink(missing_ok=True)  # this fault is shown, not hidden
-    out.print(f"broke lab {inv.name}: {faults.inject(args.fault, inv, files, args.node)}",
+    out.print(f"broke lab {inv.name} {faults.inject(args.fault, inv, files, args.node)}",
               markup=False, highlight=False, soft_wrap=True)
     out.print("find it with `lab verify`; repair it with `lab fix`", markup=False)
     return 0

@@ -34,6 +34,16 @@ from orchestrator.verify import gateway_faults, policy_faults
 
 
 @dataclass(frozen=True)
+class Broken:
+    """What a fault broke: where (`node NAME`, or an object as `KIND NAMESPACE/NAME`; the node first) and how."""
+    where: tuple[str, ...]
+    summary: str
+
+    def __str__(self) -> str:
+        return f"on {', '.join(self.where)}: {self.summary}"
+
+
+@dataclass(frozen=True)
 class Fault:
     name: str
     summary: str
@@ -42,16 +52,17 @@ class Fault:
     inject: Callable
 
 
-def break_fdb(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+def break_fdb(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> Broken:
     if inv.cluster.overlay.backend != "vxlan":
         raise InputError("fault vxlan-fdb needs the vxlan backend; this lab uses host-gw")
     dev = vxlan_device(inv.cluster.overlay.vni)
     mac = vtep_mac(inv.name, peer.name)
     t.run(node, ["bridge", "fdb", "del", mac, "dev", dev, "dst", str(peer.address)])
-    return f"deleted {node.name}'s FDB entry {mac} -> {peer.address} on {dev} (the way to {peer.name}'s VTEP)"
+    return Broken((f"node {node.name}",),
+                  f"deleted {node.name}'s FDB entry {mac} -> {peer.address} on {dev} (the way to {peer.name}'s VTEP)")
 
 
-def break_ipmasq(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+def break_ipmasq(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> Broken:
     path = conflist_path(inv.name)
     t.run(node, ["sed", "-i", 's/"ipMasq": false/"ipMasq": true/', path])
     report = reattach(inv, t, files, [node])[node.name]
@@ -60,8 +71,8 @@ def break_ipmasq(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer
     objects = files.read_objects()
     services_mod.sync_rules(inv, t, objects)
     files.write_objects(objects)
-    return (f"set ipMasq true in {node.name}:{path} (as the talk's bridge.conf has it) and re-attached its "
-            f"{len(report)} pod(s): their traffic to other nodes is now masqueraded")
+    return Broken((f"node {node.name}",), f"set ipMasq true in {node.name}:{path} (as the talk's bridge.conf has it) "
+                  f"and re-attached its {len(report)} pod(s): their traffic to other nodes is now masqueraded")
 
 
 def sep_candidates(objects: LabObjects) -> list[tuple[str, Service]]:
@@ -70,7 +81,7 @@ def sep_candidates(objects: LabObjects) -> list[tuple[str, Service]]:
             and len(objects.endpoints.get(k, {}).get(s.ports[0].name or "", [])) >= 2]
 
 
-def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> Broken:
     objects = files.read_objects()
     candidates = sep_candidates(objects)
     if not candidates:
@@ -81,14 +92,16 @@ def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
     if inv.cluster.proxy_mode == "nftables":
         element = f"{service.cluster_ip} . {port.protocol.lower()} . {port.port} . 0"
         t.run(node, ["nft", "delete", "element", "ip", TABLE, "backends", "{", element, "}"])
-        return f"deleted {node.name}'s backend {element} ({first.address} of {key})"
+        return Broken((f"node {node.name}", f"service {key}"),
+                      f"deleted {node.name}'s backend {element} ({first.address} of {key})")
     svc = svc_chain(service, port)
     sep = sep_chain(service, port, first)
     rules = t.run(node, ["iptables", "-t", "nat", "-S", svc]).stdout.splitlines()
     jump = next(r for r in rules if r.endswith(f"-j {sep}"))
     removal = f"*nat\n{jump.replace('-A ', '-D ', 1)}\n-F {sep}\n-X {sep}\nCOMMIT\n"  # iptables-save's own quoting
     t.run(node, ["bash", "-c", heredoc("iptables-restore --noflush", removal)])
-    return f"removed {node.name}'s chain {sep} ({first.address} of {key}) and its jump in {svc}"
+    return Broken((f"node {node.name}", f"service {key}"),
+                  f"removed {node.name}'s chain {sep} ({first.address} of {key}) and its jump in {svc}")
 
 
 # Stops the server a pod record (argv[1], the agent's JSON) names, as `kill` does: python3 is on every node (the
@@ -96,7 +109,7 @@ def break_sep(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
 STOP_POD_SERVER = "import json, os, signal, sys; os.kill(int(json.load(open(sys.argv[1]))['pid']), signal.SIGTERM)"
 
 
-def break_dns(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+def break_dns(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> Broken:
     objects = files.read_objects()
     dns = sorted((p for p in objects.pods.values() if p.role == "dns"), key=lambda p: p.name)
     if not dns:
@@ -105,10 +118,10 @@ def break_dns(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: N
     if pod.node is None:
         raise InputError(f"fault dns-pod: the DNS pod {pod.key} is not on a node yet; see lab get pods -n kube-system")
     t.run(pod.node, ["python3", "-c", STOP_POD_SERVER, pod_record_path(inv.name, pod.node_key)])
-    return f"stopped DNS pod {pod.key} on {pod.node} (its dnsmasq)"
+    return Broken((f"node {pod.node}", f"pod {pod.key}"), f"stopped DNS pod {pod.key} on {pod.node} (its dnsmasq)")
 
 
-def break_stray_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+def break_stray_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> Broken:
     """A policy rule on one node that no NetworkPolicy explains (as a plugin that crashed mid-update leaves)."""
     pods = sorted((p for p in files.read_objects().pods.values() if p.node == node.name
                    and p.role == "server" and p.ip), key=lambda p: p.node_key)
@@ -119,8 +132,8 @@ def break_stray_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node
         f"table ip {POLICY_TABLE} {{\n"
         "  chain forward { type filter hook forward priority filter; policy accept; }\n}\n"
         f"insert rule ip {POLICY_TABLE} forward ip daddr {pod.ip} drop\n"))
-    return (f"left a stray rule on {node.name}: ip {POLICY_TABLE} forward drops everything to "
-            f"{pod.key} ({pod.ip}), which no NetworkPolicy says")
+    return Broken((f"node {node.name}",), f"left a stray rule on {node.name}: ip {POLICY_TABLE} forward drops "
+                  f"everything to {pod.key} ({pod.ip}), which no NetworkPolicy says")
 
 
 def broken_objects(files: LabFiles) -> list[dict]:
@@ -137,7 +150,7 @@ def fault_manifest(document: dict, fault: str) -> Manifest:
 
 
 def policy_fault(name: str) -> Callable:
-    def inject_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+    def inject_policy(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> Broken:
         wrong = policy_faults.BREAKS[name](files.read_objects(), node.name)
         try:
             apply_manifests(inv, t, files, [fault_manifest(wrong.document, name)])
@@ -145,19 +158,20 @@ def policy_fault(name: str) -> Callable:
             if wrong.key in files.read_objects().policies:
                 atomic_write(files.broken_objects, json.dumps(broken_objects(files) + [wrong.record(name)],
                                                               indent=2))
-        return wrong.summary
+        return Broken((f"networkpolicy {wrong.key}",), wrong.summary)
     return inject_policy
 
 
 def object_fault(name: str) -> Callable:
     """A fault that changes a Gateway API object (gateway_faults.py); `lab fix` applies the object as it was."""
-    def inject_change(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+    def inject_change(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> Broken:
         wrong = gateway_faults.BREAKS[name](files.read_objects(), node.name)
         try:
             apply_manifests(inv, t, files, [fault_manifest(wrong.document, name)])
         finally:  # restoring what was there is right whether the change got stored or not
             atomic_write(files.broken_objects, json.dumps(broken_objects(files) + [wrong.record(name)], indent=2))
-        return wrong.summary
+        record = wrong.record(name)
+        return Broken((f"{record['kind'].lower()} {record['key']}",), wrong.summary)
     return inject_change
 
 
@@ -184,7 +198,7 @@ def announced_candidates(objects: LabObjects) -> list[tuple[str, str]]:
     return sorted((address, owners[address]) for address in objects.announced if address in owners)
 
 
-def break_lb_address(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+def break_lb_address(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> Broken:
     """The announcing node loses its LoadBalancer address (as when someone flushes the interface's addresses):
     nothing answers ARP for it any more. The router's cached entry would still send traffic there for a while
     (the service rules DNAT it whether the address is the node's or not), so the fault also lets that entry go,
@@ -200,13 +214,15 @@ def break_lb_address(inv: Inventory, t: Transport, files: LabFiles, node: Node, 
     t.run(holder, ["ip", "addr", "del", f"{address}/32", "dev", dev])
     subprocess.run(["ip", "-n", f"{inv.name}-router", "neigh", "flush", "to", address], check=False,
                    capture_output=True)  # the lab's own router namespace, on this machine
-    return (f"deleted {address} ({key}) from {holder.name}'s {dev}: the node that announces it no longer holds it "
-            "(and the router forgot the MAC it had cached)")
+    return Broken((f"node {holder.name}", f"service {key}"),
+                  f"deleted {address} ({key}) from {holder.name}'s {dev}: the node that announces it no longer "
+                  "holds it (and the router forgot the MAC it had cached)")
 
 
-def break_mtu(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> str:
+def break_mtu(inv: Inventory, t: Transport, files: LabFiles, node: Node, peer: Node) -> Broken:
     t.run(node, ["ip", "link", "set", "cni0", "mtu", "1000"])
-    return f"dropped {node.name}'s cni0 MTU to 1000: larger packets to its pods no longer fit"
+    return Broken((f"node {node.name}",), f"dropped {node.name}'s cni0 MTU to 1000: larger packets to its pods no "
+                  "longer fit")
 
 
 FAULTS = {f.name: f for f in (
@@ -235,7 +251,7 @@ FAULTS = {f.name: f for f in (
 )}
 
 
-def inject(name: str, inv: Inventory, files: LabFiles, node_name: str | None = None) -> str:
+def inject(name: str, inv: Inventory, files: LabFiles, node_name: str | None = None) -> Broken:
     """Inject fault `name` on `node_name` (default: the first node; its peer is the next one)."""
     if name not in FAULTS:
         raise InputError(f"no fault {name!r}; `lab break --list` lists them: {', '.join(FAULTS)}")
