@@ -59,6 +59,7 @@ class Verdict:
     allowed: bool
     reason: str  # "no policy selects ...", "allowed by x/allow-web (ingress rule 1)", "default deny ingress of ..."
     direction: str = ""  # "egress" or "ingress": which side decided a denial
+    policies: tuple[str, ...] = ()  # keys of the policies that decided: those allowing, or those isolating
 
 
 def policies(objects: LabObjects) -> list[Policy]:
@@ -118,10 +119,10 @@ def side(direction: str, pod: Endpoint, other: Endpoint, destination: Endpoint, 
         rules = policy.spec.ingress if direction == "ingress" else policy.spec.egress
         for i, rule in enumerate(rules):
             if rule_allows(rule, policy, other, destination, number, protocol, namespaces):
-                return Verdict(True, f"allowed by {policy.key} ({direction} rule {i + 1})", direction)
+                return Verdict(True, f"allowed by {policy.key} ({direction} rule {i + 1})", direction, (policy.key,))
     names = ", ".join(p.key for p in isolating)
     return Verdict(False, f"{direction} of {pod.namespace}/{pod.name} is isolated by {names} and no rule allows "
-                          f"it (default deny)", direction)
+                          f"it (default deny)", direction, tuple(p.key for p in isolating))
 
 
 def verdict(source: Endpoint, destination: Endpoint, number: int, protocol: str, all_policies: list[Policy],
@@ -132,18 +133,20 @@ def verdict(source: Endpoint, destination: Endpoint, number: int, protocol: str,
         return Verdict(True, "a pod's own node can always reach it")
     if source.is_pod and source.ip == destination.ip:
         return Verdict(True, "a pod reaches its own address locally: no policy can block it (as localhost)")
-    reasons = []
+    allowing = []
     if source.is_pod:
         out = side("egress", source, destination, destination, number, protocol, all_policies, namespaces)
         if out is not None and not out.allowed:
             return out
-        reasons.append(out.reason if out else "")
+        allowing.append(out)
     if destination.is_pod:
         into = side("ingress", destination, source, destination, number, protocol, all_policies, namespaces)
         if into is not None and not into.allowed:
             return into
-        reasons.append(into.reason if into else "")
-    return Verdict(True, "; ".join(r for r in reasons if r) or "no policy isolates either end")
+        allowing.append(into)
+    decided = [v for v in allowing if v is not None]
+    return Verdict(True, "; ".join(v.reason for v in decided) or "no policy isolates either end",
+                   policies=tuple(key for v in decided for key in v.policies))
 
 
 class Judge:
