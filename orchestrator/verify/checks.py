@@ -4,25 +4,29 @@ Families (from cilium's connectivity test and Kubernetes' sig-network e2e tests)
 node and across nodes, HTTP and UDP, source IP preserved), pod to service (every endpoint reached),
 DNS names, hairpin, NodePort from nodes, hostPort from the outside host, node to pod, pod to
 outside (SNAT to the node), services without endpoints refused, large packets (MTU), and the
-user's own expectations (--expect). Each failing check names the layer to look at and the command
-that shows it.
+user's own expectations (--expect). Each failing check names the layer to look at and the commands
+that show it: on every node its traffic crosses, that node's part (the plan is made from what the lab
+should be, not from a diagnosis, so it names both ends of a path and the broken one is among them).
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Optional
 
-from orchestrator.agent.contract import dns_hosts_path
+from orchestrator.agent.contract import POLICY_TABLE, dns_hosts_path
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory
-from orchestrator.core.objects import LabObjects, Pod, key_of
+from orchestrator.core.manifests import ServicePort
+from orchestrator.core.objects import LabObjects, Pod, Service, key_of, split_key
 from orchestrator.layers.nodes.facts import conflist_path
 from orchestrator.layers.overlay.plan import vxlan_device
 from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.policy.plan import Judge
+from orchestrator.layers.services.iptables import svc_chain
 from orchestrator.layers.services.loadbalancer import adverts_of, not_announced_reason, pools_of
 from orchestrator.layers.services.nftables import TABLE as NFT_TABLE
 from orchestrator.layers.services.plan import unserved_target_port
@@ -42,7 +46,9 @@ class Check:
     want: tuple  # ("reply", text) | ("covers", names) | ("contains", name) | ("ok",) | ("closed",) | ("refused",)
     label: str
     layer: str = ""
-    show: str = ""
+    show: str = ""  # the commands that show it: the looks (plan_checks adds them), then the lab's own
+    looks: tuple = ()  # (node, command) pairs: what shows this check's layers on each node
+    on_paper: bool = False  # the objects alone say why it fails (a wrong targetPort, a policy): no look at the path
     count: int = 1
     row: str = ""  # for the pod x pod matrix
     col: str = ""
@@ -149,6 +155,85 @@ def coverage_pairs(pods: list[Pod], objects: LabObjects) -> set[tuple[str, str]]
     return chosen
 
 
+def path_nodes(check: Check, inv: Inventory, objects: LabObjects) -> list[str]:
+    """The nodes a check's traffic crosses, its source's node first, then in the inventory's order: those it
+    starts on or must get into, and the node announcing the LoadBalancer or Gateway address it is sent to."""
+    crossed = nodes_needed(check, inv, objects)
+    holder = objects.announced.get(str(check.target.get("host", "")))
+    crossed |= {holder} if holder else set()
+    kind, _, name = check.source.partition(":")
+    pod = objects.pods.get(name) if kind == "pod" else None
+    first = name if kind == "node" else pod.node if pod is not None else None
+    order = {n.name: i for i, n in enumerate(inv.nodes)}
+    return sorted(crossed, key=lambda node: (node != first, order.get(node, len(order)), node))
+
+
+def overlay_looks(inv: Inventory) -> tuple[str, ...]:
+    """What shows a node's way to the other nodes' pods: its routes and, with VXLAN, flannel's neighbour and FDB
+    entries (one per peer)."""
+    if inv.cluster.overlay.backend != "vxlan":
+        return ("ip route",)
+    vx = vxlan_device(inv.cluster.overlay.vni)
+    return ("ip route", f"bridge fdb show dev {vx}", f"ip neigh show dev {vx}")
+
+
+# a node's NetworkPolicy rules, as lesson 13 looks at them: the table exists only while some rule is loaded
+POLICY_LOOK = f"nft list table ip {POLICY_TABLE} 2>/dev/null || echo no {POLICY_TABLE} table"
+
+
+def service_look(inv: Inventory, service: Service, port: ServicePort) -> str:
+    """What shows a service port's rules on a node: its KUBE-SVC chain (a jump to each endpoint's KUBE-SEP
+    chain), or the lab-proxy table (its `backends` map) with the nftables proxy."""
+    if inv.cluster.proxy_mode == "nftables":
+        return f"nft list table ip {NFT_TABLE}"
+    return f"iptables -t nat -S {svc_chain(service, port)}"
+
+
+def with_path_looks(check: Check, inv: Inventory, objects: LabObjects) -> Check:
+    """The check with its hint made whole: its own looks, then on every node its traffic crosses the overlay
+    (where it crosses nodes and should get through) and the NetworkPolicy rules; `show` then holds them all."""
+    looks = list(check.looks)
+    if not check.on_paper and check.family not in ("no-endpoints", "expect"):
+        nodes = path_nodes(check, inv, objects)
+        if len(nodes) > 1 and check.want[0] not in ("closed", "refused"):
+            looks += [(node, command) for node in nodes for command in overlay_looks(inv)]
+        looks += [(node, POLICY_LOOK) for node in nodes]
+    return replace(check, looks=tuple(looks), show=hint_text(looks, check.show))
+
+
+SHELL_SYNTAX = set("|&;<>$*?`'\"")  # a command with any of these runs through `sh -c` on the node
+
+
+def hint_text(looks: Iterable[tuple[str, str]], lab_commands: str = "") -> str:
+    """The commands of a hint as a user types them: one `lab exec NODE -- ...` per node, in the order the nodes
+    first come (its commands in one `sh -c` when there are several, or shell syntax), then the lab's own."""
+    by_node: dict[str, list[str]] = {}
+    for node, command in looks:
+        commands = by_node.setdefault(node, [])
+        if command not in commands:
+            commands.append(command)
+    shown = []
+    for node, commands in by_node.items():
+        line = "; ".join(commands)
+        plain = len(commands) == 1 and not SHELL_SYNTAX & set(line)
+        shown.append(f"lab exec {node} -- {line if plain else 'sh -c ' + shlex.quote(line)}")
+    return "; ".join(shown + ([lab_commands] if lab_commands else []))
+
+
+def hint_commands(show: str) -> list[list[str]]:
+    """A hint's commands as a shell reads them: split at `;` outside quotes, each into its words (the inverse
+    of hint_text)."""
+    lexer = shlex.shlex(show, posix=True, punctuation_chars=";")
+    lexer.whitespace_split = True
+    found: list[list[str]] = [[]]
+    for word in lexer:
+        if word == ";":
+            found.append([])
+        else:
+            found[-1].append(word)
+    return [words for words in found if words]
+
+
 def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list] = None,
                 intended: Optional[LabObjects] = None, more: Iterable[Check] = (),
                 all_pairs: Optional[bool] = None) -> list[Check]:
@@ -164,9 +249,7 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
     checks: list[Check] = []
     judge = Judge(objects, namespace_labels(objects))
     meant_judge = Judge(intended, namespace_labels(intended)) if intended is not None else None
-    vx = vxlan_device(inv.cluster.overlay.vni)
-    overlay_show = (f"lab exec NODE -- sh -c 'ip route; bridge fdb show dev {vx}; ip neigh show dev {vx}'"
-                    if inv.cluster.overlay.backend == "vxlan" else "lab exec NODE -- ip route")
+    vxlan = inv.cluster.overlay.backend == "vxlan"
     for index, src in enumerate(pods):
         # each source starts with a different target, so that not every source probes the same pod at once
         for dst in pods[index:] + pods[:index]:
@@ -175,9 +258,9 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
             same = src.node == dst.node
             layer = "CNI bridge cni0 on the node" if same else \
                 f"overlay between {src.node} and {dst.node}: node routes" + \
-                (", VXLAN neighbour and FDB entries" if inv.cluster.overlay.backend == "vxlan" else "")
-            show = f"lab exec {src.node} -- bridge link show" if same else overlay_show.replace("NODE", node_of(src))
-            show += f"; lab trace {src.key} {dst.key}"
+                (", VXLAN neighbour and FDB entries" if vxlan else "") + f"; {src.node}'s CNI ipMasq (no NAT)"
+            looks = ((node_of(src), "bridge link show"),) if same else \
+                ((node_of(src), f"grep ipMasq {conflist_path(lab)}"),)
             dst_port = dst.tcp[0] if dst.tcp else 80
             for proto in ("tcp", "udp"):
                 target = {"proto": proto, "host": dst.ip, "port": dst_port}
@@ -186,8 +269,8 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                 check = Check(
                     id=f"pod-to-pod/{pod_label(src)}->{pod_label(dst)}/{proto}", family="pod-to-pod",
                     source=f"pod:{src.key}", target=target, want=("reply", src.ip),
-                    label=f"{pod_label(src)} -> {pod_label(dst)} {proto.upper()}", layer=layer, show=show,
-                    row=pod_label(src), col=pod_label(dst))
+                    label=f"{pod_label(src)} -> {pod_label(dst)} {proto.upper()}", layer=layer,
+                    show=f"lab trace {src.key} {dst.key}", looks=looks, row=pod_label(src), col=pod_label(dst))
                 verdict = judge.pods(src, dst, dst_port, proto.upper())
                 meant = (meant_judge.pods(src, dst, dst_port, proto.upper()) if meant_judge is not None
                          else verdict)
@@ -199,9 +282,9 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
     services = objects.services
     endpoints = objects.endpoints
     dns_pods = tuple(k for k, p in objects.pods.items() if p.role == "dns")
+    dns_nodes = sorted({p.node for p in objects.pods.values() if p.role == "dns" and p.node})
     roles = {k: p.role for k, p in objects.pods.items()}
-    proxy_show = (f"lab exec NODE -- nft list table ip {NFT_TABLE}" if inv.cluster.proxy_mode == "nftables"
-                  else "lab exec NODE -- iptables -t nat -S KUBE-SERVICES")
+    nftables = inv.cluster.proxy_mode == "nftables"
     for key in sorted(services):
         service = services[key]
         for port in service.ports:
@@ -212,60 +295,61 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
             if proto == "tcp":
                 target["path"] = "/hostname"
             if not eps:
+                reject = f"nft list table ip {NFT_TABLE}" if nftables else "iptables -S KUBE-SERVICES"
                 for node, src in sorted(by_node.items()):
                     checks.append(Check(
                         id=f"no-endpoints/{pod_label(src)}->{name}", family="no-endpoints",
                         source=f"pod:{src.key}", target=dict(target, path="/"),
                         want=("refused",), label=f"{pod_label(src)} -> {name} (no endpoints): refused at once",
-                        layer="the REJECT rule for services without endpoints",
-                        show=proxy_show.replace("NODE", node).replace("-t nat -S KUBE-SERVICES",
-                                                                      "-S KUBE-SERVICES")))
+                        layer="the REJECT rule for services without endpoints", looks=((node, reject),)))
                 continue
             servers = [e for e in eps if roles.get(key_of(service.namespace, e.pod), "server") == "server"]
             if len(servers) != len(eps) or service.session_affinity == "ClientIP":
                 continue  # DNS pods answer DNS, not the probe; affinity pins a client on purpose
             names = tuple(sorted(e.pod for e in eps))
             members = tuple(key_of(service.namespace, e.pod) for e in eps)
+            rules = service_look(inv, service, port)
             if service.load_balancer_ip and proto == "tcp" and inv.emulated is not None:
-                checks.append(load_balancer_check(inv, objects, service, port.port, eps, name))
+                checks.append(load_balancer_check(inv, objects, service, port, eps, name))
             unserved = unserved_target_port(service, port, pods)
             for node, src in sorted(by_node.items()):
-                checks.append(Check(
+                checks.append(unserved_or(Check(
                     id=f"pod-to-service/{pod_label(src)}->{name}", family="pod-to-service",
                     source=f"pod:{src.key}", target=target, want=("covers", names),
                     count=10 * len(eps), label=f"{pod_label(src)} -> {name}: every endpoint answers", reaches=members,
-                    layer=unserved or f"service rules for {key} on {node}",
-                    show=f"lab describe svc {service.name} -n {service.namespace}; lab get ep {service.name} -n "
-                         f"{service.namespace}" if unserved else proxy_show.replace("NODE", node)))
+                    layer=f"service rules for {key} on {node}", looks=((node, rules),)), unserved, service))
             member = next((p for p in pods if p.name == eps[0].pod and p.namespace == service.namespace),
                           None)
             if member and proto == "tcp":
-                checks.append(Check(
+                checks.append(unserved_or(Check(
                     id=f"hairpin/{pod_label(member)}->{name}", family="hairpin",
                     source=f"pod:{member.key}", target=target,
                     want=("contains", member.name), count=12 * len(eps), reaches=members,
                     label=f"{pod_label(member)} reaches itself through {name}",
-                    layer=unserved or "hairpin: cni0 hairpinMode and the hairpin masquerade mark",
-                    show=f"lab exec {member.node} -- bridge -d link show"))
+                    layer="hairpin: cni0 hairpinMode and the hairpin masquerade mark",
+                    looks=((node_of(member), "bridge -d link show"), (node_of(member), rules))), unserved, service))
                 dns_name = service.name if member.namespace == service.namespace else \
                     f"{service.name}.{service.namespace}"
+                records = tuple((node, f"cat {dns_hosts_path(lab)}") for node in dns_nodes)
                 for host in (dns_name, f"{service.name}.{service.namespace}.svc.{inv.cluster.dns_domain}"):
-                    checks.append(Check(
+                    checks.append(unserved_or(Check(
                         id=f"dns/{pod_label(member)}->{host}", family="dns",
                         source=f"pod:{member.key}", target=dict(target, host=host),
                         want=("ok",), count=12, label=f"{pod_label(member)} -> http://{host}:{port.port}",
                         reaches=members + dns_pods,
-                        layer=unserved or "cluster DNS: kube-dns endpoints and its records",
-                        show=f"lab get ep kube-dns -n kube-system; lab exec {member.node} -- cat "
-                             f"{dns_hosts_path(lab)}"))
+                        layer="cluster DNS: the DNS pods, kube-dns endpoints and its records",
+                        looks=records, show="lab get pods -n kube-system -o wide; lab get ep kube-dns -n kube-system"),
+                        unserved, service))
             if port.node_port:
+                entry = inv.nodes[0].name
+                nodeports = f"nft list table ip {NFT_TABLE}" if nftables else "iptables -t nat -S KUBE-NODEPORTS"
                 for from_node in inv.nodes:
                     checks.append(Check(
                         id=f"nodeport/{from_node.name}->{name}", family="nodeport", source=f"node:{from_node.name}",
                         target=dict(target, host=str(inv.nodes[0].address), port=port.node_port),
-                        want=("ok",), label=f"{from_node.name} -> {inv.nodes[0].name}:{port.node_port} ({name})",
-                        reaches=members,
-                        layer="NodePort rules (KUBE-NODEPORTS)", show=proxy_show.replace("NODE", inv.nodes[0].name)))
+                        want=("ok",), label=f"{from_node.name} -> {entry}:{port.node_port} ({name})",
+                        reaches=members, layer=f"NodePort rules (KUBE-NODEPORTS) on {entry}",
+                        looks=((entry, nodeports), (entry, rules))))
     for from_node in inv.nodes:
         other = next((p for p in pods if p.node != from_node.name), None)
         if other:
@@ -275,8 +359,7 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                 target={"proto": "tcp", "host": other.ip, "port": other.tcp[0], "path": "/hostname"},
                 want=("reply", other.name), label=f"{from_node.name} -> {pod_label(other)} ({other.node})",
                 reaches=(other.key,),
-                layer=f"route from {from_node.name} to {other.node}'s pod subnet",
-                show=overlay_show.replace("NODE", from_node.name)))
+                layer=f"route from {from_node.name} to {other.node}'s pod subnet"))
     for node, src in sorted(by_node.items()):
         far = next((p for p in pods if p.node != node), None)
         if far:
@@ -287,7 +370,7 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                 want=("ok",), label=f"{pod_label(src)} -> {pod_label(far)}: {size + 28}-byte packets, don't fragment",
                 reaches=(far.key,),
                 layer=f"MTU on {node} and {far.node}: pod eth0, cni0 and the overlay device must agree",
-                show=f"lab exec {node} -- ip link show cni0; lab exec {far.node} -- ip link show cni0"))
+                looks=((node, "ip link show cni0"), (node_of(far), "ip link show cni0"))))
     if inv.emulated is not None:
         outside = str(OUTSIDE_HOST)
         for node, src in sorted(by_node.items()):
@@ -297,7 +380,7 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                 want=("reply", str(inv.node(node).address)),
                 label=f"{pod_label(src)} -> outside {outside}: seen as {node}'s address",
                 layer="masquerade of traffic leaving the cluster (LAB-MASQ)",
-                show=f"lab exec {node} -- iptables -t nat -S LAB-MASQ; lab exec {node} -- cat {conflist_path(lab)}"))
+                looks=((node, "iptables -t nat -S LAB-MASQ"), (node, f"cat {conflist_path(lab)}"))))
         for pod in pods:
             for mapping in pod.port_mappings:
                 if mapping.protocol == "tcp":
@@ -309,62 +392,76 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
                         want=("reply", pod.name), label=f"outside -> {pod.node}:{mapping.host_port} -> "
                                                            f"{pod_label(pod)}",
                         layer="hostPort mapping (portmap's CNI-HOSTPORT-DNAT)",
-                        show=f"lab exec {pod.node} -- iptables -t nat -S CNI-HOSTPORT-DNAT"))
+                        looks=((node_of(pod), "iptables -t nat -S CNI-HOSTPORT-DNAT"),)))
     checks += expectation_checks(inv, objects, expectations or [])
     checks += more
-    return [c for c in checks if not judged_elsewhere(c, objects, judge)]
+    return [with_path_looks(c, inv, objects) for c in checks if not judged_elsewhere(c, objects, judge)]
 
 
-def load_balancer_check(inv: Inventory, objects: LabObjects, service, port: int, eps: list, name: str) -> Check:
+def unserved_or(check: Check, unserved: Optional[str], service: Service) -> Check:
+    """The check, or, when its Service's targetPort is one its pods do not listen on (`unserved`), the check with
+    that as its layer and the Service to look at."""
+    if not unserved:
+        return check
+    return replace(check, layer=unserved, looks=(), on_paper=True,
+                   show=f"lab describe svc {service.name} -n {service.namespace}; "
+                        f"lab get ep {service.name} -n {service.namespace}")
+
+
+def load_balancer_check(inv: Inventory, objects: LabObjects, service: Service, port: ServicePort, eps: list,
+                        name: str) -> Check:
     """From the outside host to a LoadBalancer address: through the router, to the node answering ARP for it,
     then the service rules. Cluster: every endpoint answers. Local: only the announcing node's endpoints, and
     they see the outside host's own address."""
     address = str(service.load_balancer_ip)
     node = objects.announced.get(address)
-    target = {"proto": "tcp", "host": address, "port": port}
-    show = (f"lab describe svc {service.name} -n {service.namespace}; lab exec router -- ip neigh show {address}"
-            + (f"; lab exec {node} -- ip -br addr" if node else ""))
+    target = {"proto": "tcp", "host": address, "port": port.port}
+    show = f"lab describe svc {service.name} -n {service.namespace}; lab exec router -- ip neigh show {address}"
+    looks = ((node, "ip -br addr"), (node, service_look(inv, service, port))) if node else ()
     if node is None:
         reason = not_announced_reason(service, pools_of(objects.extra), adverts_of(objects.extra), set())
         return Check(id=f"loadbalancer/outside->{name}", family="loadbalancer", source=OUTSIDE,
-                     target=dict(target, path="/hostname"), want=("ok",), label=f"outside -> {address}:{port} ({name})",
-                     layer=f"LoadBalancer {address}: {reason}", show=show)
+                     target=dict(target, path="/hostname"), want=("ok",), label=f"outside -> {address}:{port.port} "
+                     f"({name})", layer=f"LoadBalancer {address}: {reason}", show=show, on_paper=True)
     if service.local_traffic:
         mine = [e for e in eps if e.node == node]
         return Check(id=f"loadbalancer/outside->{name}", family="loadbalancer", source=OUTSIDE,
                      target=dict(target, path="/clientip"), want=("reply", str(OUTSIDE_HOST)), count=4,
-                     label=f"outside -> {address}:{port} ({name}, Local): {node}'s pods see the outside host's "
-                           "address",
+                     label=f"outside -> {address}:{port.port} ({name}, Local): {node}'s pods see the outside "
+                           "host's address",
                      reaches=tuple(key_of(service.namespace, e.pod) for e in mine),
                      layer=f"LoadBalancer {address} announced by {node} (ARP), externalTrafficPolicy Local: "
-                           f"{node}'s endpoints, unmasqueraded", show=show)
+                           f"{node}'s endpoints, unmasqueraded", show=show, looks=looks)
     return Check(id=f"loadbalancer/outside->{name}", family="loadbalancer", source=OUTSIDE,
                  target=dict(target, path="/hostname"), want=("covers", tuple(sorted(e.pod for e in eps))),
-                 count=10 * len(eps), label=f"outside -> {address}:{port} ({name}): every endpoint answers",
+                 count=10 * len(eps), label=f"outside -> {address}:{port.port} ({name}): every endpoint answers",
                  reaches=tuple(key_of(service.namespace, e.pod) for e in eps),
                  layer=f"LoadBalancer {address} announced by {node} (ARP), then the service rules on {node}",
-                 show=show)
+                 show=show, looks=looks)
 
 
 def allows(verdict) -> bool:
     return verdict is None or verdict.allowed
 
 
-def policy_show(verdict, src: Pod, dst: Pod) -> str:
-    """The commands that show the policies and the rules of the side that decided."""
+def policy_looks(verdict, src: Pod, dst: Pod) -> tuple[str, tuple]:
+    """The policies that decided (lab commands) and the policy rules of the node of the side that did (a look)."""
     side = dst if verdict.direction != "egress" else src
-    return f"lab describe netpol -n {side.namespace}; lab exec {side.node} -- nft list table ip lab-policy"
+    described = "; ".join(f"lab describe netpol {name} -n {namespace}"
+                          for namespace, name in (split_key(key) for key in verdict.policies))
+    return described, ((node_of(side), POLICY_LOOK),)
 
 
 def policy_expectation(check: Check, verdict, src: Pod, dst: Pod) -> Check:
     """A pod-to-pod check as the NetworkPolicies make it: refused (and why) or allowed (and by which)."""
     if verdict is None:
         return check
-    show = policy_show(verdict, src, dst)
+    described, looks = policy_looks(verdict, src, dst)
     if verdict.allowed:
-        return replace(check, layer=f"{check.layer}; NetworkPolicy: {verdict.reason}", show=f"{check.show}; {show}")
+        return replace(check, layer=f"{check.layer}; NetworkPolicy: {verdict.reason}",
+                       show="; ".join(filter(None, [described, check.show])), looks=check.looks + looks)
     return replace(check, want=("closed",), label=f"{check.label} blocked", layer=f"NetworkPolicy: {verdict.reason}",
-                   show=show)
+                   show=described, looks=looks)
 
 
 def against_intent(check: Check, verdict, meant, src: Pod, dst: Pod) -> Check:
@@ -372,12 +469,14 @@ def against_intent(check: Check, verdict, meant, src: Pod, dst: Pod) -> Check:
     one) disagree: it wants what was meant, and names the policy that decides now."""
     trace = f"lab trace {src.key} {dst.key}"
     if allows(meant):
+        described, looks = policy_looks(verdict, src, dst)
         return replace(check, layer=f"NetworkPolicy: {verdict.reason}; it was meant to be allowed (before "
-                                    "`lab break`)", show=f"{policy_show(verdict, src, dst)}; {trace}")
+                                    "`lab break`)", show=f"{described}; {trace}", looks=looks, on_paper=True)
     now = verdict.reason if verdict is not None else "no policy isolates either end"
+    described, looks = policy_looks(meant, src, dst)
     return replace(check, want=("closed",), label=f"{check.label} blocked",
                    layer=f"NetworkPolicy: {now}; it was meant to be blocked (before `lab break`): {meant.reason}",
-                   show=f"{policy_show(meant, src, dst)}; {trace}")
+                   show=f"{described}; {trace}", looks=looks, on_paper=True)
 
 
 def judged_elsewhere(check: Check, objects: LabObjects, judge) -> bool:

@@ -90,9 +90,10 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
     name = (f"{gateway_key}/{listener.name} {sample.method} {sample.host}{sample.path}"
             + "".join(f" [{k}: {v}]" for k, v in sorted(sample.headers.items()))
             + (f" (as {route.key} meant it)" if refused else ""))
-    gateway_name = gateway_key.split("/")[1]
+    gateway_namespace, gateway_name = gateway_key.split("/")
     show = (f"lab describe ingress {route.name.split(':')[0]} -n {route.namespace}" if family == "ingress" else
-            f"lab describe httproute {route.name} -n {route.namespace}; lab describe gateway {gateway_name}")
+            f"lab describe httproute {route.name} -n {route.namespace}; "
+            f"lab describe gateway {gateway_name} -n {gateway_namespace}")
     if redirects(chosen):
         spec = next(f for f in rule.filters if f.get("type") == "RequestRedirect").get("requestRedirect") or {}
         code = str(spec.get("statusCode", 302))
@@ -101,7 +102,7 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
                      target=dict(target, reply_header="Location"), want=("status", code, location),
                      label=f"outside -> {name}: {code} redirect to {location} ({where})",
                      layer="; ".join([f"Gateway {gateway_key}'s proxy: a RequestRedirect filter ({where})",
-                                      *filter(None, [why_not])]), show=show)
+                                      *filter(None, [why_not])]), show=show, on_paper=bool(why_not))
     shares: dict[str, float] = {}
     pods: dict[str, str] = {}
     problems = [why_not] if why_not else []
@@ -128,4 +129,4 @@ def route_check(objects: LabObjects, world: World, gateway_key: str, address: st
                  want=("shares", pods, shares, SHARE_TOLERANCE), count=count,
                  label=f"outside -> {name}: " + ", ".join(f"{k} {v:g}%" for k, v in shares.items()) + f" ({where})",
                  reaches=proxies + tuple(f"{objects.services[k].namespace}/{p}" for p, k in pods.items()),
-                 layer="; ".join([layer, *problems]), show=show)
+                 layer="; ".join([layer, *problems]), show=show, on_paper=bool(problems))
