@@ -1,17 +1,22 @@
 """`lab verify` on the 3-node lab: passes when healthy, fails in the right family for each injected
-fault and passes again after `lab fix`; expectations as data; JUnit; the pytest fixtures."""
+fault, each failure's hint naming the broken node (or object) and a command that shows the fault, and passes
+again after `lab fix`; expectations as data; JUnit; the pytest fixtures."""
 
 from __future__ import annotations
 
 import html
 import json
+import re
+import shlex
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from orchestrator.verify.checks import hint_commands
 from orchestrator.verify.faults import FAULTS
 from orchestrator.verify.policy_faults import BREAKS as POLICY_FAULTS
 from .labtools import lab_cli
@@ -97,9 +102,77 @@ def test_a_healthy_lab_passes_every_family(verified, tmp_path):
     assert {"test_pods_use_the_cluster_dns", "test_pod_interfaces_have_the_mtu_of_their_node_network"} <= set(names)
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """How a fault shows: the command every failing check's hint must carry, on the node `lab break` names (a
+    `lab exec NODE -- ...` that runs it) or, for a fault on an object, naming that object; and a text (a regular
+    expression) in that command's output only while the lab is broken, or only once it is fixed. `facts` reads
+    the values both are written with from `lab break`'s line."""
+    on: str  # "node", or the kind of the object `lab break` names: the hint's command is then a lab command
+    command: str
+    shows: str
+    while_broken: bool
+    facts: str = ""
+
+
+SHOWN_BY = {
+    "vxlan-fdb": Evidence("node", "bridge fdb show dev {dev}", r"{mac} dst {peer}", False,
+                          r"FDB entry (?P<mac>\S+) -> (?P<peer>\S+) on (?P<dev>\S+)"),
+    "ipmasq": Evidence("node", "grep ipMasq {conflist}", r'"ipMasq": true', True, r"\bin [^:\s]+:(?P<conflist>\S+)"),
+    "kube-sep": Evidence("node", "iptables -t nat -S {svc}", r"-j {sep}\b", False,
+                         r"chain (?P<sep>KUBE-SEP-\w+) .* its jump in (?P<svc>KUBE-SVC-\w+)"),
+    "dns-pod": Evidence("pod", "lab get pods -n {namespace} -o wide", r"{name}\s+1/1\s+Running", False),
+    "mtu": Evidence("node", "ip link show cni0", r"\bmtu 1000\b", True),
+    "lb-address": Evidence("node", "ip -br addr", r"\b{address}/32\b", False, r"deleted (?P<address>[\d.]+) "),
+    "stray-policy": Evidence("node", "nft list table ip lab-policy", r"ip daddr {ip} drop", True,
+                             r"\((?P<ip>[\d.]+)\), which"),
+    "gateway-backend-port": Evidence("httproute", "lab describe httproute {name} -n {namespace}",
+                                     r"/{backend}:{port}\b", True,
+                                     r"backendRef (?P<backend>\S+) port \S+ -> (?P<port>\d+)"),
+    "listener-hostname": Evidence("gateway", "lab describe gateway {name} -n {namespace}", r"hostname {hostname}",
+                                  True, r"-> (?P<hostname>\S+): no route"),
+    "deny-all": Evidence("networkpolicy", "lab describe netpol {name} -n {namespace}", r"Name:\s+{name}\n", True),
+    "selector-typo": Evidence("networkpolicy", "lab describe netpol {name} -n {namespace}",
+                              r"From:\s+PodSelector:\s+{selector}\n", True, r"selector says (?P<selector>\S+)"),
+}
+
+
+def broken_where(line: str) -> dict[str, str]:
+    """kind -> name of what `lab break`'s line says it broke: 'broke lab L on node node1, service default/web: ...'
+    gives {"node": "node1", "service": "default/web"}."""
+    match = re.match(r"broke lab \S+ on (.+?): ", line)
+    assert match, line
+    return dict(item.split(" ", 1) for item in match.group(1).split(", "))
+
+
+def evidence_in_hint(evidence: Evidence, where: dict[str, str], facts: dict[str, str], show: str) -> list[list[str]]:
+    """The commands of a hint that run the evidence's command where the fault is."""
+    if evidence.on == "node":
+        wanted = evidence.command.format(**facts)
+        return [w for w in hint_commands(show) if w[:4] == ["lab", "exec", where["node"], "--"]
+                and wanted in " ".join(w[4:])]
+    namespace, name = where[evidence.on].split("/")
+    return [w for w in hint_commands(show) if " ".join(w) == evidence.command.format(namespace=namespace, name=name)]
+
+
+def run_hint(lab, words: list[str]) -> str:
+    """What a hint's command prints (both streams), run as the user would, on this lab."""
+    proc = lab_cli(words[1], "--inventory", lab.inventory_path, *words[2:])
+    return proc.stdout + proc.stderr
+
+
+def test_every_fault_says_how_it_shows():
+    assert set(SHOWN_BY) == set(FAULTS)
+
+
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_each_fault_fails_its_family_and_fix_repairs_it(verified, fault):
+def test_each_fault_fails_its_family_its_hints_show_it_and_fix_repairs_it(verified, fault):
     broke = lab_cli("break", fault, "-i", verified.inventory_path, check=True).stdout
+    evidence = SHOWN_BY[fault]
+    where = broken_where(broke)
+    facts = re.search(evidence.facts, broke).groupdict() if evidence.facts else {}
+    if evidence.on != "node":
+        facts.update(zip(("namespace", "name"), where[evidence.on].split("/"), strict=True))
     try:
         code, report = verify_json(verified)
         assert code == 1 and not report["passed"]
@@ -113,14 +186,22 @@ def test_each_fault_fails_its_family_and_fix_repairs_it(verified, fault):
         from_pods = {f"{c['label']}: {c['reason']}" for c in reasons
                      if c["reason"] and c["id"].startswith(("pod", "dns", "mtu"))}
         assert from_pods <= {e["message"] for e in warned}  # each failed check from a pod is an event of that pod
-        if fault == "mtu":  # each failure names the node whose MTU is wrong, and a command that shows an MTU
-            node = broke.split("dropped ", 1)[1].split("'s cni0")[0]
-            tripped = [c for c in reasons if c["family"] == "mtu"]
-            assert all(f"lab exec {node} -- ip link show cni0" in c["show"] for c in tripped), tripped
+        # every failure's hint runs the command that shows the fault where `lab break` put it
+        shown = {c["id"]: evidence_in_hint(evidence, where, facts, c["show"]) for c in reasons}
+        assert all(shown.values()), {c["id"]: c["show"] for c in reasons if not shown[c["id"]]}
+        commands = sorted({tuple(words) for found in shown.values() for words in found})
+        while_broken = [run_hint(verified, list(words)) for words in commands]
     finally:
         fixed = lab_cli("fix", "-i", verified.inventory_path, check=True).stdout
     code, report = verify_json(verified)
     assert code == 0, [c["label"] + ": " + c["reason"] for c in report["checks"] if not c["ok"]]
+    # ... and what it prints shows the fault: the text is there only while broken (or only once fixed)
+    sign = re.compile(evidence.shows.format(**{k: re.escape(v) for k, v in facts.items()}))
+    for words, before in zip(commands, while_broken, strict=True):
+        after = run_hint(verified, list(words))
+        assert (bool(sign.search(before)), bool(sign.search(after))) == (evidence.while_broken,
+                                                                         not evidence.while_broken), \
+            f"{shlex.join(words)} does not show {fault} ({sign.pattern}):\nbroken:\n{before}\nfixed:\n{after}"
     if fault in POLICY_FAULTS:  # it deletes the policy it applied, and says so
         assert "deleted (`lab break" in fixed and not lab_cli("get", "netpol", "-A", "-i", verified.inventory_path,
                                                                check=True).stdout.strip(), fixed
