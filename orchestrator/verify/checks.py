@@ -22,6 +22,7 @@ from orchestrator.core.errors import InputError
 from orchestrator.core.model import Inventory
 from orchestrator.core.manifests import ServicePort
 from orchestrator.core.objects import LabObjects, Pod, Service, key_of, split_key
+from orchestrator.core.script import either, quote, redirect
 from orchestrator.layers.nodes.facts import conflist_path
 from orchestrator.layers.overlay.plan import vxlan_device
 from orchestrator.layers.pods.namespaces import namespace_labels
@@ -178,7 +179,7 @@ def overlay_looks(inv: Inventory) -> tuple[str, ...]:
 
 
 # a node's NetworkPolicy rules, as lesson 13 looks at them: the table exists only while some rule is loaded
-POLICY_LOOK = f"nft list table ip {POLICY_TABLE} 2>/dev/null || echo no {POLICY_TABLE} table"
+POLICY_LOOK = either(redirect(f"nft list table ip {POLICY_TABLE}", stderr="/dev/null"), f"echo no {POLICY_TABLE} table")
 
 
 def service_look(inv: Inventory, service: Service, port: ServicePort) -> str:
@@ -216,7 +217,7 @@ def hint_text(looks: Iterable[tuple[str, str]], lab_commands: str = "") -> str:
     for node, commands in by_node.items():
         line = "; ".join(commands)
         plain = len(commands) == 1 and not SHELL_SYNTAX & set(line)
-        shown.append(f"lab exec {node} -- {line if plain else 'sh -c ' + shlex.quote(line)}")
+        shown.append(f"lab exec {node} -- {line if plain else 'sh -c ' + quote(line)}")
     return "; ".join(shown + ([lab_commands] if lab_commands else []))
 
 
