@@ -177,7 +177,7 @@ def is_pod_netns(lab: str, netns: str) -> bool:
 # before reading it (exit REFUSED, one JSON answer saying so): it never misreads a request. `lab deploy`
 # replaces an agent.pyz whose digest differs from the controller's, so a node never keeps an older agent.
 # Raise PROTOCOL whenever a request or an answer changes shape.
-PROTOCOL = 9
+PROTOCOL = 10
 REFUSED = 3  # the agent's exit code for a request in a protocol it does not speak
 
 
@@ -255,6 +255,11 @@ class UsageAnswer(Answer):
 @dataclass
 class ProbeAnswer(Answer):
     results: list = field(default_factory=list)  # one {"ok", "reply" | "error"} per target, in order
+
+
+@dataclass
+class ProbeFromAnswer(Answer):
+    results: list = field(default_factory=list)  # per source, in order: its targets' results, as ProbeAnswer's
 
 
 @dataclass
@@ -376,6 +381,17 @@ class Probe(Request[ProbeAnswer]):
 
 
 @dataclass
+class ProbeFrom(Request[ProbeFromAnswer]):
+    """Probe from several places of the node in one call: `sources` [{"netns": a pod's network namespace, or
+    "" for the node's own, "targets": [...]}], each as Probe probes."""
+
+    VERB: ClassVar[str] = "probe-from"
+    ANSWER: ClassVar[type[Answer]] = ProbeFromAnswer
+    sources: list = field(default_factory=list)
+    timeout: float = 2.0
+
+
+@dataclass
 class ProxySync(Request[SyncAnswer]):
     """The node's service rules, NetworkPolicy table, stale UDP conntrack entries and DNS records. A whole
     request has no `base`; a change request (iptables) names the generation it builds on, the chains that
@@ -417,7 +433,7 @@ STORED_FIELDS = ("backend", "jumps", "tables", "nft", "policy", "generation", "a
                  "health_checks")
 
 VERBS = {cls.VERB: cls for cls in (PodsApply, PodsEnsure, PodsStatus, PodsReattach, PodsPurge, FlushCaches, Probe,
-                                   ProxySync, Usage)}
+                                   ProbeFrom, ProxySync, Usage)}
 
 
 def refusal(protocol) -> Answer:

@@ -32,13 +32,13 @@ from typing import Any, Callable
 
 from .cni import CniError, cni, load_conf
 from .contract import (CNI_PATH, PROTOCOL, REFUSED, VERBS, Answer, ContractError, FlushAnswer, PodsAnswer,
-                       PodsApplyAnswer, ProbeAnswer, UsageAnswer, refusal)
+                       PodsApplyAnswer, ProbeAnswer, ProbeFromAnswer, UsageAnswer, refusal)
 from .podroot import PodRootError, pod_init, run_in_session
 from .usage import usage
 from .pods import (enter_pod, flush_caches, forget_neighbours, pod_add, pod_del, pods_ensure, pods_purge, pods_reattach,
                    pods_status)
 from .healthz import serve_health_checks
-from .probes import probe
+from .probes import probe, probe_from
 from .relay import relay
 from .proxy import proxy_sync
 from .restore import restore
@@ -92,6 +92,7 @@ HANDLERS: dict[str, Callable[[str, Any], Answer]] = {
     "pods-purge": pods_purge_verb,
     "flush-caches": lambda lib, request: FlushAnswer(pods=flush_caches(lib)),
     "probe": lambda lib, request: ProbeAnswer(results=probe(request.targets, request.timeout)),
+    "probe-from": lambda lib, request: ProbeFromAnswer(results=probe_from(request.sources, request.timeout)),
     "proxy-sync": proxy_sync,
     "usage": usage_verb,
 }

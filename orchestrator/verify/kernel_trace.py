@@ -26,7 +26,7 @@ from orchestrator.layers.pods.namespaces import namespace_labels
 from orchestrator.layers.policy.plan import pod_endpoint, policies, verdict
 from orchestrator.providers.emulated_plan import OUTSIDE_HOST
 from orchestrator.verify.checks import OUTSIDE, node_of
-from orchestrator.verify.probes import probe_source
+from orchestrator.verify.probes import probe_group
 
 
 TABLE = "lab-trace"
@@ -40,7 +40,7 @@ class End:
 
     label: str
     ip: str
-    source: str = ""  # for probe_source: "pod:ns/name", "node:NAME", or "outside"
+    source: str = ""  # for probe_group: "pod:ns/name", "node:NAME", or "outside"
     pod: Optional[Pod] = None
     ports: tuple = ()  # a Service's target ports: what the packet's port becomes after DNAT
 
@@ -235,7 +235,7 @@ def trace(inv: Inventory, transport: Transport, objects: LabObjects, src_spec: s
                                             check=False) for n in nodes}
             wait_for_monitors(transport, nodes, limit)
             target = {"proto": protocol, "host": dst.ip, "port": port, "path": "/hostname"}
-            reply = probe_source(inv, objects, transport, src.source, [target])[0]
+            reply = probe_group(inv, objects, transport, [src.source], {src.source: [target]})[src.source][0]
             for name, future in monitors.items():
                 hops += parse_trace(name, future.result().stdout)
     finally:

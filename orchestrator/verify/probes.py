@@ -1,5 +1,5 @@
-"""Running the checks: one probe command per source (a pod, a node, the outside host) with all its
-targets at once, the sources in parallel, then a verdict per check."""
+"""Running the checks: one agent call per node probing from the node and its pods (the outside host's
+apart), each source with all its targets at once, then a verdict per check."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 from orchestrator.agent.pods import wait_listening
-from orchestrator.agent.probes import PROBE_WORKERS
-from orchestrator.agent.contract import FlushCaches, Probe
+from orchestrator.agent.probes import PROBE_WORKERS, SOURCES_AT_ONCE
+from orchestrator.agent.contract import FlushCaches, Probe, ProbeFrom
 from orchestrator.core.agent import call, call_local, local_agent_argv
 from orchestrator.core.errors import LabError
 from orchestrator.core.model import Inventory, Node
@@ -31,16 +31,26 @@ def batch_timeout(targets: list) -> float:
     return rounds * 2 * PROBE_TIMEOUT + 30
 
 
-def probe_source(inv: Inventory, objects: LabObjects, transport: Transport, source: str, targets: list) -> list:
-    request = Probe(targets=targets, timeout=PROBE_TIMEOUT)
-    if source == OUTSIDE:
-        return call_local(request, ("ip", "netns", "exec", f"{inv.name}-outside")).results
-    kind, _, name = source.partition(":")
-    if kind == "node":
-        return call(transport, name, inv.name, request, timeout=batch_timeout(targets)).results
-    pod = objects.pods[name]
-    return call(transport, node_of(pod), inv.name, request, ("ip", "netns", "exec", pod.netns),
-                timeout=batch_timeout(targets)).results
+def probe_group(inv: Inventory, objects: LabObjects, transport: Transport, group: list[str],
+                targets: dict[str, list]) -> dict[str, list]:
+    """The replies to each source's targets, for the sources of one group: the outside host's by itself, a
+    node's and its pods' in one agent call on that node (ProbeFrom), the prober run once more if it is ended."""
+    if group == [OUTSIDE]:
+        outside = Probe(targets=targets[OUTSIDE], timeout=PROBE_TIMEOUT)
+        return {OUTSIDE: call_local(outside, ("ip", "netns", "exec", f"{inv.name}-outside")).results}
+    sources: list[dict] = []
+    for source in group:
+        kind, _, name = source.partition(":")
+        sources.append({"netns": "" if kind == "node" else objects.pods[name].netns, "targets": targets[source]})
+    node = source_node(objects, group[0])
+    rounds = -(-len(sources) // SOURCES_AT_ONCE)
+    timeout = rounds * max(batch_timeout(s["targets"]) for s in sources)
+    request = ProbeFrom(sources=sources, timeout=PROBE_TIMEOUT)
+    try:
+        answer = call(transport, node, inv.name, request, timeout=timeout)
+    except CommandKilled:  # the prober itself was ended, not answered by the network: once more
+        answer = call(transport, node, inv.name, request, timeout=timeout)
+    return dict(zip(group, answer.results, strict=True))
 
 
 def unreachable_nodes(transport: Transport) -> dict[str, str]:
@@ -85,16 +95,17 @@ def probe_checks(inv: Inventory, objects: LabObjects, transport: Transport,
     return {o.check.id: o for o in outcomes}
 
 
+def source_node(objects: LabObjects, source: str) -> str:
+    """The node a source probes from (the outside host is its own)."""
+    kind, _, name = source.partition(":")
+    return name if kind == "node" else node_of(objects.pods[name]) if kind == "pod" else source
+
+
 def source_groups(objects: LabObjects, sources) -> dict[str, list[str]]:
-    """The sources by node (the node and its pods; the outside host alone), probed one group after the
-    other. On one machine all namespaces share the kernel's ARP table, capped by the root namespace's
-    gc_thresh3 (1024 entries, not ours to change): all pairs of 100 pods need more neighbour entries than
-    that at once (every pod learns its node's other pods); one node's pods at a time need a few hundred."""
+    """The sources by node (the node and its pods; the outside host alone)."""
     groups: dict[str, list[str]] = {}
     for source in sources:
-        kind, _, name = source.partition(":")
-        node = name if kind == "node" else node_of(objects.pods[name]) if kind == "pod" else source
-        groups.setdefault(node, []).append(source)
+        groups.setdefault(source_node(objects, source), []).append(source)
     return groups
 
 
@@ -102,24 +113,30 @@ def probe_round(inv: Inventory, objects: LabObjects, transport: Transport, check
     by_source: dict[str, list[Check]] = {}
     for check in checks:
         by_source.setdefault(check.source, []).append(check)
+    targets = {source: [check.target for check in found for _ in range(check.count)]
+               for source, found in by_source.items()}
 
-    def work(source: str):
-        targets = [check.target for check in by_source[source] for _ in range(check.count)]
+    def work(group: list[str]) -> dict[str, list]:
         try:
-            try:
-                return probe_source(inv, objects, transport, source, targets)
-            except CommandKilled:  # the prober itself was ended, not answered by the network: once more
-                return probe_source(inv, objects, transport, source, targets)
-        except Exception as exc:  # noqa: BLE001 - the source itself failed; every check from it fails so
-            return [{"ok": False, "error": f"could not probe from {source}: {exc}"}] * len(targets)
+            return probe_group(inv, objects, transport, group, targets)
+        except Exception as exc:  # noqa: BLE001 - the group's prober failed; every check from it fails so
+            return {source: [{"ok": False, "error": f"could not probe from {source}: {exc}"}] * len(targets[source])
+                    for source in group}
 
+    groups = source_groups(objects, by_source)
     replies: dict[str, list] = {}
-    with ThreadPoolExecutor(max_workers=min(16, len(by_source) or 1)) as pool:
-        for node, group in source_groups(objects, by_source).items():
-            replies.update(zip(group, pool.map(work, group), strict=True))
-            if inv.emulated is not None and node in transport.nodes:
-                # Emulated nodes share this machine's ARP table (see source_groups): the neighbours this
-                # node's pods just learned are forgotten before the next node's pods probe.
+    if inv.emulated is None:
+        with ThreadPoolExecutor(max_workers=min(16, len(groups))) as pool:
+            for found in pool.map(work, groups.values()):
+                replies.update(found)
+    else:
+        # Emulated nodes share this machine's ARP table, capped by the root namespace's gc_thresh3 (1024
+        # entries, not ours to change): all pairs of 100 pods need more neighbour entries than that at once
+        # (every pod learns its node's other pods), one node's pods a few hundred. So one node's sources probe
+        # at a time, and the neighbours they learned are forgotten before the next node's.
+        for node, group in groups.items():
+            replies.update(work(group))
+            if node in transport.nodes:
                 with contextlib.suppress(LabError):  # a node that does not answer: its checks say so
                     call(transport, node, inv.name, FlushCaches())
     outcomes: dict[str, Outcome] = {}

@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.agent.cni import CniError, check_arguments, load_conf, plugin_config
 from orchestrator.agent.contract import ProxySync
-from orchestrator.agent.probes import probe_one
+from orchestrator.agent.probes import probe_from, probe_one
 
 
 CONFLIST = {
@@ -64,6 +64,17 @@ def test_container_id_and_interface_name_follow_the_spec(container_id, ifname, o
 
 def test_probe_reports_refused_and_timeout_without_raising():
     assert probe_one({"proto": "tcp", "host": "127.0.0.1", "port": 9}, 0.5) == {"ok": False, "error": "refused"}
+
+
+def test_probing_from_many_sources_answers_each_in_order_and_a_gone_namespace_fails_alone():
+    closed = {"proto": "tcp", "host": "127.0.0.1", "port": 9}
+    udp = {"proto": "udp", "host": "127.0.0.1", "port": 9}
+    sources = [{"netns": "", "targets": [closed] * 3}, {"netns": "lab-test-gone-ns", "targets": [closed]}]
+    sources += [{"netns": "", "targets": [udp, closed]} for _ in range(40)]  # more than SOURCES_AT_ONCE
+    results = probe_from(sources, 0.5)
+    assert results[0] == [{"ok": False, "error": "refused"}] * 3
+    assert results[1] == [{"ok": False, "error": "network namespace lab-test-gone-ns is gone"}]
+    assert results[2:] == [[{"ok": False, "error": "refused"}] * 2] * 40
 
 
 def test_the_rules_a_node_holds_are_kept_whole_then_as_a_journal_of_changes(tmp_path):

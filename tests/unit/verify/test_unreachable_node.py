@@ -8,7 +8,7 @@ from ipaddress import IPv4Address
 
 from rich.console import Console
 
-from orchestrator.agent.contract import VERBS, Probe
+from orchestrator.agent.contract import VERBS, FlushCaches, ProbeFrom
 from orchestrator.agent.probes import PROBE_WORKERS
 from orchestrator.core.model import Cluster, Inventory, Node, Ssh
 from orchestrator.core.objects import LabObjects, Pod
@@ -36,10 +36,12 @@ class Nodes:
         if argv == ["true"]:
             return Result(node.name, "true", 0, "", "")
         request = VERBS[argv[-1]].from_json(stdin)
-        assert isinstance(request, Probe)
+        if isinstance(request, FlushCaches):
+            return Result(node.name, " ".join(argv), 0, request.ANSWER().to_json(), "")
+        assert isinstance(request, ProbeFrom)
         self.probed_on.add(node.name)
-        answer = request.ANSWER(results=[{"ok": True, "reply": self.names.get(t.get("host"), "x") + " 10.244.1.9"}
-                                         for t in request.targets])
+        answer = request.ANSWER(results=[[{"ok": True, "reply": self.names.get(t.get("host"), "x") + " 10.244.1.9"}
+                                          for t in source["targets"]] for source in request.sources])
         return Result(node.name, " ".join(argv), 0, answer.to_json(), "")
 
     def run_all(self, action, nodes=None):
@@ -86,8 +88,8 @@ def test_a_source_whose_every_probe_times_out_still_gets_each_answer_back():
 
 
 class KilledOnce(Nodes):
-    """Every node answers, but the first prober from web-1's namespace is ended by a signal: sshd reports no
-    exit status (paramiko's -1) and no answer."""
+    """Every node answers, but the first prober is ended by a signal: sshd reports no exit status (paramiko's
+    -1) and no answer."""
 
     def __init__(self, pods: dict[str, Pod]):
         super().__init__(pods)
@@ -97,7 +99,7 @@ class KilledOnce(Nodes):
         node = self.nodes[node] if isinstance(node, str) else node
         if node.name == "node3":
             return super().run(self.nodes["node1"], argv, stdin, **kwargs)
-        if "netns" in argv and not self.killed:
+        if argv[-1] == "probe-from" and not self.killed:
             self.killed += 1
             return Result(node.name, " ".join(argv), -1, "", "")
         return super().run(node, argv, stdin, **kwargs)
@@ -107,5 +109,5 @@ def test_a_prober_ended_by_a_signal_is_run_once_more_and_its_checks_are_judged_o
     objects = lab()
     nodes = KilledOnce(objects.pods)
     outcomes = run_checks(INV, objects, nodes, [c for c in plan_checks(INV, objects) if c.family == "pod-to-pod"])
-    assert nodes.killed == 1  # the prober from a pod was ended once
+    assert nodes.killed == 1  # a node's prober was ended once
     assert outcomes and not any("could not probe" in o.reason for o in outcomes)  # and its second run answered
