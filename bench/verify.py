@@ -76,8 +76,8 @@ def main() -> None:
             lab("destroy", "-i", inv_path)
             lab("down", "--name", name)
     lines += ["", "lab verify runs one probe-from command per node (a forked prober per pod, 16 at a time, each with "
-              "all its targets); the naive way is timed on 40 pairs and extrapolated. Aims: all pairs of 100 pods well under a minute; the demo "
-              "lab under 10 s.",
+              "all its targets); the naive way is timed on 40 pairs and extrapolated. Aims: all pairs of 100 pods "
+              "well under a minute; the demo lab under 10 s.",
               "Sources are probed one node's pods at a time, and on emulated labs their learned neighbours are "
               "flushed before the next node's: all namespaces share this machine's ARP table, capped by the root "
               "namespace's gc_thresh3 (1024), which the lab must not change, and all pairs of 100 pods at once "

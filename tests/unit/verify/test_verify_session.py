@@ -5,6 +5,7 @@ each outcome the probes found, and the plugin's fixtures use the session's open 
 import contextlib
 import io
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -31,9 +32,15 @@ def run(path, session: LabSession, *args: str) -> _Collector:
 def test_the_suite_makes_one_test_of_each_outcome_from_the_session(tmp_path):
     session = LabSession(inventory=object(), transport=object(),
                          outcomes=[outcome("b", True), outcome("c", False, "timed out")])
-    collector = run(Path(suite.__file__), session, "-k", "test_reachability")
-    assert collector.passed == 1
-    assert collector.failed == []  # a failed reachability test is reported from its outcome, not twice
+    junit = tmp_path / "junit.xml"
+    collector = run(Path(suite.__file__), session, "-k", "test_reachability", "--junitxml", str(junit))
+    cases = {c.get("name"): [f.get("message", "") for f in c.iter("failure")]
+             for c in ElementTree.parse(junit).getroot().iter("testcase")}
+    assert sorted(cases) == ["test_reachability[pod-to-pod/b]", "test_reachability[pod-to-pod/c]"]
+    assert cases["test_reachability[pod-to-pod/b]"] == []
+    assert "a -> c: timed out" in cases["test_reachability[pod-to-pod/c]"][0]
+    # the reachability checks are counted from their outcomes, not again as checks inside pods and nodes
+    assert (collector.passed, collector.failed) == (0, [])
 
 
 def test_the_fixtures_use_the_sessions_transport_and_inventory(tmp_path):
