@@ -19,7 +19,7 @@ import yaml
 
 from orchestrator.core.errors import InputError, field_error, yaml_error
 from orchestrator.core.model import (ACCELERATORS, Cluster, Emulated, Inventory, Node, OVERLAY_BACKENDS, Overlay,
-        PROVIDERS, PROXY_MODES, Ssh)
+        PROVIDERS, PROXY_MODES, Ssh, Subnet)
 from orchestrator.core.render import dump_yaml
 
 
@@ -39,12 +39,14 @@ IFNAMSIZ = 15  # longest Linux interface name
 # Names the emulated provider gives its own namespaces (<lab>-underlay, ...); nodes can't take them.
 RESERVED_NODE_NAMES = ("underlay", "router", "outside", "host")
 
-TOP_KEYS = ("cluster", "ssh", "nodes", "emulated")
+TOP_KEYS = ("cluster", "ssh", "subnets", "nodes", "emulated")
 CLUSTER_KEYS = ("name", "cluster_cidr", "node_subnet_size", "service_cidr", "dns_domain", "overlay", "proxy_mode")
-OVERLAY_KEYS = ("backend", "vni", "port", "mtu")
+OVERLAY_KEYS = ("backend", "vni", "port", "mtu", "directRouting")
 SSH_KEYS = ("user", "port", "key", "known_hosts", "become", "jump", "connect_timeout", "command_timeout")
-NODE_KEYS = ("name", "address", "ssh_host", "user", "port", "key", "become", "labels")
-EMULATED_KEYS = ("nodes", "node_prefix", "underlay_mtu", "sudo_user", "provider", "memory", "accel")
+NODE_KEYS = ("name", "address", "ssh_host", "user", "port", "key", "become", "labels", "subnet")
+SUBNET_KEYS = ("name", "cidr")
+EMULATED_KEYS = ("nodes", "node_prefix", "underlay_mtu", "sudo_user", "provider", "memory", "accel", "subnets")
+MAX_SUBNETS = 4  # an emulated lab's /24 underlay, split in up to four
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
@@ -218,7 +220,8 @@ def parse(text: str, source: str, base_dir: Path) -> Inventory:
     cluster = parse_cluster(top.section("cluster", CLUSTER_KEYS))
     ssh = parse_ssh(top.section("ssh", SSH_KEYS))
     emulated = parse_emulated(top.section("emulated", EMULATED_KEYS)) if top.has("emulated") else None
-    nodes = parse_nodes(top, ssh)
+    subnets = parse_subnets(top, cluster)
+    nodes = parse_nodes(top, ssh, subnets)
     if not nodes and emulated is None:
         raise top.error("nodes", "no nodes listed", "list the nodes, or use `lab up` for emulated nodes")
     check_node_subnets(top, cluster, len(nodes) or (emulated.nodes if emulated else 0))
@@ -227,7 +230,8 @@ def parse(text: str, source: str, base_dir: Path) -> Inventory:
             if node.address in net:
                 raise top.error(f"nodes[{index}].address", f"{node.address} is inside cluster.{label} {net}",
                                 "node addresses must be outside the pod and service ranges; change one of them")
-    return Inventory(source=source, cluster=cluster, nodes=tuple(nodes), emulated=emulated)
+    check_one_segment_for_host_gw(top, cluster, nodes, emulated)
+    return Inventory(source=source, cluster=cluster, nodes=tuple(nodes), emulated=emulated, subnets=subnets)
 
 
 def check_lab_name(name: str, example: str = "demo") -> None:
@@ -277,8 +281,12 @@ def parse_overlay(sec: Section) -> Overlay:
         mtu = None
     elif mtu is not None:
         mtu = sec.integer("mtu", 0, 576, 9000)
+    direct_routing = sec.boolean("directRouting", False)
+    if direct_routing and backend != "vxlan":
+        raise sec.error(sec.path("directRouting"), f"is an option of the vxlan backend, not of {backend} "
+                        "(whose routes are all direct already)", "remove directRouting, or use `backend: vxlan`")
     return Overlay(backend=backend, vni=sec.integer("vni", 1, 1, 16777215),
-                   port=sec.integer("port", 8472, 1, 65535), mtu=mtu)
+                   port=sec.integer("port", 8472, 1, 65535), mtu=mtu, direct_routing=direct_routing)
 
 
 def parse_ssh(sec: Section, defaults: Ssh = Ssh()) -> Ssh:
@@ -314,7 +322,8 @@ def parse_emulated(sec: Section) -> Emulated:
                         f"use one of: {', '.join(ACCELERATORS)}")
     return Emulated(nodes=sec.integer("nodes", 3, 1, 200), node_prefix=prefix,
                     underlay_mtu=sec.integer("underlay_mtu", 1500, 1280, 9000), sudo_user=sudo_user,
-                    provider=provider, memory=sec.integer("memory", 1024, 256, 65536), accel=accel)
+                    provider=provider, memory=sec.integer("memory", 1024, 256, 65536), accel=accel,
+                    subnets=sec.integer("subnets", 1, 1, MAX_SUBNETS))
 
 
 def user_name_problem(name: str) -> Optional[tuple[str, str]]:
@@ -327,7 +336,78 @@ def user_name_problem(name: str) -> Optional[tuple[str, str]]:
     return None
 
 
-def parse_nodes(top: Section, ssh: Ssh) -> list[Node]:
+def parse_subnets(top: Section, cluster: Cluster) -> tuple[Subnet, ...]:
+    """The underlay subnets (racks, zones) nodes may name: each its own L2 segment."""
+    subnets: list[Subnet] = []
+    for index, item in enumerate(top.items("subnets")):
+        sec = Section(item, f"subnets[{index}]", top.source, top.base_dir, SUBNET_KEYS)
+        name = sec.string("name", required=True)
+        if not HOSTNAME_LABEL.match(name):
+            raise sec.error(sec.path("name"), f"{name!r} is not a usable subnet name",
+                            "use lowercase letters, digits and '-', e.g. rack1")
+        cidr = sec.network("cidr", sec.string("cidr", required=True))
+        for other_index, other in enumerate(subnets):
+            if other.name == name:
+                raise sec.error(sec.path("name"), f"duplicate subnet name {name!r} (also subnets[{other_index}])",
+                                "give every subnet its own name")
+            if other.cidr.overlaps(cidr):
+                raise sec.error(sec.path("cidr"), f"{cidr} overlaps subnets[{other_index}] {other.name} {other.cidr}",
+                                "give every subnet its own range")
+        for label, net in (("cluster_cidr", cluster.cluster_cidr), ("service_cidr", cluster.service_cidr)):
+            if cidr.overlaps(net):
+                raise sec.error(sec.path("cidr"), f"{cidr} overlaps cluster.{label} {net}",
+                                "underlay subnets must be outside the pod and service ranges")
+        subnets.append(Subnet(name, cidr))
+    return tuple(subnets)
+
+
+def node_subnet(sec: Section, address: ipaddress.IPv4Address, subnets: tuple[Subnet, ...]) -> Optional[str]:
+    """The subnet a node is on: the one it names (which must exist and hold its address), else the one that
+    holds its address; None in an inventory without subnets."""
+    names = [s.name for s in subnets]
+    name = sec.string("subnet")
+    if name is None:
+        if not subnets:
+            return None
+        holding = [s.name for s in subnets if address in s.cidr]
+        if not holding:
+            raise sec.error(sec.path("address"), f"{address} is in none of the subnets "
+                            f"({', '.join(f'{s.name} {s.cidr}' for s in subnets)})",
+                            "give the node an address in one of them, or add `subnet:` naming its subnet")
+        return holding[0]
+    if name not in names:
+        known = (f"subnets are: {', '.join(names)}" if names else
+                 "the inventory declares no subnets (add them under `subnets:` with a name and a cidr)")
+        raise sec.error(sec.path("subnet"), f"no subnet named {name!r}{did_you_mean(name, names)}",
+                        f"name one that exists; {known}")
+    cidr = next(s.cidr for s in subnets if s.name == name)
+    if address not in cidr:
+        raise sec.error(sec.path("address"), f"{address} is not in its subnet {name} {cidr}",
+                        f"give an address in {cidr}, or name the subnet that holds it")
+    return name
+
+
+def check_one_segment_for_host_gw(top: Section, cluster: Cluster, nodes: list[Node],
+                                  emulated: Optional[Emulated]) -> None:
+    """flannel's host-gw routes each pod subnet via the node's address, so it needs every node on one L2
+    segment; refuse it across subnets, as flannel documents, before any node is touched."""
+    if cluster.overlay.backend != "host-gw":
+        return
+    fix = ("use `backend: vxlan` (with `directRouting: true` for plain routes inside a subnet), "
+           "or put every node on one subnet")
+    spread: dict[str, list[str]] = {}
+    for node in nodes:
+        spread.setdefault(node.subnet or "-", []).append(node.name)
+    if len(spread) > 1:
+        where = ", ".join(f"{subnet} ({' '.join(names)})" for subnet, names in spread.items())
+        raise top.error("cluster.overlay.backend", "host-gw needs every node on one L2 segment, but the nodes are "
+                        f"on {len(spread)} subnets: {where}", fix)
+    if not nodes and emulated is not None and emulated.subnets > 1:
+        raise top.error("cluster.overlay.backend", f"host-gw needs every node on one L2 segment, but "
+                        f"emulated.subnets is {emulated.subnets}", fix)
+
+
+def parse_nodes(top: Section, ssh: Ssh, subnets: tuple[Subnet, ...] = ()) -> list[Node]:
     raw = top.raw("nodes", [])
     if not isinstance(raw, list):
         raise top.error("nodes", f"expected a list, got {type(raw).__name__}", "write each node as `- name: ...`")
@@ -354,7 +434,8 @@ def parse_nodes(top: Section, ssh: Ssh) -> list[Node]:
                             "write e.g. `labels: {zone: a}`")
         nodes.append(Node(name=name, address=address, ssh_host=sec.string("ssh_host", str(address)),
                           ssh=parse_ssh(sec, ssh),
-                          labels={**well_known_labels(name), **{str(k): str(v) for k, v in labels.items()}}))
+                          labels={**well_known_labels(name), **{str(k): str(v) for k, v in labels.items()}},
+                          subnet=node_subnet(sec, address, subnets)))
     return nodes
 
 
@@ -393,23 +474,27 @@ def dump(inventory: Inventory, relative_to: Path) -> str:
 
     cluster = inventory.cluster
     overlay = {"backend": cluster.overlay.backend, "vni": cluster.overlay.vni, "port": cluster.overlay.port,
-               "mtu": cluster.overlay.mtu if cluster.overlay.mtu is not None else "auto"}
+               "mtu": cluster.overlay.mtu if cluster.overlay.mtu is not None else "auto",
+               **({"directRouting": True} if cluster.overlay.direct_routing else {})}
     data: dict[str, Any] = {
         "cluster": {"name": cluster.name, "cluster_cidr": str(cluster.cluster_cidr),
                     "node_subnet_size": cluster.node_subnet_size, "service_cidr": str(cluster.service_cidr),
                     "dns_domain": cluster.dns_domain, "overlay": overlay, "proxy_mode": cluster.proxy_mode},
     }
+    if inventory.subnets:
+        data["subnets"] = [{"name": s.name, "cidr": str(s.cidr)} for s in inventory.subnets]
     if inventory.nodes:
         ssh = inventory.nodes[0].ssh
         data["ssh"] = {k: v for k, v in {
             "user": ssh.user, "port": ssh.port, "key": rel(ssh.key), "known_hosts": rel(ssh.known_hosts),
             "become": ssh.become, "jump": ssh.jump}.items() if v is not None}
-        data["nodes"] = [{"name": n.name, "address": str(n.address),
+        data["nodes"] = [{"name": n.name, "address": str(n.address), **({"subnet": n.subnet} if n.subnet else {}),
                           **({"labels": own_labels(n)} if own_labels(n) else {})} for n in inventory.nodes]
     if inventory.emulated:
         e = inventory.emulated
         data["emulated"] = {"nodes": e.nodes, "node_prefix": e.node_prefix, "underlay_mtu": e.underlay_mtu,
-                            **({"sudo_user": e.sudo_user} if e.sudo_user else {})}
+                            **({"sudo_user": e.sudo_user} if e.sudo_user else {}),
+                            **({"subnets": e.subnets} if e.subnets > 1 else {})}
         if e.provider != "local":
             data["emulated"].update(provider=e.provider, memory=e.memory, accel=e.accel)
     return dump_yaml(data)

@@ -28,6 +28,8 @@ class Overlay:
     vni: int = 1
     port: int = 8472
     mtu: Optional[int] = None  # None: underlay MTU minus the encapsulation overhead
+    # flannel's vxlan DirectRouting: plain routes via the node to peers on the node's own subnet, VXLAN to the others
+    direct_routing: bool = False
 
     def pod_mtu(self, underlay_mtu: int) -> int:
         """The MTU pods get: explicit, or derived from the underlay's."""
@@ -103,6 +105,15 @@ class Node:
     ssh_host: str  # where SSH connects to; the address unless the inventory says otherwise
     ssh: Ssh
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    subnet: Optional[str] = None  # the name of the underlay subnet (rack, zone) it is on; None: the one subnet
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """One underlay subnet of the inventory: one L2 segment, routed to the others by a router."""
+
+    name: str
+    cidr: IPv4Network
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,7 @@ class Emulated:
     provider: str = "local"
     memory: int = 1024  # MiB per VM (qemu)
     accel: str = "auto"  # qemu's accelerator: auto probes KVM and falls back to TCG
+    subnets: int = 1  # underlay subnets (L2 segments) behind the lab's router; nodes take turns over them
 
     @property
     def shares_kernel(self) -> bool:
@@ -137,10 +149,15 @@ class Inventory:
     cluster: Cluster
     nodes: tuple[Node, ...] = ()
     emulated: Optional[Emulated] = None
+    subnets: tuple[Subnet, ...] = ()
 
     @property
     def name(self) -> str:
         return self.cluster.name
+
+    def same_segment(self, a: Node, b: Node) -> bool:
+        """Whether nodes `a` and `b` share one L2 segment (an inventory without subnets has one)."""
+        return a.subnet == b.subnet
 
     def node(self, name: str) -> Node:
         """The node called `name`; an InputError listing the known nodes otherwise."""
