@@ -1,5 +1,6 @@
 """The overlay that joins the nodes' pod subnets, flannel-style: a VXLAN device per node with a route,
-neighbour and FDB entry per peer, or (host-gw) a plain route per peer through the underlay.
+neighbour and FDB entry per peer, or (host-gw) a plain route per peer through the underlay. With vxlan's
+DirectRouting, peers on the node's own underlay subnet get the plain route and only the others VXLAN.
 
 Pure: `plan_overlay` computes what a node should have; the `*_changes` functions compare it with what the
 node has (a NodeState) and return the changes; nothing here touches a node.
@@ -93,6 +94,9 @@ def plan_overlay(inv: Inventory, node: Node, subnets: dict[str, IPv4Network], fa
                     address=subnet.network_address, mtu=pod_mtu)
         for peer in peers:
             peer_subnet = subnets[peer.name]
+            if overlay.direct_routing and inv.same_segment(node, peer):
+                routes.append(Route(peer_subnet, peer.address, own.underlay_device))
+                continue
             mac = vtep_mac(cluster.name, peer.name)
             # flannel's order per peer: route via the peer's VTEP address (onlink), its neighbour, its FDB entry
             routes.append(Route(peer_subnet, peer_subnet.network_address, vtep.device, onlink=True))
