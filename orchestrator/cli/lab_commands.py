@@ -35,18 +35,20 @@ def cmd_up(args) -> int:
     if provider == "qemu":
         from orchestrator.providers.qemu import QemuProvider
         inv = QemuProvider(progress).up(name, args.nodes, base, sudo_user=args.sudo_user, memory=args.memory,
-                                        accel=args.accel)
+                                        accel=args.accel, subnets=args.subnets)
         kind, place = "VMs (qemu)", lambda node: f"tap {node.name} in {name}-underlay"
     else:
         if args.memory or args.accel:
             raise InputError("--memory and --accel are for VMs: add --provider qemu")
-        inv = LocalProvider(progress).up(name, args.nodes, base, sudo_user=args.sudo_user)
+        inv = LocalProvider(progress).up(name, args.nodes, base, sudo_user=args.sudo_user, subnets=args.subnets)
         kind, place = "emulated nodes", lambda node: f"namespace {name}-{node.name}"
     table = Table(title=f"lab {name}: {len(inv.nodes)} {kind}", title_justify="left")
-    for column in ("NODE", "ADDRESS", "WHERE"):
+    subnets = {s.name: s.cidr for s in inv.subnets}
+    for column in ("NODE", "ADDRESS", *(("SUBNET",) if subnets else ()), "WHERE"):
         table.add_column(column)
     for node in inv.nodes:
-        table.add_row(node.name, str(node.address), place(node))
+        subnet = (f"{node.subnet} {subnets[node.subnet]}",) if subnets and node.subnet else ()
+        table.add_row(node.name, str(node.address), *subnet, place(node))
     out.print(table)
     out.print(f"inventory: {inv.source}")
     files = LabFiles.of(inv.name)

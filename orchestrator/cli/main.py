@@ -14,6 +14,7 @@ import sys
 from typing import Optional
 
 from orchestrator import __version__
+from orchestrator.core.inventory import MAX_SUBNETS
 from orchestrator.cli.common import err
 from orchestrator.cli.contexts import cmd_config, fill_namespace
 from orchestrator.cli.edits import cmd_edit, cmd_patch
@@ -69,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "lab up --name study --nodes 5\n"
                 "lab up --name vm --sudo-user lab   # log in as 'lab', commands through sudo\n"
                 "lab up --name demo --nodes 4    # add a node to a running lab\n"
-                "lab up --name vms --nodes 3 --provider qemu   # real Debian VMs (KVM or TCG)", parents=())
+                "lab up --name vms --nodes 3 --provider qemu   # real Debian VMs (KVM or TCG)\n"
+                "lab up --name racks --nodes 4 --subnets 2     # two underlay subnets behind the lab's router",
+                parents=())
     p.add_argument("--name", help="the lab's name (default: cluster.name of the inventory, 'demo')")
     p.add_argument("--nodes", type=int, choices=range(1, 201), metavar="N",
                    help="how many nodes, 1 to 200 (default: emulated.nodes of the inventory, 3)")
@@ -79,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "in as it instead of root (default: emulated.sudo_user of the inventory)")
     p.add_argument("--provider", choices=("local", "qemu"), help="local: emulated nodes (namespaces, this "
                    "machine's kernel; the default); qemu: real Debian VMs with their own kernel")
+    p.add_argument("--subnets", type=int, choices=range(1, MAX_SUBNETS + 1), metavar="N",
+                   help=f"underlay subnets, 1 to {MAX_SUBNETS}, each its own L2 segment routed by the lab's router; "
+                   "nodes take turns over them (default: emulated.subnets of the inventory, 1)")
     p.add_argument("--memory", type=int, metavar="MiB", help="memory per VM (qemu; default 1024)")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"),
                    help="qemu's accelerator (default auto: KVM when a probe boots under it, else TCG)")

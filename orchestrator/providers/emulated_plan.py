@@ -1,17 +1,22 @@
 """The pure plan of an emulated lab (providers/local.py applies it): the names and addresses of its
 namespaces, links and nodes (`layout()`, `choose_underlay()`), and the commands that make them
 (`infra_commands()`, `node_link_commands()`, `start_command()`), as data.
+
+The lab's /24 underlay is one subnet, or (`lab up --subnets N`) N equal parts of it, each its own L2
+segment (`Segment`: a bridge in the underlay namespace) routed by the router namespace; nodes take turns
+over the segments (node1 in the first, node2 in the second, ...).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
-from typing import Iterable, Optional, Sequence
+from math import ceil, log2
+from typing import Iterable, Mapping, Optional, Sequence
 
 from orchestrator.core.errors import InputError, LabError
 from orchestrator.core.ipam import first_free_subnet
-from orchestrator.core.model import Emulated, stable_mac
+from orchestrator.core.model import Emulated, Subnet, stable_mac
 from orchestrator.core.render import render
 from orchestrator.core.state import LabFiles
 from orchestrator.layers.services.loadbalancer import DEFAULT_POOL_FIRST
@@ -24,11 +29,43 @@ OUTSIDE_HOST = OUTSIDE_NET[10]  # the "outside" host egress tests talk to
 
 
 @dataclass(frozen=True)
+class Segment:
+    """One underlay subnet of a lab: its own bridge in the underlay namespace, and a router interface."""
+
+    index: int  # 0: the first, where the root namespace's link and the router's eth0 are
+    network: IPv4Network
+
+    @property
+    def name(self) -> str:
+        return f"rack{self.index + 1}"
+
+    @property
+    def bridge(self) -> str:
+        return f"br{self.index}"
+
+    @property
+    def gateway(self) -> IPv4Address:
+        """The router's address here, the nodes' default gateway."""
+        return self.network[-2]
+
+    @property
+    def router_device(self) -> str:
+        """The router's interface on this segment (eth1 leads to the outside host)."""
+        return "eth0" if self.index == 0 else f"eth{self.index + 1}"
+
+    @property
+    def router_port(self) -> str:
+        """Its peer on the bridge; the '_' keeps it apart from node names, which name the nodes' ports."""
+        return "router" if self.index == 0 else f"router_s{self.index + 1}"
+
+
+@dataclass(frozen=True)
 class EmulatedNode:
     name: str
     index: int  # node<index>: fixes the address, so adding a node never renumbers the others
     namespace: str
     address: IPv4Address
+    segment: int = 0  # the index of its Segment
 
     @property
     def mac(self) -> str:
@@ -46,6 +83,21 @@ class LabLayout:
     mtu: int
     nodes: tuple[EmulatedNode, ...]
     sudo_user: Optional[str] = None  # the user the lab logs in as (with sudo); None: root
+    segments: tuple[Segment, ...] = ()  # () only for a hand-made layout: then the whole underlay is one
+
+    def __post_init__(self) -> None:
+        if not self.segments:
+            object.__setattr__(self, "segments", (Segment(0, self.underlay),))
+
+    def segment_of(self, node: EmulatedNode) -> Segment:
+        return self.segments[node.segment]
+
+    @property
+    def subnets(self) -> tuple[Subnet, ...]:
+        """The inventory's subnets: none when the lab has one (its inventory stays as it was)."""
+        if len(self.segments) == 1:
+            return ()
+        return tuple(Subnet(seg.name, seg.network) for seg in self.segments)
 
     @property
     def host_link(self) -> str:
@@ -58,7 +110,8 @@ class LabLayout:
 
     @property
     def router_address(self) -> IPv4Address:
-        return self.underlay[-2]
+        """The router's address on the first segment (where the root namespace's link is)."""
+        return self.segments[0].gateway
 
     @property
     def underlay_ns(self) -> str:
@@ -86,14 +139,39 @@ class LabLayout:
         return (self.underlay_ns, self.router_ns, self.outside_ns)
 
 
+def segments(underlay: IPv4Network, count: int) -> tuple[Segment, ...]:
+    """`underlay` split into `count` equal subnets (the next power of two; the rest stays unused)."""
+    prefix = underlay.prefixlen + ceil(log2(count)) if count > 1 else underlay.prefixlen
+    return tuple(Segment(i, net) for i, net in enumerate(underlay.subnets(new_prefix=prefix)) if i < count)
+
+
+def node_place(segs: Sequence[Segment], index: int) -> tuple[int, int]:
+    """(segment, offset in it) of node<index>: nodes take turns over the segments, and the j-th node of a
+    segment gets its .10+j, so adding a node never moves the others."""
+    return (index - 1) % len(segs), 10 + (index - 1) // len(segs) + 1
+
+
+def fits(underlay: IPv4Network, segs: Sequence[Segment], index: int) -> bool:
+    """Whether node<index> has an address below its gateway and below the LoadBalancer pool (.240 on)."""
+    segment, offset = node_place(segs, index)
+    network = segs[segment].network
+    return (offset < network.num_addresses - 2
+            and int(network.network_address) + offset - int(underlay.network_address) < DEFAULT_POOL_FIRST)
+
+
 def layout(lab: str, emulated: Emulated, count: int, underlay: IPv4Network) -> LabLayout:
-    """The plan for `count` emulated nodes of lab `lab` on `underlay`."""
-    most = DEFAULT_POOL_FIRST - 11  # .1 is the root namespace's, .11 on the nodes', from .240 the LoadBalancer pool's
-    if count > most:
-        raise InputError(f"--nodes: {count} nodes do not fit the /{underlay.prefixlen} underlay; use at most {most}")
-    nodes = tuple(EmulatedNode(name, i, f"{lab}-{name}", underlay[10 + i])
-                  for i, name in enumerate(emulated.node_names(count), start=1))
-    return LabLayout(lab, underlay, emulated.underlay_mtu, nodes, emulated.sudo_user)
+    """The plan for `count` emulated nodes of lab `lab` on `underlay` (split in emulated.subnets)."""
+    segs = segments(underlay, emulated.subnets)
+    too_many = next((i for i in range(1, count + 1) if not fits(underlay, segs, i)), None)
+    if too_many is not None:
+        most = too_many - 1
+        where = f"{len(segs)} subnets of the /{underlay.prefixlen}" if len(segs) > 1 else f"the /{underlay.prefixlen}"
+        raise InputError(f"--nodes: {count} nodes do not fit {where} underlay; use at most {most}")
+    nodes = []
+    for i, name in enumerate(emulated.node_names(count), start=1):
+        segment, offset = node_place(segs, i)
+        nodes.append(EmulatedNode(name, i, f"{lab}-{name}", segs[segment].network[offset], segment))
+    return LabLayout(lab, underlay, emulated.underlay_mtu, tuple(nodes), emulated.sudo_user, segs)
 
 
 def choose_underlay(taken: Iterable[IPv4Network]) -> IPv4Network:
@@ -119,34 +197,40 @@ def ip_batch(namespace: Optional[str], lines: Sequence[str]) -> Cmd:
 
 
 def infra_commands(lay: LabLayout) -> list[Cmd]:
-    """Underlay bridge, router and outside host, and the root namespace's one link."""
+    """Underlay bridges (one per segment), router and outside host, and the root namespace's one link."""
     prefix = lay.underlay.prefixlen
     mtu = lay.mtu
+    segs = lay.segments
+    # The root namespace's link keeps the whole /24 on-link: for the segments past the first, the router
+    # answers its ARP requests (proxy ARP), so the root namespace needs no route and the lab no second link.
+    proxy_arp = ("net.ipv4.conf.eth0.proxy_arp=1", "net.ipv4.neigh.eth0.proxy_delay=0") if len(segs) > 1 else ()
     return [
         ip_batch(None, [
             *(f"netns add {ns}" for ns in lay.infra_namespaces),
             f"link add {lay.host_link} mtu {mtu} type veth peer name host netns {lay.underlay_ns}",
-            f"link add eth0 mtu {mtu} netns {lay.router_ns} type veth peer name router netns {lay.underlay_ns}",
+            *(f"link add {seg.router_device} mtu {mtu} netns {lay.router_ns} type veth peer name {seg.router_port} "
+              f"netns {lay.underlay_ns}" for seg in segs),
             f"link add eth0 netns {lay.outside_ns} type veth peer name eth1 netns {lay.router_ns}",
             f"addr add {lay.host_address}/{prefix} dev {lay.host_link}",
             f"link set {lay.host_link} up",
         ]),
         ip_batch(lay.underlay_ns, [
             "link set lo up",
-            f"link add br0 mtu {mtu} type bridge",
-            "link set br0 up",
+            *(line for seg in segs for line in (f"link add {seg.bridge} mtu {mtu} type bridge",
+                                                 f"link set {seg.bridge} up")),
             "link set host master br0 up",
-            "link set router master br0 up",
+            *(f"link set {seg.router_port} master {seg.bridge} up" for seg in segs),
         ]),
         ip_batch(lay.router_ns, [
             "link set lo up",
-            f"addr add {lay.router_address}/{prefix} dev eth0",
-            "link set eth0 up",
+            *(line for seg in segs for line in (
+                f"addr add {seg.gateway}/{seg.network.prefixlen} dev {seg.router_device}",
+                f"link set {seg.router_device} up")),
             f"addr add {lay.outside_gateway}/{OUTSIDE_NET.prefixlen} dev eth1",
             "link set eth1 up",
         ]),
-        # The router forwards between the underlay and the outside net; it has no default route.
-        Cmd(("ip", "netns", "exec", lay.router_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")),
+        # The router forwards between the segments and the outside net; it has no default route.
+        Cmd(("ip", "netns", "exec", lay.router_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", *proxy_arp)),
         ip_batch(lay.outside_ns, [
             "link set lo up",
             f"addr add {lay.outside_address}/{OUTSIDE_NET.prefixlen} dev eth0",
@@ -160,38 +244,48 @@ def node_link_commands(lay: LabLayout, nodes: Sequence[EmulatedNode]) -> list[Cm
     """Namespaces and underlay links of `nodes`, in as few processes as iproute2 allows."""
     if not nodes:
         return []
-    prefix = lay.underlay.prefixlen
     commands = [
         ip_batch(None, [line for n in nodes for line in (
             f"netns add {n.namespace}",
             f"link add eth0 address {n.mac} mtu {lay.mtu} netns {n.namespace} type veth peer name {n.name} "
             f"netns {lay.underlay_ns}",
         )]),
-        ip_batch(lay.underlay_ns, [f"link set {n.name} master br0 up" for n in nodes]),
+        ip_batch(lay.underlay_ns, [f"link set {n.name} master {lay.segment_of(n).bridge} up" for n in nodes]),
     ]
     for n in nodes:
+        seg = lay.segment_of(n)
         commands.append(ip_batch(n.namespace, [
             "link set lo up",
-            f"addr add {n.address}/{prefix} dev eth0",
+            f"addr add {n.address}/{seg.network.prefixlen} dev eth0",
             "link set eth0 up",
-            f"route add default via {lay.router_address}",
+            f"route add default via {seg.gateway}",
         ]))
     return commands
 
 
-def underlay_neighbour_commands(lay: LabLayout, router_mac: str, host_mac: str) -> list[Cmd]:
-    """Each node's and the router's neighbour entries for every other underlay address, made permanent.
-    Emulated nodes share this machine's kernel, whose one ARP table for all namespaces holds at most
-    net.ipv4.neigh.default.gc_thresh3 learned entries (1024 by default): learned, the underlay alone needs
-    N x (N + 1) of them, and 50 nodes overflow it. Permanent entries do not count against that limit."""
-    peers = [(n.address, n.mac) for n in lay.nodes] + [(lay.router_address, router_mac),
-                                                       (lay.host_address, host_mac)]
+def underlay_neighbour_commands(lay: LabLayout, router_macs: Mapping[str, str], host_mac: str) -> list[Cmd]:
+    """Each node's and the router's neighbour entries for the other addresses of their segment, made
+    permanent (`router_macs`: the router's MAC per interface). Emulated nodes share this machine's kernel,
+    whose one ARP table for all namespaces holds at most net.ipv4.neigh.default.gc_thresh3 learned entries
+    (1024 by default): learned, the underlay alone needs N x (N + 1) of them, and 50 nodes overflow it.
+    Permanent entries do not count against that limit."""
+    def members(seg: Segment) -> list[tuple[IPv4Address, str]]:
+        return [(n.address, n.mac) for n in lay.nodes if n.segment == seg.index]
 
-    def pinned(own: Optional[IPv4Address]) -> list[str]:
-        return ["neigh flush dev eth0 nud permanent"] + [
-            f"neigh replace {address} lladdr {mac} dev eth0 nud permanent" for address, mac in peers if address != own]
-    return [ip_batch(n.namespace, pinned(n.address)) for n in lay.nodes] + \
-        [ip_batch(lay.router_ns, pinned(lay.router_address))]
+    def host(seg: Segment) -> list[tuple[IPv4Address, str]]:
+        return [(lay.host_address, host_mac)] if seg.index == 0 else []
+
+    def pinned(dev: str, entries: list[tuple[IPv4Address, str]], own: Optional[IPv4Address]) -> list[str]:
+        return [f"neigh flush dev {dev} nud permanent"] + [
+            f"neigh replace {address} lladdr {mac} dev {dev} nud permanent" for address, mac in entries
+            if address != own]
+    nodes = []
+    for n in lay.nodes:
+        seg = lay.segment_of(n)
+        gateway = [(seg.gateway, router_macs[seg.router_device])]
+        nodes.append(ip_batch(n.namespace, pinned("eth0", members(seg) + gateway + host(seg), n.address)))
+    router = [line for seg in lay.segments for line in pinned(seg.router_device, members(seg) + host(seg), None)]
+    return nodes + [ip_batch(lay.router_ns, router)]
 
 
 def start_command(lay: LabLayout, node: EmulatedNode, files: LabFiles) -> Cmd:

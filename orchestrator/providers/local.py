@@ -93,12 +93,17 @@ class LocalProvider:
 
     # -- up ---------------------------------------------------------------------------------------
 
-    def up(self, name: str, count: Optional[int], base: Inventory, sudo_user: Optional[str] = None) -> Inventory:
+    def up(self, name: str, count: Optional[int], base: Inventory, sudo_user: Optional[str] = None,
+           subnets: Optional[int] = None) -> Inventory:
         """Converge lab `name` to `count` running nodes; return its inventory. Idempotent. With `sudo_user`
         (or the inventory's emulated.sudo_user), the nodes get that user with passwordless sudo and the lab
-        logs in as it."""
+        logs in as it. With `subnets` (or emulated.subnets) > 1, the nodes take turns over that many
+        underlay subnets, each its own L2 segment behind the lab's router."""
         inventory_mod.check_lab_name(name)
         emulated = base.emulated or Emulated()
+        if subnets is not None:
+            emulated = replace(emulated, subnets=subnets)
+        check_subnets_fit_backend(base, emulated.subnets)
         if sudo_user is not None:
             problem = inventory_mod.user_name_problem(sudo_user)
             if problem:
@@ -115,7 +120,8 @@ class LocalProvider:
                 raise InputError(f"lab {name} is up with {made_by} nodes, not {self.provider}; give --provider "
                                  f"{made_by}, or remove the lab with `lab down --name {name}` first")
             emulated = replace(emulated, sudo_user=same_sudo_user(name, record, emulated.sudo_user,
-                                                                  explicit=sudo_user is not None))
+                                                                  explicit=sudo_user is not None),
+                               subnets=same_subnets(name, record, emulated.subnets, explicit=subnets is not None))
             if emulated.sudo_user:  # also when it comes from the running lab (new nodes get the user too)
                 check_sudo_user(emulated.sudo_user)
             infra_ok = record.get("underlay") and all(
@@ -132,6 +138,7 @@ class LocalProvider:
                 # what a provider noted of a running lab (a server's PID, say) stays, unless the lab is made anew
                 record = {**(record if infra_ok else {}), "lab": name, "underlay": str(underlay),
                           "status": "creating", "provider": self.provider, "sudo_user": emulated.sudo_user,
+                          "subnets": emulated.subnets,
                           "nodes": record.get("nodes", {}) if infra_ok else {}, **self.record_extra()}
                 files.write_record(record)
                 if not infra_ok:
@@ -163,7 +170,8 @@ class LocalProvider:
     def _pin_underlay_neighbours(self, lay: LabLayout) -> None:
         """Every node's and the router's underlay neighbours as permanent entries (emulated_plan says why),
         for the nodes there are now: run on each `lab up`, as it costs one `ip -batch` per namespace."""
-        for cmd in underlay_neighbour_commands(lay, link_mac(lay.router_ns, "eth0"), link_mac(None, lay.host_link)):
+        router_macs = {seg.router_device: link_mac(lay.router_ns, seg.router_device) for seg in lay.segments}
+        for cmd in underlay_neighbour_commands(lay, router_macs, link_mac(None, lay.host_link)):
             run_local(cmd)
 
     def _create_nodes(self, lay: LabLayout, nodes: list[EmulatedNode], files: LabFiles, record: dict) -> None:
@@ -231,8 +239,9 @@ class LocalProvider:
             for n in lay.nodes)
         ssh = Ssh(user=lay.sudo_user or "root", become=lay.sudo_user is not None, key=files.client_key,
                   known_hosts=files.known_hosts, connect_timeout=5.0 if emulated.shares_kernel else 20.0)
-        nodes = tuple(Node(n.name, n.address, str(n.address), ssh) for n in lay.nodes)
-        inv = Inventory(str(files.inventory), replace(base.cluster, name=lay.lab), nodes, emulated)
+        nodes = tuple(Node(n.name, n.address, str(n.address), ssh,
+                           subnet=lay.segment_of(n).name if lay.subnets else None) for n in lay.nodes)
+        inv = Inventory(str(files.inventory), replace(base.cluster, name=lay.lab), nodes, emulated, lay.subnets)
         atomic_write(files.known_hosts, known_hosts, mode=0o644)
         atomic_write(files.inventory, inventory_mod.dump(inv, files.root), mode=0o644)
         return inventory_mod.load(files.inventory)
@@ -323,6 +332,26 @@ def same_sudo_user(lab: str, record: dict, wanted: Optional[str], explicit: bool
     return_to = f"--sudo-user {current}" if current else "no sudo user"
     raise InputError(f"lab {lab} is up with {have}, not {wanted!r}; give {return_to}, or remove the lab with "
                      f"`lab down --name {lab}` and bring it up again")
+
+
+def check_subnets_fit_backend(base: Inventory, subnets: int) -> None:
+    """host-gw across subnets is refused before anything is made (flannel's host-gw needs one L2 segment)."""
+    if subnets > 1 and base.cluster.overlay.backend == "host-gw":
+        raise InputError(f"--subnets {subnets}: {base.source}: cluster.overlay.backend is host-gw, which needs every "
+                         "node on one L2 segment; use `backend: vxlan` (with `directRouting: true` for plain routes "
+                         "inside a subnet), or --subnets 1")
+
+
+def same_subnets(lab: str, record: dict, wanted: int, explicit: bool) -> int:
+    """The number of underlay subnets of lab `lab`: running nodes keep theirs (their addresses depend on it);
+    asking for another is an error."""
+    if not record.get("nodes"):
+        return wanted
+    current = int(record.get("subnets", 1))
+    if wanted == current or not explicit:
+        return current
+    raise InputError(f"lab {lab} is up with {current} underlay subnet(s), not {wanted}; give --subnets {current}, "
+                     f"or remove the lab with `lab down --name {lab}` and bring it up again")
 
 
 def base_inventory(path: Optional[str]) -> Inventory:

@@ -32,7 +32,7 @@ from orchestrator.core.model import Emulated, Inventory
 from orchestrator.core.state import LabFiles, atomic_write
 from orchestrator.providers.emulated_plan import Cmd, EmulatedNode, LabLayout, ip_batch
 from orchestrator.providers.image import CachedImage, default_recipe, ensure_image, image_cache, seed_image
-from orchestrator.providers.local import LocalProvider, ensure_key, report_missing
+from orchestrator.providers.local import LocalProvider, check_subnets_fit_backend, ensure_key, report_missing
 from orchestrator.providers.processes import end_processes, port_open, process_alive, read_pid, run_local, wait_until
 
 
@@ -109,7 +109,8 @@ def seed_files(lay: LabLayout, node: EmulatedNode, host_key: str, host_key_pub: 
     """What makes a VM node `node` (guest path -> (text, mode)): copied onto its disk at every boot."""
     network = (f"# cluster-lab {lay.lab}: the node's underlay address, written by `lab up`\n"
                f"[Match]\nMACAddress={node.mac}\n\n[Link]\nMTUBytes={lay.mtu}\n\n"
-               f"[Network]\nAddress={node.address}/{lay.underlay.prefixlen}\nGateway={lay.router_address}\n"
+               f"[Network]\nAddress={node.address}/{lay.segment_of(node).network.prefixlen}\n"
+               f"Gateway={lay.segment_of(node).gateway}\n"
                "LinkLocalAddressing=no\nIPv6AcceptRA=no\n")
     return {
         "/etc/hostname": (f"{node.name}\n", 0o644),
@@ -129,7 +130,7 @@ def tap_commands(lay: LabLayout, nodes: Sequence[EmulatedNode]) -> list[Cmd]:
         return []
     return [ip_batch(lay.underlay_ns, [line for n in nodes for line in (
         f"tuntap add dev {n.name} mode tap",
-        f"link set {n.name} mtu {lay.mtu} master br0 up",
+        f"link set {n.name} mtu {lay.mtu} master {lay.segment_of(n).bridge} up",
     )])]
 
 
@@ -210,13 +211,14 @@ class QemuProvider(LocalProvider):
     provider = "qemu"
 
     def up(self, name: str, count: Optional[int], base: Inventory, sudo_user: Optional[str] = None,
-           memory: Optional[int] = None, accel: Optional[str] = None) -> Inventory:
+           subnets: Optional[int] = None, memory: Optional[int] = None, accel: Optional[str] = None) -> Inventory:
         """Converge lab `name` to `count` running VMs; return its inventory. Idempotent."""
         check_lab_name(name)
         if sudo_user is not None:
             raise InputError("--sudo-user is for emulated nodes; VMs are reached as root with the lab's key")
         emulated = replace(base.emulated or Emulated(), provider="qemu", sudo_user=None)
         emulated = replace(emulated, memory=memory or emulated.memory, accel=accel or emulated.accel)
+        check_subnets_fit_backend(base, subnets or emulated.subnets)
         check_tools()
         # VMs that run already hold their memory (it is not in MemAvailable): count only the ones to start
         running = sum(1 for node, info in LabFiles.of(name).read_record().get("nodes", {}).items()
@@ -230,7 +232,7 @@ class QemuProvider(LocalProvider):
         self.accel, why = choose_accel(emulated.accel, kvm_device, probed)
         self.progress(f"accelerator: {self.accel} ({why})")
         self.memory = emulated.memory
-        return super().up(name, count, replace(base, emulated=emulated))
+        return super().up(name, count, replace(base, emulated=emulated), subnets=subnets)
 
     def check_host(self) -> None:
         check_tools()

@@ -71,7 +71,7 @@ def test_start_command_quotes_paths_and_detaches(tmp_path):
 
 def test_every_underlay_neighbour_is_pinned_in_every_node_and_the_router_but_not_itself():
     lay = layout("demo", Emulated(), 3, Net("198.18.4.0/24"))
-    commands = underlay_neighbour_commands(lay, "02:00:00:00:00:fe", "02:00:00:00:00:01")
+    commands = underlay_neighbour_commands(lay, {"eth0": "02:00:00:00:00:fe"}, "02:00:00:00:00:01")
     assert [c.argv[:3] for c in commands] == [("ip", "-n", "demo-node1"), ("ip", "-n", "demo-node2"),
                                               ("ip", "-n", "demo-node3"), ("ip", "-n", "demo-router")]
     node2 = commands[1].stdin.splitlines()
