@@ -1,5 +1,5 @@
-"""`lab graph`: a picture of the lab (graphviz): nodes with their pod subnets and cni0, pods with IPs,
-the overlay between nodes, services with arrows to their endpoints, the outside host."""
+"""`lab graph`: a picture of the lab (graphviz): the underlay subnets, nodes with their pod subnets and cni0,
+pods with IPs, the overlay between nodes, services with arrows to their endpoints, the outside host."""
 
 from __future__ import annotations
 
@@ -30,9 +30,15 @@ def topology_dot(inv: Inventory, objects: LabObjects) -> str:
         nodes.append({"name": node.name, "address": node.address, "subnet": subnet or "none (not deployed)",
                       "gateway": ip_network(subnet)[1] if subnet else "-", "pods": pods,
                       "overlay_label": (f"{vxlan_device(overlay.vni)}\nVNI {overlay.vni}, UDP {overlay.port}"
+                                        + ("\n+ direct routes in its subnet" if overlay.direct_routing else "")
                                         if overlay.backend == "vxlan" else "eth0\nhost-gw routes")})
-    names = [n["name"] for n in nodes]
-    tunnels = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    def link(a, b) -> str:
+        direct = overlay.backend != "vxlan" or (overlay.direct_routing and inv.same_segment(a, b))
+        return "route" if direct else "VXLAN"
+    tunnels = [(a.name, b.name, link(a, b)) for i, a in enumerate(inv.nodes) for b in inv.nodes[i + 1:]]
+    # one box per underlay subnet, routed by the lab's router; an inventory without subnets has one, unboxed
+    subnets = [{"name": s.name, "cidr": s.cidr, "nodes": [n for n, node in zip(nodes, inv.nodes, strict=True)
+                                                          if node.subnet == s.name]} for s in inv.subnets]
     services = []
     for key, s in sorted(objects.services.items()):
         eps = {key_of(s.namespace, e.pod) for port in objects.endpoints.get(key, {}).values() for e in port}
@@ -42,7 +48,7 @@ def topology_dot(inv: Inventory, objects: LabObjects) -> str:
                          "endpoints": sorted(eps)})
     return render("cli/topology.dot.j2", title=f"lab {inv.name}: pods {inv.cluster.cluster_cidr}, services "
                                            f"{inv.cluster.service_cidr}, {overlay.backend}",
-                  nodes=nodes, tunnels=tunnels, tunnel_label="VXLAN" if overlay.backend == "vxlan" else "route",
+                  nodes=nodes, tunnels=tunnels, subnets=subnets,
                   services=services, outside=str(OUTSIDE_HOST) if inv.emulated else None)
 
 
