@@ -23,14 +23,18 @@ from orchestrator.core.model import (ACCELERATORS, Cluster, Emulated, Inventory,
 from orchestrator.core.render import dump_yaml
 
 
-def well_known_labels(node: str) -> dict[str, str]:
-    """The labels the kubelet puts on every node, which nodeSelector and `lab get nodes -l` may use."""
-    return {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
+
+def well_known_labels(node: str, subnet: Optional[str] = None) -> dict[str, str]:
+    """The labels the kubelet puts on every node, which nodeSelector and `lab get nodes -l` may use; a node on
+    one of the inventory's subnets has it as its zone, as a cloud provider labels a node with its zone."""
+    return {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux", **({ZONE_LABEL: subnet} if subnet else {})}
 
 
 def own_labels(node: Node) -> dict[str, str]:
     """A node's labels but the well-known ones the lab gives every node: what its inventory says."""
-    return {k: v for k, v in node.labels.items() if well_known_labels(node.name).get(k) != v}
+    return {k: v for k, v in node.labels.items() if well_known_labels(node.name, node.subnet).get(k) != v}
 
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
@@ -432,10 +436,10 @@ def parse_nodes(top: Section, ssh: Ssh, subnets: tuple[Subnet, ...] = ()) -> lis
         if not isinstance(labels, dict) or not all(isinstance(v, (str, int, float, bool)) for v in labels.values()):
             raise sec.error(sec.path("labels"), "expected a mapping of label: value",
                             "write e.g. `labels: {zone: a}`")
+        subnet = node_subnet(sec, address, subnets)
         nodes.append(Node(name=name, address=address, ssh_host=sec.string("ssh_host", str(address)),
-                          ssh=parse_ssh(sec, ssh),
-                          labels={**well_known_labels(name), **{str(k): str(v) for k, v in labels.items()}},
-                          subnet=node_subnet(sec, address, subnets)))
+                          ssh=parse_ssh(sec, ssh), subnet=subnet,
+                          labels={**well_known_labels(name, subnet), **{str(k): str(v) for k, v in labels.items()}}))
     return nodes
 
 

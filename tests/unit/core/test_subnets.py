@@ -41,8 +41,12 @@ def test_nodes_are_on_the_subnet_they_name_or_the_one_holding_their_address():
     assert [(n.name, n.subnet) for n in inv.nodes] == [("node1", "rack1"), ("node2", "rack2"), ("node3", "rack1")]
     assert inv.same_segment(inv.node("node1"), inv.node("node3"))
     assert not inv.same_segment(inv.node("node1"), inv.node("node2"))
-    again = inventory.parse(inventory.dump(inv, Path(".")), "again.yaml", Path("."))
+    assert inv.node("node2").labels["topology.kubernetes.io/zone"] == "rack2"  # for nodeSelector and `-l`
+    text = inventory.dump(inv, Path("."))
+    assert "labels" not in text  # the zone label comes from the subnet again
+    again = inventory.parse(text, "again.yaml", Path("."))
     assert again.subnets == inv.subnets and [n.subnet for n in again.nodes] == ["rack1", "rack2", "rack1"]
+    assert again.node("node2").labels == inv.node("node2").labels
 
 
 @pytest.mark.parametrize("overlay, node3_subnet, field, words", [
