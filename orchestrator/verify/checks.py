@@ -250,7 +250,13 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
     checks: list[Check] = []
     judge = Judge(objects, namespace_labels(objects))
     meant_judge = Judge(intended, namespace_labels(intended)) if intended is not None else None
-    vxlan = inv.cluster.overlay.backend == "vxlan"
+    by_name = {n.name: n for n in inv.nodes}
+
+    def tunnelled(a: Optional[str], b: Optional[str]) -> bool:
+        """Whether pods of nodes `a` and `b` talk over VXLAN (not with directRouting inside one subnet)."""
+        overlay = inv.cluster.overlay
+        return overlay.backend == "vxlan" and not (
+            overlay.direct_routing and a in by_name and b in by_name and inv.same_segment(by_name[a], by_name[b]))
     for index, src in enumerate(pods):
         # each source starts with a different target, so that not every source probes the same pod at once
         for dst in pods[index:] + pods[:index]:
@@ -259,7 +265,8 @@ def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list
             same = src.node == dst.node
             layer = "CNI bridge cni0 on the node" if same else \
                 f"overlay between {src.node} and {dst.node}: node routes" + \
-                (", VXLAN neighbour and FDB entries" if vxlan else "") + f"; {src.node}'s CNI ipMasq (no NAT)"
+                (", VXLAN neighbour and FDB entries" if tunnelled(src.node, dst.node) else " (direct, one subnet)"
+                 if inv.cluster.overlay.backend == "vxlan" else "") + f"; {src.node}'s CNI ipMasq (no NAT)"
             looks = ((node_of(src), "bridge link show"),) if same else \
                 ((node_of(src), f"grep ipMasq {conflist_path(lab)}"),)
             dst_port = dst.tcp[0] if dst.tcp else 80

@@ -10,12 +10,13 @@ from orchestrator.cli.graph import topology_dot
 from orchestrator.core import inventory
 from orchestrator.core.errors import InputError
 from orchestrator.core.model import Emulated, Inventory
-from orchestrator.core.objects import LabObjects
+from orchestrator.core.objects import LabObjects, Pod
 from orchestrator.layers.nodes.facts import NodeFacts
 from orchestrator.layers.overlay.plan import plan_overlay, vtep_mac
 from orchestrator.providers.emulated_plan import infra_commands, layout, node_link_commands, underlay_neighbour_commands
 from orchestrator.providers.local import check_subnets_fit_backend, same_subnets
 from orchestrator.providers.qemu import seed_files, tap_commands
+from orchestrator.verify.checks import plan_checks
 
 
 RACKS = """
@@ -179,3 +180,13 @@ def test_graph_draws_each_subnet_and_says_which_pairs_are_routed_and_which_tunne
     assert 'subgraph "cluster_subnet_rack1"' in dot and 'label="subnet rack2\\n192.168.2.0/24 (one L2 segment)"' in dot
     assert '"node1/vtep" -> "node3/vtep" [dir=both, color="#4f8a3a", penwidth=2, label="route"]' in dot
     assert '"node1/vtep" -> "node2/vtep" [dir=both, color="#d08a1f", penwidth=2, label="VXLAN"]' in dot
+
+
+def test_verify_blames_vxlan_only_for_pairs_that_use_it():
+    pods = [Pod(name=f"web-{n}", namespace="default", labels={"app": "web"}, node=n, ip=f"10.244.{i}.2", tcp=[80])
+            for i, n in enumerate(("node1", "node2", "node3"))]
+    objects = LabObjects(subnets={n: str(net) for n, net in PODS.items()}, pods={p.key: p for p in pods})
+    layers = {(c.source, c.col): c.layer for c in plan_checks(racks("{backend: vxlan, directRouting: true}"), objects)
+              if c.family == "pod-to-pod" and c.target["proto"] == "tcp"}
+    assert layers[("pod:default/web-node1", "web-node3")].endswith("node routes (direct, one subnet)")
+    assert layers[("pod:default/web-node1", "web-node2")].endswith("node routes, VXLAN neighbour and FDB entries")
