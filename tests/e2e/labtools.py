@@ -174,7 +174,7 @@ def node_snapshot(transport, node: str) -> dict:
     sysctls, and the modules the lab loads itself (br_netfilter, vxlan; those iptables pulls in stay loaded)."""
     # (links without their peer's index: a node made again by `lab up` has the same links, numbered anew)
     script = ("ip -o link | awk -F': ' '{print $2}' | sed 's/@.*//' | sort; echo ---; ip route; echo ---; "
-              "ip neigh show nud permanent; echo ---; iptables-save | grep -E '^(-A|:[A-Z])' | "
+              "ip neigh show nud permanent | sort; echo ---; iptables-save | grep -E '^(-A|:[A-Z])' | "
               "grep -v -E '^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) ' | sort; echo ---; "
               # nftables tables but the ones iptables-nft makes for iptables itself
               "nft list tables 2>&1 | grep -v -E '^table ip6? (filter|nat|mangle|raw|security)$'; echo ---; "
