@@ -103,7 +103,6 @@ class LocalProvider:
         emulated = base.emulated or Emulated()
         if subnets is not None:
             emulated = replace(emulated, subnets=subnets)
-        check_subnets_fit_backend(base, emulated.subnets)
         if sudo_user is not None:
             problem = inventory_mod.user_name_problem(sudo_user)
             if problem:
@@ -122,6 +121,7 @@ class LocalProvider:
             emulated = replace(emulated, sudo_user=same_sudo_user(name, record, emulated.sudo_user,
                                                                   explicit=sudo_user is not None),
                                subnets=same_subnets(name, record, emulated.subnets, explicit=subnets is not None))
+            check_subnets_fit_backend(base, emulated.subnets)  # also a running lab's, which its inventory may not say
             if emulated.sudo_user:  # also when it comes from the running lab (new nodes get the user too)
                 check_sudo_user(emulated.sudo_user)
             infra_ok = record.get("underlay") and all(
