@@ -74,6 +74,22 @@ def test_nodes_take_turns_over_two_subnets_each_its_own_l2_segment(racks):
     assert node["node3"] in pinned and node["node2"] not in pinned and node["node4"] not in pinned
 
 
+def test_up_again_changes_nothing_and_keeps_the_subnets(racks):
+    again = lab_cli("up", "--name", racks.name, "--nodes", "4", check=True)
+    assert f"lab {racks.name} is already up with 4 nodes: no changes" in again.stderr
+    other = lab_cli("up", "--name", racks.name, "--subnets", "3")
+    assert other.returncode != 0 and other.stderr.strip() == (
+        f"lab: error: lab {racks.name} is up with 2 underlay subnet(s), not 3; give --subnets 2, or remove the lab "
+        f"with `lab down --name {racks.name}` and bring it up again")
+    hostgw = racks.workdir / "hostgw-up.yaml"  # an inventory that says nothing of subnets: the lab keeps its 2
+    hostgw.write_text("cluster: {name: demo, overlay: {backend: host-gw}}\nemulated: {nodes: 4}\n")
+    written = Path(racks.inventory_path).read_text()
+    refused = lab_cli("up", "--name", racks.name, "-i", str(hostgw))
+    assert refused.returncode != 0 and refused.stderr.strip().startswith(
+        f"lab: error: --subnets 2: {hostgw}: cluster.overlay.backend is host-gw, which needs every node on one L2 ")
+    assert Path(racks.inventory_path).read_text() == written
+
+
 def test_the_root_namespace_keeps_its_one_link_and_route(racks):
     routes = [line for line in sh("ip", "-4", "route").splitlines() if f"{racks.name}-host" in line]
     assert len(routes) == 1 and routes[0].startswith(f"{racks.inventory.subnets[0].cidr.supernet().network_address}/24")
