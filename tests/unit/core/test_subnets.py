@@ -188,5 +188,5 @@ def test_verify_blames_vxlan_only_for_pairs_that_use_it():
     objects = LabObjects(subnets={n: str(net) for n, net in PODS.items()}, pods={p.key: p for p in pods})
     layers = {(c.source, c.col): c.layer for c in plan_checks(racks("{backend: vxlan, directRouting: true}"), objects)
               if c.family == "pod-to-pod" and c.target["proto"] == "tcp"}
-    assert layers[("pod:default/web-node1", "web-node3")].endswith("node routes (direct, one subnet)")
-    assert layers[("pod:default/web-node1", "web-node2")].endswith("node routes, VXLAN neighbour and FDB entries")
+    assert "node routes (direct, one subnet);" in layers[("pod:default/web-node1", "web-node3")]
+    assert "node routes, VXLAN neighbour and FDB entries;" in layers[("pod:default/web-node1", "web-node2")]
