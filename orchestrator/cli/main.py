@@ -15,6 +15,7 @@ from typing import Optional
 
 from orchestrator import __version__
 from orchestrator.core.inventory import MAX_SUBNETS
+from orchestrator.verify.checks import COVERAGE_AFTER
 from orchestrator.cli.common import err
 from orchestrator.cli.contexts import cmd_config, fill_namespace
 from orchestrator.cli.edits import cmd_edit, cmd_patch
@@ -350,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.add_argument("--expect", metavar="FILE", help="expectations as data: from/to/port/expect: open|closed")
     p.add_argument("--all-pairs", action="store_true",
-                   help="probe every pod pair, also past 100 pods (where the coverage pairs are the default)")
+                   help=f"probe every pod pair, also past {COVERAGE_AFTER} pods (where the coverage pairs are the "
+                   "default)")
 
     p = command("break", cmd_break, "inject a fault into the lab, to find with `lab verify` (study mode)",
                 "lab break --list\nlab break vxlan-fdb\nlab break ipmasq --node node2\n"

@@ -19,14 +19,14 @@ from orchestrator.layers.services.plan import service_notes
 from orchestrator.lessons import model as lessons
 from orchestrator.lessons.player import Player
 from orchestrator.verify import kernel_trace
-from orchestrator.verify.checks import COVERAGE_AFTER, server_pods
+from orchestrator.verify.checks import COVERAGE_AFTER, in_coverage_mode, server_pods
 
 
 def cmd_verify(args) -> int:
     from orchestrator.verify import report
     inv = resolve_inventory(args.inventory)
     outcomes, collector, seconds = report.verify(inv, junit=args.junit, expect=args.expect,
-                                                 all_pairs=True if args.all_pairs else None)
+                                                 all_pairs=args.all_pairs)
     coverage_note(LabFiles.of(inv.name).read_objects(), outcomes, args.all_pairs)
     record_failed_checks(LabFiles.of(inv.name), [o for o in outcomes if not o.ok])
     if args.html:
@@ -46,9 +46,9 @@ def cmd_verify(args) -> int:
 def coverage_note(objects: LabObjects, outcomes: list, all_pairs: bool) -> None:
     """Say so when the pod matrix was probed in coverage mode (on stderr: -o json stays JSON)."""
     pods = len(server_pods(objects))
-    if all_pairs or pods <= COVERAGE_AFTER:
+    if not in_coverage_mode(pods, all_pairs):
         return
-    probed = len({o.check.source + o.check.target.get("host", "") for o in outcomes if o.check.family == "pod-to-pod"})
+    probed = len({(o.check.source, o.check.target.get("host")) for o in outcomes if o.check.family == "pod-to-pod"})
     err.print(f"note: coverage mode ({pods} pods > {COVERAGE_AFTER}): {probed} of {pods * pods} pod pairs probed - "
               "every pair of nodes, every pod as source and as destination, every pair of NetworkPolicy classes; "
               "--all-pairs probes them all", style="yellow", markup=False, soft_wrap=True)

@@ -265,10 +265,8 @@ def node_link_commands(lay: LabLayout, nodes: Sequence[EmulatedNode]) -> list[Cm
 
 def underlay_neighbour_commands(lay: LabLayout, router_macs: Mapping[str, str], host_mac: str) -> list[Cmd]:
     """Each node's and the router's neighbour entries for the other addresses of their segment, made
-    permanent (`router_macs`: the router's MAC per interface). Emulated nodes share this machine's kernel,
-    whose one ARP table for all namespaces holds at most net.ipv4.neigh.default.gc_thresh3 learned entries
-    (1024 by default): learned, the underlay alone needs N x (N + 1) of them, and 50 nodes overflow it.
-    Permanent entries do not count against that limit."""
+    permanent (`router_macs`: the router's MAC per interface): learned, the underlay alone would need
+    N x (N + 1) of the shared kernel's entries (why that matters: layers/nodes/shared_kernel.py)."""
     def members(seg: Segment) -> list[tuple[IPv4Address, str]]:
         return [(n.address, n.mac) for n in lay.nodes if n.segment == seg.index]
 

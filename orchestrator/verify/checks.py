@@ -235,18 +235,22 @@ def hint_commands(show: str) -> list[list[str]]:
     return [words for words in found if words]
 
 
+def in_coverage_mode(server_pod_count: int, all_pairs: bool) -> bool:
+    """Whether the pod matrix is probed in coverage mode: past COVERAGE_AFTER server pods, unless --all-pairs."""
+    return not all_pairs and server_pod_count > COVERAGE_AFTER
+
+
 def plan_checks(inv: Inventory, objects: LabObjects, expectations: Optional[list] = None,
                 intended: Optional[LabObjects] = None, more: Iterable[Check] = (),
-                all_pairs: Optional[bool] = None) -> list[Check]:
+                all_pairs: bool = False) -> list[Check]:
     """Every check for the lab's current pods and services, and `more` (another module's, such as the
     Gateways'). `intended`: the objects with the policies the lab meant to have, where `lab break` applied wrong
-    ones (policy_faults.intended_objects); pod pairs are judged by those. `all_pairs`: every pod pair, or only
-    the coverage pairs; None: all up to COVERAGE_AFTER server pods."""
+    ones (policy_faults.intended_objects); pod pairs are judged by those. `all_pairs`: every pod pair, also in
+    coverage mode."""
     lab = inv.name
     pods = server_pods(objects)
-    if all_pairs is None:
-        all_pairs = len(pods) <= COVERAGE_AFTER
-    pairs = None if all_pairs else coverage_pairs(pods, intended if intended is not None else objects)
+    pairs = coverage_pairs(pods, intended if intended is not None else objects) \
+        if in_coverage_mode(len(pods), all_pairs) else None
     checks: list[Check] = []
     judge = Judge(objects, namespace_labels(objects))
     meant_judge = Judge(intended, namespace_labels(intended)) if intended is not None else None

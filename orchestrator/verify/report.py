@@ -76,7 +76,7 @@ def load_expectations(path: Optional[str]) -> list:
 
 
 def verify(inv: Inventory, junit: Optional[str] = None, expect: Optional[str] = None,
-           all_pairs: Optional[bool] = None) -> tuple[list[Outcome], _Collector, float]:
+           all_pairs: bool = False) -> tuple[list[Outcome], _Collector, float]:
     """Run the built-in suite (and the expectations) against the lab; return outcomes, suite results, time."""
     start = time.perf_counter()
     files = LabFiles.of(inv.name)
