@@ -4,6 +4,7 @@ apart), each source with all its targets at once, then a verdict per check."""
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,8 @@ from orchestrator.core.errors import LabError
 from orchestrator.core.model import Inventory, Node
 from orchestrator.core.objects import LabObjects
 from orchestrator.core.transport import CommandKilled, Transport
+from orchestrator.layers.nodes.read import shared_kernel_limit
+from orchestrator.layers.nodes.shared_kernel import probe_waves
 from orchestrator.verify.checks import Check, OUTSIDE, Outcome, evaluate, node_of, nodes_needed
 
 
@@ -130,15 +133,23 @@ def probe_round(inv: Inventory, objects: LabObjects, transport: Transport, check
             for found in pool.map(work, groups.values()):
                 replies.update(found)
     else:
-        # Emulated nodes share this machine's ARP table, capped by the root namespace's gc_thresh3 (1024
-        # entries, not ours to change): all pairs of 100 pods need more neighbour entries than that at once
-        # (every pod learns its node's other pods), one node's pods a few hundred. So one node's sources probe
-        # at a time, and the neighbours they learned are forgotten before the next node's.
-        for node, group in groups.items():
-            replies.update(work(group))
-            if node in transport.nodes:
-                with contextlib.suppress(LabError):  # a node that does not answer: its checks say so
-                    call(transport, node, inv.name, FlushCaches())
+        # Emulated nodes share this machine's ARP table (layers/nodes/shared_kernel.py): the nodes' sources
+        # probe in waves that fit it, and the neighbours a wave learned are forgotten before the next.
+        limit = shared_kernel_limit(inv)
+        nodes = [node for node in groups if node in transport.nodes]
+        per_node = Counter(p.node for p in objects.pods.values() if p.node)
+        waves = probe_waves(nodes, per_node, limit) if limit is not None else [[node] for node in nodes]
+        waves += [[node] for node in groups if node not in transport.nodes]  # the outside host
+
+        def forget(node: str) -> None:
+            with contextlib.suppress(LabError):  # a node that does not answer: its checks say so
+                call(transport, node, inv.name, FlushCaches())
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            for wave in waves:
+                for found in pool.map(work, [groups[node] for node in wave]):
+                    replies.update(found)
+                list(pool.map(forget, [node for node in wave if node in transport.nodes]))
     outcomes: dict[str, Outcome] = {}
     for source, source_checks in by_source.items():
         position = 0

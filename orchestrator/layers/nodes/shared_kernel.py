@@ -7,7 +7,7 @@ The lab pins its underlay entries (providers/emulated_plan.py), so what is learn
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Optional
 
 from orchestrator.core.errors import InputError
@@ -42,3 +42,23 @@ def neighbour_room_error(source: str, node_names: Sequence[str], pods: Iterable[
         f"in this machine's one ARP table, which holds at most {limit} for every namespace together "
         f"(net.ipv4.neigh.default.gc_thresh3); nothing was changed. Use fewer pods, or raise the limit in the "
         f"root namespace yourself (the lab never does): sysctl -w net.ipv4.neigh.default.gc_thresh3={2 * needed}")
+
+
+def probe_waves(nodes: Sequence[str], pods_per_node: Mapping[str, int], limit: int) -> list[list[str]]:
+    """The nodes whose pods `lab verify` probes from at once, wave after wave (their learned neighbours are
+    forgotten after each): what a wave's pods learn among themselves, p x (p - 1) per node, fits half of what
+    `limit` leaves beside the lab's steady entries (the other half for labs probing beside it). A node that
+    does not fit with others goes alone, as every node did before."""
+    steady = neighbour_entries_learned(len(nodes), [0] * len(nodes)) + 2 * sum(pods_per_node.get(n, 0) for n in nodes)
+    room = (limit - steady) // 2
+    waves: list[list[str]] = []
+    used = 0
+    for node in nodes:
+        cost = pods_per_node.get(node, 0) * (pods_per_node.get(node, 0) - 1)
+        if waves and used + cost <= room:
+            waves[-1].append(node)
+            used += cost
+        else:
+            waves.append([node])
+            used = cost
+    return waves

@@ -1,7 +1,7 @@
 """What emulated nodes need from the kernel they share, counted before anything is made."""
 
 from orchestrator.core.objects import Pod
-from orchestrator.layers.nodes.shared_kernel import neighbour_entries_learned, neighbour_room_error
+from orchestrator.layers.nodes.shared_kernel import neighbour_entries_learned, neighbour_room_error, probe_waves
 
 
 def pods(count: int, nodes: int) -> list[Pod]:
@@ -23,3 +23,12 @@ def test_a_lab_that_would_overflow_the_table_is_refused_with_the_numbers_and_the
         "ARP table, which holds at most 1024 for every namespace together (net.ipv4.neigh.default.gc_thresh3); "
         "nothing was changed. Use fewer pods, or raise the limit in the root namespace yourself (the lab never "
         "does): sysctl -w net.ipv4.neigh.default.gc_thresh3=2296")
+
+
+def test_verify_probes_from_as_many_nodes_at_once_as_half_the_room_left_allows():
+    names = [f"node{i}" for i in range(1, 11)]
+    # 10 x 10 pods: 1024 - (10 + 8 + 200) leaves 806, half of it 403: four nodes' 90 entries each per wave
+    assert probe_waves(names, dict.fromkeys(names, 10), 1024) == [names[0:4], names[4:8], names[8:10]]
+    assert probe_waves(names[:3], dict.fromkeys(names[:3], 2), 1024) == [names[:3]]  # a small lab: all at once
+    # a node whose pods alone exceed the room still probes, alone
+    assert probe_waves(["node1", "node2"], {"node1": 40, "node2": 1}, 1024) == [["node1"], ["node2"]]
