@@ -112,6 +112,19 @@ def source_groups(objects: LabObjects, sources) -> dict[str, list[str]]:
     return groups
 
 
+def probe_order(inv: Inventory, objects: LabObjects, transport: Transport, groups: list[str]) -> list[list[str]]:
+    """The groups (by node; the outside host's its own) probed at once, wave after wave: all at once on VMs
+    and SSH nodes; emulated nodes share this machine's ARP table (layers/nodes/shared_kernel.py), so their
+    waves fit it, and the outside host goes last, alone."""
+    if inv.emulated is None:
+        return [groups]
+    limit = shared_kernel_limit(inv)
+    nodes = [node for node in groups if node in transport.nodes]
+    per_node = Counter(p.node for p in objects.pods.values() if p.node)
+    waves = probe_waves(nodes, per_node, limit) if limit is not None else [[node] for node in nodes]
+    return waves + [[group] for group in groups if group not in transport.nodes]
+
+
 def probe_round(inv: Inventory, objects: LabObjects, transport: Transport, checks: list[Check]) -> list[Outcome]:
     by_source: dict[str, list[Check]] = {}
     for check in checks:
@@ -126,29 +139,18 @@ def probe_round(inv: Inventory, objects: LabObjects, transport: Transport, check
             return {source: [{"ok": False, "error": f"could not probe from {source}: {exc}"}] * len(targets[source])
                     for source in group}
 
+    def forget(node: str) -> None:
+        with contextlib.suppress(LabError):  # a node that does not answer: its checks say so
+            call(transport, node, inv.name, FlushCaches())
+
     groups = source_groups(objects, by_source)
+    shared = inv.emulated is not None
     replies: dict[str, list] = {}
-    if inv.emulated is None:
-        with ThreadPoolExecutor(max_workers=min(16, len(groups))) as pool:
-            for found in pool.map(work, groups.values()):
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for wave in probe_order(inv, objects, transport, list(groups)):
+            for found in pool.map(work, [groups[node] for node in wave]):
                 replies.update(found)
-    else:
-        # Emulated nodes share this machine's ARP table (layers/nodes/shared_kernel.py): the nodes' sources
-        # probe in waves that fit it, and the neighbours a wave learned are forgotten before the next.
-        limit = shared_kernel_limit(inv)
-        nodes = [node for node in groups if node in transport.nodes]
-        per_node = Counter(p.node for p in objects.pods.values() if p.node)
-        waves = probe_waves(nodes, per_node, limit) if limit is not None else [[node] for node in nodes]
-        waves += [[node] for node in groups if node not in transport.nodes]  # the outside host
-
-        def forget(node: str) -> None:
-            with contextlib.suppress(LabError):  # a node that does not answer: its checks say so
-                call(transport, node, inv.name, FlushCaches())
-
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            for wave in waves:
-                for found in pool.map(work, [groups[node] for node in wave]):
-                    replies.update(found)
+            if shared:  # forget what the wave's pods learned in the shared ARP table before the next wave
                 list(pool.map(forget, [node for node in wave if node in transport.nodes]))
     outcomes: dict[str, Outcome] = {}
     for source, source_checks in by_source.items():

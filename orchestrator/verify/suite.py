@@ -22,7 +22,7 @@ def test_reachability(outcome):
 
 def each_server_pod(lab_pods, lab_objects, check) -> list[str]:
     """`check(key, pod host, pod record)` for every server pod; the problems it returned (None: none), in pod
-    order. One after the other: run from threads, testinfra's checks failed now and then under load."""
+    order, so that one failure names every pod that has it."""
     found = [check(key, pod, lab_objects.pods[key]) for key, pod in lab_pods.items()
              if lab_objects.pods[key].role == "server"]
     return [problem for problem in found if problem]

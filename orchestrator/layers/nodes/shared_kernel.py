@@ -48,7 +48,7 @@ def probe_waves(nodes: Sequence[str], pods_per_node: Mapping[str, int], limit: i
     """The nodes whose pods `lab verify` probes from at once, wave after wave (their learned neighbours are
     forgotten after each): what a wave's pods learn among themselves, p x (p - 1) per node, fits half of what
     `limit` leaves beside the lab's steady entries (the other half for labs probing beside it). A node that
-    does not fit with others goes alone, as every node did before."""
+    does not fit with others goes alone."""
     steady = neighbour_entries_learned(len(nodes), [0] * len(nodes)) + 2 * sum(pods_per_node.get(n, 0) for n in nodes)
     room = (limit - steady) // 2
     waves: list[list[str]] = []
